@@ -1,0 +1,76 @@
+"""Analysts write the assessment of an incident. The offline analyst needs no network at all.
+
+Every analyst implements `Analyst.assess`; the graph falls back to the offline analyst whenever
+another one fails, so a run always completes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from agent.attack import TACTIC_NAMES
+from agent.models import Alert, Assessment, Incident
+
+MAX_CITED = 12
+
+
+class Analyst(Protocol):
+    name: str
+
+    def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
+        """An assessment whose cited ids all belong to the incident."""
+        ...
+
+
+class OfflineAnalyst:
+    """Deterministic assessment from the incident's own evidence and priority breakdown."""
+
+    name = "offline"
+
+    def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
+        groups = sorted(incident.groups, key=lambda g: (-_sev_rank(g.severity), g.first_seen))
+        cited = [g.sample_alert_id for g in groups][:MAX_CITED]
+        verdict, confidence = _verdict(incident)
+        lines = [
+            f"{len(incident.alert_ids)} alert(s) from {len({g.rule_id for g in groups})} rule(s) "
+            f"on {', '.join(incident.hosts[:5]) or 'no named host'}, "
+            f"{incident.first_seen:%Y-%m-%d %H:%M} to {incident.last_seen:%Y-%m-%d %H:%M} UTC."
+        ]
+        for g in groups[:5]:
+            times = f"x{g.count}" if g.count > 1 else "once"
+            lines.append(
+                f"{g.severity.value}: {g.rule_name} on {g.host} ({times}) [{g.sample_alert_id}]."
+            )
+        if incident.tactics:
+            names = " -> ".join(TACTIC_NAMES.get(t, t) for t in incident.tactics)
+            lines.append(f"ATT&CK tactics: {names}.")
+        factors = sorted(incident.explanation.priority_factors, key=lambda f: -f.points)[:3]
+        lines.append(
+            "Priority driven by "
+            + "; ".join(f"{f.name} (+{f.points:g}): {f.detail}" for f in factors)
+            + "."
+        )
+        return Assessment(
+            analyst="offline",
+            verdict=verdict,
+            confidence=confidence,
+            title=incident.title,
+            summary=" ".join(lines),
+            cited_alert_ids=[c for c in cited if c in alerts or c in incident.alert_ids],
+            tactics=list(incident.tactics),
+            techniques=list(incident.techniques),
+        )
+
+
+def _sev_rank(severity: str) -> int:
+    return {"low": 0, "medium": 1, "high": 2, "critical": 3}.get(severity, 0)
+
+
+def _verdict(incident: Incident) -> tuple[str, float]:
+    """A cautious reading: the offline analyst never calls anything benign on its own."""
+    multi_stage = len(incident.tactics) >= 2 or len(incident.explanation.sensors) >= 2
+    if incident.priority >= 60 and multi_stage:
+        return "true_positive", 0.7
+    if incident.priority >= 35:
+        return "needs_investigation", 0.5
+    return "needs_investigation", 0.3

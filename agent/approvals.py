@@ -1,0 +1,137 @@
+"""The approval state machine, as pure functions over `ActionProposal` (no I/O here).
+
+    pending -> approved (after the required number of distinct approvers) -> executing
+            -> succeeded | failed | outcome_unknown
+    pending -> rejected | expired | superseded
+
+Every decision is bound to the hash of the action and its exact arguments: an approver states
+the hash they saw, and a proposal whose stored arguments no longer match its hash cannot move.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agent.errors import ApprovalError
+from agent.models import ActionProposal, Approval, ProposalState, args_hash
+
+#: Identities that can request but never approve: the agent and its playbooks.
+SYSTEM_IDENTITIES = frozenset({"vigie", "system", "playbook", "agent", "llm"})
+
+TERMINAL = frozenset(
+    {
+        ProposalState.succeeded,
+        ProposalState.failed,
+        ProposalState.outcome_unknown,
+        ProposalState.rejected,
+        ProposalState.expired,
+        ProposalState.superseded,
+    }
+)
+
+
+def verify_integrity(p: ActionProposal) -> None:
+    """The stored arguments must still hash to what was proposed and approved."""
+    actual = args_hash(p.action, p.args)
+    if actual != p.args_hash:
+        raise ApprovalError(f"{p.proposal_id}: arguments changed since proposal (hash mismatch)")
+    for a in p.approvals:
+        if a.args_hash != p.args_hash:
+            raise ApprovalError(f"{p.proposal_id}: an approval was given for other arguments")
+
+
+def _require_pending(p: ActionProposal, now: datetime) -> None:
+    if p.state is not ProposalState.pending:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not pending")
+    if now >= p.expires_at:
+        raise ApprovalError(f"{p.proposal_id} expired at {p.expires_at.isoformat()}")
+
+
+def _require_person(p: ActionProposal, who: str) -> None:
+    name = who.strip()
+    if not name:
+        raise ApprovalError("an approver must be named")
+    if name.lower() in SYSTEM_IDENTITIES:
+        raise ApprovalError(f"{name!r} is a system identity and cannot decide")
+    if name == p.requested_by:
+        raise ApprovalError(f"{name!r} requested {p.proposal_id} and cannot approve it")
+
+
+def _moved(p: ActionProposal, **changes: Any) -> ActionProposal:
+    return p.model_copy(update={**changes, "version": p.version + 1})
+
+
+def approve(
+    p: ActionProposal, who: str, now: datetime, *, seen_hash: str, comment: str = ""
+) -> ActionProposal:
+    """Record one approval; the proposal becomes approved once enough distinct people agree."""
+    _require_pending(p, now)
+    _require_person(p, who)
+    verify_integrity(p)
+    if seen_hash != p.args_hash:
+        raise ApprovalError(f"{p.proposal_id}: you approved other arguments than those proposed")
+    if any(a.approver == who and a.decision == "approve" for a in p.approvals):
+        raise ApprovalError(f"{who!r} already approved {p.proposal_id}; a second person must")
+    approvals = [
+        *p.approvals,
+        Approval(approver=who, decision="approve", at=now, comment=comment, args_hash=p.args_hash),
+    ]
+    distinct = {a.approver for a in approvals if a.decision == "approve"}
+    state = ProposalState.approved if len(distinct) >= p.required_approvals else p.state
+    return _moved(p, approvals=approvals, state=state)
+
+
+def reject(p: ActionProposal, who: str, now: datetime, *, reason: str) -> ActionProposal:
+    _require_pending(p, now)
+    _require_person(p, who)
+    if not reason.strip():
+        raise ApprovalError("a rejection needs a reason")
+    approvals = [
+        *p.approvals,
+        Approval(approver=who, decision="reject", at=now, comment=reason, args_hash=p.args_hash),
+    ]
+    return _moved(p, approvals=approvals, state=ProposalState.rejected)
+
+
+def expire(p: ActionProposal, now: datetime) -> ActionProposal:
+    if p.state is not ProposalState.pending or now < p.expires_at:
+        raise ApprovalError(f"{p.proposal_id} is not a pending proposal past its expiry")
+    return _moved(p, state=ProposalState.expired)
+
+
+def supersede(p: ActionProposal) -> ActionProposal:
+    if p.state is not ProposalState.pending:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}; only pending can be edited")
+    return _moved(p, state=ProposalState.superseded)
+
+
+def start(p: ActionProposal, now: datetime) -> ActionProposal:
+    """approved -> executing. The lease start lets a reaper spot a worker that died mid-run."""
+    if p.state is not ProposalState.approved:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not approved")
+    verify_integrity(p)
+    return _moved(p, state=ProposalState.executing, result={"started_at": now.isoformat()})
+
+
+def finish(p: ActionProposal, *, ok: bool, result: dict[str, Any]) -> ActionProposal:
+    if p.state is not ProposalState.executing:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not executing")
+    state = ProposalState.succeeded if ok else ProposalState.failed
+    return _moved(p, state=state, result={**(p.result or {}), **result})
+
+
+def outcome_unknown(p: ActionProposal, now: datetime, why: str) -> ActionProposal:
+    """A run that never reported back: a human must check the target, never a silent retry."""
+    if p.state is not ProposalState.executing:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not executing")
+    return _moved(
+        p,
+        state=ProposalState.outcome_unknown,
+        result={**(p.result or {}), "unknown_since": now.isoformat(), "why": why},
+    )
+
+
+def started_at(p: ActionProposal) -> datetime | None:
+    raw = (p.result or {}).get("started_at")
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None

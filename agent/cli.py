@@ -1,0 +1,310 @@
+"""The `vigie` command line: triage files, work the approval queue, validate playbooks."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.analyst import Analyst, OfflineAnalyst
+from agent.correlate import CorrelationConfig
+from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
+from agent.graph import TriageContext, run_triage
+from agent.models import ActionProposal, Incident, ProposalState
+from agent.playbooks import load_playbooks
+from agent.queue import ApprovalQueue
+from agent.settings import Settings
+from agent.store import Store, open_store
+
+app = typer.Typer(
+    help="Vigie: SOC alert triage that never acts without a human's approval.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+approvals_app = typer.Typer(help="Work the approval queue.", no_args_is_help=True)
+playbooks_app = typer.Typer(help="Playbook tools.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit trail tools.", no_args_is_help=True)
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(audit_app, name="audit")
+
+out = Console(width=max(140, Console().width))
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except (ConfigError, ValueError) as exc:
+        raise _fail(f"invalid settings: {exc}") from exc
+
+
+def _analyst(settings: Settings) -> Analyst:
+    if settings.analyst == "mistral":
+        err.print(
+            "[yellow]Mistral analyst not available in this build; using the offline analyst[/]"
+        )
+    return OfflineAnalyst()
+
+
+def _queue(settings: Settings, store: Store) -> ApprovalQueue:
+    from agent.worker import create_app, enqueue_execution, use_services
+    from connectors.actions.http import HttpActionRunner
+
+    create_app(settings)
+    if settings.embedded:
+        use_services(settings, store, HttpActionRunner(settings.targets))
+    return ApprovalQueue(store, enqueue_execution, timedelta(seconds=settings.approval_ttl_seconds))
+
+
+@app.command()
+def triage(
+    input: Annotated[
+        list[Path], typer.Option("--input", "-i", help="NDJSON, JSON array or object")
+    ],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="incidents JSONL")] = None,
+    top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,
+) -> None:
+    """Triage alert files into ranked incidents and queue proposed actions for approval."""
+    settings = _settings()
+    try:
+        books = load_playbooks(settings.playbooks_dir)
+    except BadInput as exc:
+        raise _fail(str(exc)) from exc
+    for path in input:
+        if not path.is_file():
+            raise _fail(f"input not found: {path}")
+    store = open_store(settings.store_url)
+    started = datetime.now(UTC)
+    with err.status("triaging...") as status:
+        ctx = TriageContext(
+            store=store,
+            analyst=_analyst(settings),
+            playbooks=books,
+            correlation=CorrelationConfig(
+                repeat_gap=settings.repeat_gap_seconds,
+                link_window=settings.link_window_seconds,
+                hub_min_hosts=settings.hub_min_hosts,
+            ),
+            requester=settings.requester,
+            approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),
+            max_doc_bytes=settings.max_doc_bytes,
+            progress=lambda stage, n: status.update(f"{stage}: {n:,}"),
+        )
+        try:
+            state = run_triage([str(p) for p in input], ctx)
+        except VigieError as exc:
+            raise _fail(str(exc)) from exc
+    incidents = state.get("incidents", [])
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("wb") as fh:
+            for inc in incidents:
+                fh.write(orjson.dumps(inc.output_line()) + b"\n")
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    _summary(
+        incidents,
+        state.get("proposals", []),
+        state.get("dead_letters", []),
+        len(state.get("alerts", [])),
+        seconds,
+        top,
+    )
+    if not state.get("alerts"):
+        raise _fail("no valid alert in the input", code=2)
+
+
+def _summary(
+    incidents: list[Incident],
+    proposals: list[ActionProposal],
+    dead: list,
+    alerts: int,
+    seconds: float,
+    top: int,
+) -> None:
+    table = Table(title=f"Top {min(top, len(incidents))} of {len(incidents)} incidents")
+    for col in ("priority", "incident", "alerts", "verdict", "proposals"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("title", overflow="fold", min_width=30)
+    for inc in incidents[:top]:
+        verdict = inc.assessment.verdict if inc.assessment else "-"
+        table.add_row(
+            f"{inc.priority:.0f}",
+            inc.incident_id,
+            str(len(inc.alert_ids)),
+            verdict,
+            str(len(inc.proposal_ids)),
+            inc.title,
+        )
+    out.print(table)
+    bands = Counter(
+        "high (>=60)" if i.priority >= 60 else "medium (35-59)" if i.priority >= 35 else "low (<35)"
+        for i in incidents
+    )
+    out.print(
+        f"[bold]{alerts:,}[/] alerts -> [bold]{len(incidents):,}[/] incidents "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(bands.items()))}) in {seconds:.2f}s"
+    )
+    out.print(f"[bold]{len(proposals)}[/] action proposal(s) queued for approval")
+    if dead:
+        reasons = Counter(d.reason.split(":")[0] for d in dead)
+        out.print(f"[bold yellow]{len(dead)}[/] document(s) rejected:")
+        for reason, n in reasons.most_common(10):
+            out.print(f"  {n} x {reason}", markup=False, highlight=False)
+        for d in dead[:5]:
+            out.print(f"  {d.source}:{d.line}: {d.reason}", markup=False, highlight=False)
+    else:
+        out.print("0 documents rejected")
+
+
+def _proposal_row(p: ActionProposal) -> dict:
+    d = p.model_dump(mode="json")
+    d["approvals_needed"] = p.required_approvals - len(
+        {a.approver for a in p.approvals if a.decision == "approve"}
+    )
+    return d
+
+
+@approvals_app.command("list")
+def approvals_list(
+    status: Annotated[ProposalState | None, typer.Option(help="only this state")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
+) -> None:
+    """List proposals, highest-risk and oldest first."""
+    settings = _settings()
+    store = open_store(settings.store_url)
+    items = store.list_proposals(states=[status] if status else None)
+    risk_rank = {"high": 0, "medium": 1, "low": 2}
+    items.sort(key=lambda p: (risk_rank[p.risk.value], p.created_at, p.proposal_id))
+    if as_json:
+        for p in items:
+            sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")
+        return
+    table = Table(title=f"{len(items)} proposal(s)" + (f" ({status.value})" if status else ""))
+    for col in (
+        "proposal",
+        "state",
+        "risk",
+        "approvals",
+        "action",
+        "arguments",
+        "incident",
+        "expires",
+    ):
+        table.add_column(col, overflow="fold")
+    for p in items:
+        got = len({a.approver for a in p.approvals if a.decision == "approve"})
+        table.add_row(
+            p.proposal_id,
+            p.state.value,
+            p.risk.value,
+            f"{got}/{p.required_approvals}",
+            p.action,
+            orjson.dumps(p.args).decode(),
+            p.incident_id,
+            p.expires_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+def _decide(fn: Callable[[], ActionProposal], as_json: bool) -> None:
+    try:
+        p = fn()
+    except (ApprovalError, NotFound) as exc:
+        raise _fail(str(exc), code=1) from exc
+    if as_json:
+        sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")
+    else:
+        out.print(
+            f"{p.proposal_id}: {p.action} {orjson.dumps(p.args).decode()} -> "
+            f"[bold]{p.state.value}[/]",
+            highlight=False,
+        )
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    proposal_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    seen_hash: Annotated[str | None, typer.Option("--hash", help="args hash you reviewed")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Approve a proposal; once approved by enough people it runs (once)."""
+    settings = _settings()
+    store = open_store(settings.store_url)
+    queue = _queue(settings, store)
+
+    def act() -> ActionProposal:
+        queue.approve(proposal_id, who, seen_hash=seen_hash, comment=comment)
+        return queue.get(proposal_id)
+
+    _decide(act, as_json)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    proposal_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name")],
+    reason: Annotated[str, typer.Option(help="why it must not run")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject a proposal with a reason."""
+    settings = _settings()
+    store = open_store(settings.store_url)
+    queue = _queue(settings, store)
+    _decide(lambda: queue.reject(proposal_id, who, reason=reason), as_json)
+
+
+@approvals_app.command("expire")
+def approvals_expire() -> None:
+    """Expire pending proposals past their deadline and reap executions that never reported."""
+    from agent.execution import expire_pending, reap_stale
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    expired = expire_pending(store)
+    reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
+    out.print(f"{len(expired)} expired, {len(reaped)} marked outcome_unknown")
+
+
+@playbooks_app.command("validate")
+def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
+    """Load and validate every playbook in DIR (default: the configured directory)."""
+    d = directory or _settings().playbooks_dir
+    try:
+        books = load_playbooks(d)
+    except BadInput as exc:
+        raise _fail(str(exc), code=1) from exc
+    for b in books:
+        steps = ", ".join(f"{s.action}({s.risk.value})" for s in b.steps)
+        out.print(f"[green]ok[/] {b.name}: {steps}", highlight=False)
+    out.print(f"{len(books)} playbook(s) valid in {d}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain end to end."""
+    store = open_store(_settings().store_url)
+    ok, bad = store.verify_audit()
+    n = len(store.audit())
+    if not ok:
+        raise _fail(f"audit chain broken at seq {bad} ({n} events)", code=1)
+    out.print(f"[green]audit chain intact[/]: {n} events")
+
+
+if __name__ == "__main__":
+    app()

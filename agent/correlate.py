@@ -1,0 +1,177 @@
+"""Deterministic correlation: alerts -> clusters of alerts that tell one story.
+
+1. Repeats of one rule on one host collapse into a *run* (count, first and last seen).
+2. A rule that fires on a host through most of the period is *background*: all its runs there
+   collapse into one run that links to nothing, so a noisy rule cannot glue a host's day together.
+3. Other runs link when they share an entity within a time window. Entities seen with many hosts
+   (a DNS server, a proxy) are *hubs* and link nothing.
+4. Linked runs form a cluster; each cluster records which entities linked which alerts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from agent.models import Alert, EntityKind, EntityLink
+
+MAX_LINK_SAMPLE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationConfig:
+    repeat_gap: float = 1800.0
+    link_window: float = 3600.0
+    hub_min_hosts: int = 8
+    background_min_hours: int = 12
+    background_hour_share: float = 0.25
+    burst_factor: float = 5.0
+    burst_min: int = 20
+
+
+@dataclass(slots=True)
+class Run:
+    """Consecutive alerts of one rule on one host."""
+
+    rule_id: str
+    host: str
+    alerts: list[Alert]
+    first: float
+    last: float
+    background: bool = False
+
+
+@dataclass(slots=True)
+class Cluster:
+    runs: list[Run]
+    links: list[EntityLink] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return sorted((a for r in self.runs for a in r.alerts), key=lambda a: (a.timestamp, a.id))
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def host_of(alert: Alert) -> str:
+    hosts = alert.entities.hosts
+    return hosts[0] if hosts else "-"
+
+
+def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
+    """Collapse repeats, then fold background rules into one run per rule and host.
+
+    A burst of a background rule (an hour far above its usual rate) is not background: a
+    scanner hammering a web server trips the same rule as the daily noise, only much harder.
+    """
+    ordered = sorted(alerts, key=lambda a: (a.timestamp, a.id))
+    if not ordered:
+        return []
+    t0, t1 = ordered[0].timestamp.timestamp(), ordered[-1].timestamp.timestamp()
+    span_hours = max(1, math.ceil((t1 - t0) / 3600))
+    per_hour: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+    for a in ordered:
+        per_hour[(a.rule_id, host_of(a))][int(a.timestamp.timestamp() // 3600)] += 1
+    background: dict[tuple[str, str], set[int]] = {}  # key -> its burst hours
+    for key, hours in per_hour.items():
+        if (
+            span_hours >= cfg.background_min_hours
+            and len(hours) >= cfg.background_hour_share * span_hours
+        ):
+            usual = statistics.median(hours.values())
+            background[key] = {
+                h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)
+            }
+    runs: list[Run] = []
+    open_runs: dict[tuple[str, str, bool], Run] = {}
+    for a in ordered:
+        ts = a.timestamp.timestamp()
+        key = (a.rule_id, host_of(a))
+        bursts = background.get(key)
+        quiet = bursts is not None and int(ts // 3600) not in bursts
+        run = open_runs.get((*key, quiet))
+        if run is not None and (quiet or ts - run.last <= cfg.repeat_gap):
+            run.alerts.append(a)
+            run.last = ts
+            continue
+        run = Run(a.rule_id, key[1], [a], ts, ts, background=quiet)
+        open_runs[(*key, quiet)] = run
+        runs.append(run)
+    return runs
+
+
+def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
+    """Entities that co-occur with many hosts: infrastructure, not evidence of one story."""
+    hosts_of: dict[tuple[EntityKind, str], set[str]] = defaultdict(set)
+    for run in runs:
+        for a in run.alerts:
+            for pair in a.entities.pairs():
+                if pair[0] is not EntityKind.host:
+                    hosts_of[pair].add(run.host)
+    return {pair for pair, hosts in hosts_of.items() if len(hosts) >= cfg.hub_min_hosts}
+
+
+def _run_entities(run: Run) -> set[tuple[EntityKind, str]]:
+    keys: set[tuple[EntityKind, str]] = set()
+    for a in run.alerts:
+        keys.update(a.entities.pairs())
+    return keys
+
+
+def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> list[Cluster]:
+    """Group alerts into clusters; every alert lands in exactly one cluster."""
+    cfg = cfg or CorrelationConfig()
+    runs = build_runs(alerts, cfg)
+    hubs = _hubs(runs, cfg)
+    uf = _UnionFind(len(runs))
+    by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
+    for i, run in enumerate(runs):
+        if run.background:
+            continue
+        for key in _run_entities(run):
+            if key not in hubs:
+                by_entity[key].append(i)
+    link_hits: dict[tuple[EntityKind, str], list[int]] = {}
+    for key, members in by_entity.items():
+        members.sort(key=lambda i: runs[i].first)
+        reach = runs[members[0]].last
+        linked = [members[0]]
+        for prev, cur in itertools.pairwise(members):
+            if runs[cur].first - reach <= cfg.link_window:
+                uf.union(prev, cur)
+                linked.append(cur)
+            reach = max(reach, runs[cur].last)
+        if len(linked) > 1:
+            link_hits[key] = linked
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(runs)):
+        groups[uf.find(i)].append(i)
+    clusters: dict[int, Cluster] = {
+        root: Cluster([runs[i] for i in members]) for root, members in groups.items()
+    }
+    for (kind, value), members in link_hits.items():
+        cluster = clusters[uf.find(members[0])]
+        ids = [runs[i].alerts[0].id for i in members]
+        if len({runs[i].rule_id for i in members}) > 1 or len(ids) > 1:
+            cluster.links.append(
+                EntityLink(kind=kind, value=value, alert_ids=ids[:MAX_LINK_SAMPLE])
+            )
+    return sorted(clusters.values(), key=lambda c: (c.runs[0].first, c.runs[0].alerts[0].id))

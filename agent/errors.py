@@ -1,0 +1,35 @@
+"""Typed errors. Connectors translate library exceptions into these once; callers branch on type."""
+
+from __future__ import annotations
+
+
+class VigieError(Exception):
+    """Base of every error Vigie raises on purpose."""
+
+
+class Transient(VigieError):
+    """The other side may succeed if asked again later (timeouts, 5xx, connection resets)."""
+
+
+class RateLimited(Transient):
+    """The other side asked us to slow down (HTTP 429)."""
+
+
+class AuthError(VigieError):
+    """Credentials were refused; retrying will not help."""
+
+
+class NotFound(VigieError):
+    """The thing asked for does not exist."""
+
+
+class BadInput(VigieError):
+    """Input that cannot be used as given; the message says why, for a human."""
+
+
+class ApprovalError(VigieError):
+    """A decision that the approval state machine refuses (wrong state, wrong person, ...)."""
+
+
+class ConfigError(VigieError):
+    """Settings that cannot work together, refused at start-up rather than mid-run."""

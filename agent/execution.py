@@ -1,0 +1,76 @@
+"""Running an approved proposal at most once, and reaping runs whose worker died.
+
+`execute_proposal` takes the proposal from approved to executing by compare-and-swap before any
+side effect, so two workers (or a redelivered task) cannot both run it. If the process dies
+after that, the proposal stays `executing`; `reap_stale` later marks it `outcome_unknown` for a
+human. Nothing here ever retries an action.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from agent import approvals
+from agent.errors import ApprovalError, RateLimited, Transient, VigieError
+from agent.models import ActionProposal, ProposalState
+from agent.store import Store
+
+
+class ActionRunner(Protocol):
+    def run(self, p: ActionProposal) -> tuple[bool, dict[str, Any]]:
+        """(succeeded?, what was sent and answered). Raises typed errors on transport failure."""
+        ...
+
+
+def execute_proposal(
+    store: Store, runner: ActionRunner, proposal_id: str, actor: str = "worker"
+) -> ActionProposal | None:
+    """Run the proposal if it is approved and nobody else has claimed it; else do nothing."""
+    p = store.get_proposal(proposal_id)
+    if p is None or p.state is not ProposalState.approved:
+        return p
+    try:
+        claimed = approvals.start(p, datetime.now(UTC))
+    except ApprovalError as exc:
+        store.append_audit(actor, "execution.refused", proposal_id, {"why": str(exc)})
+        return p
+    if not store.transition(p, claimed, actor=actor, data={"args_hash": p.args_hash}):
+        return store.get_proposal(proposal_id)  # another worker claimed it first
+    try:
+        ok, result = runner.run(claimed)
+    except RateLimited as exc:  # refused before anything was done: a clean failure
+        ok, result = False, {"error": type(exc).__name__, "detail": str(exc)}
+    except Transient as exc:  # it may have landed: a human must check, never a blind retry
+        unknown = approvals.outcome_unknown(
+            claimed, datetime.now(UTC), f"{type(exc).__name__}: {exc}"
+        )
+        store.transition(claimed, unknown, actor=actor, data={"error": str(exc)})
+        return unknown
+    except VigieError as exc:
+        ok, result = False, {"error": type(exc).__name__, "detail": str(exc)}
+    done = approvals.finish(claimed, ok=ok, result=result)
+    store.transition(claimed, done, actor=actor, data={"result": result})
+    return done
+
+
+def reap_stale(store: Store, lease: timedelta, now: datetime | None = None) -> list[str]:
+    """Executions older than the lease never reported back: mark them outcome_unknown."""
+    now = now or datetime.now(UTC)
+    reaped = []
+    for p in store.list_proposals(states=[ProposalState.executing]):
+        began = approvals.started_at(p)
+        if began is not None and now - began > lease:
+            new = approvals.outcome_unknown(p, now, f"no result within {lease.total_seconds():g}s")
+            if store.transition(p, new, actor="reaper"):
+                reaped.append(p.proposal_id)
+    return reaped
+
+
+def expire_pending(store: Store, now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    expired = []
+    for p in store.list_proposals(states=[ProposalState.pending]):
+        if now >= p.expires_at and store.transition(p, approvals.expire(p, now), actor="expiry"):
+            expired.append(p.proposal_id)
+    return expired

@@ -1,0 +1,222 @@
+"""One triage run as a LangGraph graph:
+
+    fetch -> normalise -> correlate -> prioritise -> analyse (fan-out) -> propose -> queue
+
+Nodes are small functions over `TriageState`; everything they need from outside (store,
+analyst, playbooks, progress) comes in through the run's `TriageContext`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from agent.analyst import Analyst, OfflineAnalyst
+from agent.correlate import Cluster, CorrelationConfig, correlate
+from agent.errors import VigieError
+from agent.incidents import build_incident
+from agent.models import ActionProposal, Alert, DeadLetter, Incident
+from agent.normalize import NormalizeError, normalize
+from agent.playbooks import Playbook, propose
+from agent.prioritise import Baseline, PriorityConfig
+from agent.store import Store
+from connectors.files import read_documents
+
+ANALYSE_CHUNK = 64
+
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(stage: str, n: int) -> None:
+    return None
+
+
+@dataclass
+class TriageContext:
+    store: Store | None
+    analyst: Analyst
+    playbooks: list[Playbook]
+    correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
+    priority: PriorityConfig = field(default_factory=PriorityConfig)
+    requester: str = "vigie"
+    approval_ttl: timedelta = timedelta(hours=24)
+    max_doc_bytes: int = 1 << 20
+    progress: Progress = _no_progress
+    fallback: Analyst = field(default_factory=OfflineAnalyst)
+
+
+class TriageState(TypedDict, total=False):
+    inputs: list[str]
+    documents: list[tuple[str, int, Any]]
+    alerts: list[Alert]
+    dead_letters: Annotated[list[DeadLetter], operator.add]
+    clusters: list[Cluster]
+    incidents: list[Incident]
+    assessed: Annotated[list[Incident], operator.add]
+    proposals: list[ActionProposal]
+
+
+class AnalyseTask(TypedDict):
+    incidents: list[Incident]
+    alerts: dict[str, Alert]
+
+
+def fetch(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    docs: list[tuple[str, int, Any]] = []
+    dead: list[DeadLetter] = []
+    for path in state.get("inputs", []):
+        for item in read_documents(path, ctx.max_doc_bytes):
+            if isinstance(item, DeadLetter):
+                dead.append(item)
+            else:
+                docs.append((path, item[0], item[1]))
+                if len(docs) % 5000 == 0:
+                    ctx.progress("read", len(docs))
+    ctx.progress("read", len(docs))
+    return {"documents": docs, "dead_letters": dead}
+
+
+def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    alerts: list[Alert] = []
+    dead: list[DeadLetter] = []
+    seen: set[str] = set()
+    for source, line, doc in state.get("documents", []):
+        try:
+            alert = normalize(doc)
+        except NormalizeError as exc:
+            dead.append(
+                DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])
+            )
+            continue
+        if alert.id in seen:
+            dead.append(
+                DeadLetter(
+                    source=source,
+                    line=line,
+                    reason=f"duplicate alert id {alert.id!r}; first copy kept",
+                )
+            )
+            continue
+        seen.add(alert.id)
+        alerts.append(alert)
+    runtime.context.progress("normalised", len(alerts))
+    return {"alerts": alerts, "documents": [], "dead_letters": dead}
+
+
+def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    return {"clusters": correlate(state.get("alerts", []), runtime.context.correlation)}
+
+
+def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    baseline = Baseline()
+    baseline.observe(state.get("alerts", []))
+    incidents = [build_incident(c, baseline, runtime.context.priority) for c in state["clusters"]]
+    incidents.sort(key=lambda i: (-i.priority, i.incident_id))
+    runtime.context.progress("incidents", len(incidents))
+    return {"incidents": incidents, "clusters": []}
+
+
+def fan_out(state: TriageState) -> list[Send] | str:
+    """One analysis task per chunk of incidents, so thousands of incidents stay cheap."""
+    by_id = {a.id: a for a in state.get("alerts", [])}
+    incidents = state.get("incidents", [])
+    if not incidents:
+        return "propose"
+    return [
+        Send("analyse", AnalyseTask(incidents=incidents[i : i + ANALYSE_CHUNK], alerts=by_id))
+        for i in range(0, len(incidents), ANALYSE_CHUNK)
+    ]
+
+
+def analyse(task: AnalyseTask, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    return {"assessed": [_assess(ctx, inc, task["alerts"]) for inc in task["incidents"]]}
+
+
+def _assess(ctx: TriageContext, incident: Incident, alerts: dict[str, Alert]) -> Incident:
+    try:
+        assessment = ctx.analyst.assess(incident, alerts)
+    except VigieError as exc:
+        assessment = ctx.fallback.assess(incident, alerts)
+        assessment.notes.append(
+            f"{ctx.analyst.name} analyst failed ({type(exc).__name__}); offline fallback"
+        )
+    return incident.model_copy(update={"assessment": assessment})
+
+
+def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    by_id = {a.id: a for a in state.get("alerts", [])}
+    now = datetime.now(UTC)
+    incidents: list[Incident] = []
+    proposals: list[ActionProposal] = []
+    for inc in sorted(state.get("assessed", []), key=lambda i: (-i.priority, i.incident_id)):
+        alerts = [by_id[a] for a in inc.alert_ids]
+        mine = propose(
+            ctx.playbooks, inc, alerts, requester=ctx.requester, now=now, ttl=ctx.approval_ttl
+        )
+        proposals += mine
+        incidents.append(inc.model_copy(update={"proposal_ids": [p.proposal_id for p in mine]}))
+    return {"incidents": incidents, "proposals": proposals}
+
+
+def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Store everything in one transaction; only then is the run's input considered handled."""
+    ctx = runtime.context
+    if ctx.store is not None:
+        incidents = state.get("incidents", [])
+        ctx.store.save_triage(
+            incidents,
+            list(_representatives(state)),
+            state.get("proposals", []),
+            state.get("dead_letters", []),
+            actor=ctx.requester,
+        )
+    return {}
+
+
+def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
+    """A few alerts per rule and host of each incident: what the UI timeline shows."""
+    by_id = {a.id: a for a in state.get("alerts", [])}
+    for inc in state.get("incidents", []):
+        counts: dict[tuple[str, str], int] = {}
+        for aid in inc.alert_ids:
+            a = by_id[aid]
+            key = (a.rule_id, a.entities.hosts[0] if a.entities.hosts else "-")
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] <= per_group:
+                yield a
+
+
+def build_graph() -> Any:
+    g = StateGraph(TriageState, context_schema=TriageContext)
+    g.add_node("fetch", fetch)
+    g.add_node("normalise", normalise)
+    g.add_node("correlate", correlate_node)
+    g.add_node("prioritise", prioritise_node)
+    # Its input is a Send payload, not the state; LangGraph's overloads cannot express that.
+    g.add_node("analyse", analyse, input_schema=AnalyseTask)  # type: ignore[call-overload]
+    g.add_node("propose", propose_node)
+    g.add_node("queue", queue)
+    g.add_edge(START, "fetch")
+    g.add_edge("fetch", "normalise")
+    g.add_edge("normalise", "correlate")
+    g.add_edge("correlate", "prioritise")
+    g.add_conditional_edges("prioritise", fan_out, ["analyse", "propose"])
+    g.add_edge("analyse", "propose")
+    g.add_edge("propose", "queue")
+    g.add_edge("queue", END)
+    return g.compile()
+
+
+def run_triage(inputs: list[str], ctx: TriageContext) -> TriageState:
+    result: TriageState = build_graph().invoke({"inputs": inputs}, context=ctx)
+    return result

@@ -1,0 +1,278 @@
+"""Domain models: one pydantic model per concept, shared by every part of Vigie."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+#: Elastic's default risk score for each severity; the one scale every source is mapped onto.
+SEVERITY_RISK: dict[Severity, int] = {
+    Severity.low: 21,
+    Severity.medium: 47,
+    Severity.high: 73,
+    Severity.critical: 99,
+}
+
+
+def severity_for_risk(risk: float) -> Severity:
+    """Band a 0-100 risk score the way Elastic Security does."""
+    if risk >= 90:
+        return Severity.critical
+    if risk >= 70:
+        return Severity.high
+    if risk >= 40:
+        return Severity.medium
+    return Severity.low
+
+
+class EntityKind(StrEnum):
+    host = "host"
+    user = "user"
+    ip = "ip"
+    process = "process"
+    file = "file"
+    hash = "hash"
+    url = "url"
+    domain = "domain"
+
+
+class Entities(BaseModel):
+    """The observables of one alert, by kind. Values are kept verbatim (attacker-controlled)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hosts: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    source_ips: tuple[str, ...] = Field(default=(), description="The subset of ips seen as source")
+    processes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+    def pairs(self) -> list[tuple[EntityKind, str]]:
+        """Every (kind, value), in a stable order."""
+        return [(kind, value) for kind, field in _KIND_FIELDS for value in getattr(self, field)]
+
+    def of(self, kind: EntityKind | str) -> tuple[str, ...]:
+        """Values of one kind; `source_ip` is the source subset of `ip`."""
+        if kind == "source_ip":
+            return self.source_ips
+        return tuple(getattr(self, _FIELD_OF_KIND[EntityKind(kind)]))
+
+
+_KIND_FIELDS: tuple[tuple[EntityKind, str], ...] = (
+    (EntityKind.host, "hosts"),
+    (EntityKind.user, "users"),
+    (EntityKind.ip, "ips"),
+    (EntityKind.process, "processes"),
+    (EntityKind.file, "files"),
+    (EntityKind.hash, "hashes"),
+    (EntityKind.url, "urls"),
+    (EntityKind.domain, "domains"),
+)
+_FIELD_OF_KIND = dict(_KIND_FIELDS)
+
+
+class Alert(BaseModel):
+    """A normalised alert: an ECS subset on one severity scale, with the raw document untouched."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    timestamp: datetime
+    source: Literal["elastic", "wazuh", "ecs"]
+    sensor: str = Field(description="What produced it: endpoint, suricata, wazuh, aminer, ...")
+    rule_name: str
+    rule_id: str
+    severity: Severity
+    risk_score: float = Field(ge=0, le=100)
+    tactics: tuple[str, ...] = Field(default=(), description="ATT&CK tactic ids, e.g. TA0002")
+    techniques: tuple[str, ...] = Field(default=(), description="ATT&CK technique ids, e.g. T1059")
+    entities: Entities = Entities()
+    message: str = ""
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+
+class DeadLetter(BaseModel):
+    """A document that could not become an alert, and why. Nothing read is silently dropped."""
+
+    source: str
+    line: int | None = None
+    reason: str
+    excerpt: str = Field(default="", description="The first bytes of the document, for a human")
+
+
+class EntityLink(BaseModel):
+    """One reason alerts belong together: they share this entity."""
+
+    kind: EntityKind
+    value: str
+    alert_ids: list[str]
+
+
+class AlertGroup(BaseModel):
+    """Repeats of one rule on one host, collapsed: how many, first and last seen."""
+
+    rule_id: str
+    rule_name: str
+    host: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    sample_alert_id: str
+    severity: Severity
+    sensor: str
+
+
+class PriorityFactor(BaseModel):
+    name: str
+    points: float
+    detail: str
+
+
+class Explanation(BaseModel):
+    """Why these alerts belong together and why the incident ranks where it does."""
+
+    links: list[EntityLink] = Field(default_factory=list)
+    max_gap_seconds: float = 0.0
+    tactic_progression: list[str] = Field(default_factory=list)
+    sensors: list[str] = Field(default_factory=list)
+    priority_factors: list[PriorityFactor] = Field(default_factory=list)
+
+
+Verdict = Literal["true_positive", "benign", "false_positive", "needs_investigation"]
+
+
+class Assessment(BaseModel):
+    """What an analyst (offline or LLM) concluded. Every claim cites alert ids of the incident."""
+
+    analyst: Literal["offline", "mistral"]
+    verdict: Verdict
+    confidence: float = Field(ge=0, le=1)
+    title: str
+    summary: str
+    cited_alert_ids: list[str]
+    tactics: list[str] = Field(default_factory=list)
+    techniques: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="Fallbacks, dropped claims, flags")
+
+
+class Incident(BaseModel):
+    incident_id: str
+    alert_ids: list[str]
+    priority: float = Field(ge=0, le=100)
+    title: str
+    status: Literal["open", "closed"] = "open"
+    first_seen: datetime
+    last_seen: datetime
+    hosts: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list)
+    ips: list[str] = Field(default_factory=list)
+    tactics: list[str] = Field(default_factory=list)
+    techniques: list[str] = Field(default_factory=list)
+    groups: list[AlertGroup] = Field(default_factory=list)
+    explanation: Explanation = Explanation()
+    assessment: Assessment | None = None
+    proposal_ids: list[str] = Field(default_factory=list)
+
+    def output_line(self) -> dict[str, Any]:
+        """The one-incident-a-line contract that benchmarks and other tools read."""
+        a = self.assessment
+        return {
+            "incident_id": self.incident_id,
+            "priority": self.priority,
+            "alert_ids": self.alert_ids,
+            "title": self.title,
+            "assessment": None
+            if a is None
+            else {
+                "analyst": a.analyst,
+                "verdict": a.verdict,
+                "confidence": a.confidence,
+                "summary": a.summary,
+                "cited_alert_ids": a.cited_alert_ids,
+            },
+            "proposal_ids": self.proposal_ids,
+        }
+
+
+class Risk(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class ProposalState(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    executing = "executing"
+    succeeded = "succeeded"
+    failed = "failed"
+    outcome_unknown = "outcome_unknown"
+    rejected = "rejected"
+    expired = "expired"
+    superseded = "superseded"
+
+
+def args_hash(action: str, args: dict[str, Any]) -> str:
+    """The fingerprint an approval is bound to: the action and its exact arguments."""
+    payload = orjson.dumps({"action": action, "args": args}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(payload).hexdigest()
+
+
+class Approval(BaseModel):
+    """One person's decision on one proposal, bound to the hash of what they saw."""
+
+    approver: str
+    decision: Literal["approve", "reject"]
+    at: datetime
+    comment: str = ""
+    args_hash: str
+
+
+class ActionProposal(BaseModel):
+    proposal_id: str
+    incident_id: str
+    playbook: str
+    step: str
+    action: str
+    args: dict[str, Any]
+    args_hash: str
+    risk: Risk
+    required_approvals: int = Field(ge=1)
+    requested_by: str
+    created_at: datetime
+    expires_at: datetime
+    state: ProposalState = ProposalState.pending
+    approvals: list[Approval] = Field(default_factory=list)
+    supersedes: str | None = None
+    result: dict[str, Any] | None = None
+    version: int = 0
+
+
+class AuditEvent(BaseModel):
+    """An append-only, hash-chained record of something that happened."""
+
+    seq: int = 0
+    at: datetime
+    actor: str
+    kind: str
+    subject: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str = ""
+    hash: str = ""

@@ -1,0 +1,326 @@
+"""Turn raw alert documents (Elastic Security, Wazuh, generic ECS) into `Alert`s.
+
+The format is detected per document, so one file or one webhook may mix sources. A document that
+cannot be normalised raises `NormalizeError` with a reason a human can act on; the caller turns it
+into a dead-letter record. Entity values are kept verbatim: they are attacker-controlled data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent.attack import is_technique_id, tactic_id
+from agent.documents import all_strings, first_string, lookup, strings
+from agent.errors import BadInput
+from agent.models import SEVERITY_RISK, Alert, Entities, Severity, severity_for_risk
+
+MAX_DEPTH = 64
+
+
+class NormalizeError(BadInput):
+    """This document cannot become an alert; the message says why."""
+
+
+def normalize(doc: Any) -> Alert:
+    """Detect the document's format and normalise it, or raise `NormalizeError`."""
+    if not isinstance(doc, dict):
+        raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
+    check_depth(doc)
+    return _detect(doc)(doc)
+
+
+def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse absurdly nested documents before any recursive code walks them."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise NormalizeError(f"nesting deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+
+
+def _detect(doc: dict[str, Any]) -> Callable[[dict[str, Any]], Alert]:
+    if "kibana.alert.rule.name" in doc or isinstance(lookup(doc, "kibana.alert"), dict):
+        return normalize_elastic
+    if lookup(doc, "kibana.alert.rule.name") is not None:
+        return normalize_elastic
+    rule = doc.get("rule")
+    if isinstance(rule, dict) and "level" in rule and "@timestamp" not in doc:
+        return normalize_wazuh
+    if "@timestamp" in doc:
+        return normalize_ecs
+    raise NormalizeError(
+        "unrecognised document: no kibana.alert.* (Elastic), rule.level (Wazuh) or @timestamp (ECS)"
+    )
+
+
+# --- shared helpers -----------------------------------------------------------------------------
+
+
+def parse_timestamp(value: Any, field: str) -> datetime:
+    """ISO 8601 strings (with Z, +00:00 or +0000) or epoch milliseconds; naive means UTC."""
+    if isinstance(value, bool) or value is None:
+        raise NormalizeError(f"no usable timestamp in {field}")
+    if isinstance(value, int | float):
+        if not 0 <= value < 1e14:
+            raise NormalizeError(f"{field} out of range: {value!r}")
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if not isinstance(value, str):
+        raise NormalizeError(f"{field} must be a string or a number, got {type(value).__name__}")
+    try:
+        ts = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise NormalizeError(f"{field} is not an ISO 8601 timestamp: {value[:40]!r}") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def alert_id(doc: dict[str, Any]) -> str:
+    """event.id, else kibana.alert.uuid, else _id, else Wazuh's id, else a stable content hash."""
+    for path in ("event.id", "kibana.alert.uuid", "_id", "id"):
+        value = lookup(doc, path)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:256]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"sha256-{digest[:32]}"
+
+
+def clean_ips(values: list[str]) -> tuple[str, ...]:
+    """Valid, routable-or-private addresses only: loopback and unspecified link nothing."""
+    out: list[str] = []
+    for v in values:
+        try:
+            ip = ipaddress.ip_address(v)
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
+            continue
+        text = str(ip)
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def risk_number(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise NormalizeError(f"{field} must be a number, got {type(value).__name__}")
+    try:
+        risk = float(value)
+    except ValueError:
+        raise NormalizeError(f"{field} is not a number: {str(value)[:40]!r}") from None
+    if not 0 <= risk <= 100:
+        raise NormalizeError(f"{field} must be within 0-100, got {risk}")
+    return risk
+
+
+def severity_name(value: Any, field: str) -> Severity | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise NormalizeError(f"{field} must be a string, got {type(value).__name__}")
+    try:
+        return Severity(value.strip().lower())
+    except ValueError:
+        raise NormalizeError(f"{field} is not low/medium/high/critical: {value[:40]!r}") from None
+
+
+def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
+    """Tactic and technique ids from ECS `threat` entries (a list or one object)."""
+    tactics: list[str] = []
+    techniques: list[str] = []
+    for entry in threat if isinstance(threat, list) else [threat]:
+        if not isinstance(entry, dict):
+            continue
+        for t in strings(lookup(entry, "tactic.id")) + strings(lookup(entry, "tactic.name")):
+            tid = tactic_id(t)
+            if tid and tid not in tactics:
+                tactics.append(tid)
+        techs = entry.get("technique")
+        for tech in techs if isinstance(techs, list) else [techs]:
+            if not isinstance(tech, dict):
+                continue
+            ids = strings(tech.get("id"))
+            subs = tech.get("subtechnique")
+            for sub in subs if isinstance(subs, list) else [subs]:
+                if isinstance(sub, dict):
+                    ids += strings(sub.get("id"))
+            techniques += [i for i in ids if is_technique_id(i) and i not in techniques]
+    return tactics, techniques
+
+
+def ecs_entities(doc: dict[str, Any]) -> Entities:
+    return Entities(
+        hosts=tuple(all_strings(doc, "host.name", "host.hostname")[:1]),
+        users=tuple(all_strings(doc, "user.name", "user.target.name", "source.user.name")),
+        ips=clean_ips(all_strings(doc, "source.ip", "destination.ip", "host.ip", "client.ip")),
+        source_ips=clean_ips(all_strings(doc, "source.ip", "client.ip")),
+        processes=tuple(all_strings(doc, "process.executable", "process.name")[:1]),
+        files=tuple(all_strings(doc, "file.path")),
+        hashes=tuple(all_strings(doc, "file.hash.sha256", "process.hash.sha256", "file.hash.md5")),
+        urls=tuple(all_strings(doc, "url.full", "url.original")),
+        domains=tuple(all_strings(doc, "url.domain", "destination.domain", "dns.question.name")),
+    )
+
+
+# --- per-format normalisers ---------------------------------------------------------------------
+
+
+def normalize_elastic(doc: dict[str, Any]) -> Alert:
+    """Elastic Security alerts: `kibana.alert.*` plus ECS; the effective severity and risk win."""
+    ts_field = "kibana.alert.original_time"
+    ts_value = lookup(doc, ts_field)
+    if ts_value is None:
+        ts_field, ts_value = "@timestamp", lookup(doc, "@timestamp")
+    rule_name = first_string(doc, "kibana.alert.rule.name", "rule.name")
+    if rule_name is None:
+        raise NormalizeError("Elastic alert without kibana.alert.rule.name")
+    risk = risk_number(lookup(doc, "kibana.alert.risk_score"), "kibana.alert.risk_score")
+    severity = severity_name(lookup(doc, "kibana.alert.severity"), "kibana.alert.severity")
+    tactics, techniques = threat_ids(lookup(doc, "kibana.alert.rule.threat"))
+    more_tactics, more_techniques = threat_ids(lookup(doc, "threat"))
+    return _build(
+        doc,
+        source="elastic",
+        timestamp=parse_timestamp(ts_value, ts_field),
+        sensor=first_string(doc, "event.module", "agent.type") or "elastic",
+        rule_name=rule_name,
+        rule_id=first_string(doc, "kibana.alert.rule.rule_id", "kibana.alert.rule.uuid")
+        or rule_name,
+        severity=severity,
+        risk=risk,
+        tactics=tactics + [t for t in more_tactics if t not in tactics],
+        techniques=techniques + [t for t in more_techniques if t not in techniques],
+        entities=ecs_entities(doc),
+        message=first_string(doc, "kibana.alert.reason", "message") or "",
+    )
+
+
+def wazuh_severity(level: Any) -> tuple[Severity, float]:
+    """Wazuh `rule.level` 0-15 onto the Elastic severity bands (40/70/90 risk thresholds)."""
+    if isinstance(level, bool) or not isinstance(level, int | float | str):
+        raise NormalizeError("rule.level must be a number 0-15")
+    try:
+        lv = int(level)
+    except ValueError:
+        raise NormalizeError(f"rule.level is not a number: {str(level)[:20]!r}") from None
+    if not 0 <= lv <= 15:
+        raise NormalizeError(f"rule.level must be within 0-15, got {lv}")
+    if lv <= 3:
+        return Severity.low, 10 + lv * 7
+    if lv <= 7:
+        return Severity.medium, 40 + (lv - 4) * 7
+    if lv <= 11:
+        return Severity.high, 70 + (lv - 8) * 5
+    return Severity.critical, 90 + (lv - 12) * 3
+
+
+def normalize_wazuh(doc: dict[str, Any]) -> Alert:
+    """Wazuh alerts: `rule.*`, `agent.*`, decoder fields under `data.*` (Suricata included)."""
+    severity, risk = wazuh_severity(lookup(doc, "rule.level"))
+    groups = all_strings(doc, "rule.groups")
+    rule_name = first_string(doc, "rule.description") or "(no description)"
+    tactics = [t for t in (tactic_id(x) for x in all_strings(doc, "rule.mitre.tactic")) if t]
+    techniques = [t for t in all_strings(doc, "rule.mitre.id") if is_technique_id(t)]
+    data_ips = all_strings(doc, "data.srcip", "data.src_ip", "data.dstip", "data.dest_ip")
+    entities = Entities(
+        hosts=tuple(all_strings(doc, "agent.name")[:1]),
+        users=tuple(all_strings(doc, "data.srcuser", "data.dstuser", "data.user")),
+        ips=clean_ips(data_ips + all_strings(doc, "agent.ip")),
+        source_ips=clean_ips(all_strings(doc, "data.srcip", "data.src_ip")),
+        processes=tuple(all_strings(doc, "data.command")[:1]),
+        files=tuple(all_strings(doc, "syscheck.path")),
+        hashes=tuple(all_strings(doc, "syscheck.sha256_after", "syscheck.md5_after")),
+        urls=tuple(all_strings(doc, "data.url", "data.http.url")),
+        domains=tuple(all_strings(doc, "data.http.hostname", "data.dns.rrname")),
+    )
+    return _build(
+        doc,
+        source="wazuh",
+        timestamp=parse_timestamp(lookup(doc, "timestamp"), "timestamp"),
+        sensor="suricata" if "suricata" in groups else "wazuh",
+        rule_name=rule_name,
+        rule_id=first_string(doc, "rule.id") or rule_name,
+        severity=severity,
+        risk=risk,
+        tactics=tactics,
+        techniques=techniques,
+        entities=entities,
+        message=first_string(doc, "full_log", "data.alert.signature") or rule_name,
+    )
+
+
+def normalize_ecs(doc: dict[str, Any]) -> Alert:
+    """Generic ECS: `@timestamp`, `event.*`, `rule.*`, `host.*`, `user.*`, `source.*`, ..."""
+    rule_name = first_string(doc, "rule.name", "event.action", "message")
+    if rule_name is None:
+        raise NormalizeError("ECS alert without rule.name, event.action or message")
+    risk = risk_number(lookup(doc, "event.risk_score"), "event.risk_score")
+    severity = severity_name(lookup(doc, "rule.severity"), "rule.severity")
+    tactics, techniques = threat_ids(lookup(doc, "threat"))
+    return _build(
+        doc,
+        source="ecs",
+        timestamp=parse_timestamp(lookup(doc, "@timestamp"), "@timestamp"),
+        sensor=first_string(doc, "event.module", "observer.type", "agent.type") or "ecs",
+        rule_name=rule_name[:512],
+        rule_id=first_string(doc, "rule.id", "rule.uuid") or rule_name[:512],
+        severity=severity,
+        risk=risk,
+        tactics=tactics,
+        techniques=techniques,
+        entities=ecs_entities(doc),
+        message=first_string(doc, "message") or "",
+    )
+
+
+def _build(
+    doc: dict[str, Any],
+    *,
+    source: str,
+    timestamp: datetime,
+    sensor: str,
+    rule_name: str,
+    rule_id: str,
+    severity: Severity | None,
+    risk: float | None,
+    tactics: list[str],
+    techniques: list[str],
+    entities: Entities,
+    message: str,
+) -> Alert:
+    """Reconcile severity and risk onto one scale, then build the alert."""
+    if severity is None and risk is None:
+        severity, risk = Severity.low, 21.0
+    elif severity is None:
+        severity = severity_for_risk(risk or 0)
+    elif risk is None:
+        risk = float(SEVERITY_RISK[severity])
+    return Alert.model_validate(
+        {
+            "id": alert_id(doc),
+            "timestamp": timestamp,
+            "source": source,
+            "sensor": sensor.lower()[:64],
+            "rule_name": rule_name,
+            "rule_id": rule_id[:256],
+            "severity": severity,
+            "risk_score": risk,
+            "tactics": tuple(tactics),
+            "techniques": tuple(techniques),
+            "entities": entities,
+            "message": message[:4096],
+            "raw": doc,
+        }
+    )

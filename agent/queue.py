@@ -1,0 +1,108 @@
+"""The approval queue as a service: what the CLI, the API and the UI call to decide.
+
+Deciding is a compare-and-swap on the stored proposal; when a proposal becomes approved, only
+its id is handed to the `enqueue` callback (a Celery task in production).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent import approvals
+from agent.errors import ApprovalError, NotFound
+from agent.models import ActionProposal, ProposalState, args_hash
+from agent.playbooks import proposal_id_for
+from agent.store import Store
+
+Enqueue = Callable[[str], None]
+
+
+class ApprovalQueue:
+    def __init__(
+        self,
+        store: Store,
+        enqueue: Enqueue,
+        ttl: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._enqueue = enqueue
+        self._ttl = ttl
+        self._clock = clock
+
+    def list(self, states: Sequence[ProposalState] | None = None) -> list[ActionProposal]:
+        return self._store.list_proposals(states=states)
+
+    def get(self, proposal_id: str) -> ActionProposal:
+        p = self._store.get_proposal(proposal_id)
+        if p is None:
+            raise NotFound(f"no proposal {proposal_id!r}")
+        return p
+
+    def approve(
+        self, proposal_id: str, who: str, *, seen_hash: str | None = None, comment: str = ""
+    ) -> ActionProposal:
+        """Approve what the approver saw (`seen_hash`, a prefix of at least 8 hex digits)."""
+        p = self.get(proposal_id)
+        full = p.args_hash if seen_hash is None else _expand(p, seen_hash)
+        new = approvals.approve(p, who, self._clock(), seen_hash=full, comment=comment)
+        self._commit(p, new, who, {"comment": comment, "args_hash": p.args_hash})
+        if new.state is ProposalState.approved:
+            self._enqueue(new.proposal_id)
+        return new
+
+    def reject(self, proposal_id: str, who: str, *, reason: str) -> ActionProposal:
+        p = self.get(proposal_id)
+        new = approvals.reject(p, who, self._clock(), reason=reason)
+        self._commit(p, new, who, {"reason": reason})
+        return new
+
+    def edit(self, proposal_id: str, who: str, new_args: dict[str, Any]) -> ActionProposal:
+        """Changed arguments make a new proposal that needs fresh approvals; the old one ends."""
+        p = self.get(proposal_id)
+        if set(new_args) != set(p.args) or new_args.get("target") != p.args.get("target"):
+            raise ApprovalError("an edit may change argument values, not which arguments exist")
+        now = self._clock()
+        digest = args_hash(p.action, new_args)
+        replacement = p.model_copy(
+            update={
+                "proposal_id": proposal_id_for(p.incident_id, p.step, digest),
+                "args": new_args,
+                "args_hash": digest,
+                "requested_by": who,
+                "created_at": now,
+                "expires_at": now + self._ttl,
+                "approvals": [],
+                "state": ProposalState.pending,
+                "supersedes": p.proposal_id,
+                "version": 0,
+            }
+        )
+        old = approvals.supersede(p)
+        self._commit(
+            p,
+            old,
+            who,
+            {"replaced_by": replacement.proposal_id, "args": new_args},
+            insert=replacement,
+        )
+        return replacement
+
+    def _commit(
+        self,
+        old: ActionProposal,
+        new: ActionProposal,
+        who: str,
+        data: dict[str, Any],
+        insert: ActionProposal | None = None,
+    ) -> None:
+        if not self._store.transition(old, new, actor=who, data=data, insert=insert):
+            raise ApprovalError(f"{old.proposal_id} changed meanwhile; look again and retry")
+
+
+def _expand(p: ActionProposal, prefix: str) -> str:
+    if len(prefix) < 8:
+        raise ApprovalError("give at least 8 hex digits of the arguments hash you approve")
+    return p.args_hash if p.args_hash.startswith(prefix.lower()) else prefix

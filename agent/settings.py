@@ -1,0 +1,81 @@
+"""The one Settings object. Every knob is an environment variable (prefix VIGIE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", ""}
+
+
+class Target(BaseSettings):
+    """Where a live action goes, and the secret it needs. Never written in a playbook."""
+
+    url: str
+    token: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    store_url: str = "sqlite:///.vigie/vigie.db"
+    playbooks_dir: Path = REPO_ROOT / "playbooks"
+    llm: Literal["offline", "mistral"] | None = None
+    mistral_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MISTRAL_API_KEY", "VIGIE_MISTRAL_API_KEY")
+    )
+    broker_url: str | None = None
+    # Reading input.
+    max_doc_bytes: int = 1 << 20
+    # Correlation.
+    repeat_gap_seconds: float = 1800.0
+    link_window_seconds: float = 3600.0
+    hub_min_hosts: int = 8
+    # Approvals.
+    approval_ttl_seconds: int = 24 * 3600
+    execution_lease_seconds: int = 300
+    requester: str = "vigie"
+    #: Live action targets by name, as JSON: {"firewall": {"url": "...", "token": "..."}}.
+    #: A playbook step whose target is not configured runs as a dry-run.
+    targets: dict[str, Target] = Field(default_factory=dict)
+
+    @property
+    def analyst(self) -> Literal["offline", "mistral"]:
+        """Mistral when asked for or when a key is set; otherwise the offline analyst."""
+        if self.llm is not None:
+            return self.llm
+        return "mistral" if self.mistral_api_key is not None else "offline"
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured: Celery tasks run in-process (eagerly)."""
+        return not self.broker_url
+
+    @model_validator(mode="after")
+    def _enforce_real_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        for name, target in self.targets.items():
+            token = target.token.get_secret_value() if target.token else None
+            if token is not None and token.strip().lower() in _PLACEHOLDERS:
+                raise ConfigError(f"target {name!r} has a placeholder token in production")
+        if self.analyst == "mistral" and self.mistral_api_key is None:
+            raise ConfigError("VIGIE_LLM=mistral needs MISTRAL_API_KEY")
+        return self
+
+    def sqlite_path(self) -> Path:
+        if not self.store_url.startswith("sqlite:///"):
+            raise ConfigError(f"not a SQLite store URL: {self.store_url!r}")
+        return Path(self.store_url.removeprefix("sqlite:///"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,77 @@
+"""The Store port: where incidents, proposals, approvals, dead letters and the audit trail live.
+
+Implementations: `SqliteStore` (embedded default). Every implementation passes the same contract
+tests (tests/unit/test_store_contract.py). Proposal transitions are compare-and-swap on
+`version`, and each one appends its audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from agent.errors import ConfigError
+from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+
+
+class Store(Protocol):
+    def save_triage(
+        self,
+        incidents: Sequence[Incident],
+        alerts: Sequence[Alert],
+        proposals: Sequence[ActionProposal],
+        dead_letters: Sequence[DeadLetter],
+        actor: str,
+    ) -> None:
+        """Store one run's results atomically; re-saving the same ids changes nothing twice."""
+        ...
+
+    def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]: ...
+
+    def alerts_of(self, incident_id: str) -> list[Alert]: ...
+
+    def get_proposal(self, proposal_id: str) -> ActionProposal | None: ...
+
+    def list_proposals(
+        self, *, states: Sequence[ProposalState] | None = None, incident_id: str | None = None
+    ) -> list[ActionProposal]: ...
+
+    def transition(
+        self,
+        old: ActionProposal,
+        new: ActionProposal,
+        *,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        insert: ActionProposal | None = None,
+    ) -> bool:
+        """Replace `old` by `new` if nobody moved it meanwhile (same version); audit it.
+
+        `insert` adds a further proposal in the same transaction (an edit's replacement).
+        Returns False when the compare-and-swap lost, and then nothing is written."""
+        ...
+
+    def append_audit(
+        self, actor: str, kind: str, subject: str, data: dict[str, Any]
+    ) -> AuditEvent: ...
+
+    def audit(self, subject: str | None = None) -> list[AuditEvent]: ...
+
+    def verify_audit(self) -> tuple[bool, int | None]:
+        """(True, None) when the hash chain is intact, else (False, first bad seq)."""
+        ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """The store named by VIGIE_STORE_URL."""
+    if url.startswith("sqlite:///"):
+        from agent.store.sqlite import SqliteStore
+
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH")

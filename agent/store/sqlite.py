@@ -1,0 +1,266 @@
+"""SQLite store: the embedded default. WAL mode, so the CLI, the API and workers can share it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+from agent.store.audit import chain_hash, first_broken
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+  incident_id TEXT PRIMARY KEY, priority REAL NOT NULL, last_seen TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS incidents_priority ON incidents(priority DESC);
+CREATE TABLE IF NOT EXISTS alerts (
+  alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_incident ON alerts(incident_id);
+CREATE TABLE IF NOT EXISTS proposals (
+  proposal_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, state TEXT NOT NULL,
+  version INTEGER NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS proposals_state ON proposals(state);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL,
+  subject TEXT NOT NULL, data BLOB NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+CREATE TABLE IF NOT EXISTS dead_letters (
+  id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, reason TEXT NOT NULL,
+  excerpt TEXT NOT NULL, at TEXT NOT NULL);
+"""
+
+
+def _dump(model: Any) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        p = Path(path)
+        if str(p) != ":memory:":
+            p.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(p), timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE serialises writers across processes."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- triage results -----------------------------------------------------------------------
+
+    def save_triage(
+        self,
+        incidents: Sequence[Incident],
+        alerts: Sequence[Alert],
+        proposals: Sequence[ActionProposal],
+        dead_letters: Sequence[DeadLetter],
+        actor: str,
+    ) -> None:
+        owner = {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        now = datetime.now(UTC).isoformat()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO incidents VALUES (?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET "
+                "priority=excluded.priority, last_seen=excluded.last_seen, doc=excluded.doc",
+                [(i.incident_id, i.priority, i.last_seen.isoformat(), _dump(i)) for i in incidents],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO alerts VALUES (?,?,?)",
+                [(a.id, owner.get(a.id, ""), _dump(a)) for a in alerts],
+            )
+            new = []
+            for p in proposals:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO proposals VALUES (?,?,?,?,?)",
+                    (p.proposal_id, p.incident_id, p.state.value, p.version, _dump(p)),
+                )
+                if cur.rowcount:
+                    new.append(p)
+            db.executemany(
+                "INSERT INTO dead_letters (source, line, reason, excerpt, at) VALUES (?,?,?,?,?)",
+                [(d.source, d.line, d.reason, d.excerpt, now) for d in dead_letters],
+            )
+            for p in new:
+                self._append(
+                    db,
+                    actor,
+                    "proposal.created",
+                    p.proposal_id,
+                    {
+                        "action": p.action,
+                        "args": p.args,
+                        "args_hash": p.args_hash,
+                        "incident_id": p.incident_id,
+                        "risk": p.risk.value,
+                    },
+                )
+            if incidents or dead_letters:
+                self._append(
+                    db,
+                    actor,
+                    "triage.stored",
+                    "run",
+                    {
+                        "incidents": len(incidents),
+                        "proposals": len(new),
+                        "dead_letters": len(dead_letters),
+                    },
+                )
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        row = self._db.execute(
+            "SELECT doc FROM incidents WHERE incident_id=?", (incident_id,)
+        ).fetchone()
+        return Incident.model_validate_json(row[0]) if row else None
+
+    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]:
+        rows = self._db.execute(
+            "SELECT doc FROM incidents ORDER BY priority DESC, incident_id LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [Incident.model_validate_json(r[0]) for r in rows]
+
+    def alerts_of(self, incident_id: str) -> list[Alert]:
+        rows = self._db.execute(
+            "SELECT doc FROM alerts WHERE incident_id=?", (incident_id,)
+        ).fetchall()
+        return sorted((Alert.model_validate_json(r[0]) for r in rows), key=lambda a: a.timestamp)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._db.execute(
+            "SELECT source, line, reason, excerpt FROM dead_letters ORDER BY id"
+        )
+        return [DeadLetter(source=s, line=n, reason=r, excerpt=e) for s, n, r, e in rows]
+
+    # --- proposals ----------------------------------------------------------------------------
+
+    def get_proposal(self, proposal_id: str) -> ActionProposal | None:
+        row = self._db.execute(
+            "SELECT doc FROM proposals WHERE proposal_id=?", (proposal_id,)
+        ).fetchone()
+        return ActionProposal.model_validate_json(row[0]) if row else None
+
+    def list_proposals(
+        self, *, states: Sequence[ProposalState] | None = None, incident_id: str | None = None
+    ) -> list[ActionProposal]:
+        sql, args = "SELECT doc FROM proposals WHERE 1=1", []
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += [s.value for s in states]
+        if incident_id:
+            sql += " AND incident_id=?"
+            args.append(incident_id)
+        rows = self._db.execute(sql + " ORDER BY proposal_id", args).fetchall()
+        return [ActionProposal.model_validate_json(r[0]) for r in rows]
+
+    def transition(
+        self,
+        old: ActionProposal,
+        new: ActionProposal,
+        *,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        insert: ActionProposal | None = None,
+    ) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE proposals SET state=?, version=?, doc=? WHERE proposal_id=? AND version=?",
+                (new.state.value, new.version, _dump(new), old.proposal_id, old.version),
+            )
+            if cur.rowcount != 1:
+                return False
+            if insert is not None:
+                db.execute(
+                    "INSERT INTO proposals VALUES (?,?,?,?,?)",
+                    (
+                        insert.proposal_id,
+                        insert.incident_id,
+                        insert.state.value,
+                        insert.version,
+                        _dump(insert),
+                    ),
+                )
+            self._append(
+                db,
+                actor,
+                f"proposal.{new.state.value}",
+                new.proposal_id,
+                {"from": old.state.value, "version": new.version, **(data or {})},
+            )
+        return True
+
+    # --- audit --------------------------------------------------------------------------------
+
+    def _append(
+        self, db: sqlite3.Connection, actor: str, kind: str, subject: str, data: dict[str, Any]
+    ) -> AuditEvent:
+        row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0] + 1, row[1]) if row else (1, "")
+        at = datetime.now(UTC)
+        clean = orjson.loads(orjson.dumps(data, default=str))
+        digest = chain_hash(prev, seq, at.isoformat(), actor, kind, subject, clean)
+        db.execute(
+            "INSERT INTO audit VALUES (?,?,?,?,?,?,?,?)",
+            (seq, at.isoformat(), actor, kind, subject, orjson.dumps(clean), prev, digest),
+        )
+        return AuditEvent(
+            seq=seq,
+            at=at,
+            actor=actor,
+            kind=kind,
+            subject=subject,
+            data=clean,
+            prev_hash=prev,
+            hash=digest,
+        )
+
+    def append_audit(self, actor: str, kind: str, subject: str, data: dict[str, Any]) -> AuditEvent:
+        with self._tx() as db:
+            return self._append(db, actor, kind, subject, data)
+
+    def audit(self, subject: str | None = None) -> list[AuditEvent]:
+        sql = "SELECT seq, at, actor, kind, subject, data, prev_hash, hash FROM audit"
+        rows = (
+            self._db.execute(sql + " WHERE subject=? ORDER BY seq", (subject,))
+            if subject
+            else self._db.execute(sql + " ORDER BY seq")
+        ).fetchall()
+        return [
+            AuditEvent(
+                seq=s,
+                at=datetime.fromisoformat(at),
+                actor=ac,
+                kind=k,
+                subject=sub,
+                data=orjson.loads(d),
+                prev_hash=ph,
+                hash=h,
+            )
+            for s, at, ac, k, sub, d, ph, h in rows
+        ]
+
+    def verify_audit(self) -> tuple[bool, int | None]:
+        bad = first_broken(self.audit())
+        return bad is None, bad
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,90 @@
+"""Celery app and thin tasks that take ids; the logic lives in plain functions elsewhere.
+
+Embedded mode (no VIGIE_BROKER_URL) runs tasks eagerly in-process: the same task code that
+real workers run. Expiry and reaping are periodic sweeps (beat), never far-future ETAs, which a
+Redis broker would redeliver twice past its visibility timeout.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from celery import Celery, shared_task
+
+from agent.execution import execute_proposal, expire_pending, reap_stale
+from agent.settings import Settings
+from agent.store import Store, open_store
+from connectors.actions.http import HttpActionRunner
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("vigie", set_as_current=True)
+    if settings.embedded:
+        app.conf.update(
+            broker_url="memory://",
+            task_always_eager=True,
+            task_eager_propagates=True,
+            result_backend=None,
+        )
+    else:
+        app.conf.update(
+            broker_url=settings.broker_url,
+            task_acks_late=True,  # redelivered if a worker dies; tasks are idempotent by state
+            task_reject_on_worker_lost=False,
+            worker_prefetch_multiplier=1,
+            broker_transport_options={"visibility_timeout": 3600},
+            task_ignore_result=True,
+            beat_schedule={
+                "expire-approvals": {"task": "vigie.expire_approvals", "schedule": 60.0},
+                "reap-stale-executions": {"task": "vigie.reap_executions", "schedule": 60.0},
+            },
+        )
+    return app
+
+
+@cache
+def _services() -> tuple[Settings, Store, HttpActionRunner]:
+    """Built on first use in each worker process, never at import."""
+    settings = Settings()
+    return settings, open_store(settings.store_url), HttpActionRunner(settings.targets)
+
+
+def use_services(settings: Settings, store: Store, runner: HttpActionRunner) -> None:
+    """Embedded mode: tasks run in this process and must share its store."""
+    _services.cache_clear()
+    _override.update(settings=settings, store=store, runner=runner)
+
+
+_override: dict[str, Any] = {}
+
+
+def services() -> tuple[Settings, Store, HttpActionRunner]:
+    if _override:
+        return _override["settings"], _override["store"], _override["runner"]
+    return _services()
+
+
+@shared_task(name="vigie.execute_proposal", acks_late=True)
+def execute_proposal_task(proposal_id: str) -> str | None:
+    _, store, runner = services()
+    p = execute_proposal(store, runner, proposal_id)
+    return None if p is None else p.state.value
+
+
+@shared_task(name="vigie.expire_approvals")
+def expire_approvals_task() -> list[str]:
+    _, store, _ = services()
+    return expire_pending(store)
+
+
+@shared_task(name="vigie.reap_executions")
+def reap_executions_task() -> list[str]:
+    settings, store, _ = services()
+    return reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
+
+
+def enqueue_execution(proposal_id: str) -> None:
+    """What the approval queue calls when a proposal becomes approved: only the id travels."""
+    execute_proposal_task.delay(proposal_id)

@@ -1,0 +1,137 @@
+"""Alert files: NDJSON (streamed line by line), a JSON array (streamed element by element), one
+JSON object, or concatenated pretty-printed objects. Never loads a whole file into memory.
+
+Each document comes out as `(line, value)`; anything unparsable comes out as a `DeadLetter` with
+its line number and reason, and reading goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from agent.errors import BadInput
+from agent.models import DeadLetter
+
+MAX_DOC_BYTES = 1 << 20
+_CHUNK = 1 << 16
+_WS = b" \t\r\n"
+_NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
+
+Parsed = tuple[int, Any] | DeadLetter
+
+
+def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[Parsed]:
+    """Every document in the file, in order, as `(line, value)` or a `DeadLetter`."""
+    p = Path(path)
+    try:
+        fh = p.open("rb")
+    except OSError as exc:
+        raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
+    with fh:
+        head = fh.read(_CHUNK)
+        fh.seek(0)
+        first = head.lstrip(_WS)[:1]
+        if first == b"[":
+            yield from _json_values(fh, str(p), max_doc_bytes, array=True)
+        elif first == b"{" and not _first_line_is_json(head):
+            yield from _json_values(fh, str(p), max_doc_bytes, array=False)
+        else:
+            yield from _ndjson(fh, str(p), max_doc_bytes)
+
+
+def _first_line_is_json(head: bytes) -> bool:
+    line = head.lstrip(_WS).split(b"\n", 1)[0]
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _excerpt(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text[:200]
+
+
+def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
+    for n, line in enumerate(fh, 1):
+        if len(line) > max_bytes:
+            yield DeadLetter(
+                source=name,
+                line=n,
+                reason=f"document larger than {max_bytes} bytes",
+                excerpt=_excerpt(line[:200]),
+            )
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield n, orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield DeadLetter(
+                source=name, line=n, reason=f"invalid JSON: {exc}", excerpt=_excerpt(line)
+            )
+
+
+def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
+    """A JSON array's elements, or a run of concatenated values, decoded incrementally."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    line = 1
+    eof = False
+    pos = 0
+    if array:
+        buf = fh.read(_CHUNK).decode("utf-8", "replace")
+        pos = buf.index("[") + 1
+    while True:
+        # Skip separators, counting lines so errors can point at them.
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                line += buf[pos] == "\n"
+                pos += 1
+            if pos < len(buf) or eof:
+                break
+            chunk = fh.read(_CHUNK)
+            eof = not chunk
+            buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
+        if pos >= len(buf) or (array and buf[pos] == "]"):
+            return
+        try:
+            value, end = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError as exc:
+            if not eof and len(buf) - pos <= max_bytes:
+                chunk = fh.read(_CHUNK)
+                eof = not chunk
+                buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
+                continue
+            yield DeadLetter(
+                source=name,
+                line=line,
+                reason=f"invalid JSON: {exc.msg}",
+                excerpt=_excerpt(buf[pos : pos + 200]),
+            )
+            # Resynchronise at the next line that opens an object, so later documents survive.
+            found = _NEXT_OBJECT.search(buf, pos + 1)
+            stop = found.start() + 1 if found else len(buf)
+            line += buf.count("\n", pos, stop)
+            pos = stop
+            if not found and eof:
+                return
+            continue
+        if end - pos > max_bytes:
+            yield DeadLetter(
+                source=name,
+                line=line,
+                reason=f"document larger than {max_bytes} bytes",
+                excerpt=_excerpt(buf[pos : pos + 200]),
+            )
+        else:
+            yield line, value
+        line += buf.count("\n", pos, end)
+        pos = end

@@ -1,0 +1,182 @@
+"""The `vigie` command as a user runs it: a real process, a real SQLite store, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, ecs
+
+VIGIE = [sys.executable, "-m", "agent.cli"]
+
+
+def vigie(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/v.db", "COLUMNS": "200"}
+    env.pop("MISTRAL_API_KEY", None)
+    return subprocess.run(
+        [*VIGIE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def mixed_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    """Valid alerts of three sources mixed with five kinds of bad documents."""
+    valid = [
+        ecs(
+            1,
+            0,
+            "SSH brute force",
+            "web",
+            severity="high",
+            technique="T1110",
+            source={"ip": "203.0.113.9"},
+        ),
+        ecs(2, 3, "Web shell", "web", severity="high", tactic="TA0003"),
+        ecs(3, 600, "Scheduled task", "ws2"),
+        {
+            "timestamp": "2026-01-05T09:05:00.000+0000",
+            "id": "w1",
+            "rule": {"level": 10, "description": "sshd: brute force", "id": "5712"},
+            "agent": {"name": "web"},
+            "data": {"srcip": "203.0.113.9"},
+        },
+        {
+            "@timestamp": "2026-01-05T09:06:00Z",
+            "kibana.alert.uuid": "k1",
+            "kibana.alert.rule.name": "Privilege escalation via pkexec",
+            "kibana.alert.severity": "critical",
+            "host": {"name": "web"},
+        },
+    ]
+    lines = [json.dumps(d) for d in valid]
+    lines.insert(1, '{"truncated": ')
+    lines.insert(3, json.dumps({"rule": {"name": "no timestamp"}}))
+    lines.insert(4, json.dumps(ecs(9, 0, "dup") | {"@timestamp": ["not", "a", "time"]}))
+    lines.insert(5, "[1, 2, 3]")
+    lines.append(json.dumps(valid[0]))  # the same alert id again
+    f = tmp_path / "mixed.ndjson"
+    f.write_text("\n".join(lines) + "\n")
+    return f, ["a1", "a2", "a3", "w1", "k1"]
+
+
+def test_mixed_file_every_valid_alert_in_exactly_one_incident(tmp_path: Path, mixed_file) -> None:
+    path, valid_ids = mixed_file
+    out = tmp_path / "incidents.jsonl"
+    r = vigie(tmp_path, "triage", "--input", str(path), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    incidents = [json.loads(line) for line in out.read_text().splitlines()]
+    placed = [a for inc in incidents for a in inc["alert_ids"]]
+    assert sorted(placed) == sorted(valid_ids)  # none lost, none twice
+    for inc in incidents:
+        assert set(inc) >= {
+            "incident_id",
+            "priority",
+            "alert_ids",
+            "title",
+            "assessment",
+            "proposal_ids",
+        }
+        assert inc["assessment"]["analyst"] == "offline"
+        assert set(inc["assessment"]["cited_alert_ids"]) <= set(inc["alert_ids"])
+    assert [i["priority"] for i in incidents] == sorted(
+        (i["priority"] for i in incidents), reverse=True
+    )
+    assert "5 document(s) rejected" in r.stdout
+    for reason in (
+        "invalid JSON",
+        "unrecognised document",
+        "must be a string or a number",
+        "expected a JSON object",
+        "duplicate alert id",
+    ):
+        assert reason in r.stdout, reason
+
+
+def test_only_bad_input_exits_2(tmp_path: Path) -> None:
+    f = tmp_path / "bad.ndjson"
+    f.write_text("not json\n{}\n")
+    r = vigie(tmp_path, "triage", "--input", str(f))
+    assert r.returncode == 2
+    assert "no valid alert" in r.stderr and "2 document(s) rejected" in r.stdout
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
+    r = vigie(tmp_path, "triage", "--input", str(tmp_path / "nope.json"))
+    assert r.returncode == 2 and "input not found" in r.stderr
+
+
+def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) -> None:
+    demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
+    r = vigie(tmp_path, "triage", "--input", demo[0], "--input", demo[1])
+    assert r.returncode == 0, r.stderr
+    listed = vigie(tmp_path, "approvals", "list", "--json", "--status", "pending")
+    pending = [json.loads(line) for line in listed.stdout.splitlines()]
+    block = next(p for p in pending if p["action"] == "block_ip" and p["risk"] == "medium")
+    isolate = next(p for p in pending if p["action"] == "isolate_host")
+
+    self_approval = vigie(tmp_path, "approvals", "approve", block["proposal_id"], "--as", "vigie")
+    assert self_approval.returncode == 1 and "system identity" in self_approval.stderr
+    wrong = vigie(
+        tmp_path,
+        "approvals",
+        "approve",
+        block["proposal_id"],
+        "--as",
+        "alice",
+        "--hash",
+        "deadbeefdeadbeef",
+    )
+    assert wrong.returncode == 1 and "other arguments" in wrong.stderr
+
+    ok = vigie(
+        tmp_path,
+        "approvals",
+        "approve",
+        block["proposal_id"],
+        "--as",
+        "alice",
+        "--hash",
+        block["args_hash"][:12],
+        "--comment",
+        "confirmed attacker",
+        "--json",
+    )
+    assert ok.returncode == 0, ok.stderr
+    done = json.loads(ok.stdout)
+    assert done["state"] == "succeeded" and done["result"]["dry_run"] is True
+    assert done["result"]["request"]["json"]["ip"] == block["args"]["ip"]
+    assert [a["approver"] for a in done["approvals"]] == ["alice"]
+    again = vigie(tmp_path, "approvals", "approve", block["proposal_id"], "--as", "bob")
+    assert again.returncode == 1 and "not pending" in again.stderr
+
+    first = vigie(
+        tmp_path, "approvals", "approve", isolate["proposal_id"], "--as", "alice", "--json"
+    )
+    assert json.loads(first.stdout)["state"] == "pending"  # high risk: four eyes
+    second = vigie(
+        tmp_path, "approvals", "approve", isolate["proposal_id"], "--as", "bob", "--json"
+    )
+    assert json.loads(second.stdout)["state"] == "succeeded"
+
+    from agent.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "v.db")
+    for pid in (block["proposal_id"], isolate["proposal_id"]):
+        kinds = [e.kind for e in store.audit(pid)]
+        assert kinds.count("proposal.executing") == 1 and kinds.count("proposal.succeeded") == 1
+    assert vigie(tmp_path, "audit", "verify").returncode == 0
+
+
+def test_reject_and_playbook_validation(tmp_path: Path) -> None:
+    r = vigie(tmp_path, "playbooks", "validate")
+    assert r.returncode == 0 and "playbook(s) valid" in r.stdout
+    bad = tmp_path / "pb"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps: []\n")
+    r = vigie(tmp_path, "playbooks", "validate", str(bad))
+    assert r.returncode == 1 and "invalid playbooks" in r.stderr

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from agent.correlate import correlate
+from agent.incidents import build_incident
+from agent.prioritise import Baseline
+from tests.conftest import alert
+
+
+def ids(clusters) -> list[list[str]]:
+    return [sorted(a.id for a in c.alerts) for c in clusters]
+
+
+def test_shared_entity_within_window_links_and_far_apart_does_not() -> None:
+    alerts = [
+        alert(1, 0, "Brute force", "web", user={"name": "bob"}),
+        alert(2, 20, "Web shell", "web"),
+        alert(3, 40, "Lateral tool transfer", "ws1", user={"name": "bob"}),
+        alert(4, 60 * 8, "Web shell", "web"),  # eight hours later: a new story
+    ]
+    assert sorted(ids(correlate(alerts))) == [["a1", "a2", "a3"], ["a4"]]
+
+
+def test_hub_entity_does_not_glue_unrelated_hosts() -> None:
+    dns = {"destination": {"ip": "10.0.0.53"}}
+    alerts = [alert(i, i, f"Rule {i % 3}", f"host{i}", **dns) for i in range(12)]
+    clusters = correlate(alerts)
+    assert len(clusters) == 12  # the DNS server touches every host: it links nothing
+
+
+def test_every_alert_lands_in_exactly_one_cluster() -> None:
+    alerts = [
+        alert(i, i * 7 % 600, f"Rule {i % 5}", f"h{i % 4}", user={"name": f"u{i % 3}"})
+        for i in range(200)
+    ]
+    seen = [a.id for c in correlate(alerts) for a in c.alerts]
+    assert sorted(seen) == sorted(a.id for a in alerts)
+
+
+def test_repeats_collapse_into_counted_groups() -> None:
+    alerts = [alert(i, i, "Port scan", "fw") for i in range(30)]
+    (cluster,) = correlate(alerts)
+    baseline = Baseline()
+    baseline.observe(alerts)
+    inc = build_incident(cluster, baseline)
+    assert [(g.count, g.first_seen, g.last_seen) for g in inc.groups] == [
+        (30, alerts[0].timestamp, alerts[-1].timestamp)
+    ]
+
+
+def test_background_flood_does_not_glue_a_host_day_but_a_burst_breaks_out() -> None:
+    flood = [alert(f"f{i}", i * 5, "Netstat changed", "db") for i in range(24 * 12)]
+    burst = [alert(f"b{i}", 600 + i * 0.1, "Netstat changed", "db") for i in range(60)]
+    story = [alert("s1", 601, "Privilege escalation", "db", severity="high", tactic="TA0004")]
+    clusters = correlate(flood + burst + story)
+    by_alert = {a.id: i for i, c in enumerate(clusters) for a in c.alerts}
+    assert by_alert["af0"] == by_alert["af100"]  # the flood: one background incident
+    assert by_alert["ab0"] == by_alert["as1"] != by_alert["af0"]  # the burst links to the story
+
+
+def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
+    flood = [
+        alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)
+    ]
+    chain = [
+        alert(
+            "c1",
+            10,
+            "Phishing link clicked",
+            "ws7",
+            severity="medium",
+            tactic="TA0001",
+            module="proxy",
+            user={"name": "eve"},
+        ),
+        alert(
+            "c2",
+            14,
+            "Suspicious PowerShell",
+            "ws7",
+            severity="medium",
+            tactic="TA0002",
+            user={"name": "eve"},
+        ),
+        alert(
+            "c3",
+            25,
+            "Credential dumping",
+            "ws7",
+            severity="medium",
+            tactic="TA0006",
+            user={"name": "eve"},
+        ),
+    ]
+    everything = flood + chain
+    baseline = Baseline()
+    baseline.observe(everything)
+    incidents = sorted(
+        (build_incident(c, baseline) for c in correlate(everything)), key=lambda i: -i.priority
+    )
+    assert incidents[0].alert_ids == ["ac1", "ac2", "ac3"]
+    top = incidents[0]
+    assert abs(sum(f.points for f in top.explanation.priority_factors) - top.priority) < 0.05
+    assert top.explanation.tactic_progression == ["TA0001", "TA0002", "TA0006"]
+    assert {link.value for link in top.explanation.links} >= {"ws7", "eve"}

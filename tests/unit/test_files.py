@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.errors import BadInput
+from agent.models import DeadLetter
+from connectors.files import read_documents
+
+
+def split(items: list) -> tuple[list, list[DeadLetter]]:
+    return [i for i in items if not isinstance(i, DeadLetter)], [
+        i for i in items if isinstance(i, DeadLetter)
+    ]
+
+
+def test_ndjson_bad_lines_become_dead_letters_and_reading_goes_on(tmp_path: Path) -> None:
+    f = tmp_path / "a.ndjson"
+    f.write_text('{"a": 1}\n\n{"broken": \n{"a": 2}\n' + '{"big": "' + "x" * 300 + '"}\n')
+    ok, dead = split(list(read_documents(f, max_doc_bytes=200)))
+    assert [(n, d["a"]) for n, d in ok] == [(1, 1), (4, 2)]
+    assert [(d.line, d.reason.split(":")[0]) for d in dead] == [
+        (3, "invalid JSON"),
+        (5, "document larger than 200 bytes"),
+    ]
+
+
+def test_json_array_is_streamed_across_chunks(tmp_path: Path) -> None:
+    docs = [{"i": i, "pad": "y" * 500} for i in range(600)]  # ~300 KB: several 64 KiB chunks
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(docs, indent=1))
+    ok, dead = split(list(read_documents(f)))
+    assert not dead
+    assert [d["i"] for _, d in ok] == list(range(600))
+    assert ok[1][0] > ok[0][0]  # line numbers advance
+
+
+def test_single_object_and_concatenated_pretty_objects(tmp_path: Path) -> None:
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"a": 1}, indent=2))
+    assert [d for _, d in read_documents(one)] == [{"a": 1}]
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps({"a": 1}, indent=2) + "\n{ oops\n" + json.dumps({"a": 2}, indent=2))
+    ok, dead = split(list(read_documents(many)))
+    assert [d["a"] for _, d in ok] == [1, 2]
+    assert len(dead) == 1 and dead[0].line == 4  # "{ oops" follows a 3-line object
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="cannot read"):
+        list(read_documents(tmp_path / "nope.json"))

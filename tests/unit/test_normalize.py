@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.models import Severity
+from agent.normalize import NormalizeError, normalize
+from tests.conftest import ecs
+
+
+def elastic_doc(**over: object) -> dict:
+    doc = {
+        "@timestamp": "2024-06-09T13:56:03.205Z",
+        "kibana.alert.original_time": "2024-06-09T13:55:00.000Z",
+        "kibana.alert.uuid": "uuid-1",
+        "kibana.alert.rule.name": "Empire Stager Execution",
+        "kibana.alert.rule.rule_id": "rule-1",
+        "kibana.alert.rule.severity": "medium",
+        "kibana.alert.rule.risk_score": 47,
+        "kibana.alert.severity": "high",
+        "kibana.alert.risk_score": 73,
+        "kibana.alert.rule.threat": [],
+        "threat": [
+            {
+                "tactic": {"id": "TA0002", "name": "Execution"},
+                "technique": [{"id": "T1059", "subtechnique": [{"id": "T1059.004"}]}],
+            }
+        ],
+        "host": {"name": "web-01", "ip": ["127.0.0.1", "::1", "89.160.20.156"]},
+        "user": {"name": "admin"},
+        "process": {"name": "python3", "executable": "/usr/bin/python3"},
+        "event.module": "endpoint",
+    }
+    doc.update(over)
+    return doc
+
+
+def test_elastic_uses_effective_severity_and_original_time() -> None:
+    a = normalize(elastic_doc())
+    assert a.source == "elastic"
+    assert a.severity is Severity.high and a.risk_score == 73
+    assert a.timestamp.isoformat() == "2024-06-09T13:55:00+00:00"
+    assert a.tactics == ("TA0002",)
+    assert a.techniques == ("T1059", "T1059.004")
+    assert a.entities.hosts == ("web-01",)
+    assert a.entities.ips == ("89.160.20.156",)  # loopback dropped
+    assert a.entities.users == ("admin",)
+    assert a.id == "uuid-1"
+    assert a.raw["kibana.alert.rule.rule_id"] == "rule-1"  # raw kept untouched
+
+
+def test_alert_id_precedence() -> None:
+    assert normalize(elastic_doc(event={"id": "ev-9"})).id == "ev-9"
+    doc = elastic_doc()
+    del doc["kibana.alert.uuid"]
+    doc["_id"] = "es-id"
+    assert normalize(doc).id == "es-id"
+    del doc["_id"]
+    first = normalize(doc).id
+    assert first.startswith("sha256-") and normalize(dict(doc)).id == first
+
+
+@pytest.mark.parametrize(
+    ("level", "severity", "risk"),
+    [
+        (0, "low", 10),
+        (3, "low", 31),
+        (4, "medium", 40),
+        (7, "medium", 61),
+        (8, "high", 70),
+        (11, "high", 85),
+        (12, "critical", 90),
+        (15, "critical", 99),
+    ],
+)
+def test_wazuh_level_maps_onto_one_scale(level: int, severity: str, risk: float) -> None:
+    a = normalize(
+        {
+            "timestamp": "2025-09-22T11:13:22.359+0000",
+            "rule": {
+                "level": level,
+                "description": "First time user executed sudo.",
+                "id": "5403",
+                "mitre": {
+                    "id": ["T1548.003"],
+                    "tactic": ["Privilege Escalation", "Defense Evasion"],
+                },
+            },
+            "agent": {"id": "001", "name": "videoserver", "ip": "192.168.1.5"},
+            "data": {
+                "srcuser": "webadmin",
+                "srcip": "10.1.2.3",
+                "command": "/usr/bin/cat /etc/shadow",
+            },
+            "id": "1758528088.1",
+        }
+    )
+    assert (a.source, a.severity.value, a.risk_score) == ("wazuh", severity, risk)
+    assert a.tactics == ("TA0004", "TA0005")
+    assert a.entities.users == ("webadmin",) and a.entities.source_ips == ("10.1.2.3",)
+    assert a.id == "1758528088.1"
+
+
+def test_real_wazuh_and_elastic_samples_normalise(shared_data) -> None:
+    docs = []
+    for path in (shared_data / "wazuh").glob("*.alerts.json"):
+        docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    docs.append(
+        json.loads(
+            (shared_data / "elastic/endpoint_promoted_alert_empire_stager.trimmed.json").read_text()
+        )
+    )
+    alerts = [normalize(d) for d in docs]
+    assert len(alerts) == len(docs) >= 10
+    suricata = [a for a in alerts if a.sensor == "suricata"]
+    assert suricata and all(a.entities.ips for a in suricata)
+    empire = alerts[-1]
+    assert (
+        empire.source == "elastic"
+        and empire.severity is Severity.high
+        and "TA0002" in empire.tactics
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"rule": {"name": "x"}}, "unrecognised document"),
+        (ecs(1, 0, "r") | {"@timestamp": "yesterday"}, "not an ISO 8601"),
+        (ecs(1, 0, "r") | {"@timestamp": {"nested": 1}}, "must be a string or a number"),
+        (ecs(1, 0, "r") | {"event": {"id": "x", "risk_score": "high"}}, "not a number"),
+        (ecs(1, 0, "r") | {"event": {"id": "x", "risk_score": 400}}, "within 0-100"),
+        ({"timestamp": "2025-01-01T00:00:00Z", "rule": {"level": 99}}, "within 0-15"),
+        (["not", "an", "object"], "expected a JSON object"),
+    ],
+)
+def test_bad_documents_raise_typed_errors(doc: object, reason: str) -> None:
+    with pytest.raises(NormalizeError, match=reason):
+        normalize(doc)
+
+
+def test_absurd_nesting_is_refused() -> None:
+    deep: dict = {"leaf": 1}
+    for _ in range(100):
+        deep = {"x": deep}
+    with pytest.raises(NormalizeError, match="nesting deeper"):
+        normalize(ecs(1, 0, "r") | {"extra": deep})
+
+
+def test_generic_ecs_defaults_to_low() -> None:
+    a = normalize(ecs(1, 0, "Port scan", host="fw", module="suricata"))
+    assert (a.source, a.severity, a.risk_score, a.sensor) == ("ecs", Severity.low, 21.0, "suricata")

@@ -1,0 +1,147 @@
+"""The SQLite store's contract (compare-and-swap, audit chain) and at-most-once execution."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent import approvals
+from agent.errors import Transient
+from agent.execution import execute_proposal, expire_pending, reap_stale
+from agent.models import ActionProposal, ProposalState
+from agent.queue import ApprovalQueue
+from agent.store.sqlite import SqliteStore
+from tests.unit.test_approvals import proposal
+
+
+class CountingRunner:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def run(self, p: ActionProposal) -> tuple[bool, dict]:
+        self.calls.append(p.proposal_id)
+        if self.fail:
+            raise self.fail
+        return True, {"dry_run": True}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "v.db")
+    yield s
+    s.close()
+
+
+def fresh(store: SqliteStore, p: ActionProposal) -> ActionProposal:
+    store.save_triage([], [], [p], [], actor="vigie")
+    got = store.get_proposal(p.proposal_id)
+    assert got is not None
+    return got
+
+
+def test_transition_is_compare_and_swap(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    a = approvals.approve(p, "alice", now, seen_hash=p.args_hash)
+    b = approvals.reject(p, "bob", now, reason="no")
+    assert store.transition(p, a, actor="alice")
+    assert not store.transition(p, b, actor="bob")  # stale version: loses, writes nothing
+    assert store.get_proposal(p.proposal_id).state is ProposalState.approved
+
+
+def test_saving_the_same_proposal_twice_keeps_one(store: SqliteStore) -> None:
+    p = proposal()
+    store.save_triage([], [], [p], [], actor="vigie")
+    store.save_triage([], [], [p], [], actor="vigie")
+    assert len(store.list_proposals()) == 1
+    assert [e.kind for e in store.audit(p.proposal_id)] == ["proposal.created"]
+
+
+def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path, store: SqliteStore) -> None:
+    for i in range(5):
+        store.append_audit("alice", "note", f"s{i}", {"i": i})
+    assert store.verify_audit() == (True, None)
+    db = sqlite3.connect(tmp_path / "v.db")
+    db.execute("UPDATE audit SET data=? WHERE seq=3", (b'{"i": 99}',))
+    db.commit()
+    assert store.verify_audit() == (False, 3)
+
+
+def queue_for(store: SqliteStore, runner: CountingRunner) -> ApprovalQueue:
+    return ApprovalQueue(
+        store, lambda pid: execute_proposal(store, runner, pid), timedelta(hours=1)
+    )
+
+
+def test_approved_action_runs_exactly_once_even_when_delivered_twice(store: SqliteStore) -> None:
+    runner = CountingRunner()
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    done = queue_for(store, runner).approve(p.proposal_id, "alice")
+    assert done.state is ProposalState.approved
+    execute_proposal(store, runner, p.proposal_id)  # a duplicate delivery
+    assert runner.calls == [p.proposal_id]
+    assert store.get_proposal(p.proposal_id).state is ProposalState.succeeded
+    kinds = [e.kind for e in store.audit(p.proposal_id)]
+    assert kinds == [
+        "proposal.created",
+        "proposal.approved",
+        "proposal.executing",
+        "proposal.succeeded",
+    ]
+
+
+def test_transient_failure_means_outcome_unknown_not_retry(store: SqliteStore) -> None:
+    runner = CountingRunner(fail=Transient("timed out"))
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    queue_for(store, runner).approve(p.proposal_id, "alice")
+    execute_proposal(store, runner, p.proposal_id)
+    assert runner.calls == [p.proposal_id]
+    assert store.get_proposal(p.proposal_id).state is ProposalState.outcome_unknown
+
+
+def test_crash_mid_run_is_reaped_to_outcome_unknown(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    approved = approvals.approve(p, "alice", now, seen_hash=p.args_hash)
+    store.transition(p, approved, actor="alice")
+    running = approvals.start(approved, now)
+    store.transition(approved, running, actor="worker")  # ...and the worker dies here
+    assert reap_stale(store, timedelta(minutes=5), now + timedelta(minutes=1)) == []
+    assert reap_stale(store, timedelta(minutes=5), now + timedelta(minutes=6)) == [p.proposal_id]
+    runner = CountingRunner()
+    execute_proposal(store, runner, p.proposal_id)
+    assert (
+        runner.calls == []
+        and store.get_proposal(p.proposal_id).state is ProposalState.outcome_unknown
+    )
+
+
+def test_pending_proposals_expire_in_a_sweep(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(minutes=1)))
+    assert expire_pending(store, now) == []
+    assert expire_pending(store, now + timedelta(minutes=2)) == [p.proposal_id]
+    assert store.get_proposal(p.proposal_id).state is ProposalState.expired
+
+
+def test_edit_creates_a_new_proposal_needing_fresh_approval(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    q = queue_for(store, CountingRunner())
+    new = q.edit(p.proposal_id, "carol", {"ip": "203.0.113.10", "target": "firewall"})
+    assert store.get_proposal(p.proposal_id).state is ProposalState.superseded
+    assert (
+        new.state is ProposalState.pending
+        and new.approvals == []
+        and new.supersedes == p.proposal_id
+    )
+    with pytest.raises(Exception, match="requested"):
+        q.approve(new.proposal_id, "carol")
+    with pytest.raises(Exception, match="not which arguments"):
+        q.edit(new.proposal_id, "dave", {"ip": "1.2.3.4", "target": "other"})
