@@ -1,30 +1,12 @@
 """Reading fields out of raw alert documents that mix dotted keys and nested objects.
 
 Elastic alerts store `kibana.alert.severity` as one flat key but `host.name` nested, and a single
-document often mixes both; `lookup` finds a dotted path either way.
+document often mixes both; `Fields` flattens once so a dotted path finds the value either way.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-
-def lookup(doc: Any, path: str) -> Any:
-    """The value at a dotted path, trying flat keys and nesting at every level; None if absent."""
-    if not isinstance(doc, dict):
-        return None
-    if path in doc:
-        return doc[path]
-    head, sep, rest = path.partition(".")
-    while sep:
-        child = doc.get(head)
-        if isinstance(child, dict):
-            found = lookup(child, rest)
-            if found is not None:
-                return found
-        nxt, sep, rest = rest.partition(".")
-        head = f"{head}.{nxt}"
-    return None
 
 
 def strings(value: Any) -> list[str]:
@@ -40,18 +22,44 @@ def strings(value: Any) -> list[str]:
     return out
 
 
-def first_string(doc: Any, *paths: str) -> str | None:
-    for path in paths:
-        found = strings(lookup(doc, path))
-        if found:
-            return found[0]
-    return None
+class Fields:
+    """A document flattened once into dotted paths, so each field read is one dict lookup.
 
+    Flattening treats `{"host": {"name": x}}` and `{"host.name": x}` alike, which is what
+    Elastic's mixed documents need; lists stay values (ECS keeps arrays as leaves)."""
 
-def all_strings(doc: Any, *paths: str) -> list[str]:
-    out: list[str] = []
-    for path in paths:
-        for s in strings(lookup(doc, path)):
-            if s not in out:
-                out.append(s)
-    return out
+    __slots__ = ("flat",)
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.flat: dict[str, Any] = {}
+        self._walk(doc, "")
+
+    def _walk(self, node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = prefix + key
+            if path not in self.flat:
+                self.flat[path] = value  # objects too: a wrong type must stay visible
+            if isinstance(value, dict):
+                self._walk(value, path + ".")
+
+    def get(self, path: str) -> Any:
+        return self.flat.get(path)
+
+    def first(self, *paths: str) -> str | None:
+        for path in paths:
+            value = self.flat.get(path)
+            if value is not None:
+                found = strings(value)
+                if found:
+                    return found[0]
+        return None
+
+    def all(self, *paths: str) -> list[str]:
+        out: list[str] = []
+        for path in paths:
+            value = self.flat.get(path)
+            if value is not None:
+                for s in strings(value):
+                    if s not in out:
+                        out.append(s)
+        return out

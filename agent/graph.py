@@ -90,7 +90,7 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
     seen: set[str] = set()
     for source, line, doc in state.get("documents", []):
         try:
-            alert = normalize(doc)
+            alert = normalize(doc, depth_checked=True)  # the file reader bounded it
         except NormalizeError as exc:
             dead.append(
                 DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])

@@ -11,12 +11,13 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from agent.attack import is_technique_id, tactic_id
-from agent.documents import all_strings, first_string, lookup, strings
+from agent.documents import Fields, strings
 from agent.errors import BadInput
 from agent.models import SEVERITY_RISK, Alert, Entities, Severity, severity_for_risk
 
@@ -27,12 +28,17 @@ class NormalizeError(BadInput):
     """This document cannot become an alert; the message says why."""
 
 
-def normalize(doc: Any) -> Alert:
-    """Detect the document's format and normalise it, or raise `NormalizeError`."""
+def normalize(doc: Any, *, depth_checked: bool = False) -> Alert:
+    """Detect the document's format and normalise it, or raise `NormalizeError`.
+
+    `depth_checked`: the caller already knows the document is shallow enough (a reader that
+    counted its brackets), so the walk can be skipped on the hot path."""
     if not isinstance(doc, dict):
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
-    check_depth(doc)
-    return _detect(doc)(doc)
+    if not depth_checked:
+        check_depth(doc)
+    fields = Fields(doc)
+    return _detect(fields)(doc, fields)
 
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
@@ -48,15 +54,18 @@ def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
 
 
-def _detect(doc: dict[str, Any]) -> Callable[[dict[str, Any]], Alert]:
-    if "kibana.alert.rule.name" in doc or isinstance(lookup(doc, "kibana.alert"), dict):
+Normalizer = Callable[[dict[str, Any], Fields], Alert]
+
+
+def _detect(f: Fields) -> Normalizer:
+    if any(
+        f.get(k) is not None
+        for k in ("kibana.alert.rule.name", "kibana.alert.uuid", "kibana.alert")
+    ):
         return normalize_elastic
-    if lookup(doc, "kibana.alert.rule.name") is not None:
-        return normalize_elastic
-    rule = doc.get("rule")
-    if isinstance(rule, dict) and "level" in rule and "@timestamp" not in doc:
+    if f.get("rule.level") is not None and f.get("@timestamp") is None:
         return normalize_wazuh
-    if "@timestamp" in doc:
+    if "@timestamp" in f.flat:
         return normalize_ecs
     raise NormalizeError(
         "unrecognised document: no kibana.alert.* (Elastic), rule.level (Wazuh) or @timestamp (ECS)"
@@ -83,10 +92,10 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def alert_id(doc: dict[str, Any]) -> str:
+def alert_id(doc: dict[str, Any], f: Fields) -> str:
     """event.id, else kibana.alert.uuid, else _id, else Wazuh's id, else a stable content hash."""
     for path in ("event.id", "kibana.alert.uuid", "_id", "id"):
-        value = lookup(doc, path)
+        value = f.get(path)
         if isinstance(value, str) and value.strip():
             return value.strip()[:256]
         if isinstance(value, int) and not isinstance(value, bool):
@@ -97,6 +106,11 @@ def alert_id(doc: dict[str, Any]) -> str:
 
 def clean_ips(values: list[str]) -> tuple[str, ...]:
     """Valid, routable-or-private addresses only: loopback and unspecified link nothing."""
+    return _clean_ips(tuple(values)) if values else ()
+
+
+@lru_cache(maxsize=65536)
+def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
     out: list[str] = []
     for v in values:
         try:
@@ -143,7 +157,8 @@ def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
     for entry in threat if isinstance(threat, list) else [threat]:
         if not isinstance(entry, dict):
             continue
-        for t in strings(lookup(entry, "tactic.id")) + strings(lookup(entry, "tactic.name")):
+        ef = Fields(entry)
+        for t in ef.all("tactic.id", "tactic.name"):
             tid = tactic_id(t)
             if tid and tid not in tactics:
                 tactics.append(tid)
@@ -160,50 +175,50 @@ def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
     return tactics, techniques
 
 
-def ecs_entities(doc: dict[str, Any]) -> Entities:
+def ecs_entities(f: Fields) -> Entities:
     return Entities(
-        hosts=tuple(all_strings(doc, "host.name", "host.hostname")[:1]),
-        users=tuple(all_strings(doc, "user.name", "user.target.name", "source.user.name")),
-        ips=clean_ips(all_strings(doc, "source.ip", "destination.ip", "host.ip", "client.ip")),
-        source_ips=clean_ips(all_strings(doc, "source.ip", "client.ip")),
-        processes=tuple(all_strings(doc, "process.executable", "process.name")[:1]),
-        files=tuple(all_strings(doc, "file.path")),
-        hashes=tuple(all_strings(doc, "file.hash.sha256", "process.hash.sha256", "file.hash.md5")),
-        urls=tuple(all_strings(doc, "url.full", "url.original")),
-        domains=tuple(all_strings(doc, "url.domain", "destination.domain", "dns.question.name")),
+        hosts=tuple(f.all("host.name", "host.hostname")[:1]),
+        users=tuple(f.all("user.name", "user.target.name", "source.user.name")),
+        ips=clean_ips(f.all("source.ip", "destination.ip", "host.ip", "client.ip")),
+        source_ips=clean_ips(f.all("source.ip", "client.ip")),
+        processes=tuple(f.all("process.executable", "process.name")[:1]),
+        files=tuple(f.all("file.path")),
+        hashes=tuple(f.all("file.hash.sha256", "process.hash.sha256", "file.hash.md5")),
+        urls=tuple(f.all("url.full", "url.original")),
+        domains=tuple(f.all("url.domain", "destination.domain", "dns.question.name")),
     )
 
 
 # --- per-format normalisers ---------------------------------------------------------------------
 
 
-def normalize_elastic(doc: dict[str, Any]) -> Alert:
+def normalize_elastic(doc: dict[str, Any], f: Fields) -> Alert:
     """Elastic Security alerts: `kibana.alert.*` plus ECS; the effective severity and risk win."""
     ts_field = "kibana.alert.original_time"
-    ts_value = lookup(doc, ts_field)
+    ts_value = f.get(ts_field)
     if ts_value is None:
-        ts_field, ts_value = "@timestamp", lookup(doc, "@timestamp")
-    rule_name = first_string(doc, "kibana.alert.rule.name", "rule.name")
+        ts_field, ts_value = "@timestamp", f.get("@timestamp")
+    rule_name = f.first("kibana.alert.rule.name", "rule.name")
     if rule_name is None:
         raise NormalizeError("Elastic alert without kibana.alert.rule.name")
-    risk = risk_number(lookup(doc, "kibana.alert.risk_score"), "kibana.alert.risk_score")
-    severity = severity_name(lookup(doc, "kibana.alert.severity"), "kibana.alert.severity")
-    tactics, techniques = threat_ids(lookup(doc, "kibana.alert.rule.threat"))
-    more_tactics, more_techniques = threat_ids(lookup(doc, "threat"))
+    risk = risk_number(f.get("kibana.alert.risk_score"), "kibana.alert.risk_score")
+    severity = severity_name(f.get("kibana.alert.severity"), "kibana.alert.severity")
+    tactics, techniques = threat_ids(f.get("kibana.alert.rule.threat"))
+    more_tactics, more_techniques = threat_ids(f.get("threat"))
     return _build(
         doc,
+        f,
         source="elastic",
         timestamp=parse_timestamp(ts_value, ts_field),
-        sensor=first_string(doc, "event.module", "agent.type") or "elastic",
+        sensor=f.first("event.module", "agent.type") or "elastic",
         rule_name=rule_name,
-        rule_id=first_string(doc, "kibana.alert.rule.rule_id", "kibana.alert.rule.uuid")
-        or rule_name,
+        rule_id=f.first("kibana.alert.rule.rule_id", "kibana.alert.rule.uuid") or rule_name,
         severity=severity,
         risk=risk,
         tactics=tactics + [t for t in more_tactics if t not in tactics],
         techniques=techniques + [t for t in more_techniques if t not in techniques],
-        entities=ecs_entities(doc),
-        message=first_string(doc, "kibana.alert.reason", "message") or "",
+        entities=ecs_entities(f),
+        message=f.first("kibana.alert.reason", "message") or "",
     )
 
 
@@ -226,67 +241,70 @@ def wazuh_severity(level: Any) -> tuple[Severity, float]:
     return Severity.critical, 90 + (lv - 12) * 3
 
 
-def normalize_wazuh(doc: dict[str, Any]) -> Alert:
+def normalize_wazuh(doc: dict[str, Any], f: Fields) -> Alert:
     """Wazuh alerts: `rule.*`, `agent.*`, decoder fields under `data.*` (Suricata included)."""
-    severity, risk = wazuh_severity(lookup(doc, "rule.level"))
-    groups = all_strings(doc, "rule.groups")
-    rule_name = first_string(doc, "rule.description") or "(no description)"
-    tactics = [t for t in (tactic_id(x) for x in all_strings(doc, "rule.mitre.tactic")) if t]
-    techniques = [t for t in all_strings(doc, "rule.mitre.id") if is_technique_id(t)]
-    data_ips = all_strings(doc, "data.srcip", "data.src_ip", "data.dstip", "data.dest_ip")
+    severity, risk = wazuh_severity(f.get("rule.level"))
+    groups = f.all("rule.groups")
+    rule_name = f.first("rule.description") or "(no description)"
+    tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
+    techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
+    data_ips = f.all("data.srcip", "data.src_ip", "data.dstip", "data.dest_ip")
     entities = Entities(
-        hosts=tuple(all_strings(doc, "agent.name")[:1]),
-        users=tuple(all_strings(doc, "data.srcuser", "data.dstuser", "data.user")),
-        ips=clean_ips(data_ips + all_strings(doc, "agent.ip")),
-        source_ips=clean_ips(all_strings(doc, "data.srcip", "data.src_ip")),
-        processes=tuple(all_strings(doc, "data.command")[:1]),
-        files=tuple(all_strings(doc, "syscheck.path")),
-        hashes=tuple(all_strings(doc, "syscheck.sha256_after", "syscheck.md5_after")),
-        urls=tuple(all_strings(doc, "data.url", "data.http.url")),
-        domains=tuple(all_strings(doc, "data.http.hostname", "data.dns.rrname")),
+        hosts=tuple(f.all("agent.name")[:1]),
+        users=tuple(f.all("data.srcuser", "data.dstuser", "data.user")),
+        ips=clean_ips(data_ips + f.all("agent.ip")),
+        source_ips=clean_ips(f.all("data.srcip", "data.src_ip")),
+        processes=tuple(f.all("data.command")[:1]),
+        files=tuple(f.all("syscheck.path")),
+        hashes=tuple(f.all("syscheck.sha256_after", "syscheck.md5_after")),
+        urls=tuple(f.all("data.url", "data.http.url")),
+        domains=tuple(f.all("data.http.hostname", "data.dns.rrname")),
     )
     return _build(
         doc,
+        f,
         source="wazuh",
-        timestamp=parse_timestamp(lookup(doc, "timestamp"), "timestamp"),
+        timestamp=parse_timestamp(f.get("timestamp"), "timestamp"),
         sensor="suricata" if "suricata" in groups else "wazuh",
         rule_name=rule_name,
-        rule_id=first_string(doc, "rule.id") or rule_name,
+        rule_id=f.first("rule.id") or rule_name,
         severity=severity,
         risk=risk,
         tactics=tactics,
         techniques=techniques,
         entities=entities,
-        message=first_string(doc, "full_log", "data.alert.signature") or rule_name,
+        message=f.first("full_log", "data.alert.signature") or rule_name,
     )
 
 
-def normalize_ecs(doc: dict[str, Any]) -> Alert:
+def normalize_ecs(doc: dict[str, Any], f: Fields) -> Alert:
     """Generic ECS: `@timestamp`, `event.*`, `rule.*`, `host.*`, `user.*`, `source.*`, ..."""
-    rule_name = first_string(doc, "rule.name", "event.action", "message")
+    rule_name = f.first("rule.name", "event.action", "message")
     if rule_name is None:
         raise NormalizeError("ECS alert without rule.name, event.action or message")
-    risk = risk_number(lookup(doc, "event.risk_score"), "event.risk_score")
-    severity = severity_name(lookup(doc, "rule.severity"), "rule.severity")
-    tactics, techniques = threat_ids(lookup(doc, "threat"))
+    risk = risk_number(f.get("event.risk_score"), "event.risk_score")
+    severity = severity_name(f.get("rule.severity"), "rule.severity")
+    tactics, techniques = threat_ids(f.get("threat"))
     return _build(
         doc,
+        f,
         source="ecs",
-        timestamp=parse_timestamp(lookup(doc, "@timestamp"), "@timestamp"),
-        sensor=first_string(doc, "event.module", "observer.type", "agent.type") or "ecs",
+        timestamp=parse_timestamp(f.get("@timestamp"), "@timestamp"),
+        sensor=f.first("event.module", "observer.type", "agent.type") or "ecs",
         rule_name=rule_name[:512],
-        rule_id=first_string(doc, "rule.id", "rule.uuid") or rule_name[:512],
+        rule_id=f.first("rule.id", "rule.uuid") or rule_name[:512],
         severity=severity,
         risk=risk,
         tactics=tactics,
         techniques=techniques,
-        entities=ecs_entities(doc),
-        message=first_string(doc, "message") or "",
+        entities=ecs_entities(f),
+        message=f.first("message") or "",
     )
 
 
 def _build(
     doc: dict[str, Any],
+    f: Fields,
     *,
     source: str,
     timestamp: datetime,
@@ -309,7 +327,7 @@ def _build(
         risk = float(SEVERITY_RISK[severity])
     return Alert.model_validate(
         {
-            "id": alert_id(doc),
+            "id": alert_id(doc, f),
             "timestamp": timestamp,
             "source": source,
             "sensor": sensor.lower()[:64],

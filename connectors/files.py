@@ -17,6 +17,7 @@ import orjson
 
 from agent.errors import BadInput
 from agent.models import DeadLetter
+from agent.normalize import MAX_DEPTH, NormalizeError, check_depth
 
 MAX_DOC_BYTES = 1 << 20
 _CHUNK = 1 << 16
@@ -57,6 +58,19 @@ def _first_line_is_json(head: bytes) -> bool:
 def _excerpt(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return text[:200]
+
+
+def _checked(name: str, line: int, value: Any, brackets: int, raw: bytes | str) -> Parsed:
+    """Every document leaves here no deeper than MAX_DEPTH, so normalisers can skip the walk.
+
+    Counting brackets in the raw text is a cheap upper bound on depth; only documents with more
+    brackets than the limit are walked."""
+    if brackets > MAX_DEPTH:
+        try:
+            check_depth(value)
+        except NormalizeError as exc:
+            return DeadLetter(source=name, line=line, reason=str(exc), excerpt=_excerpt(raw))
+    return line, value
 
 
 def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
@@ -132,6 +146,7 @@ def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Itera
                 excerpt=_excerpt(buf[pos : pos + 200]),
             )
         else:
-            yield line, value
+            brackets = buf.count("{", pos, end) + buf.count("[", pos, end)
+            yield _checked(name, line, value, brackets, buf[pos : pos + 200])
         line += buf.count("\n", pos, end)
         pos = end
