@@ -16,6 +16,9 @@ from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.models import Alert, PriorityFactor
 
 
+RARE = 0.5
+
+
 @dataclass(slots=True)
 class Baseline:
     """How often each rule fires, and where it has fired before (for rarity and novelty)."""
@@ -54,7 +57,7 @@ def prioritise(
     factors = [
         _severity(alerts),
         _rarity(alerts, baseline),
-        _diversity(alerts),
+        _diversity(alerts, baseline),
         _tactics(alerts),
         _sensors(alerts),
         _volume(alerts),
@@ -79,11 +82,13 @@ def _severity(alerts: list[Alert]) -> PriorityFactor:
 
 
 def _rarity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
+    """The rarest rule counts most; a second rare rule corroborates it."""
     rules = {a.rule_id: a.rule_name for a in alerts}
     scored = sorted(((baseline.rarity(r), n) for r, n in rules.items()), reverse=True)
     best, name = scored[0]
-    rare = sum(1 for r, _ in scored if r >= 0.5)
-    points = 20 * best + 5 * min(1.0, max(0, rare - 1) / 3)
+    second = scored[1][0] if len(scored) > 1 else 0.0
+    points = 25 * best**2 + 10 * second**2
+    rare = sum(1 for r, _ in scored if r >= RARE)
     return PriorityFactor(
         name="rarity",
         points=round(points, 2),
@@ -91,12 +96,14 @@ def _rarity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
     )
 
 
-def _diversity(alerts: list[Alert]) -> PriorityFactor:
-    n = len({a.rule_id for a in alerts})
+def _diversity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
+    """Distinct *rare* rules: many routine rules together are still routine."""
+    rules = {a.rule_id for a in alerts}
+    rare = sum(1 for r in rules if baseline.rarity(r) >= RARE)
     return PriorityFactor(
         name="rule_diversity",
-        points=float(min(15, 3 * (n - 1))),
-        detail=f"{n} distinct rule(s)",
+        points=float(min(15, 3 * max(0, rare - 1))),
+        detail=f"{len(rules)} distinct rule(s), {rare} of them rare",
     )
 
 
