@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.models import Alert, PriorityFactor
 
-
 RARE = 0.5
 
 
