@@ -17,7 +17,6 @@ from rich.table import Table
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
 from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
-from agent.graph import TriageContext, run_triage
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
@@ -79,6 +78,8 @@ def triage(
     top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
+    from agent.graph import TriageContext, run_triage  # LangGraph takes ~2 s to import
+
     settings = _settings()
     try:
         books = load_playbooks(settings.playbooks_dir)
