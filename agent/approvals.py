@@ -14,10 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from agent.errors import ApprovalError
-from agent.models import ActionProposal, Approval, ProposalState, args_hash
+from agent.models import ActionProposal, Approval, ProposalState, Risk, args_hash
 
 #: Identities that can request but never approve: the agent and its playbooks.
 SYSTEM_IDENTITIES = frozenset({"vigie", "system", "playbook", "agent", "llm"})
+
+#: Which risks each role may approve. Unknown roles approve nothing.
+MAY_APPROVE: dict[str, frozenset[Risk]] = {
+    "analyst": frozenset({Risk.low, Risk.medium}),
+    "lead": frozenset({Risk.low, Risk.medium, Risk.high}),
+    "admin": frozenset({Risk.low, Risk.medium, Risk.high}),
+}
 
 TERMINAL = frozenset(
     {
@@ -63,11 +70,22 @@ def _moved(p: ActionProposal, **changes: Any) -> ActionProposal:
 
 
 def approve(
-    p: ActionProposal, who: str, now: datetime, *, seen_hash: str, comment: str = ""
+    p: ActionProposal,
+    who: str,
+    now: datetime,
+    *,
+    seen_hash: str,
+    comment: str = "",
+    role: str | None = None,
 ) -> ActionProposal:
-    """Record one approval; the proposal becomes approved once enough distinct people agree."""
+    """Record one approval; the proposal becomes approved once enough distinct people agree.
+
+    `role` None means roles are not enforced (embedded development); otherwise the role must be
+    allowed to approve the proposal's risk."""
     _require_pending(p, now)
     _require_person(p, who)
+    if role is not None and p.risk not in MAY_APPROVE.get(role, frozenset()):
+        raise ApprovalError(f"role {role!r} may not approve {p.risk.value}-risk actions")
     verify_integrity(p)
     if seen_hash != p.args_hash:
         raise ApprovalError(f"{p.proposal_id}: you approved other arguments than those proposed")

@@ -66,7 +66,12 @@ def _queue(settings: Settings, store: Store) -> ApprovalQueue:
     create_app(settings)
     if settings.embedded:
         use_services(settings, store, HttpActionRunner(settings.targets))
-    return ApprovalQueue(store, enqueue_execution, timedelta(seconds=settings.approval_ttl_seconds))
+    return ApprovalQueue(
+        store,
+        enqueue_execution,
+        timedelta(seconds=settings.approval_ttl_seconds),
+        roles=settings.approver_roles(),
+    )
 
 
 @app.command()
@@ -280,6 +285,39 @@ def approvals_expire() -> None:
     expired = expire_pending(store)
     reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
     out.print(f"{len(expired)} expired, {len(reaped)} marked outcome_unknown")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker: executes approved proposals, expiry and reaping sweeps."""
+    settings = _settings()
+    if settings.embedded:
+        raise _fail("VIGIE_BROKER_URL is not set: embedded mode runs tasks in-process")
+    from agent.celery_app import app as celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run the Celery beat scheduler (exactly one per deployment): expiry and reaping sweeps."""
+    settings = _settings()
+    if settings.embedded:
+        raise _fail("VIGIE_BROKER_URL is not set: embedded mode has no scheduler")
+    from agent.celery_app import app as celery_app
+
+    celery_app.start(["beat", f"--loglevel={loglevel}"])
 
 
 @playbooks_app.command("validate")

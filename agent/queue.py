@@ -6,7 +6,7 @@ its id is handed to the `enqueue` callback (a Celery task in production).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,10 @@ class ApprovalQueue:
         enqueue: Enqueue,
         ttl: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        roles: Mapping[str, str] | None = None,
     ) -> None:
+        """`roles` maps approver name to role; None leaves roles unenforced (development)."""
+        self._roles = roles
         self._store = store
         self._enqueue = enqueue
         self._ttl = ttl
@@ -47,14 +50,25 @@ class ApprovalQueue:
         """Approve what the approver saw (`seen_hash`, a prefix of at least 8 hex digits)."""
         p = self.get(proposal_id)
         full = p.args_hash if seen_hash is None else _expand(p, seen_hash)
-        new = approvals.approve(p, who, self._clock(), seen_hash=full, comment=comment)
+        new = approvals.approve(
+            p, who, self._clock(), seen_hash=full, comment=comment, role=self._role(who)
+        )
         self._commit(p, new, who, {"comment": comment, "args_hash": p.args_hash})
         if new.state is ProposalState.approved:
             self._enqueue(new.proposal_id)
         return new
 
+    def _role(self, who: str) -> str | None:
+        if self._roles is None:
+            return None
+        role = self._roles.get(who)
+        if role is None:
+            raise ApprovalError(f"{who!r} is not a known approver")
+        return role
+
     def reject(self, proposal_id: str, who: str, *, reason: str) -> ActionProposal:
         p = self.get(proposal_id)
+        self._role(who)
         new = approvals.reject(p, who, self._clock(), reason=reason)
         self._commit(p, new, who, {"reason": reason})
         return new

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("MISTRAL_API_KEY", "VIGIE_MISTRAL_API_KEY")
     )
     broker_url: str | None = None
+    #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
+    #: guarded by state, so a redelivery never runs an action twice.
+    broker_visibility_timeout: int = 3600
     # Reading input.
     max_doc_bytes: int = 1 << 20
     # Correlation.
@@ -43,6 +46,9 @@ class Settings(BaseSettings):
     approval_ttl_seconds: int = 24 * 3600
     execution_lease_seconds: int = 300
     requester: str = "vigie"
+    #: Approvers and their roles, "name:role,..." (roles: analyst, lead, admin). Empty means roles
+    #: are not enforced, which production refuses.
+    approvers: str = ""
     #: Live action targets by name, as JSON: {"firewall": {"url": "...", "token": "..."}}.
     #: A playbook step whose target is not configured runs as a dry-run.
     targets: dict[str, Target] = Field(default_factory=dict)
@@ -59,10 +65,24 @@ class Settings(BaseSettings):
         """No broker configured: Celery tasks run in-process (eagerly)."""
         return not self.broker_url
 
+    def approver_roles(self) -> dict[str, str] | None:
+        if not self.approvers.strip():
+            return None
+        roles: dict[str, str] = {}
+        for item in self.approvers.split(","):
+            name, sep, role = item.strip().partition(":")
+            if not sep or role not in ("analyst", "lead", "admin") or not name:
+                raise ConfigError(f"VIGIE_APPROVERS entry {item!r} is not name:analyst|lead|admin")
+            roles[name] = role
+        return roles
+
     @model_validator(mode="after")
     def _enforce_real_secrets(self) -> Settings:
+        self.approver_roles()  # refuse malformed entries at start-up
         if self.env != "production":
             return self
+        if not self.approvers.strip():
+            raise ConfigError("production needs VIGIE_APPROVERS (name:role,...)")
         for name, target in self.targets.items():
             token = target.token.get_secret_value() if target.token else None
             if token is not None and token.strip().lower() in _PLACEHOLDERS:

@@ -34,7 +34,16 @@ def create_app(settings: Settings) -> Celery:
             task_acks_late=True,  # redelivered if a worker dies; tasks are idempotent by state
             task_reject_on_worker_lost=False,
             worker_prefetch_multiplier=1,
-            broker_transport_options={"visibility_timeout": 3600},
+            broker_transport_options={
+                "visibility_timeout": settings.broker_visibility_timeout,
+                # Sweep for tasks of dead workers every few seconds rather than kombu's
+                # default ~100 s (interval x throttle); a redelivered execution is a no-op.
+                "unacked_restore_interval": max(
+                    1, min(10, settings.broker_visibility_timeout // 2)
+                ),
+                "unacked_restore_throttle": 1,
+            },
+            broker_connection_retry_on_startup=True,
             task_ignore_result=True,
             beat_schedule={
                 "expire-approvals": {"task": "vigie.expire_approvals", "schedule": 60.0},

@@ -1,8 +1,8 @@
 """The Store port: where incidents, proposals, approvals, dead letters and the audit trail live.
 
-Implementations: `SqliteStore` (embedded default). Every implementation passes the same contract
-tests (tests/unit/test_store_contract.py). Proposal transitions are compare-and-swap on
-`version`, and each one appends its audit event in the same transaction.
+Implementations: `SqliteStore` (embedded default) and `RedisStore` (production). Both pass the
+same contract tests (tests/integration/test_store_contract.py). Proposal transitions are
+compare-and-swap on `version`, and each one appends its audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -74,4 +74,8 @@ def open_store(url: str) -> Store:
         from agent.store.sqlite import SqliteStore
 
         return SqliteStore(url.removeprefix("sqlite:///"))
-    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from agent.store.redis import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH or redis://HOST/DB")

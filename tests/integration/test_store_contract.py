@@ -1,7 +1,9 @@
-"""The SQLite store's contract (compare-and-swap, audit chain) and at-most-once execution."""
+"""The Store contract, run against every implementation (SQLite, and Redis on a real server):
+compare-and-swap transitions, the audit chain, and at-most-once execution on top of them."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,8 @@ from agent.errors import Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
 from agent.models import ActionProposal, ProposalState
 from agent.queue import ApprovalQueue
+from agent.store import Store
+from agent.store.redis import RedisStore
 from agent.store.sqlite import SqliteStore
 from tests.unit.test_approvals import proposal
 
@@ -29,21 +33,24 @@ class CountingRunner:
         return True, {"dry_run": True}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "v.db")
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "v.db")
+    else:
+        s = RedisStore(request.getfixturevalue("redis_url"))
     yield s
     s.close()
 
 
-def fresh(store: SqliteStore, p: ActionProposal) -> ActionProposal:
+def fresh(store: Store, p: ActionProposal) -> ActionProposal:
     store.save_triage([], [], [p], [], actor="vigie")
     got = store.get_proposal(p.proposal_id)
     assert got is not None
     return got
 
 
-def test_transition_is_compare_and_swap(store: SqliteStore) -> None:
+def test_transition_is_compare_and_swap(store: Store) -> None:
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
     a = approvals.approve(p, "alice", now, seen_hash=p.args_hash)
@@ -53,7 +60,7 @@ def test_transition_is_compare_and_swap(store: SqliteStore) -> None:
     assert store.get_proposal(p.proposal_id).state is ProposalState.approved
 
 
-def test_saving_the_same_proposal_twice_keeps_one(store: SqliteStore) -> None:
+def test_saving_the_same_proposal_twice_keeps_one(store: Store) -> None:
     p = proposal()
     store.save_triage([], [], [p], [], actor="vigie")
     store.save_triage([], [], [p], [], actor="vigie")
@@ -61,23 +68,64 @@ def test_saving_the_same_proposal_twice_keeps_one(store: SqliteStore) -> None:
     assert [e.kind for e in store.audit(p.proposal_id)] == ["proposal.created"]
 
 
-def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path, store: SqliteStore) -> None:
+def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path, store: Store) -> None:
     for i in range(5):
         store.append_audit("alice", "note", f"s{i}", {"i": i})
     assert store.verify_audit() == (True, None)
-    db = sqlite3.connect(tmp_path / "v.db")
-    db.execute("UPDATE audit SET data=? WHERE seq=3", (b'{"i": 99}',))
-    db.commit()
+    assert [e.seq for e in store.audit("s3")] == [4]
+    if isinstance(store, SqliteStore):
+        db = sqlite3.connect(tmp_path / "v.db")
+        db.execute("UPDATE audit SET data=? WHERE seq=3", (b'{"i": 99}',))
+        db.commit()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(store_url(store))
+        raw = json.loads(r.lindex("vigie:audit", 2))
+        raw["data"] = {"i": 99}
+        r.lset("vigie:audit", 2, json.dumps(raw))
     assert store.verify_audit() == (False, 3)
 
 
-def queue_for(store: SqliteStore, runner: CountingRunner) -> ApprovalQueue:
+def store_url(store: RedisStore) -> str:
+    kw = store._r.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+
+
+def test_triage_results_round_trip(store: Store) -> None:
+    from agent.correlate import correlate
+    from agent.incidents import build_incident
+    from agent.models import DeadLetter
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    alerts = [alert(1, 0, "Web shell", "web", severity="high"), alert(2, 900, "Port scan", "fw")]
+    baseline = Baseline()
+    baseline.observe(alerts)
+    incidents = [build_incident(c, baseline) for c in correlate(alerts)]
+    dead = [DeadLetter(source="f", line=3, reason="invalid JSON")]
+    store.save_triage(incidents, alerts, [], dead, actor="v")
+    store.save_triage(incidents, alerts, [], [], actor="v")  # idempotent re-save
+    listed = store.list_incidents()
+    assert [i.incident_id for i in listed] == [
+        i.incident_id for i in sorted(incidents, key=lambda i: -i.priority)
+    ]
+    first = listed[0]
+    assert store.get_incident(first.incident_id) == first
+    assert [a.id for a in store.alerts_of(first.incident_id)] == first.alert_ids
+    assert [(d.source, d.line, d.reason) for d in store.dead_letters()] == [
+        ("f", 3, "invalid JSON")
+    ]
+    assert store.verify_audit() == (True, None)
+
+
+def queue_for(store: Store, runner: CountingRunner) -> ApprovalQueue:
     return ApprovalQueue(
         store, lambda pid: execute_proposal(store, runner, pid), timedelta(hours=1)
     )
 
 
-def test_approved_action_runs_exactly_once_even_when_delivered_twice(store: SqliteStore) -> None:
+def test_approved_action_runs_exactly_once_even_when_delivered_twice(store: Store) -> None:
     runner = CountingRunner()
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
@@ -95,7 +143,7 @@ def test_approved_action_runs_exactly_once_even_when_delivered_twice(store: Sqli
     ]
 
 
-def test_transient_failure_means_outcome_unknown_not_retry(store: SqliteStore) -> None:
+def test_transient_failure_means_outcome_unknown_not_retry(store: Store) -> None:
     runner = CountingRunner(fail=Transient("timed out"))
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
@@ -105,7 +153,7 @@ def test_transient_failure_means_outcome_unknown_not_retry(store: SqliteStore) -
     assert store.get_proposal(p.proposal_id).state is ProposalState.outcome_unknown
 
 
-def test_crash_mid_run_is_reaped_to_outcome_unknown(store: SqliteStore) -> None:
+def test_crash_mid_run_is_reaped_to_outcome_unknown(store: Store) -> None:
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
     approved = approvals.approve(p, "alice", now, seen_hash=p.args_hash)
@@ -122,7 +170,7 @@ def test_crash_mid_run_is_reaped_to_outcome_unknown(store: SqliteStore) -> None:
     )
 
 
-def test_pending_proposals_expire_in_a_sweep(store: SqliteStore) -> None:
+def test_pending_proposals_expire_in_a_sweep(store: Store) -> None:
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(minutes=1)))
     assert expire_pending(store, now) == []
@@ -130,7 +178,7 @@ def test_pending_proposals_expire_in_a_sweep(store: SqliteStore) -> None:
     assert store.get_proposal(p.proposal_id).state is ProposalState.expired
 
 
-def test_edit_creates_a_new_proposal_needing_fresh_approval(store: SqliteStore) -> None:
+def test_edit_creates_a_new_proposal_needing_fresh_approval(store: Store) -> None:
     now = datetime.now(UTC)
     p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
     q = queue_for(store, CountingRunner())

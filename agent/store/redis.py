@@ -1,0 +1,323 @@
+"""Redis store: production. Transitions are optimistic transactions (WATCH/MULTI/EXEC).
+
+A transition watches the proposal and the audit chain's head, checks the expected version,
+computes the audit event's hash in Python (Lua has no SHA-256), and commits proposal and audit
+together. A concurrent writer makes EXEC fail: if the proposal itself moved, the CAS has lost;
+if only the audit head moved, the transaction is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+from redis.client import Pipeline
+
+from agent.errors import Transient
+from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+from agent.store.audit import chain_hash, first_broken
+
+_HEAD = "vigie:audit:head"
+_AUDIT = "vigie:audit"
+
+
+def _k_proposal(pid: str) -> str:
+    return f"vigie:proposal:{pid}"
+
+
+def _dump(model: Any) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self._r = redis.Redis.from_url(url)
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise Transient(f"store unavailable: {exc}") from exc
+
+    # --- audit helpers -------------------------------------------------------------------------
+
+    def _audit_event(
+        self, pipe: Pipeline, actor: str, kind: str, subject: str, data: dict[str, Any]
+    ) -> AuditEvent:
+        """Read the chain head (the caller WATCHes it) and build the next event."""
+        head = pipe.get(_HEAD)
+        seq, prev = (0, "")
+        if head:
+            text = head.decode() if isinstance(head, bytes) else str(head)
+            s, _, h = text.partition("|")
+            seq, prev = int(s), h
+        at = datetime.now(UTC)
+        clean = orjson.loads(orjson.dumps(data, default=str))
+        digest = chain_hash(prev, seq + 1, at.isoformat(), actor, kind, subject, clean)
+        return AuditEvent(
+            seq=seq + 1,
+            at=at,
+            actor=actor,
+            kind=kind,
+            subject=subject,
+            data=clean,
+            prev_hash=prev,
+            hash=digest,
+        )
+
+    @staticmethod
+    def _write_audit(pipe: Pipeline, events: list[AuditEvent]) -> None:
+        for e in events:
+            pipe.rpush(_AUDIT, orjson.dumps(e.model_dump(mode="json")))
+            pipe.rpush(f"vigie:audit:subject:{e.subject}", e.seq)
+        if events:
+            pipe.set(_HEAD, f"{events[-1].seq}|{events[-1].hash}")
+
+    @staticmethod
+    def _chain(
+        first: AuditEvent, more: list[tuple[str, str, str, dict[str, Any]]]
+    ) -> list[AuditEvent]:
+        events = [first]
+        for actor, kind, subject, data in more:
+            prev = events[-1]
+            clean = orjson.loads(orjson.dumps(data, default=str))
+            at = datetime.now(UTC)
+            digest = chain_hash(
+                prev.hash, prev.seq + 1, at.isoformat(), actor, kind, subject, clean
+            )
+            events.append(
+                AuditEvent(
+                    seq=prev.seq + 1,
+                    at=at,
+                    actor=actor,
+                    kind=kind,
+                    subject=subject,
+                    data=clean,
+                    prev_hash=prev.hash,
+                    hash=digest,
+                )
+            )
+        return events
+
+    # --- triage results -----------------------------------------------------------------------
+
+    def save_triage(
+        self,
+        incidents: Sequence[Incident],
+        alerts: Sequence[Alert],
+        proposals: Sequence[ActionProposal],
+        dead_letters: Sequence[DeadLetter],
+        actor: str,
+    ) -> None:
+        self._guard(self._save_triage, incidents, alerts, proposals, dead_letters, actor)
+
+    def _save_triage(
+        self,
+        incidents: Sequence[Incident],
+        alerts: Sequence[Alert],
+        proposals: Sequence[ActionProposal],
+        dead_letters: Sequence[DeadLetter],
+        actor: str,
+    ) -> None:
+        owner = {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        keys = [_k_proposal(p.proposal_id) for p in proposals]
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(_HEAD, *keys)
+                    exists = [bool(pipe.exists(k)) for k in keys]
+                    new = [p for p, e in zip(proposals, exists, strict=True) if not e]
+                    records: list[tuple[str, str, str, dict[str, Any]]] = [
+                        (
+                            "vigie",
+                            "proposal.created",
+                            p.proposal_id,
+                            {
+                                "action": p.action,
+                                "args": p.args,
+                                "args_hash": p.args_hash,
+                                "incident_id": p.incident_id,
+                                "risk": p.risk.value,
+                            },
+                        )
+                        for p in new
+                    ]
+                    if incidents or dead_letters:
+                        records.append(
+                            (
+                                actor,
+                                "triage.stored",
+                                "run",
+                                {
+                                    "incidents": len(incidents),
+                                    "proposals": len(new),
+                                    "dead_letters": len(dead_letters),
+                                },
+                            )
+                        )
+                    events = (
+                        self._chain(self._audit_event(pipe, *records[0]), records[1:])
+                        if records
+                        else []
+                    )
+                    pipe.multi()
+                    for inc in incidents:
+                        pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
+                        pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
+                    for a in alerts:
+                        pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
+                    for p in new:
+                        self._put_proposal(pipe, p)
+                    now = datetime.now(UTC).isoformat()
+                    for d in dead_letters:
+                        pipe.rpush(
+                            "vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now})
+                        )
+                    self._write_audit(pipe, events)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    @staticmethod
+    def _put_proposal(pipe: Pipeline, p: ActionProposal) -> None:
+        pipe.hset(_k_proposal(p.proposal_id), "doc", _dump(p))
+        pipe.hset(_k_proposal(p.proposal_id), "version", p.version)
+        pipe.hset(_k_proposal(p.proposal_id), "state", p.state.value)
+        pipe.sadd("vigie:proposals", p.proposal_id)
+        pipe.sadd(f"vigie:proposals:state:{p.state.value}", p.proposal_id)
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        raw = self._guard(self._r.get, f"vigie:incident:{incident_id}")
+        return Incident.model_validate_json(raw) if raw else None
+
+    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]:
+        ids = self._guard(self._r.zrevrange, "vigie:incidents", offset, offset + limit - 1)
+        docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
+        return [Incident.model_validate_json(d) for d in docs if d]
+
+    def alerts_of(self, incident_id: str) -> list[Alert]:
+        raw = self._guard(self._r.hvals, f"vigie:alerts:{incident_id}")
+        return sorted((Alert.model_validate_json(d) for d in raw), key=lambda a: a.timestamp)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._guard(self._r.lrange, "vigie:dead_letters", 0, -1)
+        return [
+            DeadLetter.model_validate({k: v for k, v in orjson.loads(r).items() if k != "at"})
+            for r in rows
+        ]
+
+    # --- proposals ----------------------------------------------------------------------------
+
+    def get_proposal(self, proposal_id: str) -> ActionProposal | None:
+        raw = self._guard(self._r.hget, _k_proposal(proposal_id), "doc")
+        return ActionProposal.model_validate_json(raw) if raw else None
+
+    def list_proposals(
+        self, *, states: Sequence[ProposalState] | None = None, incident_id: str | None = None
+    ) -> list[ActionProposal]:
+        if states:
+            ids = self._guard(self._r.sunion, [f"vigie:proposals:state:{s.value}" for s in states])
+        else:
+            ids = self._guard(self._r.smembers, "vigie:proposals")
+        ordered = sorted(i.decode() for i in ids)
+        with self._r.pipeline(transaction=False) as pipe:
+            for pid in ordered:
+                pipe.hget(_k_proposal(pid), "doc")
+            docs = pipe.execute()
+        out = [ActionProposal.model_validate_json(d) for d in docs if d]
+        if states:  # a proposal may have moved between the two reads
+            out = [p for p in out if p.state in states]
+        return [p for p in out if incident_id is None or p.incident_id == incident_id]
+
+    def transition(
+        self,
+        old: ActionProposal,
+        new: ActionProposal,
+        *,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        insert: ActionProposal | None = None,
+    ) -> bool:
+        result: bool = self._guard(self._transition, old, new, actor, data, insert)
+        return result
+
+    def _transition(
+        self,
+        old: ActionProposal,
+        new: ActionProposal,
+        actor: str,
+        data: dict[str, Any] | None,
+        insert: ActionProposal | None,
+    ) -> bool:
+        key = _k_proposal(old.proposal_id)
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(key, _HEAD)
+                    version = pipe.hget(key, "version")
+                    if version is None or int(version) != old.version:
+                        return False
+                    event = self._audit_event(
+                        pipe,
+                        actor,
+                        f"proposal.{new.state.value}",
+                        new.proposal_id,
+                        {"from": old.state.value, "version": new.version, **(data or {})},
+                    )
+                    pipe.multi()
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "doc": _dump(new),
+                            "version": new.version,
+                            "state": new.state.value,
+                        },
+                    )
+                    pipe.srem(f"vigie:proposals:state:{old.state.value}", old.proposal_id)
+                    pipe.sadd(f"vigie:proposals:state:{new.state.value}", old.proposal_id)
+                    if insert is not None:
+                        self._put_proposal(pipe, insert)
+                    self._write_audit(pipe, [event])
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue  # re-read: the version check decides whether we lost
+
+    # --- audit --------------------------------------------------------------------------------
+
+    def append_audit(self, actor: str, kind: str, subject: str, data: dict[str, Any]) -> AuditEvent:
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(_HEAD)
+                    event = self._audit_event(pipe, actor, kind, subject, data)
+                    pipe.multi()
+                    self._write_audit(pipe, [event])
+                    pipe.execute()
+                    return event
+                except redis.WatchError:
+                    continue
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    raise Transient(f"store unavailable: {exc}") from exc
+
+    def audit(self, subject: str | None = None) -> list[AuditEvent]:
+        if subject is None:
+            rows = self._guard(self._r.lrange, _AUDIT, 0, -1)
+        else:
+            seqs = self._guard(self._r.lrange, f"vigie:audit:subject:{subject}", 0, -1)
+            with self._r.pipeline(transaction=False) as pipe:
+                for seq in seqs:
+                    pipe.lindex(_AUDIT, int(seq) - 1)
+                rows = pipe.execute()
+        return [AuditEvent.model_validate_json(r) for r in rows if r]
+
+    def verify_audit(self) -> tuple[bool, int | None]:
+        bad = first_broken(self.audit())
+        return bad is None, bad
+
+    def close(self) -> None:
+        self._r.close()

@@ -1,0 +1,263 @@
+"""Approvals through a real Celery worker process on a real Redis broker, acting on a local HTTP
+target that counts its calls: exactly once per approved proposal, never a retry after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ApprovalError
+from agent.models import ActionProposal, ProposalState, Risk, args_hash
+from agent.queue import ApprovalQueue
+from agent.settings import Settings
+from agent.store.redis import RedisStore
+from agent.worker import create_app
+from tests.conftest import REPO, RedisServer, free_port
+
+
+class Target:
+    """A firewall/directory API stand-in: records every call; `/hang/...` never answers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.release = threading.Event()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                target.calls.append((self.path, body))
+                if self.path.startswith("/hang"):
+                    target.release.wait(30)
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"ok": true}')
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.fh = log.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "agent.celery_app",
+                "worker",
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self.fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: "ready" in log.read_text(errors="replace"), 30, "worker ready")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.fh.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.fh.close()
+
+
+def wait_for(cond: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict]:
+    import redis
+
+    redis.Redis(port=redis_server.port).flushall()
+    target = Target()
+    env = {
+        **os.environ,
+        "VIGIE_BROKER_URL": redis_server.url(0),
+        "VIGIE_STORE_URL": redis_server.url(2),
+        "VIGIE_TARGETS": json.dumps(
+            {
+                "firewall": {"url": target.url, "token": "t0k3n"},
+                "hangs": {"url": target.url + "/hang"},
+            }
+        ),
+        "VIGIE_BROKER_VISIBILITY_TIMEOUT": "2",
+        "VIGIE_EXECUTION_LEASE_SECONDS": "1",
+    }
+    settings = Settings(broker_url=env["VIGIE_BROKER_URL"], store_url=env["VIGIE_STORE_URL"])
+    app = create_app(settings)
+    store = RedisStore(env["VIGIE_STORE_URL"])
+    worker = Worker(env, tmp_path / "worker.log")
+    yield {
+        "target": target,
+        "env": env,
+        "app": app,
+        "store": store,
+        "worker": worker,
+        "log": tmp_path / "worker.log",
+    }
+    worker.stop()
+    target.close()
+    store.close()
+
+
+def make_proposals(store: RedisStore, n: int, risk: Risk, target: str = "firewall") -> list[str]:
+    now = datetime.now(UTC)
+    ps = []
+    for i in range(n):
+        args = {"ip": f"203.0.113.{i + 1}", "target": target}
+        ps.append(
+            ActionProposal(
+                proposal_id=f"P-{risk.value}-{i}",
+                incident_id="INC-1",
+                playbook="pb",
+                step="s",
+                action="block_ip",
+                args=args,
+                args_hash=args_hash("block_ip", args),
+                risk=risk,
+                required_approvals=2 if risk is Risk.high else 1,
+                requested_by="vigie",
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+    store.save_triage([], [], ps, [], actor="vigie")
+    return [p.proposal_id for p in ps]
+
+
+def send(app, pid: str) -> None:  # type: ignore[no-untyped-def]
+    app.send_task("vigie.execute_proposal", args=[pid])
+
+
+def test_exactly_one_call_under_concurrent_approvals_and_duplicate_deliveries(stack: dict) -> None:
+    store, app, target = stack["store"], stack["app"], stack["target"]
+    queue = ApprovalQueue(store, lambda pid: send(app, pid), timedelta(hours=1))
+    ids = make_proposals(store, 6, Risk.medium) + make_proposals(store, 4, Risk.high)
+    outcomes: list[str] = []
+
+    def approve(pid: str, who: str) -> None:
+        try:
+            outcomes.append(queue.approve(pid, who).state.value)
+        except ApprovalError as exc:
+            outcomes.append(type(exc).__name__)
+
+    threads = [
+        threading.Thread(target=approve, args=(pid, f"analyst{k}")) for pid in ids for k in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for pid in ids:
+        if store.get_proposal(pid).state is ProposalState.pending:  # high risk: one more person
+            approve(pid, "lead-two")
+        for _ in range(3):
+            send(app, pid)  # duplicate deliveries of the same task
+    wait_for(
+        lambda: all(store.get_proposal(p).state is ProposalState.succeeded for p in ids),
+        30,
+        "all proposals executed",
+    )
+    time.sleep(1.0)  # let any stray duplicate run, if one could
+    called = sorted(body["ip"] for _, body in target.calls)
+    assert called == sorted(store.get_proposal(p).args["ip"] for p in ids)  # one call each
+    for pid in ids:
+        kinds = [e.kind for e in store.audit(pid)]
+        assert kinds.count("proposal.executing") == 1 and kinds.count("proposal.succeeded") == 1
+        approvers = {a.approver for a in store.get_proposal(pid).approvals}
+        assert len(approvers) == store.get_proposal(pid).required_approvals
+    assert store.verify_audit() == (True, None)
+
+
+def test_tampered_arguments_are_refused_by_the_worker(stack: dict) -> None:
+    store, app, target = stack["store"], stack["app"], stack["target"]
+    (pid,) = make_proposals(store, 1, Risk.medium)
+    ApprovalQueue(store, lambda _: None, timedelta(hours=1)).approve(pid, "alice")
+    import redis
+
+    r = redis.Redis.from_url(stack["env"]["VIGIE_STORE_URL"])
+    doc = json.loads(r.hget(f"vigie:proposal:{pid}", "doc"))
+    doc["args"]["ip"] = "8.8.8.8"  # someone with store access changes the approved arguments
+    r.hset(f"vigie:proposal:{pid}", "doc", json.dumps(doc))
+    send(app, pid)
+    wait_for(lambda: any(e.kind == "execution.refused" for e in store.audit(pid)), 20, "refusal")
+    assert target.calls == []
+    assert store.get_proposal(pid).state is ProposalState.approved
+
+
+def test_expiry_runs_as_a_periodic_task_on_the_worker(stack: dict) -> None:
+    store, app = stack["store"], stack["app"]
+    (pid,) = make_proposals(store, 1, Risk.low)
+    p = store.get_proposal(pid)
+    past = p.model_copy(update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)})
+    store.transition(p, past.model_copy(update={"version": p.version + 1}), actor="test")
+    app.send_task("vigie.expire_approvals")
+    wait_for(lambda: store.get_proposal(pid).state is ProposalState.expired, 20, "expiry")
+    with pytest.raises(ApprovalError, match="not pending"):
+        ApprovalQueue(store, lambda _: None, timedelta(hours=1)).approve(pid, "alice")
+
+
+def test_worker_killed_mid_action_leaves_outcome_unknown_and_no_second_call(stack: dict) -> None:
+    store, app, target = stack["store"], stack["app"], stack["target"]
+    (pid,) = make_proposals(store, 1, Risk.medium, target="hangs")
+    ApprovalQueue(store, lambda p: send(app, p), timedelta(hours=1)).approve(pid, "alice")
+    wait_for(lambda: len(target.calls) == 1, 20, "the action to reach the target")
+    stack["worker"].kill()  # mid-request: the target got the call, the worker never reported
+    assert store.get_proposal(pid).state is ProposalState.executing
+    stack["worker"] = Worker(stack["env"], stack["log"])  # acks_late: the task comes back
+
+    # Past the 2 s visibility timeout, Redis hands the unacknowledged task out again.
+    def deliveries() -> int:
+        lines = stack["log"].read_text(errors="replace").splitlines()
+        return sum(1 for x in lines if "vigie.execute_proposal[" in x and x.endswith("received"))
+
+    wait_for(lambda: deliveries() >= 2, 90, "the redelivery of the unacknowledged task")
+    time.sleep(1)  # ...and the new worker has dealt with it (by doing nothing)
+    app.send_task("vigie.reap_executions")
+    wait_for(lambda: store.get_proposal(pid).state is ProposalState.outcome_unknown, 20, "reaper")
+    target.release.set()
+    assert len(target.calls) == 1  # never re-run automatically
+    kinds = [e.kind for e in store.audit(pid)]
+    assert kinds.count("proposal.executing") == 1 and kinds[-1] == "proposal.outcome_unknown"
