@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
+	$(PY) benchmarks/approvals_bench.py 1000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent connectors tests benchmarks examples
