@@ -14,8 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent.analyst import Analyst, OfflineAnalyst
-from agent.correlate import CorrelationConfig
 from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
@@ -51,14 +49,6 @@ def _settings() -> Settings:
         raise _fail(f"invalid settings: {exc}") from exc
 
 
-def _analyst(settings: Settings) -> Analyst:
-    if settings.analyst == "mistral":
-        err.print(
-            "[yellow]Mistral analyst not available in this build; using the offline analyst[/]"
-        )
-    return OfflineAnalyst()
-
-
 def _queue(settings: Settings, store: Store) -> ApprovalQueue:
     from agent.worker import create_app, enqueue_execution, use_services
     from connectors.actions.http import HttpActionRunner
@@ -83,35 +73,26 @@ def triage(
     top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
-    from agent.graph import TriageContext, run_triage  # LangGraph takes ~2 s to import
+    from agent.service import triage_files  # LangGraph takes ~2 s to import
 
     settings = _settings()
-    try:
-        books = load_playbooks(settings.playbooks_dir)
-    except BadInput as exc:
-        raise _fail(str(exc)) from exc
     for path in input:
         if not path.is_file():
             raise _fail(f"input not found: {path}")
+    if settings.analyst == "mistral":
+        err.print(
+            "[yellow]Mistral analyst not available in this build; using the offline analyst[/]"
+        )
     store = open_store(settings.store_url)
     started = datetime.now(UTC)
     with err.status("triaging...") as status:
-        ctx = TriageContext(
-            store=store,
-            analyst=_analyst(settings),
-            playbooks=books,
-            correlation=CorrelationConfig(
-                repeat_gap=settings.repeat_gap_seconds,
-                link_window=settings.link_window_seconds,
-                hub_min_hosts=settings.hub_min_hosts,
-            ),
-            requester=settings.requester,
-            approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),
-            max_doc_bytes=settings.max_doc_bytes,
-            progress=lambda stage, n: status.update(f"{stage}: {n:,}"),
-        )
         try:
-            state = run_triage([str(p) for p in input], ctx)
+            state = triage_files(
+                settings,
+                store,
+                [str(p) for p in input],
+                progress=lambda stage, n: status.update(f"{stage}: {n:,}"),
+            )
         except VigieError as exc:
             raise _fail(str(exc)) from exc
     incidents = state.get("incidents", [])

@@ -11,9 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import httpx
+
 from agent import approvals
 from agent.errors import ApprovalError, RateLimited, Transient, VigieError
 from agent.models import ActionProposal, ProposalState
+from agent.settings import Target
 from agent.store import Store
 
 
@@ -74,3 +77,24 @@ def expire_pending(store: Store, now: datetime | None = None) -> list[str]:
         if now >= p.expires_at and store.transition(p, approvals.expire(p, now), actor="expiry"):
             expired.append(p.proposal_id)
     return expired
+
+
+def notify_execution(store: Store, target: Target | None, p: ActionProposal) -> str:
+    """Post the outcome to a chat webhook (Slack/Mattermost/Teams `text`); audit what was sent."""
+    text = (
+        f"Vigie: {p.action} {p.args} for {p.incident_id} ended {p.state.value} "
+        f"(approved by {', '.join(a.approver for a in p.approvals)})"
+    )
+    if target is None:
+        store.append_audit("notifier", "notification.dry_run", p.proposal_id, {"text": text})
+        return "dry_run"
+    headers = {"authorization": f"Bearer {target.token.get_secret_value()}"} if target.token else {}
+    try:
+        resp = httpx.post(target.url, json={"text": text}, headers=headers, timeout=10)
+        outcome = f"http {resp.status_code}"
+    except httpx.HTTPError as exc:
+        outcome = f"error {type(exc).__name__}"
+    store.append_audit(
+        "notifier", "notification.sent", p.proposal_id, {"text": text, "outcome": outcome}
+    )
+    return outcome

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, shared_task
 
-from agent.execution import execute_proposal, expire_pending, reap_stale
+from agent.execution import execute_proposal, expire_pending, notify_execution, reap_stale
 from agent.settings import Settings
 from agent.store import Store, open_store
 from connectors.actions.http import HttpActionRunner
@@ -78,8 +78,36 @@ def services() -> tuple[Settings, Store, HttpActionRunner]:
 @shared_task(name="vigie.execute_proposal", acks_late=True)
 def execute_proposal_task(proposal_id: str) -> str | None:
     _, store, runner = services()
+    before = store.get_proposal(proposal_id)
     p = execute_proposal(store, runner, proposal_id)
+    if p is not None and before is not None and p.state is not before.state:
+        notify_task.delay(proposal_id)  # only the run that moved it tells the channel
     return None if p is None else p.state.value
+
+
+@shared_task(name="vigie.notify", acks_late=True)
+def notify_task(proposal_id: str) -> str:
+    """Tell the on-call channel (target `chat`) how an execution ended."""
+    settings, store, _ = services()
+    p = store.get_proposal(proposal_id)
+    if p is None:
+        return "missing"
+    return notify_execution(store, settings.targets.get("chat"), p)
+
+
+@shared_task(name="vigie.triage_files", acks_late=True)
+def triage_files_task(paths: list[str]) -> dict[str, int]:
+    """A triage run on a worker; re-running it is harmless (ids are deterministic)."""
+    from agent.service import triage_files
+
+    settings, store, _ = services()
+    state = triage_files(settings, store, paths)
+    return {
+        "alerts": len(state.get("alerts", [])),
+        "incidents": len(state.get("incidents", [])),
+        "proposals": len(state.get("proposals", [])),
+        "dead_letters": len(state.get("dead_letters", [])),
+    }
 
 
 @shared_task(name="vigie.expire_approvals")
@@ -90,8 +118,12 @@ def expire_approvals_task() -> list[str]:
 
 @shared_task(name="vigie.reap_executions")
 def reap_executions_task() -> list[str]:
+    """Executions that never reported back become outcome_unknown, and a human is told."""
     settings, store, _ = services()
-    return reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
+    reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
+    for proposal_id in reaped:
+        notify_task.delay(proposal_id)
+    return reaped
 
 
 def enqueue_execution(proposal_id: str) -> None:

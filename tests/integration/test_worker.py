@@ -120,6 +120,7 @@ def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict]:
             {
                 "firewall": {"url": target.url, "token": "t0k3n"},
                 "hangs": {"url": target.url + "/hang"},
+                "chat": {"url": target.url + "/chat"},
             }
         ),
         "VIGIE_BROKER_VISIBILITY_TIMEOUT": "2",
@@ -201,8 +202,12 @@ def test_exactly_one_call_under_concurrent_approvals_and_duplicate_deliveries(st
         "all proposals executed",
     )
     time.sleep(1.0)  # let any stray duplicate run, if one could
-    called = sorted(body["ip"] for _, body in target.calls)
+    called = sorted(body["ip"] for path, body in target.calls if path == "/block_ip")
     assert called == sorted(store.get_proposal(p).args["ip"] for p in ids)  # one call each
+    wait_for(lambda: sum(path == "/chat" for path, _ in target.calls) >= len(ids), 20, "notices")
+    time.sleep(0.5)
+    notices = [body["text"] for path, body in target.calls if path == "/chat"]
+    assert len(notices) == len(ids) and all("ended succeeded" in t for t in notices)
     for pid in ids:
         kinds = [e.kind for e in store.audit(pid)]
         assert kinds.count("proposal.executing") == 1 and kinds.count("proposal.succeeded") == 1
@@ -258,6 +263,23 @@ def test_worker_killed_mid_action_leaves_outcome_unknown_and_no_second_call(stac
     app.send_task("vigie.reap_executions")
     wait_for(lambda: store.get_proposal(pid).state is ProposalState.outcome_unknown, 20, "reaper")
     target.release.set()
-    assert len(target.calls) == 1  # never re-run automatically
+    assert [path for path, _ in target.calls if path.startswith("/hang")] == ["/hang/block_ip"]
     kinds = [e.kind for e in store.audit(pid)]
-    assert kinds.count("proposal.executing") == 1 and kinds[-1] == "proposal.outcome_unknown"
+    assert kinds.count("proposal.executing") == 1 and "proposal.outcome_unknown" in kinds
+    wait_for(lambda: any(p == "/chat" for p, _ in target.calls), 20, "the on-call notice")
+    notice = next(body["text"] for p, body in target.calls if p == "/chat")
+    assert "outcome_unknown" in notice
+
+
+def test_triage_runs_on_the_worker_into_the_redis_store(stack: dict) -> None:
+    store, app = stack["store"], stack["app"]
+    demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
+    result = app.send_task("vigie.triage_files", args=[demo])
+    wait_for(lambda: len(store.list_incidents(limit=1000)) > 0, 60, "incidents stored")
+    wait_for(lambda: any(e.kind == "triage.stored" for e in store.audit("run")), 60, "the run")
+    incidents = store.list_incidents(limit=1000)
+    assert incidents[0].priority == max(i.priority for i in incidents)
+    assert sum(len(i.alert_ids) for i in incidents) == 1725  # every valid demo alert, once
+    assert len(store.dead_letters()) == 2
+    assert store.list_proposals(states=[ProposalState.pending])
+    assert result.id
