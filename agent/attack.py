@@ -7,6 +7,8 @@ Elastic rules, "Stealth" in ATT&CK v18), so every known name maps to its id.
 from __future__ import annotations
 
 import re
+from functools import cache
+from pathlib import Path
 
 #: Tactic ids in kill-chain order: an incident that moves forward along it tells a story.
 TACTIC_ORDER: tuple[str, ...] = (
@@ -69,3 +71,10 @@ def tactic_rank(tid: str) -> int:
 
 def ordered(tactics: set[str] | list[str] | tuple[str, ...]) -> list[str]:
     return sorted(set(tactics), key=tactic_rank)
+
+
+@cache
+def known_techniques() -> frozenset[str]:
+    """ATT&CK technique and sub-technique ids (v18), shipped with the package."""
+    text = (Path(__file__).parent / "data" / "attack_technique_ids.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))

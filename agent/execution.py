@@ -9,7 +9,7 @@ human. Nothing here ever retries an action.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
@@ -26,20 +26,25 @@ class ActionRunner(Protocol):
         ...
 
 
+class Execution(NamedTuple):
+    proposal: ActionProposal | None
+    ran: bool  # True only for the one call that claimed the proposal and ran its action
+
+
 def execute_proposal(
     store: Store, runner: ActionRunner, proposal_id: str, actor: str = "worker"
-) -> ActionProposal | None:
+) -> Execution:
     """Run the proposal if it is approved and nobody else has claimed it; else do nothing."""
     p = store.get_proposal(proposal_id)
     if p is None or p.state is not ProposalState.approved:
-        return p
+        return Execution(p, False)
     try:
         claimed = approvals.start(p, datetime.now(UTC))
     except ApprovalError as exc:
         store.append_audit(actor, "execution.refused", proposal_id, {"why": str(exc)})
-        return p
+        return Execution(p, False)
     if not store.transition(p, claimed, actor=actor, data={"args_hash": p.args_hash}):
-        return store.get_proposal(proposal_id)  # another worker claimed it first
+        return Execution(store.get_proposal(proposal_id), False)  # another worker claimed it
     try:
         ok, result = runner.run(claimed)
     except RateLimited as exc:  # refused before anything was done: a clean failure
@@ -49,12 +54,12 @@ def execute_proposal(
             claimed, datetime.now(UTC), f"{type(exc).__name__}: {exc}"
         )
         store.transition(claimed, unknown, actor=actor, data={"error": str(exc)})
-        return unknown
+        return Execution(unknown, True)
     except VigieError as exc:
         ok, result = False, {"error": type(exc).__name__, "detail": str(exc)}
     done = approvals.finish(claimed, ok=ok, result=result)
     store.transition(claimed, done, actor=actor, data={"result": result})
-    return done
+    return Execution(done, True)
 
 
 def reap_stale(store: Store, lease: timedelta, now: datetime | None = None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
@@ -12,9 +13,36 @@ from agent.settings import Settings
 from agent.store import Store
 
 
-def make_analyst(settings: Settings) -> Analyst:
-    """The offline analyst unless Mistral is configured (see connectors/mistral.py)."""
-    return OfflineAnalyst()
+def make_analyst(settings: Settings, store: Store | None) -> Analyst:
+    """A fresh analyst per run (pseudonym tokens and the token budget are per run)."""
+    if settings.analyst != "mistral" or settings.mistral_api_key is None:
+        return OfflineAnalyst()
+    from agent.llm_analyst import Budget, MistralAnalyst, mistral_token_counter
+    from connectors.mistral import MistralChat
+
+    chat = MistralChat(
+        api_key=settings.mistral_api_key.get_secret_value(),
+        model=settings.mistral_model,
+        server_url=settings.mistral_url,
+        timeout_s=settings.llm_timeout_seconds,
+        max_concurrency=settings.llm_max_concurrency,
+        max_retry_s=settings.llm_max_retry_seconds,
+    )
+
+    def record(subject: str, data: dict[str, Any]) -> None:
+        if store is not None:
+            store.append_audit("mistral-analyst", "llm.request", subject, data)
+
+    return MistralAnalyst(
+        chat,
+        pseudonymize=settings.pseudonymize,
+        min_priority=settings.llm_min_priority,
+        budget=Budget(settings.llm_tokens_per_incident, settings.llm_tokens_per_run),
+        count_tokens=mistral_token_counter(),
+        record=record,
+        audit_full_payload=settings.llm_audit_payload == "full",
+        max_tool_steps=settings.llm_max_tool_steps,
+    )
 
 
 def triage_context(
@@ -22,7 +50,7 @@ def triage_context(
 ) -> TriageContext:
     ctx = TriageContext(
         store=store,
-        analyst=make_analyst(settings),
+        analyst=make_analyst(settings, store),
         playbooks=load_playbooks(settings.playbooks_dir),
         correlation=CorrelationConfig(
             repeat_gap=settings.repeat_gap_seconds,

@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     mistral_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("MISTRAL_API_KEY", "VIGIE_MISTRAL_API_KEY")
     )
+    # The Mistral analyst (VIGIE_LLM=mistral, or MISTRAL_API_KEY set).
+    mistral_url: str | None = None  # the SDK's server_url: Mistral's API or a vLLM/Ollama server
+    mistral_model: str = "mistral-small-latest"
+    llm_timeout_seconds: float = 60.0
+    llm_max_retry_seconds: float = 30.0
+    llm_max_concurrency: int = 4
+    llm_min_priority: float = 30.0
+    llm_tokens_per_incident: int = 4000
+    llm_tokens_per_run: int = 200_000
+    llm_max_tool_steps: int = 2
+    llm_audit_payload: Literal["hash", "full"] = "hash"
+    pseudonymize: bool = True
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.

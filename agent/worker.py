@@ -78,10 +78,9 @@ def services() -> tuple[Settings, Store, HttpActionRunner]:
 @shared_task(name="vigie.execute_proposal", acks_late=True)
 def execute_proposal_task(proposal_id: str) -> str | None:
     _, store, runner = services()
-    before = store.get_proposal(proposal_id)
-    p = execute_proposal(store, runner, proposal_id)
-    if p is not None and before is not None and p.state is not before.state:
-        notify_task.delay(proposal_id)  # only the run that moved it tells the channel
+    p, ran = execute_proposal(store, runner, proposal_id)
+    if ran:
+        notify_task.delay(proposal_id)  # only the run that acted tells the channel
     return None if p is None else p.state.value
 
 

@@ -1,0 +1,108 @@
+"""Reversible, per-run pseudonymisation of entities before anything leaves for an LLM.
+
+Host names, user names, IP addresses and e-mail addresses become stable tokens (HOST_1, USER_2,
+IP_3, EMAIL_1) in structured fields *and* inside free text; the analyst sees them restored. One
+`Pseudonymizer` lives for one run, so the same value gets the same token across incidents.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from agent.models import Alert
+
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL)_\d+\b")
+
+
+class Masker(Protocol):
+    """What prompts need: pseudonymisation on (`Pseudonymizer`) or off (values pass through)."""
+
+    def register(self, alerts: Iterable[Alert]) -> None: ...
+
+    def mask(self, text: str) -> str: ...
+
+    def unmask(self, text: str) -> str: ...
+
+    def is_token(self, value: str) -> bool: ...
+
+
+class Passthrough:
+    """Pseudonymisation off: values pass through, and every value counts as known."""
+
+    def register(self, alerts: Iterable[Alert]) -> None:
+        return None
+
+    def mask(self, text: str) -> str:
+        return text
+
+    def unmask(self, text: str) -> str:
+        return text
+
+    def is_token(self, value: str) -> bool:
+        return True
+
+
+class Pseudonymizer:
+    def __init__(self) -> None:
+        self._fwd: dict[str, str] = {}
+        self._rev: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def token(self, kind: str, value: str) -> str:
+        with self._lock:
+            existing = self._fwd.get(value)
+            if existing is not None:
+                return existing
+            n = self._counts.get(kind, 0) + 1
+            self._counts[kind] = n
+            tok = f"{kind}_{n}"
+            self._fwd[value] = tok
+            self._rev[tok] = value
+            self._pattern = None
+            return tok
+
+    def register(self, alerts: Iterable[Alert]) -> None:
+        """Learn every host, user and IP of these alerts."""
+        for a in alerts:
+            for h in a.entities.hosts:
+                self.token("HOST", h)
+            for u in a.entities.users:
+                self.token("USER", u)
+            for ip in a.entities.ips:
+                self.token("IP", ip)
+
+    def _known(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None and self._fwd:
+                values = sorted(self._fwd, key=len, reverse=True)
+                alts = "|".join(re.escape(v) for v in values if len(v) >= 2)
+                self._pattern = re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])") if alts else None
+            return self._pattern
+
+    def mask(self, text: str) -> str:
+        """Known values and any IP or e-mail address in the text become tokens."""
+        text = _EMAIL.sub(lambda m: self.token("EMAIL", m.group(0)), text)
+        text = _IPV4.sub(lambda m: self.token("IP", m.group(0)), text)
+        text = _IPV6.sub(lambda m: self.token("IP", m.group(0)), text)
+        pattern = self._known()
+        if pattern is not None:
+            text = pattern.sub(lambda m: self._fwd[m.group(0)], text)
+        return text
+
+    def unmask(self, text: str) -> str:
+        return TOKEN.sub(lambda m: self._rev.get(m.group(0), m.group(0)), text)
+
+    def is_token(self, value: str) -> bool:
+        return value in self._rev
+
+    def values(self) -> list[str]:
+        """Every raw value that must never appear in an outbound payload."""
+        return list(self._fwd)
