@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
 	$(PY) benchmarks/approvals_bench.py 1000
+	$(PY) benchmarks/llm_bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent connectors tests benchmarks examples

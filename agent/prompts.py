@@ -53,7 +53,7 @@ def evidence(
         rows.append(
             {
                 "alert_id": g.sample_alert_id,
-                "rule": _defang(_clip(g.rule_name, 160)),
+                "rule": _defang(pseudo.mask(_clip(g.rule_name, 160))),
                 "host": pseudo.mask(g.host),
                 "count": g.count,
                 "first_seen": g.first_seen.isoformat(),
