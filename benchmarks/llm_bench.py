@@ -103,16 +103,17 @@ def main(path: str | None) -> None:
             f"{len(alerts):,} alerts, {len(incidents)} incidents, {sent} assessed by the model "
             f"({len(server.requests)} calls) in {seconds:.1f}s"
         )
+        used = analyst.budget.used
+        mean = used / max(1, len(per_incident))
+        per_10k = used * 10_000 / len(alerts)
+        verdict = "respected" if used <= PER_RUN else "EXCEEDED"
         print(
-            f"tokens sent: {analyst.budget.used:,} in all; per incident mean "
-            f"{analyst.budget.used / max(1, len(per_incident)):,.0f}, max {max(per_incident, default=0):,} "
-            f"(budget {PER_INCIDENT:,}); per 10,000 alerts {analyst.budget.used * 10_000 / len(alerts):,.0f} "
-            f"(run budget {PER_RUN:,}: {'respected' if analyst.budget.used <= PER_RUN else 'EXCEEDED'})"
+            f"tokens sent: {used:,} in all; per incident mean {mean:,.0f}, "
+            f"max {max(per_incident, default=0):,} (budget {PER_INCIDENT:,}); "
+            f"per 10,000 alerts {per_10k:,.0f} (run budget {PER_RUN:,}: {verdict})"
         )
         print(f"payload bytes per call: mean {sum(sizes) / max(1, len(sizes)):,.0f}")
-        print(
-            f"raw entity values found in outbound payloads: {leaks} (of {len(words)} distinct values)"
-        )
+        print(f"raw entity values in outbound payloads: {leaks} (of {len(words)} distinct values)")
 
 
 if __name__ == "__main__":
