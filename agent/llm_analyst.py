@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.analyst import OfflineAnalyst
 from agent.attack import known_techniques, tactic_id
 from agent.errors import BadInput
-from agent.models import Alert, Assessment, Incident
+from agent.models import Alert, Assessment, Incident, Severity
 from agent.prompts import SYSTEM, evidence, retry_message, user_message
 from agent.pseudonymize import TOKEN, Masker, Passthrough, Pseudonymizer
 from connectors.mistral import ChatModel, ChatResult
@@ -314,6 +314,12 @@ class MistralAnalyst:
             )
             return fallback
         cited = list(dict.fromkeys(a for _, c in claims for a in c))
+        timeline = [
+            f"{t.time}: {self._entities_checked(t.event, pseudo, notes)} "
+            f"[{', '.join(a for a in t.alert_ids if a in ids)}]"
+            for t in raw.timeline
+            if any(a in ids for a in t.alert_ids)
+        ]
         return Assessment(
             analyst="mistral",
             verdict=verdict,
@@ -323,6 +329,8 @@ class MistralAnalyst:
             cited_alert_ids=cited,
             tactics=tactics,
             techniques=techniques,
+            severity=Severity(raw.severity),
+            timeline=timeline,
             notes=list(dict.fromkeys(notes)),
         )
 

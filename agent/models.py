@@ -169,6 +169,8 @@ class Assessment(BaseModel):
     cited_alert_ids: list[str]
     tactics: list[str] = Field(default_factory=list)
     techniques: list[str] = Field(default_factory=list)
+    severity: Severity | None = None
+    timeline: list[str] = Field(default_factory=list, description="'time: event [alert ids]'")
     notes: list[str] = Field(default_factory=list, description="Fallbacks, dropped claims, flags")
 
 

@@ -122,6 +122,7 @@ def test_grounded_answer_is_restored_and_nothing_raw_leaves(standin) -> None:
     assert a.analyst == "mistral" and a.verdict == "true_positive" and a.notes == []
     assert "203.0.113.66 brute-forced web-01" in a.summary and "svc-backup" in a.summary
     assert set(a.cited_alert_ids) == {inc.alert_ids[0], inc.alert_ids[-1]}
+    assert a.timeline == [f"09:00: brute force [{inc.alert_ids[0]}]"] and a.severity == "critical"
     (req,) = server.requests
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer test-key"
     assert req["body"]["response_format"]["type"] == "json_schema"
