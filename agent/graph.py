@@ -21,7 +21,7 @@ from langgraph.types import Send
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.errors import VigieError
-from agent.incidents import build_incident
+from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize
 from agent.playbooks import Playbook, propose
@@ -48,6 +48,7 @@ class TriageContext:
     requester: str = "vigie"
     approval_ttl: timedelta = timedelta(hours=24)
     max_doc_bytes: int = 1 << 20
+    quiet_period: timedelta = timedelta(hours=24)
     progress: Progress = _no_progress
     fallback: Analyst = field(default_factory=OfflineAnalyst)
 
@@ -61,6 +62,7 @@ class TriageState(TypedDict, total=False):
     incidents: list[Incident]
     assessed: Annotated[list[Incident], operator.add]
     proposals: list[ActionProposal]
+    known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
 
 
 class AnalyseTask(TypedDict):
@@ -69,7 +71,10 @@ class AnalyseTask(TypedDict):
 
 
 def fetch(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Read the input files; a caller that already holds documents (a sweep) passes them in."""
     ctx = runtime.context
+    if not state.get("inputs"):
+        return {}
     docs: list[tuple[str, int, Any]] = []
     dead: list[DeadLetter] = []
     for path in state.get("inputs", []):
@@ -88,9 +93,10 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
     alerts: list[Alert] = []
     dead: list[DeadLetter] = []
     seen: set[str] = set()
+    trusted_depth = bool(state.get("inputs"))  # the file reader bounded nesting already
     for source, line, doc in state.get("documents", []):
         try:
-            alert = normalize(doc, depth_checked=True)  # the file reader bounded it
+            alert = normalize(doc, depth_checked=trusted_depth)
         except NormalizeError as exc:
             dead.append(
                 DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])
@@ -107,8 +113,12 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
             continue
         seen.add(alert.id)
         alerts.append(alert)
+    store = runtime.context.store
+    known = store.incident_of_alerts([a.id for a in alerts]) if store is not None else {}
+    if known:  # triaged by an earlier run (a re-read page): already in an incident, not again
+        alerts = [a for a in alerts if a.id not in known]
     runtime.context.progress("normalised", len(alerts))
-    return {"alerts": alerts, "documents": [], "dead_letters": dead}
+    return {"alerts": alerts, "documents": [], "dead_letters": dead, "known": known}
 
 
 def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
@@ -118,7 +128,10 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     baseline = Baseline()
     baseline.observe(state.get("alerts", []))
-    incidents = [build_incident(c, baseline, runtime.context.priority) for c in state["clusters"]]
+    ctx = runtime.context
+    incidents = build_incidents(
+        state["clusters"], baseline, ctx.store, ctx.correlation, ctx.priority
+    )
     incidents.sort(key=lambda i: (-i.priority, i.incident_id))
     runtime.context.progress("incidents", len(incidents))
     return {"incidents": incidents, "clusters": []}
@@ -159,12 +172,15 @@ def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     incidents: list[Incident] = []
     proposals: list[ActionProposal] = []
     for inc in sorted(state.get("assessed", []), key=lambda i: (-i.priority, i.incident_id)):
-        alerts = [by_id[a] for a in inc.alert_ids]
+        alerts = [by_id[a] for a in inc.alert_ids if a in by_id]
+        if len(alerts) < len(inc.alert_ids) and ctx.store is not None:  # an extended incident
+            alerts += ctx.store.alerts_of(inc.incident_id)
         mine = propose(
             ctx.playbooks, inc, alerts, requester=ctx.requester, now=now, ttl=ctx.approval_ttl
         )
         proposals += mine
-        incidents.append(inc.model_copy(update={"proposal_ids": [p.proposal_id for p in mine]}))
+        ids = list(dict.fromkeys([*inc.proposal_ids, *(p.proposal_id for p in mine)]))
+        incidents.append(inc.model_copy(update={"proposal_ids": ids}))
     return {"incidents": incidents, "proposals": proposals}
 
 
@@ -180,6 +196,9 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             state.get("dead_letters", []),
             actor=ctx.requester,
         )
+        alerts = state.get("alerts", [])
+        if alerts:  # incidents quiet for a whole period before this batch's newest alert close
+            ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
     return {}
 
 
@@ -189,7 +208,9 @@ def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
     for inc in state.get("incidents", []):
         counts: dict[tuple[str, str], int] = {}
         for aid in inc.alert_ids:
-            a = by_id[aid]
+            a = by_id.get(aid)
+            if a is None:  # placed by an earlier run; its representatives are stored already
+                continue
             key = (a.rule_id, a.entities.hosts[0] if a.entities.hosts else "-")
             counts[key] = counts.get(key, 0) + 1
             if counts[key] <= per_group:
@@ -219,4 +240,10 @@ def build_graph() -> Any:
 
 def run_triage(inputs: list[str], ctx: TriageContext) -> TriageState:
     result: TriageState = build_graph().invoke({"inputs": inputs}, context=ctx)
+    return result
+
+
+def run_triage_documents(documents: list[tuple[str, int, Any]], ctx: TriageContext) -> TriageState:
+    """Triage documents already in memory (a sweep page, a webhook batch)."""
+    result: TriageState = build_graph().invoke({"documents": documents}, context=ctx)
     return result

@@ -44,36 +44,68 @@ def _unique(values: list[str], limit: int = 50) -> list[str]:
 
 
 def build_incident(
-    cluster: Cluster, baseline: Baseline, cfg: PriorityConfig | None = None
+    cluster: Cluster,
+    baseline: Baseline,
+    cfg: PriorityConfig | None = None,
+    *,
+    extends: Incident | None = None,
+    prior: list[Alert] | None = None,
 ) -> Incident:
-    alerts = cluster.alerts
+    """A new incident from a cluster, or `extends` grown by it (`prior`: its stored alerts)."""
+    new_alerts = cluster.alerts
+    alerts = sorted([*(prior or []), *new_alerts], key=lambda a: (a.timestamp, a.id))
     priority, factors = prioritise(alerts, baseline, cfg)
     gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in itertools.pairwise(alerts)]
-    groups = groups_of(alerts)
-    tactics = ordered([t for a in alerts for t in a.tactics])
+    groups = _merge_groups(extends.groups if extends else [], groups_of(new_alerts))
+    tactics = ordered([t for a in alerts for t in a.tactics] + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))
-    hosts = _unique([h for a in alerts for h in a.entities.hosts])
     title = f"{top.rule_name} on {top.host}"
-    if len(groups) > 1:
+    if len({g.rule_id for g in groups}) > 1:
         title += f" (+{len({g.rule_id for g in groups}) - 1} related rule(s))"
+    old = extends
     return Incident(
-        incident_id=incident_id_for(alerts[0].id),
-        alert_ids=[a.id for a in alerts],
+        incident_id=old.incident_id if old else incident_id_for(alerts[0].id),
+        alert_ids=[*(old.alert_ids if old else []), *(a.id for a in new_alerts)],
         priority=priority,
         title=title[:200],
-        first_seen=alerts[0].timestamp,
-        last_seen=alerts[-1].timestamp,
-        hosts=hosts,
-        users=_unique([u for a in alerts for u in a.entities.users]),
-        ips=_unique([i for a in alerts for i in a.entities.ips]),
+        first_seen=min(alerts[0].timestamp, old.first_seen) if old else alerts[0].timestamp,
+        last_seen=max(alerts[-1].timestamp, old.last_seen) if old else alerts[-1].timestamp,
+        hosts=_unique(
+            [*(old.hosts if old else []), *(h for a in alerts for h in a.entities.hosts)]
+        ),
+        users=_unique(
+            [*(old.users if old else []), *(u for a in alerts for u in a.entities.users)]
+        ),
+        ips=_unique([*(old.ips if old else []), *(i for a in alerts for i in a.entities.ips)]),
         tactics=tactics,
         techniques=_unique(sorted({t for a in alerts for t in a.techniques})),
         groups=groups,
         explanation=Explanation(
-            links=cluster.links,
+            links=[*(old.explanation.links if old else []), *cluster.links],
             max_gap_seconds=max(gaps, default=0.0),
             tactic_progression=tactics,
             sensors=sorted({a.sensor for a in alerts}),
             priority_factors=factors,
+            background=all(r.background for r in cluster.runs)
+            and (old.explanation.background if old else True),
         ),
+        proposal_ids=list(old.proposal_ids) if old else [],
     )
+
+
+def _merge_groups(old: list[AlertGroup], new: list[AlertGroup]) -> list[AlertGroup]:
+    """Counts of one rule on one host add up across batches."""
+    by_key = {(g.rule_id, g.host): g for g in old}
+    for g in new:
+        prev = by_key.get((g.rule_id, g.host))
+        if prev is None:
+            by_key[(g.rule_id, g.host)] = g
+        else:
+            by_key[(g.rule_id, g.host)] = prev.model_copy(
+                update={
+                    "count": prev.count + g.count,
+                    "first_seen": min(prev.first_seen, g.first_seen),
+                    "last_seen": max(prev.last_seen, g.last_seen),
+                }
+            )
+    return sorted(by_key.values(), key=lambda g: (g.first_seen, g.rule_id))

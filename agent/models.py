@@ -153,6 +153,7 @@ class Explanation(BaseModel):
     tactic_progression: list[str] = Field(default_factory=list)
     sensors: list[str] = Field(default_factory=list)
     priority_factors: list[PriorityFactor] = Field(default_factory=list)
+    background: bool = Field(default=False, description="A routine rule's steady stream")
 
 
 Verdict = Literal["true_positive", "benign", "false_positive", "needs_investigation"]

@@ -60,6 +60,7 @@ def triage_context(
         requester=settings.requester,
         approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),
         max_doc_bytes=settings.max_doc_bytes,
+        quiet_period=timedelta(seconds=settings.incident_quiet_seconds),
     )
     if progress is not None:
         ctx.progress = progress

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     repeat_gap_seconds: float = 1800.0
     link_window_seconds: float = 3600.0
     hub_min_hosts: int = 8
+    incident_quiet_seconds: float = (
+        24 * 3600.0
+    )  # an incident this quiet closes; later alerts open a new one
     # Approvals.
     approval_ttl_seconds: int = 24 * 3600
     execution_lease_seconds: int = 300

@@ -8,6 +8,7 @@ compare-and-swap on `version`, and each one appends its audit event in the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from agent.errors import ConfigError
@@ -30,7 +31,25 @@ class Store(Protocol):
 
     def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]: ...
 
-    def alerts_of(self, incident_id: str) -> list[Alert]: ...
+    def alerts_of(self, incident_id: str) -> list[Alert]:
+        """The representative alerts stored for an incident (a few per rule and host)."""
+        ...
+
+    def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
+        """Which incident already holds each of these alerts (absent: never triaged)."""
+        ...
+
+    def open_incidents(self, since: datetime) -> list[Incident]:
+        """Open incidents whose last alert is at or after `since`: what a new batch may extend."""
+        ...
+
+    def close_quiet(self, before: datetime) -> int:
+        """Close open incidents quiet since before `before`; returns how many."""
+        ...
+
+    def get_checkpoint(self, name: str) -> Any: ...
+
+    def set_checkpoint(self, name: str, value: Any) -> None: ...
 
     def get_proposal(self, proposal_id: str) -> ActionProposal | None: ...
 

@@ -167,6 +167,15 @@ class RedisStore:
                     for inc in incidents:
                         pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
                         pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
+                        if inc.status == "open":
+                            pipe.zadd(
+                                "vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()}
+                            )
+                        else:
+                            pipe.zrem("vigie:incidents:open", inc.incident_id)
+                    for start in range(0, len(owner), 10_000):
+                        chunk = dict(list(owner.items())[start : start + 10_000])
+                        pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
                     for a in alerts:
                         pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
                     for p in new:
@@ -198,6 +207,42 @@ class RedisStore:
         ids = self._guard(self._r.zrevrange, "vigie:incidents", offset, offset + limit - 1)
         docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
         return [Incident.model_validate_json(d) for d in docs if d]
+
+    def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
+        ids = list(alert_ids)
+        if not ids:
+            return {}
+        values = self._guard(self._r.hmget, "vigie:alert_index", ids)
+        return {a: v.decode() for a, v in zip(ids, values, strict=True) if v is not None}
+
+    def open_incidents(self, since: datetime) -> list[Incident]:
+        ids = self._guard(self._r.zrangebyscore, "vigie:incidents:open", since.timestamp(), "+inf")
+        docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
+        return [Incident.model_validate_json(d) for d in docs if d]
+
+    def close_quiet(self, before: datetime) -> int:
+        ids = self._guard(
+            self._r.zrangebyscore, "vigie:incidents:open", "-inf", f"({before.timestamp()}"
+        )
+        n = 0
+        for raw in ids:
+            key = f"vigie:incident:{raw.decode()}"
+            doc = self._r.get(key)
+            if doc:
+                inc = Incident.model_validate_json(doc).model_copy(update={"status": "closed"})
+                with self._r.pipeline() as pipe:
+                    pipe.set(key, _dump(inc))
+                    pipe.zrem("vigie:incidents:open", raw)
+                    pipe.execute()
+                n += 1
+        return n
+
+    def get_checkpoint(self, name: str) -> Any:
+        raw = self._guard(self._r.get, f"vigie:checkpoint:{name}")
+        return orjson.loads(raw) if raw else None
+
+    def set_checkpoint(self, name: str, value: Any) -> None:
+        self._guard(self._r.set, f"vigie:checkpoint:{name}", orjson.dumps(value))
 
     def alerts_of(self, incident_id: str) -> list[Alert]:
         raw = self._guard(self._r.hvals, f"vigie:alerts:{incident_id}")

@@ -17,7 +17,9 @@ from agent.store.audit import chain_hash, first_broken
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
-  incident_id TEXT PRIMARY KEY, priority REAL NOT NULL, last_seen TEXT NOT NULL, doc BLOB NOT NULL);
+  incident_id TEXT PRIMARY KEY, priority REAL NOT NULL, last_seen TEXT NOT NULL, doc BLOB NOT NULL,
+  status TEXT NOT NULL DEFAULT 'open');
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents(status, last_seen);
 CREATE INDEX IF NOT EXISTS incidents_priority ON incidents(priority DESC);
 CREATE TABLE IF NOT EXISTS alerts (
   alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, doc BLOB NOT NULL);
@@ -30,6 +32,9 @@ CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL,
   subject TEXT NOT NULL, data BLOB NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+CREATE TABLE IF NOT EXISTS alert_index (
+  alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, reason TEXT NOT NULL,
   excerpt TEXT NOT NULL, at TEXT NOT NULL);
@@ -79,10 +84,15 @@ class SqliteStore:
         now = datetime.now(UTC).isoformat()
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO incidents VALUES (?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET "
-                "priority=excluded.priority, last_seen=excluded.last_seen, doc=excluded.doc",
-                [(i.incident_id, i.priority, i.last_seen.isoformat(), _dump(i)) for i in incidents],
+                "INSERT INTO incidents VALUES (?,?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET "
+                "priority=excluded.priority, last_seen=excluded.last_seen, doc=excluded.doc, "
+                "status=excluded.status",
+                [
+                    (i.incident_id, i.priority, i.last_seen.isoformat(), _dump(i), i.status)
+                    for i in incidents
+                ],
             )
+            db.executemany("INSERT OR REPLACE INTO alert_index VALUES (?,?)", list(owner.items()))
             db.executemany(
                 "INSERT OR REPLACE INTO alerts VALUES (?,?,?)",
                 [(a.id, owner.get(a.id, ""), _dump(a)) for a in alerts],
@@ -138,6 +148,51 @@ class SqliteStore:
             (limit, offset),
         ).fetchall()
         return [Incident.model_validate_json(r[0]) for r in rows]
+
+    def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        ids = list(alert_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT alert_id, incident_id FROM alert_index WHERE alert_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            out.update(dict(rows.fetchall()))
+        return out
+
+    def open_incidents(self, since: datetime) -> list[Incident]:
+        rows = self._db.execute(
+            "SELECT doc FROM incidents WHERE status='open' AND last_seen >= ?", (since.isoformat(),)
+        ).fetchall()
+        return [Incident.model_validate_json(r[0]) for r in rows]
+
+    def close_quiet(self, before: datetime) -> int:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT doc FROM incidents WHERE status='open' AND last_seen < ?",
+                (before.isoformat(),),
+            ).fetchall()
+            closed = [
+                Incident.model_validate_json(r[0]).model_copy(update={"status": "closed"})
+                for r in rows
+            ]
+            db.executemany(
+                "UPDATE incidents SET status='closed', doc=? WHERE incident_id=?",
+                [(_dump(i), i.incident_id) for i in closed],
+            )
+        return len(closed)
+
+    def get_checkpoint(self, name: str) -> Any:
+        row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def set_checkpoint(self, name: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?,?)", (name, orjson.dumps(value))
+            )
 
     def alerts_of(self, incident_id: str) -> list[Alert]:
         rows = self._db.execute(

@@ -50,3 +50,45 @@ def test_failed_analyst_falls_back_to_offline_and_says_so(tmp_path: Path) -> Non
         assert any("offline fallback" in n for n in inc.assessment.notes)
         stored = store.get_incident(inc.incident_id)
         assert stored is not None and stored.alert_ids == inc.alert_ids
+
+
+def write(path: Path, docs: list[dict]) -> str:
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    return str(path)
+
+
+def test_a_later_batch_extends_the_open_incident_and_a_reread_adds_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    first = write(
+        tmp_path / "1.ndjson",
+        [ecs(1, 0, "Brute force", "web", user={"name": "bob"}), ecs(2, 5, "Web shell", "web")],
+    )
+    second = write(
+        tmp_path / "2.ndjson",
+        [ecs(3, 30, "Privilege escalation", "web"), ecs(4, 40, "Port scan", "fw")],
+    )
+    (inc,) = run_triage([first], ctx)["incidents"]
+    state = run_triage([second], ctx)
+    grown = store.get_incident(inc.incident_id)
+    assert grown is not None and grown.alert_ids == ["a1", "a2", "a3"]
+    assert {g.rule_name: g.count for g in grown.groups} == {
+        "Brute force": 1,
+        "Web shell": 1,
+        "Privilege escalation": 1,
+    }
+    assert inc.incident_id in {i.incident_id for i in state["incidents"]}
+    assert len(store.list_incidents()) == 2  # the web story, and the unrelated port scan
+    again = run_triage([first, second], ctx)  # a crash made us read everything again
+    assert again["alerts"] == [] and set(again["known"]) == {"a1", "a2", "a3", "a4"}
+    placed = [a for i in store.list_incidents() for a in i.alert_ids]
+    assert sorted(placed) == ["a1", "a2", "a3", "a4"]  # nothing twice
+
+
+def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    run_triage([write(tmp_path / "1.ndjson", [ecs(1, 0, "Web shell", "web")])], ctx)
+    run_triage([write(tmp_path / "2.ndjson", [ecs(2, 60 * 30, "Web shell", "web")])], ctx)
+    statuses = sorted((i.alert_ids[0], i.status) for i in store.list_incidents())
+    assert statuses == [("a1", "closed"), ("a2", "open")]  # 30 h apart: a new incident

@@ -1,0 +1,293 @@
+"""Elasticsearch (and OpenSearch, for Wazuh's indexer) as an alert source and write-back target.
+
+A sweep reads alerts with a point in time and `search_after` over a stable sort (`@timestamp`,
+then a tie-breaker field), in bounded pages. Write-back is bulk partial-document updates (no
+scripts). Library exceptions are translated once, here, into Vigie's typed errors.
+
+Supported: Elasticsearch 9.x with the `elasticsearch` 9.x client (the client's major must match
+the server's), and OpenSearch 2.x/3.x (Wazuh 4.x indexer) with `opensearch-py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent.errors import AuthError, BadInput, NotFound, RateLimited, Transient, VigieError
+
+INCIDENT_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "incident_id": {"type": "keyword"},
+        "priority": {"type": "float"},
+        "title": {"type": "text"},
+        "status": {"type": "keyword"},
+        "first_seen": {"type": "date"},
+        "last_seen": {"type": "date"},
+        "hosts": {"type": "keyword"},
+        "users": {"type": "keyword"},
+        "ips": {"type": "keyword"},
+        "tactics": {"type": "keyword"},
+        "techniques": {"type": "keyword"},
+        "alert_ids": {"type": "keyword"},
+        "alert_count": {"type": "integer"},
+        "proposal_ids": {"type": "keyword"},
+        "assessment": {
+            "properties": {
+                "analyst": {"type": "keyword"},
+                "verdict": {"type": "keyword"},
+                "confidence": {"type": "float"},
+                "summary": {"type": "text"},
+            }
+        },
+    },
+}
+
+AUDIT_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "seq": {"type": "long"},
+        "at": {"type": "date"},
+        "actor": {"type": "keyword"},
+        "kind": {"type": "keyword"},
+        "subject": {"type": "keyword"},
+        "hash": {"type": "keyword"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Hit:
+    index: str
+    id: str
+    source: dict[str, Any]
+    sort: list[Any]
+
+
+class SearchBackend(Protocol):
+    """The few calls a sweep and its write-back need, for either client."""
+
+    def pages(
+        self,
+        index: str,
+        query: dict[str, Any],
+        sort: list[dict[str, str]],
+        after: list[Any] | None,
+        size: int,
+    ) -> Iterator[list[Hit]]:
+        """Pages of hits after `after`, in sort order, from one point in time."""
+        ...
+
+    def bulk(self, operations: list[dict[str, Any]]) -> None:
+        """Raise `Transient`/`BadInput` if any operation failed."""
+        ...
+
+    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def translate(exc: Exception) -> VigieError:
+    """One place that knows both clients' exceptions."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        meta = getattr(exc, "meta", None)
+        status = getattr(meta, "status", None)
+    name = type(exc).__name__
+    if isinstance(status, int):
+        if status in (401, 403):
+            return AuthError(f"search server refused credentials ({status})")
+        if status == 404:
+            return NotFound(f"search server: not found ({_brief(exc)})")
+        if status == 429:
+            return RateLimited("search server is rejecting requests (429)")
+        if status >= 500:
+            return Transient(f"search server error ({status})")
+        if status >= 400:
+            return BadInput(f"search server rejected the request ({status}): {_brief(exc)}")
+    if "Timeout" in name or "Connection" in name or "Transport" in name:
+        return Transient(f"search server unreachable ({name})")
+    return Transient(f"search server call failed ({name}: {_brief(exc)})")
+
+
+def _brief(exc: Exception) -> str:
+    return str(exc)[:300]
+
+
+class _Base:
+    """Shared paging and write-back over a client exposing search/bulk/indices."""
+
+    client: Any
+    keep_alive = "2m"
+
+    def _open_pit(self, index: str) -> str:
+        raise NotImplementedError
+
+    def _close_pit(self, pit: str) -> None:
+        raise NotImplementedError
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def pages(
+        self,
+        index: str,
+        query: dict[str, Any],
+        sort: list[dict[str, str]],
+        after: list[Any] | None,
+        size: int,
+    ) -> Iterator[list[Hit]]:
+        try:
+            pit = self._open_pit(index)
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            while True:
+                body: dict[str, Any] = {
+                    "size": size,
+                    "query": query,
+                    "sort": sort,
+                    "pit": {"id": pit, "keep_alive": self.keep_alive},
+                }
+                if after:
+                    body["search_after"] = after
+                try:
+                    res = self._search(body)
+                except Exception as exc:
+                    raise translate(exc) from exc
+                pit = res.get("pit_id", pit)
+                hits = [
+                    Hit(h["_index"], h["_id"], h["_source"], h["sort"]) for h in res["hits"]["hits"]
+                ]
+                if not hits:
+                    return
+                yield hits
+                after = hits[-1].sort
+                if len(hits) < size:
+                    return
+        finally:
+            try:
+                self._close_pit(pit)
+            except Exception:
+                pass
+
+    def bulk(self, operations: list[dict[str, Any]]) -> None:
+        if not operations:
+            return
+        try:
+            res = self.client.bulk(operations=operations, refresh="wait_for")
+        except Exception as exc:
+            raise translate(exc) from exc
+        if res.get("errors"):
+            failed = [i for i in res["items"] if next(iter(i.values())).get("error")]
+            first = next(iter(failed[0].values()))["error"] if failed else {}
+            raise BadInput(f"bulk write-back: {len(failed)} operation(s) failed: {first}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ElasticsearchBackend(_Base):
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_certs: str | None = None,
+        node_class: Any = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+    ) -> None:
+        from elasticsearch import Elasticsearch
+
+        kwargs: dict[str, Any] = {
+            "request_timeout": timeout,
+            "max_retries": retries,
+            "retry_on_timeout": True,
+        }
+        if api_key:
+            kwargs["api_key"] = api_key
+        elif username:
+            kwargs["basic_auth"] = (username, password or "")
+        if ca_certs:
+            kwargs["ca_certs"] = ca_certs
+        if node_class is not None:
+            kwargs["node_class"] = node_class
+        self.client = Elasticsearch(url, **kwargs)
+
+    def _open_pit(self, index: str) -> str:
+        return str(self.client.open_point_in_time(index=index, keep_alive=self.keep_alive)["id"])
+
+    def _close_pit(self, pit: str) -> None:
+        self.client.close_point_in_time(id=pit)
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.client.search(**body))
+
+    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        try:
+            self.client.indices.put_index_template(
+                name=name, index_patterns=[pattern], template={"mappings": mappings}
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+
+
+class OpenSearchBackend(_Base):
+    """Wazuh's indexer: OpenSearch, which the elasticsearch client refuses by product check."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        ca_certs: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+    ) -> None:
+        from opensearchpy import OpenSearch
+
+        kwargs: dict[str, Any] = {
+            "timeout": timeout,
+            "max_retries": retries,
+            "retry_on_timeout": True,
+        }
+        if username:
+            kwargs["http_auth"] = (username, password or "")
+        if ca_certs:
+            kwargs["ca_certs"] = ca_certs
+            kwargs["verify_certs"] = True
+        self.client = OpenSearch(url, **kwargs)
+
+    def _open_pit(self, index: str) -> str:
+        return str(
+            self.client.create_pit(index=index, params={"keep_alive": self.keep_alive})["pit_id"]
+        )
+
+    def _close_pit(self, pit: str) -> None:
+        self.client.delete_pit(body={"pit_id": [pit]})
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.client.search(body=body))
+
+    def bulk(self, operations: list[dict[str, Any]]) -> None:
+        if not operations:
+            return
+        try:
+            res = self.client.bulk(body=operations, params={"refresh": "wait_for"})
+        except Exception as exc:
+            raise translate(exc) from exc
+        if res.get("errors"):
+            raise BadInput("bulk write-back: some operations failed")
+
+    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        try:
+            self.client.indices.put_index_template(
+                name=name, body={"index_patterns": [pattern], "template": {"mappings": mappings}}
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
