@@ -269,6 +269,56 @@ def approvals_expire() -> None:
 
 
 @app.command()
+def sweep(
+    once: Annotated[bool, typer.Option("--once", help="one sweep, then exit")] = False,
+) -> None:
+    """Sweep new alerts from Elasticsearch/OpenSearch (VIGIE_ES_*) into incidents."""
+    import time
+
+    from agent.service import make_backend, sweep_config, triage_context
+    from agent.sweep import sweep as run_sweep
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    try:
+        backend = make_backend(settings)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    ctx = triage_context(settings, store)
+    while True:
+        with err.status("sweeping...") as status:
+            try:
+                r = run_sweep(
+                    backend,
+                    store,
+                    ctx,
+                    sweep_config(settings),
+                    progress=lambda r: status.update(
+                        f"page {r.pages}: {r.alerts_read:,} alerts read, {r.alerts_new:,} new"
+                    ),
+                )
+            except VigieError as exc:
+                err.print(
+                    f"[bold red]sweep stopped:[/] {type(exc).__name__}: {exc}; "
+                    "checkpoint kept after the last stored page",
+                    highlight=False,
+                )
+                if once:
+                    raise typer.Exit(1) from exc
+                r = None
+        if r is not None:
+            out.print(
+                f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
+                f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected; "
+                f"checkpoint {r.checkpoint}",
+                highlight=False,
+            )
+        if once:
+            return
+        time.sleep(settings.sweep_interval)
+
+
+@app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",

@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -217,7 +218,9 @@ def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
                 yield a
 
 
+@cache
 def build_graph() -> Any:
+    """Compiled once per process: a sweep runs it for every page."""
     g = StateGraph(TriageState, context_schema=TriageContext)
     g.add_node("fetch", fetch)
     g.add_node("normalise", normalise)

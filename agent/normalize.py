@@ -63,7 +63,10 @@ def _detect(f: Fields) -> Normalizer:
         for k in ("kibana.alert.rule.name", "kibana.alert.uuid", "kibana.alert")
     ):
         return normalize_elastic
-    if f.get("rule.level") is not None and f.get("@timestamp") is None:
+    wazuh_parts = ("agent.name", "manager.name", "decoder.name", "location")
+    if f.get("rule.level") is not None and (
+        f.get("@timestamp") is None or any(f.get(k) is not None for k in wazuh_parts)
+    ):
         return normalize_wazuh
     if "@timestamp" in f.flat:
         return normalize_ecs
@@ -264,7 +267,10 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> Alert:
         doc,
         f,
         source="wazuh",
-        timestamp=parse_timestamp(f.get("timestamp"), "timestamp"),
+        timestamp=parse_timestamp(
+            f.get("timestamp") if f.get("timestamp") is not None else f.get("@timestamp"),
+            "timestamp",
+        ),
         sensor="suricata" if "suricata" in groups else "wazuh",
         rule_name=rule_name,
         rule_id=f.first("rule.id") or rule_name,

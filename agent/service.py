@@ -7,10 +7,13 @@ from typing import Any
 
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
+from agent.errors import ConfigError
 from agent.graph import Progress, TriageContext, TriageState, run_triage
 from agent.playbooks import load_playbooks
 from agent.settings import Settings
 from agent.store import Store
+from agent.sweep import SweepConfig
+from connectors.elasticsearch import SearchBackend
 
 
 def make_analyst(settings: Settings, store: Store | None) -> Analyst:
@@ -71,3 +74,39 @@ def triage_files(
     settings: Settings, store: Store, paths: list[str], progress: Progress | None = None
 ) -> TriageState:
     return run_triage(paths, triage_context(settings, store, progress))
+
+
+def make_backend(settings: Settings) -> SearchBackend:
+    """The search client named by VIGIE_ES_BACKEND (Wazuh's indexer is OpenSearch)."""
+    from connectors.elasticsearch import ElasticsearchBackend, OpenSearchBackend
+
+    if not settings.es_url:
+        raise ConfigError("VIGIE_ES_URL is not set")
+    password = settings.es_password.get_secret_value() if settings.es_password else None
+    if settings.es_backend == "opensearch":
+        return OpenSearchBackend(
+            settings.es_url,
+            username=settings.es_username,
+            password=password,
+            ca_certs=settings.es_ca_certs,
+        )
+    return ElasticsearchBackend(
+        settings.es_url,
+        api_key=settings.es_api_key.get_secret_value() if settings.es_api_key else None,
+        username=settings.es_username,
+        password=password,
+        ca_certs=settings.es_ca_certs,
+    )
+
+
+def sweep_config(settings: Settings) -> SweepConfig:
+    return SweepConfig(
+        alerts_index=settings.es_alerts_index,
+        incidents_index=settings.es_incidents_index,
+        audit_index=settings.es_audit_index,
+        tiebreaker=settings.es_tiebreaker,
+        page_size=settings.es_page_size,
+        only_open=settings.es_only_open,
+        extra_filter=settings.es_extra_filter,
+        kibana_writeback=settings.es_backend == "elasticsearch",
+    )

@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     llm_max_tool_steps: int = 2
     llm_audit_payload: Literal["hash", "full"] = "hash"
     pseudonymize: bool = True
+    # Elasticsearch / OpenSearch sweeps (VIGIE_ES_*).
+    es_backend: Literal["elasticsearch", "opensearch"] = "elasticsearch"
+    es_url: str | None = None
+    es_api_key: SecretStr | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_ca_certs: str | None = None
+    es_alerts_index: str = ".alerts-security.alerts-*"
+    es_incidents_index: str = "vigie-incidents"
+    es_audit_index: str = "vigie-audit"
+    es_tiebreaker: str = "kibana.alert.uuid"
+    es_page_size: int = 1000
+    es_only_open: bool = True
+    es_extra_filter: dict[str, Any] | None = None
+    sweep_interval: float = 60.0
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.

@@ -1,0 +1,165 @@
+"""Scheduled sweeps: read new alerts from Elasticsearch/OpenSearch, triage them page by page,
+write results back, and only then advance the durable checkpoint.
+
+Crash safety: a page's incidents are stored before its write-back, and the checkpoint moves
+after both. A crash re-reads at most the unfinished page; its alerts are recognised by id
+(the store's alert index) and only written back, never placed in a second incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.documents import Fields
+from agent.graph import TriageContext, run_triage_documents
+from agent.models import Incident
+from agent.normalize import alert_id
+from agent.store import Store
+from connectors.elasticsearch import AUDIT_MAPPINGS, INCIDENT_MAPPINGS, Hit, SearchBackend
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    alerts_index: str = ".alerts-security.alerts-*"
+    incidents_index: str = "vigie-incidents"
+    audit_index: str = "vigie-audit"
+    tiebreaker: str = "kibana.alert.uuid"
+    page_size: int = 1000
+    only_open: bool = True  # Elastic Security: kibana.alert.workflow_status: open
+    extra_filter: dict[str, Any] | None = None
+    kibana_writeback: bool = True  # acknowledge and tag alerts (Elastic Security indices)
+
+    @property
+    def checkpoint_name(self) -> str:
+        return f"sweep:{self.alerts_index}"
+
+
+@dataclass
+class SweepResult:
+    pages: int = 0
+    alerts_read: int = 0
+    alerts_new: int = 0
+    incidents_touched: int = 0
+    dead_letters: int = 0
+    checkpoint: list[Any] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _query(cfg: SweepConfig) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = []
+    if cfg.only_open:
+        filters.append({"term": {"kibana.alert.workflow_status": "open"}})
+    if cfg.extra_filter:
+        filters.append(cfg.extra_filter)
+    return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+
+def sweep(
+    backend: SearchBackend,
+    store: Store,
+    ctx: TriageContext,
+    cfg: SweepConfig,
+    progress: Callable[[SweepResult], None] | None = None,
+) -> SweepResult:
+    """One sweep from the checkpoint to the newest alert. Typed errors propagate; the
+    checkpoint then still points after the last fully handled page."""
+    result = SweepResult(checkpoint=store.get_checkpoint(cfg.checkpoint_name))
+    backend.ensure_template(cfg.incidents_index, f"{cfg.incidents_index}*", INCIDENT_MAPPINGS)
+    backend.ensure_template(cfg.audit_index, f"{cfg.audit_index}*", AUDIT_MAPPINGS)
+    sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
+    for page in backend.pages(
+        cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
+    ):
+        docs = [(h.index, n, {**h.source, "_id": h.id}) for n, h in enumerate(page, 1)]
+        state = run_triage_documents(docs, ctx)
+        incidents = state.get("incidents", [])
+        owner = dict(state.get("known", {}))
+        owner.update({aid: inc.incident_id for inc in incidents for aid in inc.alert_ids})
+        backend.bulk(_writeback(page, owner, incidents, cfg))
+        _mirror_audit(backend, store, cfg)
+        result.checkpoint = page[-1].sort
+        store.set_checkpoint(cfg.checkpoint_name, result.checkpoint)
+        result.pages += 1
+        result.alerts_read += len(page)
+        result.alerts_new += len(state.get("alerts", []))
+        result.incidents_touched += len(incidents)
+        result.dead_letters += len(state.get("dead_letters", []))
+        if progress is not None:
+            progress(result)
+    return result
+
+
+def incident_document(inc: Incident) -> dict[str, Any]:
+    a = inc.assessment
+    return {
+        "incident_id": inc.incident_id,
+        "priority": inc.priority,
+        "title": inc.title,
+        "status": inc.status,
+        "first_seen": inc.first_seen.isoformat(),
+        "last_seen": inc.last_seen.isoformat(),
+        "hosts": inc.hosts,
+        "users": inc.users,
+        "ips": inc.ips,
+        "tactics": inc.tactics,
+        "techniques": inc.techniques,
+        "alert_ids": inc.alert_ids[:10_000],
+        "alert_count": len(inc.alert_ids),
+        "proposal_ids": inc.proposal_ids,
+        "assessment": None
+        if a is None
+        else {
+            "analyst": a.analyst,
+            "verdict": a.verdict,
+            "confidence": a.confidence,
+            "summary": a.summary,
+        },
+        "explanation": inc.explanation.model_dump(mode="json"),
+    }
+
+
+def _writeback(
+    page: list[Hit], owner: dict[str, str], incidents: list[Incident], cfg: SweepConfig
+) -> list[dict[str, Any]]:
+    """Incident documents (id = incident_id), then each alert acknowledged and tagged."""
+    ops: list[dict[str, Any]] = []
+    for inc in incidents:
+        ops += [
+            {"index": {"_index": cfg.incidents_index, "_id": inc.incident_id}},
+            incident_document(inc),
+        ]
+    for hit in page:
+        source = {**hit.source, "_id": hit.id}
+        incident_id = owner.get(alert_id(source, Fields(source)))
+        if incident_id is None:
+            continue  # a dead letter: left open in Kibana for a human
+        tag = f"vigie:{incident_id}"
+        if cfg.kibana_writeback:
+            tags = hit.source.get("kibana.alert.workflow_tags") or []
+            tags = [*tags, tag] if tag not in tags else tags
+            update: dict[str, Any] = {
+                "kibana.alert.workflow_status": "acknowledged",
+                "kibana.alert.workflow_tags": tags,
+            }
+        else:
+            update = {"vigie": {"incident_id": incident_id}}
+        ops += [{"update": {"_index": hit.index, "_id": hit.id}}, {"doc": update}]
+    return ops
+
+
+def _mirror_audit(backend: SearchBackend, store: Store, cfg: SweepConfig) -> None:
+    """Copy audit events not yet mirrored (by seq) into the audit index; ids make it idempotent."""
+    done = store.get_checkpoint(f"audit-mirror:{cfg.audit_index}") or 0
+    events = [e for e in store.audit() if e.seq > done]
+    if not events:
+        return
+    ops: list[dict[str, Any]] = []
+    for e in events:
+        ops += [
+            {"index": {"_index": cfg.audit_index, "_id": str(e.seq)}},
+            e.model_dump(mode="json"),
+        ]
+    backend.bulk(ops)
+    store.set_checkpoint(f"audit-mirror:{cfg.audit_index}", events[-1].seq)

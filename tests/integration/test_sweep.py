@@ -1,0 +1,200 @@
+"""Sweeps against a real search server (osmem-server, OpenSearch-compatible, started by the
+pytest plugin), through the official elasticsearch client and through opensearch-py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.analyst import OfflineAnalyst
+from agent.errors import Transient
+from agent.graph import TriageContext
+from agent.store.sqlite import SqliteStore
+from agent.sweep import SweepConfig, sweep
+from connectors.elasticsearch import ElasticsearchBackend, Hit, OpenSearchBackend
+from tests.conftest import free_port
+from tests.fakes.es_compat import OsmemNode
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+INDEX = ".alerts-security.alerts-default"
+ALERT_MAPPINGS = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "kibana.alert.uuid": {"type": "keyword"},
+        "kibana.alert.workflow_status": {"type": "keyword"},
+        "kibana.alert.workflow_tags": {"type": "keyword"},
+    }
+}
+
+
+def elastic_alert(i: int, minutes: float, host: str, rule: str, status: str = "open") -> dict:
+    return {
+        "@timestamp": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "kibana.alert.uuid": f"u{i:06d}",
+        "kibana.alert.rule.name": rule,
+        "kibana.alert.rule.rule_id": rule.lower().replace(" ", "-"),
+        "kibana.alert.severity": "medium",
+        "kibana.alert.risk_score": 47,
+        "kibana.alert.workflow_status": status,
+        "host": {"name": host},
+    }
+
+
+def seed(es: ElasticsearchBackend, docs: list[dict], index: str = INDEX) -> None:
+    es.client.indices.create(index=index, mappings=ALERT_MAPPINGS)
+    ops: list[dict[str, Any]] = []
+    for d in docs:
+        ops += [{"index": {"_index": index, "_id": d.get("kibana.alert.uuid") or d["id"]}}, d]
+    for i in range(0, len(ops), 2000):
+        es.bulk(ops[i : i + 2000])
+
+
+def scenario(n: int) -> list[dict]:
+    """n alerts over a day on 40 hosts, plus closed ones the sweep must not read."""
+    docs = [elastic_alert(i, i * 1440 / n, f"host{i % 40}", f"Rule {i % 7}") for i in range(n)]
+    docs += [elastic_alert(n + i, i, "hostX", "Closed rule", status="closed") for i in range(10)]
+    return docs
+
+
+@pytest.fixture
+def es(osmem_url: str) -> Iterator[ElasticsearchBackend]:
+    backend = ElasticsearchBackend(osmem_url, node_class=OsmemNode, retries=0)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> TriageContext:
+    return TriageContext(
+        store=SqliteStore(tmp_path / "v.db"), analyst=OfflineAnalyst(), playbooks=[]
+    )
+
+
+def placed(store: SqliteStore) -> list[str]:
+    return sorted(a for inc in store.list_incidents(limit=100_000) for a in inc.alert_ids)
+
+
+def test_sweep_pages_through_everything_and_writes_back(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    docs = scenario(1200)
+    seed(es, docs)
+    cfg = SweepConfig(page_size=100)
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert (r.pages, r.alerts_read, r.alerts_new) == (12, 1200, 1200)
+    assert placed(ctx.store) == sorted(d["kibana.alert.uuid"] for d in docs[:1200])
+    assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
+    got = es.client.get(index=INDEX, id="u000005")["_source"]
+    inc_id = ctx.store.incident_of_alerts(["u000005"])["u000005"]
+    assert got["kibana.alert.workflow_status"] == "acknowledged"
+    assert got["kibana.alert.workflow_tags"] == [f"vigie:{inc_id}"]
+    closed = es.client.get(index=INDEX, id="u001201")["_source"]
+    assert (
+        closed["kibana.alert.workflow_status"] == "closed"
+        and "kibana.alert.workflow_tags" not in closed
+    )
+    inc_doc = es.client.get(index="vigie-incidents", id=inc_id)["_source"]
+    assert inc_doc["incident_id"] == inc_id and "u000005" in inc_doc["alert_ids"]
+    assert inc_doc["priority"] == ctx.store.get_incident(inc_id).priority
+    audit = es.client.search(index="vigie-audit", size=0)["hits"]["total"]["value"]
+    assert audit == len(ctx.store.audit()) > 0
+    again = sweep(es, ctx.store, ctx, cfg)  # nothing new: nothing read, nothing duplicated
+    assert (again.alerts_read, again.alerts_new) == (0, 0)
+
+
+class CrashAfter:
+    """Wraps a backend; the write-back of page `n` dies as if the process were killed."""
+
+    def __init__(self, inner: ElasticsearchBackend, n: int) -> None:
+        self.inner, self.n, self.bulks = inner, n, 0
+
+    def pages(self, *args: Any) -> Iterator[list[Hit]]:
+        return self.inner.pages(*args)
+
+    def ensure_template(self, *args: Any) -> None:
+        self.inner.ensure_template(*args)
+
+    def bulk(self, ops: list[dict[str, Any]]) -> None:
+        if any("update" in op for op in ops):
+            self.bulks += 1
+            if self.bulks == self.n:
+                raise Transient("killed mid-sweep")
+        self.inner.bulk(ops)
+
+
+def test_crash_mid_sweep_resumes_without_loss_or_duplicates(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    docs = scenario(500)
+    seed(es, docs)
+    cfg = SweepConfig(page_size=100)
+    with pytest.raises(Transient):
+        sweep(CrashAfter(es, 3), ctx.store, ctx, cfg)  # type: ignore[arg-type]
+    checkpoint = ctx.store.get_checkpoint(cfg.checkpoint_name)
+    assert checkpoint is not None and checkpoint[1] == "u000199"  # after page 2, not page 3
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert r.alerts_read == 300  # page 3 again, then 4 and 5
+    assert r.alerts_new == 200  # page 3's alerts were stored before the crash
+    assert placed(ctx.store) == sorted(d["kibana.alert.uuid"] for d in docs[:500])
+    page3 = es.client.get(index=INDEX, id="u000250")["_source"]
+    assert page3["kibana.alert.workflow_status"] == "acknowledged"  # written back on resume
+    ctx.store.set_checkpoint(cfg.checkpoint_name, None)  # even a full re-sweep...
+    sweep(es, ctx.store, ctx, SweepConfig(page_size=100, only_open=False))
+    assert placed(ctx.store) == sorted(d["kibana.alert.uuid"] for d in docs)  # ...adds only new
+
+
+def test_server_down_is_a_typed_error_and_keeps_the_checkpoint(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    seed(es, scenario(200))
+    cfg = SweepConfig(page_size=100)
+    dead = ElasticsearchBackend(
+        f"http://127.0.0.1:{free_port()}", node_class=OsmemNode, retries=0, timeout=2
+    )
+    with pytest.raises(Transient):
+        sweep(dead, ctx.store, ctx, cfg)
+    assert ctx.store.get_checkpoint(cfg.checkpoint_name) is None
+    assert sweep(es, ctx.store, ctx, cfg).alerts_new == 200  # and then it resumes
+
+
+def test_wazuh_indices_through_the_opensearch_backend(osmem_url: str, ctx: TriageContext) -> None:
+    index = "wazuh-alerts-4.x-2026.01.05"
+    wazuh = [
+        {
+            "timestamp": (T0 + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            "@timestamp": (T0 + timedelta(minutes=i)).isoformat(),
+            "id": f"1736067600.{i:05d}",
+            "rule": {"level": 10, "description": "sshd: brute force", "id": "5712"},
+            "agent": {"id": "001", "name": "web"},
+            "data": {"srcip": "203.0.113.9"},
+        }
+        for i in range(150)
+    ]
+    os_backend = OpenSearchBackend(osmem_url)
+    os_backend.client.indices.create(
+        index=index,
+        body={
+            "mappings": {"properties": {"@timestamp": {"type": "date"}, "id": {"type": "keyword"}}}
+        },
+    )
+    ops: list[dict[str, Any]] = []
+    for d in wazuh:
+        ops += [{"index": {"_index": index, "_id": d["id"]}}, d]
+    os_backend.bulk(ops)
+    cfg = SweepConfig(
+        alerts_index="wazuh-alerts-*",
+        tiebreaker="id",
+        page_size=40,
+        only_open=False,
+        kibana_writeback=False,
+    )
+    r = sweep(os_backend, ctx.store, ctx, cfg)
+    assert (r.pages, r.alerts_new) == (4, 150)
+    assert placed(ctx.store) == sorted(d["id"] for d in wazuh)
+    doc = os_backend.client.get(index=index, id=wazuh[0]["id"])["_source"]
+    assert doc["vigie"]["incident_id"].startswith("INC-")
+    os_backend.close()
