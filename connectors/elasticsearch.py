@@ -10,7 +10,6 @@ the server's), and OpenSearch 2.x/3.x (Wazuh 4.x indexer) with `opensearch-py`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
