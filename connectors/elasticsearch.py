@@ -10,6 +10,7 @@ the server's), and OpenSearch 2.x/3.x (Wazuh 4.x indexer) with `opensearch-py`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -167,10 +168,8 @@ class _Base:
                 if len(hits) < size:
                     return
         finally:
-            try:
+            with contextlib.suppress(Exception):  # a PIT expires on its own; closing is a courtesy
                 self._close_pit(pit)
-            except Exception:
-                pass
 
     def bulk(self, operations: list[dict[str, Any]]) -> None:
         if not operations:
