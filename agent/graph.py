@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.analyst import Analyst, OfflineAnalyst
-from agent.correlate import Cluster, CorrelationConfig, correlate
+from agent.correlate import Cluster, CorrelationConfig, correlate, host_of
 from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
@@ -204,18 +204,19 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
 
 
 def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
-    """A few alerts per rule and host of each incident: what the UI timeline shows."""
+    """A few alerts per rule and host of each incident (the UI timeline, an extension's
+    evidence), counting those earlier runs already stored, so the sample stays bounded."""
     by_id = {a.id: a for a in state.get("alerts", [])}
     for inc in state.get("incidents", []):
-        counts: dict[tuple[str, str], int] = {}
+        new: dict[tuple[str, str], list[Alert]] = {}
         for aid in inc.alert_ids:
             a = by_id.get(aid)
-            if a is None:  # placed by an earlier run; its representatives are stored already
-                continue
-            key = (a.rule_id, a.entities.hosts[0] if a.entities.hosts else "-")
-            counts[key] = counts.get(key, 0) + 1
-            if counts[key] <= per_group:
-                yield a
+            if a is not None:
+                new.setdefault((a.rule_id, host_of(a)), []).append(a)
+        totals = {(g.rule_id, g.host): g.count for g in inc.groups}
+        for key, items in new.items():
+            earlier = totals.get(key, len(items)) - len(items)
+            yield from items[: max(0, per_group - earlier)]
 
 
 @cache

@@ -48,6 +48,11 @@ def create_app(settings: Settings) -> Celery:
             beat_schedule={
                 "expire-approvals": {"task": "vigie.expire_approvals", "schedule": 60.0},
                 "reap-stale-executions": {"task": "vigie.reap_executions", "schedule": 60.0},
+                **(
+                    {"sweep": {"task": "vigie.sweep", "schedule": settings.sweep_interval}}
+                    if settings.es_url
+                    else {}
+                ),
             },
         )
     return app
@@ -123,6 +128,28 @@ def reap_executions_task() -> list[str]:
     for proposal_id in reaped:
         notify_task.delay(proposal_id)
     return reaped
+
+
+@shared_task(name="vigie.sweep", acks_late=True)
+def sweep_task() -> dict[str, int] | str:
+    """One sweep, never two at once: a Redis lock whose expiry also ends a stale, dead run."""
+    import redis
+
+    from agent.service import make_backend, sweep_config, triage_context
+    from agent.sweep import sweep
+
+    settings, store, _ = services()
+    lock = redis.Redis.from_url(settings.broker_url or "").lock(
+        "vigie:sweep-lock", timeout=max(600.0, settings.sweep_interval * 10), blocking=False
+    )
+    if not lock.acquire():
+        return "skipped: a sweep is running"
+    try:
+        backend = make_backend(settings)
+        r = sweep(backend, store, triage_context(settings, store), sweep_config(settings))
+        return {"pages": r.pages, "alerts_read": r.alerts_read, "alerts_new": r.alerts_new}
+    finally:
+        lock.release()
 
 
 def enqueue_execution(proposal_id: str) -> None:

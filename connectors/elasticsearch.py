@@ -175,7 +175,7 @@ class _Base:
         if not operations:
             return
         try:
-            res = self.client.bulk(operations=operations, refresh="wait_for")
+            res = self.client.bulk(operations=operations)
         except Exception as exc:
             raise translate(exc) from exc
         if res.get("errors"):
@@ -277,7 +277,7 @@ class OpenSearchBackend(_Base):
         if not operations:
             return
         try:
-            res = self.client.bulk(body=operations, params={"refresh": "wait_for"})
+            res = self.client.bulk(body=operations)
         except Exception as exc:
             raise translate(exc) from exc
         if res.get("errors"):

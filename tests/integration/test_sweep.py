@@ -51,6 +51,7 @@ def seed(es: ElasticsearchBackend, docs: list[dict], index: str = INDEX) -> None
         ops += [{"index": {"_index": index, "_id": d.get("kibana.alert.uuid") or d["id"]}}, d]
     for i in range(0, len(ops), 2000):
         es.bulk(ops[i : i + 2000])
+    es.client.indices.refresh(index=index)
 
 
 def scenario(n: int) -> list[dict]:
@@ -100,6 +101,7 @@ def test_sweep_pages_through_everything_and_writes_back(
     inc_doc = es.client.get(index="vigie-incidents", id=inc_id)["_source"]
     assert inc_doc["incident_id"] == inc_id and "u000005" in inc_doc["alert_ids"]
     assert inc_doc["priority"] == ctx.store.get_incident(inc_id).priority
+    es.client.indices.refresh(index="vigie-audit")
     audit = es.client.search(index="vigie-audit", size=0)["hits"]["total"]["value"]
     assert audit == len(ctx.store.audit()) > 0
     again = sweep(es, ctx.store, ctx, cfg)  # nothing new: nothing read, nothing duplicated
@@ -185,6 +187,7 @@ def test_wazuh_indices_through_the_opensearch_backend(osmem_url: str, ctx: Triag
     for d in wazuh:
         ops += [{"index": {"_index": index, "_id": d["id"]}}, d]
     os_backend.bulk(ops)
+    os_backend.client.indices.refresh(index=index)
     cfg = SweepConfig(
         alerts_index="wazuh-alerts-*",
         tiebreaker="id",

@@ -283,3 +283,72 @@ def test_triage_runs_on_the_worker_into_the_redis_store(stack: dict) -> None:
     assert len(store.dead_letters()) == 2
     assert store.list_proposals(states=[ProposalState.pending])
     assert result.id
+
+
+def test_sweep_task_never_overlaps_and_places_every_alert_once(
+    redis_server: RedisServer, osmem_url: str, tmp_path: Path
+) -> None:
+    import redis
+    from opensearchpy import OpenSearch
+
+    redis.Redis(port=redis_server.port).flushall()
+    client = OpenSearch(osmem_url)
+    index = "wazuh-alerts-4.x-2026.01.05"
+    client.indices.create(
+        index=index,
+        body={
+            "mappings": {"properties": {"@timestamp": {"type": "date"}, "id": {"type": "keyword"}}}
+        },
+    )
+    for i in range(120):
+        ts = datetime(2026, 1, 5, 9, tzinfo=UTC) + timedelta(minutes=i)
+        client.index(
+            index=index,
+            id=f"w{i:04d}",
+            body={
+                "@timestamp": ts.isoformat(),
+                "timestamp": ts.isoformat(),
+                "id": f"w{i:04d}",
+                "rule": {"level": 5, "description": "sshd: authentication failed", "id": "5716"},
+                "agent": {"name": f"srv{i % 3}"},
+            },
+        )
+    client.indices.refresh(index=index)
+    env = {
+        **os.environ,
+        "VIGIE_BROKER_URL": redis_server.url(0),
+        "VIGIE_STORE_URL": redis_server.url(2),
+        "VIGIE_ES_URL": osmem_url,
+        "VIGIE_ES_BACKEND": "opensearch",
+        "VIGIE_ES_ALERTS_INDEX": "wazuh-alerts-*",
+        "VIGIE_ES_TIEBREAKER": "id",
+        "VIGIE_ES_ONLY_OPEN": "false",
+        "VIGIE_ES_PAGE_SIZE": "50",
+    }
+    app = create_app(Settings(broker_url=env["VIGIE_BROKER_URL"]))
+    worker = Worker(env, tmp_path / "worker.log")
+    store = RedisStore(env["VIGIE_STORE_URL"])
+    try:
+        lock = redis.Redis(port=redis_server.port).lock("vigie:sweep-lock", timeout=60)
+        assert lock.acquire()  # a sweep is "running"
+        assert app.send_task("vigie.sweep").id
+        wait_for(
+            lambda: "skipped: a sweep is running" in (tmp_path / "worker.log").read_text(),
+            30,
+            "the overlapping sweep to step aside",
+        )
+        assert store.list_incidents() == []
+        lock.release()
+        for _ in range(3):  # beat firing repeatedly: each sweep starts from the checkpoint
+            app.send_task("vigie.sweep")
+        wait_for(
+            lambda: sum(len(i.alert_ids) for i in store.list_incidents(limit=1000)) == 120,
+            60,
+            "every alert in an incident",
+        )
+        time.sleep(1)
+        placed = sorted(a for i in store.list_incidents(limit=1000) for a in i.alert_ids)
+        assert placed == [f"w{i:04d}" for i in range(120)]
+    finally:
+        worker.stop()
+        store.close()

@@ -1,0 +1,83 @@
+"""Sweep benchmark: N alerts in a local search server (osmem-server), swept into incidents end
+to end (read, triage, store, write-back), with memory sampled after every page.
+
+    .venv/bin/python benchmarks/sweep_bench.py [N]        # default 100,000
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from osmem_server import OsmemServer
+
+from agent.analyst import OfflineAnalyst
+from agent.graph import TriageContext
+from agent.store.sqlite import SqliteStore
+from agent.sweep import SweepConfig, SweepResult, sweep
+from connectors.elasticsearch import ElasticsearchBackend
+from tests.fakes.es_compat import OsmemNode
+from tests.integration.test_sweep import scenario, seed
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(n: int) -> None:
+    server = OsmemServer.start(seed=[], freeze=False, japanese=False)
+    try:
+        es = ElasticsearchBackend(server.url, node_class=OsmemNode, timeout=120)
+        t = time.perf_counter()
+        seed(es, scenario(n))
+        print(f"seeded {n:,} alerts in {time.perf_counter() - t:.1f}s")
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SqliteStore(Path(tmp) / "v.db")
+            ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+            samples: list[float] = []
+            in_bulk = [0.0]
+            bulk = es.bulk
+
+            def timed_bulk(ops: list) -> None:  # type: ignore[type-arg]
+                t0 = time.perf_counter()
+                bulk(ops)
+                in_bulk[0] += time.perf_counter() - t0
+
+            es.bulk = timed_bulk  # type: ignore[method-assign]
+
+            def progress(r: SweepResult) -> None:
+                samples.append(rss_mb())
+
+            start = time.perf_counter()
+            r = sweep(es, store, ctx, SweepConfig(page_size=1000), progress=progress)
+            seconds = time.perf_counter() - start
+        quarter = max(1, len(samples) // 4)
+        print(
+            f"swept {r.alerts_read:,} alerts ({r.pages} pages, {r.incidents_touched:,} incident "
+            f"writes) in {seconds:.1f}s = {r.alerts_read / seconds:,.0f} alerts/s end to end"
+        )
+        rest = seconds - in_bulk[0]
+        print(
+            f"  of which bulk write-back {in_bulk[0]:.1f}s (server side); read + triage + store "
+            f"{rest:.1f}s = {r.alerts_read / rest:,.0f} alerts/s"
+        )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"RSS after page 1..{quarter}: {max(samples[:quarter]):,.0f} MB; last quarter: "
+            f"{max(samples[-quarter:]):,.0f} MB; peak {peak:,.0f} MB"
+        )
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
