@@ -130,7 +130,7 @@ def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict]:
     app = create_app(settings)
     store = RedisStore(env["VIGIE_STORE_URL"])
     worker = Worker(env, tmp_path / "worker.log")
-    yield {
+    state = {
         "target": target,
         "env": env,
         "app": app,
@@ -138,7 +138,8 @@ def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict]:
         "worker": worker,
         "log": tmp_path / "worker.log",
     }
-    worker.stop()
+    yield state
+    state["worker"].stop()  # the one running now: a test may have replaced the first
     target.close()
     store.close()
 
