@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.errors import ApprovalError
+from agent.errors import ApprovalError, Forbidden
 from agent.models import ActionProposal, Approval, ProposalState, Risk, args_hash
 
 #: Identities that can request but never approve: the agent and its playbooks.
@@ -85,7 +85,7 @@ def approve(
     _require_pending(p, now)
     _require_person(p, who)
     if role is not None and p.risk not in MAY_APPROVE.get(role, frozenset()):
-        raise ApprovalError(f"role {role!r} may not approve {p.risk.value}-risk actions")
+        raise Forbidden(f"role {role!r} may not approve {p.risk.value}-risk actions")
     verify_integrity(p)
     if seen_hash != p.args_hash:
         raise ApprovalError(f"{p.proposal_id}: you approved other arguments than those proposed")

@@ -319,6 +319,34 @@ def sweep(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default VIGIE_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default VIGIE_API_PORT")] = None,
+) -> None:
+    """Serve webhooks, the analyst API, /healthz, /readyz and /metrics (uvicorn)."""
+    import logging
+
+    import uvicorn
+
+    from agent.api.app import JsonFormatter
+    from agent.service import make_api
+
+    settings = _settings()
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("vigie").handlers = [handler]
+    logging.getLogger("vigie").setLevel(logging.INFO)
+    api = make_api(settings, open_store(settings.store_url))
+    uvicorn.run(
+        api,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        access_log=False,
+        log_config=None,
+    )
+
+
+@app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",

@@ -31,5 +31,9 @@ class ApprovalError(VigieError):
     """A decision that the approval state machine refuses (wrong state, wrong person, ...)."""
 
 
+class Forbidden(ApprovalError):
+    """The person is known but their role does not allow this decision."""
+
+
 class ConfigError(VigieError):
     """Settings that cannot work together, refused at start-up rather than mid-run."""

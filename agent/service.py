@@ -110,3 +110,37 @@ def sweep_config(settings: Settings) -> SweepConfig:
         extra_filter=settings.es_extra_filter,
         kibana_writeback=settings.es_backend == "elasticsearch",
     )
+
+
+def make_api(settings: Settings, store: Store) -> Any:
+    """The FastAPI app for `vigie serve`, wired from settings (embedded or with workers)."""
+    from agent.api.app import approval_queue, create_app, embedded_triage
+    from agent.api.auth import ApiTokens, WebhookAuth
+    from agent.intake import process_pending
+    from agent.worker import create_app as create_celery
+    from agent.worker import enqueue_execution, use_services
+    from connectors.actions.http import HttpActionRunner
+
+    celery = create_celery(settings)
+    if settings.embedded:
+        use_services(settings, store, HttpActionRunner(settings.targets))
+        ctx = triage_context(settings, store)
+        schedule = embedded_triage(lambda: process_pending(store, ctx))
+    else:
+
+        def schedule(background: Any) -> None:
+            celery.send_task("vigie.triage_intake", args=["pending"])
+
+    tokens = ApiTokens(settings.api_tokens.get_secret_value())
+    queue = approval_queue(store, enqueue_execution, settings.approval_ttl_seconds, tokens.roles())
+    webhooks = WebhookAuth(
+        settings.webhook_tokens.get_secret_value(), settings.webhook_secrets.get_secret_value()
+    )
+    return create_app(
+        store,
+        queue,
+        tokens,
+        webhooks,
+        schedule_triage=schedule,
+        max_body=settings.webhook_max_bytes,
+    )

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     es_only_open: bool = True
     es_extra_filter: dict[str, Any] | None = None
     sweep_interval: float = 60.0
+    # HTTP API and webhooks (`vigie serve`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_tokens: SecretStr = SecretStr("")  # name:role:token,...  (roles: analyst, lead, admin)
+    webhook_tokens: SecretStr = SecretStr("")  # source:token,...
+    webhook_secrets: SecretStr = SecretStr("")  # source:whsec_...,...  (Standard Webhooks)
+    webhook_max_bytes: int = 5 << 20
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.

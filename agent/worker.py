@@ -18,9 +18,12 @@ from agent.settings import Settings
 from agent.store import Store, open_store
 from connectors.actions.http import HttpActionRunner
 
+_apps: list[Celery] = []  # the app this process configured last; thread-independent
+
 
 def create_app(settings: Settings) -> Celery:
     app = Celery("vigie", set_as_current=True)
+    _apps[:] = [app]
     if settings.embedded:
         app.conf.update(
             broker_url="memory://",
@@ -85,7 +88,7 @@ def execute_proposal_task(proposal_id: str) -> str | None:
     _, store, runner = services()
     p, ran = execute_proposal(store, runner, proposal_id)
     if ran:
-        notify_task.delay(proposal_id)  # only the run that acted tells the channel
+        _dispatch(notify_task, proposal_id)  # only the run that acted tells the channel
     return None if p is None else p.state.value
 
 
@@ -126,8 +129,18 @@ def reap_executions_task() -> list[str]:
     settings, store, _ = services()
     reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
     for proposal_id in reaped:
-        notify_task.delay(proposal_id)
+        _dispatch(notify_task, proposal_id)
     return reaped
+
+
+@shared_task(name="vigie.triage_intake", acks_late=True)
+def triage_intake_task(batch_id: str) -> dict[str, int]:
+    """Triage stored webhook batches: this one and whatever else is pending (bursts batch up)."""
+    from agent.intake import process_pending
+    from agent.service import triage_context
+
+    settings, store, _ = services()
+    return process_pending(store, triage_context(settings, store))
 
 
 @shared_task(name="vigie.sweep", acks_late=True)
@@ -153,5 +166,16 @@ def sweep_task() -> dict[str, int] | str:
 
 
 def enqueue_execution(proposal_id: str) -> None:
-    """What the approval queue calls when a proposal becomes approved: only the id travels."""
-    execute_proposal_task.delay(proposal_id)
+    """What the approval queue calls when a proposal becomes approved: only the id travels.
+
+    Embedded: the task runs here and now (`apply`). With a broker: sent by name through the
+    configured app, whichever thread calls (Celery's "current app" is thread-local)."""
+    _dispatch(execute_proposal_task, proposal_id)
+
+
+def _dispatch(task: Any, *args: Any) -> None:
+    app = _apps[0] if _apps else None
+    if app is None or app.conf.task_always_eager:
+        task.apply(args=list(args))
+    else:
+        app.send_task(task.name, args=list(args))

@@ -47,6 +47,29 @@ class Store(Protocol):
         """Close open incidents quiet since before `before`; returns how many."""
         ...
 
+    def save_intake(
+        self,
+        batch_id: str,
+        source: str,
+        docs: list[dict[str, Any]],
+        dead_letters: Sequence[DeadLetter],
+    ) -> None:
+        """Durably keep a webhook batch (and its rejects) before answering 202."""
+        ...
+
+    def claim_intake(
+        self, limit: int = 100, stale_after: float = 600.0
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Take pending batches (and ones claimed longer ago than `stale_after` seconds by a
+        worker that never finished) for triage: (batch_id, docs)."""
+        ...
+
+    def finish_intake(self, batch_ids: Sequence[str]) -> None: ...
+
+    def remember_once(self, key: str, ttl_seconds: float) -> bool:
+        """True the first time `key` is seen within `ttl_seconds` (webhook replay protection)."""
+        ...
+
     def get_checkpoint(self, name: str) -> Any: ...
 
     def set_checkpoint(self, name: str, value: Any) -> None: ...

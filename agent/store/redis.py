@@ -8,6 +8,7 @@ if only the audit head moved, the transaction is retried.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -236,6 +237,54 @@ class RedisStore:
                     pipe.execute()
                 n += 1
         return n
+
+    def save_intake(
+        self,
+        batch_id: str,
+        source: str,
+        docs: list[dict[str, Any]],
+        dead_letters: Sequence[DeadLetter],
+    ) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._r.pipeline() as pipe:  # MULTI: the batch and its rejects land together
+            pipe.hset(
+                f"vigie:intake:{batch_id}", mapping={"source": source, "docs": orjson.dumps(docs)}
+            )
+            pipe.rpush("vigie:intake:pending", batch_id)
+            for d in dead_letters:
+                pipe.rpush("vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now}))
+            self._guard(pipe.execute)
+
+    def claim_intake(
+        self, limit: int = 100, stale_after: float = 600.0
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        now = time.time()
+        for raw in self._guard(self._r.lrange, "vigie:intake:processing", 0, -1):
+            claimed = self._r.hget(f"vigie:intake:{raw.decode()}", "claimed_at")
+            if claimed is None or float(claimed) < now - stale_after:  # its worker died
+                self._r.lrem("vigie:intake:processing", 1, raw)
+                self._r.rpush("vigie:intake:pending", raw)
+        out: list[tuple[str, list[dict[str, Any]]]] = []
+        for _ in range(limit):
+            raw = self._guard(self._r.lmove, "vigie:intake:pending", "vigie:intake:processing")
+            if raw is None:
+                break
+            batch_id = raw.decode()
+            self._r.hset(f"vigie:intake:{batch_id}", "claimed_at", now)
+            docs = self._r.hget(f"vigie:intake:{batch_id}", "docs")
+            out.append((batch_id, orjson.loads(docs) if docs else []))
+        return out
+
+    def finish_intake(self, batch_ids: Sequence[str]) -> None:
+        with self._r.pipeline() as pipe:
+            for b in batch_ids:
+                pipe.lrem("vigie:intake:processing", 1, b)
+                pipe.delete(f"vigie:intake:{b}")
+            self._guard(pipe.execute)
+
+    def remember_once(self, key: str, ttl_seconds: float) -> bool:
+        key = f"vigie:seen:{key}"
+        return bool(self._guard(lambda: self._r.set(key, 1, nx=True, px=int(ttl_seconds * 1000))))
 
     def get_checkpoint(self, name: str) -> Any:
         raw = self._guard(self._r.get, f"vigie:checkpoint:{name}")

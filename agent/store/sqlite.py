@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,11 @@ CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 CREATE TABLE IF NOT EXISTS alert_index (
   alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS intake (
+  batch_id TEXT PRIMARY KEY, source TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,
+  claimed_at REAL, docs BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS intake_status ON intake(status, at);
+CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, reason TEXT NOT NULL,
   excerpt TEXT NOT NULL, at TEXT NOT NULL);
@@ -183,6 +189,56 @@ class SqliteStore:
                 [(_dump(i), i.incident_id) for i in closed],
             )
         return len(closed)
+
+    def save_intake(
+        self,
+        batch_id: str,
+        source: str,
+        docs: list[dict[str, Any]],
+        dead_letters: Sequence[DeadLetter],
+    ) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO intake VALUES (?,?,?,?,?,?)",
+                (batch_id, source, now, "pending", None, orjson.dumps(docs)),
+            )
+            db.executemany(
+                "INSERT INTO dead_letters (source, line, reason, excerpt, at) VALUES (?,?,?,?,?)",
+                [
+                    (d.source, d.line, d.reason, d.excerpt, datetime.now(UTC).isoformat())
+                    for d in dead_letters
+                ],
+            )
+
+    def claim_intake(
+        self, limit: int = 100, stale_after: float = 600.0
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT batch_id, docs FROM intake WHERE status='pending' "
+                "OR (status='processing' AND claimed_at < ?) ORDER BY at LIMIT ?",
+                (now - stale_after, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE intake SET status='processing', claimed_at=? WHERE batch_id=?",
+                [(now, r[0]) for r in rows],
+            )
+        return [(r[0], orjson.loads(r[1])) for r in rows]
+
+    def finish_intake(self, batch_ids: Sequence[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM intake WHERE batch_id=?", [(b,) for b in batch_ids])
+
+    def remember_once(self, key: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        with self._tx() as db:
+            db.execute("DELETE FROM seen_keys WHERE expires < ?", (now,))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO seen_keys VALUES (?,?)", (key, now + ttl_seconds)
+            )
+            return cur.rowcount == 1
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()

@@ -1,0 +1,325 @@
+"""FastAPI app: SIEM webhooks, the analyst API, health and metrics. Built by `create_app` with
+its dependencies passed in, so tests and `vigie serve` wire the same code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from agent.api.auth import ApiTokens, Principal, WebhookAuth
+from agent.errors import ApprovalError, AuthError, BadInput, Forbidden, NotFound, Transient
+from agent.intake import accept
+from agent.models import ActionProposal, ProposalState
+from agent.queue import ApprovalQueue
+from agent.store import Store
+
+log = logging.getLogger("vigie.api")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; secrets never reach a log call (tokens are not logged)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "at": datetime.now(UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}))
+        return json.dumps(doc)
+
+
+class ApproveBody(BaseModel):
+    args_hash: str = Field(min_length=8, max_length=64, description="the hash you reviewed")
+    comment: str = Field(default="", max_length=2000)
+
+
+class RejectBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Accepted(BaseModel):
+    accepted: int
+    rejected: int
+    batch_id: str
+
+
+class Metrics:
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry()
+        self.alerts_in = Counter(
+            "vigie_alerts_in_total",
+            "Alerts accepted by webhooks",
+            ["source"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "vigie_alerts_rejected_total",
+            "Webhook documents rejected",
+            ["source"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "vigie_http_requests_total",
+            "HTTP requests",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.approval_latency = Histogram(
+            "vigie_approval_latency_seconds",
+            "From proposal to decision",
+            registry=self.registry,
+            buckets=(60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+        )
+        incidents = Gauge("vigie_incidents", "Incidents stored", registry=self.registry)
+        pending = Gauge(
+            "vigie_queue_depth", "Proposals waiting for approval", registry=self.registry
+        )
+        incidents.set_function(lambda: len(store.list_incidents(limit=1_000_000)))
+        pending.set_function(lambda: len(store.list_proposals(states=[ProposalState.pending])))
+        self.llm_tokens = Counter(
+            "vigie_llm_tokens_total", "LLM tokens sent", registry=self.registry
+        )
+
+
+def create_app(
+    store: Store,
+    queue: ApprovalQueue,
+    tokens: ApiTokens,
+    webhooks: WebhookAuth,
+    *,
+    schedule_triage: Callable[[BackgroundTasks], None],
+    max_body: int = 5 << 20,
+) -> FastAPI:
+    app = FastAPI(
+        title="Vigie",
+        version="0.1.0",
+        description="SOC alert triage: webhooks in, incidents and approvals out.",
+    )
+    metrics = Metrics(store)
+
+    @app.middleware("http")
+    async def request_ids(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        log.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": rid,
+                    "method": request.method,
+                    "route": path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - start) * 1000, 1),
+                }
+            },
+        )
+        return response
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse({"error": "unauthorized", "detail": str(exc)}, status_code=401)
+
+    @app.exception_handler(Transient)
+    async def _unavailable(_: Request, exc: Transient) -> JSONResponse:
+        return JSONResponse(
+            {"error": "unavailable", "detail": str(exc)},
+            status_code=503,
+            headers={"retry-after": "5"},
+        )
+
+    def principal(authorization: str | None = Header(default=None)) -> Principal:
+        return tokens.identify(authorization)
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    @app.post(
+        "/webhooks/{source}",
+        status_code=202,
+        response_model=Accepted,
+        responses={400: {}, 401: {}, 404: {}, 413: {}, 503: {}},
+    )
+    async def webhook(
+        source: str,
+        request: Request,
+        background: BackgroundTasks,
+        token: str | None = Query(
+            default=None, description="weaker: for senders that cannot set a header"
+        ),
+    ) -> Accepted:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            raise HTTPException(413, f"body larger than {max_body} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                raise HTTPException(413, f"body larger than {max_body} bytes")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        webhooks.check(source, body, headers, token, store.remember_once)
+        try:
+            intake = accept(store, source, body)
+        except BadInput as exc:
+            status = 404 if source not in _known_sources() else 400
+            raise HTTPException(status, str(exc)) from exc
+        metrics.alerts_in.labels(source).inc(intake.accepted)
+        metrics.rejected.labels(source).inc(intake.rejected)
+        if intake.accepted:
+            schedule_triage(background)
+        return Accepted(
+            accepted=intake.accepted, rejected=intake.rejected, batch_id=intake.batch_id
+        )
+
+    # --- analyst API ------------------------------------------------------------------------
+
+    @app.get("/api/incidents")
+    def incidents(
+        who: Principal = Depends(principal),
+        status: str | None = None,
+        min_priority: float = Query(default=0, ge=0, le=100),
+        limit: int = Query(default=50, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+    ) -> dict[str, Any]:
+        items = [
+            i
+            for i in store.list_incidents(limit=offset + limit * 4 + 1000)
+            if (status is None or i.status == status) and i.priority >= min_priority
+        ]
+        page = items[offset : offset + limit]
+        return {
+            "total": len(items),
+            "items": [
+                {
+                    **i.output_line(),
+                    "status": i.status,
+                    "first_seen": i.first_seen.isoformat(),
+                    "last_seen": i.last_seen.isoformat(),
+                    "hosts": i.hosts[:10],
+                    "tactics": i.tactics,
+                }
+                for i in page
+            ],
+        }
+
+    @app.get("/api/incidents/{incident_id}", responses={404: {}})
+    def incident(incident_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+        inc = store.get_incident(incident_id)
+        if inc is None:
+            raise HTTPException(404, "no such incident")
+        proposals = store.list_proposals(incident_id=incident_id)
+        audit = [e.model_dump(mode="json") for e in store.audit(incident_id)]
+        for p in proposals:
+            audit += [e.model_dump(mode="json") for e in store.audit(p.proposal_id)]
+        return {
+            "incident": inc.model_dump(mode="json"),
+            "alerts": [
+                a.model_dump(mode="json", exclude={"raw"}) for a in store.alerts_of(incident_id)
+            ],
+            "proposals": [p.model_dump(mode="json") for p in proposals],
+            "audit": sorted(audit, key=lambda e: e["seq"]),
+        }
+
+    @app.get("/api/approvals")
+    def approvals(
+        who: Principal = Depends(principal), state: ProposalState | None = ProposalState.pending
+    ) -> list[dict[str, Any]]:
+        return [
+            p.model_dump(mode="json")
+            for p in store.list_proposals(states=[state] if state else None)
+        ]
+
+    def decide(fn: Callable[[], ActionProposal]) -> dict[str, Any]:
+        try:
+            p = fn()
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except Forbidden as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except ApprovalError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        metrics.approval_latency.observe((datetime.now(UTC) - p.created_at).total_seconds())
+        return p.model_dump(mode="json")
+
+    @app.post("/api/approvals/{proposal_id}/approve", responses={403: {}, 404: {}, 409: {}})
+    def approve(
+        proposal_id: str, body: ApproveBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        """The approver is the token's identity; `args_hash` binds the decision to what they saw."""
+        return decide(
+            lambda: queue.approve(
+                proposal_id, who.name, seen_hash=body.args_hash, comment=body.comment
+            )
+        )
+
+    @app.post("/api/approvals/{proposal_id}/reject", responses={403: {}, 404: {}, 409: {}})
+    def reject(
+        proposal_id: str, body: RejectBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        return decide(lambda: queue.reject(proposal_id, who.name, reason=body.reason))
+
+    # --- operations -------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {}})
+    def readyz() -> dict[str, str]:
+        store.list_incidents(limit=1)  # Transient -> 503
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _known_sources() -> set[str]:
+    from connectors.webhooks import PARSERS
+
+    return set(PARSERS)
+
+
+def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]:
+    """Embedded mode: triage in this process after the response, one run at a time; a run
+    started while another is going picks up everything pending when it gets the lock."""
+    lock = threading.Lock()
+
+    def go() -> None:
+        with lock:
+            run()
+
+    return lambda background: background.add_task(go)
+
+
+def approval_queue(
+    store: Store, enqueue: Callable[[str], None], ttl_seconds: int, roles: dict[str, str]
+) -> ApprovalQueue:
+    return ApprovalQueue(store, enqueue, timedelta(seconds=ttl_seconds), roles=roles or None)

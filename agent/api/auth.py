@@ -1,0 +1,99 @@
+"""Who is calling: analyst tokens (hashed, with roles) and webhook credentials per source.
+
+Webhooks accept a Standard Webhooks signature (id, timestamp within 5 minutes, HMAC) with the
+id remembered to refuse replays, or a static per-source token, as `Authorization: Bearer` or
+`?token=` for senders that can set no header (weaker: it can end up in proxy logs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from agent.errors import AuthError, ConfigError
+
+REPLAY_WINDOW_SECONDS = 600.0  # longer than the 5-minute timestamp tolerance, both ways
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokens:
+    """`name:role:token,...`; only SHA-256 digests are kept in memory."""
+
+    def __init__(self, spec: str) -> None:
+        self._by_digest: dict[str, Principal] = {}
+        for item in filter(None, (x.strip() for x in spec.split(","))):
+            name, _, rest = item.partition(":")
+            role, _, token = rest.partition(":")
+            if not (name and token) or role not in ("analyst", "lead", "admin"):
+                raise ConfigError(
+                    f"VIGIE_API_TOKENS entry for {name or '?'!r} is not name:role:token"
+                )
+            self._by_digest[_digest(token)] = Principal(name, role)
+
+    def identify(self, authorization: str | None) -> Principal:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing bearer token")
+        digest = _digest(token.strip())
+        for known, principal in self._by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        raise AuthError("unknown token")
+
+    def roles(self) -> dict[str, str]:
+        return {p.name: p.role for p in self._by_digest.values()}
+
+
+def _pairs(spec: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        source, sep, secret = item.partition(":")
+        if not sep or not secret:
+            raise ConfigError(f"webhook credential for {source!r} is not source:secret")
+        out[source] = secret
+    return out
+
+
+class WebhookAuth:
+    def __init__(self, tokens: str, secrets: str) -> None:
+        self._tokens = {s: _digest(t) for s, t in _pairs(tokens).items()}
+        self._signers = {s: Webhook(secret) for s, secret in _pairs(secrets).items()}
+
+    def check(
+        self,
+        source: str,
+        body: bytes,
+        headers: dict[str, str],
+        query_token: str | None,
+        remember_once: Callable[[str, float], bool],
+    ) -> str:
+        """How the request proved itself ("signature" / "token"); raises AuthError otherwise."""
+        if "webhook-signature" in headers and source in self._signers:
+            try:
+                self._signers[source].verify(body, headers, json_parse=False)
+            except WebhookVerificationError as exc:
+                raise AuthError(f"bad webhook signature: {exc}") from exc
+            if not remember_once(
+                f"webhook:{source}:{headers.get('webhook-id')}", REPLAY_WINDOW_SECONDS
+            ):
+                raise AuthError("replayed webhook-id")
+            return "signature"
+        expected = self._tokens.get(source)
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        offered = bearer.strip() if scheme.lower() == "bearer" else (query_token or "")
+        if expected and offered and hmac.compare_digest(expected, _digest(offered)):
+            return "token"
+        raise AuthError("unauthenticated webhook")

@@ -1,0 +1,73 @@
+"""Webhook intake: parse, validate, store durably, then triage in batches.
+
+`accept` answers only after the batch (and the documents it rejected) are stored, so a 202
+means nothing will be lost. `process_pending` triages every stored batch at once, which is how
+a burst of webhooks becomes one triage run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agent.errors import BadInput
+from agent.graph import TriageContext, run_triage_documents
+from agent.models import DeadLetter
+from agent.normalize import NormalizeError, normalize
+from agent.store import Store
+from connectors.webhooks import PARSERS
+
+
+@dataclass(frozen=True)
+class Intake:
+    batch_id: str
+    accepted: int
+    rejected: int
+
+
+def accept(store: Store, source: str, body: bytes) -> Intake:
+    parser = PARSERS.get(source)
+    if parser is None:
+        raise BadInput(f"unknown webhook source {source!r}; known: {sorted(PARSERS)}")
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"body is not valid JSON: {exc}") from exc
+    docs = parser(payload)
+    valid: list[dict[str, Any]] = []
+    dead: list[DeadLetter] = []
+    for n, doc in enumerate(docs, 1):
+        try:
+            normalize(doc)
+        except NormalizeError as exc:
+            dead.append(
+                DeadLetter(
+                    source=f"webhook:{source}",
+                    line=n,
+                    reason=str(exc),
+                    excerpt=orjson.dumps(doc)[:200].decode("utf-8", "replace"),
+                )
+            )
+            continue
+        valid.append(doc)
+    batch_id = uuid.uuid4().hex
+    store.save_intake(batch_id, source, valid, dead)
+    return Intake(batch_id, len(valid), len(dead))
+
+
+def process_pending(store: Store, ctx: TriageContext, limit: int = 500) -> dict[str, int]:
+    """Triage every pending batch in one run; batches are done only once results are stored."""
+    batches = store.claim_intake(limit)
+    if not batches:
+        return {"batches": 0, "alerts": 0, "incidents": 0}
+    docs = [(f"webhook:{bid}", n, d) for bid, items in batches for n, d in enumerate(items, 1)]
+    state = run_triage_documents(docs, ctx)
+    store.finish_intake([bid for bid, _ in batches])
+    return {
+        "batches": len(batches),
+        "alerts": len(state.get("alerts", [])),
+        "incidents": len(state.get("incidents", [])),
+    }

@@ -1,0 +1,267 @@
+"""The HTTP API under real uvicorn on loopback: webhooks (signatures, replay, tokens, limits,
+every source's format) and the analyst API (tokens, roles, approvals bound to the hash)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from standardwebhooks.webhooks import Webhook
+
+from agent.service import make_api
+from agent.settings import Settings
+from agent.store.sqlite import SqliteStore
+from tests.conftest import SHARED_DATA, ecs, free_port
+
+SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+TOKENS = "alice:analyst:tok-alice,bob:lead:tok-bob,carol:admin:tok-carol"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[dict]:
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path}/v.db",
+        api_tokens=TOKENS,
+        webhook_tokens="splunk:splunk-token,grafana:graf-token,generic:gen-token",
+        webhook_secrets=f"elastic:{SECRET},generic:{SECRET},wazuh:{SECRET}",
+        webhook_max_bytes=200_000,
+    )
+    store = SqliteStore(tmp_path / "v.db")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            make_api(settings, store),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        yield {"client": client, "store": store}
+    server.should_exit = True
+    thread.join(10)
+
+
+def signed(body: bytes, msg_id: str = "msg_1", when: datetime | None = None) -> dict[str, str]:
+    when = when or datetime.now(UTC)
+    signature = Webhook(SECRET).sign(msg_id, when, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def wait_incidents(client: httpx.Client, n: int) -> list[dict]:
+    deadline = time.monotonic() + 20
+    while True:
+        items = client.get("/api/incidents", headers=auth("tok-alice")).json()["items"]
+        if sum(len(i["alert_ids"]) for i in items) >= n or time.monotonic() > deadline:
+            return items
+        time.sleep(0.05)
+
+
+def attack_batch() -> bytes:
+    return json.dumps(
+        [
+            ecs(
+                1,
+                0,
+                "SSH brute force",
+                "web",
+                severity="high",
+                technique="T1110",
+                source={"ip": "203.0.113.9"},
+            ),
+            ecs(2, 3, "Web shell", "web", severity="critical", tactic="TA0003"),
+            ecs(3, 4, "Malicious Behavior: stager", "web", severity="critical", tactic="TA0002"),
+            {"no": "timestamp"},
+        ]
+    ).encode()
+
+
+def test_signed_webhook_is_stored_then_triaged(api: dict) -> None:
+    c = api["client"]
+    body = attack_batch()
+    r = c.post("/webhooks/generic", content=body, headers=signed(body))
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 3 and r.json()["rejected"] == 1
+    assert r.headers["x-request-id"]
+    items = wait_incidents(c, 3)
+    assert sorted(a for i in items for a in i["alert_ids"]) == ["a1", "a2", "a3"]
+    assert api["store"].dead_letters()[0].reason.startswith("unrecognised document")
+
+
+@pytest.mark.parametrize("case", ["replay", "stale", "future", "tampered", "wrong-secret", "none"])
+def test_bad_signatures_get_401_and_store_nothing(api: dict, case: str) -> None:
+    c = api["client"]
+    body = attack_batch()
+    if case == "replay":
+        assert (
+            c.post("/webhooks/generic", content=body, headers=signed(body, "dup")).status_code
+            == 202
+        )
+        headers = signed(body, "dup")
+        before = len(api["store"].claim_intake(0))
+    elif case == "stale":
+        headers = signed(body, when=datetime.now(UTC) - timedelta(minutes=6))
+    elif case == "future":
+        headers = signed(body, when=datetime.now(UTC) + timedelta(minutes=6))
+    elif case == "tampered":
+        headers = signed(body)
+        body = body.replace(b"web", b"dns")
+    elif case == "wrong-secret":
+        headers = signed(body)
+        headers["webhook-signature"] = "v1," + "A" * 43 + "="
+    else:
+        headers = {"content-type": "application/json"}
+    stored_before = len(api["store"].dead_letters())
+    r = c.post("/webhooks/generic", content=body, headers=headers)
+    assert r.status_code == 401, r.text
+    assert len(api["store"].dead_letters()) == stored_before  # nothing half-stored
+    if case == "replay":
+        assert before == 0
+
+
+def test_static_tokens_header_and_query(api: dict) -> None:
+    c = api["client"]
+    body = json.dumps(
+        {
+            "result": {"host": "web", "src": "203.0.113.9", "_time": "1767603600"},
+            "sid": "s1",
+            "search_name": "Brute force detected",
+            "results_link": "x",
+        }
+    ).encode()
+    assert c.post("/webhooks/splunk", content=body, headers=auth("splunk-token")).status_code == 202
+    assert c.post("/webhooks/splunk?token=splunk-token", content=body).status_code == 202
+    assert c.post("/webhooks/splunk?token=nope", content=body).status_code == 401
+    assert c.post("/webhooks/splunk", content=body, headers=auth("graf-token")).status_code == 401
+
+
+def test_oversized_and_malformed_bodies(api: dict) -> None:
+    c = api["client"]
+    big = json.dumps([ecs(i, i, "r", "h", pad="x" * 1000) for i in range(300)]).encode()
+    assert c.post("/webhooks/generic", content=big, headers=signed(big, "big")).status_code == 413
+    for source, body in [
+        ("splunk", b"{not json"),
+        ("splunk", b'{"sid": "no result"}'),
+        ("grafana", b'{"alerts": "nope"}'),
+        ("grafana", b"[]"),
+    ]:
+        token = "splunk-token" if source == "splunk" else "graf-token"
+        r = c.post(f"/webhooks/{source}", content=body, headers=auth(token))
+        assert r.status_code == 400, (source, body, r.text)
+    for body in [b'{"x": 1}', b'"just a string"']:
+        r = c.post("/webhooks/wazuh", content=body, headers=signed(body, f"w{len(body)}"))
+        assert r.status_code == 400
+    assert c.post("/webhooks/nosuch", content=b"{}", headers=auth("gen-token")).status_code == 401
+
+
+def test_real_sample_payloads_of_every_source(api: dict) -> None:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not present at {SHARED_DATA}")
+    c = api["client"]
+    samples = {
+        "elastic": json.loads(
+            (SHARED_DATA / "webhooks/kibana_webhook_rendered_example.ILLUSTRATIVE.json").read_text()
+        )["body"],
+        "wazuh": json.loads(
+            (SHARED_DATA / "webhooks/wazuh_shuffle_integration_payload.json").read_text()
+        ),
+        "splunk": json.loads((SHARED_DATA / "webhooks/splunk_webhook_example.json").read_text()),
+        "grafana": json.loads((SHARED_DATA / "webhooks/grafana_webhook_example.json").read_text()),
+    }
+    for source, payload in samples.items():
+        body = json.dumps(payload).encode()
+        headers = (
+            signed(body, f"sample-{source}")
+            if source in ("elastic", "wazuh")
+            else auth("splunk-token" if source == "splunk" else "graf-token")
+        )
+        r = c.post(f"/webhooks/{source}", content=body, headers=headers)
+        assert r.status_code == 202 and r.json()["accepted"] >= 1, (source, r.text)
+
+
+def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
+    c = api["client"]
+    body = attack_batch()
+    assert c.post("/webhooks/generic", content=body, headers=signed(body, "a1")).status_code == 202
+    wait_incidents(c, 3)
+    assert c.get("/api/incidents").status_code == 401
+    assert c.get("/api/incidents", headers=auth("forged")).status_code == 401
+    top = c.get("/api/incidents", headers=auth("tok-alice")).json()["items"][0]
+    detail = c.get(f"/api/incidents/{top['incident_id']}", headers=auth("tok-alice")).json()
+    assert {"incident", "alerts", "proposals", "audit"} <= set(detail)
+    assert detail["incident"]["explanation"]["priority_factors"]
+    pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
+    isolate = next(p for p in pending if p["action"] == "isolate_host")
+    path = f"/api/approvals/{isolate['proposal_id']}"
+    r = c.post(
+        f"{path}/approve", json={"args_hash": isolate["args_hash"]}, headers=auth("tok-alice")
+    )
+    assert r.status_code == 403  # analysts may not approve high-risk actions
+    r = c.post(f"{path}/approve", json={"args_hash": "0" * 64}, headers=auth("tok-bob"))
+    assert r.status_code == 409  # not the arguments that were proposed
+    r = c.post(f"{path}/approve", json={"args_hash": isolate["args_hash"]}, headers=auth("tok-bob"))
+    assert r.status_code == 200 and r.json()["state"] == "pending"  # four eyes
+    r = c.post(f"{path}/approve", json={"args_hash": isolate["args_hash"]}, headers=auth("tok-bob"))
+    assert r.status_code == 409  # the same person twice
+    r = c.post(
+        f"{path}/approve",
+        json={"args_hash": isolate["args_hash"], "comment": "confirmed"},
+        headers=auth("tok-carol"),
+    )
+    assert r.status_code == 200
+    done = api["store"].get_proposal(isolate["proposal_id"])
+    assert done.state.value == "succeeded" and [a.approver for a in done.approvals] == [
+        "bob",
+        "carol",
+    ]
+    other = next(p for p in pending if p["proposal_id"] != isolate["proposal_id"])
+    r = c.post(
+        f"/api/approvals/{other['proposal_id']}/reject",
+        json={"reason": "known scanner"},
+        headers=auth("tok-alice"),
+    )
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+    assert (
+        c.post(
+            "/api/approvals/P-nope/approve", json={"args_hash": "0" * 64}, headers=auth("tok-bob")
+        ).status_code
+        == 404
+    )
+
+
+def test_health_readiness_metrics_and_openapi(api: dict) -> None:
+    c = api["client"]
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").status_code == 200
+    body = attack_batch()
+    c.post("/webhooks/generic", content=body, headers=signed(body, "m1"))
+    text = c.get("/metrics").text
+    assert 'vigie_alerts_in_total{source="generic"} 3.0' in text
+    assert "vigie_queue_depth" in text and "vigie_http_requests_total" in text
+    spec = c.get("/openapi.json").json()
+    assert {"/webhooks/{source}", "/api/incidents", "/api/approvals/{proposal_id}/approve"} <= set(
+        spec["paths"]
+    )
