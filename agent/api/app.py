@@ -308,15 +308,29 @@ def _known_sources() -> set[str]:
 
 
 def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]:
-    """Embedded mode: triage in this process after the response, one run at a time; a run
-    started while another is going picks up everything pending when it gets the lock."""
-    lock = threading.Lock()
+    """Embedded mode: triage in this process after the response. A burst of webhooks makes
+    one runner that loops while new batches keep arriving, not one run per request."""
+    guard = threading.Lock()
+    state = {"running": False, "dirty": False}
 
-    def go() -> None:
-        with lock:
+    def loop() -> None:
+        while True:
+            with guard:
+                if not state["dirty"]:
+                    state["running"] = False
+                    return
+                state["dirty"] = False
             run()
 
-    return lambda background: background.add_task(go)
+    def schedule(background: BackgroundTasks) -> None:
+        with guard:
+            state["dirty"] = True
+            if state["running"]:
+                return
+            state["running"] = True
+        background.add_task(loop)
+
+    return schedule
 
 
 def approval_queue(
