@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,13 @@ class Target(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIE_",
+        extra="ignore",
+        env_ignore_empty=True,  # `VIGIE_LLM=` in an env file means "unset", not ""
+        # Docker/Kubernetes secrets: a file named like the variable (vigie_es_api_key, ...).
+        secrets_dir=os.environ.get("VIGIE_SECRETS_DIR") or None,
+    )
 
     env: Literal["development", "production"] = "development"
     store_url: str = "sqlite:///.vigie/vigie.db"
