@@ -4,7 +4,6 @@ deployment invariants, the Dockerfile's shape, and an env example that covers ev
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
