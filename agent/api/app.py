@@ -109,6 +109,7 @@ def create_app(
     *,
     schedule_triage: Callable[[BackgroundTasks], None],
     max_body: int = 5 << 20,
+    secure_cookie: bool = False,
 ) -> FastAPI:
     app = FastAPI(
         title="Vigie",
@@ -284,6 +285,13 @@ def create_app(
         return decide(lambda: queue.reject(proposal_id, who.name, reason=body.reason))
 
     # --- operations -------------------------------------------------------------------------
+
+    from fastapi.staticfiles import StaticFiles
+
+    from agent.api.ui import HERE, build_router
+
+    app.include_router(build_router(store, queue, tokens, secure_cookie))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

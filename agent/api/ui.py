@@ -1,0 +1,317 @@
+"""The analyst's browser UI: the approval queue and the incident view, server-rendered.
+
+No JavaScript build step and no inline script: Jinja2 autoescapes every value (alert fields are
+attacker-controlled), a strict Content-Security-Policy allows only our own static files, the
+session cookie is HttpOnly + SameSite=Strict, and every form carries a per-session CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from agent.api.auth import ApiTokens, Principal
+from agent.attack import TACTIC_NAMES
+from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
+from agent.models import ActionProposal, Incident, ProposalState
+from agent.queue import ApprovalQueue
+from agent.store import Store
+
+HERE = Path(__file__).parent
+COOKIE = "vigie_session"
+SESSION_SECONDS = 8 * 3600
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+@dataclass
+class Session:
+    principal: Principal
+    csrf: str
+    expires: float
+
+
+class Sessions:
+    """In-memory sessions: a restart logs analysts out, which is the safe failure."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Session] = {}
+
+    def create(self, principal: Principal) -> tuple[str, Session]:
+        sid = secrets.token_urlsafe(32)
+        session = Session(principal, secrets.token_urlsafe(32), time.time() + SESSION_SECONDS)
+        self._by_id[sid] = session
+        return sid, session
+
+    def get(self, sid: str | None) -> Session | None:
+        session = self._by_id.get(sid or "")
+        if session is None or session.expires < time.time():
+            return None
+        return session
+
+    def drop(self, sid: str | None) -> None:
+        self._by_id.pop(sid or "", None)
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"], default=True),
+    )
+    env.filters["ago"] = lambda dt: _human((datetime.now(UTC) - dt).total_seconds())
+    env.filters["left"] = lambda dt: _human((dt - datetime.now(UTC)).total_seconds())
+    env.globals["tactic_name"] = lambda t: TACTIC_NAMES.get(t, t)
+    return env
+
+
+def _human(seconds: float) -> str:
+    if seconds <= 0:
+        return "expired"
+    if seconds < 3600:
+        return f"{math.ceil(seconds / 60)} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def entity_graph(inc: Incident, alerts: list[Any]) -> dict[str, Any]:
+    """Hosts, users and IPs as nodes on a circle, linked when an alert names both."""
+    nodes: list[tuple[str, str]] = []
+    for kind, values in (("host", inc.hosts), ("user", inc.users), ("ip", inc.ips)):
+        nodes += [(kind, v) for v in values[:8]]
+    index = {n: i for i, n in enumerate(nodes)}
+    edges: set[tuple[int, int]] = set()
+    for a in alerts:
+        present = [
+            index[(k, v)]
+            for k, vs in (
+                ("host", a.entities.hosts),
+                ("user", a.entities.users),
+                ("ip", a.entities.ips),
+            )
+            for v in vs
+            if (k, v) in index
+        ]
+        edges |= {(x, y) for x in present for y in present if x < y}
+    n = max(1, len(nodes))
+    pos = [
+        (300 + 220 * math.cos(2 * math.pi * i / n), 170 + 130 * math.sin(2 * math.pi * i / n))
+        for i in range(n)
+    ]
+    return {
+        "nodes": [
+            {"kind": k, "label": v[:28], "x": round(pos[i][0]), "y": round(pos[i][1])}
+            for i, (k, v) in enumerate(nodes)
+        ],
+        "edges": [
+            {
+                "x1": round(pos[a][0]),
+                "y1": round(pos[a][1]),
+                "x2": round(pos[b][0]),
+                "y2": round(pos[b][1]),
+            }
+            for a, b in sorted(edges)
+        ],
+    }
+
+
+def build_router(
+    store: Store, queue: ApprovalQueue, tokens: ApiTokens, secure_cookie: bool = False
+) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    env = _env()
+    sessions = Sessions()
+
+    def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = env.get_template(name).render(**ctx)
+        return HTMLResponse(
+            html,
+            status_code=status,
+            headers={
+                "content-security-policy": CSP,
+                "x-content-type-options": "nosniff",
+                "referrer-policy": "no-referrer",
+                "cache-control": "no-store",
+            },
+        )
+
+    def session_of(request: Request) -> Session:
+        s = sessions.get(request.cookies.get(COOKIE))
+        if s is None:
+            raise HTTPException(303, headers={"location": "/login"})
+        return s
+
+    def check_csrf(s: Session, token: str) -> None:
+        if not hmac.compare_digest(s.csrf, token or ""):
+            raise HTTPException(403, "bad CSRF token")
+
+    def queue_rows(risk: str | None, action: str | None) -> list[dict[str, Any]]:
+        prio: dict[str, float] = {}
+        rows: list[dict[str, Any]] = []
+        for p in store.list_proposals(states=[ProposalState.pending]):
+            if (risk and p.risk.value != risk) or (action and p.action != action):
+                continue
+            if p.incident_id not in prio:
+                inc = store.get_incident(p.incident_id)
+                prio[p.incident_id] = inc.priority if inc else 0.0
+            got = len({a.approver for a in p.approvals if a.decision == "approve"})
+            rows.append({"p": p, "priority": prio[p.incident_id], "got": got})
+        rows.sort(key=lambda r: (-r["priority"], r["p"].created_at))
+        return rows
+
+    @router.get("/login")
+    def login_form(request: Request) -> HTMLResponse:
+        return page("login.html", error=None)
+
+    @router.post("/login")
+    def login(token: str = Form(...)) -> Response:
+        try:
+            principal = tokens.identify(f"Bearer {token}")
+        except AuthError:
+            return page("login.html", status=401, error="Unknown token.")
+        sid, _ = sessions.create(principal)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(
+            COOKIE,
+            sid,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookie,
+            max_age=SESSION_SECONDS,
+            path="/",
+        )
+        return resp
+
+    @router.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        s = session_of(request)
+        check_csrf(s, csrf)
+        sessions.drop(request.cookies.get(COOKIE))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @router.get("/")
+    def queue_page(
+        request: Request, risk: str | None = None, action: str | None = None
+    ) -> HTMLResponse:
+        s = session_of(request)
+        return page(
+            "queue.html",
+            s=s,
+            rows=queue_rows(risk, action),
+            risk=risk,
+            action=action,
+            actions=sorted({p.action for p in store.list_proposals()}),
+        )
+
+    @router.get("/fragments/queue")
+    def queue_fragment(
+        request: Request, risk: str | None = None, action: str | None = None
+    ) -> HTMLResponse:
+        s = session_of(request)
+        return page("queue_rows.html", s=s, rows=queue_rows(risk, action))
+
+    @router.get("/incidents/{incident_id}")
+    def incident_page(request: Request, incident_id: str) -> HTMLResponse:
+        s = session_of(request)
+        inc = store.get_incident(incident_id)
+        if inc is None:
+            raise HTTPException(404, "no such incident")
+        alerts = store.alerts_of(incident_id)
+        proposals = store.list_proposals(incident_id=incident_id)
+        audit = store.audit(incident_id) + [
+            e for p in proposals for e in store.audit(p.proposal_id)
+        ]
+        return page(
+            "incident.html",
+            s=s,
+            inc=inc,
+            alerts=alerts,
+            proposals=proposals,
+            audit=sorted(audit, key=lambda e: e.seq),
+            graph=entity_graph(inc, alerts),
+            cited=set(inc.assessment.cited_alert_ids if inc.assessment else []),
+        )
+
+    def decided(s: Session, fn: Any, back: str) -> Response:
+        try:
+            fn()
+        except (ApprovalError, NotFound, Forbidden) as exc:
+            return page("error.html", status=409, s=s, message=str(exc), back=back)
+        return RedirectResponse(back, status_code=303)
+
+    @router.post("/proposals/{proposal_id}/approve")
+    def approve(
+        request: Request,
+        proposal_id: str,
+        csrf: str = Form(""),
+        args_hash: str = Form(...),
+        comment: str = Form(""),
+    ) -> Response:
+        s = session_of(request)
+        check_csrf(s, csrf)
+        back = _back(store.get_proposal(proposal_id))
+        return decided(
+            s,
+            lambda: queue.approve(
+                proposal_id, s.principal.name, seen_hash=args_hash, comment=comment
+            ),
+            back,
+        )
+
+    @router.post("/proposals/{proposal_id}/reject")
+    def reject(
+        request: Request, proposal_id: str, csrf: str = Form(""), reason: str = Form(...)
+    ) -> Response:
+        s = session_of(request)
+        check_csrf(s, csrf)
+        back = _back(store.get_proposal(proposal_id))
+        return decided(s, lambda: queue.reject(proposal_id, s.principal.name, reason=reason), back)
+
+    @router.post("/proposals/{proposal_id}/edit")
+    async def edit(request: Request, proposal_id: str) -> Response:
+        """Edited arguments become a new proposal that needs fresh approvals (from others)."""
+        s = session_of(request)
+        form = await request.form()
+        check_csrf(s, str(form.get("csrf", "")))
+        p = store.get_proposal(proposal_id)
+        if p is None:
+            raise HTTPException(404, "no such proposal")
+        current = p
+
+        def apply() -> ActionProposal:
+            new_args = {k: _typed(v, str(form.get(f"arg_{k}", v))) for k, v in current.args.items()}
+            return queue.edit(proposal_id, s.principal.name, new_args)
+
+        return decided(s, apply, _back(p))
+
+    return router
+
+
+def _back(p: ActionProposal | None) -> str:
+    return f"/incidents/{p.incident_id}" if p else "/"
+
+
+def _typed(old: Any, value: str) -> Any:
+    """Keep the argument's type (an edited duration stays a number)."""
+    if isinstance(old, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(old, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ApprovalError(f"{value!r} is not a whole number") from None
+    return value

@@ -1,0 +1,161 @@
+"""The analyst's browser UI driven by headless Chromium (Debian's, through Playwright):
+login, the queue, an incident, approve and reject, and hostile alert content shown as text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, ecs
+from tests.e2e.conftest import signed
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+XSS_RULE = "<script>window.__pwned=1</script>Suspicious sudo"
+XSS_MSG = '<img src=x onerror="window.__pwned=2">cat /etc/shadow'
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason=f"{CHROMIUM} is not installed (.ci/run installs Debian's chromium package)",
+)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def seed(api: dict) -> None:
+    docs = [
+        ecs(
+            1,
+            0,
+            "SSH brute force",
+            "web",
+            severity="high",
+            technique="T1110",
+            source={"ip": "203.0.113.9"},
+        ),
+        ecs(2, 3, "Web shell", "web", severity="critical", tactic="TA0003"),
+        ecs(3, 4, "Malicious Behavior: stager", "web", severity="critical", tactic="TA0002"),
+        ecs(
+            4,
+            5,
+            XSS_RULE,
+            "web",
+            severity="high",
+            tactic="TA0004",
+            message=XSS_MSG,
+            user={"name": "<b>root</b>"},
+        ),
+    ]
+    body = json.dumps(docs).encode()
+    assert (
+        api["client"]
+        .post("/webhooks/generic", content=body, headers=signed(body, "ui"))
+        .status_code
+        == 202
+    )
+    import time
+
+    deadline = time.monotonic() + 20
+    while not api["store"].list_proposals():
+        assert time.monotonic() < deadline, "triage did not finish"
+        time.sleep(0.05)
+
+
+def test_login_queue_incident_approve_reject_and_escaping(api: dict, browser) -> None:  # type: ignore[no-untyped-def]
+    seed(api)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    response = page.goto(api["url"] + "/")
+    assert page.url.endswith("/login")
+    page.fill("#token", "wrong")
+    page.click("button[type=submit]")
+    assert "Unknown token" in page.content()
+    page.fill("#token", "tok-bob")
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.queue")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "vigie_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    rows = page.locator("#queue-rows tr")
+    assert rows.count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "queue.png"))
+
+    response = page.goto(api["url"] + page.locator("#queue-rows a").first.get_attribute("href"))
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert page.locator("h1.title").inner_text()
+    # hostile alert fields are text, never markup or script
+    assert page.get_by_text(XSS_RULE).count() >= 1
+    assert page.get_by_text(XSS_MSG).count() >= 1
+    assert page.evaluate("window.__pwned") is None and dialogs == []
+    assert page.locator("img[src=x]").count() == 0 and page.locator("main script").count() == 0
+    assert page.locator("svg.graph circle").count() >= 2  # the entity graph is drawn
+    page.screenshot(path=str(ARTIFACTS / "incident.png"), full_page=True)
+
+    block = page.locator("article.proposal", has=page.locator("h3 code", has_text="block_ip"))
+    block.locator("input[name=comment]").fill("confirmed attacker")
+    block.locator("button.approve").click()
+    page.wait_for_load_state()
+    assert (
+        "succeeded"
+        in page.locator(
+            "article.proposal", has=page.locator("h3 code", has_text="block_ip")
+        ).inner_text()
+    )
+    ticket = page.locator(
+        "article.proposal", has=page.locator("h3 code", has_text="open_ticket")
+    ).first
+    ticket.locator("input[name=reason]").fill("ticket already open")
+    ticket.locator("button.reject").click()
+    page.wait_for_load_state()
+    states = {p.action: p.state.value for p in api["store"].list_proposals()}
+    assert states["block_ip"] == "succeeded" and states["open_ticket"] == "rejected"
+    approver = next(p for p in api["store"].list_proposals() if p.action == "block_ip").approvals[0]
+    assert (approver.approver, approver.comment) == ("bob", "confirmed attacker")
+    page.screenshot(path=str(ARTIFACTS / "after-decisions.png"), full_page=True)
+
+
+def test_state_changes_need_the_session_csrf_token(api: dict) -> None:
+    seed(api)
+    c = api["client"]
+    r = c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    assert r.status_code == 303 and "vigie_session" in r.cookies
+    p = api["store"].list_proposals()[0]
+    forged = c.post(
+        f"/proposals/{p.proposal_id}/approve",
+        data={"csrf": "forged", "args_hash": p.args_hash},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403
+    assert api["store"].get_proposal(p.proposal_id).approvals == []
+    c.cookies.clear()
+    anonymous = c.post(
+        f"/proposals/{p.proposal_id}/approve",
+        data={"csrf": "x", "args_hash": p.args_hash},
+        follow_redirects=False,
+    )
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
