@@ -5,7 +5,7 @@ VIGIE  := $(VENV)/bin/vigie
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := .vigie-demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean reliability
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+reliability: $(STAMP)
+	$(PY) -m pytest tests/reliability
 
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py

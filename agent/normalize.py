@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -103,7 +104,11 @@ def alert_id(doc: dict[str, Any], f: Fields) -> str:
             return value.strip()[:256]
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-    digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits (the stdlib parser accepts them)
+        canonical = json.dumps(doc, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(canonical).hexdigest()
     return f"sha256-{digest[:32]}"
 
 

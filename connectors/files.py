@@ -114,20 +114,29 @@ def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Itera
             chunk = fh.read(_CHUNK)
             eof = not chunk
             buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
-        if pos >= len(buf) or (array and buf[pos] == "]"):
+        if pos >= len(buf):
             return
+        if array and buf[pos] == "]":  # the array ended; anything after it is read as values
+            array, pos = False, pos + 1
+            continue
         try:
             value, end = decoder.raw_decode(buf, pos)
-        except json.JSONDecodeError as exc:
-            if not eof and len(buf) - pos <= max_bytes:
+        except (json.JSONDecodeError, RecursionError) as exc:
+            truncated = isinstance(exc, json.JSONDecodeError)
+            if truncated and not eof and len(buf) - pos <= max_bytes:
                 chunk = fh.read(_CHUNK)
                 eof = not chunk
                 buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
                 continue
+            reason = (
+                f"invalid JSON: {exc.msg}"
+                if isinstance(exc, json.JSONDecodeError)
+                else f"nesting deeper than {MAX_DEPTH} levels"
+            )
             yield DeadLetter(
                 source=name,
                 line=line,
-                reason=f"invalid JSON: {exc.msg}",
+                reason=reason,
                 excerpt=_excerpt(buf[pos : pos + 200]),
             )
             # Resynchronise at the next line that opens an object, so later documents survive.

@@ -51,3 +51,14 @@ def test_single_object_and_concatenated_pretty_objects(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="cannot read"):
         list(read_documents(tmp_path / "nope.json"))
+
+
+def test_content_after_a_closing_array_is_not_dropped(tmp_path: Path) -> None:
+    f = tmp_path / "mixed.json"
+    f.write_text('[{"a": 1}]\n{"a": 2}\n"stray"\n')
+    items = list(read_documents(f))
+    assert [d for _, d in (i for i in items if not isinstance(i, DeadLetter))] == [
+        {"a": 1},
+        {"a": 2},
+        "stray",
+    ]

@@ -1,0 +1,167 @@
+"""Property-based fuzzing of every normaliser and webhook parser, and of the file reader:
+whatever arrives, the outcome is an alert, a typed error or a dead letter; never a crash."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.errors import BadInput
+from agent.models import DeadLetter
+from agent.normalize import normalize
+from connectors.files import read_documents
+from connectors.webhooks import PARSERS
+from tests.conftest import ecs
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.integers(min_value=1000, max_value=20000).map(lambda n: "A" * n),  # huge fields, cheaply
+)
+keys = st.sampled_from(
+    [
+        "@timestamp",
+        "timestamp",
+        "rule",
+        "level",
+        "name",
+        "id",
+        "event",
+        "kibana.alert.rule.name",
+        "kibana.alert.severity",
+        "kibana.alert.risk_score",
+        "host",
+        "user",
+        "source",
+        "ip",
+        "agent",
+        "data",
+        "threat",
+        "tactic",
+        "technique",
+        "message",
+        "alerts",
+        "result",
+        "payload",
+        "all_fields",
+    ]
+) | st.text(max_size=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=6),
+    max_leaves=40,
+)
+FUZZ = settings(
+    max_examples=300,
+    deadline=1000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def deep(n: int) -> dict:
+    d: dict = {"leaf": 1}
+    for _ in range(n):
+        d = {"x": d}
+    return d
+
+
+@FUZZ
+@given(json_values)
+def test_normalize_returns_an_alert_or_a_typed_error(doc: object) -> None:
+    try:
+        alert = normalize(doc)
+    except BadInput:
+        return
+    assert alert.id and 0 <= alert.risk_score <= 100
+
+
+@FUZZ
+@given(st.dictionaries(keys, json_values, max_size=8))
+def test_near_valid_documents_never_crash(extra: dict) -> None:
+    for base in (
+        ecs(1, 0, "Rule"),
+        {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
+        {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
+    ):
+        try:
+            normalize({**base, **extra})
+        except BadInput:
+            pass
+
+
+@FUZZ
+@given(st.sampled_from(sorted(PARSERS)), json_values)
+def test_webhook_parsers_return_documents_or_bad_input(source: str, body: object) -> None:
+    try:
+        docs = PARSERS[source](body)
+    except BadInput:
+        return
+    assert isinstance(docs, list) and all(isinstance(d, dict) for d in docs)
+    for d in docs:
+        try:
+            normalize(d)
+        except BadInput:
+            pass
+
+
+@settings(
+    max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.binary(max_size=300)
+        | st.sampled_from(
+            [
+                b'{"a": 1, "a": 2}',
+                b'{"x": NaN}',
+                b'{"x": Infinity}',
+                b"\xff\xfe{}",
+                b'{"s": "\xc3\x28"}',
+                json.dumps(deep(200)).encode(),
+                b"[" * 5000,
+                b'{"@timestamp": 1e400}',
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_file_reader_turns_anything_into_documents_or_dead_letters(
+    tmp_path: Path, lines: list[bytes]
+) -> None:
+    f = tmp_path / "fuzz.ndjson"
+    f.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    outcomes = list(read_documents(f))
+    for item in outcomes:
+        if isinstance(item, DeadLetter):
+            assert item.reason and item.line
+        else:
+            try:
+                normalize(item[1])
+            except BadInput:
+                pass
+    nonblank = [line for line in lines if line.replace(b"\n", b" ").strip()]
+    if nonblank and nonblank[0].lstrip()[:1] not in (b"[", b"{"):
+        assert len(outcomes) == len(nonblank)  # NDJSON: every non-blank line accounted for
+    elif nonblank:
+        assert outcomes  # an array or object file: documents, or the broken part reported
+
+
+def test_specific_hostile_documents() -> None:
+    for doc, ok in [
+        (ecs(1, 0, "r") | {"@timestamp": math.inf}, False),
+        (ecs(1, 0, "r") | {"event": {"id": "x", "risk_score": math.nan}}, False),
+        (ecs(1, 0, "r") | {"extra": deep(500)}, False),
+        (ecs(1, 0, "r" * 100_000), True),  # a huge rule name is clipped, not fatal
+    ]:
+        try:
+            alert = normalize(doc)
+            assert ok and len(alert.rule_name) <= 512
+        except BadInput:
+            assert not ok
