@@ -3,6 +3,7 @@ whatever arrives, the outcome is an alert, a typed error or a dead letter; never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -90,10 +91,8 @@ def test_near_valid_documents_never_crash(extra: dict) -> None:
         {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
         {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
     ):
-        try:
+        with contextlib.suppress(BadInput):
             normalize({**base, **extra})
-        except BadInput:
-            pass
 
 
 @FUZZ
@@ -105,10 +104,8 @@ def test_webhook_parsers_return_documents_or_bad_input(source: str, body: object
         return
     assert isinstance(docs, list) and all(isinstance(d, dict) for d in docs)
     for d in docs:
-        try:
+        with contextlib.suppress(BadInput):
             normalize(d)
-        except BadInput:
-            pass
 
 
 @settings(
@@ -142,10 +139,8 @@ def test_file_reader_turns_anything_into_documents_or_dead_letters(
         if isinstance(item, DeadLetter):
             assert item.reason and item.line
         else:
-            try:
+            with contextlib.suppress(BadInput):
                 normalize(item[1])
-            except BadInput:
-                pass
     nonblank = [line for line in lines if line.replace(b"\n", b" ").strip()]
     if nonblank and nonblank[0].lstrip()[:1] not in (b"[", b"{"):
         assert len(outcomes) == len(nonblank)  # NDJSON: every non-blank line accounted for
