@@ -69,10 +69,8 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False, fsync: str = "everysec") -> None:
         import shutil
-        import subprocess
-        import time
 
         binary = shutil.which("redis-server")
         if binary is None:
@@ -91,18 +89,26 @@ class RedisServer:
             "",
             "--appendonly",
             "yes" if appendonly else "no",
+            "--appendfsync",
+            fsync,
         ]
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
-        import redis
-
         while True:
             try:
                 redis.Redis(port=self.port).ping()
-                break
-            except redis.ConnectionError:
+                return
+            except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
@@ -110,8 +116,11 @@ class RedisServer:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def stop(self) -> None:
-        self.proc.terminate()
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
         self.proc.wait(timeout=10)
 
 
