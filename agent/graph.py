@@ -51,6 +51,8 @@ class TriageContext:
     max_doc_bytes: int = 1 << 20
     quiet_period: timedelta = timedelta(hours=24)
     progress: Progress = _no_progress
+    #: Told of every stored incident: (kind, incident) with kind incident.created/updated.
+    on_incident: Callable[[str, Incident], None] | None = None
     fallback: Analyst = field(default_factory=OfflineAnalyst)
 
 
@@ -190,6 +192,11 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
     ctx = runtime.context
     if ctx.store is not None:
         incidents = state.get("incidents", [])
+        existed = (
+            {i.incident_id for i in incidents if ctx.store.get_incident(i.incident_id) is not None}
+            if ctx.on_incident is not None
+            else set()
+        )
         ctx.store.save_triage(
             incidents,
             list(_representatives(state)),
@@ -197,6 +204,10 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             state.get("dead_letters", []),
             actor=ctx.requester,
         )
+        if ctx.on_incident is not None:
+            for inc in incidents:
+                kind = "incident.updated" if inc.incident_id in existed else "incident.created"
+                ctx.on_incident(kind, inc)
         alerts = state.get("alerts", [])
         if alerts:  # incidents quiet for a whole period before this batch's newest alert close
             ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)

@@ -27,9 +27,12 @@ class ApprovalQueue:
         ttl: timedelta,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         roles: Mapping[str, str] | None = None,
+        on_decision: Callable[[ActionProposal, str], None] | None = None,
     ) -> None:
-        """`roles` maps approver name to role; None leaves roles unenforced (development)."""
+        """`roles` maps approver name to role; None leaves roles unenforced (development).
+        `on_decision` hears every recorded decision (outbound webhooks)."""
         self._roles = roles
+        self._on_decision = on_decision or (lambda p, who: None)
         self._store = store
         self._enqueue = enqueue
         self._ttl = ttl
@@ -114,6 +117,7 @@ class ApprovalQueue:
     ) -> None:
         if not self._store.transition(old, new, actor=who, data=data, insert=insert):
             raise ApprovalError(f"{old.proposal_id} changed meanwhile; look again and retry")
+        self._on_decision(new, who)
 
 
 def _expand(p: ActionProposal, prefix: str) -> str:

@@ -67,6 +67,19 @@ def triage_context(
     )
     if progress is not None:
         ctx.progress = progress
+    if settings.outbound_webhooks:
+        from agent.worker import emit
+
+        ctx.on_incident = lambda kind, inc: emit(
+            kind,
+            {
+                "incident_id": inc.incident_id,
+                "priority": inc.priority,
+                "title": inc.title,
+                "alert_count": len(inc.alert_ids),
+                "proposal_ids": inc.proposal_ids,
+            },
+        )
     return ctx
 
 
@@ -132,7 +145,25 @@ def make_api(settings: Settings, store: Store) -> Any:
             celery.send_task("vigie.triage_intake", args=["pending"])
 
     tokens = ApiTokens(settings.api_tokens.get_secret_value())
-    queue = approval_queue(store, enqueue_execution, settings.approval_ttl_seconds, tokens.roles())
+    from agent.worker import emit
+
+    def decided(p: Any, who: str) -> None:
+        """Outbound event for every approval decision (emit is a no-op when none is set)."""
+        emit(
+            "approval.decided",
+            {
+                "proposal_id": p.proposal_id,
+                "incident_id": p.incident_id,
+                "action": p.action,
+                "args": p.args,
+                "state": p.state.value,
+                "by": who,
+            },
+        )
+
+    queue = approval_queue(
+        store, enqueue_execution, settings.approval_ttl_seconds, tokens.roles(), on_decision=decided
+    )
     webhooks = WebhookAuth(
         settings.webhook_tokens.get_secret_value(), settings.webhook_secrets.get_secret_value()
     )

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     webhook_tokens: SecretStr = SecretStr("")  # source:token,...
     webhook_secrets: SecretStr = SecretStr("")  # source:whsec_...,...  (Standard Webhooks)
     webhook_max_bytes: int = 5 << 20
+    #: Signed outbound webhooks, JSON: [{"url": "https://soar/hook", "secret": "whsec_..."}]
+    outbound_webhooks: list[dict[str, str]] = Field(default_factory=list)
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.

@@ -87,9 +87,43 @@ def services() -> tuple[Settings, Store, HttpActionRunner]:
 def execute_proposal_task(proposal_id: str) -> str | None:
     _, store, runner = services()
     p, ran = execute_proposal(store, runner, proposal_id)
-    if ran:
+    if ran and p is not None:
         _dispatch(notify_task, proposal_id)  # only the run that acted tells the channel
+        emit(
+            "action.executed",
+            {
+                "proposal_id": p.proposal_id,
+                "incident_id": p.incident_id,
+                "action": p.action,
+                "args": p.args,
+                "state": p.state.value,
+            },
+        )
     return None if p is None else p.state.value
+
+
+@shared_task(name="vigie.outbound", acks_late=True)
+def outbound_task(evt: dict[str, Any]) -> list[str]:
+    """Deliver one event to every outbound webhook; failures are audited, not dropped."""
+    from connectors.outbound import Endpoint, OutboundWebhooks
+
+    settings, store, _ = services()
+    endpoints = [Endpoint(e["url"], e["secret"]) for e in settings.outbound_webhooks]
+    failed = OutboundWebhooks(endpoints).deliver(evt)
+    if failed:
+        store.append_audit(
+            "outbound", "outbound.failed", evt["id"], {"type": evt["type"], "urls": failed}
+        )
+    return failed
+
+
+def emit(kind: str, data: dict[str, Any]) -> None:
+    """Queue an outbound event when outbound webhooks are configured."""
+    from connectors.outbound import event
+
+    settings, _, _ = services()
+    if settings.outbound_webhooks:
+        _dispatch(outbound_task, event(kind, data))
 
 
 @shared_task(name="vigie.notify", acks_late=True)

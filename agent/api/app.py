@@ -342,6 +342,12 @@ def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]
 
 
 def approval_queue(
-    store: Store, enqueue: Callable[[str], None], ttl_seconds: int, roles: dict[str, str]
+    store: Store,
+    enqueue: Callable[[str], None],
+    ttl_seconds: int,
+    roles: dict[str, str],
+    on_decision: Callable[[ActionProposal, str], None] | None = None,
 ) -> ApprovalQueue:
-    return ApprovalQueue(store, enqueue, timedelta(seconds=ttl_seconds), roles=roles or None)
+    return ApprovalQueue(
+        store, enqueue, timedelta(seconds=ttl_seconds), roles=roles or None, on_decision=on_decision
+    )
