@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
 	$(PY) benchmarks/approvals_bench.py 1000
 	$(PY) benchmarks/llm_bench.py
+	$(PY) benchmarks/sweep_bench.py 20000
+	$(PY) benchmarks/webhook_bench.py 15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent connectors tests benchmarks examples
