@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -202,16 +202,25 @@ def create_app(
     @app.get("/api/incidents")
     def incidents(
         who: Principal = Depends(principal),
-        status: str | None = None,
+        status: Literal["open", "closed"] | None = None,
         min_priority: float = Query(default=0, ge=0, le=100),
         limit: int = Query(default=50, ge=1, le=500),
-        offset: int = Query(default=0, ge=0),
+        offset: int = Query(default=0, ge=0, le=100_000),
     ) -> dict[str, Any]:
-        items = [
-            i
-            for i in store.list_incidents(limit=offset + limit * 4 + 1000)
-            if (status is None or i.status == status) and i.priority >= min_priority
-        ]
+        """Highest priority first. Filtering walks the store in pages, stopping once the
+        priorities fall below `min_priority` (the store returns them in that order)."""
+        items: list[Any] = []
+        start, chunk = 0, 1000
+        while True:
+            batch = store.list_incidents(limit=chunk, offset=start)
+            items += [
+                i
+                for i in batch
+                if (status is None or i.status == status) and i.priority >= min_priority
+            ]
+            if len(batch) < chunk or batch[-1].priority < min_priority:
+                break
+            start += chunk
         page = items[offset : offset + limit]
         return {
             "total": len(items),
