@@ -137,3 +137,17 @@ def redis_url(redis_server: RedisServer) -> str:
 
     redis.Redis(port=redis_server.port).flushall()
     return redis_server.url(0)
+
+
+# Fuzzing: random locally (to find new bugs), a fixed sequence in CI (so a landing is never
+# blocked by a new random draw; what local runs find becomes a regression test).
+try:
+    import os as _os
+
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("ci", derandomize=True, print_blob=True)
+    if _os.environ.get("CI"):
+        _hsettings.load_profile("ci")
+except ImportError:  # hypothesis is a dev dependency
+    pass
