@@ -94,7 +94,7 @@ class Metrics:
         pending = Gauge(
             "vigie_queue_depth", "Proposals waiting for approval", registry=self.registry
         )
-        incidents.set_function(lambda: len(store.list_incidents(limit=1_000_000)))
+        incidents.set_function(store.count_incidents)
         pending.set_function(lambda: len(store.list_proposals(states=[ProposalState.pending])))
         self.llm_tokens = Counter(
             "vigie_llm_tokens_total", "LLM tokens sent", registry=self.registry

@@ -209,6 +209,9 @@ class RedisStore:
         docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
         return [Incident.model_validate_json(d) for d in docs if d]
 
+    def count_incidents(self) -> int:
+        return int(self._guard(self._r.zcard, "vigie:incidents"))
+
     def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
         ids = list(alert_ids)
         if not ids:

@@ -250,6 +250,9 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO checkpoints VALUES (?,?)", (name, orjson.dumps(value))
             )
 
+    def count_incidents(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0])
+
     def alerts_of(self, incident_id: str) -> list[Alert]:
         rows = self._db.execute(
             "SELECT doc FROM alerts WHERE incident_id=?", (incident_id,)

@@ -107,6 +107,7 @@ def test_triage_results_round_trip(store: Store) -> None:
     store.save_triage(incidents, alerts, [], dead, actor="v")
     store.save_triage(incidents, alerts, [], [], actor="v")  # idempotent re-save
     listed = store.list_incidents()
+    assert store.count_incidents() == len(incidents) == len(listed)
     assert [i.incident_id for i in listed] == [
         i.incident_id for i in sorted(incidents, key=lambda i: -i.priority)
     ]
