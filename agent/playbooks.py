@@ -144,6 +144,17 @@ def _entity_values(kind: str, alerts: list[Alert], limit: int) -> list[str]:
     return sorted(counts, key=lambda v: (-risk[v], -counts[v], v))[:limit]
 
 
+def _agent_id(host: str, alerts: list[Alert]) -> str | None:
+    """The Elastic Defend agent id that the incident's own alerts give for this host."""
+    for a in alerts:
+        if host in a.entities.hosts:
+            agent = a.raw.get("agent")
+            agent_id = agent.get("id") if isinstance(agent, dict) else a.raw.get("agent.id")
+            if isinstance(agent_id, str) and agent_id:
+                return agent_id
+    return None
+
+
 def proposal_id_for(incident_id: str, step_id: str, digest: str) -> str:
     """Deterministic, so re-triaging an incident never queues the same action twice."""
     return "P-" + hashlib.sha256(f"{incident_id}|{step_id}|{digest}".encode()).hexdigest()[:16]
@@ -176,6 +187,9 @@ def propose(
                     continue
                 seen.add((step.action, value))
                 args: dict[str, Any] = {spec.param: value, "target": step.target, **step.options}
+                if spec.connector == "elastic_defend":
+                    # Kibana isolates by Elastic agent id; bind it, so approvers see exactly which.
+                    args["agent_id"] = _agent_id(value, alerts)
                 digest = args_hash(step.action, args)
                 out.append(
                     ActionProposal(

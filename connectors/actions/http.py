@@ -24,11 +24,13 @@ def build_request(p: ActionProposal, target: Target | None) -> dict[str, Any]:
     base = (target.url if target else f"dry-run://{p.args.get('target', 'unset')}").rstrip("/")
     args = {k: v for k, v in p.args.items() if k != "target"}
     if spec.connector == "elastic_defend":
+        if target is not None and not args.get("agent_id"):
+            raise BadInput(f"no Elastic agent id for host {args['host']!r}: cannot isolate it")
         return {
             "method": "POST",
             "url": f"{base}/api/endpoint/action/isolate",
             "json": {
-                "endpoint_ids": [args["host"]],
+                "endpoint_ids": [args.get("agent_id") or args["host"]],
                 "comment": f"Vigie {p.incident_id} proposal {p.proposal_id}",
             },
         }

@@ -98,7 +98,15 @@ def test_parameters_come_only_from_incident_entities() -> None:
 
 def test_high_risk_steps_need_two_approvers() -> None:
     alerts = [
-        alert(1, 0, "Malicious Behavior: stager", "ws1", severity="critical", tactic="TA0002")
+        alert(
+            1,
+            0,
+            "Malicious Behavior: stager",
+            "ws1",
+            severity="critical",
+            tactic="TA0002",
+            agent={"id": "agent-ws1-0001", "type": "endpoint"},
+        )
     ]
     props = propose(
         load_playbooks(REPO_ROOT / "playbooks"),
@@ -110,3 +118,27 @@ def test_high_risk_steps_need_two_approvers() -> None:
     )
     isolate = [p for p in props if p.action == "isolate_host"]
     assert isolate and all(p.required_approvals == 2 and p.args["host"] == "ws1" for p in isolate)
+    assert isolate[0].args["agent_id"] == "agent-ws1-0001"  # what Kibana isolates, bound too
+
+
+def test_live_isolation_needs_the_agent_id() -> None:
+    from agent.errors import BadInput
+    from agent.settings import Target
+    from connectors.actions.http import build_request
+
+    alerts = [
+        alert(1, 0, "Malicious Behavior: stager", "ws1", severity="critical", tactic="TA0002")
+    ]
+    props = propose(
+        load_playbooks(REPO_ROOT / "playbooks"),
+        incident_of(alerts),
+        alerts,
+        requester="vigie",
+        now=NOW,
+        ttl=timedelta(hours=1),
+    )
+    isolate = next(p for p in props if p.action == "isolate_host")
+    assert isolate.args["agent_id"] is None
+    assert build_request(isolate, None)["json"]["endpoint_ids"] == ["ws1"]  # dry-run shows intent
+    with pytest.raises(BadInput, match="no Elastic agent id"):
+        build_request(isolate, Target(url="https://kibana.example"))
