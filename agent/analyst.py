@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from agent.attack import TACTIC_NAMES
-from agent.models import Alert, Assessment, Incident
+from agent.models import SEVERITY_RANK, Alert, Assessment, Incident
 
 MAX_CITED = 12
 
@@ -28,7 +28,7 @@ class OfflineAnalyst:
     name = "offline"
 
     def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
-        groups = sorted(incident.groups, key=lambda g: (-_sev_rank(g.severity), g.first_seen))
+        groups = sorted(incident.groups, key=lambda g: (-SEVERITY_RANK[g.severity], g.first_seen))
         cited = [g.sample_alert_id for g in groups][:MAX_CITED]
         verdict, confidence = _verdict(incident)
         lines = [
@@ -60,10 +60,6 @@ class OfflineAnalyst:
             tactics=list(incident.tactics),
             techniques=list(incident.techniques),
         )
-
-
-def _sev_rank(severity: str) -> int:
-    return {"low": 0, "medium": 1, "high": 2, "critical": 3}.get(severity, 0)
 
 
 def _verdict(incident: Incident) -> tuple[str, float]:

@@ -66,6 +66,7 @@ class TriageState(TypedDict, total=False):
     assessed: Annotated[list[Incident], operator.add]
     proposals: list[ActionProposal]
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
+    by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
 
 
 class AnalyseTask(TypedDict):
@@ -121,7 +122,13 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
     if known:  # triaged by an earlier run (a re-read page): already in an incident, not again
         alerts = [a for a in alerts if a.id not in known]
     runtime.context.progress("normalised", len(alerts))
-    return {"alerts": alerts, "documents": [], "dead_letters": dead, "known": known}
+    return {
+        "alerts": alerts,
+        "by_id": {a.id: a for a in alerts},
+        "documents": [],
+        "dead_letters": dead,
+        "known": known,
+    }
 
 
 def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
@@ -142,7 +149,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
 
 def fan_out(state: TriageState) -> list[Send] | str:
     """One analysis task per chunk of incidents, so thousands of incidents stay cheap."""
-    by_id = {a.id: a for a in state.get("alerts", [])}
+    by_id = state.get("by_id", {})
     incidents = state.get("incidents", [])
     if not incidents:
         return "propose"
@@ -170,7 +177,7 @@ def _assess(ctx: TriageContext, incident: Incident, alerts: dict[str, Alert]) ->
 
 def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     ctx = runtime.context
-    by_id = {a.id: a for a in state.get("alerts", [])}
+    by_id = state.get("by_id", {})
     now = datetime.now(UTC)
     incidents: list[Incident] = []
     proposals: list[ActionProposal] = []
@@ -217,7 +224,7 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
 def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
     """A few alerts per rule and host of each incident (the UI timeline, an extension's
     evidence), counting those earlier runs already stored, so the sample stays bounded."""
-    by_id = {a.id: a for a in state.get("alerts", [])}
+    by_id = state.get("by_id", {})
     for inc in state.get("incidents", []):
         new: dict[tuple[str, str], list[Alert]] = {}
         for aid in inc.alert_ids:

@@ -27,6 +27,15 @@ SEVERITY_RISK: dict[Severity, int] = {
 }
 
 
+#: Severity order, lowest first; every comparison of severities goes through it.
+SEVERITY_RANK: dict[Severity, int] = {
+    Severity.low: 0,
+    Severity.medium: 1,
+    Severity.high: 2,
+    Severity.critical: 3,
+}
+
+
 def severity_for_risk(risk: float) -> Severity:
     """Band a 0-100 risk score the way Elastic Security does."""
     if risk >= 90:

@@ -18,9 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.actions import ACTIONS
 from agent.attack import is_technique_id, tactic_id
 from agent.errors import BadInput
-from agent.models import ActionProposal, Alert, Incident, Risk, Severity, args_hash
-
-_SEV_RANK = {Severity.low: 0, Severity.medium: 1, Severity.high: 2, Severity.critical: 3}
+from agent.models import SEVERITY_RANK, ActionProposal, Alert, Incident, Risk, Severity, args_hash
 
 
 class Match(BaseModel):
@@ -116,10 +114,7 @@ def matches(book: Playbook, incident: Incident, alerts: list[Alert]) -> bool:
     m = book.match
     if incident.priority < m.min_priority:
         return False
-    if (
-        _SEV_RANK[max((a.severity for a in alerts), key=_SEV_RANK.__getitem__)]
-        < _SEV_RANK[m.min_severity]
-    ):
+    if max(SEVERITY_RANK[a.severity] for a in alerts) < SEVERITY_RANK[m.min_severity]:
         return False
     if any(not any(a.entities.of(kind) for a in alerts) for kind in m.entities):
         return False

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from agent.attack import TACTIC_NAMES
-from agent.models import Alert, Incident
+from agent.models import SEVERITY_RANK, Alert, Incident
 from agent.pseudonymize import Masker
 
 FENCE = "UNTRUSTED_ALERT_DATA"
@@ -44,8 +44,7 @@ def evidence(
     """The incident as the model sees it: bounded, pseudonymised, fenced by the caller."""
     groups = sorted(incident.groups, key=lambda g: (g.first_seen, g.rule_id))
     if len(groups) > max_groups:
-        rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-        keep = sorted(groups, key=lambda g: (rank[g.severity.value], g.count))[:max_groups]
+        keep = sorted(groups, key=lambda g: (-SEVERITY_RANK[g.severity], g.count))[:max_groups]
         groups = sorted(keep, key=lambda g: g.first_seen)
     rows = []
     for g in groups:

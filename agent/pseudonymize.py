@@ -102,7 +102,3 @@ class Pseudonymizer:
 
     def is_token(self, value: str) -> bool:
         return value in self._rev
-
-    def values(self) -> list[str]:
-        """Every raw value that must never appear in an outbound payload."""
-        return list(self._fwd)

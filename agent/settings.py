@@ -136,12 +136,3 @@ class Settings(BaseSettings):
         if self.analyst == "mistral" and self.mistral_api_key is None:
             raise ConfigError("VIGIE_LLM=mistral needs MISTRAL_API_KEY")
         return self
-
-    def sqlite_path(self) -> Path:
-        if not self.store_url.startswith("sqlite:///"):
-            raise ConfigError(f"not a SQLite store URL: {self.store_url!r}")
-        return Path(self.store_url.removeprefix("sqlite:///"))
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)

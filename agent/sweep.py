@@ -92,11 +92,9 @@ def sweep(
 
 
 def incident_document(inc: Incident) -> dict[str, Any]:
-    a = inc.assessment
+    """The output contract line, plus what Kibana users filter on."""
     return {
-        "incident_id": inc.incident_id,
-        "priority": inc.priority,
-        "title": inc.title,
+        **inc.output_line(),
         "status": inc.status,
         "first_seen": inc.first_seen.isoformat(),
         "last_seen": inc.last_seen.isoformat(),
@@ -107,15 +105,6 @@ def incident_document(inc: Incident) -> dict[str, Any]:
         "techniques": inc.techniques,
         "alert_ids": inc.alert_ids[:10_000],
         "alert_count": len(inc.alert_ids),
-        "proposal_ids": inc.proposal_ids,
-        "assessment": None
-        if a is None
-        else {
-            "analyst": a.analyst,
-            "verdict": a.verdict,
-            "confidence": a.confidence,
-            "summary": a.summary,
-        },
         "explanation": inc.explanation.model_dump(mode="json"),
     }
 

@@ -171,17 +171,29 @@ class _Base:
             with contextlib.suppress(Exception):  # a PIT expires on its own; closing is a courtesy
                 self._close_pit(pit)
 
+    def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _put_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def bulk(self, operations: list[dict[str, Any]]) -> None:
         if not operations:
             return
         try:
-            res = self.client.bulk(operations=operations)
+            res = self._bulk(operations)
         except Exception as exc:
             raise translate(exc) from exc
         if res.get("errors"):
             failed = [i for i in res["items"] if next(iter(i.values())).get("error")]
             first = next(iter(failed[0].values()))["error"] if failed else {}
             raise BadInput(f"bulk write-back: {len(failed)} operation(s) failed: {first}")
+
+    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        try:
+            self._put_template(name, pattern, mappings)
+        except Exception as exc:
+            raise translate(exc) from exc
 
     def close(self) -> None:
         self.client.close()
@@ -226,13 +238,13 @@ class ElasticsearchBackend(_Base):
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.client.search(**body))
 
-    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
-        try:
-            self.client.indices.put_index_template(
-                name=name, index_patterns=[pattern], template={"mappings": mappings}
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
+    def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.client.bulk(operations=operations))
+
+    def _put_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        self.client.indices.put_index_template(
+            name=name, index_patterns=[pattern], template={"mappings": mappings}
+        )
 
 
 class OpenSearchBackend(_Base):
@@ -273,20 +285,10 @@ class OpenSearchBackend(_Base):
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.client.search(body=body))
 
-    def bulk(self, operations: list[dict[str, Any]]) -> None:
-        if not operations:
-            return
-        try:
-            res = self.client.bulk(body=operations)
-        except Exception as exc:
-            raise translate(exc) from exc
-        if res.get("errors"):
-            raise BadInput("bulk write-back: some operations failed")
+    def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.client.bulk(body=operations))
 
-    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
-        try:
-            self.client.indices.put_index_template(
-                name=name, body={"index_patterns": [pattern], "template": {"mappings": mappings}}
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
+    def _put_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        self.client.indices.put_index_template(
+            name=name, body={"index_patterns": [pattern], "template": {"mappings": mappings}}
+        )

@@ -96,9 +96,6 @@ class Metrics:
         )
         incidents.set_function(store.count_incidents)
         pending.set_function(lambda: len(store.list_proposals(states=[ProposalState.pending])))
-        self.llm_tokens = Counter(
-            "vigie_llm_tokens_total", "LLM tokens sent", registry=self.registry
-        )
 
 
 def create_app(

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS intake (
   claimed_at REAL, docs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS intake_status ON intake(status, at);
 CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_keys_expires ON seen_keys(expires);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, reason TEXT NOT NULL,
   excerpt TEXT NOT NULL, at TEXT NOT NULL);
