@@ -13,12 +13,16 @@ from typing import Any
 
 import orjson
 
-from agent.errors import BadInput
+from agent.errors import AuthError, BadInput
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
 from connectors.webhooks import PARSERS
+
+# How long a signed webhook-id is remembered: longer than the 5-minute timestamp tolerance,
+# both ways, so a replay is refused for as long as its signature would still verify.
+REPLAY_WINDOW_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,9 @@ class Intake:
     rejected: int
 
 
-def accept(store: Store, source: str, body: bytes) -> Intake:
+def accept(store: Store, source: str, body: bytes, replay_key: str | None = None) -> Intake:
+    """Parse and store one webhook body. `replay_key` (a signed request's id) is recorded with
+    the batch; a key already seen raises AuthError and stores nothing."""
     parser = PARSERS.get(source)
     if parser is None:
         raise BadInput(f"unknown webhook source {source!r}; known: {sorted(PARSERS)}")
@@ -54,7 +60,8 @@ def accept(store: Store, source: str, body: bytes) -> Intake:
             continue
         valid.append(doc)
     batch_id = uuid.uuid4().hex
-    store.save_intake(batch_id, source, valid, dead)
+    if not store.save_intake(batch_id, source, valid, dead, replay_key, REPLAY_WINDOW_SECONDS):
+        raise AuthError("replayed webhook-id")
     return Intake(batch_id, len(valid), len(dead))
 
 

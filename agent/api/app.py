@@ -180,9 +180,9 @@ def create_app(
             if len(body) > max_body:
                 raise HTTPException(413, f"body larger than {max_body} bytes")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        webhooks.check(source, body, headers, token, store.remember_once)
+        replay_key = webhooks.check(source, body, headers, token)
         try:
-            intake = accept(store, source, body)
+            intake = accept(store, source, body, replay_key)
         except BadInput as exc:
             status = 404 if source not in _known_sources() else 400
             raise HTTPException(status, str(exc)) from exc

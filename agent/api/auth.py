@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from agent.errors import AuthError, ConfigError
-
-REPLAY_WINDOW_SECONDS = 600.0  # longer than the 5-minute timestamp tolerance, both ways
 
 
 @dataclass(frozen=True)
@@ -78,22 +75,19 @@ class WebhookAuth:
         body: bytes,
         headers: dict[str, str],
         query_token: str | None,
-        remember_once: Callable[[str, float], bool],
-    ) -> str:
-        """How the request proved itself ("signature" / "token"); raises AuthError otherwise."""
+    ) -> str | None:
+        """Raises AuthError unless the request is signed or carries the source's token. For a
+        signed request, returns the replay key the intake must record with the batch (in one
+        transaction, so a failed store leaves the id free for the sender's retry)."""
         if "webhook-signature" in headers and source in self._signers:
             try:
                 self._signers[source].verify(body, headers, json_parse=False)
             except WebhookVerificationError as exc:
                 raise AuthError(f"bad webhook signature: {exc}") from exc
-            if not remember_once(
-                f"webhook:{source}:{headers.get('webhook-id')}", REPLAY_WINDOW_SECONDS
-            ):
-                raise AuthError("replayed webhook-id")
-            return "signature"
+            return f"webhook:{source}:{headers.get('webhook-id')}"
         expected = self._tokens.get(source)
         scheme, _, bearer = headers.get("authorization", "").partition(" ")
         offered = bearer.strip() if scheme.lower() == "bearer" else (query_token or "")
         if expected and offered and hmac.compare_digest(expected, _digest(offered)):
-            return "token"
+            return None
         raise AuthError("unauthenticated webhook")

@@ -55,8 +55,13 @@ class Store(Protocol):
         source: str,
         docs: list[dict[str, Any]],
         dead_letters: Sequence[DeadLetter],
-    ) -> None:
-        """Durably keep a webhook batch (and its rejects) before answering 202."""
+        replay_key: str | None = None,
+        replay_ttl: float = 300.0,
+    ) -> bool:
+        """Durably keep a webhook batch (and its rejects) before answering 202. With a
+        `replay_key` (a signed webhook-id), the key is recorded in the same transaction: False,
+        and nothing stored, if it was seen within `replay_ttl` seconds. A failed write so
+        leaves the id free for the sender's retry."""
         ...
 
     def claim_intake(
@@ -67,10 +72,6 @@ class Store(Protocol):
         ...
 
     def finish_intake(self, batch_ids: Sequence[str]) -> None: ...
-
-    def remember_once(self, key: str, ttl_seconds: float) -> bool:
-        """True the first time `key` is seen within `ttl_seconds` (webhook replay protection)."""
-        ...
 
     def get_checkpoint(self, name: str) -> Any: ...
 

@@ -29,6 +29,17 @@ def _k_proposal(pid: str) -> str:
     return f"vigie:proposal:{pid}"
 
 
+# Replies meaning "not now": out of memory, a failed disk write (MISCONF), a read-only replica,
+# or a transaction aborted by one of these.
+_REFUSING = ("OOM", "MISCONF", "READONLY", "EXECABORT", "LOADING")
+
+
+def _refusing(exc: redis.ResponseError) -> bool:
+    """Pipelines prefix the server's reply with "Command # n (...) caused error: "."""
+    reply = str(exc).rpartition("caused error: ")[2]
+    return reply.startswith(_REFUSING)
+
+
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
@@ -42,6 +53,10 @@ class RedisStore:
             return fn(*args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise Transient(f"store unavailable: {exc}") from exc
+        except redis.ResponseError as exc:
+            if _refusing(exc):
+                raise Transient(f"store refusing writes: {exc}") from exc
+            raise
 
     # --- audit helpers -------------------------------------------------------------------------
 
@@ -247,16 +262,31 @@ class RedisStore:
         source: str,
         docs: list[dict[str, Any]],
         dead_letters: Sequence[DeadLetter],
-    ) -> None:
+        replay_key: str | None = None,
+        replay_ttl: float = 300.0,
+    ) -> bool:
         now = datetime.now(UTC).isoformat()
-        with self._r.pipeline() as pipe:  # MULTI: the batch and its rejects land together
-            pipe.hset(
-                f"vigie:intake:{batch_id}", mapping={"source": source, "docs": orjson.dumps(docs)}
-            )
-            pipe.rpush("vigie:intake:pending", batch_id)
-            for d in dead_letters:
-                pipe.rpush("vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now}))
-            self._guard(pipe.execute)
+        seen = f"vigie:seen:{replay_key}"
+        with self._r.pipeline() as pipe:  # MULTI: key, batch and rejects land together or not
+            try:
+                if replay_key is not None:
+                    self._guard(pipe.watch, seen)
+                    if self._guard(pipe.exists, seen):
+                        return False
+                pipe.multi()
+                if replay_key is not None:
+                    pipe.set(seen, 1, px=int(replay_ttl * 1000))
+                pipe.hset(
+                    f"vigie:intake:{batch_id}",
+                    mapping={"source": source, "docs": orjson.dumps(docs)},
+                )
+                pipe.rpush("vigie:intake:pending", batch_id)
+                for d in dead_letters:
+                    pipe.rpush("vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now}))
+                self._guard(pipe.execute)
+            except redis.WatchError:
+                return False  # the same id, concurrently: that one wins
+        return True
 
     def claim_intake(
         self, limit: int = 100, stale_after: float = 600.0
@@ -284,10 +314,6 @@ class RedisStore:
                 pipe.lrem("vigie:intake:processing", 1, b)
                 pipe.delete(f"vigie:intake:{b}")
             self._guard(pipe.execute)
-
-    def remember_once(self, key: str, ttl_seconds: float) -> bool:
-        key = f"vigie:seen:{key}"
-        return bool(self._guard(lambda: self._r.set(key, 1, nx=True, px=int(ttl_seconds * 1000))))
 
     def get_checkpoint(self, name: str) -> Any:
         raw = self._guard(self._r.get, f"vigie:checkpoint:{name}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
 from agent.store.audit import chain_hash, first_broken
 
@@ -48,6 +49,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+# SQLite's codes for "try again later": a full disk, a busy database, an I/O error.
+_TRANSIENT = ("disk is full", "database is locked", "disk I/O error", "unable to open")
+
+
+def _translate(exc: sqlite3.OperationalError) -> Exception:
+    if any(t in str(exc) for t in _TRANSIENT):
+        return Transient(f"store unavailable: {exc}")
+    return exc
+
+
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
@@ -69,13 +80,17 @@ class SqliteStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE serialises writers across processes."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back already
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _translate(exc) from exc
 
     # --- triage results -----------------------------------------------------------------------
 
@@ -197,9 +212,18 @@ class SqliteStore:
         source: str,
         docs: list[dict[str, Any]],
         dead_letters: Sequence[DeadLetter],
-    ) -> None:
+        replay_key: str | None = None,
+        replay_ttl: float = 300.0,
+    ) -> bool:
         now = time.time()
         with self._tx() as db:
+            if replay_key is not None:
+                db.execute("DELETE FROM seen_keys WHERE expires < ?", (now,))
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO seen_keys VALUES (?,?)", (replay_key, now + replay_ttl)
+                )
+                if cur.rowcount != 1:
+                    return False  # nothing written: the transaction commits no change
             db.execute(
                 "INSERT OR IGNORE INTO intake VALUES (?,?,?,?,?,?)",
                 (batch_id, source, now, "pending", None, orjson.dumps(docs)),
@@ -211,6 +235,7 @@ class SqliteStore:
                     for d in dead_letters
                 ],
             )
+        return True
 
     def claim_intake(
         self, limit: int = 100, stale_after: float = 600.0
@@ -231,15 +256,6 @@ class SqliteStore:
     def finish_intake(self, batch_ids: Sequence[str]) -> None:
         with self._tx() as db:
             db.executemany("DELETE FROM intake WHERE batch_id=?", [(b,) for b in batch_ids])
-
-    def remember_once(self, key: str, ttl_seconds: float) -> bool:
-        now = time.time()
-        with self._tx() as db:
-            db.execute("DELETE FROM seen_keys WHERE expires < ?", (now,))
-            cur = db.execute(
-                "INSERT OR IGNORE INTO seen_keys VALUES (?,?)", (key, now + ttl_seconds)
-            )
-            return cur.rowcount == 1
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()

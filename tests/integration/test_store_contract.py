@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -194,3 +195,18 @@ def test_edit_creates_a_new_proposal_needing_fresh_approval(store: Store) -> Non
         q.approve(new.proposal_id, "carol")
     with pytest.raises(Exception, match="not which arguments"):
         q.edit(new.proposal_id, "dave", {"ip": "1.2.3.4", "target": "other"})
+
+
+def test_intake_records_the_replay_key_with_the_batch(store: Store) -> None:
+    docs = [{"id": "a1"}]
+    assert store.save_intake("b1", "generic", docs, [], replay_key="webhook:generic:m1")
+    assert not store.save_intake("b2", "generic", docs, [], replay_key="webhook:generic:m1")
+    assert store.save_intake("b3", "generic", docs, [], replay_key="webhook:generic:m2")
+    assert store.save_intake("b4", "generic", docs, [])  # token-authenticated: no key
+    assert sorted(b for b, _ in store.claim_intake(10)) == ["b1", "b3", "b4"]  # b2: nothing
+
+
+def test_replay_key_expires_after_its_window(store: Store) -> None:
+    assert store.save_intake("b1", "generic", [], [], replay_key="k", replay_ttl=0.05)
+    time.sleep(0.1)
+    assert store.save_intake("b2", "generic", [], [], replay_key="k", replay_ttl=0.05)

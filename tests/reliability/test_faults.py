@@ -1,16 +1,23 @@
-"""Faults injected into real components: Redis restarted or killed mid-run with AOF on, and the
-store gone during webhook intake."""
+"""Faults injected into real components: Redis restarted or killed mid-run with AOF on, the
+store gone or its disk full during webhook intake."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+import redis
 import uvicorn
 
 from agent import approvals
@@ -19,8 +26,11 @@ from agent.models import ProposalState, Risk
 from agent.queue import ApprovalQueue
 from agent.service import make_api
 from agent.settings import Settings
+from agent.store import Store
 from agent.store.redis import RedisStore
+from agent.store.sqlite import SqliteStore
 from tests.conftest import RedisServer, ecs, free_port
+from tests.e2e.conftest import SECRET, serve, signed
 from tests.integration.test_worker import make_proposals
 
 
@@ -91,3 +101,86 @@ def test_webhook_intake_answers_503_while_the_store_is_down(tmp_path: Path) -> N
     finally:
         api.should_exit = True
         server.stop()
+
+
+# --- a full disk under the store during webhook intake ---------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB filesystem (tmpfs) that the test can fill to the last byte."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"filling a disk needs a tmpfs mount (root): {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros until the filesystem refuses (ENOSPC)."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def burst(n: int) -> bytes:
+    """A body bigger than anything the store has written before, so no free page absorbs it."""
+    return orjson.dumps(
+        [ecs(i, i / 10, "Web shell", f"web{i % 9}", severity="high") for i in range(n)]
+    )
+
+
+def open_store(kind: str, disk: Path) -> tuple[Store, str, RedisServer | None]:
+    if kind == "sqlite":
+        return SqliteStore(disk / "v.db"), f"sqlite:///{disk}/v.db", None
+    server = RedisServer(disk, appendonly=True)  # the AOF lives on the small disk
+    return RedisStore(server.url(2)), server.url(2), server
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_full_disk_during_intake_is_503_then_the_retry_is_stored_once(
+    small_disk: Path, kind: str
+) -> None:
+    store, url, redis_server = open_store(kind, small_disk)
+    settings = Settings(store_url=url, webhook_secrets=f"generic:{SECRET}")
+    body = burst(600)
+    headers = signed(body, msg_id="msg_full_disk")
+    try:
+        with serve(settings, store) as api:  # type: ignore[arg-type]
+            filler = fill(small_disk)
+            if redis_server is not None:  # Redis notices on its next AOF write
+                with contextlib.suppress(redis.ResponseError):
+                    redis.Redis(port=redis_server.port, db=3).set("probe", "x" * 100_000)
+                time.sleep(0.2)
+            r = api["client"].post("/webhooks/generic", content=body, headers=headers)
+            assert r.status_code == 503 and r.headers["retry-after"], r.text
+            filler.unlink()  # space again; Redis retries its AOF write within a second
+            deadline = time.monotonic() + 10
+            post = lambda: api["client"].post("/webhooks/generic", content=body, headers=headers)  # noqa: E731
+            while (r := post()).status_code == 503:
+                assert time.monotonic() < deadline, r.text
+                time.sleep(0.2)
+            assert r.status_code == 202 and r.json()["accepted"] == 600  # the id was kept free
+            again = api["client"].post("/webhooks/generic", content=body, headers=headers)
+            assert again.status_code == 401  # and is taken now
+            deadline = time.monotonic() + 30
+            while len(placed := [a for i in store.list_incidents() for a in i.alert_ids]) < 600:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert sorted(placed) == sorted(f"a{i}" for i in range(600))  # each once
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
