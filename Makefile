@@ -5,12 +5,14 @@ VIGIE  := $(VENV)/bin/vigie
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := .vigie-demo
 
-.PHONY: demo test bench lint clean reliability
+.PHONY: demo test bench lint clean reliability audit lock
 
-$(STAMP): pyproject.toml
+# Dependencies come from the hashed lock file; the project itself is installed without them.
+$(STAMP): pyproject.toml requirements-dev.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,9 +36,22 @@ bench: $(STAMP)
 	$(PY) benchmarks/webhook_bench.py 15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agent connectors tests benchmarks examples
-	$(VENV)/bin/ruff format --check agent connectors tests benchmarks examples
+	$(VENV)/bin/ruff check agent connectors tests benchmarks examples scripts
+	$(VENV)/bin/ruff format --check agent connectors tests benchmarks examples scripts
 	$(VENV)/bin/mypy
+
+# Known vulnerabilities in the locked dependencies (pip-audit; needs the PyPI JSON API).
+audit: $(STAMP)
+	$(PY) scripts/audit.py requirements.lock requirements-dev.lock
+
+# Re-pin every dependency after a change to pyproject.toml (needs a package index).
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header --quiet
+LOCK_HEAD  = \# Pinned and hashed for Python 3.11 on Linux x86_64; regenerate with `make lock` (uv pip compile).
+lock: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(UV_COMPILE) -o requirements.lock && sed -i '1i $(LOCK_HEAD)' requirements.lock
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock && sed -i '1i $(LOCK_HEAD)' requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

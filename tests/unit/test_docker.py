@@ -119,9 +119,31 @@ def test_dockerfile_is_multistage_pinned_non_root_with_healthcheck() -> None:
     assert len(froms) >= 2 and all(re.search(r":\d+\.\d+\.\d+", f) for f in froms)
     assert re.search(r"^USER (?!root|0)\w+", text, re.M)
     assert "HEALTHCHECK" in text
-    # the build steps are the Makefile's: a venv, then pip install of the project
+    # the build steps are the Makefile's: a venv, the hashed lock, then the project without deps
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "-m venv" in makefile and "-m venv" in text
-    assert "pip install" in makefile and "pip install ." in text
-    for path in ("pyproject.toml", "agent", "connectors", "playbooks"):
+    assert "--require-hashes -r requirements" in makefile
+    assert "--require-hashes -r requirements.lock" in text and "pip install --no-deps ." in text
+    for path in ("requirements.lock", "pyproject.toml", "agent", "connectors", "playbooks"):
         assert path in text
+
+
+def pins(lock: str) -> dict[str, str]:
+    text = (REPO_ROOT / lock).read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.M))
+
+
+def test_lock_files_pin_every_dependency_with_hashes_and_agree() -> None:
+    runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
+    assert {"mistralai", "langgraph", "elasticsearch", "pydantic", "celery", "redis"} <= set(
+        runtime
+    )
+    assert {k: dev.get(k) for k in runtime} == runtime  # the image runs what the tests ran
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        text = (REPO_ROOT / lock).read_text()
+        assert text.count("--hash=sha256:") >= len(pins(lock))
+    declared = re.findall(
+        r'^  "([A-Za-z0-9_.-]+)[\[<>=]', (REPO_ROOT / "pyproject.toml").read_text(), re.M
+    )
+    missing = [d for d in declared if d.lower().replace("_", "-") not in {k.lower() for k in dev}]
+    assert not missing, f"pyproject.toml declares what the lock does not pin: {missing}"
