@@ -77,7 +77,13 @@ class HttpActionRunner:
         request = build_request(p, target)
         if target is None:
             return True, {"dry_run": True, "request": request}
-        headers = {"content-type": "application/json", **target.headers}
+        # The proposal id as idempotency key: a target that honours it can refuse a repeat even
+        # if one ever got past the state machine.
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": p.proposal_id,
+            **target.headers,
+        }
         if target.token is not None:
             headers["authorization"] = f"Bearer {target.token.get_secret_value()}"
         if ACTIONS[p.action].connector == "elastic_defend":

@@ -31,6 +31,7 @@ class Target:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
+        self.keys: list[str] = []  # idempotency keys (proposal ids) of the calls
         self.release = threading.Event()
         target = self
 
@@ -38,6 +39,7 @@ class Target:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 target.calls.append((self.path, body))
+                target.keys.append(self.headers.get("idempotency-key", ""))
                 if self.path.startswith("/hang"):
                     target.release.wait(30)
                 self.send_response(200)
@@ -205,6 +207,10 @@ def test_exactly_one_call_under_concurrent_approvals_and_duplicate_deliveries(st
     time.sleep(1.0)  # let any stray duplicate run, if one could
     called = sorted(body["ip"] for path, body in target.calls if path == "/block_ip")
     assert called == sorted(store.get_proposal(p).args["ip"] for p in ids)  # one call each
+    blocks = [
+        k for (path, _), k in zip(target.calls, target.keys, strict=True) if path == "/block_ip"
+    ]
+    assert sorted(blocks) == sorted(ids)  # each carried its proposal id as idempotency key
     wait_for(lambda: sum(path == "/chat" for path, _ in target.calls) >= len(ids), 20, "notices")
     time.sleep(0.5)
     notices = [body["text"] for path, body in target.calls if path == "/chat"]
