@@ -349,9 +349,13 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
+    queues: Annotated[
+        str, typer.Option(help="actions (approved actions, expiry) and/or triage (intake, sweeps)")
+    ] = "actions,triage",
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
-    """Run a Celery worker: executes approved proposals, expiry and reaping sweeps."""
+    """Run a Celery worker: approved actions, expiry and reaping, triage of webhooks and sweeps.
+    A worker given only `actions` keeps approvals fast while others triage."""
     settings = _settings()
     if settings.embedded:
         raise _fail("VIGIE_BROKER_URL is not set: embedded mode runs tasks in-process")
@@ -361,6 +365,7 @@ def worker(
         [
             "worker",
             f"--concurrency={concurrency}",
+            f"--queues={queues}",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",

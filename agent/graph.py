@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -54,6 +55,10 @@ class TriageContext:
     #: Told of every stored incident: (kind, incident) with kind incident.created/updated.
     on_incident: Callable[[str, Incident], None] | None = None
     fallback: Analyst = field(default_factory=OfflineAnalyst)
+    #: Held for a whole run, from reading the open incidents a batch may extend to storing the
+    #: result: two runs extending one incident at once would lose one's alerts. In-process runs
+    #: need nothing; workers share a Redis lock (see service.triage_context).
+    exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
 
 
 class TriageState(TypedDict, total=False):
@@ -261,11 +266,13 @@ def build_graph() -> Any:
 
 
 def run_triage(inputs: list[str], ctx: TriageContext) -> TriageState:
-    result: TriageState = build_graph().invoke({"inputs": inputs}, context=ctx)
+    with ctx.exclusive():
+        result: TriageState = build_graph().invoke({"inputs": inputs}, context=ctx)
     return result
 
 
 def run_triage_documents(documents: list[tuple[str, int, Any]], ctx: TriageContext) -> TriageState:
     """Triage documents already in memory (a sweep page, a webhook batch)."""
-    result: TriageState = build_graph().invoke({"documents": documents}, context=ctx)
+    with ctx.exclusive():
+        result: TriageState = build_graph().invoke({"documents": documents}, context=ctx)
     return result

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +17,8 @@ from agent.settings import Settings
 from agent.store import Store
 from agent.sweep import SweepConfig
 from connectors.elasticsearch import SearchBackend
+
+log = logging.getLogger("vigie.service")
 
 
 def make_analyst(settings: Settings, store: Store | None) -> Analyst:
@@ -48,6 +53,22 @@ def make_analyst(settings: Settings, store: Store | None) -> Analyst:
     )
 
 
+# How long a dead worker can hold the triage lock, and how long a run waits for it.
+TRIAGE_LOCK_SECONDS = 600.0
+
+
+def triage_lock(redis_url: str) -> Callable[[], AbstractContextManager[Any]]:
+    """One triage run at a time across workers (a run may extend incidents another is
+    extending). The lock expires, so a worker that dies holding it blocks others for at most
+    TRIAGE_LOCK_SECONDS; a run that cannot get it fails and its task is retried."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    return lambda: client.lock(
+        "vigie:triage-lock", timeout=TRIAGE_LOCK_SECONDS, blocking_timeout=TRIAGE_LOCK_SECONDS
+    )
+
+
 def triage_context(
     settings: Settings, store: Store | None, progress: Progress | None = None
 ) -> TriageContext:
@@ -67,6 +88,8 @@ def triage_context(
     )
     if progress is not None:
         ctx.progress = progress
+    if settings.broker_url:
+        ctx.exclusive = triage_lock(settings.broker_url)
     if settings.outbound_webhooks:
         from agent.worker import emit
 
@@ -131,7 +154,7 @@ def make_api(settings: Settings, store: Store) -> Any:
     from agent.api.auth import ApiTokens, WebhookAuth
     from agent.intake import process_pending
     from agent.worker import create_app as create_celery
-    from agent.worker import enqueue_execution, use_services
+    from agent.worker import enqueue_execution, request_triage, use_services
     from connectors.actions.http import HttpActionRunner
 
     celery = create_celery(settings)
@@ -142,7 +165,13 @@ def make_api(settings: Settings, store: Store) -> Any:
     else:
 
         def schedule(background: Any) -> None:
-            celery.send_task("vigie.triage_intake", args=["pending"])
+            """After the 202 is earned: a failure here loses nothing (beat triages the batch)."""
+            try:
+                request_triage(
+                    settings, lambda: celery.send_task("vigie.triage_intake", args=["webhook"])
+                )
+            except Exception as exc:
+                log.warning("could not queue triage (beat will): %s", type(exc).__name__)
 
     tokens = ApiTokens(settings.api_tokens.get_secret_value())
     from agent.worker import emit

@@ -18,6 +18,20 @@ from agent.settings import Settings
 from agent.store import Store, open_store
 from connectors.actions.http import HttpActionRunner
 
+# Two queues, so an approved action never waits behind a long triage or sweep: a worker can
+# serve both (`vigie worker`, the default) or one (`vigie worker --queues actions`).
+ACTIONS_QUEUE, TRIAGE_QUEUE = "actions", "triage"
+TASK_ROUTES = {
+    "vigie.execute_proposal": {"queue": ACTIONS_QUEUE},
+    "vigie.notify": {"queue": ACTIONS_QUEUE},
+    "vigie.outbound": {"queue": ACTIONS_QUEUE},
+    "vigie.expire_approvals": {"queue": ACTIONS_QUEUE},
+    "vigie.reap_executions": {"queue": ACTIONS_QUEUE},
+    "vigie.triage_files": {"queue": TRIAGE_QUEUE},
+    "vigie.triage_intake": {"queue": TRIAGE_QUEUE},
+    "vigie.sweep": {"queue": TRIAGE_QUEUE},
+}
+
 _apps: list[Celery] = []  # the app this process configured last; thread-independent
 
 
@@ -48,9 +62,16 @@ def create_app(settings: Settings) -> Celery:
             },
             broker_connection_retry_on_startup=True,
             task_ignore_result=True,
+            task_routes=TASK_ROUTES,
             beat_schedule={
                 "expire-approvals": {"task": "vigie.expire_approvals", "schedule": 60.0},
                 "reap-stale-executions": {"task": "vigie.reap_executions", "schedule": 60.0},
+                # A safety net: webhook batches stored while no triage could be queued.
+                "triage-intake": {
+                    "task": "vigie.triage_intake",
+                    "schedule": 30.0,
+                    "args": ["periodic"],
+                },
                 **(
                     {"sweep": {"task": "vigie.sweep", "schedule": settings.sweep_interval}}
                     if settings.es_url
@@ -167,13 +188,31 @@ def reap_executions_task() -> list[str]:
     return reaped
 
 
+# Set by the API when it queues a triage run and cleared when the run starts: while a run is
+# queued, further webhooks queue nothing, so a burst of requests becomes one run, not a task each.
+TRIAGE_QUEUED = "vigie:triage-queued"
+
+
+def request_triage(settings: Settings, send: Any) -> None:
+    """Queue one intake triage unless one is already waiting. The flag expires, so a lost task
+    cannot block triage for long (beat also runs one every 30 s)."""
+    import redis
+
+    flag = redis.Redis.from_url(settings.broker_url or "")
+    if flag.set(TRIAGE_QUEUED, 1, nx=True, ex=60):
+        send()
+
+
 @shared_task(name="vigie.triage_intake", acks_late=True)
-def triage_intake_task(batch_id: str) -> dict[str, int]:
-    """Triage stored webhook batches: this one and whatever else is pending (bursts batch up)."""
+def triage_intake_task(reason: str) -> dict[str, int]:
+    """Triage every stored webhook batch in one run (`reason`: why it was queued)."""
+    import redis
+
     from agent.intake import process_pending
     from agent.service import triage_context
 
     settings, store, _ = services()
+    redis.Redis.from_url(settings.broker_url or "").delete(TRIAGE_QUEUED)
     return process_pending(store, triage_context(settings, store))
 
 

@@ -72,6 +72,7 @@ class Worker:
                 "agent.celery_app",
                 "worker",
                 "--concurrency=2",
+                "--queues=actions,triage",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
