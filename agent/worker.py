@@ -71,9 +71,18 @@ def create_app(settings: Settings) -> Celery:
                     "task": "vigie.triage_intake",
                     "schedule": 30.0,
                     "args": ["periodic"],
+                    "options": {"expires": 30.0},
                 },
                 **(
-                    {"sweep": {"task": "vigie.sweep", "schedule": settings.sweep_interval}}
+                    {
+                        "sweep": {
+                            "task": "vigie.sweep",
+                            "schedule": settings.sweep_interval,
+                            # a sweep reads up to the newest alert: one not started before the
+                            # next is due is redundant, not lost work
+                            "options": {"expires": settings.sweep_interval},
+                        }
+                    }
                     if settings.es_url
                     else {}
                 ),
