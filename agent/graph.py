@@ -209,12 +209,14 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             if ctx.on_incident is not None
             else set()
         )
+        by_id = state.get("by_id", {})
         ctx.store.save_triage(
             incidents,
             list(_representatives(state)),
             state.get("proposals", []),
             state.get("dead_letters", []),
             actor=ctx.requester,
+            placed={aid: i.incident_id for i in incidents for aid in i.alert_ids if aid in by_id},
         )
         if ctx.on_incident is not None:
             for inc in incidents:

@@ -54,15 +54,21 @@ def build_incident(
     """A new incident from a cluster, or `extends` grown by it (`prior`: its stored alerts)."""
     new_alerts = cluster.alerts
     alerts = sorted([*(prior or []), *new_alerts], key=lambda a: (a.timestamp, a.id))
-    priority, factors = prioritise(alerts, baseline, cfg)
-    gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in itertools.pairwise(alerts)]
+    old = extends
+    priority, factors = prioritise(
+        alerts,
+        baseline,
+        cfg,
+        count=len(old.alert_ids) + len(new_alerts) if old else None,
+        entities=[*old.hosts, *old.users] if old else (),
+    )
+    gaps = _gaps(new_alerts, old)
     groups = _merge_groups(extends.groups if extends else [], groups_of(new_alerts))
     tactics = ordered([t for a in alerts for t in a.tactics] + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))
     title = f"{top.rule_name} on {top.host}"
     if len({g.rule_id for g in groups}) > 1:
         title += f" (+{len({g.rule_id for g in groups}) - 1} related rule(s))"
-    old = extends
     return Incident(
         incident_id=old.incident_id if old else incident_id_for(alerts[0].id),
         alert_ids=[*(old.alert_ids if old else []), *(a.id for a in new_alerts)],
@@ -91,6 +97,19 @@ def build_incident(
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )
+
+
+def _gaps(new_alerts: list[Alert], old: Incident | None) -> list[float]:
+    """Time gaps between consecutive alerts. An extension keeps the old incident's largest gap
+    and adds the new alerts' own, and the step from its last alert to them (the stored sample
+    is too sparse to measure gaps on)."""
+    times = sorted(a.timestamp for a in new_alerts)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    if old is not None:
+        gaps.append(old.explanation.max_gap_seconds)
+        if times and times[0] > old.last_seen:
+            gaps.append((times[0] - old.last_seen).total_seconds())
+    return gaps
 
 
 def _merge_groups(old: list[AlertGroup], new: list[AlertGroup]) -> list[AlertGroup]:

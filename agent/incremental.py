@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from agent.correlate import Cluster, CorrelationConfig
 from agent.incidents import build_incident
-from agent.models import Incident
+from agent.models import Alert, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
 
@@ -31,6 +31,7 @@ def build_incidents(
     since = datetime.fromtimestamp(first, tz=UTC) - timedelta(seconds=corr.link_window)
     open_incidents = store.open_incidents(since)
     taken: dict[str, Incident] = {}
+    added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
     out: list[Incident] = []
     for cluster in clusters:
         match = _match(cluster, open_incidents, corr)
@@ -38,10 +39,10 @@ def build_incidents(
             out.append(build_incident(cluster, baseline, prio))
             continue
         current = taken.get(match.incident_id, match)
-        grown = build_incident(
-            cluster, baseline, prio, extends=current, prior=store.alerts_of(current.incident_id)
-        )
+        prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
+        grown = build_incident(cluster, baseline, prio, extends=current, prior=prior)
         taken[match.incident_id] = grown
+        added.setdefault(match.incident_id, []).extend(cluster.alerts)
     return out + list(taken.values())
 
 

@@ -49,9 +49,18 @@ class PriorityConfig:
 
 
 def prioritise(
-    alerts: list[Alert], baseline: Baseline, cfg: PriorityConfig | None = None
+    alerts: list[Alert],
+    baseline: Baseline,
+    cfg: PriorityConfig | None = None,
+    *,
+    count: int | None = None,
+    entities: Iterable[str] = (),
 ) -> tuple[float, list[PriorityFactor]]:
-    """The incident's priority and the factors that make it up (they sum to the priority)."""
+    """The incident's priority and the factors that make it up (they sum to the priority).
+
+    An extended incident passes its stored sample (a few alerts per rule and host, which keeps
+    every rule, tactic, sensor and rule-host pair) plus the new alerts; `count` is then its
+    true size and `entities` its hosts and users so far."""
     cfg = cfg or PriorityConfig()
     factors = [
         _severity(alerts),
@@ -59,12 +68,12 @@ def prioritise(
         _diversity(alerts, baseline),
         _tactics(alerts),
         _sensors(alerts),
-        _volume(alerts),
+        _volume(count if count is not None else len(alerts)),
     ]
     novelty = _novelty(alerts, baseline)
     if novelty is not None:
         factors.append(novelty)
-    critical = _criticality(alerts, cfg)
+    critical = _criticality(alerts, cfg, entities)
     if critical is not None:
         factors.append(critical)
     total = sum(f.points for f in factors)
@@ -134,11 +143,11 @@ def _sensors(alerts: list[Alert]) -> PriorityFactor:
     )
 
 
-def _volume(alerts: list[Alert]) -> PriorityFactor:
+def _volume(count: int) -> PriorityFactor:
     return PriorityFactor(
         name="volume",
-        points=round(min(5.0, math.log10(len(alerts))), 2),
-        detail=f"{len(alerts)} alert(s); volume is capped at 5 points",
+        points=round(min(5.0, math.log10(max(1, count))), 2),
+        detail=f"{count} alert(s); volume is capped at 5 points",
     )
 
 
@@ -157,10 +166,11 @@ def _novelty(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
     )
 
 
-def _criticality(alerts: list[Alert], cfg: PriorityConfig) -> PriorityFactor | None:
-    hit = sorted(
-        {v for a in alerts for v in (*a.entities.hosts, *a.entities.users)} & cfg.critical_assets
-    )
+def _criticality(
+    alerts: list[Alert], cfg: PriorityConfig, entities: Iterable[str]
+) -> PriorityFactor | None:
+    seen = {v for a in alerts for v in (*a.entities.hosts, *a.entities.users)} | set(entities)
+    hit = sorted(seen & cfg.critical_assets)
     if not hit:
         return None
     return PriorityFactor(

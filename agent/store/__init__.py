@@ -7,7 +7,7 @@ compare-and-swap on `version`, and each one appends its audit event in the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,8 +23,12 @@ class Store(Protocol):
         proposals: Sequence[ActionProposal],
         dead_letters: Sequence[DeadLetter],
         actor: str,
+        placed: Mapping[str, str] | None = None,
     ) -> None:
-        """Store one run's results atomically; re-saving the same ids changes nothing twice."""
+        """Store one run's results atomically; re-saving the same ids changes nothing twice.
+        `placed` (alert id -> incident id) is what this run added to the alert index; None means
+        every alert id of the incidents (a run never needs to rewrite earlier runs' entries,
+        and an incident extended all day holds many)."""
         ...
 
     def get_incident(self, incident_id: str) -> Incident | None: ...

@@ -9,7 +9,7 @@ if only the audit head moved, the transaction is retried.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,8 +127,9 @@ class RedisStore:
         proposals: Sequence[ActionProposal],
         dead_letters: Sequence[DeadLetter],
         actor: str,
+        placed: Mapping[str, str] | None = None,
     ) -> None:
-        self._guard(self._save_triage, incidents, alerts, proposals, dead_letters, actor)
+        self._guard(self._save_triage, incidents, alerts, proposals, dead_letters, actor, placed)
 
     def _save_triage(
         self,
@@ -137,8 +138,13 @@ class RedisStore:
         proposals: Sequence[ActionProposal],
         dead_letters: Sequence[DeadLetter],
         actor: str,
+        placed: Mapping[str, str] | None = None,
     ) -> None:
-        owner = {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        owner = (
+            dict(placed)
+            if placed is not None
+            else {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        )
         keys = [_k_proposal(p.proposal_id) for p in proposals]
         while True:
             with self._r.pipeline() as pipe:

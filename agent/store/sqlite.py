@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,8 +101,13 @@ class SqliteStore:
         proposals: Sequence[ActionProposal],
         dead_letters: Sequence[DeadLetter],
         actor: str,
+        placed: Mapping[str, str] | None = None,
     ) -> None:
-        owner = {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        owner = (
+            dict(placed)
+            if placed is not None
+            else {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
+        )
         now = datetime.now(UTC).isoformat()
         with self._tx() as db:
             db.executemany(
