@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/llm_bench.py
 	$(PY) benchmarks/sweep_bench.py 20000
 	$(PY) benchmarks/webhook_bench.py 15
+	$(PY) benchmarks/webhook_prod_bench.py 15 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent connectors tests benchmarks examples scripts

@@ -322,23 +322,21 @@ def sweep(
 def serve(
     host: Annotated[str | None, typer.Option(help="default VIGIE_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default VIGIE_API_PORT")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(help="API processes (more than 1 needs VIGIE_BROKER_URL: no inline triage)"),
+    ] = 1,
 ) -> None:
     """Serve webhooks, the analyst API, /healthz, /readyz and /metrics (uvicorn)."""
-    import logging
-
     import uvicorn
 
-    from agent.api.app import JsonFormatter
-    from agent.service import make_api
-
     settings = _settings()
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    logging.getLogger("vigie").handlers = [handler]
-    logging.getLogger("vigie").setLevel(logging.INFO)
-    api = make_api(settings, open_store(settings.store_url))
+    if workers > 1 and settings.embedded:
+        raise _fail("--workers > 1 needs VIGIE_BROKER_URL: embedded triage runs in one process")
     uvicorn.run(
-        api,
+        "agent.service:api_from_environment",
+        factory=True,
+        workers=workers,
         host=host or settings.api_host,
         port=port or settings.api_port,
         access_log=False,

@@ -61,9 +61,9 @@ def triage_lock(redis_url: str) -> Callable[[], AbstractContextManager[Any]]:
     """One triage run at a time across workers (a run may extend incidents another is
     extending). The lock expires, so a worker that dies holding it blocks others for at most
     TRIAGE_LOCK_SECONDS; a run that cannot get it fails and its task is retried."""
-    import redis
+    from agent.worker import broker_redis
 
-    client = redis.Redis.from_url(redis_url)
+    client = broker_redis(redis_url)
     return lambda: client.lock(
         "vigie:triage-lock", timeout=TRIAGE_LOCK_SECONDS, blocking_timeout=TRIAGE_LOCK_SECONDS
     )
@@ -148,6 +148,53 @@ def sweep_config(settings: Settings) -> SweepConfig:
     )
 
 
+class TriageRequests:
+    """Asks for a triage run at most once per `interval` per API process, and always once
+    more within `interval` after the last batch stored: a burst of webhooks costs a Redis
+    round trip per interval, not per request, and no batch waits for the periodic run."""
+
+    def __init__(self, ask: Callable[[], None], interval: float = 0.25) -> None:
+        self._ask, self._interval = ask, interval
+        self._last = -interval
+        self._trailing = False
+
+    def after_intake(self, background: Any = None) -> None:
+        """Called on the event loop after each stored batch."""
+        import asyncio
+        import time
+
+        wait = self._last + self._interval - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        elif not self._trailing:
+            self._trailing = True
+            asyncio.get_running_loop().call_later(wait, self._trail)
+
+    def _trail(self) -> None:
+        self._trailing = False
+        self._fire()
+
+    def _fire(self) -> None:
+        import time
+
+        self._last = time.monotonic()
+        self._ask()
+
+
+def api_from_environment() -> Any:
+    """`vigie serve`'s app factory, called in each API process: settings from the environment,
+    JSON logs."""
+    from agent.api.app import JsonFormatter
+    from agent.store import open_store
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("vigie").handlers = [handler]
+    logging.getLogger("vigie").setLevel(logging.INFO)
+    settings = Settings()
+    return make_api(settings, open_store(settings.store_url))
+
+
 def make_api(settings: Settings, store: Store) -> Any:
     """The FastAPI app for `vigie serve`, wired from settings (embedded or with workers)."""
     from agent.api.app import approval_queue, create_app, embedded_triage
@@ -164,7 +211,7 @@ def make_api(settings: Settings, store: Store) -> Any:
         schedule = embedded_triage(lambda: process_pending(store, ctx))
     else:
 
-        def schedule(background: Any) -> None:
+        def ask() -> None:
             """After the 202 is earned: a failure here loses nothing (beat triages the batch)."""
             try:
                 request_triage(
@@ -172,6 +219,9 @@ def make_api(settings: Settings, store: Store) -> Any:
                 )
             except Exception as exc:
                 log.warning("could not queue triage (beat will): %s", type(exc).__name__)
+
+        coalesce = TriageRequests(ask)
+        schedule = coalesce.after_intake
 
     tokens = ApiTokens(settings.api_tokens.get_secret_value())
     from agent.worker import emit

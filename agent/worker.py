@@ -197,6 +197,14 @@ def reap_executions_task() -> list[str]:
     return reaped
 
 
+@cache
+def broker_redis(url: str) -> Any:
+    """One client (and connection pool) per process for the broker's Redis: flags and locks."""
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
 # Set by the API when it queues a triage run and cleared when the run starts: while a run is
 # queued, further webhooks queue nothing, so a burst of requests becomes one run, not a task each.
 TRIAGE_QUEUED = "vigie:triage-queued"
@@ -205,36 +213,32 @@ TRIAGE_QUEUED = "vigie:triage-queued"
 def request_triage(settings: Settings, send: Any) -> None:
     """Queue one intake triage unless one is already waiting. The flag expires, so a lost task
     cannot block triage for long (beat also runs one every 30 s)."""
-    import redis
 
-    flag = redis.Redis.from_url(settings.broker_url or "")
-    if flag.set(TRIAGE_QUEUED, 1, nx=True, ex=60):
+    if broker_redis(settings.broker_url or "").set(TRIAGE_QUEUED, 1, nx=True, ex=60):
         send()
 
 
 @shared_task(name="vigie.triage_intake", acks_late=True)
 def triage_intake_task(reason: str) -> dict[str, int]:
     """Triage every stored webhook batch in one run (`reason`: why it was queued)."""
-    import redis
 
     from agent.intake import process_pending
     from agent.service import triage_context
 
     settings, store, _ = services()
-    redis.Redis.from_url(settings.broker_url or "").delete(TRIAGE_QUEUED)
+    broker_redis(settings.broker_url or "").delete(TRIAGE_QUEUED)
     return process_pending(store, triage_context(settings, store))
 
 
 @shared_task(name="vigie.sweep", acks_late=True)
 def sweep_task() -> dict[str, int] | str:
     """One sweep, never two at once: a Redis lock whose expiry also ends a stale, dead run."""
-    import redis
 
     from agent.service import make_backend, sweep_config, triage_context
     from agent.sweep import sweep
 
     settings, store, _ = services()
-    lock = redis.Redis.from_url(settings.broker_url or "").lock(
+    lock = broker_redis(settings.broker_url or "").lock(
         "vigie:sweep-lock", timeout=max(600.0, settings.sweep_interval * 10), blocking=False
     )
     if not lock.acquire():

@@ -115,6 +115,13 @@ def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Itera
             eof = not chunk
             buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
         if pos >= len(buf):
+            if array:  # a truncated export: say so rather than end quietly
+                yield DeadLetter(
+                    source=name,
+                    line=line,
+                    reason="file ends before its JSON array is closed (truncated?)",
+                    excerpt="",
+                )
             return
         if array and buf[pos] == "]":  # the array ended; anything after it is read as values
             array, pos = False, pos + 1

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
 from agent.errors import ApprovalError, AuthError, BadInput, Forbidden, NotFound, Transient
@@ -98,6 +99,49 @@ class Metrics:
         pending.set_function(lambda: len(store.list_proposals(states=[ProposalState.pending])))
 
 
+class RequestLog:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task per request): a request
+    id (the caller's `x-request-id` or a new one) on the response and in one JSON log line with
+    route, status and duration; the Prometheus request counter."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id")
+        rid = given.decode("latin-1")[:128] if given else uuid.uuid4().hex
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, str(status)).inc()
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": rid,
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 1),
+                    }
+                },
+            )
+
+
 def create_app(
     store: Store,
     queue: ApprovalQueue,
@@ -115,30 +159,7 @@ def create_app(
     )
     metrics = Metrics(store)
 
-    @app.middleware("http")
-    async def request_ids(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        log.info(
-            "request",
-            extra={
-                "fields": {
-                    "request_id": rid,
-                    "method": request.method,
-                    "route": path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
-                }
-            },
-        )
-        return response
+    app.add_middleware(RequestLog, metrics=metrics)
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:

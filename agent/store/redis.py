@@ -40,6 +40,21 @@ def _refusing(exc: redis.ResponseError) -> bool:
     return reply.startswith(_REFUSING)
 
 
+# One round trip, all or nothing (a script that writes is refused whole when Redis cannot
+# write): the replay key (when signed), the batch, its place in the queue, its rejects.
+_SAVE_INTAKE = """
+if ARGV[1] == '1' and not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'source', ARGV[3], 'docs', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+for i = 6, #ARGV do
+  redis.call('RPUSH', KEYS[4], ARGV[i])
+end
+return 1
+"""
+
+
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
@@ -47,6 +62,7 @@ def _dump(model: Any) -> bytes:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
+        self._save_intake = self._r.register_script(_SAVE_INTAKE)
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         try:
@@ -272,27 +288,25 @@ class RedisStore:
         replay_ttl: float = 300.0,
     ) -> bool:
         now = datetime.now(UTC).isoformat()
-        seen = f"vigie:seen:{replay_key}"
-        with self._r.pipeline() as pipe:  # MULTI: key, batch and rejects land together or not
-            try:
-                if replay_key is not None:
-                    self._guard(pipe.watch, seen)
-                    if self._guard(pipe.exists, seen):
-                        return False
-                pipe.multi()
-                if replay_key is not None:
-                    pipe.set(seen, 1, px=int(replay_ttl * 1000))
-                pipe.hset(
-                    f"vigie:intake:{batch_id}",
-                    mapping={"source": source, "docs": orjson.dumps(docs)},
-                )
-                pipe.rpush("vigie:intake:pending", batch_id)
-                for d in dead_letters:
-                    pipe.rpush("vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now}))
-                self._guard(pipe.execute)
-            except redis.WatchError:
-                return False  # the same id, concurrently: that one wins
-        return True
+        rejects = [orjson.dumps({**d.model_dump(), "at": now}) for d in dead_letters]
+        stored = self._guard(
+            self._save_intake,
+            [
+                f"vigie:seen:{replay_key}",
+                f"vigie:intake:{batch_id}",
+                "vigie:intake:pending",
+                "vigie:dead_letters",
+            ],
+            [
+                "1" if replay_key is not None else "0",
+                int(replay_ttl * 1000),
+                source,
+                orjson.dumps(docs),
+                batch_id,
+                *rejects,
+            ],
+        )
+        return bool(stored)
 
     def claim_intake(
         self, limit: int = 100, stale_after: float = 600.0

@@ -62,3 +62,14 @@ def test_content_after_a_closing_array_is_not_dropped(tmp_path: Path) -> None:
         {"a": 2},
         "stray",
     ]
+
+
+def test_a_truncated_array_is_reported_not_dropped_quietly(tmp_path: Path) -> None:
+    f = tmp_path / "cut.json"
+    f.write_text('[{"i": 1},\n {"i": 2},\n')  # an export cut short: no closing bracket
+    ok, dead = split(list(read_documents(f)))
+    assert [d["i"] for _, d in ok] == [1, 2]
+    assert len(dead) == 1 and "before its JSON array is closed" in dead[0].reason
+    f.write_text("[")
+    ok, dead = split(list(read_documents(f)))
+    assert ok == [] and len(dead) == 1
