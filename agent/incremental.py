@@ -29,16 +29,16 @@ def build_incidents(
         return [build_incident(c, baseline, prio) for c in clusters]
     first = min(c.runs[0].first for c in clusters)
     since = datetime.fromtimestamp(first, tz=UTC) - timedelta(seconds=corr.link_window)
-    open_incidents = store.open_incidents(since)
+    candidates = _Candidates(store.open_incidents(since))
     taken: dict[str, Incident] = {}
     added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
     out: list[Incident] = []
     for cluster in clusters:
-        match = _match(cluster, open_incidents, corr)
+        match = _match(cluster, candidates, corr)
         if match is None:
             out.append(build_incident(cluster, baseline, prio))
             continue
-        current = taken.get(match.incident_id, match)
+        current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
         prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
         grown = build_incident(cluster, baseline, prio, extends=current, prior=prior)
         taken[match.incident_id] = grown
@@ -46,24 +46,47 @@ def build_incidents(
     return out + list(taken.values())
 
 
-def _match(
-    cluster: Cluster, candidates: list[Incident], corr: CorrelationConfig
-) -> Incident | None:
+class _Candidates:
+    """Open incidents indexed by host and user, and the background ones apart: a cluster is
+    compared only with incidents it could join, not with every open incident."""
+
+    def __init__(self, incidents: list[Incident]) -> None:
+        self.by_entity: dict[str, list[Incident]] = {}
+        self.background: list[Incident] = []
+        for inc in incidents:
+            if inc.explanation.background:
+                self.background.append(inc)
+            for key in {*(f"h:{h}" for h in inc.hosts), *(f"u:{u}" for u in inc.users)}:
+                self.by_entity.setdefault(key, []).append(inc)
+        self.streams = {
+            inc.incident_id: {(g.rule_id, g.host) for g in inc.groups} for inc in self.background
+        }
+
+    def sharing(self, hosts: set[str], users: set[str]) -> list[Incident]:
+        seen: dict[str, Incident] = {}
+        for key in {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}:
+            for inc in self.by_entity.get(key, []):
+                seen[inc.incident_id] = inc
+        return list(seen.values())
+
+
+def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -> Incident | None:
+    """The most recently active open incident this cluster continues: a background cluster
+    joins the background incident holding all its rule-host streams; any other joins one that
+    shares a host or user and is not background, within the link window."""
     background = all(r.background for r in cluster.runs)
     start = datetime.fromtimestamp(cluster.runs[0].first, tz=UTC)
     alerts = cluster.alerts
-    hosts = {h for a in alerts for h in a.entities.hosts}
-    users = {u for a in alerts for u in a.entities.users}
     streams = {(r.rule_id, r.host) for r in cluster.runs}
+    if background:
+        pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
+    else:
+        hosts = {h for a in alerts for h in a.entities.hosts}
+        users = {u for a in alerts for u in a.entities.users}
+        pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
     best: Incident | None = None
-    for inc in candidates:
+    for inc in pool:
         if (start - inc.last_seen).total_seconds() > corr.link_window:
-            continue
-        if background or inc.explanation.background:
-            same = {(g.rule_id, g.host) for g in inc.groups}
-            if not (background and inc.explanation.background and streams <= same):
-                continue
-        elif not (hosts & set(inc.hosts) or users & set(inc.users)):
             continue
         if best is None or inc.last_seen > best.last_seen:
             best = inc

@@ -46,7 +46,9 @@ class Store(Protocol):
         ...
 
     def open_incidents(self, since: datetime) -> list[Incident]:
-        """Open incidents whose last alert is at or after `since`: what a new batch may extend."""
+        """Open incidents whose last alert is at or after `since`: what a new batch may extend.
+        Their `alert_ids` are left empty (an incident extended all day holds many); a run
+        fetches the whole incident it does extend with `get_incident`."""
         ...
 
     def close_quiet(self, before: datetime) -> int:

@@ -55,6 +55,15 @@ return 1
 """
 
 
+def _k_head(incident_id: str) -> str:
+    """An open incident without its alert ids: what each run reads to find what it extends."""
+    return f"vigie:incident-head:{incident_id}"
+
+
+def _head(inc: Incident) -> Incident:
+    return inc.model_copy(update={"alert_ids": []})
+
+
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
@@ -209,8 +218,10 @@ class RedisStore:
                             pipe.zadd(
                                 "vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()}
                             )
+                            pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
                         else:
                             pipe.zrem("vigie:incidents:open", inc.incident_id)
+                            pipe.delete(_k_head(inc.incident_id))
                     for start in range(0, len(owner), 10_000):
                         chunk = dict(list(owner.items())[start : start + 10_000])
                         pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
@@ -257,9 +268,17 @@ class RedisStore:
         return {a: v.decode() for a, v in zip(ids, values, strict=True) if v is not None}
 
     def open_incidents(self, since: datetime) -> list[Incident]:
-        ids = self._guard(self._r.zrangebyscore, "vigie:incidents:open", since.timestamp(), "+inf")
-        docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
-        return [Incident.model_validate_json(d) for d in docs if d]
+        ids = [
+            i.decode()
+            for i in self._guard(
+                self._r.zrangebyscore, "vigie:incidents:open", since.timestamp(), "+inf"
+            )
+        ]
+        heads = self._r.mget([_k_head(i) for i in ids]) if ids else []
+        missing = [i for i, h in zip(ids, heads, strict=True) if not h]  # stored before heads
+        full = self._r.mget([f"vigie:incident:{i}" for i in missing]) if missing else []
+        light = [Incident.model_validate_json(h) for h in heads if h]
+        return light + [_head(Incident.model_validate_json(d)) for d in full if d]
 
     def close_quiet(self, before: datetime) -> int:
         ids = self._guard(
@@ -274,6 +293,7 @@ class RedisStore:
                 with self._r.pipeline() as pipe:
                     pipe.set(key, _dump(inc))
                     pipe.zrem("vigie:incidents:open", raw)
+                    pipe.delete(_k_head(raw.decode()))
                     pipe.execute()
                 n += 1
         return n

@@ -191,7 +191,9 @@ class SqliteStore:
 
     def open_incidents(self, since: datetime) -> list[Incident]:
         rows = self._db.execute(
-            "SELECT doc FROM incidents WHERE status='open' AND last_seen >= ?", (since.isoformat(),)
+            "SELECT json_set(CAST(doc AS TEXT), '$.alert_ids', json('[]')) FROM incidents "
+            "WHERE status='open' AND last_seen >= ?",
+            (since.isoformat(),),
         ).fetchall()
         return [Incident.model_validate_json(r[0]) for r in rows]
 

@@ -210,3 +210,22 @@ def test_replay_key_expires_after_its_window(store: Store) -> None:
     assert store.save_intake("b1", "generic", [], [], replay_key="k", replay_ttl=0.05)
     time.sleep(0.1)
     assert store.save_intake("b2", "generic", [], [], replay_key="k", replay_ttl=0.05)
+
+
+def test_open_incidents_come_without_their_alert_ids(store: Store) -> None:
+    """What each run reads to find the incident it extends stays small as incidents grow."""
+    from agent.correlate import Cluster, CorrelationConfig, correlate
+    from agent.incidents import build_incident
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    alerts = [alert(i, i, "Web shell", "web1", severity="high") for i in range(30)]
+    clusters: list[Cluster] = correlate(alerts, CorrelationConfig())
+    incidents = [build_incident(c, Baseline()) for c in clusters]
+    store.save_triage(incidents, alerts, [], [], actor="v")
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    light = store.open_incidents(since)
+    assert {i.incident_id for i in light} == {i.incident_id for i in incidents}
+    assert all(i.alert_ids == [] and i.hosts == ["web1"] for i in light)
+    full = store.get_incident(incidents[0].incident_id)
+    assert full is not None and len(full.alert_ids) == len(incidents[0].alert_ids) > 0
