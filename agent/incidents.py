@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from agent.attack import ordered
 from agent.correlate import Cluster, host_of
-from agent.models import Alert, AlertGroup, Explanation, Incident
+from agent.models import Alert, AlertGroup, EntityLink, Explanation, Incident
 from agent.prioritise import Baseline, PriorityConfig, prioritise
 
 
@@ -63,6 +63,7 @@ def build_incident(
         entities=[*old.hosts, *old.users] if old else (),
     )
     gaps = _gaps(new_alerts, old)
+    links, more_links = _capped_links(old, cluster.links)
     groups = _merge_groups(extends.groups if extends else [], groups_of(new_alerts))
     tactics = ordered([t for a in alerts for t in a.tactics] + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))
@@ -87,7 +88,8 @@ def build_incident(
         techniques=_unique(sorted({t for a in alerts for t in a.techniques})),
         groups=groups,
         explanation=Explanation(
-            links=[*(old.explanation.links if old else []), *cluster.links],
+            links=links,
+            more_links=more_links,
             max_gap_seconds=max(gaps, default=0.0),
             tactic_progression=tactics,
             sensors=sorted({a.sensor for a in alerts}),
@@ -97,6 +99,20 @@ def build_incident(
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )
+
+
+MAX_LINKS = 40
+
+
+def _capped_links(old: Incident | None, new: list[EntityLink]) -> tuple[list[EntityLink], int]:
+    """The first links (how the incident began) and the latest, with a count of the rest: an
+    incident extended all day would otherwise carry every pair of alerts that ever linked."""
+    links = [*(old.explanation.links if old else []), *new]
+    more = old.explanation.more_links if old else 0
+    if len(links) <= MAX_LINKS:
+        return links, more
+    half = MAX_LINKS // 2
+    return [*links[:half], *links[-half:]], more + len(links) - MAX_LINKS
 
 
 def _gaps(new_alerts: list[Alert], old: Incident | None) -> list[float]:

@@ -158,6 +158,9 @@ class Explanation(BaseModel):
     """Why these alerts belong together and why the incident ranks where it does."""
 
     links: list[EntityLink] = Field(default_factory=list)
+    more_links: int = Field(
+        default=0, description="Links left out: the first and the latest are kept, not every one"
+    )
     max_gap_seconds: float = 0.0
     tactic_progression: list[str] = Field(default_factory=list)
     sensors: list[str] = Field(default_factory=list)

@@ -102,3 +102,28 @@ def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None
     assert abs(sum(f.points for f in top.explanation.priority_factors) - top.priority) < 0.05
     assert top.explanation.tactic_progression == ["TA0001", "TA0002", "TA0006"]
     assert {link.value for link in top.explanation.links} >= {"ws7", "eve"}
+
+
+def test_an_incident_extended_many_times_keeps_first_and_latest_links_and_counts_the_rest() -> None:
+    from agent.incidents import MAX_LINKS, build_incident
+
+    rules = ["Port scan", "Web shell", "Sudo to root", "Curl download"]
+
+    def batch(start: int) -> list:  # four rules on one host: linked by the host
+        return [
+            alert(start + i, start + i, r, "web1", severity="high") for i, r in enumerate(rules)
+        ]
+
+    clusters = correlate(batch(0))
+    inc = build_incident(clusters[0], Baseline())
+    first = list(inc.explanation.links)
+    total = len(first)
+    for k in range(1, 60):
+        cluster = correlate(batch(k * 10))[0]
+        total += len(cluster.links)
+        inc = build_incident(cluster, Baseline(), extends=inc, prior=[])
+    links = inc.explanation.links
+    assert len(links) <= MAX_LINKS and total > MAX_LINKS
+    assert links[: len(first)] == first[: len(links)]  # how it began is kept
+    assert len(links) + inc.explanation.more_links == total  # nothing silently forgotten
+    assert len(inc.alert_ids) == 240  # the alerts themselves are all kept
