@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -160,9 +162,6 @@ class TriageRequests:
 
     def after_intake(self, background: Any = None) -> None:
         """Called on the event loop after each stored batch."""
-        import asyncio
-        import time
-
         wait = self._last + self._interval - time.monotonic()
         if wait <= 0:
             self._fire()
@@ -175,8 +174,6 @@ class TriageRequests:
         self._fire()
 
     def _fire(self) -> None:
-        import time
-
         self._last = time.monotonic()
         self._ask()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -220,7 +219,6 @@ def wait_until(check: Any, seconds: float, what: str) -> None:
 
 
 def main(seconds: float) -> int:
-    random.seed(7)
     tmp = Path(tempfile.mkdtemp(prefix="vigie-soak-"))
     redis_server = RedisServer(tmp, appendonly=True)
     search = OsmemServer.start(seed=[], freeze=False, japanese=False)

@@ -39,6 +39,20 @@ def body(i: int) -> bytes:
     ).encode()
 
 
+def wait_healthy(url: str, seconds: float = 30.0) -> None:
+    """Until `vigie serve` answers /healthz (or give up: the benchmark cannot run)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit("server did not start")
+        time.sleep(0.1)
+
+
 def client_loop(url: str, until: float, out: list[tuple[float, int]]) -> None:
     signer = Webhook(SECRET)
     with httpx.Client(base_url=url, timeout=10) as c:
@@ -88,16 +102,7 @@ def main(seconds: float) -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    sys.exit("server did not start")
-                time.sleep(0.1)
+            wait_healthy(url)
             load = subprocess.run(
                 [sys.executable, __file__, str(seconds), "--clients", url],
                 capture_output=True,

@@ -24,12 +24,12 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import redis
 from standardwebhooks.webhooks import Webhook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.webhook_bench import wait_healthy
 from tests.conftest import RedisServer, free_port
 
 SECRET = "whsec_" + "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2g="
@@ -122,16 +122,7 @@ def main(seconds: float, processes: int) -> int:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server did not start")
-            time.sleep(0.1)
+        wait_healthy(url)
         time.sleep(1)  # every API process up
         threads = 2
         out = subprocess.run(
