@@ -210,13 +210,14 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             else set()
         )
         by_id = state.get("by_id", {})
+        placed = {aid: i.incident_id for i in incidents for aid in i.alert_ids if aid in by_id}
         ctx.store.save_triage(
             incidents,
-            list(_representatives(state)),
+            list(_representatives(incidents, placed, by_id)),
             state.get("proposals", []),
             state.get("dead_letters", []),
             actor=ctx.requester,
-            placed={aid: i.incident_id for i in incidents for aid in i.alert_ids if aid in by_id},
+            placed=placed,
         )
         if ctx.on_incident is not None:
             for inc in incidents:
@@ -228,20 +229,25 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
     return {}
 
 
-def _representatives(state: TriageState, per_group: int = 5) -> Iterable[Alert]:
-    """A few alerts per rule and host of each incident (the UI timeline, an extension's
-    evidence), counting those earlier runs already stored, so the sample stays bounded."""
-    by_id = state.get("by_id", {})
-    for inc in state.get("incidents", []):
-        new: dict[tuple[str, str], list[Alert]] = {}
-        for aid in inc.alert_ids:
-            a = by_id.get(aid)
-            if a is not None:
-                new.setdefault((a.rule_id, host_of(a)), []).append(a)
-        totals = {(g.rule_id, g.host): g.count for g in inc.groups}
-        for key, items in new.items():
-            earlier = totals.get(key, len(items)) - len(items)
-            yield from items[: max(0, per_group - earlier)]
+def _representatives(
+    incidents: list[Incident],
+    placed: dict[str, str],
+    by_id: dict[str, Alert],
+    per_group: int = 5,
+) -> Iterable[Alert]:
+    """A few of this run's alerts per rule and host of each incident (the UI timeline, an
+    extension's evidence), counting those earlier runs already stored, so the sample stays
+    bounded. `placed` is this run's alerts by incident, in each incident's order."""
+    new: dict[tuple[str, str, str], list[Alert]] = {}
+    for aid, incident_id in placed.items():
+        a = by_id[aid]
+        new.setdefault((incident_id, a.rule_id, host_of(a)), []).append(a)
+    totals = {
+        (inc.incident_id, g.rule_id, g.host): g.count for inc in incidents for g in inc.groups
+    }
+    for key, items in new.items():
+        earlier = totals.get(key, len(items)) - len(items)
+        yield from items[: max(0, per_group - earlier)]
 
 
 @cache

@@ -141,7 +141,7 @@ def _writeback(
 def _mirror_audit(backend: SearchBackend, store: Store, cfg: SweepConfig) -> None:
     """Copy audit events not yet mirrored (by seq) into the audit index; ids make it idempotent."""
     done = store.get_checkpoint(f"audit-mirror:{cfg.audit_index}") or 0
-    events = [e for e in store.audit() if e.seq > done]
+    events = store.audit(after=done)
     if not events:
         return
     ops: list[dict[str, Any]] = []

@@ -44,6 +44,19 @@ def ecs(
     return doc
 
 
+def brute_force(i: int | str = 1, minutes: float = 0, host: str = "web") -> dict[str, Any]:
+    """An SSH brute force from one outside address: how most test intrusions begin."""
+    return ecs(
+        i,
+        minutes,
+        "SSH brute force",
+        host,
+        severity="high",
+        technique="T1110",
+        source={"ip": "203.0.113.9"},
+    )
+
+
 def alert(*args: Any, **kwargs: Any) -> Alert:
     return normalize(ecs(*args, **kwargs))
 

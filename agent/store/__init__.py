@@ -108,7 +108,10 @@ class Store(Protocol):
         self, actor: str, kind: str, subject: str, data: dict[str, Any]
     ) -> AuditEvent: ...
 
-    def audit(self, subject: str | None = None) -> list[AuditEvent]: ...
+    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+        """Audit events in order, of one subject if given, with seq greater than `after` (what
+        a reader that has seen up to `after` still needs, without re-reading the trail)."""
+        ...
 
     def verify_audit(self) -> tuple[bool, int | None]:
         """(True, None) when the hash chain is intact, else (False, first bad seq)."""

@@ -467,14 +467,15 @@ class RedisStore:
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     raise Transient(f"store unavailable: {exc}") from exc
 
-    def audit(self, subject: str | None = None) -> list[AuditEvent]:
-        if subject is None:
-            rows = self._guard(self._r.lrange, _AUDIT, 0, -1)
+    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+        if subject is None:  # event seq n sits at index n - 1
+            rows = self._guard(self._r.lrange, _AUDIT, after, -1)
         else:
             seqs = self._guard(self._r.lrange, f"vigie:audit:subject:{subject}", 0, -1)
             with self._r.pipeline(transaction=False) as pipe:
                 for seq in seqs:
-                    pipe.lindex(_AUDIT, int(seq) - 1)
+                    if int(seq) > after:
+                        pipe.lindex(_AUDIT, int(seq) - 1)
                 rows = pipe.execute()
         return [AuditEvent.model_validate_json(r) for r in rows if r]
 

@@ -375,13 +375,12 @@ class SqliteStore:
         with self._tx() as db:
             return self._append(db, actor, kind, subject, data)
 
-    def audit(self, subject: str | None = None) -> list[AuditEvent]:
-        sql = "SELECT seq, at, actor, kind, subject, data, prev_hash, hash FROM audit"
-        rows = (
-            self._db.execute(sql + " WHERE subject=? ORDER BY seq", (subject,))
-            if subject
-            else self._db.execute(sql + " ORDER BY seq")
-        ).fetchall()
+    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+        sql = "SELECT seq, at, actor, kind, subject, data, prev_hash, hash FROM audit WHERE seq > ?"
+        params: tuple[Any, ...] = (after,)
+        if subject:
+            sql, params = sql + " AND subject=?", (after, subject)
+        rows = self._db.execute(sql + " ORDER BY seq", params).fetchall()
         return [
             AuditEvent(
                 seq=s,

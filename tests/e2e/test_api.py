@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.conftest import SHARED_DATA, ecs
+from tests.conftest import SHARED_DATA, brute_force, ecs
 from tests.e2e.conftest import signed
 
 
@@ -30,15 +30,7 @@ def wait_incidents(client: httpx.Client, n: int) -> list[dict]:
 def attack_batch() -> bytes:
     return json.dumps(
         [
-            ecs(
-                1,
-                0,
-                "SSH brute force",
-                "web",
-                severity="high",
-                technique="T1110",
-                source={"ip": "203.0.113.9"},
-            ),
+            brute_force(),
             ecs(2, 3, "Web shell", "web", severity="critical", tactic="TA0003"),
             ecs(3, 4, "Malicious Behavior: stager", "web", severity="critical", tactic="TA0002"),
             {"no": "timestamp"},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ecs
+from tests.conftest import REPO, brute_force, ecs
 
 VIGIE = [sys.executable, "-m", "agent.cli"]
 
@@ -27,15 +27,7 @@ def vigie(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def mixed_file(tmp_path: Path) -> tuple[Path, list[str]]:
     """Valid alerts of three sources mixed with five kinds of bad documents."""
     valid = [
-        ecs(
-            1,
-            0,
-            "SSH brute force",
-            "web",
-            severity="high",
-            technique="T1110",
-            source={"ip": "203.0.113.9"},
-        ),
+        brute_force(),
         ecs(2, 3, "Web shell", "web", severity="high", tactic="TA0003"),
         ecs(3, 600, "Scheduled task", "ws2"),
         {

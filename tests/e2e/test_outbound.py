@@ -12,7 +12,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from agent.store.sqlite import SqliteStore
-from tests.conftest import ecs
+from tests.conftest import brute_force
 from tests.e2e.conftest import api_settings, serve, signed
 
 OUT_SECRET = "whsec_" + "b3V0Ym91bmQtb3V0Ym91bmQtb3V0Ym91bmQ="
@@ -51,19 +51,7 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
         tmp_path, outbound_webhooks=[{"url": receiver.url, "secret": OUT_SECRET}]
     )
     with serve(settings, SqliteStore(tmp_path / "v.db")) as api:
-        body = json.dumps(
-            [
-                ecs(
-                    1,
-                    0,
-                    "SSH brute force",
-                    "web",
-                    severity="high",
-                    technique="T1110",
-                    source={"ip": "203.0.113.9"},
-                )
-            ]
-        ).encode()
+        body = json.dumps([brute_force()]).encode()
         assert (
             api["client"]
             .post("/webhooks/generic", content=body, headers=signed(body, "o1"))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import REPO, ecs
+from tests.conftest import REPO, brute_force, ecs
 from tests.e2e.conftest import signed
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,15 +47,7 @@ def browser() -> Iterator[object]:
 
 def seed(api: dict) -> None:
     docs = [
-        ecs(
-            1,
-            0,
-            "SSH brute force",
-            "web",
-            severity="high",
-            technique="T1110",
-            source={"ip": "203.0.113.9"},
-        ),
+        brute_force(),
         ecs(2, 3, "Web shell", "web", severity="critical", tactic="TA0003"),
         ecs(3, 4, "Malicious Behavior: stager", "web", severity="critical", tactic="TA0002"),
         ecs(

@@ -88,6 +88,14 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path, store: Store
     assert store.verify_audit() == (False, 3)
 
 
+def test_audit_reads_only_what_comes_after_a_seq(store: Store) -> None:
+    for i in range(5):
+        store.append_audit("alice", "note", "same" if i % 2 else f"s{i}", {"i": i})
+    assert [e.seq for e in store.audit(after=3)] == [4, 5]
+    assert [e.seq for e in store.audit(after=5)] == []
+    assert [e.seq for e in store.audit("same", after=2)] == [4]
+
+
 def store_url(store: RedisStore) -> str:
     kw = store._r.connection_pool.connection_kwargs
     return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import ecs
+from tests.conftest import brute_force, ecs
 from tests.e2e.conftest import SECRET, TOKENS, signed
 
 TOKEN_OF = {"analyst": "tok-alice", "lead": "tok-bob", "admin": "tok-carol"}
@@ -28,15 +28,7 @@ def header(state: str) -> dict[str, str]:
 def seeded(api: dict) -> dict:
     body = json.dumps(
         [
-            ecs(
-                1,
-                0,
-                "SSH brute force",
-                "web",
-                severity="high",
-                technique="T1110",
-                source={"ip": "203.0.113.9"},
-            ),
+            brute_force(),
             ecs(2, 2, "Malicious Behavior: stager", "web", severity="critical", tactic="TA0002"),
         ]
     ).encode()

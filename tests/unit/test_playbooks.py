@@ -62,6 +62,18 @@ def incident_of(alerts):
     return build_incident(cluster, baseline)
 
 
+def shipped_proposals(alerts: list) -> list:
+    """What the playbooks shipped in playbooks/ propose for one incident of these alerts."""
+    return propose(
+        load_playbooks(REPO_ROOT / "playbooks"),
+        incident_of(alerts),
+        alerts,
+        requester="vigie",
+        now=NOW,
+        ttl=timedelta(hours=1),
+    )
+
+
 def test_parameters_come_only_from_incident_entities() -> None:
     alerts = [
         alert(
@@ -108,14 +120,7 @@ def test_high_risk_steps_need_two_approvers() -> None:
             agent={"id": "agent-ws1-0001", "type": "endpoint"},
         )
     ]
-    props = propose(
-        load_playbooks(REPO_ROOT / "playbooks"),
-        incident_of(alerts),
-        alerts,
-        requester="vigie",
-        now=NOW,
-        ttl=timedelta(hours=1),
-    )
+    props = shipped_proposals(alerts)
     isolate = [p for p in props if p.action == "isolate_host"]
     assert isolate and all(p.required_approvals == 2 and p.args["host"] == "ws1" for p in isolate)
     assert isolate[0].args["agent_id"] == "agent-ws1-0001"  # what Kibana isolates, bound too
@@ -129,14 +134,7 @@ def test_live_isolation_needs_the_agent_id() -> None:
     alerts = [
         alert(1, 0, "Malicious Behavior: stager", "ws1", severity="critical", tactic="TA0002")
     ]
-    props = propose(
-        load_playbooks(REPO_ROOT / "playbooks"),
-        incident_of(alerts),
-        alerts,
-        requester="vigie",
-        now=NOW,
-        ttl=timedelta(hours=1),
-    )
+    props = shipped_proposals(alerts)
     isolate = next(p for p in props if p.action == "isolate_host")
     assert isolate.args["agent_id"] is None
     assert build_request(isolate, None)["json"]["endpoint_ids"] == ["ws1"]  # dry-run shows intent
