@@ -140,16 +140,20 @@ def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Itera
                 if isinstance(exc, json.JSONDecodeError)
                 else f"nesting deeper than {MAX_DEPTH} levels"
             )
+            # Resynchronise at the next line that opens an object, so later documents survive;
+            # the dead letter says which lines that skipped.
+            found = _NEXT_OBJECT.search(buf, pos + 1)
+            stop = found.start() + 1 if found else len(buf)
+            crossed = buf.count("\n", pos, stop)
+            if crossed > 1:
+                reason += f" (lines {line}-{line + crossed - 1} skipped, up to the next object)"
             yield DeadLetter(
                 source=name,
                 line=line,
                 reason=reason,
                 excerpt=_excerpt(buf[pos : pos + 200]),
             )
-            # Resynchronise at the next line that opens an object, so later documents survive.
-            found = _NEXT_OBJECT.search(buf, pos + 1)
-            stop = found.start() + 1 if found else len(buf)
-            line += buf.count("\n", pos, stop)
+            line += crossed
             pos = stop
             if not found and eof:
                 return

@@ -73,3 +73,11 @@ def test_a_truncated_array_is_reported_not_dropped_quietly(tmp_path: Path) -> No
     f.write_text("[")
     ok, dead = split(list(read_documents(f)))
     assert ok == [] and len(dead) == 1
+
+
+def test_lines_skipped_after_a_broken_object_are_named_in_its_dead_letter(tmp_path: Path) -> None:
+    f = tmp_path / "broken.json"
+    f.write_text('{"bad json\n[1, 2]\n{"x": 1,\n "y": 2}\n')  # not NDJSON: line 1 is no document
+    ok, dead = split(list(read_documents(f)))
+    assert [d for _, d in ok] == [{"x": 1, "y": 2}]
+    assert len(dead) == 1 and dead[0].line == 1 and "lines 1-2 skipped" in dead[0].reason
