@@ -11,6 +11,9 @@ from typing import Any
 
 def strings(value: Any) -> list[str]:
     """Scalars (or lists of scalars) as non-empty strings; anything else is ignored."""
+    if type(value) is str:  # the common case, first: this runs for every field of every alert
+        text = value.strip()
+        return [text] if text else []
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
@@ -31,23 +34,26 @@ class Fields:
     __slots__ = ("flat",)
 
     def __init__(self, doc: dict[str, Any]) -> None:
-        self.flat: dict[str, Any] = {}
-        self._walk(doc, "")
-
-    def _walk(self, node: dict[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            path = prefix + key
-            if path not in self.flat:
-                self.flat[path] = value  # objects too: a wrong type must stay visible
-            if isinstance(value, dict):
-                self._walk(value, path + ".")
+        # Breadth first and iterative: the hot path of every alert read. A dotted path that
+        # appears twice (flat and nested) keeps its shallowest value, ties in document order.
+        flat = dict(doc)  # objects too: a wrong type must stay visible
+        nested = [(k + ".", v) for k, v in doc.items() if type(v) is dict]
+        for prefix, node in nested:  # grows while it is walked: that is the queue
+            for key, value in node.items():
+                path = prefix + key
+                if path not in flat:
+                    flat[path] = value
+                if type(value) is dict:
+                    nested.append((path + ".", value))
+        self.flat = flat
 
     def get(self, path: str) -> Any:
         return self.flat.get(path)
 
     def first(self, *paths: str) -> str | None:
+        flat = self.flat
         for path in paths:
-            value = self.flat.get(path)
+            value = flat.get(path)
             if value is not None:
                 found = strings(value)
                 if found:

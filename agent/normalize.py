@@ -183,18 +183,82 @@ def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
     return tactics, techniques
 
 
+# Where each entity kind is read from, per format: (field, paths, how many values, addresses?).
+EntitySpec = tuple[tuple[str, tuple[str, ...], int | None, bool], ...]
+
+ECS_ENTITIES: EntitySpec = (
+    ("hosts", ("host.name", "host.hostname"), 1, False),
+    ("users", ("user.name", "user.target.name", "source.user.name"), None, False),
+    ("ips", ("source.ip", "destination.ip", "host.ip", "client.ip"), None, True),
+    ("source_ips", ("source.ip", "client.ip"), None, True),
+    ("processes", ("process.executable", "process.name"), 1, False),
+    ("files", ("file.path",), None, False),
+    ("hashes", ("file.hash.sha256", "process.hash.sha256", "file.hash.md5"), None, False),
+    ("urls", ("url.full", "url.original"), None, False),
+    ("domains", ("url.domain", "destination.domain", "dns.question.name"), None, False),
+)
+WAZUH_ENTITIES: EntitySpec = (
+    ("hosts", ("agent.name",), 1, False),
+    ("users", ("data.srcuser", "data.dstuser", "data.user"), None, False),
+    ("ips", ("data.srcip", "data.src_ip", "data.dstip", "data.dest_ip", "agent.ip"), None, True),
+    ("source_ips", ("data.srcip", "data.src_ip"), None, True),
+    ("processes", ("data.command",), 1, False),
+    ("files", ("syscheck.path",), None, False),
+    ("hashes", ("syscheck.sha256_after", "syscheck.md5_after"), None, False),
+    ("urls", ("data.url", "data.http.url"), None, False),
+    ("domains", ("data.http.hostname", "data.dns.rrname"), None, False),
+)
+_SPEC_PATHS = {
+    id(spec): frozenset(p for _, paths, _, _ in spec for p in paths)
+    for spec in (ECS_ENTITIES, WAZUH_ENTITIES)
+}
+# Which rows of a spec a document shape fills: documents of one feed share a handful of shapes.
+_PLANS: dict[tuple[int, frozenset[str]], tuple[tuple[int, tuple[str, ...], int | None, bool], ...]]
+_PLANS = {}
+_ENTITY_CACHE: dict[tuple[tuple[str, ...], ...], Entities] = {}
+_NONE = Entities()
+
+
+def entities_of(f: Fields, spec: EntitySpec) -> Entities:
+    """The entities of one document. Alerts of one host share one frozen `Entities`: reading a
+    day of alerts builds a few thousand of them, not one per alert."""
+    present = f.flat.keys() & _SPEC_PATHS[id(spec)]
+    if not present:
+        return _NONE
+    plan = _plan(spec, present)
+    values: list[tuple[str, ...]] = [()] * len(spec)
+    for row, paths, limit, ip in plan:
+        found = f.all(*paths)
+        values[row] = clean_ips(found) if ip else tuple(found[:limit] if limit else found)
+    key = tuple(values)
+    entities = _ENTITY_CACHE.get(key)
+    if entities is None:
+        if len(_ENTITY_CACHE) >= 65536:
+            _ENTITY_CACHE.clear()
+        entities = Entities.model_validate({row[0]: v for row, v in zip(spec, key, strict=True)})
+        _ENTITY_CACHE[key] = entities
+    return entities
+
+
+def _plan(
+    spec: EntitySpec, present: set[str]
+) -> tuple[tuple[int, tuple[str, ...], int | None, bool], ...]:
+    shape = (id(spec), frozenset(present))
+    plan = _PLANS.get(shape)
+    if plan is None:
+        if len(_PLANS) >= 4096:
+            _PLANS.clear()
+        plan = tuple(
+            (row, tuple(p for p in paths if p in present), limit, ip)
+            for row, (_, paths, limit, ip) in enumerate(spec)
+            if not present.isdisjoint(paths)
+        )
+        _PLANS[shape] = plan
+    return plan
+
+
 def ecs_entities(f: Fields) -> Entities:
-    return Entities(
-        hosts=tuple(f.all("host.name", "host.hostname")[:1]),
-        users=tuple(f.all("user.name", "user.target.name", "source.user.name")),
-        ips=clean_ips(f.all("source.ip", "destination.ip", "host.ip", "client.ip")),
-        source_ips=clean_ips(f.all("source.ip", "client.ip")),
-        processes=tuple(f.all("process.executable", "process.name")[:1]),
-        files=tuple(f.all("file.path")),
-        hashes=tuple(f.all("file.hash.sha256", "process.hash.sha256", "file.hash.md5")),
-        urls=tuple(f.all("url.full", "url.original")),
-        domains=tuple(f.all("url.domain", "destination.domain", "dns.question.name")),
-    )
+    return entities_of(f, ECS_ENTITIES)
 
 
 # --- per-format normalisers ---------------------------------------------------------------------
@@ -256,18 +320,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> Alert:
     rule_name = f.first("rule.description") or "(no description)"
     tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
     techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
-    data_ips = f.all("data.srcip", "data.src_ip", "data.dstip", "data.dest_ip")
-    entities = Entities(
-        hosts=tuple(f.all("agent.name")[:1]),
-        users=tuple(f.all("data.srcuser", "data.dstuser", "data.user")),
-        ips=clean_ips(data_ips + f.all("agent.ip")),
-        source_ips=clean_ips(f.all("data.srcip", "data.src_ip")),
-        processes=tuple(f.all("data.command")[:1]),
-        files=tuple(f.all("syscheck.path")),
-        hashes=tuple(f.all("syscheck.sha256_after", "syscheck.md5_after")),
-        urls=tuple(f.all("data.url", "data.http.url")),
-        domains=tuple(f.all("data.http.hostname", "data.dns.rrname")),
-    )
+    entities = entities_of(f, WAZUH_ENTITIES)
     return _build(
         doc,
         f,
@@ -336,12 +389,12 @@ def _build(
         severity = severity_for_risk(risk or 0)
     elif risk is None:
         risk = float(SEVERITY_RISK[severity])
-    return Alert.model_validate(
+    alert = Alert.model_validate(
         {
             "id": alert_id(doc, f),
             "timestamp": timestamp,
             "source": source,
-            "sensor": sensor.lower()[:64],
+            "sensor": _interned(sensor.lower()[:64]),
             "rule_name": rule_name,
             "rule_id": rule_id[:256],
             "severity": severity,
@@ -353,3 +406,19 @@ def _build(
             "raw": doc,
         }
     )
+    # Every alert read sets the same fields; pydantic would keep a set of their names per alert
+    # (about 700 bytes, a third of an alert). Alerts are frozen and copying copies the set, so
+    # one shared set is safe.
+    object.__setattr__(alert, "__pydantic_fields_set__", _ALERT_FIELDS)
+    return alert
+
+
+_ALERT_FIELDS = set(Alert.model_fields)
+_SENSORS: dict[str, str] = {}
+
+
+def _interned(sensor: str) -> str:
+    """One string per sensor name, not one per alert."""
+    if len(_SENSORS) >= 4096:
+        _SENSORS.clear()
+    return _SENSORS.setdefault(sensor, sensor)

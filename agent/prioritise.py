@@ -1,7 +1,10 @@
 """Deterministic priority (0-100) from evidence, not volume, with the points of every factor.
 
 A flood of one benign rule scores little beyond its severity: volume is worth at most 5 points,
-while rarity, rule diversity, tactic progression and sensor corroboration carry the rest.
+while rarity, rule diversity, tactic progression and sensor corroboration carry the rest. A burst
+factor lifts whatever fired in the batch's most unusual time window: an intrusion is many rare
+rules on several hosts at once, and its quiet side effects (a CPU spike on another host, one odd
+DNS record) are worth reading next to it even when they score little on their own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.models import Alert, PriorityFactor
 
 RARE = 0.5
+BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs are counted
+BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
+BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
+BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
 
 
 @dataclass(slots=True)
@@ -25,6 +32,8 @@ class Baseline:
     rule_counts: Counter[str] = field(default_factory=Counter)
     seen_rule_hosts: set[tuple[str, str]] = field(default_factory=set)
     has_history: bool = False
+    window_pairs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
+    _bursts: Bursts | None = None
 
     @property
     def total(self) -> int:
@@ -41,6 +50,48 @@ class Baseline:
     def observe(self, alerts: Iterable[Alert]) -> None:
         for a in alerts:
             self.rule_counts[a.rule_id] += 1
+            window = int(a.timestamp.timestamp()) // BURST_WINDOW
+            host = a.entities.hosts[0] if a.entities.hosts else "-"
+            self.window_pairs.setdefault(window, set()).add((a.rule_id, host))
+        self._bursts = None
+
+    def bursts(self) -> Bursts:
+        """How unusual each observed time window is (computed once the batch is observed)."""
+        if self._bursts is None:
+            self._bursts = Bursts.of(self)
+        return self._bursts
+
+
+@dataclass(frozen=True, slots=True)
+class Bursts:
+    """Rare rule-host pairs per time window, smoothed over the neighbouring windows (an attack's
+    later steps spill into the next quarter hour), against the batch's median window."""
+
+    rare_pairs: dict[int, int]
+    median: int
+    peak: int
+
+    @classmethod
+    def of(cls, baseline: Baseline) -> Bursts:
+        raw = {
+            w: sum(1 for rule, _ in pairs if baseline.rarity(rule) >= RARE)
+            for w, pairs in baseline.window_pairs.items()
+        }
+        smooth = {w: max(raw.get(w - 1, 0), n, raw.get(w + 1, 0)) for w, n in raw.items()}
+        values = sorted(raw.values())
+        if len(values) < BURST_MIN_WINDOWS:
+            return cls({}, 0, 0)
+        median, peak = values[len(values) // 2], values[-1]
+        if peak - median < BURST_MIN_STANDOUT:
+            return cls({}, median, peak)
+        return cls(smooth, median, peak)
+
+    def share(self, window: int) -> tuple[float, int]:
+        """0-1: how far this window's rare pairs stand above the median, relative to the peak."""
+        n = self.rare_pairs.get(window, 0)
+        if n <= self.median:
+            return 0.0, n
+        return (n - self.median) / (self.peak - self.median), n
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +121,9 @@ def prioritise(
         _sensors(alerts),
         _volume(count if count is not None else len(alerts)),
     ]
+    burst = _burst(alerts, baseline)
+    if burst is not None:
+        factors.append(burst)
     novelty = _novelty(alerts, baseline)
     if novelty is not None:
         factors.append(novelty)
@@ -148,6 +202,24 @@ def _volume(count: int) -> PriorityFactor:
         name="volume",
         points=round(min(5.0, math.log10(max(1, count))), 2),
         detail=f"{count} alert(s); volume is capped at 5 points",
+    )
+
+
+def _burst(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
+    bursts = baseline.bursts()
+    if not bursts.rare_pairs:
+        return None
+    windows = {int(a.timestamp.timestamp()) // BURST_WINDOW for a in alerts}
+    share, pairs = max(bursts.share(w) for w in windows)
+    if share <= 0:
+        return None
+    return PriorityFactor(
+        name="burst",
+        points=round(BURST_POINTS * share**2, 2),
+        detail=(
+            f"fired within {BURST_WINDOW // 60} min of a window holding {pairs} rare rule-host "
+            f"pair(s), against {bursts.median} in the batch's median window (peak {bursts.peak})"
+        ),
     )
 
 

@@ -127,3 +127,56 @@ def test_an_incident_extended_many_times_keeps_first_and_latest_links_and_counts
     assert links[: len(first)] == first[: len(links)]  # how it began is kept
     assert len(links) + inc.explanation.more_links == total  # nothing silently forgotten
     assert len(inc.alert_ids) == 240  # the alerts themselves are all kept
+
+
+def _day_with_an_intrusion() -> list:
+    """Twelve hours of routine alerts on four hosts, one intrusion window at 06:00 (eight rare
+    rules on three hosts), and two lone, alike quiet alerts on other hosts: one twenty minutes
+    after the intrusion (the next window), one four hours later."""
+    routine = [
+        alert(f"r{h}-{m}", m, rule, f"srv{h}")
+        for m in range(0, 12 * 60, 15)
+        for h in range(4)
+        for rule in ("Heartbeat missed", "Config reloaded")
+    ]
+    intrusion = [
+        alert(f"x{i}", 6 * 60 + i * 0.5, f"Attack step {i}", f"srv{i % 3}") for i in range(8)
+    ]
+    near = alert("near", 6 * 60 + 20, "CPU out of range", "monitor", module="anomaly")
+    far = alert("far", 10 * 60, "CPU deviates from average", "monitor2", module="anomaly")
+    return [*routine, *intrusion, near, far]
+
+
+def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_quiet_time() -> None:
+    alerts = _day_with_an_intrusion()
+    baseline = Baseline()
+    baseline.observe(alerts)
+    incidents = {
+        i.alert_ids[0]: i for i in (build_incident(c, baseline) for c in correlate(alerts))
+    }
+    near, far = incidents["anear"], incidents["afar"]
+    burst = {f.name: f for f in near.explanation.priority_factors}["burst"]
+    assert burst.points > 0 and "8 rare rule-host pair(s)" in burst.detail
+    far_burst = sum(f.points for f in far.explanation.priority_factors if f.name == "burst")
+    assert far_burst < 1  # its own window holds one rare pair: barely above the median
+    assert near.priority > far.priority + 30
+    intrusion = next(i for i in incidents.values() if "ax0" in i.alert_ids)
+    assert intrusion.priority >= near.priority  # the intrusion itself still leads
+
+
+def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
+    alerts = [a for a in _day_with_an_intrusion() if 6 * 60 <= _minutes(a) <= 6 * 60 + 60]
+    baseline = Baseline()
+    baseline.observe(alerts)  # one hour of alerts: four windows, no "usual" to compare with
+    names = {
+        f.name
+        for c in correlate(alerts)
+        for f in build_incident(c, baseline).explanation.priority_factors
+    }
+    assert "burst" not in names
+
+
+def _minutes(a) -> float:
+    from tests.conftest import T0
+
+    return (a.timestamp - T0).total_seconds() / 60
