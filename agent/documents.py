@@ -31,9 +31,10 @@ class Fields:
     Flattening treats `{"host": {"name": x}}` and `{"host.name": x}` alike, which is what
     Elastic's mixed documents need; lists stay values (ECS keeps arrays as leaves)."""
 
-    __slots__ = ("flat",)
+    __slots__ = ("flat", "raw")
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], raw: bytes | None = None) -> None:
+        self.raw = raw  # the document's JSON as read, when the reader has it
         # Breadth first and iterative: the hot path of every alert read. A dotted path that
         # appears twice (flat and nested) keeps its shallowest value, ties in document order.
         flat = dict(doc)  # objects too: a wrong type must stay visible

@@ -9,7 +9,7 @@ analyst, playbooks, progress) comes in through the run's `TriageContext`.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,7 @@ from agent.normalize import NormalizeError, normalize
 from agent.playbooks import Playbook, propose
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
-from connectors.files import read_documents
+from connectors.files import check_readable, read_documents
 
 ANALYSE_CHUNK = 64
 
@@ -61,9 +61,15 @@ class TriageContext:
     exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
 
 
+#: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has them.
+Incoming = tuple[str, int, Any] | tuple[str, int, Any, bytes | None]
+
+
 class TriageState(TypedDict, total=False):
     inputs: list[str]
-    documents: list[tuple[str, int, Any]]
+    # Read lazily from files: normalise consumes it as it is read, so a day of documents is
+    # never held in memory at once (only the alerts made from them).
+    documents: Iterable[Incoming | DeadLetter]
     alerts: list[Alert]
     dead_letters: Annotated[list[DeadLetter], operator.add]
     clusters: list[Cluster]
@@ -80,22 +86,20 @@ class AnalyseTask(TypedDict):
 
 
 def fetch(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
-    """Read the input files; a caller that already holds documents (a sweep) passes them in."""
-    ctx = runtime.context
+    """Open the input files as one lazy stream of documents (unreadable ones as dead letters);
+    a caller that already holds documents (a sweep page, a webhook batch) passes them in."""
     if not state.get("inputs"):
         return {}
-    docs: list[tuple[str, int, Any]] = []
-    dead: list[DeadLetter] = []
-    for path in state.get("inputs", []):
-        for item in read_documents(path, ctx.max_doc_bytes):
-            if isinstance(item, DeadLetter):
-                dead.append(item)
-            else:
-                docs.append((path, item[0], item[1]))
-                if len(docs) % 5000 == 0:
-                    ctx.progress("read", len(docs))
-    ctx.progress("read", len(docs))
-    return {"documents": docs, "dead_letters": dead}
+    paths = state.get("inputs", [])
+    for path in paths:  # a missing file is a clear error now, not half way through the run
+        check_readable(path)
+    return {"documents": _read_files(paths, runtime.context.max_doc_bytes)}
+
+
+def _read_files(paths: list[str], max_doc_bytes: int) -> Iterator[Incoming | DeadLetter]:
+    for path in paths:
+        for item in read_documents(path, max_doc_bytes):
+            yield item if isinstance(item, DeadLetter) else (path, item.line, item.value, item.raw)
 
 
 def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
@@ -103,9 +107,18 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
     dead: list[DeadLetter] = []
     seen: set[str] = set()
     trusted_depth = bool(state.get("inputs"))  # the file reader bounded nesting already
-    for source, line, doc in state.get("documents", []):
+    progress = runtime.context.progress
+    for n, item in enumerate(state.get("documents", []), 1):
+        if n % 10000 == 0:
+            progress("read", n)
+        if isinstance(item, DeadLetter):
+            dead.append(item)
+            continue
+        source, line, doc = item[0], item[1], item[2]
         try:
-            alert = normalize(doc, depth_checked=trusted_depth)
+            alert = normalize(
+                doc, depth_checked=trusted_depth, raw=item[3] if len(item) > 3 else None
+            )
         except NormalizeError as exc:
             dead.append(
                 DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])

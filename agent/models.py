@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 
 class Severity(StrEnum):
@@ -114,9 +115,40 @@ class Alert(BaseModel):
     techniques: tuple[str, ...] = Field(default=(), description="ATT&CK technique ids, e.g. T1059")
     entities: Entities = Entities()
     message: str = ""
-    # The document as read: kept by reference, not copied (the readers already hold a dict;
-    # a copy per alert was a tenth of a day's triage memory).
-    raw: Annotated[dict[str, Any], SkipValidation] = Field(default_factory=dict, repr=False)
+    # The document as read, kept as its JSON bytes (a file line is kept as it was): a day of
+    # alerts held as parsed documents took twice the memory of the alerts themselves. `raw`
+    # parses it on demand; only the few alerts stored or shown ever need it.
+    raw_json: bytes = Field(default=b"{}", exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_to_json(cls, data: Any) -> Any:
+        """Accept `raw` as a document (a stored alert, a test) and keep it as JSON bytes."""
+        if isinstance(data, dict) and "raw" in data:
+            document = data["raw"]
+            data = {k: v for k, v in data.items() if k != "raw"}
+            data.setdefault("raw_json", raw_json(document))
+        return data
+
+    @computed_field(repr=False)  # type: ignore[prop-decorator]
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The original document (attacker-controlled data: display it, never obey it)."""
+        try:
+            value = orjson.loads(self.raw_json)
+        except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib parser takes them
+            value = json.loads(self.raw_json)
+        return value if isinstance(value, dict) else {}
+
+
+def raw_json(document: Any) -> bytes:
+    """A document as compact JSON bytes (bytes are taken as already encoded)."""
+    if isinstance(document, bytes):
+        return document
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # integers beyond 64 bits (the stdlib parser accepts them)
+        return json.dumps(document, default=str).encode()
 
 
 class DeadLetter(BaseModel):

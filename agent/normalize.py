@@ -20,7 +20,14 @@ import orjson
 from agent.attack import is_technique_id, tactic_id
 from agent.documents import Fields, strings
 from agent.errors import BadInput
-from agent.models import SEVERITY_RISK, Alert, Entities, Severity, severity_for_risk
+from agent.models import (
+    SEVERITY_RISK,
+    Alert,
+    Entities,
+    Severity,
+    raw_json,
+    severity_for_risk,
+)
 
 MAX_DEPTH = 64
 
@@ -29,16 +36,17 @@ class NormalizeError(BadInput):
     """This document cannot become an alert; the message says why."""
 
 
-def normalize(doc: Any, *, depth_checked: bool = False) -> Alert:
+def normalize(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None) -> Alert:
     """Detect the document's format and normalise it, or raise `NormalizeError`.
 
     `depth_checked`: the caller already knows the document is shallow enough (a reader that
-    counted its brackets), so the walk can be skipped on the hot path."""
+    counted its brackets), so the walk can be skipped on the hot path. `raw`: the document's
+    JSON as read (a file line), kept instead of encoding the document again."""
     if not isinstance(doc, dict):
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
         check_depth(doc)
-    fields = Fields(doc)
+    fields = Fields(doc, raw)
     return _detect(fields)(doc, fields)
 
 
@@ -403,7 +411,7 @@ def _build(
             "techniques": tuple(techniques),
             "entities": entities,
             "message": message[:4096],
-            "raw": doc,
+            "raw_json": f.raw if f.raw is not None else raw_json(doc),
         }
     )
     # Every alert read sets the same fields; pydantic would keep a set of their names per alert

@@ -1,8 +1,9 @@
 """Alert files: NDJSON (streamed line by line), a JSON array (streamed element by element), one
 JSON object, or concatenated pretty-printed objects. Never loads a whole file into memory.
 
-Each document comes out as `(line, value)`; anything unparsable comes out as a `DeadLetter` with
-its line number and reason, and reading goes on.
+Each document comes out as a `Document` (line, value, and for NDJSON the line's bytes, which the
+alert keeps instead of encoding the document again); anything unparsable comes out as a
+`DeadLetter` with its line number and reason, and reading goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -24,17 +25,32 @@ _CHUNK = 1 << 16
 _WS = b" \t\r\n"
 _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
 
-Parsed = tuple[int, Any] | DeadLetter
+
+class Document(NamedTuple):
+    line: int
+    value: Any
+    raw: bytes | None = None
+
+
+Parsed = Document | DeadLetter
+
+
+def check_readable(path: str | Path) -> None:
+    """Raise `BadInput` now for a file that cannot be opened, before any work starts."""
+    _open(Path(path)).close()
+
+
+def _open(p: Path) -> IO[bytes]:
+    try:
+        return p.open("rb")
+    except OSError as exc:
+        raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
 
 
 def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[Parsed]:
-    """Every document in the file, in order, as `(line, value)` or a `DeadLetter`."""
+    """Every document in the file, in order, as a `Document` or a `DeadLetter`."""
     p = Path(path)
-    try:
-        fh = p.open("rb")
-    except OSError as exc:
-        raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
-    with fh:
+    with _open(p) as fh:
         head = fh.read(_CHUNK)
         fh.seek(0)
         first = head.lstrip(_WS)[:1]
@@ -60,7 +76,9 @@ def _excerpt(raw: bytes | str) -> str:
     return text[:200]
 
 
-def _checked(name: str, line: int, value: Any, brackets: int, raw: bytes | str) -> Parsed:
+def _checked(
+    name: str, line: int, value: Any, brackets: int, raw: bytes | str, keep: bytes | None = None
+) -> Parsed:
     """Every document leaves here no deeper than MAX_DEPTH, so normalisers can skip the walk.
 
     Counting brackets in the raw text is a cheap upper bound on depth; only documents with more
@@ -70,7 +88,7 @@ def _checked(name: str, line: int, value: Any, brackets: int, raw: bytes | str) 
             check_depth(value)
         except NormalizeError as exc:
             return DeadLetter(source=name, line=line, reason=str(exc), excerpt=_excerpt(raw))
-    return line, value
+    return Document(line, value, keep)
 
 
 def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
@@ -86,11 +104,13 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
         if not line.strip():
             continue
         try:
-            yield n, orjson.loads(line)
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             yield DeadLetter(
                 source=name, line=n, reason=f"invalid JSON: {exc}", excerpt=_excerpt(line)
             )
+            continue
+        yield _checked(name, n, value, line.count(b"{") + line.count(b"["), line, line.rstrip())
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:

@@ -140,7 +140,7 @@ def test_file_reader_turns_anything_into_documents_or_dead_letters(
             assert item.reason and item.line
         else:
             with contextlib.suppress(BadInput):
-                normalize(item[1])
+                normalize(item.value, raw=item.raw)
     nonblank = [line for line in lines if line.replace(b"\n", b" ").strip()]
     if nonblank and nonblank[0].lstrip()[:1] not in (b"[", b"{"):
         assert len(outcomes) == len(nonblank)  # NDJSON: every non-blank line accounted for
