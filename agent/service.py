@@ -127,6 +127,7 @@ def make_backend(settings: Settings) -> SearchBackend:
             username=settings.es_username,
             password=password,
             ca_certs=settings.es_ca_certs,
+            point_in_time=settings.es_point_in_time,
         )
     return ElasticsearchBackend(
         settings.es_url,
@@ -134,6 +135,7 @@ def make_backend(settings: Settings) -> SearchBackend:
         username=settings.es_username,
         password=password,
         ca_certs=settings.es_ca_certs,
+        point_in_time=settings.es_point_in_time,
     )
 
 

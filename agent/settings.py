@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     es_audit_index: str = "vigie-audit"
     es_tiebreaker: str = "kibana.alert.uuid"
     es_page_size: int = 1000
+    # Page from a point in time (the default). Off: `search_after` alone, for indexers without
+    # points in time (OpenSearch < 2.4, Wazuh 4.3) or whose writes slow down under one.
+    es_point_in_time: bool = True
     es_only_open: bool = True
     es_extra_filter: dict[str, Any] | None = None
     sweep_interval: float = 60.0

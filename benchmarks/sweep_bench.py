@@ -1,7 +1,12 @@
 """Sweep benchmark: N alerts in a local search server (osmem-server), swept into incidents end
 to end (read, triage, store, write-back), with memory sampled after every page.
 
-    .venv/bin/python benchmarks/sweep_bench.py [N]        # default 100,000
+    .venv/bin/python benchmarks/sweep_bench.py [N] [pit|no-pit] [PAGE]
+        # defaults: 100,000 alerts, from a point in time, pages of 1,000
+
+osmem-server slows every write down about twentyfold once a point in time has been opened on the
+index (and stays slow after it is closed), so `no-pit` (VIGIE_ES_POINT_IN_TIME=false) shows what
+the sweep itself costs here; Elasticsearch has no such penalty.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ def rss_mb() -> float:
     return 0.0
 
 
-def main(n: int) -> None:
+def main(n: int, point_in_time: bool, page_size: int) -> None:
     server = OsmemServer.start(seed=[], freeze=False, japanese=False)
     try:
-        es = ElasticsearchBackend(server.url, node_class=OsmemNode, timeout=120)
+        es = ElasticsearchBackend(
+            server.url, node_class=OsmemNode, timeout=120, point_in_time=point_in_time
+        )
         t = time.perf_counter()
         seed(es, scenario(n))
         print(f"seeded {n:,} alerts in {time.perf_counter() - t:.1f}s")
@@ -58,12 +65,14 @@ def main(n: int) -> None:
                 samples.append(rss_mb())
 
             start = time.perf_counter()
-            r = sweep(es, store, ctx, SweepConfig(page_size=1000), progress=progress)
+            r = sweep(es, store, ctx, SweepConfig(page_size=page_size), progress=progress)
             seconds = time.perf_counter() - start
         quarter = max(1, len(samples) // 4)
+        mode = "point in time" if point_in_time else "search_after only"
         print(
-            f"swept {r.alerts_read:,} alerts ({r.pages} pages, {r.incidents_touched:,} incident "
-            f"writes) in {seconds:.1f}s = {r.alerts_read / seconds:,.0f} alerts/s end to end"
+            f"[{mode}] swept {r.alerts_read:,} alerts ({r.pages} pages, "
+            f"{r.incidents_touched:,} incident writes) in {seconds:.1f}s = "
+            f"{r.alerts_read / seconds:,.0f} alerts/s end to end"
         )
         rest = seconds - in_bulk[0]
         print(
@@ -80,4 +89,9 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    args = sys.argv[1:]
+    main(
+        int(args[0]) if args else 100_000,
+        point_in_time=(args[1] if len(args) > 1 else "pit") != "no-pit",
+        page_size=int(args[2]) if len(args) > 2 else 1000,
+    )

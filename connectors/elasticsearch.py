@@ -1,8 +1,12 @@
 """Elasticsearch (and OpenSearch, for Wazuh's indexer) as an alert source and write-back target.
 
 A sweep reads alerts with a point in time and `search_after` over a stable sort (`@timestamp`,
-then a tie-breaker field), in bounded pages. Write-back is bulk partial-document updates (no
-scripts). Library exceptions are translated once, here, into Vigie's typed errors.
+then a tie-breaker field), in bounded pages. `point_in_time=False` pages with `search_after`
+alone: as safe here, because the sort is total (the tie-breaker is unique) and the sweep's own
+write-back only touches alerts behind the cursor; for indexers without points in time
+(OpenSearch before 2.4, so Wazuh 4.3) and servers whose writes slow down under one.
+Write-back is bulk partial-document updates (no scripts). Library exceptions are translated
+once, here, into Vigie's typed errors.
 
 Supported: Elasticsearch 9.x with the `elasticsearch` 9.x client (the client's major must match
 the server's), and OpenSearch 2.x/3.x (Wazuh 4.x indexer) with `opensearch-py`.
@@ -121,6 +125,7 @@ class _Base:
 
     client: Any
     keep_alive = "2m"
+    point_in_time = True
 
     def _open_pit(self, index: str) -> str:
         raise NotImplementedError
@@ -139,25 +144,26 @@ class _Base:
         after: list[Any] | None,
         size: int,
     ) -> Iterator[list[Hit]]:
-        try:
-            pit = self._open_pit(index)
-        except Exception as exc:
-            raise translate(exc) from exc
+        pit: str | None = None
+        if self.point_in_time:
+            try:
+                pit = self._open_pit(index)
+            except Exception as exc:
+                raise translate(exc) from exc
         try:
             while True:
-                body: dict[str, Any] = {
-                    "size": size,
-                    "query": query,
-                    "sort": sort,
-                    "pit": {"id": pit, "keep_alive": self.keep_alive},
-                }
+                body: dict[str, Any] = {"size": size, "query": query, "sort": sort}
+                if pit is not None:
+                    body["pit"] = {"id": pit, "keep_alive": self.keep_alive}
+                else:
+                    body["index"] = index
                 if after:
                     body["search_after"] = after
                 try:
                     res = self._search(body)
                 except Exception as exc:
                     raise translate(exc) from exc
-                pit = res.get("pit_id", pit)
+                pit = res.get("pit_id", pit) if pit is not None else None
                 hits = [
                     Hit(h["_index"], h["_id"], h["_source"], h["sort"]) for h in res["hits"]["hits"]
                 ]
@@ -168,8 +174,9 @@ class _Base:
                 if len(hits) < size:
                     return
         finally:
-            with contextlib.suppress(Exception):  # a PIT expires on its own; closing is a courtesy
-                self._close_pit(pit)
+            if pit is not None:
+                with contextlib.suppress(Exception):  # a PIT expires on its own; closing is polite
+                    self._close_pit(pit)
 
     def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError
@@ -211,9 +218,11 @@ class ElasticsearchBackend(_Base):
         node_class: Any = None,
         timeout: float = 30.0,
         retries: int = 3,
+        point_in_time: bool = True,
     ) -> None:
         from elasticsearch import Elasticsearch
 
+        self.point_in_time = point_in_time
         kwargs: dict[str, Any] = {
             "request_timeout": timeout,
             "max_retries": retries,
@@ -259,9 +268,11 @@ class OpenSearchBackend(_Base):
         ca_certs: str | None = None,
         timeout: float = 30.0,
         retries: int = 3,
+        point_in_time: bool = True,
     ) -> None:
         from opensearchpy import OpenSearch
 
+        self.point_in_time = point_in_time
         kwargs: dict[str, Any] = {
             "timeout": timeout,
             "max_retries": retries,
@@ -283,7 +294,8 @@ class OpenSearchBackend(_Base):
         self.client.delete_pit(body={"pit_id": [pit]})
 
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.client.search(body=body))
+        index = body.pop("index", None)
+        return dict(self.client.search(body=body, index=index))
 
     def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(self.client.bulk(body=operations))

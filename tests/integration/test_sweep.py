@@ -61,11 +61,20 @@ def scenario(n: int) -> list[dict]:
     return docs
 
 
-@pytest.fixture
-def es(osmem_url: str) -> Iterator[ElasticsearchBackend]:
-    backend = ElasticsearchBackend(osmem_url, node_class=OsmemNode, retries=0)
+@pytest.fixture(params=[True, False], ids=["point-in-time", "search-after-only"])
+def es(osmem_url: str, request: pytest.FixtureRequest) -> Iterator[ElasticsearchBackend]:
+    """Every sweep test runs both ways: from a point in time, and with search_after alone."""
+    backend = ElasticsearchBackend(
+        osmem_url, node_class=OsmemNode, retries=0, point_in_time=request.param
+    )
     yield backend
     backend.close()
+
+
+def open_pits(es: ElasticsearchBackend) -> int:
+    """Points in time the server holds (OpenSearch's list endpoint, which osmem serves)."""
+    res = es.client.transport.perform_request("GET", "/_search/point_in_time/_all")
+    return len(res.body.get("pits", []))
 
 
 @pytest.fixture
@@ -85,8 +94,10 @@ def test_sweep_pages_through_everything_and_writes_back(
     docs = scenario(1200)
     seed(es, docs)
     cfg = SweepConfig(page_size=100)
-    r = sweep(es, ctx.store, ctx, cfg)
+    held: list[int] = []
+    r = sweep(es, ctx.store, ctx, cfg, progress=lambda _: held.append(open_pits(es)))
     assert (r.pages, r.alerts_read, r.alerts_new) == (12, 1200, 1200)
+    assert held == [1 if es.point_in_time else 0] * 12 and open_pits(es) == 0
     assert placed(ctx.store) == sorted(d["kibana.alert.uuid"] for d in docs[:1200])
     assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
     got = es.client.get(index=INDEX, id="u000005")["_source"]
@@ -163,7 +174,10 @@ def test_server_down_is_a_typed_error_and_keeps_the_checkpoint(
     assert sweep(es, ctx.store, ctx, cfg).alerts_new == 200  # and then it resumes
 
 
-def test_wazuh_indices_through_the_opensearch_backend(osmem_url: str, ctx: TriageContext) -> None:
+@pytest.mark.parametrize("point_in_time", [True, False])
+def test_wazuh_indices_through_the_opensearch_backend(
+    osmem_url: str, ctx: TriageContext, point_in_time: bool
+) -> None:
     index = "wazuh-alerts-4.x-2026.01.05"
     wazuh = [
         {
@@ -176,7 +190,7 @@ def test_wazuh_indices_through_the_opensearch_backend(osmem_url: str, ctx: Triag
         }
         for i in range(150)
     ]
-    os_backend = OpenSearchBackend(osmem_url)
+    os_backend = OpenSearchBackend(osmem_url, point_in_time=point_in_time)
     os_backend.client.indices.create(
         index=index,
         body={
