@@ -42,12 +42,28 @@ def normalize(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None
     `depth_checked`: the caller already knows the document is shallow enough (a reader that
     counted its brackets), so the walk can be skipped on the hot path. `raw`: the document's
     JSON as read (a file line), kept instead of encoding the document again."""
+    return alert_from_fields(alert_fields(doc, depth_checked=depth_checked, raw=raw))
+
+
+def alert_fields(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None) -> AlertFields:
+    """What `normalize` makes of a document, before it becomes an `Alert`: plain values that
+    cross a process boundary cheaply (the parallel file reader sends these)."""
     if not isinstance(doc, dict):
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
         check_depth(doc)
     fields = Fields(doc, raw)
     return _detect(fields)(doc, fields)
+
+
+def alert_from_fields(values: AlertFields) -> Alert:
+    """The alert, validated by its model."""
+    alert = Alert.model_validate(values)
+    # Every alert read sets the same fields; pydantic would keep a set of their names per alert
+    # (about 700 bytes, a third of an alert). Alerts are frozen and copying copies the set, so
+    # one shared set is safe.
+    object.__setattr__(alert, "__pydantic_fields_set__", _ALERT_FIELDS)
+    return alert
 
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
@@ -63,7 +79,8 @@ def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
 
 
-Normalizer = Callable[[dict[str, Any], Fields], Alert]
+AlertFields = dict[str, Any]
+Normalizer = Callable[[dict[str, Any], Fields], AlertFields]
 
 
 def _detect(f: Fields) -> Normalizer:
@@ -272,7 +289,7 @@ def ecs_entities(f: Fields) -> Entities:
 # --- per-format normalisers ---------------------------------------------------------------------
 
 
-def normalize_elastic(doc: dict[str, Any], f: Fields) -> Alert:
+def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Elastic Security alerts: `kibana.alert.*` plus ECS; the effective severity and risk win."""
     ts_field = "kibana.alert.original_time"
     ts_value = f.get(ts_field)
@@ -321,7 +338,7 @@ def wazuh_severity(level: Any) -> tuple[Severity, float]:
     return Severity.critical, 90 + (lv - 12) * 3
 
 
-def normalize_wazuh(doc: dict[str, Any], f: Fields) -> Alert:
+def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Wazuh alerts: `rule.*`, `agent.*`, decoder fields under `data.*` (Suricata included)."""
     severity, risk = wazuh_severity(f.get("rule.level"))
     groups = f.all("rule.groups")
@@ -349,7 +366,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> Alert:
     )
 
 
-def normalize_ecs(doc: dict[str, Any], f: Fields) -> Alert:
+def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Generic ECS: `@timestamp`, `event.*`, `rule.*`, `host.*`, `user.*`, `source.*`, ..."""
     rule_name = f.first("rule.name", "event.action", "message")
     if rule_name is None:
@@ -389,36 +406,29 @@ def _build(
     techniques: list[str],
     entities: Entities,
     message: str,
-) -> Alert:
-    """Reconcile severity and risk onto one scale, then build the alert."""
+) -> AlertFields:
+    """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
         severity, risk = Severity.low, 21.0
     elif severity is None:
         severity = severity_for_risk(risk or 0)
     elif risk is None:
         risk = float(SEVERITY_RISK[severity])
-    alert = Alert.model_validate(
-        {
-            "id": alert_id(doc, f),
-            "timestamp": timestamp,
-            "source": source,
-            "sensor": _interned(sensor.lower()[:64]),
-            "rule_name": rule_name,
-            "rule_id": rule_id[:256],
-            "severity": severity,
-            "risk_score": risk,
-            "tactics": tuple(tactics),
-            "techniques": tuple(techniques),
-            "entities": entities,
-            "message": message[:4096],
-            "raw_json": f.raw if f.raw is not None else raw_json(doc),
-        }
-    )
-    # Every alert read sets the same fields; pydantic would keep a set of their names per alert
-    # (about 700 bytes, a third of an alert). Alerts are frozen and copying copies the set, so
-    # one shared set is safe.
-    object.__setattr__(alert, "__pydantic_fields_set__", _ALERT_FIELDS)
-    return alert
+    return {
+        "id": alert_id(doc, f),
+        "timestamp": timestamp,
+        "source": source,
+        "sensor": _interned(sensor.lower()[:64]),
+        "rule_name": rule_name,
+        "rule_id": rule_id[:256],
+        "severity": severity,
+        "risk_score": risk,
+        "tactics": tuple(tactics),
+        "techniques": tuple(techniques),
+        "entities": entities,
+        "message": message[:4096],
+        "raw_json": f.raw if f.raw is not None else raw_json(doc),
+    }
 
 
 _ALERT_FIELDS = set(Alert.model_fields)
