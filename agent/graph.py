@@ -25,7 +25,8 @@ from agent.correlate import Cluster, CorrelationConfig, correlate, host_of
 from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
-from agent.normalize import NormalizeError, normalize
+from agent.normalize import NormalizeError, normalize, rejected
+from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
@@ -50,6 +51,7 @@ class TriageContext:
     requester: str = "vigie"
     approval_ttl: timedelta = timedelta(hours=24)
     max_doc_bytes: int = 1 << 20
+    read_workers: int = 1  # processes for a large NDJSON file (see agent.parallel_read)
     quiet_period: timedelta = timedelta(hours=24)
     progress: Progress = _no_progress
     #: Told of every stored incident: (kind, incident) with kind incident.created/updated.
@@ -61,7 +63,8 @@ class TriageContext:
     exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
 
 
-#: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has them.
+#: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has
+#: them; the value is already an `Alert` when worker processes normalised it.
 Incoming = tuple[str, int, Any] | tuple[str, int, Any, bytes | None]
 
 
@@ -93,11 +96,18 @@ def fetch(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
     paths = state.get("inputs", [])
     for path in paths:  # a missing file is a clear error now, not half way through the run
         check_readable(path)
-    return {"documents": _read_files(paths, runtime.context.max_doc_bytes)}
+    ctx = runtime.context
+    return {"documents": _read_files(paths, ctx.max_doc_bytes, ctx.read_workers)}
 
 
-def _read_files(paths: list[str], max_doc_bytes: int) -> Iterator[Incoming | DeadLetter]:
+def _read_files(
+    paths: list[str], max_doc_bytes: int, workers: int
+) -> Iterator[Incoming | DeadLetter]:
+    """Documents, or alerts already normalised by worker processes for a large file."""
     for path in paths:
+        if worth_parallel(path, workers):
+            yield from read_parallel(path, max_doc_bytes, workers)
+            continue
         for item in read_documents(path, max_doc_bytes):
             yield item if isinstance(item, DeadLetter) else (path, item.line, item.value, item.raw)
 
@@ -115,15 +125,16 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
             dead.append(item)
             continue
         source, line, doc = item[0], item[1], item[2]
-        try:
-            alert = normalize(
-                doc, depth_checked=trusted_depth, raw=item[3] if len(item) > 3 else None
-            )
-        except NormalizeError as exc:
-            dead.append(
-                DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])
-            )
-            continue
+        if isinstance(doc, Alert):
+            alert = doc
+        else:
+            try:
+                alert = normalize(
+                    doc, depth_checked=trusted_depth, raw=item[3] if len(item) > 3 else None
+                )
+            except NormalizeError as exc:
+                dead.append(rejected(source, line, doc, exc))
+                continue
         if alert.id in seen:
             dead.append(
                 DeadLetter(

@@ -23,6 +23,7 @@ from agent.errors import BadInput
 from agent.models import (
     SEVERITY_RISK,
     Alert,
+    DeadLetter,
     Entities,
     Severity,
     raw_json,
@@ -64,6 +65,11 @@ def alert_from_fields(values: AlertFields) -> Alert:
     # one shared set is safe.
     object.__setattr__(alert, "__pydantic_fields_set__", _ALERT_FIELDS)
     return alert
+
+
+def rejected(source: str, line: int | None, doc: Any, exc: NormalizeError) -> DeadLetter:
+    """The dead letter of a document that could not become an alert."""
+    return DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])
 
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:

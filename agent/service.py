@@ -14,6 +14,7 @@ from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
 from agent.errors import ConfigError
 from agent.graph import Progress, TriageContext, TriageState, run_triage
+from agent.parallel_read import worker_count
 from agent.playbooks import load_playbooks
 from agent.settings import Settings
 from agent.store import Store
@@ -86,6 +87,7 @@ def triage_context(
         requester=settings.requester,
         approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),
         max_doc_bytes=settings.max_doc_bytes,
+        read_workers=worker_count(settings.read_workers),
         quiet_period=timedelta(seconds=settings.incident_quiet_seconds),
     )
     if progress is not None:

@@ -8,6 +8,7 @@ alert keeps instead of encoding the document again); anything unparsable comes o
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -51,15 +52,33 @@ def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iter
     """Every document in the file, in order, as a `Document` or a `DeadLetter`."""
     p = Path(path)
     with _open(p) as fh:
-        head = fh.read(_CHUNK)
-        fh.seek(0)
-        first = head.lstrip(_WS)[:1]
-        if first == b"[":
-            yield from _json_values(fh, str(p), max_doc_bytes, array=True)
-        elif first == b"{" and not _first_line_is_json(head):
-            yield from _json_values(fh, str(p), max_doc_bytes, array=False)
-        else:
+        layout = _layout(fh)
+        if layout == "ndjson":
             yield from _ndjson(fh, str(p), max_doc_bytes)
+        else:
+            yield from _json_values(fh, str(p), max_doc_bytes, array=layout == "array")
+
+
+def is_ndjson(path: str | Path) -> bool:
+    """One document a line (what a parallel reader can cut at any line break)."""
+    with _open(Path(path)) as fh:
+        return _layout(fh) == "ndjson"
+
+
+def ndjson_documents(data: bytes, name: str, max_doc_bytes: int) -> Iterator[Parsed]:
+    """The documents of a run of whole NDJSON lines, numbered from 1 (a chunk of a file)."""
+    return _ndjson(io.BytesIO(data), name, max_doc_bytes)
+
+
+def _layout(fh: IO[bytes]) -> str:
+    head = fh.read(_CHUNK)
+    fh.seek(0)
+    first = head.lstrip(_WS)[:1]
+    if first == b"[":
+        return "array"
+    if first == b"{" and not _first_line_is_json(head):
+        return "concatenated"
+    return "ndjson"
 
 
 def _first_line_is_json(head: bytes) -> bool:

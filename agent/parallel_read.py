@@ -1,0 +1,92 @@
+"""Large NDJSON files parsed and normalised on every core.
+
+Reading a day's export spends most of its time parsing and normalising documents one by one.
+Above a size threshold, the file is cut into chunks at line breaks and worker processes turn
+each chunk into alert fields and dead letters; this process builds the alerts, in file order.
+Workers are spawned, not forked: the parent may already hold threads (LangGraph's). Line
+numbers stay the file's, so a dead letter points where the serial reader's would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.models import Alert, DeadLetter
+from agent.normalize import (
+    AlertFields,
+    NormalizeError,
+    alert_fields,
+    alert_from_fields,
+    rejected,
+)
+from connectors.files import is_ndjson, ndjson_documents
+
+MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
+CHUNK_BYTES = 4 << 20
+
+#: One chunk's outcome: (line in chunk, fields) or a dead letter, and the chunk's line count.
+ChunkResult = tuple[list[tuple[int, AlertFields] | DeadLetter], int]
+
+
+def worker_count(setting: int) -> int:
+    """0 means every core."""
+    return setting if setting > 0 else (os.cpu_count() or 1)
+
+
+def worth_parallel(path: str, workers: int) -> bool:
+    return workers > 1 and Path(path).stat().st_size >= MIN_PARALLEL_BYTES and is_ndjson(path)
+
+
+def read_parallel(
+    path: str, max_doc_bytes: int, workers: int
+) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
+    """Every alert of an NDJSON file as (path, line, alert), or a dead letter, in file order."""
+    tasks = [(path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)]
+    lines_before = 0
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for items, lines in pool.imap(normalise_chunk, tasks):
+            for item in items:
+                if isinstance(item, DeadLetter):
+                    line = (item.line or 0) + lines_before
+                    yield item.model_copy(update={"line": line})
+                else:
+                    yield path, item[0] + lines_before, alert_from_fields(item[1])
+            lines_before += lines
+
+
+def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges of whole lines, about `chunk_bytes` each."""
+    size = Path(path).stat().st_size
+    bounds = [0]
+    with open(path, "rb") as fh:
+        while bounds[-1] + chunk_bytes < size:
+            fh.seek(bounds[-1] + chunk_bytes)
+            fh.readline()  # on to the start of the next line
+            if fh.tell() >= size:
+                break
+            bounds.append(fh.tell())
+    bounds.append(size)
+    return list(itertools.pairwise(bounds))
+
+
+def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
+    """In a worker: one chunk's documents as alert fields, or dead letters (lines counted from
+    the chunk's start; the parent shifts them)."""
+    path, start, end, max_doc_bytes = task
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    out: list[tuple[int, AlertFields] | DeadLetter] = []
+    for item in ndjson_documents(data, path, max_doc_bytes):
+        if isinstance(item, DeadLetter):
+            out.append(item)
+            continue
+        try:
+            out.append((item.line, alert_fields(item.value, depth_checked=True, raw=item.raw)))
+        except NormalizeError as exc:
+            out.append(rejected(path, item.line, item.value, exc))
+    return out, data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)

@@ -1,0 +1,92 @@
+"""The parallel reader must be the serial reader, only faster: same alerts, same dead letters,
+same line numbers, in the same order, whatever the chunking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import agent.parallel_read as parallel_read
+from agent.analyst import OfflineAnalyst
+from agent.graph import TriageContext, run_triage
+from agent.models import Alert, DeadLetter
+from agent.normalize import NormalizeError, normalize, rejected
+from connectors.files import read_documents
+from tests.conftest import ecs
+
+
+def messy_file(path: Path) -> Path:
+    lines: list[str] = []
+    for i in range(400):
+        doc = ecs(i, i * 0.5, f"Rule {i % 7}", f"h{i % 5}")
+        if i % 53 == 1:
+            lines.append("{not json")
+        elif i % 61 == 0:
+            lines.append("")  # blank: skipped, but still a line
+        elif i % 67 == 0:
+            lines.append(json.dumps({"no": "timestamp"}))  # parses, cannot be an alert
+        elif i % 71 == 0:
+            lines.append(json.dumps({**doc, "message": "x" * 3000}))  # over the size limit
+        elif i % 73 == 0:
+            lines.append("[1, 2]")  # JSON, not an object
+        lines.append(json.dumps(doc))
+    path.write_text("\n".join(lines))  # no newline after the last line
+    return path
+
+
+def serial(path: Path, max_bytes: int) -> list[tuple[str, int, Alert] | DeadLetter]:
+    out: list[tuple[str, int, Alert] | DeadLetter] = []
+    for item in read_documents(path, max_bytes):
+        if isinstance(item, DeadLetter):
+            out.append(item)
+            continue
+        try:
+            out.append((str(path), item.line, normalize(item.value, raw=item.raw)))
+        except NormalizeError as exc:
+            out.append(rejected(str(path), item.line, item.value, exc))
+    return out
+
+
+@pytest.mark.parametrize("chunk_bytes", [700, 4096, 1 << 20])
+def test_parallel_reading_equals_serial_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", chunk_bytes)
+    got = list(parallel_read.read_parallel(str(path), 2000, workers=2))
+    want = serial(path, 2000)
+    assert got == want
+    dead = [d for d in got if isinstance(d, DeadLetter)]
+    assert {d.reason.split(":")[0] for d in dead} >= {
+        "invalid JSON",
+        "document larger than 2000 bytes",
+    }
+    if chunk_bytes == 700:
+        assert len(parallel_read.chunks(str(path), chunk_bytes)) > 20  # really cut in pieces
+
+
+def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    used: list[str] = []
+    monkeypatch.setattr(
+        "agent.graph.read_parallel",
+        lambda *a, **k: (used.append(a[0]), parallel_read.read_parallel(*a, **k))[1],
+    )
+
+    def run(workers: int) -> tuple[list[list[str]], list[tuple[int | None, str]]]:
+        ctx = TriageContext(
+            store=None, analyst=OfflineAnalyst(), playbooks=[], read_workers=workers
+        )
+        state = run_triage([str(path)], ctx)
+        incidents = sorted(sorted(i.alert_ids) for i in state["incidents"])
+        dead = sorted((d.line, d.reason) for d in state["dead_letters"])
+        return incidents, dead
+
+    assert run(2) == run(1)
+    assert used == [str(path)]  # the two-worker run went through the parallel reader
