@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.models import Alert, EntityKind, EntityLink
+from agent.models import Alert, Entities, EntityKind, EntityLink
 
 MAX_LINK_SAMPLE = 20
 
@@ -43,16 +43,29 @@ class Run:
     first: float
     last: float
     background: bool = False
+    #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
+    entities: dict[int, Entities] = field(default_factory=dict)
+
+    def add(self, alert: Alert, ts: float) -> None:
+        self.alerts.append(alert)
+        self.last = ts
+        self.entities.setdefault(id(alert.entities), alert.entities)
 
 
 @dataclass(slots=True)
 class Cluster:
     runs: list[Run]
     links: list[EntityLink] = field(default_factory=list)
+    _alerts: list[Alert] | None = None
 
     @property
     def alerts(self) -> list[Alert]:
-        return sorted((a for r in self.runs for a in r.alerts), key=lambda a: (a.timestamp, a.id))
+        """Its alerts in time order (sorted once: an incident is built from them several ways)."""
+        if self._alerts is None:
+            self._alerts = sorted(
+                (a for r in self.runs for a in r.alerts), key=lambda a: (a.timestamp, a.id)
+            )
+        return self._alerts
 
 
 class _UnionFind:
@@ -77,19 +90,27 @@ def host_of(alert: Alert) -> str:
 
 
 def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
-    """Collapse repeats, then fold background rules into one run per rule and host.
+    """Collapse repeats, then fold background rules into one run per rule and host."""
+    return _runs_in_order(alerts, cfg)[0]
+
+
+def _runs_in_order(
+    alerts: Iterable[Alert], cfg: CorrelationConfig
+) -> tuple[list[Run], list[tuple[Alert, int]]]:
+    """The runs, and every alert in time order with the index of its run.
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
     """
-    ordered = sorted(alerts, key=lambda a: (a.timestamp, a.id))
+    # Each alert's time as a number, once: the loops below would otherwise convert it 3 times.
+    ordered = sorted(((a.timestamp.timestamp(), a.id, a) for a in alerts), key=_time_then_id)
     if not ordered:
-        return []
-    t0, t1 = ordered[0].timestamp.timestamp(), ordered[-1].timestamp.timestamp()
+        return [], []
+    t0, t1 = ordered[0][0], ordered[-1][0]
     span_hours = max(1, math.ceil((t1 - t0) / 3600))
     per_hour: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
-    for a in ordered:
-        per_hour[(a.rule_id, host_of(a))][int(a.timestamp.timestamp() // 3600)] += 1
+    for ts, _, a in ordered:
+        per_hour[(a.rule_id, host_of(a))][int(ts // 3600)] += 1
     background: dict[tuple[str, str], set[int]] = {}  # key -> its burst hours
     for key, hours in per_hour.items():
         if (
@@ -101,29 +122,32 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
                 h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)
             }
     runs: list[Run] = []
-    open_runs: dict[tuple[str, str, bool], Run] = {}
-    for a in ordered:
-        ts = a.timestamp.timestamp()
+    placed: list[tuple[Alert, int]] = []
+    open_runs: dict[tuple[str, str, bool], int] = {}
+    for ts, _, a in ordered:
         key = (a.rule_id, host_of(a))
         bursts = background.get(key)
         quiet = bursts is not None and int(ts // 3600) not in bursts
-        run = open_runs.get((*key, quiet))
-        if run is not None and (quiet or ts - run.last <= cfg.repeat_gap):
-            run.alerts.append(a)
-            run.last = ts
-            continue
-        run = Run(a.rule_id, key[1], [a], ts, ts, background=quiet)
-        open_runs[(*key, quiet)] = run
-        runs.append(run)
-    return runs
+        i = open_runs.get((*key, quiet))
+        if i is None or not (quiet or ts - runs[i].last <= cfg.repeat_gap):
+            i = len(runs)
+            runs.append(Run(a.rule_id, key[1], [], ts, ts, background=quiet))
+            open_runs[(*key, quiet)] = i
+        runs[i].add(a, ts)
+        placed.append((a, i))
+    return runs, placed
+
+
+def _time_then_id(item: tuple[float, str, Alert]) -> tuple[float, str]:
+    return item[0], item[1]
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
     """Entities that co-occur with many hosts: infrastructure, not evidence of one story."""
     hosts_of: dict[tuple[EntityKind, str], set[str]] = defaultdict(set)
     for run in runs:
-        for a in run.alerts:
-            for pair in a.entities.pairs():
+        for entities in run.entities.values():
+            for pair in entities.pairs():
                 if pair[0] is not EntityKind.host:
                     hosts_of[pair].add(run.host)
     return {pair for pair, hosts in hosts_of.items() if len(hosts) >= cfg.hub_min_hosts}
@@ -131,15 +155,15 @@ def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]
 
 def _run_entities(run: Run) -> set[tuple[EntityKind, str]]:
     keys: set[tuple[EntityKind, str]] = set()
-    for a in run.alerts:
-        keys.update(a.entities.pairs())
+    for entities in run.entities.values():
+        keys.update(entities.pairs())
     return keys
 
 
 def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> list[Cluster]:
     """Group alerts into clusters; every alert lands in exactly one cluster."""
     cfg = cfg or CorrelationConfig()
-    runs = build_runs(alerts, cfg)
+    runs, placed = _runs_in_order(alerts, cfg)
     hubs = _hubs(runs, cfg)
     uf = _UnionFind(len(runs))
     by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
@@ -164,8 +188,13 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
+    in_order: dict[int, list[Alert]] = {root: [] for root in groups}
+    bucket = [in_order[uf.find(i)] for i in range(len(runs))]
+    for a, i in placed:  # each cluster's alerts in time order, without sorting them again
+        bucket[i].append(a)
     clusters: dict[int, Cluster] = {
-        root: Cluster([runs[i] for i in members]) for root, members in groups.items()
+        root: Cluster([runs[i] for i in members], _alerts=in_order[root])
+        for root, members in groups.items()
     }
     for (kind, value), members in link_hits.items():
         cluster = clusters[uf.find(members[0])]

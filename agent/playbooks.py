@@ -8,6 +8,7 @@ step binds an entity kind, and its values come from the incident's own alerts.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.actions import ACTIONS
 from agent.attack import is_technique_id, tactic_id
 from agent.errors import BadInput
-from agent.models import SEVERITY_RANK, ActionProposal, Alert, Incident, Risk, Severity, args_hash
+from agent.models import (
+    SEVERITY_RANK,
+    ActionProposal,
+    Alert,
+    EntityKind,
+    Incident,
+    Risk,
+    Severity,
+    args_hash,
+)
 
 
 class Match(BaseModel):
@@ -110,16 +120,36 @@ def load_playbooks(directory: str | Path) -> list[Playbook]:
     return books
 
 
-def matches(book: Playbook, incident: Incident, alerts: list[Alert]) -> bool:
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What playbook conditions read from an incident's alerts, gathered once per incident
+    (alerts of one run share their entities object, so that is a pass over few of them)."""
+
+    top_severity: int
+    kinds: frozenset[str]
+    techniques: frozenset[str]
+
+    @classmethod
+    def of(cls, alerts: list[Alert]) -> Evidence:
+        entities = {id(a.entities): a.entities for a in alerts}.values()
+        return cls(
+            top_severity=max((SEVERITY_RANK[s] for s in {a.severity for a in alerts}), default=0),
+            kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))
+            | ({"source_ip"} if any(e.source_ips for e in entities) else set()),
+            techniques=frozenset(t for ts in {a.techniques for a in alerts} for t in ts),
+        )
+
+
+def matches(book: Playbook, incident: Incident, evidence: Evidence) -> bool:
     m = book.match
     if incident.priority < m.min_priority:
         return False
-    if max(SEVERITY_RANK[a.severity] for a in alerts) < SEVERITY_RANK[m.min_severity]:
+    if evidence.top_severity < SEVERITY_RANK[m.min_severity]:
         return False
-    if any(not any(a.entities.of(kind) for a in alerts) for kind in m.entities):
+    if any(kind not in evidence.kinds for kind in m.entities):
         return False
     hit_tactic = bool(set(m.tactics) & set(incident.tactics))
-    techniques = {t for a in alerts for t in a.techniques}
+    techniques = evidence.techniques
     hit_technique = any(
         t in techniques or t.split(".")[0] in techniques for t in m.techniques
     ) or any(t.split(".")[0] in m.techniques for t in techniques)
@@ -167,8 +197,9 @@ def propose(
     """Proposals for every matching playbook step; arguments come only from incident entities."""
     out: list[ActionProposal] = []
     seen: set[tuple[str, str]] = set()  # one proposal per action and subject, first playbook wins
+    evidence = Evidence.of(alerts)
     for book in books:
-        if not matches(book, incident, alerts):
+        if not matches(book, incident, evidence):
             continue
         for step in book.steps:
             spec = ACTIONS[step.action]

@@ -241,7 +241,10 @@ def _novelty(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
 def _criticality(
     alerts: list[Alert], cfg: PriorityConfig, entities: Iterable[str]
 ) -> PriorityFactor | None:
-    seen = {v for a in alerts for v in (*a.entities.hosts, *a.entities.users)} | set(entities)
+    if not cfg.critical_assets:
+        return None
+    distinct = {id(a.entities): a.entities for a in alerts}.values()
+    seen = {v for e in distinct for v in (*e.hosts, *e.users)} | set(entities)
     hit = sorted(seen & cfg.critical_assets)
     if not hit:
         return None
