@@ -114,9 +114,8 @@ def _read_files(
 
 
 def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
-    alerts: list[Alert] = []
+    by_id: dict[str, Alert] = {}  # in reading order: the run's alerts, and the duplicate check
     dead: list[DeadLetter] = []
-    seen: set[str] = set()
     trusted_depth = bool(state.get("inputs"))  # the file reader bounded nesting already
     progress = runtime.context.progress
     for n, item in enumerate(state.get("documents", []), 1):
@@ -136,7 +135,7 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
             except NormalizeError as exc:
                 dead.append(rejected(source, line, doc, exc))
                 continue
-        if alert.id in seen:
+        if alert.id in by_id:
             dead.append(
                 DeadLetter(
                     source=source,
@@ -145,16 +144,15 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
                 )
             )
             continue
-        seen.add(alert.id)
-        alerts.append(alert)
+        by_id[alert.id] = alert
     store = runtime.context.store
-    known = store.incident_of_alerts([a.id for a in alerts]) if store is not None else {}
-    if known:  # triaged by an earlier run (a re-read page): already in an incident, not again
-        alerts = [a for a in alerts if a.id not in known]
-    runtime.context.progress("normalised", len(alerts))
+    known = store.incident_of_alerts(list(by_id)) if store is not None else {}
+    for aid in known:  # triaged by an earlier run (a re-read page): already in an incident
+        del by_id[aid]
+    runtime.context.progress("normalised", len(by_id))
     return {
-        "alerts": alerts,
-        "by_id": {a.id: a for a in alerts},
+        "alerts": list(by_id.values()),
+        "by_id": by_id,
         "documents": [],
         "dead_letters": dead,
         "known": known,
