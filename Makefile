@@ -30,9 +30,11 @@ reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
+	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/approvals_bench.py 1000
 	$(PY) benchmarks/llm_bench.py
 	$(PY) benchmarks/sweep_bench.py 20000
+	$(PY) benchmarks/sweep_bench.py 100000 no-pit 5000
 	$(PY) benchmarks/webhook_bench.py 15
 	$(PY) benchmarks/webhook_prod_bench.py 15 2
 
