@@ -4,6 +4,11 @@ write results back, and only then advance the durable checkpoint.
 Crash safety: a page's incidents are stored before its write-back, and the checkpoint moves
 after both. A crash re-reads at most the unfinished page; its alerts are recognised by id
 (the store's alert index) and only written back, never placed in a second incident.
+
+Incident documents are mirrored every few pages and at the end, not after every page: an
+incident extended by every page of a long sweep was re-indexed each time with all its alert
+ids (measured on 100,000 alerts: 40 incidents of 2,500 ids cost 1.4 s a page). The ids still
+waiting are kept in the store with the checkpoint, so a crash delays them, never drops them.
 """
 
 from __future__ import annotations
@@ -30,10 +35,16 @@ class SweepConfig:
     only_open: bool = True  # Elastic Security: kibana.alert.workflow_status: open
     extra_filter: dict[str, Any] | None = None
     kibana_writeback: bool = True  # acknowledge and tag alerts (Elastic Security indices)
+    incident_flush_pages: int = 10  # mirror touched incidents at least this often
 
     @property
     def checkpoint_name(self) -> str:
         return f"sweep:{self.alerts_index}"
+
+    @property
+    def pending_name(self) -> str:
+        """Incidents touched but not yet mirrored into the incidents index."""
+        return f"sweep-pending:{self.alerts_index}"
 
 
 @dataclass
@@ -68,6 +79,7 @@ def sweep(
     result = SweepResult(checkpoint=store.get_checkpoint(cfg.checkpoint_name))
     backend.ensure_template(cfg.incidents_index, f"{cfg.incidents_index}*", INCIDENT_MAPPINGS)
     backend.ensure_template(cfg.audit_index, f"{cfg.audit_index}*", AUDIT_MAPPINGS)
+    _flush_incidents(backend, store, cfg)  # what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
     for page in backend.pages(
         cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
@@ -77,7 +89,9 @@ def sweep(
         incidents = state.get("incidents", [])
         owner = dict(state.get("known", {}))
         owner.update({aid: inc.incident_id for inc in incidents for aid in inc.alert_ids})
-        backend.bulk(_writeback(page, owner, incidents, cfg))
+        backend.bulk(_writeback(page, owner, cfg))
+        pending = set(store.get_checkpoint(cfg.pending_name) or []) | set(owner.values())
+        store.set_checkpoint(cfg.pending_name, sorted(pending))
         _mirror_audit(backend, store, cfg)
         result.checkpoint = page[-1].sort
         store.set_checkpoint(cfg.checkpoint_name, result.checkpoint)
@@ -86,9 +100,29 @@ def sweep(
         result.alerts_new += len(state.get("alerts", []))
         result.incidents_touched += len(incidents)
         result.dead_letters += len(state.get("dead_letters", []))
+        if result.pages % cfg.incident_flush_pages == 0:
+            _flush_incidents(backend, store, cfg)
         if progress is not None:
             progress(result)
+    _flush_incidents(backend, store, cfg)
     return result
+
+
+def _flush_incidents(backend: SearchBackend, store: Store, cfg: SweepConfig) -> None:
+    """Index the current state of every incident waiting to be mirrored, then forget them."""
+    pending = store.get_checkpoint(cfg.pending_name) or []
+    if not pending:
+        return
+    ops: list[dict[str, Any]] = []
+    for incident_id in pending:
+        inc = store.get_incident(incident_id)
+        if inc is not None:
+            ops += [
+                {"index": {"_index": cfg.incidents_index, "_id": inc.incident_id}},
+                incident_document(inc),
+            ]
+    backend.bulk(ops)
+    store.set_checkpoint(cfg.pending_name, [])
 
 
 def incident_document(inc: Incident) -> dict[str, Any]:
@@ -109,16 +143,9 @@ def incident_document(inc: Incident) -> dict[str, Any]:
     }
 
 
-def _writeback(
-    page: list[Hit], owner: dict[str, str], incidents: list[Incident], cfg: SweepConfig
-) -> list[dict[str, Any]]:
-    """Incident documents (id = incident_id), then each alert acknowledged and tagged."""
+def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list[dict[str, Any]]:
+    """Each triaged alert acknowledged and tagged with its incident."""
     ops: list[dict[str, Any]] = []
-    for inc in incidents:
-        ops += [
-            {"index": {"_index": cfg.incidents_index, "_id": inc.incident_id}},
-            incident_document(inc),
-        ]
     for hit in page:
         source = {**hit.source, "_id": hit.id}
         incident_id = owner.get(alert_id(source, Fields(source)))

@@ -215,3 +215,25 @@ def test_wazuh_indices_through_the_opensearch_backend(
     doc = os_backend.client.get(index=index, id=wazuh[0]["id"])["_source"]
     assert doc["vigie"]["incident_id"].startswith("INC-")
     os_backend.close()
+
+
+def test_incidents_left_unmirrored_by_a_crash_are_mirrored_by_the_next_sweep(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    seed(es, scenario(500))
+    cfg = SweepConfig(page_size=100, incident_flush_pages=100)  # no flush before the end
+    with pytest.raises(Transient):
+        sweep(CrashAfter(es, 3), ctx.store, ctx, cfg)  # type: ignore[arg-type]
+    waiting = ctx.store.get_checkpoint(cfg.pending_name)
+    stored = {i.incident_id for i in ctx.store.list_incidents(limit=1000)}
+    assert waiting and set(waiting) <= stored  # pages 1-3 touched them; none mirrored yet
+    assert not es.client.indices.exists(index="vigie-incidents")  # nothing mirrored yet
+    sweep(es, ctx.store, ctx, cfg)
+    es.client.indices.refresh(index="vigie-incidents")
+    mirrored = es.client.search(index="vigie-incidents", size=1000)["hits"]["hits"]
+    stored = {i.incident_id for i in ctx.store.list_incidents(limit=1000)}
+    assert {h["_id"] for h in mirrored} == stored  # every incident, in its final state
+    for h in mirrored:
+        inc = ctx.store.get_incident(h["_id"])
+        assert h["_source"]["alert_count"] == len(inc.alert_ids)
+    assert ctx.store.get_checkpoint(cfg.pending_name) == []
