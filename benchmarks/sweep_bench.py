@@ -71,7 +71,7 @@ def main(n: int, point_in_time: bool, page_size: int) -> None:
         mode = "point in time" if point_in_time else "search_after only"
         print(
             f"[{mode}] swept {r.alerts_read:,} alerts ({r.pages} pages, "
-            f"{r.incidents_touched:,} incident writes) in {seconds:.1f}s = "
+            f"{r.incidents_touched:,} incident updates) in {seconds:.1f}s = "
             f"{r.alerts_read / seconds:,.0f} alerts/s end to end"
         )
         rest = seconds - in_bulk[0]
