@@ -35,25 +35,25 @@ def stdlib_parse_seconds(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def run(csv_gz: Path, work: Path) -> dict:
+def scenario_alerts(csv_gz: Path, work: Path) -> tuple[Path, Path]:
+    """The labelled CSV unpacked into `work`, and its alerts as NDJSON (no label in them)."""
     csv = work / (csv_gz.stem.removesuffix(".csv") + ".csv")
     with gzip.open(csv_gz, "rb") as src, csv.open("wb") as dst:
         shutil.copyfileobj(src, dst)
     alerts = work / "alerts.ndjson"
     with alerts.open("w") as fh:
         subprocess.run([sys.executable, str(SCORER), "alerts", str(csv)], stdout=fh, check=True)
+    return csv, alerts
+
+
+def timed_triage(alerts: Path, work: Path) -> tuple[float, float, Path]:
+    """`vigie triage` on the file with the offline analyst: seconds, peak RSS (MB), output."""
     incidents = work / "incidents.jsonl"
     env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{work}/bench.db", "VIGIE_LLM": "offline"}
+    vigie = str(Path(sys.executable).parent / "vigie")
     start = time.perf_counter()
     triage = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "vigie"),
-            "triage",
-            "-i",
-            str(alerts),
-            "-o",
-            str(incidents),
-        ],
+        [vigie, "triage", "-i", str(alerts), "-o", str(incidents)],
         env=env,
         capture_output=True,
         text=True,
@@ -61,7 +61,12 @@ def run(csv_gz: Path, work: Path) -> dict:
     seconds = time.perf_counter() - start
     if triage.returncode != 0:
         sys.exit(f"vigie triage failed:\n{triage.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, incidents
+
+
+def run(csv_gz: Path, work: Path) -> dict:
+    csv, alerts = scenario_alerts(csv_gz, work)
+    seconds, peak_mb, incidents = timed_triage(alerts, work)
     scored = subprocess.run(
         [sys.executable, str(SCORER), "score", str(csv), str(incidents)],
         capture_output=True,

@@ -12,21 +12,14 @@ peak RSS of the triage process and its reader workers.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
-import os
-import resource
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SCORER = SHARED / "bench" / "ait_ads.py"
-SCENARIO = SHARED / "data" / "ait-ads" / "russellmitchell.csv.gz"
+from ait_ads_bench import DEFAULT, SCORER, scenario_alerts, stdlib_parse_seconds, timed_triage
+
+SCENARIO = DEFAULT[0]
 
 
 def replayed(alerts: Path, n: int, out: Path) -> None:
@@ -49,32 +42,11 @@ def main(n: int) -> None:
         sys.exit(f"scorer not found at {SCORER}: the shared/ folder must sit beside the repo")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        csv = work / "scenario.csv"
-        with gzip.open(SCENARIO, "rb") as src, csv.open("wb") as dst:
-            shutil.copyfileobj(src, dst)
-        alerts = work / "alerts.ndjson"
-        with alerts.open("w") as fh:
-            subprocess.run([sys.executable, str(SCORER), "alerts", str(csv)], stdout=fh, check=True)
+        _, alerts = scenario_alerts(SCENARIO, work)
         big = work / "big.ndjson"
         replayed(alerts, n, big)
-        start = time.perf_counter()
-        with big.open() as fh:
-            for line in fh:
-                json.loads(line)
-        floor = time.perf_counter() - start
-        env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{work}/v.db", "VIGIE_LLM": "offline"}
-        out = work / "incidents.jsonl"
-        start = time.perf_counter()
-        run = subprocess.run(
-            [str(Path(sys.executable).parent / "vigie"), "triage", "-i", str(big), "-o", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        seconds = time.perf_counter() - start
-        if run.returncode != 0:
-            sys.exit(f"vigie triage failed:\n{run.stderr}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        floor = stdlib_parse_seconds(big)
+        seconds, peak_mb, out = timed_triage(big, work)
         incidents = [json.loads(line) for line in out.open()]
         placed = sum(len(i["alert_ids"]) for i in incidents)
         size_mb = big.stat().st_size / 1e6
