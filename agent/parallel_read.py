@@ -33,8 +33,12 @@ ChunkResult = tuple[list[tuple[int, AlertFields] | DeadLetter], int]
 
 
 def worker_count(setting: int) -> int:
-    """0 means every core."""
-    return setting if setting > 0 else (os.cpu_count() or 1)
+    """0 means every core this process may run on (a container's cpuset, not the host's)."""
+    if setting > 0:
+        return setting
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def worth_parallel(path: str, workers: int) -> bool:
