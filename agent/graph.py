@@ -13,7 +13,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypedDict
 
@@ -29,7 +29,7 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import Baseline, PriorityConfig
+from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig
 from agent.store import Store
 from connectors.files import check_readable, read_documents
 
@@ -164,9 +164,14 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
 
 
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
-    baseline = Baseline()
-    baseline.observe(state.get("alerts", []))
     ctx = runtime.context
+    alerts = state.get("alerts", [])
+    baseline = Baseline()
+    if ctx.store is not None and alerts:
+        newest = max(a.timestamp for a in alerts)
+        since = (newest - timedelta(days=HISTORY_DAYS)).date()
+        baseline = Baseline.from_history(ctx.store.rule_history(since))
+    baseline.observe(alerts)
     incidents = build_incidents(
         state["clusters"], baseline, ctx.store, ctx.correlation, ctx.priority
     )
@@ -249,7 +254,26 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
         alerts = state.get("alerts", [])
         if alerts:  # incidents quiet for a whole period before this batch's newest alert close
             ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
+            # The baseline later runs are ranked against. Not in the run's transaction: a run
+            # lost between the two only makes the statistics a little thinner.
+            ctx.store.add_rule_history(*rule_history_of(alerts))
     return {}
+
+
+def rule_history_of(
+    alerts: list[Alert],
+) -> tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]:
+    """A run's alerts as counts by (day, rule) and each rule-host pair's latest day."""
+    counts: dict[tuple[date, str], int] = {}
+    pairs: dict[tuple[str, str], date] = {}
+    for a in alerts:
+        day = a.timestamp.date()
+        key = (day, a.rule_id)
+        counts[key] = counts.get(key, 0) + 1
+        pair = (a.rule_id, host_of(a))
+        if pairs.get(pair, day) <= day:
+            pairs[pair] = day
+    return counts, pairs
 
 
 def _representatives(

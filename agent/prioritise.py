@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.models import Alert, PriorityFactor
+from agent.store import RuleHistory
 
 RARE = 0.5
+HISTORY_DAYS = 7  # rarity and novelty are judged against this many days before a batch
 BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs are counted
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
@@ -34,6 +36,16 @@ class Baseline:
     has_history: bool = False
     window_pairs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
     _bursts: Bursts | None = None
+
+    @classmethod
+    def from_history(cls, history: RuleHistory) -> Baseline:
+        """What earlier runs saw: a batch of five alerts is ranked against the last week, not
+        against itself."""
+        return cls(
+            rule_counts=Counter(history.counts),
+            seen_rule_hosts=set(history.pairs),
+            has_history=bool(history.counts),
+        )
 
     @property
     def total(self) -> int:

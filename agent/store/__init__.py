@@ -8,11 +8,21 @@ compare-and-swap on `version`, and each one appends its audit event in the same 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from agent.errors import ConfigError
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+
+#: (rule id, host) -> the latest day it fired.
+RulePairs = Mapping[tuple[str, str], date]
+
+
+@dataclass(frozen=True)
+class RuleHistory:
+    counts: dict[str, int] = field(default_factory=dict)
+    pairs: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Store(Protocol):
@@ -53,6 +63,15 @@ class Store(Protocol):
 
     def close_quiet(self, before: datetime) -> int:
         """Close open incidents quiet since before `before`; returns how many."""
+        ...
+
+    def rule_history(self, since: date) -> RuleHistory:
+        """How often each rule fired on each day from `since` on, summed, and the rule-host
+        pairs seen from `since` on: the baseline a small batch is ranked against."""
+        ...
+
+    def add_rule_history(self, counts: Mapping[tuple[date, str], int], pairs: RulePairs) -> None:
+        """Add a run's alerts: counts by (day, rule), and each rule-host pair's latest day."""
         ...
 
     def save_intake(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ from redis.client import Pipeline
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+from agent.store import RuleHistory, RulePairs
 from agent.store.audit import chain_hash, first_broken
 
 _HEAD = "vigie:audit:head"
@@ -42,6 +43,19 @@ def _refusing(exc: redis.ResponseError) -> bool:
 
 # One round trip, all or nothing (a script that writes is refused whole when Redis cannot
 # write): the replay key (when signed), the batch, its place in the queue, its rejects.
+RULE_HISTORY_DAYS = 35  # kept in Redis; a baseline reads the last week of it
+_RULE_DAY = "vigie:rule-day:"
+_RULE_DAYS = "vigie:rule-days"
+_RULE_HOSTS = "vigie:rule-hosts"
+_SEP = "\x1f"
+# Set each field to the later of its current and given day (ISO dates compare as strings).
+_LATEST_DAY = """
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not cur) or cur < ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
 _SAVE_INTAKE = """
 if ARGV[1] == '1' and not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[2]) then
   return 0
@@ -72,6 +86,7 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
         self._save_intake = self._r.register_script(_SAVE_INTAKE)
+        self._latest_day = self._r.register_script(_LATEST_DAY)
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         try:
@@ -354,6 +369,41 @@ class RedisStore:
                 pipe.lrem("vigie:intake:processing", 1, b)
                 pipe.delete(f"vigie:intake:{b}")
             self._guard(pipe.execute)
+
+    def rule_history(self, since: date) -> RuleHistory:
+        days = self._guard(self._r.zrangebyscore, _RULE_DAYS, since.toordinal(), "+inf")
+        counts: dict[str, int] = {}
+        for day in days:
+            for rule, n in self._guard(self._r.hgetall, _RULE_DAY + day.decode()).items():
+                counts[rule.decode()] = counts.get(rule.decode(), 0) + int(n)
+        pairs = set()
+        for key, last in self._guard(self._r.hgetall, _RULE_HOSTS).items():
+            if last.decode() >= since.isoformat():
+                rule, _, host = key.decode().partition(_SEP)
+                pairs.add((rule, host))
+        return RuleHistory(counts, pairs)
+
+    def add_rule_history(self, counts: Mapping[tuple[date, str], int], pairs: RulePairs) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        for (day, rule), n in counts.items():
+            pipe.hincrby(_RULE_DAY + day.isoformat(), rule, n)
+            pipe.expire(_RULE_DAY + day.isoformat(), RULE_HISTORY_DAYS * 86400)
+            pipe.zadd(_RULE_DAYS, {day.isoformat(): day.toordinal()})
+        newest = max((d for d, _ in counts), default=None)
+        if newest is not None:  # days past retention: their hashes expired, forget them too
+            pipe.zremrangebyscore(_RULE_DAYS, "-inf", newest.toordinal() - RULE_HISTORY_DAYS)
+        self._guard(pipe.execute)
+        if pairs:
+            fields = [f"{rule}{_SEP}{host}" for rule, host in pairs]
+            self._guard(
+                self._latest_day,
+                [_RULE_HOSTS],
+                [
+                    x
+                    for f, d in zip(fields, pairs.values(), strict=True)
+                    for x in (f, d.isoformat())
+                ],
+            )
 
     def get_checkpoint(self, name: str) -> Any:
         raw = self._guard(self._r.get, f"vigie:checkpoint:{name}")

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import orjson
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+from agent.store import RuleHistory, RulePairs
 from agent.store.audit import chain_hash, first_broken
 
 _SCHEMA = """
@@ -37,6 +38,10 @@ CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 CREATE TABLE IF NOT EXISTS alert_index (
   alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS rule_days (
+  day TEXT NOT NULL, rule_id TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, rule_id));
+CREATE TABLE IF NOT EXISTS rule_hosts (
+  rule_id TEXT NOT NULL, host TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (rule_id, host));
 CREATE TABLE IF NOT EXISTS intake (
   batch_id TEXT PRIMARY KEY, source TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,
   claimed_at REAL, docs BLOB NOT NULL);
@@ -263,6 +268,29 @@ class SqliteStore:
     def finish_intake(self, batch_ids: Sequence[str]) -> None:
         with self._tx() as db:
             db.executemany("DELETE FROM intake WHERE batch_id=?", [(b,) for b in batch_ids])
+
+    def rule_history(self, since: date) -> RuleHistory:
+        day = since.isoformat()
+        counts = self._db.execute(
+            "SELECT rule_id, SUM(n) FROM rule_days WHERE day >= ? GROUP BY rule_id", (day,)
+        ).fetchall()
+        pairs = self._db.execute(
+            "SELECT rule_id, host FROM rule_hosts WHERE last_day >= ?", (day,)
+        ).fetchall()
+        return RuleHistory(dict(counts), {(r, h) for r, h in pairs})
+
+    def add_rule_history(self, counts: Mapping[tuple[date, str], int], pairs: RulePairs) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO rule_days VALUES (?,?,?) "
+                "ON CONFLICT(day, rule_id) DO UPDATE SET n = n + excluded.n",
+                [(d.isoformat(), rule, n) for (d, rule), n in counts.items()],
+            )
+            db.executemany(
+                "INSERT INTO rule_hosts VALUES (?,?,?) ON CONFLICT(rule_id, host) "
+                "DO UPDATE SET last_day = MAX(last_day, excluded.last_day)",
+                [(rule, host, d.isoformat()) for (rule, host), d in pairs.items()],
+            )
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()

@@ -237,3 +237,22 @@ def test_open_incidents_come_without_their_alert_ids(store: Store) -> None:
     assert all(i.alert_ids == [] and i.hosts == ["web1"] for i in light)
     full = store.get_incident(incidents[0].incident_id)
     assert full is not None and len(full.alert_ids) == len(incidents[0].alert_ids) > 0
+
+
+def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Store) -> None:
+    from datetime import date
+
+    d1, d2, d3 = date(2026, 3, 1), date(2026, 3, 5), date(2026, 3, 9)
+    store.add_rule_history({(d1, "ssh"): 10, (d2, "ssh"): 5, (d2, "scan"): 1}, {("ssh", "web"): d2})
+    store.add_rule_history(
+        {(d2, "ssh"): 2, (d3, "dns"): 7}, {("ssh", "web"): d1, ("dns", "fw"): d3}
+    )
+    everything = store.rule_history(d1)
+    assert everything.counts == {"ssh": 17, "scan": 1, "dns": 7}
+    assert everything.pairs == {("ssh", "web"), ("dns", "fw")}
+    recent = store.rule_history(d2)
+    assert recent.counts == {"ssh": 7, "scan": 1, "dns": 7}
+    # an older batch arriving late does not make a pair look older than it is
+    assert store.rule_history(date(2026, 3, 4)).pairs == {("ssh", "web"), ("dns", "fw")}
+    assert store.rule_history(d3).pairs == {("dns", "fw")}
+    assert store.rule_history(date(2026, 4, 1)).counts == {}

@@ -180,3 +180,32 @@ def _minutes(a) -> float:
     from tests.conftest import T0
 
     return (a.timestamp - T0).total_seconds() / 60
+
+
+def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_path) -> None:
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    def factors(store, docs) -> dict[str, dict[str, float]]:
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.title.split(" on ")[0]: {f.name: f.points for f in inc.explanation.priority_factors}
+            for inc in state["incidents"]
+        }
+
+    day = [ecs(f"d{i}", i * 7, "Heartbeat missed", f"srv{i % 5}") for i in range(200)]
+    batch = [  # the next day, far from the first run's incidents
+        ecs("b1", 48 * 60, "Heartbeat missed", "srv1"),
+        ecs("b2", 48 * 60 + 600, "USB device mounted", "srv3"),
+    ]
+    with_history = SqliteStore(tmp_path / "a.db")
+    factors(with_history, day)
+    ranked = factors(with_history, batch)
+    alone = factors(SqliteStore(tmp_path / "b.db"), batch)
+    assert ranked["Heartbeat missed"]["rarity"] < alone["Heartbeat missed"]["rarity"]
+    assert "novelty" in ranked["USB device mounted"]  # first time on this host, in the week
+    assert "novelty" not in ranked["Heartbeat missed"]  # fired there all day yesterday
+    assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
