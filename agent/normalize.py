@@ -243,9 +243,10 @@ _SPEC_PATHS = {
     id(spec): frozenset(p for _, paths, _, _ in spec for p in paths)
     for spec in (ECS_ENTITIES, WAZUH_ENTITIES)
 }
-# Which rows of a spec a document shape fills: documents of one feed share a handful of shapes.
-_PLANS: dict[tuple[int, frozenset[str]], tuple[tuple[int, tuple[str, ...], int | None, bool], ...]]
-_PLANS = {}
+#: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
+#: Documents of one feed share a handful of shapes, so each shape is planned once.
+Plan = tuple[tuple[int, tuple[str, ...], int | None, bool], ...]
+_PLANS: dict[tuple[int, frozenset[str]], Plan] = {}
 _ENTITY_CACHE: dict[tuple[tuple[str, ...], ...], Entities] = {}
 _NONE = Entities()
 
@@ -271,9 +272,7 @@ def entities_of(f: Fields, spec: EntitySpec) -> Entities:
     return entities
 
 
-def _plan(
-    spec: EntitySpec, present: set[str]
-) -> tuple[tuple[int, tuple[str, ...], int | None, bool], ...]:
+def _plan(spec: EntitySpec, present: set[str]) -> Plan:
     shape = (id(spec), frozenset(present))
     plan = _PLANS.get(shape)
     if plan is None:
