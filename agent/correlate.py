@@ -55,17 +55,8 @@ class Run:
 @dataclass(slots=True)
 class Cluster:
     runs: list[Run]
+    alerts: list[Alert]  # in time order
     links: list[EntityLink] = field(default_factory=list)
-    _alerts: list[Alert] | None = None
-
-    @property
-    def alerts(self) -> list[Alert]:
-        """Its alerts in time order (sorted once: an incident is built from them several ways)."""
-        if self._alerts is None:
-            self._alerts = sorted(
-                (a for r in self.runs for a in r.alerts), key=lambda a: (a.timestamp, a.id)
-            )
-        return self._alerts
 
 
 class _UnionFind:
@@ -89,15 +80,11 @@ def host_of(alert: Alert) -> str:
     return hosts[0] if hosts else "-"
 
 
-def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
-    """Collapse repeats, then fold background rules into one run per rule and host."""
-    return _runs_in_order(alerts, cfg)[0]
-
-
-def _runs_in_order(
+def build_runs(
     alerts: Iterable[Alert], cfg: CorrelationConfig
 ) -> tuple[list[Run], list[tuple[Alert, int]]]:
-    """The runs, and every alert in time order with the index of its run.
+    """Collapse repeats, then fold background rules into one run per rule and host. Returns the
+    runs, and every alert in time order with the index of its run.
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
@@ -163,7 +150,7 @@ def _run_entities(run: Run) -> set[tuple[EntityKind, str]]:
 def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> list[Cluster]:
     """Group alerts into clusters; every alert lands in exactly one cluster."""
     cfg = cfg or CorrelationConfig()
-    runs, placed = _runs_in_order(alerts, cfg)
+    runs, placed = build_runs(alerts, cfg)
     hubs = _hubs(runs, cfg)
     uf = _UnionFind(len(runs))
     by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
@@ -193,7 +180,7 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
     for a, i in placed:  # each cluster's alerts in time order, without sorting them again
         bucket[i].append(a)
     clusters: dict[int, Cluster] = {
-        root: Cluster([runs[i] for i in members], _alerts=in_order[root])
+        root: Cluster([runs[i] for i in members], in_order[root])
         for root, members in groups.items()
     }
     for (kind, value), members in link_hits.items():

@@ -13,7 +13,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypedDict
 
@@ -29,7 +29,7 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig
+from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import Store
 from connectors.files import check_readable, read_documents
 
@@ -256,24 +256,8 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
             # The baseline later runs are ranked against. Not in the run's transaction: a run
             # lost between the two only makes the statistics a little thinner.
-            ctx.store.add_rule_history(*rule_history_of(alerts))
+            ctx.store.add_rule_history(*history_of(alerts))
     return {}
-
-
-def rule_history_of(
-    alerts: list[Alert],
-) -> tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]:
-    """A run's alerts as counts by (day, rule) and each rule-host pair's latest day."""
-    counts: dict[tuple[date, str], int] = {}
-    pairs: dict[tuple[str, str], date] = {}
-    for a in alerts:
-        day = a.timestamp.date()
-        key = (day, a.rule_id)
-        counts[key] = counts.get(key, 0) + 1
-        pair = (a.rule_id, host_of(a))
-        if pairs.get(pair, day) <= day:
-            pairs[pair] = day
-    return counts, pairs
 
 
 def _representatives(

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from agent.attack import ordered
 from agent.correlate import Cluster, host_of
-from agent.models import Alert, AlertGroup, EntityLink, Explanation, Incident
+from agent.models import Alert, AlertGroup, EntityLink, Explanation, Incident, distinct_entities
 from agent.prioritise import Baseline, PriorityConfig, prioritise
 
 
@@ -69,7 +69,7 @@ def build_incident(
     groups = _merge_groups(extends.groups if extends else [], groups_of(new_alerts))
     # Alerts of one run share their entities, tactics and techniques objects: reading those once
     # each instead of once per alert is most of building an incident of 100,000 alerts.
-    entities = list({id(a.entities): a.entities for a in alerts}.values())
+    entities = distinct_entities(alerts)
     marks = {(a.tactics, a.techniques) for a in alerts}
     tactics = ordered([t for ts, _ in marks for t in ts] + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))

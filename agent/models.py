@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -96,6 +97,12 @@ _KIND_FIELDS: tuple[tuple[EntityKind, str], ...] = (
     (EntityKind.domain, "domains"),
 )
 _FIELD_OF_KIND = dict(_KIND_FIELDS)
+
+
+def distinct_entities(alerts: Iterable[Alert]) -> list[Entities]:
+    """The alerts' entity sets, each once, in first-seen order. Normalising shares one frozen
+    `Entities` between alerts of one shape, so this is a pass over few objects, not alerts."""
+    return list({id(a.entities): a.entities for a in alerts}.values())
 
 
 class Alert(BaseModel):

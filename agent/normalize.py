@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -214,10 +215,19 @@ def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
     return tactics, techniques
 
 
-# Where each entity kind is read from, per format: (field, paths, how many values, addresses?).
-EntitySpec = tuple[tuple[str, tuple[str, ...], int | None, bool], ...]
+#: One entity kind of a format: (field, paths, how many values, addresses?).
+EntityRow = tuple[str, tuple[str, ...], int | None, bool]
 
-ECS_ENTITIES: EntitySpec = (
+
+class EntitySpec:
+    """Where each entity kind is read from in one format, and every path it reads."""
+
+    def __init__(self, *rows: EntityRow) -> None:
+        self.rows = rows
+        self.paths = frozenset(p for _, paths, _, _ in rows for p in paths)
+
+
+ECS_ENTITIES = EntitySpec(
     ("hosts", ("host.name", "host.hostname"), 1, False),
     ("users", ("user.name", "user.target.name", "source.user.name"), None, False),
     ("ips", ("source.ip", "destination.ip", "host.ip", "client.ip"), None, True),
@@ -228,7 +238,7 @@ ECS_ENTITIES: EntitySpec = (
     ("urls", ("url.full", "url.original"), None, False),
     ("domains", ("url.domain", "destination.domain", "dns.question.name"), None, False),
 )
-WAZUH_ENTITIES: EntitySpec = (
+WAZUH_ENTITIES = EntitySpec(
     ("hosts", ("agent.name",), 1, False),
     ("users", ("data.srcuser", "data.dstuser", "data.user"), None, False),
     ("ips", ("data.srcip", "data.src_ip", "data.dstip", "data.dest_ip", "agent.ip"), None, True),
@@ -239,14 +249,10 @@ WAZUH_ENTITIES: EntitySpec = (
     ("urls", ("data.url", "data.http.url"), None, False),
     ("domains", ("data.http.hostname", "data.dns.rrname"), None, False),
 )
-_SPEC_PATHS = {
-    id(spec): frozenset(p for _, paths, _, _ in spec for p in paths)
-    for spec in (ECS_ENTITIES, WAZUH_ENTITIES)
-}
 #: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
 #: Documents of one feed share a handful of shapes, so each shape is planned once.
 Plan = tuple[tuple[int, tuple[str, ...], int | None, bool], ...]
-_PLANS: dict[tuple[int, frozenset[str]], Plan] = {}
+_PLANS: dict[tuple[EntitySpec, frozenset[str]], Plan] = {}
 _ENTITY_CACHE: dict[tuple[tuple[str, ...], ...], Entities] = {}
 _NONE = Entities()
 
@@ -254,11 +260,11 @@ _NONE = Entities()
 def entities_of(f: Fields, spec: EntitySpec) -> Entities:
     """The entities of one document. Alerts of one host share one frozen `Entities`: reading a
     day of alerts builds a few thousand of them, not one per alert."""
-    present = f.flat.keys() & _SPEC_PATHS[id(spec)]
+    present = f.flat.keys() & spec.paths
     if not present:
         return _NONE
     plan = _plan(spec, present)
-    values: list[tuple[str, ...]] = [()] * len(spec)
+    values: list[tuple[str, ...]] = [()] * len(spec.rows)
     for row, paths, limit, ip in plan:
         found = f.all(*paths)
         values[row] = clean_ips(found) if ip else tuple(found[:limit] if limit else found)
@@ -267,20 +273,22 @@ def entities_of(f: Fields, spec: EntitySpec) -> Entities:
     if entities is None:
         if len(_ENTITY_CACHE) >= 65536:
             _ENTITY_CACHE.clear()
-        entities = Entities.model_validate({row[0]: v for row, v in zip(spec, key, strict=True)})
+        entities = Entities.model_validate(
+            {row[0]: v for row, v in zip(spec.rows, key, strict=True)}
+        )
         _ENTITY_CACHE[key] = entities
     return entities
 
 
 def _plan(spec: EntitySpec, present: set[str]) -> Plan:
-    shape = (id(spec), frozenset(present))
+    shape = (spec, frozenset(present))
     plan = _PLANS.get(shape)
     if plan is None:
         if len(_PLANS) >= 4096:
             _PLANS.clear()
         plan = tuple(
             (row, tuple(p for p in paths if p in present), limit, ip)
-            for row, (_, paths, limit, ip) in enumerate(spec)
+            for row, (_, paths, limit, ip) in enumerate(spec.rows)
             if not present.isdisjoint(paths)
         )
         _PLANS[shape] = plan
@@ -423,7 +431,7 @@ def _build(
         "id": alert_id(doc, f),
         "timestamp": timestamp,
         "source": source,
-        "sensor": _interned(sensor.lower()[:64]),
+        "sensor": sys.intern(sensor.lower()[:64]),  # one string per sensor name, not per alert
         "rule_name": rule_name,
         "rule_id": rule_id[:256],
         "severity": severity,
@@ -437,11 +445,3 @@ def _build(
 
 
 _ALERT_FIELDS = set(Alert.model_fields)
-_SENSORS: dict[str, str] = {}
-
-
-def _interned(sensor: str) -> str:
-    """One string per sensor name, not one per alert."""
-    if len(_SENSORS) >= 4096:
-        _SENSORS.clear()
-    return _SENSORS.setdefault(sensor, sensor)

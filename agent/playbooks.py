@@ -28,6 +28,7 @@ from agent.models import (
     Risk,
     Severity,
     args_hash,
+    distinct_entities,
 )
 
 
@@ -131,7 +132,7 @@ class Evidence:
 
     @classmethod
     def of(cls, alerts: list[Alert]) -> Evidence:
-        entities = {id(a.entities): a.entities for a in alerts}.values()
+        entities = distinct_entities(alerts)
         return cls(
             top_severity=max((SEVERITY_RANK[s] for s in {a.severity for a in alerts}), default=0),
             kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))

@@ -14,9 +14,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
-from agent.models import Alert, PriorityFactor
+from agent.correlate import host_of
+from agent.models import Alert, PriorityFactor, distinct_entities
 from agent.store import RuleHistory
 
 RARE = 0.5
@@ -62,9 +64,7 @@ class Baseline:
     def observe(self, alerts: Iterable[Alert]) -> None:
         for a in alerts:
             self.rule_counts[a.rule_id] += 1
-            window = int(a.timestamp.timestamp()) // BURST_WINDOW
-            host = a.entities.hosts[0] if a.entities.hosts else "-"
-            self.window_pairs.setdefault(window, set()).add((a.rule_id, host))
+            self.window_pairs.setdefault(window_of(a), set()).add((a.rule_id, host_of(a)))
         self._bursts = None
 
     def bursts(self) -> Bursts:
@@ -72,6 +72,28 @@ class Baseline:
         if self._bursts is None:
             self._bursts = Bursts.of(self)
         return self._bursts
+
+
+def window_of(alert: Alert) -> int:
+    """The burst window an alert falls in."""
+    return int(alert.timestamp.timestamp()) // BURST_WINDOW
+
+
+def history_of(
+    alerts: list[Alert],
+) -> tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]:
+    """What a run adds to the rule history: counts by (day, rule), each rule-host pair's
+    latest day (the inverse of `Baseline.from_history`)."""
+    counts: dict[tuple[date, str], int] = {}
+    pairs: dict[tuple[str, str], date] = {}
+    for a in alerts:
+        day = a.timestamp.date()
+        key = (day, a.rule_id)
+        counts[key] = counts.get(key, 0) + 1
+        pair = (a.rule_id, host_of(a))
+        if pairs.get(pair, day) <= day:
+            pairs[pair] = day
+    return counts, pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +243,7 @@ def _burst(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
     bursts = baseline.bursts()
     if not bursts.rare_pairs:
         return None
-    windows = {int(a.timestamp.timestamp()) // BURST_WINDOW for a in alerts}
+    windows = {window_of(a) for a in alerts}
     share, pairs = max(bursts.share(w) for w in windows)
     if share <= 0:
         return None
@@ -238,9 +260,7 @@ def _burst(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
 def _novelty(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
     if not baseline.has_history:
         return None
-    new = {
-        (a.rule_id, a.entities.hosts[0] if a.entities.hosts else "-") for a in alerts
-    } - baseline.seen_rule_hosts
+    new = {(a.rule_id, host_of(a)) for a in alerts} - baseline.seen_rule_hosts
     if not new:
         return None
     return PriorityFactor(
@@ -255,8 +275,7 @@ def _criticality(
 ) -> PriorityFactor | None:
     if not cfg.critical_assets:
         return None
-    distinct = {id(a.entities): a.entities for a in alerts}.values()
-    seen = {v for e in distinct for v in (*e.hosts, *e.users)} | set(entities)
+    seen = {v for e in distinct_entities(alerts) for v in (*e.hosts, *e.users)} | set(entities)
     hit = sorted(seen & cfg.critical_assets)
     if not hit:
         return None

@@ -79,7 +79,8 @@ def sweep(
     result = SweepResult(checkpoint=store.get_checkpoint(cfg.checkpoint_name))
     backend.ensure_template(cfg.incidents_index, f"{cfg.incidents_index}*", INCIDENT_MAPPINGS)
     backend.ensure_template(cfg.audit_index, f"{cfg.audit_index}*", AUDIT_MAPPINGS)
-    _flush_incidents(backend, store, cfg)  # what a crashed sweep left unmirrored
+    pending: set[str] = set(store.get_checkpoint(cfg.pending_name) or [])
+    _flush_incidents(backend, store, cfg, pending)  # what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
     for page in backend.pages(
         cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
@@ -90,7 +91,7 @@ def sweep(
         owner = dict(state.get("known", {}))
         owner.update({aid: inc.incident_id for inc in incidents for aid in inc.alert_ids})
         backend.bulk(_writeback(page, owner, cfg))
-        pending = set(store.get_checkpoint(cfg.pending_name) or []) | set(owner.values())
+        pending.update(owner.values())
         store.set_checkpoint(cfg.pending_name, sorted(pending))
         _mirror_audit(backend, store, cfg)
         result.checkpoint = page[-1].sort
@@ -101,20 +102,22 @@ def sweep(
         result.incidents_touched += len(incidents)
         result.dead_letters += len(state.get("dead_letters", []))
         if result.pages % cfg.incident_flush_pages == 0:
-            _flush_incidents(backend, store, cfg)
+            _flush_incidents(backend, store, cfg, pending)
         if progress is not None:
             progress(result)
-    _flush_incidents(backend, store, cfg)
+    _flush_incidents(backend, store, cfg, pending)
     return result
 
 
-def _flush_incidents(backend: SearchBackend, store: Store, cfg: SweepConfig) -> None:
-    """Index the current state of every incident waiting to be mirrored, then forget them."""
-    pending = store.get_checkpoint(cfg.pending_name) or []
+def _flush_incidents(
+    backend: SearchBackend, store: Store, cfg: SweepConfig, pending: set[str]
+) -> None:
+    """Index the current state of every incident waiting to be mirrored, then forget them
+    (in the store too)."""
     if not pending:
         return
     ops: list[dict[str, Any]] = []
-    for incident_id in pending:
+    for incident_id in sorted(pending):
         inc = store.get_incident(incident_id)
         if inc is not None:
             ops += [
@@ -123,6 +126,7 @@ def _flush_incidents(backend: SearchBackend, store: Store, cfg: SweepConfig) -> 
             ]
     backend.bulk(ops)
     store.set_checkpoint(cfg.pending_name, [])
+    pending.clear()
 
 
 def incident_document(inc: Incident) -> dict[str, Any]:

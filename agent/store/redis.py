@@ -43,6 +43,18 @@ def _refusing(exc: redis.ResponseError) -> bool:
 
 # One round trip, all or nothing (a script that writes is refused whole when Redis cannot
 # write): the replay key (when signed), the batch, its place in the queue, its rejects.
+_SAVE_INTAKE = """
+if ARGV[1] == '1' and not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'source', ARGV[3], 'docs', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+for i = 6, #ARGV do
+  redis.call('RPUSH', KEYS[4], ARGV[i])
+end
+return 1
+"""
+
 RULE_HISTORY_DAYS = 35  # kept in Redis; a baseline reads the last week of it
 _RULE_DAY = "vigie:rule-day:"
 _RULE_DAYS = "vigie:rule-days"
@@ -53,17 +65,6 @@ _LATEST_DAY = """
 for i = 1, #ARGV, 2 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if (not cur) or cur < ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-return 1
-"""
-_SAVE_INTAKE = """
-if ARGV[1] == '1' and not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[2]) then
-  return 0
-end
-redis.call('HSET', KEYS[2], 'source', ARGV[3], 'docs', ARGV[4])
-redis.call('RPUSH', KEYS[3], ARGV[5])
-for i = 6, #ARGV do
-  redis.call('RPUSH', KEYS[4], ARGV[i])
 end
 return 1
 """
@@ -374,8 +375,9 @@ class RedisStore:
         days = self._guard(self._r.zrangebyscore, _RULE_DAYS, since.toordinal(), "+inf")
         counts: dict[str, int] = {}
         for day in days:
-            for rule, n in self._guard(self._r.hgetall, _RULE_DAY + day.decode()).items():
-                counts[rule.decode()] = counts.get(rule.decode(), 0) + int(n)
+            for raw_rule, n in self._guard(self._r.hgetall, _RULE_DAY + day.decode()).items():
+                rule = raw_rule.decode()
+                counts[rule] = counts.get(rule, 0) + int(n)
         pairs = set()
         for key, last in self._guard(self._r.hgetall, _RULE_HOSTS).items():
             if last.decode() >= since.isoformat():
