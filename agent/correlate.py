@@ -45,9 +45,12 @@ class Run:
     background: bool = False
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
     entities: dict[int, Entities] = field(default_factory=dict)
+    #: Its alerts' times as numbers, converted once here for every later reader.
+    times: list[float] = field(default_factory=list)
 
     def add(self, alert: Alert, ts: float) -> None:
         self.alerts.append(alert)
+        self.times.append(ts)
         self.last = ts
         self.entities.setdefault(id(alert.entities), alert.entities)
 
@@ -56,6 +59,7 @@ class Run:
 class Cluster:
     runs: list[Run]
     alerts: list[Alert]  # in time order
+    times: list[float]  # the alerts' times as numbers
     links: list[EntityLink] = field(default_factory=list)
 
 
@@ -82,9 +86,9 @@ def host_of(alert: Alert) -> str:
 
 def build_runs(
     alerts: Iterable[Alert], cfg: CorrelationConfig
-) -> tuple[list[Run], list[tuple[Alert, int]]]:
+) -> tuple[list[Run], list[tuple[float, Alert, int]]]:
     """Collapse repeats, then fold background rules into one run per rule and host. Returns the
-    runs, and every alert in time order with the index of its run.
+    runs, and every alert in time order with its time and the index of its run.
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
@@ -109,7 +113,7 @@ def build_runs(
                 h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)
             }
     runs: list[Run] = []
-    placed: list[tuple[Alert, int]] = []
+    placed: list[tuple[float, Alert, int]] = []
     open_runs: dict[tuple[str, str, bool], int] = {}
     for ts, _, a in ordered:
         key = (a.rule_id, host_of(a))
@@ -121,7 +125,7 @@ def build_runs(
             runs.append(Run(a.rule_id, key[1], [], ts, ts, background=quiet))
             open_runs[(*key, quiet)] = i
         runs[i].add(a, ts)
-        placed.append((a, i))
+        placed.append((ts, a, i))
     return runs, placed
 
 
@@ -175,14 +179,14 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
-    in_order: dict[int, list[Alert]] = {root: [] for root in groups}
-    bucket = [in_order[uf.find(i)] for i in range(len(runs))]
-    for a, i in placed:  # each cluster's alerts in time order, without sorting them again
-        bucket[i].append(a)
     clusters: dict[int, Cluster] = {
-        root: Cluster([runs[i] for i in members], in_order[root])
-        for root, members in groups.items()
+        root: Cluster([runs[i] for i in members], [], []) for root, members in groups.items()
     }
+    bucket = [clusters[uf.find(i)] for i in range(len(runs))]
+    for ts, a, i in placed:  # each cluster's alerts in time order, without sorting them again
+        cluster = bucket[i]
+        cluster.alerts.append(a)
+        cluster.times.append(ts)
     for (kind, value), members in link_hits.items():
         cluster = clusters[uf.find(members[0])]
         ids = [runs[i].alerts[0].id for i in members]

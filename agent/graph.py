@@ -22,14 +22,14 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.analyst import Analyst, OfflineAnalyst
-from agent.correlate import Cluster, CorrelationConfig, correlate, host_of
+from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
+from agent.prioritise import HISTORY_DAYS, Baseline, History, PriorityConfig, history_of
 from agent.store import Store
 from connectors.files import check_readable, read_documents
 
@@ -82,6 +82,9 @@ class TriageState(TypedDict, total=False):
     proposals: list[ActionProposal]
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
     by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
+    history: History  # what this run adds to the rule history, stored by `queue`
+    samples: list[Alert]  # the few alerts per rule and host stored with their incidents
+    placed: dict[str, str]  # this run's alert ids -> their incident's id
 
 
 class AnalyseTask(TypedDict):
@@ -165,19 +168,23 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
 
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     ctx = runtime.context
-    alerts = state.get("alerts", [])
+    clusters = state["clusters"]
     baseline = Baseline()
-    if ctx.store is not None and alerts:
-        newest = max(a.timestamp for a in alerts)
+    if ctx.store is not None and clusters:
+        newest = datetime.fromtimestamp(max(c.times[-1] for c in clusters), tz=UTC)
         since = (newest - timedelta(days=HISTORY_DAYS)).date()
         baseline = Baseline.from_history(ctx.store.rule_history(since))
-    baseline.observe(alerts)
-    incidents = build_incidents(
-        state["clusters"], baseline, ctx.store, ctx.correlation, ctx.priority
-    )
-    incidents.sort(key=lambda i: (-i.priority, i.incident_id))
+    baseline.observe(clusters)
+    built = build_incidents(clusters, baseline, ctx.store, ctx.correlation, ctx.priority)
+    incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))
     runtime.context.progress("incidents", len(incidents))
-    return {"incidents": incidents, "clusters": []}
+    return {
+        "incidents": incidents,
+        "samples": built.samples,
+        "placed": built.placed,
+        "clusters": [],
+        "history": history_of(clusters),
+    }
 
 
 def fan_out(state: TriageState) -> list[Send] | str:
@@ -237,15 +244,13 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             if ctx.on_incident is not None
             else set()
         )
-        by_id = state.get("by_id", {})
-        placed = {aid: i.incident_id for i in incidents for aid in i.alert_ids if aid in by_id}
         ctx.store.save_triage(
             incidents,
-            list(_representatives(incidents, placed, by_id)),
+            state.get("samples", []),
             state.get("proposals", []),
             state.get("dead_letters", []),
             actor=ctx.requester,
-            placed=placed,
+            placed=state.get("placed", {}),
         )
         if ctx.on_incident is not None:
             for inc in incidents:
@@ -256,29 +261,8 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
             # The baseline later runs are ranked against. Not in the run's transaction: a run
             # lost between the two only makes the statistics a little thinner.
-            ctx.store.add_rule_history(*history_of(alerts))
+            ctx.store.add_rule_history(*state["history"])
     return {}
-
-
-def _representatives(
-    incidents: list[Incident],
-    placed: dict[str, str],
-    by_id: dict[str, Alert],
-    per_group: int = 5,
-) -> Iterable[Alert]:
-    """A few of this run's alerts per rule and host of each incident (the UI timeline, an
-    extension's evidence), counting those earlier runs already stored, so the sample stays
-    bounded. `placed` is this run's alerts by incident, in each incident's order."""
-    new: dict[tuple[str, str, str], list[Alert]] = {}
-    for aid, incident_id in placed.items():
-        a = by_id[aid]
-        new.setdefault((incident_id, a.rule_id, host_of(a)), []).append(a)
-    totals = {
-        (inc.incident_id, g.rule_id, g.host): g.count for inc in incidents for g in inc.groups
-    }
-    for key, items in new.items():
-        earlier = totals.get(key, len(items)) - len(items)
-        yield from items[: max(0, per_group - earlier)]
 
 
 @cache

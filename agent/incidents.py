@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import defaultdict
+from collections.abc import Iterable
 
 from agent.attack import ordered
-from agent.correlate import Cluster, host_of
-from agent.models import Alert, AlertGroup, EntityLink, Explanation, Incident, distinct_entities
-from agent.prioritise import Baseline, PriorityConfig, prioritise
+from agent.correlate import Cluster
+from agent.models import (
+    Alert,
+    AlertGroup,
+    Entities,
+    EntityLink,
+    Explanation,
+    Incident,
+    distinct_entities,
+)
+from agent.prioritise import (
+    Baseline,
+    PriorityConfig,
+    Stream,
+    joined,
+    prioritise,
+    streams_of_alerts,
+    streams_of_runs,
+    tactics_first_seen,
+)
 
 
 def incident_id_for(first_alert_id: str) -> str:
@@ -17,29 +34,26 @@ def incident_id_for(first_alert_id: str) -> str:
     return "INC-" + hashlib.sha256(first_alert_id.encode()).hexdigest()[:12]
 
 
-def groups_of(alerts: list[Alert]) -> list[AlertGroup]:
+def groups_of(streams: list[Stream]) -> list[AlertGroup]:
     """Repeats of one rule on one host, collapsed into counts with first and last seen."""
-    by_key: dict[tuple[str, str], list[Alert]] = defaultdict(list)
-    for a in alerts:
-        by_key[(a.rule_id, host_of(a))].append(a)
     groups = [
         AlertGroup(
-            rule_id=rule_id,
-            rule_name=items[0].rule_name,
-            host=host,
-            count=len(items),
-            first_seen=items[0].timestamp,
-            last_seen=items[-1].timestamp,
-            sample_alert_id=items[0].id,
-            severity=max(items, key=lambda a: a.risk_score).severity,
-            sensor=items[0].sensor,
+            rule_id=s.rule_id,
+            rule_name=s.first.rule_name,
+            host=s.host,
+            count=s.count,
+            first_seen=s.first.timestamp,
+            last_seen=s.last.timestamp,
+            sample_alert_id=s.first.id,
+            severity=s.top.severity,
+            sensor=s.first.sensor,
         )
-        for (rule_id, host), items in by_key.items()
+        for s in streams
     ]
     return sorted(groups, key=lambda g: (g.first_seen, g.rule_id))
 
 
-def _unique(values: list[str], limit: int = 50) -> list[str]:
+def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
 
@@ -52,39 +66,41 @@ def build_incident(
     prior: list[Alert] | None = None,
 ) -> Incident:
     """A new incident from a cluster, or `extends` grown by it (`prior`: its stored alerts)."""
-    new_alerts = cluster.alerts
-    alerts = (  # a cluster's alerts come in time order already
-        sorted([*prior, *new_alerts], key=lambda a: (a.timestamp, a.id)) if prior else new_alerts
-    )
+    new_alerts = cluster.alerts  # in time order
+    new = streams_of_runs(cluster.runs)
+    streams = joined(streams_of_alerts(prior), new) if prior else new
     old = extends
+    # Alerts of one run share their entities objects: reading those once each instead of once
+    # per alert is most of building an incident of 100,000 alerts.
+    entities = [*distinct_entities(prior or []), *_run_entities(cluster)]
+    hosts = [*(old.hosts if old else []), *(h for e in entities for h in e.hosts)]
+    users = [*(old.users if old else []), *(u for e in entities for u in e.users)]
     priority, factors = prioritise(
-        alerts,
+        streams,
         baseline,
         cfg,
         count=len(old.alert_ids) + len(new_alerts) if old else None,
-        entities=[*old.hosts, *old.users] if old else (),
+        entities=[*hosts, *users],
     )
-    gaps = _gaps(new_alerts, old)
     links, more_links = _capped_links(old, cluster.links)
-    groups = _merge_groups(extends.groups if extends else [], groups_of(new_alerts))
-    # Alerts of one run share their entities, tactics and techniques objects: reading those once
-    # each instead of once per alert is most of building an incident of 100,000 alerts.
-    entities = distinct_entities(alerts)
-    marks = {(a.tactics, a.techniques) for a in alerts}
-    tactics = ordered([t for ts, _ in marks for t in ts] + (extends.tactics if extends else []))
+    groups = _merge_groups(extends.groups if extends else [], groups_of(new))
+    marks = {mark for s in streams for mark in s.marks}
+    tactics = ordered(list(tactics_first_seen(streams)) + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))
     title = f"{top.rule_name} on {top.host}"
     if len({g.rule_id for g in groups}) > 1:
         title += f" (+{len({g.rule_id for g in groups}) - 1} related rule(s))"
+    first_seen = min(s.first.timestamp for s in streams)
+    last_seen = max(s.last.timestamp for s in streams)
     return Incident(
-        incident_id=old.incident_id if old else incident_id_for(alerts[0].id),
-        alert_ids=[*(old.alert_ids if old else []), *(a.id for a in new_alerts)],
+        incident_id=old.incident_id if old else incident_id_for(new_alerts[0].id),
+        alert_ids=[*(old.alert_ids if old else []), *[a.id for a in new_alerts]],
         priority=priority,
         title=title[:200],
-        first_seen=min(alerts[0].timestamp, old.first_seen) if old else alerts[0].timestamp,
-        last_seen=max(alerts[-1].timestamp, old.last_seen) if old else alerts[-1].timestamp,
-        hosts=_unique([*(old.hosts if old else []), *(h for e in entities for h in e.hosts)]),
-        users=_unique([*(old.users if old else []), *(u for e in entities for u in e.users)]),
+        first_seen=min(first_seen, old.first_seen) if old else first_seen,
+        last_seen=max(last_seen, old.last_seen) if old else last_seen,
+        hosts=_unique(hosts),
+        users=_unique(users),
         ips=_unique([*(old.ips if old else []), *(i for e in entities for i in e.ips)]),
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
@@ -92,15 +108,38 @@ def build_incident(
         explanation=Explanation(
             links=links,
             more_links=more_links,
-            max_gap_seconds=max(gaps, default=0.0),
+            max_gap_seconds=_max_gap(cluster.times, old),
             tactic_progression=tactics,
-            sensors=sorted({a.sensor for a in alerts}),
+            sensors=sorted(set().union(*(s.sensors for s in streams))),
             priority_factors=factors,
             background=all(r.background for r in cluster.runs)
             and (old.explanation.background if old else True),
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )
+
+
+SAMPLE_PER_GROUP = 5
+
+
+def sample_of(cluster: Cluster, extends: Incident | None) -> list[Alert]:
+    """The cluster's alerts to store with its incident: the first few per rule and host (the
+    UI's timeline, an extension's evidence), counting those the incident already holds, so the
+    stored sample stays bounded however often it is extended."""
+    held = {(g.rule_id, g.host): g.count for g in extends.groups} if extends else {}
+    out: list[Alert] = []
+    for run in cluster.runs:  # in time order
+        key = (run.rule_id, run.host)
+        room = SAMPLE_PER_GROUP - held.get(key, 0)
+        if room > 0:
+            out += run.alerts[:room]
+            held[key] = held.get(key, 0) + min(room, len(run.alerts))
+    return out
+
+
+def _run_entities(cluster: Cluster) -> list[Entities]:
+    """The cluster's distinct entity sets, from its runs' (each already distinct)."""
+    return list({k: e for run in cluster.runs for k, e in run.entities.items()}.values())
 
 
 MAX_LINKS = 40
@@ -117,17 +156,17 @@ def _capped_links(old: Incident | None, new: list[EntityLink]) -> tuple[list[Ent
     return [*links[:half], *links[-half:]], more + len(links) - MAX_LINKS
 
 
-def _gaps(new_alerts: list[Alert], old: Incident | None) -> list[float]:
-    """Time gaps between consecutive alerts. An extension keeps the old incident's largest gap
-    and adds the new alerts' own, and the step from its last alert to them (the stored sample
-    is too sparse to measure gaps on)."""
-    times = [a.timestamp for a in new_alerts]  # a cluster's alerts are in time order
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+def _max_gap(times: list[float], old: Incident | None) -> float:
+    """The largest time gap between consecutive alerts. An extension keeps the old incident's
+    largest gap and adds the new alerts' own, and the step from its last alert to them (the
+    stored sample is too sparse to measure gaps on)."""
+    gaps = [b - a for a, b in itertools.pairwise(times)]  # a cluster's times are in order
     if old is not None:
         gaps.append(old.explanation.max_gap_seconds)
-        if times and times[0] > old.last_seen:
-            gaps.append((times[0] - old.last_seen).total_seconds())
-    return gaps
+        step = times[0] - old.last_seen.timestamp() if times else 0.0
+        if step > 0:
+            gaps.append(step)
+    return max(gaps, default=0.0)
 
 
 def _merge_groups(old: list[AlertGroup], new: list[AlertGroup]) -> list[AlertGroup]:

@@ -9,12 +9,19 @@ without the whole history, a shared server address is too likely to be infrastru
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from agent.correlate import Cluster, CorrelationConfig
-from agent.incidents import build_incident
+from agent.incidents import build_incident, sample_of
 from agent.models import Alert, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
+
+
+class Built(NamedTuple):
+    incidents: list[Incident]  # extended open ones (same id) and new ones
+    samples: list[Alert]  # the batch's alerts to store with them (a few per rule and host)
+    placed: dict[str, str]  # each of the batch's alert ids -> its incident's id
 
 
 def build_incidents(
@@ -23,27 +30,40 @@ def build_incidents(
     store: Store | None,
     corr: CorrelationConfig,
     prio: PriorityConfig | None = None,
-) -> list[Incident]:
-    """Incidents for this batch: extended open ones (same id) and new ones."""
+) -> Built:
+    """Incidents for this batch, the alerts to store with them, and where each alert went."""
+    built = Built([], [], {})
     if store is None or not clusters:
-        return [build_incident(c, baseline, prio) for c in clusters]
+        for cluster in clusters:
+            _add(built, cluster, build_incident(cluster, baseline, prio), None)
+        return built
     first = min(c.runs[0].first for c in clusters)
     since = datetime.fromtimestamp(first, tz=UTC) - timedelta(seconds=corr.link_window)
     candidates = _Candidates(store.open_incidents(since))
     taken: dict[str, Incident] = {}
     added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
-    out: list[Incident] = []
     for cluster in clusters:
         match = _match(cluster, candidates, corr)
         if match is None:
-            out.append(build_incident(cluster, baseline, prio))
+            _add(built, cluster, build_incident(cluster, baseline, prio), None)
             continue
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
         prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
         grown = build_incident(cluster, baseline, prio, extends=current, prior=prior)
+        _add(built, cluster, grown, current)
         taken[match.incident_id] = grown
         added.setdefault(match.incident_id, []).extend(cluster.alerts)
-    return out + list(taken.values())
+    built.incidents.extend(taken.values())
+    return built
+
+
+def _add(built: Built, cluster: Cluster, incident: Incident, extended: Incident | None) -> None:
+    """Record what the cluster made; an extension's incident is listed once, at the end."""
+    if extended is None:
+        built.incidents.append(incident)
+    built.samples.extend(sample_of(cluster, extended))
+    new_ids = incident.alert_ids[len(extended.alert_ids) :] if extended else incident.alert_ids
+    built.placed.update(dict.fromkeys(new_ids, incident.incident_id))
 
 
 class _Candidates:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
-from agent.correlate import host_of
-from agent.models import Alert, PriorityFactor, distinct_entities
+from agent.correlate import Cluster, Run, host_of
+from agent.models import Alert, PriorityFactor
 from agent.store import RuleHistory
 
 RARE = 0.5
@@ -27,6 +28,99 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
+
+
+@dataclass(slots=True)
+class Stream:
+    """One rule on one host within an incident, read once: every priority factor and the
+    incident's groups need only these, so building an incident of 100,000 alerts walks its
+    streams, not its alerts again and again."""
+
+    rule_id: str
+    host: str
+    first: Alert
+    last: Alert
+    top: Alert  # the earliest of its highest-risk alerts
+    count: int
+    windows: set[int]  # burst windows it fired in
+    sensors: set[str]
+    #: Its alerts' distinct (tactics, techniques), each with the earliest time it was seen.
+    marks: dict[tuple[tuple[str, ...], tuple[str, ...]], float]
+    head: list[Alert]  # its first few alerts (the stored sample of an incident)
+
+    @classmethod
+    def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
+        """`alerts` in time order, with their times as numbers."""
+        marks = {  # the earliest time is written last
+            (a.tactics, a.techniques): t
+            for a, t in zip(reversed(alerts), reversed(times), strict=True)
+        }
+        return cls(
+            rule_id=rule_id,
+            host=host,
+            first=alerts[0],
+            last=alerts[-1],
+            top=max(alerts, key=_risk),
+            count=len(alerts),
+            windows={int(t) // BURST_WINDOW for t in times},
+            sensors={a.sensor for a in alerts},
+            marks=marks,
+            head=alerts[:STREAM_HEAD],
+        )
+
+    def then(self, later: Stream) -> Stream:
+        """This stream continued by a later one of the same rule and host."""
+        marks = dict(later.marks)
+        marks.update(self.marks)  # the earlier time wins
+        return Stream(
+            rule_id=self.rule_id,
+            host=self.host,
+            first=self.first,
+            last=later.last,
+            top=self.top if self.top.risk_score >= later.top.risk_score else later.top,
+            count=self.count + later.count,
+            windows=self.windows | later.windows,
+            sensors=self.sensors | later.sensors,
+            marks=marks,
+            head=[*self.head, *later.head][:STREAM_HEAD],
+        )
+
+
+STREAM_HEAD = 5
+
+
+_risk = operator.attrgetter("risk_score")
+
+
+def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:
+    """A cluster's streams: its runs (in time order), joined by rule and host."""
+    return _joined(Stream.of(r.rule_id, r.host, r.alerts, r.times) for r in runs)
+
+
+def streams_of_alerts(alerts: list[Alert]) -> list[Stream]:
+    """Streams of alerts in time order that were never correlated (an incident's stored
+    sample)."""
+    by_key: dict[tuple[str, str], list[Alert]] = {}
+    for a in alerts:
+        by_key.setdefault((a.rule_id, host_of(a)), []).append(a)
+    return [
+        Stream.of(rule, host, items, [a.timestamp.timestamp() for a in items])
+        for (rule, host), items in by_key.items()
+    ]
+
+
+def joined(*parts: Iterable[Stream]) -> list[Stream]:
+    """Streams of the same rule and host joined, earlier parts first, ordered by first alert."""
+    return _joined(s for part in parts for s in part)
+
+
+def _joined(streams: Iterable[Stream]) -> list[Stream]:
+    by_key: dict[tuple[str, str], Stream] = {}
+    for s in streams:
+        key = (s.rule_id, s.host)
+        prev = by_key.get(key)
+        by_key[key] = s if prev is None else prev.then(s)
+    return sorted(by_key.values(), key=lambda s: (s.first.timestamp, s.rule_id))
 
 
 @dataclass(slots=True)
@@ -61,10 +155,14 @@ class Baseline:
             return 1.0
         return max(0.0, min(1.0, math.log(total / count) / math.log(total)))
 
-    def observe(self, alerts: Iterable[Alert]) -> None:
-        for a in alerts:
-            self.rule_counts[a.rule_id] += 1
-            self.window_pairs.setdefault(window_of(a), set()).add((a.rule_id, host_of(a)))
+    def observe(self, clusters: Iterable[Cluster]) -> None:
+        """Count a batch's alerts, and the rule-host pairs of each burst window."""
+        for cluster in clusters:
+            for run in cluster.runs:
+                self.rule_counts[run.rule_id] += len(run.alerts)
+                pair = (run.rule_id, run.host)
+                for w in {int(t) // BURST_WINDOW for t in run.times}:
+                    self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
 
     def bursts(self) -> Bursts:
@@ -74,26 +172,30 @@ class Baseline:
         return self._bursts
 
 
-def window_of(alert: Alert) -> int:
-    """The burst window an alert falls in."""
-    return int(alert.timestamp.timestamp()) // BURST_WINDOW
+#: What a run adds to the rule history: counts by (day, rule), each rule-host pair's latest day.
+History = tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]
 
 
-def history_of(
-    alerts: list[Alert],
-) -> tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]:
-    """What a run adds to the rule history: counts by (day, rule), each rule-host pair's
-    latest day (the inverse of `Baseline.from_history`)."""
+def history_of(clusters: Iterable[Cluster]) -> History:
+    """A batch's contribution to the rule history (the inverse of `Baseline.from_history`);
+    days are UTC days, as alert times are."""
     counts: dict[tuple[date, str], int] = {}
     pairs: dict[tuple[str, str], date] = {}
-    for a in alerts:
-        day = a.timestamp.date()
-        key = (day, a.rule_id)
-        counts[key] = counts.get(key, 0) + 1
-        pair = (a.rule_id, host_of(a))
-        if pairs.get(pair, day) <= day:
-            pairs[pair] = day
+    for cluster in clusters:
+        for run in cluster.runs:
+            days = Counter(int(t // DAY) for t in run.times)
+            for day, n in days.items():
+                key = (_EPOCH + timedelta(days=day), run.rule_id)
+                counts[key] = counts.get(key, 0) + n
+            latest = _EPOCH + timedelta(days=max(days))
+            pair = (run.rule_id, run.host)
+            if pairs.get(pair, latest) <= latest:
+                pairs[pair] = latest
     return counts, pairs
+
+
+DAY = 86400
+_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +236,7 @@ class PriorityConfig:
 
 
 def prioritise(
-    alerts: list[Alert],
+    streams: list[Stream],
     baseline: Baseline,
     cfg: PriorityConfig | None = None,
     *,
@@ -143,33 +245,33 @@ def prioritise(
 ) -> tuple[float, list[PriorityFactor]]:
     """The incident's priority and the factors that make it up (they sum to the priority).
 
-    An extended incident passes its stored sample (a few alerts per rule and host, which keeps
-    every rule, tactic, sensor and rule-host pair) plus the new alerts; `count` is then its
-    true size and `entities` its hosts and users so far."""
+    An extended incident passes the streams of its stored sample (a few alerts per rule and
+    host, which keeps every rule, tactic, sensor and rule-host pair) joined with the new
+    alerts'; `count` is then its true size and `entities` its hosts and users so far."""
     cfg = cfg or PriorityConfig()
     factors = [
-        _severity(alerts),
-        _rarity(alerts, baseline),
-        _diversity(alerts, baseline),
-        _tactics(alerts),
-        _sensors(alerts),
-        _volume(count if count is not None else len(alerts)),
+        _severity(streams),
+        _rarity(streams, baseline),
+        _diversity(streams, baseline),
+        _tactics(streams),
+        _sensors(streams),
+        _volume(count if count is not None else sum(s.count for s in streams)),
     ]
-    burst = _burst(alerts, baseline)
+    burst = _burst(streams, baseline)
     if burst is not None:
         factors.append(burst)
-    novelty = _novelty(alerts, baseline)
+    novelty = _novelty(streams, baseline)
     if novelty is not None:
         factors.append(novelty)
-    critical = _criticality(alerts, cfg, entities)
+    critical = _criticality(cfg, entities)
     if critical is not None:
         factors.append(critical)
     total = sum(f.points for f in factors)
     return round(min(100.0, total), 2), factors
 
 
-def _severity(alerts: list[Alert]) -> PriorityFactor:
-    top = max(alerts, key=lambda a: a.risk_score)
+def _severity(streams: list[Stream]) -> PriorityFactor:
+    top = max((s.top for s in streams), key=_risk)
     return PriorityFactor(
         name="severity",
         points=round(top.risk_score * 0.25, 2),
@@ -177,9 +279,9 @@ def _severity(alerts: list[Alert]) -> PriorityFactor:
     )
 
 
-def _rarity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
+def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
     """The rarest rule counts most; a second rare rule corroborates it."""
-    rules = {a.rule_id: a.rule_name for a in alerts}
+    rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
     scored = sorted(((baseline.rarity(r), n) for r, n in rules.items()), reverse=True)
     best, name = scored[0]
     second = scored[1][0] if len(scored) > 1 else 0.0
@@ -192,9 +294,9 @@ def _rarity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
     )
 
 
-def _diversity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
+def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
     """Distinct *rare* rules: many routine rules together are still routine."""
-    rules = {a.rule_id for a in alerts}
+    rules = {s.rule_id for s in streams}
     rare = sum(1 for r in rules if baseline.rarity(r) >= RARE)
     return PriorityFactor(
         name="rule_diversity",
@@ -203,11 +305,19 @@ def _diversity(alerts: list[Alert], baseline: Baseline) -> PriorityFactor:
     )
 
 
-def _tactics(alerts: list[Alert]) -> PriorityFactor:
+def tactics_first_seen(streams: Iterable[Stream]) -> dict[str, float]:
+    """Each ATT&CK tactic of the streams, with the earliest time it was seen."""
     first_seen: dict[str, float] = {}
-    for a in alerts:
-        for t in a.tactics:
-            first_seen.setdefault(t, a.timestamp.timestamp())
+    for s in streams:
+        for (tactics, _), t in s.marks.items():
+            for tactic in tactics:
+                if t < first_seen.get(tactic, math.inf):
+                    first_seen[tactic] = t
+    return first_seen
+
+
+def _tactics(streams: list[Stream]) -> PriorityFactor:
+    first_seen = tactics_first_seen(streams)
     if not first_seen:
         return PriorityFactor(name="tactics", points=0.0, detail="no ATT&CK tactic mapped")
     chain = ordered(list(first_seen))
@@ -222,8 +332,8 @@ def _tactics(alerts: list[Alert]) -> PriorityFactor:
     )
 
 
-def _sensors(alerts: list[Alert]) -> PriorityFactor:
-    sensors = sorted({a.sensor for a in alerts})
+def _sensors(streams: list[Stream]) -> PriorityFactor:
+    sensors = sorted(set().union(*(s.sensors for s in streams)))
     return PriorityFactor(
         name="sensors",
         points=float(min(10, 5 * (len(sensors) - 1))),
@@ -239,11 +349,11 @@ def _volume(count: int) -> PriorityFactor:
     )
 
 
-def _burst(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
+def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
     bursts = baseline.bursts()
     if not bursts.rare_pairs:
         return None
-    windows = {window_of(a) for a in alerts}
+    windows = set().union(*(s.windows for s in streams))
     share, pairs = max(bursts.share(w) for w in windows)
     if share <= 0:
         return None
@@ -257,10 +367,10 @@ def _burst(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
     )
 
 
-def _novelty(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
+def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
     if not baseline.has_history:
         return None
-    new = {(a.rule_id, host_of(a)) for a in alerts} - baseline.seen_rule_hosts
+    new = {(s.rule_id, s.host) for s in streams} - baseline.seen_rule_hosts
     if not new:
         return None
     return PriorityFactor(
@@ -270,13 +380,11 @@ def _novelty(alerts: list[Alert], baseline: Baseline) -> PriorityFactor | None:
     )
 
 
-def _criticality(
-    alerts: list[Alert], cfg: PriorityConfig, entities: Iterable[str]
-) -> PriorityFactor | None:
+def _criticality(cfg: PriorityConfig, entities: Iterable[str]) -> PriorityFactor | None:
+    """`entities`: the incident's hosts and users."""
     if not cfg.critical_assets:
         return None
-    seen = {v for e in distinct_entities(alerts) for v in (*e.hosts, *e.users)} | set(entities)
-    hit = sorted(seen & cfg.critical_assets)
+    hit = sorted(set(entities) & cfg.critical_assets)
     if not hit:
         return None
     return PriorityFactor(

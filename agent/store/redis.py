@@ -181,8 +181,8 @@ class RedisStore:
         actor: str,
         placed: Mapping[str, str] | None = None,
     ) -> None:
-        owner = (
-            dict(placed)
+        owner = (  # read only: a day's placements are not worth copying
+            placed
             if placed is not None
             else {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
         )

@@ -62,9 +62,9 @@ def attack_alerts() -> list[Alert]:
 
 
 def incident_of(alerts: list[Alert]) -> tuple[Incident, dict[str, Alert]]:
-    baseline = Baseline()
-    baseline.observe(alerts)
     (cluster,) = correlate(alerts)
+    baseline = Baseline()
+    baseline.observe([cluster])
     return build_incident(cluster, baseline), {a.id: a for a in alerts}
 
 

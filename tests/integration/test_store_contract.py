@@ -109,9 +109,10 @@ def test_triage_results_round_trip(store: Store) -> None:
     from tests.conftest import alert
 
     alerts = [alert(1, 0, "Web shell", "web", severity="high"), alert(2, 900, "Port scan", "fw")]
+    clusters = correlate(alerts)
     baseline = Baseline()
-    baseline.observe(alerts)
-    incidents = [build_incident(c, baseline) for c in correlate(alerts)]
+    baseline.observe(clusters)
+    incidents = [build_incident(c, baseline) for c in clusters]
     dead = [DeadLetter(source="f", line=3, reason="invalid JSON")]
     store.save_triage(incidents, alerts, [], dead, actor="v")
     store.save_triage(incidents, alerts, [], [], actor="v")  # idempotent re-save

@@ -40,7 +40,7 @@ def test_repeats_collapse_into_counted_groups() -> None:
     alerts = [alert(i, i, "Port scan", "fw") for i in range(30)]
     (cluster,) = correlate(alerts)
     baseline = Baseline()
-    baseline.observe(alerts)
+    baseline.observe([cluster])
     inc = build_incident(cluster, baseline)
     assert [(g.count, g.first_seen, g.last_seen) for g in inc.groups] == [
         (30, alerts[0].timestamp, alerts[-1].timestamp)
@@ -92,11 +92,10 @@ def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None
         ),
     ]
     everything = flood + chain
+    clusters = correlate(everything)
     baseline = Baseline()
-    baseline.observe(everything)
-    incidents = sorted(
-        (build_incident(c, baseline) for c in correlate(everything)), key=lambda i: -i.priority
-    )
+    baseline.observe(clusters)
+    incidents = sorted((build_incident(c, baseline) for c in clusters), key=lambda i: -i.priority)
     assert incidents[0].alert_ids == ["ac1", "ac2", "ac3"]
     top = incidents[0]
     assert abs(sum(f.points for f in top.explanation.priority_factors) - top.priority) < 0.05
@@ -149,11 +148,10 @@ def _day_with_an_intrusion() -> list:
 
 def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_quiet_time() -> None:
     alerts = _day_with_an_intrusion()
+    clusters = correlate(alerts)
     baseline = Baseline()
-    baseline.observe(alerts)
-    incidents = {
-        i.alert_ids[0]: i for i in (build_incident(c, baseline) for c in correlate(alerts))
-    }
+    baseline.observe(clusters)
+    incidents = {i.alert_ids[0]: i for i in (build_incident(c, baseline) for c in clusters)}
     near, far = incidents["anear"], incidents["afar"]
     burst = {f.name: f for f in near.explanation.priority_factors}["burst"]
     assert burst.points > 0 and "8 rare rule-host pair(s)" in burst.detail
@@ -166,12 +164,11 @@ def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_qui
 
 def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
     alerts = [a for a in _day_with_an_intrusion() if 6 * 60 <= _minutes(a) <= 6 * 60 + 60]
+    clusters = correlate(alerts)
     baseline = Baseline()
-    baseline.observe(alerts)  # one hour of alerts: four windows, no "usual" to compare with
+    baseline.observe(clusters)  # one hour of alerts: four windows, no "usual" to compare with
     names = {
-        f.name
-        for c in correlate(alerts)
-        for f in build_incident(c, baseline).explanation.priority_factors
+        f.name for c in clusters for f in build_incident(c, baseline).explanation.priority_factors
     }
     assert "burst" not in names
 

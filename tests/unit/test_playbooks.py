@@ -56,9 +56,9 @@ def test_invalid_playbooks_are_refused_at_load(tmp_path: Path, body: str, reason
 
 
 def incident_of(alerts):
-    baseline = Baseline()
-    baseline.observe(alerts)
     (cluster,) = correlate(alerts)
+    baseline = Baseline()
+    baseline.observe([cluster])
     return build_incident(cluster, baseline)
 
 
