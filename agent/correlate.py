@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -94,7 +95,7 @@ def build_runs(
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
     """
     # Each alert's time as a number, once: the loops below would otherwise convert it 3 times.
-    ordered = sorted(((a.timestamp.timestamp(), a.id, a) for a in alerts), key=_time_then_id)
+    ordered = sorted(((a.timestamp.timestamp(), a.id, a) for a in alerts), key=_TIME_THEN_ID)
     if not ordered:
         return [], []
     t0, t1 = ordered[0][0], ordered[-1][0]
@@ -129,8 +130,7 @@ def build_runs(
     return runs, placed
 
 
-def _time_then_id(item: tuple[float, str, Alert]) -> tuple[float, str]:
-    return item[0], item[1]
+_TIME_THEN_ID = operator.itemgetter(0, 1)
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
@@ -144,10 +144,12 @@ def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]
     return {pair for pair, hosts in hosts_of.items() if len(hosts) >= cfg.hub_min_hosts}
 
 
-def _run_entities(run: Run) -> set[tuple[EntityKind, str]]:
-    keys: set[tuple[EntityKind, str]] = set()
+def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
+    """The run's distinct entities in first-seen order (a set's order would change with the
+    process's string hashing, and with it the order of an incident's links)."""
+    keys: dict[tuple[EntityKind, str], None] = {}
     for entities in run.entities.values():
-        keys.update(entities.pairs())
+        keys.update(dict.fromkeys(entities.pairs()))
     return keys
 
 

@@ -206,3 +206,32 @@ def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_pat
     assert "novelty" in ranked["USB device mounted"]  # first time on this host, in the week
     assert "novelty" not in ranked["Heartbeat missed"]  # fired there all day yesterday
     assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
+
+
+_LINKS_SCRIPT = """
+from agent.correlate import correlate
+from tests.conftest import alert
+alerts = [
+    alert(i, i * 0.5, f"Rule {i % 4}", f"h{i % 3}", user={"name": f"u{i % 2}"},
+          source={"ip": f"10.0.0.{i % 5}"}, destination={"ip": f"10.0.1.{i % 3}"})
+    for i in range(40)
+]
+print([[(link.kind.value, link.value) for link in c.links] for c in correlate(alerts)])
+"""
+
+
+def test_links_come_in_the_same_order_whatever_the_string_hashing() -> None:
+    import os
+    import subprocess
+    import sys
+
+    def links(seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        run = subprocess.run(
+            [sys.executable, "-c", _LINKS_SCRIPT], env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    outputs = {links(seed) for seed in ("1", "2", "3", "4")}
+    assert len(outputs) == 1 and "10.0.0" in next(iter(outputs))
