@@ -48,8 +48,9 @@ def normalize(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None
 
 
 def alert_fields(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None) -> AlertFields:
-    """What `normalize` makes of a document, before it becomes an `Alert`: plain values that
-    cross a process boundary cheaply (the parallel file reader sends these)."""
+    """What `normalize` makes of a document, before it becomes an `Alert`: every field of the
+    model, each already of the model's type (the parallel file reader relies on it, and its
+    tests hold it to it)."""
     if not isinstance(doc, dict):
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
@@ -64,7 +65,7 @@ def alert_from_fields(values: AlertFields) -> Alert:
     # Every alert read sets the same fields; pydantic would keep a set of their names per alert
     # (about 700 bytes, a third of an alert). Alerts are frozen and copying copies the set, so
     # one shared set is safe.
-    object.__setattr__(alert, "__pydantic_fields_set__", _ALERT_FIELDS)
+    object.__setattr__(alert, "__pydantic_fields_set__", SHARED_FIELDS_SET)
     return alert
 
 
@@ -343,12 +344,12 @@ def wazuh_severity(level: Any) -> tuple[Severity, float]:
     if not 0 <= lv <= 15:
         raise NormalizeError(f"rule.level must be within 0-15, got {lv}")
     if lv <= 3:
-        return Severity.low, 10 + lv * 7
+        return Severity.low, 10.0 + lv * 7
     if lv <= 7:
-        return Severity.medium, 40 + (lv - 4) * 7
+        return Severity.medium, 40.0 + (lv - 4) * 7
     if lv <= 11:
-        return Severity.high, 70 + (lv - 8) * 5
-    return Severity.critical, 90 + (lv - 12) * 3
+        return Severity.high, 70.0 + (lv - 8) * 5
+    return Severity.critical, 90.0 + (lv - 12) * 3
 
 
 def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
@@ -444,4 +445,4 @@ def _build(
     }
 
 
-_ALERT_FIELDS = set(Alert.model_fields)
+SHARED_FIELDS_SET = set(Alert.model_fields)  # see alert_from_fields

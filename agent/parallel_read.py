@@ -5,6 +5,12 @@ Above a size threshold, the file is cut into chunks at line breaks and worker pr
 each chunk into alert fields and dead letters; this process builds the alerts, in file order.
 Workers are spawned, not forked: the parent may already hold threads (LangGraph's). Line
 numbers stay the file's, so a dead letter points where the serial reader's would.
+
+The two cores are the budget, so each alert crosses over as a plain tuple of its fields (rule
+names and messages interned: pickle sends a repeated one once per chunk), and the parent builds
+the alert from it as unpickling builds a model, without validating again what the normaliser
+made already typed (`alert_fields`). At 634,000 alerts this reads the file 1 s sooner than
+sending dicts to validate; validating in the workers instead made it 1.8 s slower.
 """
 
 from __future__ import annotations
@@ -12,24 +18,24 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from agent.models import Alert, DeadLetter
-from agent.normalize import (
-    AlertFields,
-    NormalizeError,
-    alert_fields,
-    alert_from_fields,
-    rejected,
-)
+from agent.normalize import SHARED_FIELDS_SET, AlertFields, NormalizeError, alert_fields, rejected
 from connectors.files import is_ndjson, ndjson_documents
 
 MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 
-#: One chunk's outcome: (line in chunk, fields) or a dead letter, and the chunk's line count.
-ChunkResult = tuple[list[tuple[int, AlertFields] | DeadLetter], int]
+#: An alert's fields as a tuple, in `ALERT_FIELDS` order.
+Packed = tuple[Any, ...]
+#: One chunk's outcome: (line in chunk, packed fields) or a dead letter, and its line count.
+ChunkResult = tuple[list[tuple[int, Packed] | DeadLetter], int]
+
+ALERT_FIELDS = tuple(Alert.model_fields)
 
 
 def worker_count(setting: int) -> int:
@@ -58,7 +64,7 @@ def read_parallel(
                     line = (item.line or 0) + lines_before
                     yield item.model_copy(update={"line": line})
                 else:
-                    yield path, item[0] + lines_before, alert_from_fields(item[1])
+                    yield path, item[0] + lines_before, unpack(item[1])
             lines_before += lines
 
 
@@ -84,13 +90,48 @@ def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
-    out: list[tuple[int, AlertFields] | DeadLetter] = []
+    out: list[tuple[int, Packed] | DeadLetter] = []
     for item in ndjson_documents(data, path, max_doc_bytes):
         if isinstance(item, DeadLetter):
             out.append(item)
             continue
         try:
-            out.append((item.line, alert_fields(item.value, depth_checked=True, raw=item.raw)))
+            fields = alert_fields(item.value, depth_checked=True, raw=item.raw)
         except NormalizeError as exc:
             out.append(rejected(path, item.line, item.value, exc))
+            continue
+        out.append((item.line, pack(fields)))
     return out, data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def pack(f: AlertFields) -> Packed:
+    """In a worker: the fields in `ALERT_FIELDS` order."""
+    return (
+        f["id"],
+        f["timestamp"],
+        f["source"],
+        f["sensor"],
+        sys.intern(f["rule_name"]),
+        sys.intern(f["rule_id"]),
+        f["severity"],
+        f["risk_score"],
+        f["tactics"],
+        f["techniques"],
+        f["entities"],
+        sys.intern(f["message"]),
+        f["raw_json"],
+    )
+
+
+def unpack(values: Packed) -> Alert:
+    """In the parent: the alert, built from its fields the way unpickling builds a model."""
+    alert = Alert.__new__(Alert)
+    alert.__setstate__(
+        {
+            "__dict__": dict(zip(ALERT_FIELDS, values, strict=True)),
+            "__pydantic_fields_set__": SHARED_FIELDS_SET,
+            "__pydantic_extra__": None,
+            "__pydantic_private__": None,
+        }
+    )
+    return alert

@@ -61,6 +61,23 @@ def alert(*args: Any, **kwargs: Any) -> Alert:
     return normalize(ecs(*args, **kwargs))
 
 
+def same_alert_as_validated(doc: dict[str, Any]) -> None:
+    """The parallel reader builds alerts from the normaliser's fields without validating them
+    again: they must already be exactly what the model's validation makes of them."""
+    from agent.errors import BadInput
+    from agent.normalize import alert_fields
+    from agent.parallel_read import pack, unpack
+
+    try:
+        want = normalize(doc)
+    except BadInput:
+        return
+    got = unpack(pack(alert_fields(doc)))
+    assert got == want
+    for name, value in want.__dict__.items():
+        assert type(got.__dict__[name]) is type(value), name
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

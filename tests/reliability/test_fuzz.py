@@ -16,7 +16,7 @@ from agent.models import DeadLetter
 from agent.normalize import normalize
 from connectors.files import read_documents
 from connectors.webhooks import PARSERS
-from tests.conftest import ecs
+from tests.conftest import ecs, same_alert_as_validated
 
 scalars = st.one_of(
     st.none(),
@@ -93,6 +93,17 @@ def test_near_valid_documents_never_crash(extra: dict) -> None:
     ):
         with contextlib.suppress(BadInput):
             normalize({**base, **extra})
+
+
+@FUZZ
+@given(st.dictionaries(keys, json_values, max_size=8))
+def test_the_parallel_readers_unvalidated_alerts_equal_validated_ones(extra: dict) -> None:
+    for base in (
+        ecs(1, 0, "Rule"),
+        {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
+        {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
+    ):
+        same_alert_as_validated({**base, **extra})
 
 
 @FUZZ

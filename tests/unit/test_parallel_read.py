@@ -14,7 +14,7 @@ from agent.graph import TriageContext, run_triage
 from agent.models import Alert, DeadLetter
 from agent.normalize import NormalizeError, normalize, rejected
 from connectors.files import read_documents
-from tests.conftest import ecs
+from tests.conftest import ecs, same_alert_as_validated
 
 
 def messy_file(path: Path) -> Path:
@@ -65,6 +65,21 @@ def test_parallel_reading_equals_serial_reading(
     }
     if chunk_bytes == 700:
         assert len(parallel_read.chunks(str(path), chunk_bytes)) > 20  # really cut in pieces
+
+
+def test_alerts_cross_from_the_workers_with_the_types_validation_gives(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    lines = messy_file(tmp_path / "alerts.ndjson").read_text().splitlines()
+    docs = [json.loads(line) for line in lines if line.strip() and not line.startswith("{not")]
+    for path in (shared_data / "wazuh").glob("*.alerts.json"):
+        docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for path in (shared_data / "elastic").glob("*.json"):
+        docs.append(json.loads(path.read_text()))
+    checked = [doc for doc in docs if isinstance(doc, dict)]
+    assert len(checked) > 300
+    for doc in checked:
+        same_alert_as_validated(doc)
 
 
 def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
