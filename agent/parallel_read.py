@@ -124,14 +124,16 @@ def pack(f: AlertFields) -> Packed:
 
 
 def unpack(values: Packed) -> Alert:
-    """In the parent: the alert, built from its fields the way unpickling builds a model."""
-    alert = Alert.__new__(Alert)
-    alert.__setstate__(
-        {
-            "__dict__": dict(zip(ALERT_FIELDS, values, strict=True)),
-            "__pydantic_fields_set__": SHARED_FIELDS_SET,
-            "__pydantic_extra__": None,
-            "__pydantic_private__": None,
-        }
-    )
+    """In the parent: the alert, built from its fields the way unpickling builds a model
+    (pydantic's `__setstate__` sets these four attributes; setting them here, without its
+    state dict, takes 2.2 instead of 2.9 µs an alert)."""
+    alert = _new_alert(Alert)
+    _set(alert, "__dict__", dict(zip(ALERT_FIELDS, values, strict=True)))
+    _set(alert, "__pydantic_fields_set__", SHARED_FIELDS_SET)
+    _set(alert, "__pydantic_extra__", None)
+    _set(alert, "__pydantic_private__", None)
     return alert
+
+
+_new_alert = Alert.__new__
+_set = object.__setattr__
