@@ -29,8 +29,8 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import HISTORY_DAYS, Baseline, History, PriorityConfig, history_of
-from agent.store import Store
+from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
+from agent.store import RunHistory, Store
 from connectors.files import check_readable, read_documents
 
 ANALYSE_CHUNK = 64
@@ -82,7 +82,7 @@ class TriageState(TypedDict, total=False):
     proposals: list[ActionProposal]
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
     by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
-    history: History  # what this run adds to the rule history, stored by `queue`
+    history: RunHistory  # what this run adds to the rule history, stored with its results
     samples: list[Alert]  # the few alerts per rule and host stored with their incidents
     placed: dict[str, str]  # this run's alert ids -> their incident's id
 
@@ -251,6 +251,7 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             state.get("dead_letters", []),
             actor=ctx.requester,
             placed=state.get("placed", {}),
+            history=state.get("history"),
         )
         if ctx.on_incident is not None:
             for inc in incidents:
@@ -259,9 +260,6 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
         alerts = state.get("alerts", [])
         if alerts:  # incidents quiet for a whole period before this batch's newest alert close
             ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
-            # The baseline later runs are ranked against. Not in the run's transaction: a run
-            # lost between the two only makes the statistics a little thinner.
-            ctx.store.add_rule_history(*state["history"])
     return {}
 
 

@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of
 from agent.models import Alert, PriorityFactor
-from agent.store import RuleHistory
+from agent.store import RuleHistory, RunHistory
 
 RARE = 0.5
 HISTORY_DAYS = 7  # rarity and novelty are judged against this many days before a batch
@@ -172,11 +172,7 @@ class Baseline:
         return self._bursts
 
 
-#: What a run adds to the rule history: counts by (day, rule), each rule-host pair's latest day.
-History = tuple[dict[tuple[date, str], int], dict[tuple[str, str], date]]
-
-
-def history_of(clusters: Iterable[Cluster]) -> History:
+def history_of(clusters: Iterable[Cluster]) -> RunHistory:
     """A batch's contribution to the rule history (the inverse of `Baseline.from_history`);
     days are UTC days, as alert times are."""
     counts: dict[tuple[date, str], int] = {}

@@ -17,6 +17,8 @@ from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
+#: What one run adds to the rule history: counts by (day, rule), each rule-host pair's latest day.
+RunHistory = tuple[Mapping[tuple[date, str], int], RulePairs]
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,14 @@ class Store(Protocol):
         dead_letters: Sequence[DeadLetter],
         actor: str,
         placed: Mapping[str, str] | None = None,
+        history: RunHistory | None = None,
     ) -> None:
         """Store one run's results atomically; re-saving the same ids changes nothing twice.
         `placed` (alert id -> incident id) is what this run added to the alert index; None means
         every alert id of the incidents (a run never needs to rewrite earlier runs' entries,
-        and an incident extended all day holds many)."""
+        and an incident extended all day holds many). `history` is what the run adds to the
+        rule history, in the same transaction: a run is either counted and stored, or neither
+        (its counts add up, so only a run's first save should carry them)."""
         ...
 
     def get_incident(self, incident_id: str) -> Incident | None: ...
@@ -68,10 +73,6 @@ class Store(Protocol):
     def rule_history(self, since: date) -> RuleHistory:
         """How often each rule fired on each day from `since` on, summed, and the rule-host
         pairs seen from `since` on: the baseline a small batch is ranked against."""
-        ...
-
-    def add_rule_history(self, counts: Mapping[tuple[date, str], int], pairs: RulePairs) -> None:
-        """Add a run's alerts: counts by (day, rule), and each rule-host pair's latest day."""
         ...
 
     def save_intake(

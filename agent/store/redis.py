@@ -19,7 +19,7 @@ from redis.client import Pipeline
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import RuleHistory, RulePairs
+from agent.store import RuleHistory, RulePairs, RunHistory
 from agent.store.audit import chain_hash, first_broken
 
 _HEAD = "vigie:audit:head"
@@ -169,8 +169,11 @@ class RedisStore:
         dead_letters: Sequence[DeadLetter],
         actor: str,
         placed: Mapping[str, str] | None = None,
+        history: RunHistory | None = None,
     ) -> None:
-        self._guard(self._save_triage, incidents, alerts, proposals, dead_letters, actor, placed)
+        self._guard(
+            self._save_triage, incidents, alerts, proposals, dead_letters, actor, placed, history
+        )
 
     def _save_triage(
         self,
@@ -180,6 +183,7 @@ class RedisStore:
         dead_letters: Sequence[DeadLetter],
         actor: str,
         placed: Mapping[str, str] | None = None,
+        history: RunHistory | None = None,
     ) -> None:
         owner = (  # read only: a day's placements are not worth copying
             placed
@@ -238,9 +242,12 @@ class RedisStore:
                         else:
                             pipe.zrem("vigie:incidents:open", inc.incident_id)
                             pipe.delete(_k_head(inc.incident_id))
-                    for start in range(0, len(owner), 10_000):
-                        chunk = dict(list(owner.items())[start : start + 10_000])
+                    placements = list(owner.items())
+                    for start in range(0, len(placements), 10_000):
+                        chunk = dict(placements[start : start + 10_000])
                         pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
+                    if history is not None:
+                        self._add_rule_history(pipe, *history)
                     for a in alerts:
                         pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
                     for p in new:
@@ -385,8 +392,10 @@ class RedisStore:
                 pairs.add((rule, host))
         return RuleHistory(counts, pairs)
 
-    def add_rule_history(self, counts: Mapping[tuple[date, str], int], pairs: RulePairs) -> None:
-        pipe = self._r.pipeline(transaction=True)
+    def _add_rule_history(
+        self, pipe: Pipeline, counts: Mapping[tuple[date, str], int], pairs: RulePairs
+    ) -> None:
+        """Queued on a run's transaction."""
         for (day, rule), n in counts.items():
             pipe.hincrby(_RULE_DAY + day.isoformat(), rule, n)
             pipe.expire(_RULE_DAY + day.isoformat(), RULE_HISTORY_DAYS * 86400)
@@ -394,17 +403,16 @@ class RedisStore:
         newest = max((d for d, _ in counts), default=None)
         if newest is not None:  # days past retention: their hashes expired, forget them too
             pipe.zremrangebyscore(_RULE_DAYS, "-inf", newest.toordinal() - RULE_HISTORY_DAYS)
-        self._guard(pipe.execute)
         if pairs:
             fields = [f"{rule}{_SEP}{host}" for rule, host in pairs]
-            self._guard(
-                self._latest_day,
-                [_RULE_HOSTS],
-                [
+            self._latest_day(
+                keys=[_RULE_HOSTS],
+                args=[
                     x
                     for f, d in zip(fields, pairs.values(), strict=True)
                     for x in (f, d.isoformat())
                 ],
+                client=pipe,
             )
 
     def get_checkpoint(self, name: str) -> Any:

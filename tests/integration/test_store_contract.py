@@ -16,7 +16,7 @@ from agent.errors import Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
 from agent.models import ActionProposal, ProposalState
 from agent.queue import ApprovalQueue
-from agent.store import Store
+from agent.store import RunHistory, Store
 from agent.store.redis import RedisStore
 from agent.store.sqlite import SqliteStore
 from tests.unit.test_approvals import proposal
@@ -244,10 +244,12 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     from datetime import date
 
     d1, d2, d3 = date(2026, 3, 1), date(2026, 3, 5), date(2026, 3, 9)
-    store.add_rule_history({(d1, "ssh"): 10, (d2, "ssh"): 5, (d2, "scan"): 1}, {("ssh", "web"): d2})
-    store.add_rule_history(
-        {(d2, "ssh"): 2, (d3, "dns"): 7}, {("ssh", "web"): d1, ("dns", "fw"): d3}
-    )
+
+    def save(history: RunHistory) -> None:  # a run's rule history is stored with its results
+        store.save_triage([], [], [], [], actor="v", history=history)
+
+    save(({(d1, "ssh"): 10, (d2, "ssh"): 5, (d2, "scan"): 1}, {("ssh", "web"): d2}))
+    save(({(d2, "ssh"): 2, (d3, "dns"): 7}, {("ssh", "web"): d1, ("dns", "fw"): d3}))
     everything = store.rule_history(d1)
     assert everything.counts == {"ssh": 17, "scan": 1, "dns": 7}
     assert everything.pairs == {("ssh", "web"), ("dns", "fw")}
@@ -257,3 +259,20 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     assert store.rule_history(date(2026, 3, 4)).pairs == {("ssh", "web"), ("dns", "fw")}
     assert store.rule_history(d3).pairs == {("dns", "fw")}
     assert store.rule_history(date(2026, 4, 1)).counts == {}
+
+
+def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) -> None:
+    from datetime import date
+
+    from agent.models import DeadLetter
+
+    store = SqliteStore(tmp_path / "s.db")
+    day = date(2026, 3, 1)
+    unstorable = DeadLetter(source="f", line=2**70, reason="x")  # beyond SQLite's integers
+    with pytest.raises(OverflowError):
+        store.save_triage(
+            [], [], [], [unstorable], actor="v", history=({(day, "ssh"): 3}, {("ssh", "web"): day})
+        )
+    assert store.rule_history(day).counts == {}  # the failed run left no statistics behind
+    store.save_triage([], [], [], [], actor="v", history=({(day, "ssh"): 3}, {}))
+    assert store.rule_history(day).counts == {"ssh": 3}
