@@ -29,7 +29,7 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
+from agent.prioritise import BURST_HISTORY, HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import RunHistory, Store
 from connectors.files import check_readable, read_documents
 
@@ -171,9 +171,11 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     clusters = state["clusters"]
     baseline = Baseline()
     if ctx.store is not None and clusters:
-        newest = datetime.fromtimestamp(max(c.times[-1] for c in clusters), tz=UTC)
-        since = (newest - timedelta(days=HISTORY_DAYS)).date()
-        baseline = Baseline.from_history(ctx.store.rule_history(since))
+        newest = max(c.times[-1] for c in clusters)
+        since = (datetime.fromtimestamp(newest, tz=UTC) - timedelta(days=HISTORY_DAYS)).date()
+        baseline = Baseline.from_history(
+            ctx.store.rule_history(since, windows_from=int(newest) - BURST_HISTORY)
+        )
     baseline.observe(clusters)
     built = build_incidents(clusters, baseline, ctx.store, ctx.correlation, ctx.priority)
     incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))

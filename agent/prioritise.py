@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of
 from agent.models import Alert, PriorityFactor
-from agent.store import RuleHistory, RunHistory
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
 RARE = 0.5
 HISTORY_DAYS = 7  # rarity and novelty are judged against this many days before a batch
@@ -28,6 +28,7 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
+BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much before them
 
 
 @dataclass(slots=True)
@@ -141,6 +142,9 @@ class Baseline:
             rule_counts=Counter(history.counts),
             seen_rule_hosts=set(history.pairs),
             has_history=bool(history.counts),
+            window_pairs={
+                start // BURST_WINDOW: set(pairs) for start, pairs in history.windows.items()
+            },
         )
 
     @property
@@ -172,11 +176,14 @@ class Baseline:
         return self._bursts
 
 
-def history_of(clusters: Iterable[Cluster]) -> RunHistory:
+def history_of(clusters: list[Cluster]) -> RunHistory:
     """A batch's contribution to the rule history (the inverse of `Baseline.from_history`);
-    days are UTC days, as alert times are."""
+    days are UTC days, as alert times are. Only the windows the stores keep are sent."""
     counts: dict[tuple[date, str], int] = {}
     pairs: dict[tuple[str, str], date] = {}
+    windows: dict[int, set[tuple[str, str]]] = {}
+    newest = max((c.times[-1] for c in clusters), default=0.0)
+    kept_from = int(newest) - WINDOW_HISTORY_SECONDS
     for cluster in clusters:
         for run in cluster.runs:
             days = Counter(int(t // DAY) for t in run.times)
@@ -187,7 +194,11 @@ def history_of(clusters: Iterable[Cluster]) -> RunHistory:
             pair = (run.rule_id, run.host)
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
-    return counts, pairs
+            if run.last >= kept_from:
+                for start in {int(t) // BURST_WINDOW * BURST_WINDOW for t in run.times}:
+                    if start >= kept_from:
+                        windows.setdefault(start, set()).add(pair)
+    return RunHistory(counts, pairs, windows)
 
 
 DAY = 86400
@@ -358,7 +369,7 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         points=round(BURST_POINTS * share**2, 2),
         detail=(
             f"fired within {BURST_WINDOW // 60} min of a window holding {pairs} rare rule-host "
-            f"pair(s), against {bursts.median} in the batch's median window (peak {bursts.peak})"
+            f"pair(s), against {bursts.median} in the median window (peak {bursts.peak})"
         ),
     )
 

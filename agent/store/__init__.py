@@ -17,14 +17,28 @@ from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
-#: What one run adds to the rule history: counts by (day, rule), each rule-host pair's latest day.
-RunHistory = tuple[Mapping[tuple[date, str], int], RulePairs]
+#: Time window (its start, epoch seconds) -> the rule-host pairs that fired in it.
+WindowPairs = Mapping[int, set[tuple[str, str]]]
+#: How long the stores keep window pairs: a batch's burst windows are compared with the last day.
+WINDOW_HISTORY_SECONDS = 2 * 86400
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """What one run adds to the rule history."""
+
+    counts: Mapping[tuple[date, str], int]  # alerts by (day, rule)
+    pairs: RulePairs  # each rule-host pair's latest day
+    windows: WindowPairs = field(default_factory=dict)  # only recent windows are kept
 
 
 @dataclass(frozen=True)
 class RuleHistory:
+    """What earlier runs saw: the baseline a small batch is ranked against."""
+
     counts: dict[str, int] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
+    windows: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -70,9 +84,10 @@ class Store(Protocol):
         """Close open incidents quiet since before `before`; returns how many."""
         ...
 
-    def rule_history(self, since: date) -> RuleHistory:
-        """How often each rule fired on each day from `since` on, summed, and the rule-host
-        pairs seen from `since` on: the baseline a small batch is ranked against."""
+    def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
+        """How often each rule fired on each day from `since` on, summed, the rule-host pairs
+        seen from `since` on, and the pairs of each time window starting at or after
+        `windows_from` (epoch seconds; None: no windows)."""
         ...
 
     def save_intake(

@@ -19,7 +19,7 @@ from redis.client import Pipeline
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import RuleHistory, RulePairs, RunHistory
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 from agent.store.audit import chain_hash, first_broken
 
 _HEAD = "vigie:audit:head"
@@ -59,6 +59,8 @@ RULE_HISTORY_DAYS = 35  # kept in Redis; a baseline reads the last week of it
 _RULE_DAY = "vigie:rule-day:"
 _RULE_DAYS = "vigie:rule-days"
 _RULE_HOSTS = "vigie:rule-hosts"
+_RULE_WINDOW = "vigie:rule-window:"  # a set of rule-host pairs per time window
+_RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
 # Set each field to the later of its current and given day (ISO dates compare as strings).
 _LATEST_DAY = """
@@ -247,7 +249,7 @@ class RedisStore:
                         chunk = dict(placements[start : start + 10_000])
                         pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
                     if history is not None:
-                        self._add_rule_history(pipe, *history)
+                        self._add_rule_history(pipe, history)
                     for a in alerts:
                         pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
                     for p in new:
@@ -378,7 +380,7 @@ class RedisStore:
                 pipe.delete(f"vigie:intake:{b}")
             self._guard(pipe.execute)
 
-    def rule_history(self, since: date) -> RuleHistory:
+    def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         days = self._guard(self._r.zrangebyscore, _RULE_DAYS, since.toordinal(), "+inf")
         counts: dict[str, int] = {}
         for day in days:
@@ -390,12 +392,20 @@ class RedisStore:
             if last.decode() >= since.isoformat():
                 rule, _, host = key.decode().partition(_SEP)
                 pairs.add((rule, host))
-        return RuleHistory(counts, pairs)
+        windows: dict[int, set[tuple[str, str]]] = {}
+        if windows_from is not None:
+            starts = self._guard(self._r.zrangebyscore, _RULE_WINDOWS, windows_from, "+inf")
+            pipe = self._r.pipeline(transaction=False)
+            for start in starts:
+                pipe.smembers(_RULE_WINDOW + start.decode())
+            for start, members in zip(starts, self._guard(pipe.execute), strict=True):
+                split = [m.decode().partition(_SEP) for m in members]
+                windows[int(start)] = {(rule, host) for rule, _, host in split}
+        return RuleHistory(counts, pairs, windows)
 
-    def _add_rule_history(
-        self, pipe: Pipeline, counts: Mapping[tuple[date, str], int], pairs: RulePairs
-    ) -> None:
+    def _add_rule_history(self, pipe: Pipeline, history: RunHistory) -> None:
         """Queued on a run's transaction."""
+        counts, pairs = history.counts, history.pairs
         for (day, rule), n in counts.items():
             pipe.hincrby(_RULE_DAY + day.isoformat(), rule, n)
             pipe.expire(_RULE_DAY + day.isoformat(), RULE_HISTORY_DAYS * 86400)
@@ -414,6 +424,14 @@ class RedisStore:
                 ],
                 client=pipe,
             )
+        for start, in_window in history.windows.items():
+            key = _RULE_WINDOW + str(start)
+            pipe.sadd(key, *(f"{rule}{_SEP}{host}" for rule, host in in_window))
+            pipe.expire(key, WINDOW_HISTORY_SECONDS)
+            pipe.zadd(_RULE_WINDOWS, {str(start): start})
+        if history.windows:
+            newest_window = max(history.windows)
+            pipe.zremrangebyscore(_RULE_WINDOWS, "-inf", newest_window - WINDOW_HISTORY_SECONDS)
 
     def get_checkpoint(self, name: str) -> Any:
         raw = self._guard(self._r.get, f"vigie:checkpoint:{name}")

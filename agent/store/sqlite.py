@@ -15,7 +15,7 @@ import orjson
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import RuleHistory, RulePairs, RunHistory
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 from agent.store.audit import chain_hash, first_broken
 
 _SCHEMA = """
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS rule_days (
   day TEXT NOT NULL, rule_id TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, rule_id));
 CREATE TABLE IF NOT EXISTS rule_hosts (
   rule_id TEXT NOT NULL, host TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (rule_id, host));
+CREATE TABLE IF NOT EXISTS rule_windows (
+  start INTEGER NOT NULL, rule_id TEXT NOT NULL, host TEXT NOT NULL,
+  PRIMARY KEY (start, rule_id, host)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS intake (
   batch_id TEXT PRIMARY KEY, source TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,
   claimed_at REAL, docs BLOB NOT NULL);
@@ -129,7 +132,7 @@ class SqliteStore:
             # (634,000 placements: 3.7 -> 1.4 s).
             db.executemany("INSERT OR REPLACE INTO alert_index VALUES (?,?)", sorted(owner.items()))
             if history is not None:
-                _add_rule_history(db, *history)
+                _add_rule_history(db, history)
             db.executemany(
                 "INSERT OR REPLACE INTO alerts VALUES (?,?,?)",
                 [(a.id, owner.get(a.id, ""), _dump(a)) for a in alerts],
@@ -274,7 +277,7 @@ class SqliteStore:
         with self._tx() as db:
             db.executemany("DELETE FROM intake WHERE batch_id=?", [(b,) for b in batch_ids])
 
-    def rule_history(self, since: date) -> RuleHistory:
+    def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         day = since.isoformat()
         counts = self._db.execute(
             "SELECT rule_id, SUM(n) FROM rule_days WHERE day >= ? GROUP BY rule_id", (day,)
@@ -282,7 +285,13 @@ class SqliteStore:
         pairs = self._db.execute(
             "SELECT rule_id, host FROM rule_hosts WHERE last_day >= ?", (day,)
         ).fetchall()
-        return RuleHistory(dict(counts), {(r, h) for r, h in pairs})
+        windows: dict[int, set[tuple[str, str]]] = {}
+        if windows_from is not None:
+            for start, rule, host in self._db.execute(
+                "SELECT start, rule_id, host FROM rule_windows WHERE start >= ?", (windows_from,)
+            ):
+                windows.setdefault(start, set()).add((rule, host))
+        return RuleHistory(dict(counts), {(r, h) for r, h in pairs}, windows)
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()
@@ -423,16 +432,21 @@ class SqliteStore:
         self._db.close()
 
 
-def _add_rule_history(
-    db: sqlite3.Connection, counts: Mapping[tuple[date, str], int], pairs: RulePairs
-) -> None:
+def _add_rule_history(db: sqlite3.Connection, history: RunHistory) -> None:
     db.executemany(
         "INSERT INTO rule_days VALUES (?,?,?) "
         "ON CONFLICT(day, rule_id) DO UPDATE SET n = n + excluded.n",
-        [(d.isoformat(), rule, n) for (d, rule), n in counts.items()],
+        [(d.isoformat(), rule, n) for (d, rule), n in history.counts.items()],
     )
     db.executemany(
         "INSERT INTO rule_hosts VALUES (?,?,?) ON CONFLICT(rule_id, host) "
         "DO UPDATE SET last_day = MAX(last_day, excluded.last_day)",
-        [(rule, host, d.isoformat()) for (rule, host), d in pairs.items()],
+        [(rule, host, d.isoformat()) for (rule, host), d in history.pairs.items()],
     )
+    if history.windows:
+        db.executemany(
+            "INSERT OR IGNORE INTO rule_windows VALUES (?,?,?)",
+            [(start, r, h) for start, pairs in history.windows.items() for r, h in pairs],
+        )
+        newest = max(history.windows)
+        db.execute("DELETE FROM rule_windows WHERE start < ?", (newest - WINDOW_HISTORY_SECONDS,))

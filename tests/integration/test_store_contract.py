@@ -248,8 +248,8 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     def save(history: RunHistory) -> None:  # a run's rule history is stored with its results
         store.save_triage([], [], [], [], actor="v", history=history)
 
-    save(({(d1, "ssh"): 10, (d2, "ssh"): 5, (d2, "scan"): 1}, {("ssh", "web"): d2}))
-    save(({(d2, "ssh"): 2, (d3, "dns"): 7}, {("ssh", "web"): d1, ("dns", "fw"): d3}))
+    save(RunHistory({(d1, "ssh"): 10, (d2, "ssh"): 5, (d2, "scan"): 1}, {("ssh", "web"): d2}))
+    save(RunHistory({(d2, "ssh"): 2, (d3, "dns"): 7}, {("ssh", "web"): d1, ("dns", "fw"): d3}))
     everything = store.rule_history(d1)
     assert everything.counts == {"ssh": 17, "scan": 1, "dns": 7}
     assert everything.pairs == {("ssh", "web"), ("dns", "fw")}
@@ -271,8 +271,48 @@ def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) 
     unstorable = DeadLetter(source="f", line=2**70, reason="x")  # beyond SQLite's integers
     with pytest.raises(OverflowError):
         store.save_triage(
-            [], [], [], [unstorable], actor="v", history=({(day, "ssh"): 3}, {("ssh", "web"): day})
+            [],
+            [],
+            [],
+            [unstorable],
+            actor="v",
+            history=RunHistory({(day, "ssh"): 3}, {("ssh", "web"): day}),
         )
     assert store.rule_history(day).counts == {}  # the failed run left no statistics behind
-    store.save_triage([], [], [], [], actor="v", history=({(day, "ssh"): 3}, {}))
+    store.save_triage([], [], [], [], actor="v", history=RunHistory({(day, "ssh"): 3}, {}))
     assert store.rule_history(day).counts == {"ssh": 3}
+
+
+def test_rule_history_keeps_recent_windows_pairs(store: Store) -> None:
+    from datetime import date
+
+    day = date(2026, 3, 1)
+    t0 = 1_772_323_200  # 2026-03-01T00:00:00Z
+    store.save_triage(
+        [],
+        [],
+        [],
+        [],
+        actor="v",
+        history=RunHistory(
+            {(day, "ssh"): 3},
+            {("ssh", "web"): day},
+            {t0: {("ssh", "web"), ("scan", "fw")}, t0 + 900: {("ssh", "web")}},
+        ),
+    )
+    store.save_triage(
+        [], [], [], [], actor="v", history=RunHistory({}, {}, {t0 + 900: {("dns", "fw")}})
+    )
+    assert store.rule_history(day, windows_from=t0).windows == {
+        t0: {("ssh", "web"), ("scan", "fw")},
+        t0 + 900: {("ssh", "web"), ("dns", "fw")},
+    }
+    assert store.rule_history(day, windows_from=t0 + 900).windows == {
+        t0 + 900: {("ssh", "web"), ("dns", "fw")}
+    }
+    assert store.rule_history(day).windows == {}  # only asked for
+    three_days_on = t0 + 3 * 86400
+    store.save_triage(
+        [], [], [], [], actor="v", history=RunHistory({}, {}, {three_days_on: {("x", "y")}})
+    )
+    assert set(store.rule_history(day, windows_from=0).windows) == {three_days_on}  # kept 2 days

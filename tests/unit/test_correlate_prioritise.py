@@ -208,6 +208,35 @@ def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_pat
     assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
 
 
+def test_a_small_batch_s_burst_window_is_judged_against_the_last_day_of_windows(tmp_path) -> None:
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    def bursts(store, docs) -> dict[str, float]:
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.title.split(" on ")[0]: sum(
+                f.points for f in inc.explanation.priority_factors if f.name == "burst"
+            )
+            for inc in state["incidents"]
+        }
+
+    # ten quiet hours on five hosts: forty windows of one common rule
+    routine = [ecs(f"r{i}", i * 3, "Heartbeat missed", f"srv{i % 5}") for i in range(200)]
+    start = 10 * 60 + 30  # half an hour after the routine ends: one window, eight rare rules
+    batch = [ecs(f"x{i}", start + i, f"Attack step {i}", f"srv{i % 3}") for i in range(8)]
+    batch.append(ecs("cpu", start + 5, "CPU out of range", "monitor", module="anomaly"))
+    with_windows = SqliteStore(tmp_path / "a.db")
+    bursts(with_windows, routine)
+    ranked = bursts(with_windows, batch)
+    alone = bursts(SqliteStore(tmp_path / "b.db"), batch)
+    assert ranked["CPU out of range"] > 20  # a lone quiet alert beside the burst is lifted
+    assert alone["CPU out of range"] == 0  # one window alone: no "usual" to stand out from
+
+
 _LINKS_SCRIPT = """
 from agent.correlate import correlate
 from tests.conftest import alert
