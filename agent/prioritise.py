@@ -30,6 +30,8 @@ BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compar
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
 BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much before them
 
+_risk = operator.attrgetter("risk_score")
+
 
 @dataclass(slots=True)
 class Stream:
@@ -47,7 +49,6 @@ class Stream:
     sensors: set[str]
     #: Its alerts' distinct (tactics, techniques), each with the earliest time it was seen.
     marks: dict[tuple[tuple[str, ...], tuple[str, ...]], float]
-    head: list[Alert]  # its first few alerts (the stored sample of an incident)
 
     @classmethod
     def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
@@ -66,7 +67,6 @@ class Stream:
             windows={int(t) // BURST_WINDOW for t in times},
             sensors={a.sensor for a in alerts},
             marks=marks,
-            head=alerts[:STREAM_HEAD],
         )
 
     def then(self, later: Stream) -> Stream:
@@ -83,14 +83,7 @@ class Stream:
             windows=self.windows | later.windows,
             sensors=self.sensors | later.sensors,
             marks=marks,
-            head=[*self.head, *later.head][:STREAM_HEAD],
         )
-
-
-STREAM_HEAD = 5
-
-
-_risk = operator.attrgetter("risk_score")
 
 
 def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:

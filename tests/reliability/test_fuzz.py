@@ -83,14 +83,18 @@ def test_normalize_returns_an_alert_or_a_typed_error(doc: object) -> None:
     assert alert.id and 0 <= alert.risk_score <= 100
 
 
+#: A valid document of each format, for fuzzed fields to be laid over.
+VALID_BASES = (
+    ecs(1, 0, "Rule"),
+    {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
+    {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
+)
+
+
 @FUZZ
 @given(st.dictionaries(keys, json_values, max_size=8))
 def test_near_valid_documents_never_crash(extra: dict) -> None:
-    for base in (
-        ecs(1, 0, "Rule"),
-        {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
-        {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
-    ):
+    for base in VALID_BASES:
         with contextlib.suppress(BadInput):
             normalize({**base, **extra})
 
@@ -98,11 +102,7 @@ def test_near_valid_documents_never_crash(extra: dict) -> None:
 @FUZZ
 @given(st.dictionaries(keys, json_values, max_size=8))
 def test_the_parallel_readers_unvalidated_alerts_equal_validated_ones(extra: dict) -> None:
-    for base in (
-        ecs(1, 0, "Rule"),
-        {"timestamp": "2026-01-01T00:00:00Z", "rule": {"level": 5}},
-        {"@timestamp": "2026-01-01T00:00:00Z", "kibana.alert.rule.name": "x"},
-    ):
+    for base in VALID_BASES:
         same_alert_as_validated({**base, **extra})
 
 
