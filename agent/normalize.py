@@ -92,14 +92,19 @@ Normalizer = Callable[[dict[str, Any], Fields], AlertFields]
 
 
 def _detect(f: Fields) -> Normalizer:
-    if any(
-        f.get(k) is not None
-        for k in ("kibana.alert.rule.name", "kibana.alert.uuid", "kibana.alert")
+    get = f.flat.get  # every alert read passes here: plain lookups, no generators
+    if (
+        get("kibana.alert.rule.name") is not None
+        or get("kibana.alert.uuid") is not None
+        or get("kibana.alert") is not None
     ):
         return normalize_elastic
-    wazuh_parts = ("agent.name", "manager.name", "decoder.name", "location")
-    if f.get("rule.level") is not None and (
-        f.get("@timestamp") is None or any(f.get(k) is not None for k in wazuh_parts)
+    if get("rule.level") is not None and (
+        get("@timestamp") is None
+        or get("agent.name") is not None
+        or get("manager.name") is not None
+        or get("decoder.name") is not None
+        or get("location") is not None
     ):
         return normalize_wazuh
     if "@timestamp" in f.flat:
@@ -126,6 +131,8 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         ts = datetime.fromisoformat(value.strip())
     except ValueError:
         raise NormalizeError(f"{field} is not an ISO 8601 timestamp: {value[:40]!r}") from None
+    if ts.tzinfo is UTC:  # "Z" and "+00:00": most alerts, already as they should be
+        return ts
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 

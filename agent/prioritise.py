@@ -126,6 +126,7 @@ class Baseline:
     has_history: bool = False
     window_pairs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
     _bursts: Bursts | None = None
+    _total: int | None = None
 
     @classmethod
     def from_history(cls, history: RuleHistory) -> Baseline:
@@ -142,7 +143,9 @@ class Baseline:
 
     @property
     def total(self) -> int:
-        return sum(self.rule_counts.values())
+        if self._total is None:  # rarity asks for it once per rule of every incident
+            self._total = sum(self.rule_counts.values())
+        return self._total
 
     def rarity(self, rule_id: str) -> float:
         """0 for the commonest rules, 1 for a rule seen once among everything."""
@@ -161,6 +164,7 @@ class Baseline:
                 for w in {int(t) // BURST_WINDOW for t in run.times}:
                     self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
+        self._total = None
 
     def bursts(self) -> Bursts:
         """How unusual each observed time window is (computed once the batch is observed)."""
@@ -209,8 +213,10 @@ class Bursts:
 
     @classmethod
     def of(cls, baseline: Baseline) -> Bursts:
+        rules = {rule for pairs in baseline.window_pairs.values() for rule, _ in pairs}
+        rare = {r for r in rules if baseline.rarity(r) >= RARE}  # once per rule, not per pair
         raw = {
-            w: sum(1 for rule, _ in pairs if baseline.rarity(rule) >= RARE)
+            w: sum(1 for rule, _ in pairs if rule in rare)
             for w, pairs in baseline.window_pairs.items()
         }
         smooth = {w: max(raw.get(w - 1, 0), n, raw.get(w + 1, 0)) for w, n in raw.items()}

@@ -129,7 +129,11 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
                 source=name, line=n, reason=f"invalid JSON: {exc}", excerpt=_excerpt(line)
             )
             continue
-        yield _checked(name, n, value, line.count(b"{") + line.count(b"["), line, line.rstrip())
+        brackets = line.count(b"{") + line.count(b"[")
+        if brackets <= MAX_DEPTH:  # the common case, without the call
+            yield Document(n, value, line.rstrip())
+        else:
+            yield _checked(name, n, value, brackets, line, line.rstrip())
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
