@@ -259,9 +259,8 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
             for inc in incidents:
                 kind = "incident.updated" if inc.incident_id in existed else "incident.created"
                 ctx.on_incident(kind, inc)
-        alerts = state.get("alerts", [])
-        if alerts:  # incidents quiet for a whole period before this batch's newest alert close
-            ctx.store.close_quiet(max(a.timestamp for a in alerts) - ctx.quiet_period)
+        if incidents:  # incidents quiet for a whole period before the newest alert they hold close
+            ctx.store.close_quiet(max(i.last_seen for i in incidents) - ctx.quiet_period)
     return {}
 
 
