@@ -5,7 +5,9 @@
    collapse into one run that links to nothing, so a noisy rule cannot glue a host's day together.
 3. Other runs link when they share an entity within a time window. Entities seen with many hosts
    (a DNS server, a proxy) are *hubs* and link nothing.
-4. Linked runs form a cluster; each cluster records which entities linked which alerts.
+4. Runs of one rule starting on several hosts within a couple of minutes link too: that is one
+   *sweep* (a scan, a password spray, a worm), not one story per host.
+5. Linked runs form a cluster; each cluster records what linked which alerts.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class CorrelationConfig:
     background_hour_share: float = 0.25
     burst_factor: float = 5.0
     burst_min: int = 20
+    sweep_window: float = 120.0  # seconds between the first and last host a sweep reaches
+    sweep_min_hosts: int = 3
 
 
 @dataclass(slots=True)
@@ -144,6 +148,29 @@ def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]
     return {pair for pair, hosts in hosts_of.items() if len(hosts) >= cfg.hub_min_hosts}
 
 
+def _sweeps(runs: list[Run], cfg: CorrelationConfig) -> list[list[int]]:
+    """Runs of one rule whose first alerts fall within `sweep_window` of each other on at least
+    `sweep_min_hosts` hosts. Background runs never sweep: a rule that fires everywhere all day
+    is noise, not a campaign."""
+    by_rule: dict[str, list[int]] = defaultdict(list)
+    for i, run in enumerate(runs):  # runs come in the order of their first alert
+        if not run.background:
+            by_rule[run.rule_id].append(i)
+    found: list[list[int]] = []
+    for members in by_rule.values():
+        start = 0
+        for k in range(1, len(members) + 1):
+            if k < len(members) and runs[members[k]].first - runs[members[start]].first <= (
+                cfg.sweep_window
+            ):
+                continue
+            group = members[start:k]
+            if len({runs[i].host for i in group}) >= cfg.sweep_min_hosts:
+                found.append(group)
+            start = k
+    return found
+
+
 def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     """The run's distinct entities in first-seen order (a set's order would change with the
     process's string hashing, and with it the order of an incident's links)."""
@@ -178,6 +205,10 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
             reach = max(reach, runs[cur].last)
         if len(linked) > 1:
             link_hits[key] = linked
+    sweeps = _sweeps(runs, cfg)
+    for members in sweeps:
+        for i in members[1:]:
+            uf.union(members[0], i)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
@@ -196,4 +227,9 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
             cluster.links.append(
                 EntityLink(kind=kind, value=value, alert_ids=ids[:MAX_LINK_SAMPLE])
             )
+    for members in sweeps:
+        ids = [runs[i].alerts[0].id for i in members]
+        clusters[uf.find(members[0])].links.append(
+            EntityLink(kind="rule", value=runs[members[0]].rule_id, alert_ids=ids[:MAX_LINK_SAMPLE])
+        )
     return sorted(clusters.values(), key=lambda c: (c.runs[0].first, c.runs[0].alerts[0].id))

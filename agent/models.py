@@ -168,9 +168,10 @@ class DeadLetter(BaseModel):
 
 
 class EntityLink(BaseModel):
-    """One reason alerts belong together: they share this entity."""
+    """One reason alerts belong together: they share this entity, or (kind "rule") this rule
+    swept several hosts within minutes."""
 
-    kind: EntityKind
+    kind: EntityKind | Literal["rule"]
     value: str
     alert_ids: list[str]
 

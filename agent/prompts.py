@@ -74,7 +74,7 @@ def evidence(
         "tactics": [f"{t} {TACTIC_NAMES.get(t, '')}" for t in incident.tactics],
         "alerts_total": len(incident.alert_ids),
         "linked_by": [
-            f"{link.kind.value} {pseudo.mask(link.value)}" for link in incident.explanation.links
+            f"{link.kind} {pseudo.mask(link.value)}" for link in incident.explanation.links
         ][:10],
         "groups": rows,
         "groups_omitted": max(0, len(incident.groups) - len(rows)),

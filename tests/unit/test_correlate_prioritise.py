@@ -27,6 +27,22 @@ def test_hub_entity_does_not_glue_unrelated_hosts() -> None:
     assert len(clusters) == 12  # the DNS server touches every host: it links nothing
 
 
+def test_one_rule_sweeping_several_hosts_within_minutes_is_one_incident() -> None:
+    scan = [alert(f"s{i}", 60 + i * 0.25, "SSH scan", f"host{i}") for i in range(4)]
+    local = [alert(f"l{i}", 61 + i * 0.25, f"Disk full {i}", f"host{i}") for i in range(4)]
+    daily = [alert(f"d{i}", 600 + i * 60, "SSH scan", f"other{i}") for i in range(4)]
+    pair = [alert(f"p{i}", 900 + i * 0.25, "Port probe", f"two{i}") for i in range(2)]
+    clusters = correlate(scan + local + daily + pair)
+    (sweep,) = [c for c in clusters if any(a.id == "as0" for a in c.alerts)]
+    assert {a.id for a in sweep.alerts} == {f"as{i}" for i in range(4)} | {
+        f"al{i}" for i in range(4)
+    }  # each host's own alerts come along: they share the host with the scan
+    (link,) = [link for link in sweep.links if link.kind == "rule"]
+    assert link.value == "ssh-scan" and len(link.alert_ids) == 4
+    assert len([c for c in clusters if any(a.id.startswith("ad") for a in c.alerts)]) == 4
+    assert len([c for c in clusters if any(a.id.startswith("ap") for a in c.alerts)]) == 2
+
+
 def test_every_alert_lands_in_exactly_one_cluster() -> None:
     alerts = [
         alert(i, i * 7 % 600, f"Rule {i % 5}", f"h{i % 4}", user={"name": f"u{i % 3}"})
