@@ -75,12 +75,16 @@ def build_incident(
     entities = [*distinct_entities(prior or []), *_run_entities(cluster)]
     hosts = [*(old.hosts if old else []), *(h for e in entities for h in e.hosts)]
     users = [*(old.users if old else []), *(u for e in entities for u in e.users)]
+    background = all(r.background for r in cluster.runs) and (
+        old.explanation.background if old else True
+    )
     priority, factors = prioritise(
         streams,
         baseline,
         cfg,
         count=len(old.alert_ids) + len(new_alerts) if old else None,
         entities=[*hosts, *users],
+        background=background,
     )
     links, more_links = _capped_links(old, cluster.links)
     groups = _merge_groups(extends.groups if extends else [], groups_of(new))
@@ -112,8 +116,7 @@ def build_incident(
             tactic_progression=tactics,
             sensors=sorted(set().union(*(s.sensors for s in streams))),
             priority_factors=factors,
-            background=all(r.background for r in cluster.runs)
-            and (old.explanation.background if old else True),
+            background=background,
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )

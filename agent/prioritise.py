@@ -248,12 +248,15 @@ def prioritise(
     *,
     count: int | None = None,
     entities: Iterable[str] = (),
+    background: bool = False,
 ) -> tuple[float, list[PriorityFactor]]:
     """The incident's priority and the factors that make it up (they sum to the priority).
 
     An extended incident passes the streams of its stored sample (a few alerts per rule and
     host, which keeps every rule, tactic, sensor and rule-host pair) joined with the new
-    alerts'; `count` is then its true size and `entities` its hosts and users so far."""
+    alerts'; `count` is then its true size and `entities` its hosts and users so far.
+    `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
+    burst factor, since firing all day it fires in every window, the unusual one included."""
     cfg = cfg or PriorityConfig()
     factors = [
         _severity(streams),
@@ -263,7 +266,7 @@ def prioritise(
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
     ]
-    burst = _burst(streams, baseline)
+    burst = None if background else _burst(streams, baseline)
     if burst is not None:
         factors.append(burst)
     novelty = _novelty(streams, baseline)

@@ -176,6 +176,9 @@ def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_qui
     assert near.priority > far.priority + 30
     intrusion = next(i for i in incidents.values() if "ax0" in i.alert_ids)
     assert intrusion.priority >= near.priority  # the intrusion itself still leads
+    routine = [i for i in incidents.values() if i.explanation.background]
+    assert routine  # firing all day, they fire in the unusual window too: that is not a burst
+    assert all(f.name != "burst" for i in routine for f in i.explanation.priority_factors)
 
 
 def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
