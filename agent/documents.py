@@ -55,16 +55,10 @@ class Fields:
         flat = self.flat
         for path in paths:
             value = flat.get(path)
-            if value is None:
-                continue
-            if type(value) is str:  # the common case, without building a list
-                text = value.strip()
-                if text:
-                    return text
-                continue
-            found = strings(value)
-            if found:
-                return found[0]
+            if value is not None:
+                found = strings(value)
+                if found:
+                    return found[0]
         return None
 
     def all(self, *paths: str) -> list[str]:

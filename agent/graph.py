@@ -82,7 +82,7 @@ class TriageState(TypedDict, total=False):
     proposals: list[ActionProposal]
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
     by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
-    history: RunHistory  # what this run adds to the rule history, stored with its results
+    history: RunHistory | None  # what this run adds to the rule history (with a store)
     samples: list[Alert]  # the few alerts per rule and host stored with their incidents
     placed: dict[str, str]  # this run's alert ids -> their incident's id
 
@@ -185,7 +185,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
         "samples": built.samples,
         "placed": built.placed,
         "clusters": [],
-        "history": history_of(clusters),
+        "history": history_of(clusters) if ctx.store is not None else None,
     }
 
 

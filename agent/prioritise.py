@@ -33,6 +33,11 @@ BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much 
 _risk = operator.attrgetter("risk_score")
 
 
+def windows_of(times: Iterable[float]) -> set[int]:
+    """The burst windows (numbered from the epoch) that these times fall in."""
+    return {int(t) // BURST_WINDOW for t in times}
+
+
 @dataclass(slots=True)
 class Stream:
     """One rule on one host within an incident, read once: every priority factor and the
@@ -64,7 +69,7 @@ class Stream:
             last=alerts[-1],
             top=max(alerts, key=_risk),
             count=len(alerts),
-            windows={int(t) // BURST_WINDOW for t in times},
+            windows=windows_of(times),
             sensors={a.sensor for a in alerts},
             marks=marks,
         )
@@ -161,7 +166,7 @@ class Baseline:
             for run in cluster.runs:
                 self.rule_counts[run.rule_id] += len(run.alerts)
                 pair = (run.rule_id, run.host)
-                for w in {int(t) // BURST_WINDOW for t in run.times}:
+                for w in windows_of(run.times):
                     self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
         self._total = None
@@ -192,7 +197,8 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
             if run.last >= kept_from:
-                for start in {int(t) // BURST_WINDOW * BURST_WINDOW for t in run.times}:
+                for w in windows_of(run.times):
+                    start = w * BURST_WINDOW
                     if start >= kept_from:
                         windows.setdefault(start, set()).add(pair)
     return RunHistory(counts, pairs, windows)

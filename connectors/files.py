@@ -129,11 +129,7 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
                 source=name, line=n, reason=f"invalid JSON: {exc}", excerpt=_excerpt(line)
             )
             continue
-        brackets = line.count(b"{") + line.count(b"[")
-        if brackets <= MAX_DEPTH:  # the common case, without the call
-            yield Document(n, value, line.rstrip())
-        else:
-            yield _checked(name, n, value, brackets, line, line.rstrip())
+        yield _checked(name, n, value, line.count(b"{") + line.count(b"["), line, line.rstrip())
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
