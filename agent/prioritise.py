@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -31,11 +32,20 @@ BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs tha
 BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much before them
 
 _risk = operator.attrgetter("risk_score")
+_time = operator.attrgetter("timestamp")
 
 
-def windows_of(times: Iterable[float]) -> set[int]:
-    """The burst windows (numbered from the epoch) that these times fall in."""
-    return {int(t) // BURST_WINDOW for t in times}
+def windows_of(times: Sequence[float]) -> set[int]:
+    """The burst windows (numbered from the epoch) that these times, in order, fall in.
+    Bisecting costs a step per window, not per time: a routine rule's run holds 100,000 times
+    in 200 windows, and three steps of every run ask for its windows."""
+    out: set[int] = set()
+    i, n = 0, len(times)
+    while i < n:
+        w = int(times[i] // BURST_WINDOW)
+        out.add(w)
+        i = bisect_left(times, (w + 1) * BURST_WINDOW, i + 1)
+    return out
 
 
 @dataclass(slots=True)
@@ -97,10 +107,9 @@ def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:
 
 
 def streams_of_alerts(alerts: list[Alert]) -> list[Stream]:
-    """Streams of alerts in time order that were never correlated (an incident's stored
-    sample)."""
+    """Streams of alerts that were never correlated (an incident's stored sample)."""
     by_key: dict[tuple[str, str], list[Alert]] = {}
-    for a in alerts:
+    for a in sorted(alerts, key=_time):
         by_key.setdefault((a.rule_id, host_of(a)), []).append(a)
     return [
         Stream.of(rule, host, items, [a.timestamp.timestamp() for a in items])

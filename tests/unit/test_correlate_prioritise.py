@@ -283,3 +283,18 @@ def test_links_come_in_the_same_order_whatever_the_string_hashing() -> None:
 
     outputs = {links(seed) for seed in ("1", "2", "3", "4")}
     assert len(outputs) == 1 and "10.0.0" in next(iter(outputs))
+
+
+def test_burst_windows_found_by_bisecting_are_those_of_every_time() -> None:
+    import math
+    import random
+
+    from agent.prioritise import BURST_WINDOW, windows_of
+
+    rng = random.Random(7)
+    edges = [w * BURST_WINDOW + d for w in range(1, 40) for d in (-0.5, 0, 0.25)]
+    for _ in range(50):
+        times = sorted(rng.sample(edges, rng.randint(0, 20)) + [rng.uniform(0, 4e4)] * 3)
+        assert windows_of(times) == {math.floor(t / BURST_WINDOW) for t in times}
+    day = [float(t) for t in range(0, 86400, 7)]  # a routine rule all day: 96 windows
+    assert windows_of(day) == set(range(96))
