@@ -73,7 +73,7 @@ def triage(
     top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
-    from agent.service import triage_files  # LangGraph takes ~2 s to import
+    from agent.parallel_read import ParallelRead, start_first, worker_count
 
     settings = _settings()
     for path in input:
@@ -85,16 +85,27 @@ def triage(
         )
     store = open_store(settings.store_url)
     started = datetime.now(UTC)
+    paths = [str(p) for p in input]
+    reading: dict[str, ParallelRead] = {}
     with err.status("triaging...") as status:
         try:
+            # A large file's workers start reading now, while LangGraph takes 1-2 s to import.
+            workers = worker_count(settings.read_workers)
+            reading = start_first(paths, settings.max_doc_bytes, workers)
+            from agent.service import triage_files
+
             state = triage_files(
                 settings,
                 store,
-                [str(p) for p in input],
+                paths,
                 progress=lambda stage, n: status.update(f"{stage}: {n:,}"),
+                started=reading,
             )
         except VigieError as exc:
             raise _fail(str(exc)) from exc
+        finally:
+            for read in reading.values():
+                read.close()
     incidents = state.get("incidents", [])
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

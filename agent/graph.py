@@ -27,7 +27,7 @@ from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
-from agent.parallel_read import read_parallel, worth_parallel
+from agent.parallel_read import ParallelRead, read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
 from agent.prioritise import BURST_HISTORY, HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import RunHistory, Store
@@ -62,6 +62,8 @@ class TriageContext:
     #: result: two runs extending one incident at once would lose one's alerts. In-process runs
     #: need nothing; workers share a Redis lock (see service.triage_context).
     exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
+    #: Files whose reading began before the run (see `agent.parallel_read.start_first`).
+    started: dict[str, ParallelRead] = field(default_factory=dict)
 
 
 #: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has
@@ -101,14 +103,18 @@ def fetch(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
     for path in paths:  # a missing file is a clear error now, not half way through the run
         check_readable(path)
     ctx = runtime.context
-    return {"documents": _read_files(paths, ctx.max_doc_bytes, ctx.read_workers)}
+    return {"documents": _read_files(paths, ctx.max_doc_bytes, ctx.read_workers, ctx.started)}
 
 
 def _read_files(
-    paths: list[str], max_doc_bytes: int, workers: int
+    paths: list[str], max_doc_bytes: int, workers: int, started: dict[str, ParallelRead]
 ) -> Iterator[Incoming | DeadLetter]:
     """Documents, or alerts already normalised by worker processes for a large file."""
     for path in paths:
+        early = started.pop(path, None)
+        if early is not None:
+            yield from early
+            continue
         if worth_parallel(path, workers):
             yield from read_parallel(path, max_doc_bytes, workers)
             continue

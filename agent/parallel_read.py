@@ -55,17 +55,43 @@ def read_parallel(
     path: str, max_doc_bytes: int, workers: int
 ) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
     """Every alert of an NDJSON file as (path, line, alert), or a dead letter, in file order."""
-    tasks = [(path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)]
-    lines_before = 0
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for items, lines in pool.imap(normalise_chunk, tasks):
-            for item in items:
-                if isinstance(item, DeadLetter):
-                    line = (item.line or 0) + lines_before
-                    yield item.model_copy(update={"line": line})
-                else:
-                    yield path, item[0] + lines_before, unpack(item[1])
-            lines_before += lines
+    return iter(ParallelRead(path, max_doc_bytes, workers))
+
+
+def start_first(paths: list[str], max_doc_bytes: int, workers: int) -> dict[str, ParallelRead]:
+    """The first of these files worth reading in parallel, its workers started now: a caller
+    about to import LangGraph (1 to 2 s) has its first chunks read meanwhile. One file only, so
+    one pool of workers runs at a time."""
+    for path in paths:
+        if worth_parallel(path, workers):
+            return {path: ParallelRead(path, max_doc_bytes, workers)}
+    return {}
+
+
+class ParallelRead:
+    """One NDJSON file read by worker processes, which start at once and read ahead."""
+
+    def __init__(self, path: str, max_doc_bytes: int, workers: int) -> None:
+        self.path = path
+        tasks = [(path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)]
+        self._pool = multiprocessing.get_context("spawn").Pool(workers)
+        self._results = self._pool.imap(normalise_chunk, tasks)
+
+    def __iter__(self) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
+        lines_before = 0
+        with self._pool:  # stopped at the end, or when the reader of this stops early
+            for items, lines in self._results:
+                for item in items:
+                    if isinstance(item, DeadLetter):
+                        line = (item.line or 0) + lines_before
+                        yield item.model_copy(update={"line": line})
+                    else:
+                        yield self.path, item[0] + lines_before, unpack(item[1])
+                lines_before += lines
+
+    def close(self) -> None:
+        """Stop the workers, whether or not the file was read."""
+        self._pool.terminate()
 
 
 def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
 from agent.errors import ConfigError
 from agent.graph import Progress, TriageContext, TriageState, run_triage
-from agent.parallel_read import worker_count
+from agent.parallel_read import ParallelRead, worker_count
 from agent.playbooks import load_playbooks
 from agent.settings import Settings
 from agent.store import Store
@@ -111,9 +111,16 @@ def triage_context(
 
 
 def triage_files(
-    settings: Settings, store: Store, paths: list[str], progress: Progress | None = None
+    settings: Settings,
+    store: Store,
+    paths: list[str],
+    progress: Progress | None = None,
+    started: dict[str, ParallelRead] | None = None,
 ) -> TriageState:
-    return run_triage(paths, triage_context(settings, store, progress))
+    """`started`: files whose reading the caller began (see `agent.parallel_read.start_first`)."""
+    ctx = triage_context(settings, store, progress)
+    ctx.started = started or {}
+    return run_triage(paths, ctx)
 
 
 def make_backend(settings: Settings) -> SearchBackend:

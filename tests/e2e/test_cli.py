@@ -89,6 +89,50 @@ def test_mixed_file_every_valid_alert_in_exactly_one_incident(tmp_path: Path, mi
         assert reason in r.stdout, reason
 
 
+def test_a_file_over_16_mb_read_by_workers_triages_as_one_process_does(
+    tmp_path: Path, mixed_file
+) -> None:
+    """Above 16 MB the CLI starts reader workers before it imports LangGraph: the incidents and
+    the rejected documents must be those of a single process."""
+    bad, _ = mixed_file  # its five bad documents, at the start
+    pad = "x" * 2000  # long alerts: 16 MB in 8,000 lines
+    lines = bad.read_text().splitlines() + [
+        json.dumps({**ecs(f"b{i}", i * 0.2, f"Rule {i % 9}", f"h{i % 7}"), "note": pad})
+        for i in range(8000)
+    ]
+    big = tmp_path / "big.ndjson"
+    big.write_text("\n".join(lines) + "\n")
+    assert big.stat().st_size > 16 << 20
+
+    def triage(workers: str) -> tuple[str, str]:
+        run_dir = tmp_path / workers
+        run_dir.mkdir()
+        out = run_dir / "incidents.jsonl"
+        env = {
+            **os.environ,
+            "VIGIE_STORE_URL": f"sqlite:///{run_dir}/v.db",
+            "VIGIE_READ_WORKERS": workers,
+            "COLUMNS": "200",
+        }
+        env.pop("MISTRAL_API_KEY", None)
+        r = subprocess.run(
+            [*VIGIE, "triage", "-i", str(big), "-o", str(out)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        rejected = r.stdout[r.stdout.index("document(s) rejected") - 3 :]
+        return out.read_text(), rejected
+
+    one, rejected_one = triage("1")
+    two, rejected_two = triage("2")
+    assert len(one.splitlines()) > 5 and one == two
+    assert "5 document(s) rejected" in rejected_one and rejected_one == rejected_two
+
+
 def test_only_bad_input_exits_2(tmp_path: Path) -> None:
     f = tmp_path / "bad.ndjson"
     f.write_text("not json\n{}\n")

@@ -105,3 +105,48 @@ def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
 
     assert run(2) == run(1)
     assert used == [str(path)]  # the two-worker run went through the parallel reader
+
+
+def test_a_read_started_before_the_run_is_the_one_the_run_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps([ecs("s1", 0, "Rule 1", "h1")]))  # an array: read serially
+    monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    started = parallel_read.start_first([str(small), str(path)], 2000, workers=2)
+    assert list(started) == [str(path)]
+    used: list[str] = []
+    monkeypatch.setattr(
+        "agent.graph.read_parallel",
+        lambda *a, **k: (used.append(a[0]), parallel_read.read_parallel(*a, **k))[1],
+    )
+
+    def run(workers: int, started: dict) -> list[list[str]]:
+        ctx = TriageContext(
+            store=None,
+            analyst=OfflineAnalyst(),
+            playbooks=[],
+            read_workers=workers,
+            started=started,
+        )
+        state = run_triage([str(small), str(path)], ctx)
+        assert ctx.started == {}  # taken, so a file named twice is not read from its end
+        return sorted(sorted(i.alert_ids) for i in state["incidents"])
+
+    assert run(2, started) == run(1, {})
+    assert used == []  # the run read the file through the read already started
+
+
+def test_a_started_read_that_is_never_read_stops_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    path = messy_file(tmp_path / "alerts.ndjson")
+    monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
+    (read,) = parallel_read.start_first([str(path)], 2000, workers=2).values()
+    assert len(multiprocessing.active_children()) == 2
+    read.close()
+    assert multiprocessing.active_children() == []
