@@ -6,10 +6,16 @@ For each scenario: convert the labelled CSV into alerts with ../shared/bench/ait
 `vigie triage` on them with the offline analyst (end to end, file to incidents JSONL), time a
 plain stdlib JSON parse of the same file as the floor, then score the incidents beside the naive
 baselines. The scorer and the labels stay outside Vigie: the run never sees a label.
+
+Then the same scenario with its attack moved (`VARIANTS`): the scores that count come from
+scenarios never seen, so the bench also shows how the ranking holds when the attack happens
+amid the sensors' first-day noise, or when its later steps come hours apart. Moving the attack
+reads the CSV's phase labels (`time_label`); the triage still sees none.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -64,29 +70,89 @@ def timed_triage(alerts: Path, work: Path) -> tuple[float, float, Path]:
     return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, incidents
 
 
+def scored(csv_path: Path, incidents: Path, *flags: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(SCORER), "score", str(csv_path), str(incidents), *flags],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def run(csv_gz: Path, work: Path) -> dict:
-    csv, alerts = scenario_alerts(csv_gz, work)
+    csv_path, alerts = scenario_alerts(csv_gz, work)
     seconds, peak_mb, incidents = timed_triage(alerts, work)
-    scored = subprocess.run(
-        [sys.executable, str(SCORER), "score", str(csv), str(incidents)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    raw = subprocess.run(
-        [sys.executable, str(SCORER), "score", str(csv), str(incidents), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    n = json.loads(raw.stdout)["alerts"]
+    table = scored(csv_path, incidents)
+    result = json.loads(scored(csv_path, incidents, "--json"))
+    n = result["alerts"]
     floor = stdlib_parse_seconds(alerts)
-    print(scored.stdout)
+    print(table)
     print(
         f"throughput: {n:,} alerts in {seconds:.2f}s end to end = {n / seconds:,.0f} alerts/s; "
         f"stdlib JSON parse {floor:.2f}s (ratio {seconds / floor:.1f}x); peak RSS {peak_mb:,.0f} MB"
     )
-    return json.loads(raw.stdout)
+    run_variants(csv_path, work)
+    return result
+
+
+#: Attack phases are the CSV's time labels; "false_positive" marks the benign periods.
+BENIGN_PHASE = "false_positive"
+#: name -> (the phases moved, None for the whole attack; by how many seconds; whether those
+#: count from the scenario's first alert instead of from where the phases were).
+VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
+    "as recorded": (frozenset(), 0, False),
+    "attack a day earlier": (None, -86400, False),
+    "attack 10 h into the data (first-day noise)": (None, 36000, True),
+    "escalation 2 h after the web shell": (
+        frozenset({"reverse_shell", "privilege_escalation"}),
+        7200,
+        False,
+    ),
+    "password cracking 3 h later": (frozenset({"cracking"}), 10800, False),
+}
+SHOWN = ("depth", "noise_read", "contamination", "steps@5", "steps@10", "steps@20")
+
+
+def moved(
+    rows: list[dict], phases: frozenset[str] | None, seconds: int, from_start: bool
+) -> list[dict]:
+    """The rows with those phases' alerts moved, in time order again."""
+    hit = [
+        r
+        for r in rows
+        if r["time_label"] != BENIGN_PHASE and (phases is None or r["time_label"] in phases)
+    ]
+    shift = seconds
+    if from_start:
+        start = min(int(r["time"]) for r in rows)
+        shift += start - min((int(r["time"]) for r in hit), default=start)
+    ids = {id(r) for r in hit}
+    out = [{**r, "time": str(int(r["time"]) + shift)} if id(r) in ids else r for r in rows]
+    return sorted(out, key=lambda r: int(r["time"]))
+
+
+def run_variants(csv_path: Path, work: Path) -> None:
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"{'the attack moved':46}" + "".join(f"{c:>14}" for c in SHOWN))
+    for name, (phases, seconds, from_start) in VARIANTS.items():
+        variant = work / "variant"
+        variant.mkdir(exist_ok=True)
+        moved_csv = variant / "scenario.csv"
+        with moved_csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(moved(rows, phases, seconds, from_start))
+        alerts = variant / "alerts.ndjson"
+        with alerts.open("w") as fh:
+            subprocess.run(
+                [sys.executable, str(SCORER), "alerts", str(moved_csv)], stdout=fh, check=True
+            )
+        for old in variant.glob("bench.db*"):
+            old.unlink()
+        _, _, incidents = timed_triage(alerts, variant)
+        r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
+        print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
 
 
 def main(argv: list[str]) -> None:
