@@ -4,7 +4,9 @@ Reading a day's export spends most of its time parsing and normalising documents
 Above a size threshold, the file is cut into chunks at line breaks and worker processes turn
 each chunk into alert fields and dead letters; this process builds the alerts, in file order.
 Workers are spawned, not forked: the parent may already hold threads (LangGraph's). Line
-numbers stay the file's, so a dead letter points where the serial reader's would.
+numbers stay the file's, so a dead letter points where the serial reader's would. Workers start
+reading as soon as a `ParallelRead` exists, so `vigie triage` starts them before it imports
+LangGraph (`start_first`).
 
 The two cores are the budget, so each alert crosses over as a plain tuple of its fields (rule
 names and messages interned: pickle sends a repeated one once per chunk), and the parent builds
