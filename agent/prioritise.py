@@ -2,9 +2,10 @@
 
 A flood of one benign rule scores little beyond its severity: volume is worth at most 5 points,
 while rarity, rule diversity, tactic progression and sensor corroboration carry the rest. A burst
-factor lifts whatever fired in the batch's most unusual time window: an intrusion is many rare
-rules on several hosts at once, and its quiet side effects (a CPU spike on another host, one odd
-DNS record) are worth reading next to it even when they score little on their own.
+factor lifts whatever fired in the batch's most unusual time window, or in the hour after it: an
+intrusion is many rare rules on several hosts at once, and its quiet side effects and later steps
+(a CPU spike from password cracking, one odd DNS record) are worth reading next to it even when
+they score little on their own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
+BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
+_TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
 BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much before them
 
 _risk = operator.attrgetter("risk_score")
@@ -219,8 +222,10 @@ _EPOCH = date(1970, 1, 1)
 
 @dataclass(frozen=True, slots=True)
 class Bursts:
-    """Rare rule-host pairs per time window, smoothed over the neighbouring windows (an attack's
-    later steps spill into the next quarter hour), against the batch's median window."""
+    """Rare rule-host pairs per time window, against the batch's median window. Each window
+    counts as the most unusual of itself, the one after it and the BURST_TAIL before it: an
+    intrusion's later steps (cracking the passwords it took, escalating, exfiltrating) follow its
+    noisy start within the hour, and each may leave a single quiet alert."""
 
     rare_pairs: dict[int, int]
     median: int
@@ -234,7 +239,10 @@ class Bursts:
             w: sum(1 for rule, _ in pairs if rule in rare)
             for w, pairs in baseline.window_pairs.items()
         }
-        smooth = {w: max(raw.get(w - 1, 0), n, raw.get(w + 1, 0)) for w, n in raw.items()}
+        smooth = {
+            w: max(raw.get(w + 1, 0), *(raw.get(w - k, 0) for k in range(BURST_TAIL + 1)))
+            for w in raw
+        }
         values = sorted(raw.values())
         if len(values) < BURST_MIN_WINDOWS:
             return cls({}, 0, 0)
@@ -385,8 +393,9 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         name="burst",
         points=round(BURST_POINTS * share**2, 2),
         detail=(
-            f"fired within {BURST_WINDOW // 60} min of a window holding {pairs} rare rule-host "
-            f"pair(s), against {bursts.median} in the median window (peak {bursts.peak})"
+            f"fired between {BURST_WINDOW // 60} min before and {_TAIL_MINUTES} min after the "
+            f"start of a window holding {pairs} rare rule-host pair(s), against {bursts.median} "
+            f"in the median window (peak {bursts.peak})"
         ),
     )
 

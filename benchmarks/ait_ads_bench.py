@@ -108,6 +108,7 @@ VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
         7200,
         False,
     ),
+    "password cracking 45 min later": (frozenset({"cracking"}), 2700, False),
     "password cracking 3 h later": (frozenset({"cracking"}), 10800, False),
 }
 SHOWN = ("depth", "noise_read", "contamination", "steps@5", "steps@10", "steps@20")

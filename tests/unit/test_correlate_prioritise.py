@@ -181,6 +181,26 @@ def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_qui
     assert all(f.name != "burst" for i in routine for f in i.explanation.priority_factors)
 
 
+def test_a_quiet_alert_within_the_hour_after_the_unusual_window_shares_its_burst() -> None:
+    """An intrusion's later steps (cracking, escalation) follow its noisy start within the hour."""
+    later = alert("later", 6 * 60 + 50, "Fan speed anomaly", "monitor3", module="anomaly")
+    too_late = alert("late", 6 * 60 + 100, "Disk latency anomaly", "monitor4", module="anomaly")
+    clusters = correlate([*_day_with_an_intrusion(), later, too_late])
+    baseline = Baseline()
+    baseline.observe(clusters)
+    burst = {
+        c.alerts[0].id: sum(
+            f.points
+            for f in build_incident(c, baseline).explanation.priority_factors
+            if f.name == "burst"
+        )
+        for c in clusters
+    }
+    assert burst["alater"] > 20  # 50 minutes after the intrusion began
+    assert burst["alate"] < 1  # 100 minutes after: its own window's single rare pair
+    assert burst["alater"] == burst["anear"]  # the same window's burst, shared
+
+
 def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
     alerts = [a for a in _day_with_an_intrusion() if 6 * 60 <= _minutes(a) <= 6 * 60 + 60]
     clusters = correlate(alerts)
