@@ -42,14 +42,20 @@ def stdlib_parse_seconds(path: Path) -> float:
 
 
 def scenario_alerts(csv_gz: Path, work: Path) -> tuple[Path, Path]:
-    """The labelled CSV unpacked into `work`, and its alerts as NDJSON (no label in them)."""
-    csv = work / (csv_gz.stem.removesuffix(".csv") + ".csv")
-    with gzip.open(csv_gz, "rb") as src, csv.open("wb") as dst:
+    """The labelled CSV unpacked into `work`, and its alerts as NDJSON."""
+    labelled = work / (csv_gz.stem.removesuffix(".csv") + ".csv")
+    with gzip.open(csv_gz, "rb") as src, labelled.open("wb") as dst:
         shutil.copyfileobj(src, dst)
-    alerts = work / "alerts.ndjson"
-    with alerts.open("w") as fh:
-        subprocess.run([sys.executable, str(SCORER), "alerts", str(csv)], stdout=fh, check=True)
-    return csv, alerts
+    return labelled, alerts_of(labelled, work / "alerts.ndjson")
+
+
+def alerts_of(labelled: Path, out: Path) -> Path:
+    """The scenario's alerts, converted by the scorer into NDJSON with no label in them."""
+    with out.open("w") as fh:
+        subprocess.run(
+            [sys.executable, str(SCORER), "alerts", str(labelled)], stdout=fh, check=True
+        )
+    return out
 
 
 def timed_triage(alerts: Path, work: Path) -> tuple[float, float, Path]:
@@ -144,11 +150,7 @@ def run_variants(csv_path: Path, work: Path) -> None:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(moved(rows, phases, seconds, from_start))
-        alerts = variant / "alerts.ndjson"
-        with alerts.open("w") as fh:
-            subprocess.run(
-                [sys.executable, str(SCORER), "alerts", str(moved_csv)], stdout=fh, check=True
-            )
+        alerts = alerts_of(moved_csv, variant / "alerts.ndjson")
         for old in variant.glob("bench.db*"):
             old.unlink()
         _, _, incidents = timed_triage(alerts, variant)
