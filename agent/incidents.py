@@ -72,7 +72,7 @@ def build_incident(
     old = extends
     # Alerts of one run share their entities objects: reading those once each instead of once
     # per alert is most of building an incident of 100,000 alerts.
-    entities = [*distinct_entities(prior or []), *_run_entities(cluster)]
+    entities = [*distinct_entities(prior or []), *_cluster_entities(cluster)]
     hosts = [*(old.hosts if old else []), *(h for e in entities for h in e.hosts)]
     users = [*(old.users if old else []), *(u for e in entities for u in e.users)]
     background = all(r.background for r in cluster.runs) and (
@@ -140,7 +140,7 @@ def sample_of(cluster: Cluster, extends: Incident | None) -> list[Alert]:
     return out
 
 
-def _run_entities(cluster: Cluster) -> list[Entities]:
+def _cluster_entities(cluster: Cluster) -> list[Entities]:
     """The cluster's distinct entity sets, from its runs' (each already distinct)."""
     return list({k: e for run in cluster.runs for k, e in run.entities.items()}.values())
 

@@ -382,9 +382,12 @@ class RedisStore:
 
     def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         days = self._guard(self._r.zrangebyscore, _RULE_DAYS, since.toordinal(), "+inf")
-        counts: dict[str, int] = {}
+        pipe = self._r.pipeline(transaction=False)  # the week's days in one round trip
         for day in days:
-            for raw_rule, n in self._guard(self._r.hgetall, _RULE_DAY + day.decode()).items():
+            pipe.hgetall(_RULE_DAY + day.decode())
+        counts: dict[str, int] = {}
+        for by_rule in self._guard(pipe.execute) if days else []:
+            for raw_rule, n in by_rule.items():
                 rule = raw_rule.decode()
                 counts[rule] = counts.get(rule, 0) + int(n)
         pairs = set()
