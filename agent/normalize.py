@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -30,6 +30,7 @@ from agent.models import (
     raw_json,
     severity_for_risk,
 )
+from agent.repeats import Getter, Repeats, TimeOf
 
 MAX_DEPTH = 64
 
@@ -55,8 +56,14 @@ def alert_fields(doc: Any, *, depth_checked: bool = False, raw: bytes | None = N
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
         check_depth(doc)
+    return _REPEATS.fields(doc, raw)
+
+
+def normalise_fully(doc: dict[str, Any], raw: bytes | None) -> tuple[AlertFields, TimeOf]:
+    """Every document's full path: flattened, its format detected, normalised."""
     fields = Fields(doc, raw)
-    return _detect(fields)(doc, fields)
+    fmt = _detect(fields)
+    return fmt.normalise(doc, fields), fmt.time
 
 
 def alert_from_fields(values: AlertFields) -> Alert:
@@ -88,17 +95,23 @@ def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
 
 
 AlertFields = dict[str, Any]
-Normalizer = Callable[[dict[str, Any], Fields], AlertFields]
 
 
-def _detect(f: Fields) -> Normalizer:
+class Format(NamedTuple):
+    """How one source's documents become alert fields, and where its alerts keep their time."""
+
+    normalise: Callable[[dict[str, Any], Fields], AlertFields]
+    time: TimeOf
+
+
+def _detect(f: Fields) -> Format:
     get = f.flat.get  # every alert read passes here: plain lookups, no generators
     if (
         get("kibana.alert.rule.name") is not None
         or get("kibana.alert.uuid") is not None
         or get("kibana.alert") is not None
     ):
-        return normalize_elastic
+        return ELASTIC
     if get("rule.level") is not None and (
         get("@timestamp") is None
         or get("agent.name") is not None
@@ -106,9 +119,9 @@ def _detect(f: Fields) -> Normalizer:
         or get("decoder.name") is not None
         or get("location") is not None
     ):
-        return normalize_wazuh
+        return WAZUH
     if "@timestamp" in f.flat:
-        return normalize_ecs
+        return ECS
     raise NormalizeError(
         "unrecognised document: no kibana.alert.* (Elastic), rule.level (Wazuh) or @timestamp (ECS)"
     )
@@ -136,10 +149,11 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def alert_id(doc: dict[str, Any], f: Fields) -> str:
-    """event.id, else kibana.alert.uuid, else _id, else Wazuh's id, else a stable content hash."""
+def alert_id(doc: dict[str, Any], get: Getter) -> str:
+    """event.id, else kibana.alert.uuid, else _id, else Wazuh's id, else a stable content hash.
+    `get` reads a dotted path (`Fields.get`)."""
     for path in ("event.id", "kibana.alert.uuid", "_id", "id"):
-        value = f.get(path)
+        value = get(path)
         if isinstance(value, str) and value.strip():
             return value.strip()[:256]
         if isinstance(value, int) and not isinstance(value, bool):
@@ -310,12 +324,16 @@ def ecs_entities(f: Fields) -> Entities:
 # --- per-format normalisers ---------------------------------------------------------------------
 
 
+def elastic_time(get: Getter) -> datetime:
+    """The original event's time when Elastic kept it, else the alert's."""
+    value = get("kibana.alert.original_time")
+    if value is None:
+        return parse_timestamp(get("@timestamp"), "@timestamp")
+    return parse_timestamp(value, "kibana.alert.original_time")
+
+
 def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Elastic Security alerts: `kibana.alert.*` plus ECS; the effective severity and risk win."""
-    ts_field = "kibana.alert.original_time"
-    ts_value = f.get(ts_field)
-    if ts_value is None:
-        ts_field, ts_value = "@timestamp", f.get("@timestamp")
     rule_name = f.first("kibana.alert.rule.name", "rule.name")
     if rule_name is None:
         raise NormalizeError("Elastic alert without kibana.alert.rule.name")
@@ -327,7 +345,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         doc,
         f,
         source="elastic",
-        timestamp=parse_timestamp(ts_value, ts_field),
+        timestamp=elastic_time(f.get),
         sensor=f.first("event.module", "agent.type") or "elastic",
         rule_name=rule_name,
         rule_id=f.first("kibana.alert.rule.rule_id", "kibana.alert.rule.uuid") or rule_name,
@@ -359,6 +377,11 @@ def wazuh_severity(level: Any) -> tuple[Severity, float]:
     return Severity.critical, 90.0 + (lv - 12) * 3
 
 
+def wazuh_time(get: Getter) -> datetime:
+    value = get("timestamp")
+    return parse_timestamp(value if value is not None else get("@timestamp"), "timestamp")
+
+
 def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Wazuh alerts: `rule.*`, `agent.*`, decoder fields under `data.*` (Suricata included)."""
     severity, risk = wazuh_severity(f.get("rule.level"))
@@ -371,10 +394,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         doc,
         f,
         source="wazuh",
-        timestamp=parse_timestamp(
-            f.get("timestamp") if f.get("timestamp") is not None else f.get("@timestamp"),
-            "timestamp",
-        ),
+        timestamp=wazuh_time(f.get),
         sensor="suricata" if "suricata" in groups else "wazuh",
         rule_name=rule_name,
         rule_id=f.first("rule.id") or rule_name,
@@ -385,6 +405,10 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=entities,
         message=f.first("full_log", "data.alert.signature") or rule_name,
     )
+
+
+def ecs_time(get: Getter) -> datetime:
+    return parse_timestamp(get("@timestamp"), "@timestamp")
 
 
 def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
@@ -399,7 +423,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         doc,
         f,
         source="ecs",
-        timestamp=parse_timestamp(f.get("@timestamp"), "@timestamp"),
+        timestamp=ecs_time(f.get),
         sensor=f.first("event.module", "observer.type", "agent.type") or "ecs",
         rule_name=rule_name[:512],
         rule_id=f.first("rule.id", "rule.uuid") or rule_name[:512],
@@ -436,7 +460,7 @@ def _build(
     elif risk is None:
         risk = float(SEVERITY_RISK[severity])
     return {
-        "id": alert_id(doc, f),
+        "id": alert_id(doc, f.get),
         "timestamp": timestamp,
         "source": source,
         "sensor": sys.intern(sensor.lower()[:64]),  # one string per sensor name, not per alert
@@ -451,5 +475,10 @@ def _build(
         "raw_json": f.raw if f.raw is not None else raw_json(doc),
     }
 
+
+ELASTIC = Format(normalize_elastic, elastic_time)
+WAZUH = Format(normalize_wazuh, wazuh_time)
+ECS = Format(normalize_ecs, ecs_time)
+_REPEATS = Repeats(normalise_fully, alert_id, raw_json)
 
 SHARED_FIELDS_SET = set(Alert.model_fields)  # see alert_from_fields

@@ -152,7 +152,7 @@ def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list
     ops: list[dict[str, Any]] = []
     for hit in page:
         source = {**hit.source, "_id": hit.id}
-        incident_id = owner.get(alert_id(source, Fields(source)))
+        incident_id = owner.get(alert_id(source, Fields(source).get))
         if incident_id is None:
             continue  # a dead letter: left open in Kibana for a human
         tag = f"vigie:{incident_id}"

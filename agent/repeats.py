@@ -1,0 +1,175 @@
+"""Documents that repeat but for their id and time are normalised once.
+
+Most of a day's alerts are repeats: one rule firing on one host sends the same document again and
+again, with only its id and timestamp new. Normalising walks every field of every document, so a
+repeat is recognised instead: the document with its id and time fields masked is the key, and a
+hit only reads the id and time again. A miss, or a document whose id or time field is ambiguous
+(set both as a dotted key and nested), takes the full path.
+
+This is exact only because no normaliser reads the masked fields for anything but the id and the
+time; `tests/unit/test_repeats.py` holds every format to it. A feed with no repeats pays the key
+(a few µs), and stops paying it: when fewer than one look-up in `MIN_HIT_RATE` hits, the next
+`PAUSE` documents go straight to the full path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+#: Where formats keep an alert's id and its time: the only fields a repeat may change.
+VOLATILE_PATHS = (
+    "@timestamp",
+    "timestamp",
+    "kibana.alert.original_time",
+    "event.id",
+    "kibana.alert.uuid",
+    "_id",
+    "id",
+)
+_MASK = "\x00vigie-volatile"  # stands for any value but null, so a null still tells formats apart
+
+Getter = Callable[[str], Any]
+#: A format's reading of an alert's time from its id and time fields.
+TimeOf = Callable[[Getter], datetime]
+#: The full normalisation of a document: its alert fields, and how its format reads the time.
+Normalise = Callable[[dict[str, Any], bytes | None], tuple[dict[str, Any], TimeOf]]
+IdOf = Callable[[dict[str, Any], Getter], str]
+RawOf = Callable[[Any], bytes]
+
+MAX_ENTRIES = 4096
+WINDOW = 1024  # look-ups per hit-rate check
+MIN_HIT_RATE = 4  # at least one look-up in 4 must hit, or
+PAUSE = 16384  # this many documents skip the key
+
+
+class Repeats:
+    """The alert fields of documents, each distinct document (ids and times aside) normalised
+    once. One per process: entries hold only frozen or immutable values."""
+
+    def __init__(self, normalise: Normalise, id_of: IdOf, raw_of: RawOf) -> None:
+        self._normalise = normalise
+        self._id_of = id_of
+        self._raw_of = raw_of
+        self._entries: dict[bytes, tuple[dict[str, Any], TimeOf]] = {}
+        self._looked = self._hits = self._paused = 0
+
+    def fields(self, doc: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
+        if self._paused:
+            self._paused -= 1
+            return self._normalise(doc, raw)[0]
+        masked = mask_volatile(doc)
+        if masked is None:
+            return self._normalise(doc, raw)[0]
+        key, values = masked
+        self._count_lookup()
+        entry = self._entries.get(key)
+        if entry is None:
+            fields, time_of = self._normalise(doc, raw)
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = fields, time_of
+            return fields
+        self._hits += 1
+        stable, time_of = entry
+        get = values.get
+        return {
+            **stable,
+            "id": self._id_of(doc, get),
+            "timestamp": time_of(get),
+            "raw_json": raw if raw is not None else self._raw_of(doc),
+        }
+
+    def _count_lookup(self) -> None:
+        self._looked += 1
+        if self._looked == WINDOW:
+            if self._hits * MIN_HIT_RATE < WINDOW:
+                self._paused = PAUSE
+            self._looked = self._hits = 0
+
+
+def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """For each key a document may hold at its top, the volatile paths it may lead to, with the
+    rest of the path below it ("" when the key is the whole path)."""
+    tops: dict[str, list[tuple[str, str]]] = {}
+    for path in paths:
+        tops.setdefault(path, []).append((path, ""))
+        dot = path.find(".")
+        while dot != -1:
+            tops.setdefault(path[:dot], []).append((path, path[dot + 1 :]))
+            dot = path.find(".", dot + 1)
+    return {key: tuple(under) for key, under in tops.items()}
+
+
+_TOPS = _tops(VOLATILE_PATHS)
+_TOP_KEYS = frozenset(_TOPS)
+
+
+def mask_volatile(doc: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
+    """The document's key with its id and time values masked, and those values by path; None
+    when a path is set in more than one place or to an object or a list, or the document cannot
+    be encoded."""
+    values: dict[str, Any] = {}
+    chains: list[tuple[str, ...]] = []
+    for top in doc.keys() & _TOP_KEYS:  # most documents hold two or three of these
+        node = doc[top]
+        for path, rest in _TOPS[top]:
+            found: list[tuple[str, ...]]
+            if not rest:
+                found = [(top,)]
+            elif type(node) is not dict:
+                continue
+            elif "." not in rest:  # the common case, a field one level down
+                if rest not in node:
+                    continue
+                found = [(top, rest)]
+            else:
+                found = []
+                _places(node, rest, (top,), found)
+            for chain in found:
+                value = _at(doc, chain)
+                if path in values or type(value) is dict or type(value) is list:
+                    return None  # set twice, or may hold fields that formats read
+                values[path] = value
+                if value is not None:
+                    chains.append(chain)
+    masked = doc
+    for where in chains:
+        masked = _replaced(masked, where)
+    try:
+        return orjson.dumps(masked), values
+    except TypeError:  # integers beyond 64 bits
+        return None
+
+
+def _places(
+    node: dict[str, Any], path: str, chain: tuple[str, ...], out: list[tuple[str, ...]]
+) -> None:
+    """Every chain of keys that reads `path` the way `Fields` flattens: a key may hold dots."""
+    if path in node:
+        out.append((*chain, path))
+    dot = path.find(".")
+    while dot != -1:
+        child = node.get(path[:dot])
+        if type(child) is dict:
+            _places(child, path[dot + 1 :], (*chain, path[:dot]), out)
+        dot = path.find(".", dot + 1)
+
+
+def _at(node: Any, chain: tuple[str, ...]) -> Any:
+    for key in chain:
+        node = node[key]
+    return node
+
+
+def _replaced(node: dict[str, Any], chain: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `node` with the value at `chain` masked; only the dicts on the way are copied."""
+    copy = dict(node)
+    if len(chain) == 1:
+        copy[chain[0]] = _MASK
+    else:
+        copy[chain[0]] = _replaced(node[chain[0]], chain[1:])
+    return copy

@@ -1,0 +1,146 @@
+"""Repeats of a document are normalised once, and exactly as if they had been normalised fully."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import repeats
+from agent.models import raw_json
+from agent.normalize import NormalizeError, alert_id, normalise_fully
+from agent.repeats import Repeats, mask_volatile
+from tests.conftest import ecs
+from tests.unit.test_normalize import elastic_doc
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def counted() -> tuple[Repeats, list[dict[str, Any]]]:
+    """A memo whose full normalisations are recorded."""
+    calls: list[dict[str, Any]] = []
+
+    def normalise(doc: dict[str, Any], raw: bytes | None) -> Any:
+        calls.append(doc)
+        return normalise_fully(doc, raw)
+
+    return Repeats(normalise, alert_id, raw_json), calls
+
+
+def example_docs() -> list[dict[str, Any]]:
+    """The demo's documents, its deliberately broken lines included (they must fail alike)."""
+    elastic = [parsed(line) for line in (EXAMPLES / "demo-elastic.ndjson").open()]
+    wazuh = json.loads((EXAMPLES / "demo-wazuh.json").read_text())
+    docs = [d for d in elastic + wazuh[:300] if isinstance(d, dict)]
+    return [*docs, elastic_doc(), ecs(1, 0, "Port scan")]
+
+
+def parsed(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def outcome(normalise: Any, doc: dict[str, Any]) -> Any:
+    try:
+        return normalise(doc)
+    except NormalizeError as exc:
+        return f"rejected: {exc}"
+
+
+def retimed(doc: dict[str, Any], k: int) -> dict[str, Any]:
+    """The same document with every id and time field it holds set anew."""
+    out = copy.deepcopy(doc)
+    stamp = f"2026-01-0{1 + k % 9}T0{k % 10}:00:00Z"
+    for path in repeats.VOLATILE_PATHS:
+        node, *rest = path.split(".")
+        holder: Any = out
+        if path in holder:
+            holder[path] = stamp if "time" in path else f"id-{k}"
+            continue
+        while rest and isinstance(holder.get(node), dict):
+            holder, node = holder[node], rest.pop(0)
+        if not rest and node in holder:
+            holder[node] = stamp if "time" in path else f"id-{k}"
+    return out
+
+
+def test_every_format_normalises_the_same_through_the_memo() -> None:
+    memo, calls = counted()
+    docs = example_docs()
+    for k in range(3):
+        for doc in docs:
+            doc = retimed(doc, k) if k else doc
+            want = outcome(lambda d: normalise_fully(d, None)[0], doc)
+            assert outcome(lambda d: memo.fields(d, None), doc) == want
+    assert len(calls) < len(docs) * 3  # repeats were served from the memo
+
+
+def test_a_repeat_is_served_without_normalising_and_keeps_its_own_id_time_and_raw() -> None:
+    memo, calls = counted()
+    first = ecs(1, 0, "Port scan")
+    memo.fields(first, b"first")
+    again = memo.fields(ecs(2, 30, "Port scan"), b"second")
+    assert len(calls) == 1
+    assert again["id"] == "a2" and again["raw_json"] == b"second"
+    assert again["timestamp"] == normalise_fully(ecs(2, 30, "Port scan"), None)[0]["timestamp"]
+    memo.fields(ecs(3, 0, "Port scan", host="other"), None)  # anything else differs: a miss
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        ecs(1, 0, "r", **{"event.id": "flat-and-nested"}),  # one path set in two places
+        ecs(1, 0, "r", id={"nested": "object"}),  # an object where an id goes
+        ecs(1, 0, "r", timestamp=["a", "list"]),
+    ],
+)
+def test_ambiguous_ids_or_times_take_the_full_path(doc: dict[str, Any]) -> None:
+    assert mask_volatile(doc) is None
+    memo, calls = counted()
+    assert memo.fields(doc, None) == normalise_fully(doc, None)[0]
+    assert memo.fields(doc, None) == normalise_fully(doc, None)[0]
+    assert len(calls) == 2
+
+
+def test_ids_and_times_that_fall_through_read_as_without_the_memo() -> None:
+    memo, _ = counted()
+    wazuh = {"rule": {"level": 5, "description": "d", "id": "1"}, "agent": {"name": "h"}}
+    cases = [
+        elastic_doc(),
+        elastic_doc(**{"kibana.alert.original_time": None}),  # Elastic falls back to @timestamp
+        elastic_doc(**{"kibana.alert.uuid": "  "}),  # a blank id: the next one
+        elastic_doc(**{"kibana.alert.uuid": None}),
+        {**wazuh, "timestamp": "2026-01-01T00:00:00+0000", "id": "17"},
+        {**wazuh, "timestamp": None, "@timestamp": "2026-01-02T00:00:00Z", "id": "18"},
+        {**wazuh, "timestamp": "2026-01-03T00:00:00+0000"},  # no id: the content hash
+        {**wazuh, "timestamp": "2026-01-04T00:00:00+0000"},
+    ]
+    for doc in cases * 2:
+        assert memo.fields(doc, None) == normalise_fully(doc, None)[0]
+
+
+def test_a_bad_time_on_a_repeat_fails_as_it_would_without_the_memo() -> None:
+    memo, _ = counted()
+    memo.fields(ecs(1, 0, "r"), None)
+    bad = ecs(2, 0, "r") | {"@timestamp": "yesterday"}
+    with pytest.raises(NormalizeError) as direct:
+        normalise_fully(bad, None)
+    with pytest.raises(NormalizeError) as memoised:
+        memo.fields(bad, None)
+    assert str(memoised.value) == str(direct.value)
+
+
+def test_a_feed_without_repeats_stops_building_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[int] = []
+    real = repeats.mask_volatile
+    monkeypatch.setattr(repeats, "mask_volatile", lambda doc: built.append(1) or real(doc))
+    memo, _ = counted()
+    for i in range(repeats.WINDOW + 100):
+        memo.fields(ecs(i, 0, f"rule {i}"), None)
+    assert len(built) == repeats.WINDOW  # then paused
