@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -45,19 +46,22 @@ class Run:
     rule_id: str
     host: str
     alerts: list[Alert]
-    first: float
-    last: float
+    #: Its alerts' times as numbers, converted once here for every later reader.
+    times: list[float]
     background: bool = False
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
-    entities: dict[int, Entities] = field(default_factory=dict)
-    #: Its alerts' times as numbers, converted once here for every later reader.
-    times: list[float] = field(default_factory=list)
+    entities: dict[int, Entities] = field(init=False)
 
-    def add(self, alert: Alert, ts: float) -> None:
-        self.alerts.append(alert)
-        self.times.append(ts)
-        self.last = ts
-        self.entities.setdefault(id(alert.entities), alert.entities)
+    def __post_init__(self) -> None:
+        self.entities = {id(a.entities): a.entities for a in self.alerts}
+
+    @property
+    def first(self) -> float:
+        return self.times[0]
+
+    @property
+    def last(self) -> float:
+        return self.times[-1]
 
 
 @dataclass(slots=True)
@@ -89,49 +93,71 @@ def host_of(alert: Alert) -> str:
     return hosts[0] if hosts else "-"
 
 
-def build_runs(
-    alerts: Iterable[Alert], cfg: CorrelationConfig
-) -> tuple[list[Run], list[tuple[float, Alert, int]]]:
-    """Collapse repeats, then fold background rules into one run per rule and host. Returns the
-    runs, and every alert in time order with its time and the index of its run.
+def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
+    """Collapse repeats, then fold background rules into one run per rule and host. The runs
+    come in the order of their first alert (time, then id).
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
     """
-    # Each alert's time as a number, once: the loops below would otherwise convert it 3 times.
+    # Each alert's time as a number, once: every later step reads the runs' times.
     ordered = sorted(((a.timestamp.timestamp(), a.id, a) for a in alerts), key=_TIME_THEN_ID)
     if not ordered:
-        return [], []
-    t0, t1 = ordered[0][0], ordered[-1][0]
-    span_hours = max(1, math.ceil((t1 - t0) / 3600))
-    per_hour: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
-    for ts, _, a in ordered:
-        per_hour[(a.rule_id, host_of(a))][int(ts // 3600)] += 1
-    background: dict[tuple[str, str], set[int]] = {}  # key -> its burst hours
-    for key, hours in per_hour.items():
-        if (
-            span_hours >= cfg.background_min_hours
-            and len(hours) >= cfg.background_hour_share * span_hours
-        ):
-            usual = statistics.median(hours.values())
-            background[key] = {
-                h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)
-            }
+        return []
+    span_hours = max(1, math.ceil((ordered[-1][0] - ordered[0][0]) / 3600))
+    by_key: dict[tuple[str, str], list[tuple[float, str, Alert]]] = {}
+    for item in ordered:
+        a = item[2]
+        hosts = a.entities.hosts
+        by_key.setdefault((a.rule_id, hosts[0] if hosts else "-"), []).append(item)
     runs: list[Run] = []
-    placed: list[tuple[float, Alert, int]] = []
-    open_runs: dict[tuple[str, str, bool], int] = {}
-    for ts, _, a in ordered:
-        key = (a.rule_id, host_of(a))
-        bursts = background.get(key)
-        quiet = bursts is not None and int(ts // 3600) not in bursts
-        i = open_runs.get((*key, quiet))
-        if i is None or not (quiet or ts - runs[i].last <= cfg.repeat_gap):
-            i = len(runs)
-            runs.append(Run(a.rule_id, key[1], [], ts, ts, background=quiet))
-            open_runs[(*key, quiet)] = i
-        runs[i].add(a, ts)
-        placed.append((ts, a, i))
-    return runs, placed
+    for (rule_id, host), items in by_key.items():
+        times = [item[0] for item in items]
+        bursts = _burst_hours(times, span_hours, cfg)
+        if bursts is None:
+            runs += _split(rule_id, host, items, times, cfg.repeat_gap)
+            continue
+        quiet = [int(t // 3600) not in bursts for t in times]
+        if any(quiet):
+            calm = list(itertools.compress(items, quiet))
+            calm_alerts, calm_times = [i[2] for i in calm], [i[0] for i in calm]
+            runs.append(Run(rule_id, host, calm_alerts, calm_times, background=True))
+        loud = [item for item, q in zip(items, quiet, strict=True) if not q]
+        runs += _split(rule_id, host, loud, [i[0] for i in loud], cfg.repeat_gap)
+    runs.sort(key=lambda r: (r.first, r.alerts[0].id))
+    return runs
+
+
+def _burst_hours(times: list[float], span_hours: int, cfg: CorrelationConfig) -> set[int] | None:
+    """None for a rule and host that are not background; else the hours it bursts in. Hours are
+    counted by bisecting the times (in order), not alert by alert."""
+    if span_hours < cfg.background_min_hours:
+        return None
+    hours: dict[int, int] = {}
+    start = 0
+    while start < len(times):
+        hour = int(times[start] // 3600)
+        end = bisect.bisect_left(times, (hour + 1) * 3600, start)
+        hours[hour] = end - start
+        start = end
+    if len(hours) < cfg.background_hour_share * span_hours:
+        return None
+    usual = statistics.median(hours.values())
+    return {h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)}
+
+
+def _split(
+    rule_id: str, host: str, items: list[tuple[float, str, Alert]], times: list[float], gap: float
+) -> list[Run]:
+    """One rule's alerts on one host (in time order) as runs, cut where they pause for longer
+    than `gap`."""
+    if not times:
+        return []
+    cuts = [k for k in range(1, len(times)) if times[k] - times[k - 1] > gap]
+    return [
+        Run(rule_id, host, [i[2] for i in items[a:b]], times[a:b])
+        for a, b in itertools.pairwise([0, *cuts, len(times)])
+    ]
 
 
 _TIME_THEN_ID = operator.itemgetter(0, 1)
@@ -180,10 +206,21 @@ def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     return keys
 
 
+def _cluster(runs: list[Run]) -> Cluster:
+    """Linked runs as a cluster, its alerts in time order (then by id, as runs are built)."""
+    if len(runs) == 1:  # most alerts: background runs link to nothing
+        return Cluster(runs, list(runs[0].alerts), list(runs[0].times))
+    merged = sorted(
+        ((t, a.id, a) for run in runs for a, t in zip(run.alerts, run.times, strict=True)),
+        key=_TIME_THEN_ID,
+    )
+    return Cluster(runs, [m[2] for m in merged], [m[0] for m in merged])
+
+
 def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> list[Cluster]:
     """Group alerts into clusters; every alert lands in exactly one cluster."""
     cfg = cfg or CorrelationConfig()
-    runs, placed = build_runs(alerts, cfg)
+    runs = build_runs(alerts, cfg)
     hubs = _hubs(runs, cfg)
     uf = _UnionFind(len(runs))
     by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
@@ -212,14 +249,7 @@ def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> 
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
-    clusters: dict[int, Cluster] = {
-        root: Cluster([runs[i] for i in members], [], []) for root, members in groups.items()
-    }
-    bucket = [clusters[uf.find(i)] for i in range(len(runs))]
-    for ts, a, i in placed:  # each cluster's alerts in time order, without sorting them again
-        cluster = bucket[i]
-        cluster.alerts.append(a)
-        cluster.times.append(ts)
+    clusters = {root: _cluster([runs[i] for i in members]) for root, members in groups.items()}
     for (kind, value), members in link_hits.items():
         cluster = clusters[uf.find(members[0])]
         ids = [runs[i].alerts[0].id for i in members]
