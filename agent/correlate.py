@@ -130,20 +130,27 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
 
 def _burst_hours(times: list[float], span_hours: int, cfg: CorrelationConfig) -> set[int] | None:
     """None for a rule and host that are not background; else the hours it bursts in. Hours are
-    counted by bisecting the times (in order), not alert by alert."""
+    counted by bisecting the times, not alert by alert."""
     if span_hours < cfg.background_min_hours:
         return None
-    hours: dict[int, int] = {}
-    start = 0
-    while start < len(times):
-        hour = int(times[start] // 3600)
-        end = bisect.bisect_left(times, (hour + 1) * 3600, start)
-        hours[hour] = end - start
-        start = end
+    hours = per_period(times, 3600)
     if len(hours) < cfg.background_hour_share * span_hours:
         return None
     usual = statistics.median(hours.values())
     return {h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)}
+
+
+def per_period(times: list[float], seconds: int) -> dict[int, int]:
+    """How many of these times (in order) fall in each period (hour, day) they reach, numbered
+    from the epoch; found by bisecting, a step per period rather than per time."""
+    counts: dict[int, int] = {}
+    start = 0
+    while start < len(times):
+        period = int(times[start] // seconds)
+        end = bisect.bisect_left(times, (period + 1) * seconds, start)
+        counts[period] = end - start
+        start = end
+    return counts
 
 
 def _split(

@@ -230,7 +230,7 @@ def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     incidents: list[Incident] = []
     proposals: list[ActionProposal] = []
     for inc in sorted(state.get("assessed", []), key=lambda i: (-i.priority, i.incident_id)):
-        alerts = [by_id[a] for a in inc.alert_ids if a in by_id]
+        alerts = list(filter(None, map(by_id.get, inc.alert_ids)))  # this run's, in C
         if len(alerts) < len(inc.alert_ids) and ctx.store is not None:  # an extended incident
             alerts += ctx.store.alerts_of(inc.incident_id)
         mine = propose(

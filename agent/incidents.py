@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
+import operator
 from collections.abc import Iterable
 
 from agent.attack import ordered
@@ -27,6 +27,8 @@ from agent.prioritise import (
     streams_of_runs,
     tactics_first_seen,
 )
+
+_id = operator.attrgetter("id")
 
 
 def incident_id_for(first_alert_id: str) -> str:
@@ -98,7 +100,7 @@ def build_incident(
     last_seen = max(s.last.timestamp for s in streams)
     return Incident(
         incident_id=old.incident_id if old else incident_id_for(new_alerts[0].id),
-        alert_ids=[*(old.alert_ids if old else []), *[a.id for a in new_alerts]],
+        alert_ids=[*(old.alert_ids if old else []), *map(_id, new_alerts)],
         priority=priority,
         title=title[:200],
         first_seen=min(first_seen, old.first_seen) if old else first_seen,
@@ -163,7 +165,7 @@ def _max_gap(times: list[float], old: Incident | None) -> float:
     """The largest time gap between consecutive alerts. An extension keeps the old incident's
     largest gap and adds the new alerts' own, and the step from its last alert to them (the
     stored sample is too sparse to measure gaps on)."""
-    gaps = [b - a for a, b in itertools.pairwise(times)]  # a cluster's times are in order
+    gaps = [max(map(operator.sub, times[1:], times), default=0.0)]  # times are in order
     if old is not None:
         gaps.append(old.explanation.max_gap_seconds)
         step = times[0] - old.last_seen.timestamp() if times else 0.0

@@ -96,13 +96,13 @@ def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -
     shares a host or user and is not background, within the link window."""
     background = all(r.background for r in cluster.runs)
     start = datetime.fromtimestamp(cluster.runs[0].first, tz=UTC)
-    alerts = cluster.alerts
     streams = {(r.rule_id, r.host) for r in cluster.runs}
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
-        hosts = {h for a in alerts for h in a.entities.hosts}
-        users = {u for a in alerts for u in a.entities.users}
+        entities = [e for run in cluster.runs for e in run.entities.values()]
+        hosts = {h for e in entities for h in e.hosts}
+        users = {u for e in entities for u in e.users}
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
     best: Incident | None = None
     for inc in pool:

@@ -8,6 +8,7 @@ step binds an entity kind, and its values come from the incident's own alerts.
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -121,6 +122,10 @@ def load_playbooks(directory: str | Path) -> list[Playbook]:
     return books
 
 
+_severity = operator.attrgetter("severity")
+_techniques = operator.attrgetter("techniques")
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """What playbook conditions read from an incident's alerts, gathered once per incident
@@ -134,10 +139,10 @@ class Evidence:
     def of(cls, alerts: list[Alert]) -> Evidence:
         entities = distinct_entities(alerts)
         return cls(
-            top_severity=max((SEVERITY_RANK[s] for s in {a.severity for a in alerts}), default=0),
+            top_severity=max((SEVERITY_RANK[s] for s in set(map(_severity, alerts))), default=0),
             kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))
             | ({"source_ip"} if any(e.source_ips for e in entities) else set()),
-            techniques=frozenset(t for ts in {a.techniques for a in alerts} for t in ts),
+            techniques=frozenset(t for ts in set(map(_techniques, alerts)) for t in ts),
         )
 
 

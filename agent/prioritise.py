@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
-from agent.correlate import Cluster, Run, host_of
+from agent.correlate import Cluster, Run, host_of, per_period
 from agent.models import Alert, PriorityFactor
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
@@ -36,6 +36,9 @@ BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much 
 
 _risk = operator.attrgetter("risk_score")
 _time = operator.attrgetter("timestamp")
+_tactics_of = operator.attrgetter("tactics")
+_techniques_of = operator.attrgetter("techniques")
+_sensor = operator.attrgetter("sensor")
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
@@ -71,10 +74,16 @@ class Stream:
     @classmethod
     def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
         """`alerts` in time order, with their times as numbers."""
-        marks = {  # the earliest time is written last
-            (a.tactics, a.techniques): t
-            for a, t in zip(reversed(alerts), reversed(times), strict=True)
-        }
+        # Each distinct (tactics, techniques) with its earliest time, which is written last.
+        # map and zip iterate in C: this runs over every alert of the batch.
+        latest_first = alerts[::-1]
+        marks = dict(
+            zip(
+                zip(map(_tactics_of, latest_first), map(_techniques_of, latest_first), strict=True),
+                reversed(times),
+                strict=True,
+            )
+        )
         return cls(
             rule_id=rule_id,
             host=host,
@@ -83,7 +92,7 @@ class Stream:
             top=max(alerts, key=_risk),
             count=len(alerts),
             windows=windows_of(times),
-            sensors={a.sensor for a in alerts},
+            sensors=set(map(_sensor, alerts)),
             marks=marks,
         )
 
@@ -200,7 +209,7 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
     kept_from = int(newest) - WINDOW_HISTORY_SECONDS
     for cluster in clusters:
         for run in cluster.runs:
-            days = Counter(int(t // DAY) for t in run.times)
+            days = per_period(run.times, DAY)
             for day, n in days.items():
                 key = (_EPOCH + timedelta(days=day), run.rule_id)
                 counts[key] = counts.get(key, 0) + n
