@@ -103,8 +103,9 @@ _entities = operator.attrgetter("entities")
 
 def distinct_entities(alerts: Iterable[Alert]) -> list[Entities]:
     """The alerts' entity sets, each once, in first-seen order. Normalising shares one frozen
-    `Entities` between alerts of one shape, so this is a pass over few objects, not alerts."""
-    entities = list(map(_entities, alerts))  # map, zip and dict iterate in C: a pass per alert
+    `Entities` between alerts of one shape, so few come out; the pass over the alerts is made
+    in C (map, zip and dict), as it runs over every alert of an incident."""
+    entities = list(map(_entities, alerts))
     return list(dict(zip(map(id, entities), entities, strict=True)).values())
 
 
