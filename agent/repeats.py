@@ -9,7 +9,9 @@ hit only reads the id and time again. A miss, or a document whose id or time fie
 This is exact only because no normaliser reads the masked fields for anything but the id and the
 time; `tests/unit/test_repeats.py` holds every format to it. A feed with no repeats pays the key
 (a few µs), and stops paying it: when fewer than one look-up in `MIN_HIT_RATE` hits, the next
-`PAUSE` documents go straight to the full path.
+`PAUSE` documents go straight to the full path. The memo lives as long as its process (a
+Celery worker's may live for days), so it keeps no alert's id, time or raw document, and starts
+anew past 4,096 documents or 16 MB of keys.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ IdOf = Callable[[dict[str, Any], Getter], str]
 RawOf = Callable[[Any], bytes]
 
 MAX_ENTRIES = 4096
+MAX_KEY_BYTES = 16 << 20  # keys are whole documents: a worker's memo stays this small
+_PER_ALERT = ("id", "timestamp", "raw_json")  # read again on every hit, so never kept
 WINDOW = 1024  # look-ups per hit-rate check
 MIN_HIT_RATE = 4  # at least one look-up in 4 must hit, or
 PAUSE = 16384  # this many documents skip the key
@@ -55,6 +59,7 @@ class Repeats:
         self._id_of = id_of
         self._raw_of = raw_of
         self._entries: dict[bytes, tuple[dict[str, Any], TimeOf]] = {}
+        self._key_bytes = 0
         self._looked = self._hits = self._paused = 0
 
     def fields(self, doc: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
@@ -69,9 +74,7 @@ class Repeats:
         entry = self._entries.get(key)
         if entry is None:
             fields, time_of = self._normalise(doc, raw)
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = fields, time_of
+            self._remember(key, {k: v for k, v in fields.items() if k not in _PER_ALERT}, time_of)
             return fields
         self._hits += 1
         stable, time_of = entry
@@ -82,6 +85,17 @@ class Repeats:
             "timestamp": time_of(get),
             "raw_json": raw if raw is not None else self._raw_of(doc),
         }
+
+    def _remember(self, key: bytes, stable: dict[str, Any], time_of: TimeOf) -> None:
+        if len(self._entries) >= MAX_ENTRIES or self._key_bytes + len(key) > MAX_KEY_BYTES:
+            self._entries.clear()
+            self._key_bytes = 0
+        self._entries[key] = stable, time_of
+        self._key_bytes += len(key)
+
+    def entries(self) -> int:
+        """How many distinct documents the memo holds (for tests and metrics)."""
+        return len(self._entries)
 
     def _count_lookup(self) -> None:
         self._looked += 1

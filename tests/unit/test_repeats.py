@@ -144,3 +144,20 @@ def test_a_feed_without_repeats_stops_building_keys(monkeypatch: pytest.MonkeyPa
     for i in range(repeats.WINDOW + 100):
         memo.fields(ecs(i, 0, f"rule {i}"), None)
     assert len(built) == repeats.WINDOW  # then paused
+
+
+def test_the_memo_keeps_no_raw_document_and_bounds_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(repeats, "MAX_KEY_BYTES", 4000)
+    memo, _ = counted()
+    big = ecs(1, 0, "r", note="x" * 1500)
+    memo.fields(big, b"raw of the first")
+    assert memo.fields(ecs(2, 0, "r", note="x" * 1500), None)["raw_json"] != b"raw of the first"
+    assert memo.entries() == 1
+    kept = [stable for stable, _ in memo._entries.values()]
+    assert not any({"id", "timestamp", "raw_json"} & stable.keys() for stable in kept)
+    memo.fields(ecs(3, 0, "r2", note="y" * 1500), None)
+    assert memo.entries() == 2
+    memo.fields(ecs(4, 0, "r3", note="z" * 1500), None)  # past 4,000 bytes of keys: started anew
+    assert memo.entries() == 1
