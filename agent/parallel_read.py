@@ -22,9 +22,8 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from agent.models import Alert, DeadLetter
 from agent.normalize import SHARED_FIELDS_SET, AlertFields, NormalizeError, alert_fields, rejected
@@ -54,32 +53,11 @@ def worth_parallel(path: str, workers: int) -> bool:
     return workers > 1 and Path(path).stat().st_size >= MIN_PARALLEL_BYTES and is_ndjson(path)
 
 
-@dataclass(frozen=True, slots=True)
-class ReadChunk:
-    """A chunk's alerts, in file order with their lines: what workers made of a chunk that held
-    no dead letter, handed over whole so the run can take it in a few C-level steps."""
-
-    path: str
-    lines: list[int]
-    alerts: list[Alert]
-
-    def items(self) -> Iterator[tuple[str, int, Alert]]:
-        return zip(itertools.repeat(self.path), self.lines, self.alerts, strict=False)
-
-
-#: What a parallel read yields: a clean chunk whole, or a chunk with dead letters item by item.
-ReadItem = ReadChunk | tuple[str, int, Alert] | DeadLetter
-
-
 def read_parallel(
     path: str, max_doc_bytes: int, workers: int
 ) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
     """Every alert of an NDJSON file as (path, line, alert), or a dead letter, in file order."""
-    for item in ParallelRead(path, max_doc_bytes, workers):
-        if isinstance(item, ReadChunk):
-            yield from item.items()
-        else:
-            yield item
+    return iter(ParallelRead(path, max_doc_bytes, workers))
 
 
 def start_first(paths: list[str], max_doc_bytes: int, workers: int) -> dict[str, ParallelRead]:
@@ -101,26 +79,17 @@ class ParallelRead:
         self._pool = multiprocessing.get_context("spawn").Pool(workers)
         self._results = self._pool.imap(normalise_chunk, tasks)
 
-    def __iter__(self) -> Iterator[ReadItem]:
+    def __iter__(self) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
         lines_before = 0
         with self._pool:  # stopped at the end, or when the reader of this stops early
             for items, lines in self._results:
-                if not any(isinstance(item, DeadLetter) for item in items):
-                    clean = cast(list[tuple[int, Packed]], items)
-                    numbers = [line + lines_before for line, _ in clean]
-                    yield ReadChunk(self.path, numbers, [unpack(fields) for _, fields in clean])
-                else:
-                    yield from self._one_by_one(items, lines_before)
+                for item in items:
+                    if isinstance(item, DeadLetter):
+                        line = (item.line or 0) + lines_before
+                        yield item.model_copy(update={"line": line})
+                    else:
+                        yield self.path, item[0] + lines_before, unpack(item[1])
                 lines_before += lines
-
-    def _one_by_one(
-        self, items: list[tuple[int, Packed] | DeadLetter], lines_before: int
-    ) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
-        for item in items:
-            if isinstance(item, DeadLetter):
-                yield item.model_copy(update={"line": (item.line or 0) + lines_before})
-            else:
-                yield self.path, item[0] + lines_before, unpack(item[1])
 
     def close(self) -> None:
         """Stop the workers, whether or not the file was read."""

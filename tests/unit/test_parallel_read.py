@@ -90,8 +90,8 @@ def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
     monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
     used: list[str] = []
     monkeypatch.setattr(
-        "agent.graph.ParallelRead",
-        lambda *a, **k: (used.append(a[0]), parallel_read.ParallelRead(*a, **k))[1],
+        "agent.graph.read_parallel",
+        lambda *a, **k: (used.append(a[0]), parallel_read.read_parallel(*a, **k))[1],
     )
 
     def run(workers: int) -> tuple[list[list[str]], list[tuple[int | None, str]]]:
@@ -119,8 +119,8 @@ def test_a_read_started_before_the_run_is_the_one_the_run_reads(
     assert list(started) == [str(path)]
     used: list[str] = []
     monkeypatch.setattr(
-        "agent.graph.ParallelRead",
-        lambda *a, **k: (used.append(a[0]), parallel_read.ParallelRead(*a, **k))[1],
+        "agent.graph.read_parallel",
+        lambda *a, **k: (used.append(a[0]), parallel_read.read_parallel(*a, **k))[1],
     )
 
     def run(workers: int, started: dict) -> list[list[str]]:
