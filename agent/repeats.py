@@ -52,7 +52,9 @@ PAUSE = 16384  # this many documents skip the key
 
 class Repeats:
     """The alert fields of documents, each distinct document (ids and times aside) normalised
-    once. One per process: entries hold only frozen or immutable values."""
+    once. One per process, shared by its threads (an API's request handlers): entries hold only
+    frozen values and are never changed once stored, and a count lost to a race only moves a
+    pause."""
 
     def __init__(self, normalise: Normalise, id_of: IdOf, raw_of: RawOf) -> None:
         self._normalise = normalise
