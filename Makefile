@@ -31,6 +31,7 @@ reliability: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
 	$(PY) benchmarks/scale_bench.py 634000
+	$(PY) benchmarks/scale_bench.py 634000 unique
 	$(PY) benchmarks/approvals_bench.py 1000
 	$(PY) benchmarks/llm_bench.py
 	$(PY) benchmarks/sweep_bench.py 20000
