@@ -4,6 +4,7 @@ whatever arrives, the outcome is an alert, a typed error or a dead letter; never
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent import repeats
 from agent.errors import BadInput
-from agent.models import DeadLetter
-from agent.normalize import normalize
+from agent.models import DeadLetter, raw_json
+from agent.normalize import alert_id, normalise_fully, normalize
 from connectors.files import read_documents
 from connectors.webhooks import PARSERS
 from tests.conftest import ecs, same_alert_as_validated
+from tests.unit.test_repeats import outcome, revalued
 
 scalars = st.one_of(
     st.none(),
@@ -36,6 +39,14 @@ keys = st.sampled_from(
         "id",
         "event",
         "kibana.alert.rule.name",
+        "kibana.alert.uuid",
+        "kibana.alert.original_time",
+        "kibana",
+        "alert",
+        "event.id",
+        "_id",
+        "uuid",
+        "original_time",
         "kibana.alert.severity",
         "kibana.alert.risk_score",
         "host",
@@ -104,6 +115,26 @@ def test_near_valid_documents_never_crash(extra: dict) -> None:
 def test_the_parallel_readers_unvalidated_alerts_equal_validated_ones(extra: dict) -> None:
     for base in VALID_BASES:
         same_alert_as_validated({**base, **extra})
+
+
+@FUZZ
+@given(st.dictionaries(keys, json_values, max_size=8), st.lists(scalars, min_size=7, max_size=7))
+def test_a_repeat_served_by_the_memo_normalises_as_in_full(extra: dict, fresh: list) -> None:
+    """Whatever else a document holds, giving its id and time fields other values and reading
+    it through the memo (after the first copy) ends as normalising it in full would."""
+    new_value = dict(zip(repeats.VOLATILE_PATHS, fresh, strict=True))
+    for base in VALID_BASES:
+        doc = {**base, **extra}
+        again = revalued(doc, new_value.get)
+        memoised = functools.partial(
+            repeats.Repeats(normalise_fully, alert_id, raw_json).fields, raw=None
+        )
+        outcome(memoised, doc)
+        assert outcome(memoised, again) == outcome(full, again)
+
+
+def full(doc: dict) -> dict:
+    return normalise_fully(doc, None)[0]
 
 
 @FUZZ

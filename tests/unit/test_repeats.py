@@ -54,18 +54,24 @@ def outcome(normalise: Any, doc: dict[str, Any]) -> Any:
 
 def retimed(doc: dict[str, Any], k: int) -> dict[str, Any]:
     """The same document with every id and time field it holds set anew."""
-    out = copy.deepcopy(doc)
     stamp = f"2026-01-0{1 + k % 9}T0{k % 10}:00:00Z"
+    return revalued(doc, lambda path: stamp if "time" in path else f"id-{k}")
+
+
+def revalued(doc: dict[str, Any], value_of: Any) -> dict[str, Any]:
+    """A copy of the document with each id and time field it holds (as a dotted key, or nested
+    key by key) set to `value_of(path)`."""
+    out = copy.deepcopy(doc)
     for path in repeats.VOLATILE_PATHS:
         node, *rest = path.split(".")
         holder: Any = out
         if path in holder:
-            holder[path] = stamp if "time" in path else f"id-{k}"
+            holder[path] = value_of(path)
             continue
         while rest and isinstance(holder.get(node), dict):
             holder, node = holder[node], rest.pop(0)
         if not rest and node in holder:
-            holder[node] = stamp if "time" in path else f"id-{k}"
+            holder[node] = value_of(path)
     return out
 
 
