@@ -96,7 +96,7 @@ class Repeats:
         self._key_bytes += len(key)
 
     def entries(self) -> int:
-        """How many distinct documents the memo holds (for tests and metrics)."""
+        """How many distinct documents the memo holds (its tests read it)."""
         return len(self._entries)
 
     def _count_lookup(self) -> None:
