@@ -18,7 +18,7 @@ import math
 import operator
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agent.models import Alert, Entities, EntityKind, EntityLink
@@ -107,9 +107,7 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
     span_hours = max(1, math.ceil((ordered[-1][0] - ordered[0][0]) / 3600))
     by_key: dict[tuple[str, str], list[tuple[float, str, Alert]]] = {}
     for item in ordered:
-        a = item[2]
-        hosts = a.entities.hosts
-        by_key.setdefault((a.rule_id, hosts[0] if hosts else "-"), []).append(item)
+        by_key.setdefault((item[2].rule_id, host_of(item[2])), []).append(item)
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
         times = [item[0] for item in items]
@@ -140,7 +138,7 @@ def _burst_hours(times: list[float], span_hours: int, cfg: CorrelationConfig) ->
     return {h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)}
 
 
-def per_period(times: list[float], seconds: int) -> dict[int, int]:
+def per_period(times: Sequence[float], seconds: int) -> dict[int, int]:
     """How many of these times (in order) fall in each period (hour, day) they reach, numbered
     from the epoch; found by bisecting, a step per period rather than per time."""
     counts: dict[int, int] = {}

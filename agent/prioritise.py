@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,16 +41,10 @@ _sensor = operator.attrgetter("sensor")
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
-    """The burst windows (numbered from the epoch) that these times, in order, fall in.
-    Bisecting costs a step per window, not per time: a routine rule's run holds 100,000 times
-    in 200 windows, and three steps of every run ask for its windows."""
-    out: set[int] = set()
-    i, n = 0, len(times)
-    while i < n:
-        w = int(times[i] // BURST_WINDOW)
-        out.add(w)
-        i = bisect_left(times, (w + 1) * BURST_WINDOW, i + 1)
-    return out
+    """The burst windows (numbered from the epoch) that these times, in order, fall in; found
+    a step per window, not per time (`per_period`): a routine rule's run holds 100,000 times in
+    200 windows, and three steps of every run ask for its windows."""
+    return set(per_period(times, BURST_WINDOW))
 
 
 @dataclass(slots=True)
