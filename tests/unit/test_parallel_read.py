@@ -146,9 +146,48 @@ def test_a_started_read_that_is_never_read_stops_its_workers(
 
     path = messy_file(tmp_path / "alerts.ndjson")
     monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 700)
     before = set(multiprocessing.active_children())
-    (read,) = parallel_read.start_first([str(path)], 2000, workers=2).values()
+    (read,) = parallel_read.start_first([str(path)], 2000, workers=3).values()
     workers = set(multiprocessing.active_children()) - before
-    assert len(workers) == 2
+    assert len(workers) == 2  # the reading process is the third
+    transit = Path(read._dir)
+    assert transit.is_dir()
     read.close()
     assert not workers & set(multiprocessing.active_children())
+    assert not transit.exists()  # results already written are not left behind
+
+
+def test_chunks_the_reader_takes_from_the_end_keep_their_place_and_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whenever the next chunk is not ready, the reading process reads one from the end; here
+    it never finds one ready, so it reads every chunk it can, and the order must not change."""
+    path = messy_file(tmp_path / "alerts.ndjson")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 700)
+    monkeypatch.setattr(parallel_read.ParallelRead, "_front_ready", lambda self: False)
+    own: list[int] = []
+    real_built = parallel_read.built
+    monkeypatch.setattr(
+        parallel_read, "built", lambda result: (own.append(result[1]), real_built(result))[1]
+    )
+    read = parallel_read.ParallelRead(str(path), 2000, workers=2)
+    transit = Path(read._dir)
+    got = list(read)
+    chunks = len(parallel_read.chunks(str(path), 700))
+    assert len(own) == chunks - parallel_read.AHEAD_PER_WORKER  # all but those sent first
+    assert got == serial(path, 2000)
+    assert not transit.exists()
+
+
+def test_a_worker_s_result_crosses_through_a_file_or_else_the_pipe(tmp_path: Path) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    task = (str(path), 0, path.stat().st_size, 2000)
+    direct = parallel_read.normalise_chunk(task)
+    name = parallel_read.worker_chunk((*task, str(tmp_path)))
+    assert isinstance(name, str) and Path(name).parent == tmp_path
+    assert parallel_read.received(name) == direct
+    assert not Path(name).exists()  # read once, then removed
+    unwritable = parallel_read.worker_chunk((*task, str(tmp_path / "gone")))
+    assert unwritable == direct  # the result itself, through the pipe
+    assert parallel_read.received(unwritable) == direct
