@@ -20,6 +20,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from agent.models import Alert, Entities, EntityKind, EntityLink
 
@@ -53,7 +54,8 @@ class Run:
     entities: dict[int, Entities] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.entities = {id(a.entities): a.entities for a in self.alerts}
+        sets = list(map(_entities_of, self.alerts))  # map and zip: in C, for every alert
+        self.entities = dict(zip(map(id, sets), sets, strict=True))
 
     @property
     def first(self) -> float:
@@ -101,7 +103,9 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
     """
     # Each alert's time as a number, once: every later step reads the runs' times.
-    ordered = sorted(((a.timestamp.timestamp(), a.id, a) for a in alerts), key=_TIME_THEN_ID)
+    alerts = list(alerts)
+    stamps = map(datetime.timestamp, map(_timestamp, alerts))
+    ordered = sorted(zip(stamps, map(_id, alerts), alerts, strict=True), key=_TIME_THEN_ID)
     if not ordered:
         return []
     span_hours = max(1, math.ceil((ordered[-1][0] - ordered[0][0]) / 3600))
@@ -110,20 +114,35 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
         by_key.setdefault((item[2].rule_id, host_of(item[2])), []).append(item)
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
-        times = [item[0] for item in items]
+        times = list(map(_first, items))
         bursts = _burst_hours(times, span_hours, cfg)
         if bursts is None:
             runs += _split(rule_id, host, items, times, cfg.repeat_gap)
             continue
-        quiet = [int(t // 3600) not in bursts for t in times]
-        if any(quiet):
-            calm = list(itertools.compress(items, quiet))
-            calm_alerts, calm_times = [i[2] for i in calm], [i[0] for i in calm]
-            runs.append(Run(rule_id, host, calm_alerts, calm_times, background=True))
-        loud = [item for item, q in zip(items, quiet, strict=True) if not q]
-        runs += _split(rule_id, host, loud, [i[0] for i in loud], cfg.repeat_gap)
+        loud, calm = _parted(items, times, bursts)
+        if calm:
+            runs.append(Run(rule_id, host, list(map(_third, calm)), list(map(_first, calm)), True))
+        runs += _split(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap)
     runs.sort(key=lambda r: (r.first, r.alerts[0].id))
     return runs
+
+
+def _parted(
+    items: list[_Item], times: list[float], hours: set[int]
+) -> tuple[list[_Item], list[_Item]]:
+    """The items (in time order) that fall in these hours, and the others, each in order; cut
+    by bisecting at the hours' bounds, not item by item."""
+    inside: list[_Item] = []
+    outside: list[_Item] = []
+    start = 0
+    for hour in sorted(hours):
+        lo = bisect.bisect_left(times, hour * 3600, start)
+        hi = bisect.bisect_left(times, (hour + 1) * 3600, lo)
+        outside += items[start:lo]
+        inside += items[lo:hi]
+        start = hi
+    outside += items[start:]
+    return inside, outside
 
 
 def _burst_hours(times: list[float], span_hours: int, cfg: CorrelationConfig) -> set[int] | None:
@@ -152,20 +171,28 @@ def per_period(times: Sequence[float], seconds: int) -> dict[int, int]:
 
 
 def _split(
-    rule_id: str, host: str, items: list[tuple[float, str, Alert]], times: list[float], gap: float
+    rule_id: str, host: str, items: list[_Item], times: list[float], gap: float
 ) -> list[Run]:
     """One rule's alerts on one host (in time order) as runs, cut where they pause for longer
     than `gap`."""
     if not times:
         return []
-    cuts = [k for k in range(1, len(times)) if times[k] - times[k - 1] > gap]
+    pauses = map(gap.__lt__, map(operator.sub, itertools.islice(times, 1, None), times))
+    cuts = itertools.compress(range(1, len(times)), pauses)
     return [
-        Run(rule_id, host, [i[2] for i in items[a:b]], times[a:b])
+        Run(rule_id, host, list(map(_third, items[a:b])), times[a:b])
         for a, b in itertools.pairwise([0, *cuts, len(times)])
     ]
 
 
+#: A run's item while runs are built: (time, id, alert).
+_Item = tuple[float, str, Alert]
 _TIME_THEN_ID = operator.itemgetter(0, 1)
+_first = operator.itemgetter(0)
+_third = operator.itemgetter(2)
+_timestamp = operator.attrgetter("timestamp")
+_id = operator.attrgetter("id")
+_entities_of = operator.attrgetter("entities")
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:

@@ -128,13 +128,19 @@ class SqliteStore:
                     for i in incidents
                 ],
             )
-            # One JSON object, inserted in key order: SQLite reads it in C and appends to its
-            # index instead of splitting pages all over it (634,000 placements: 3.7 s one row at
-            # a time in placement order, 2.2 s sorted, 1.1 s like this).
+            # One JSON object, its keys in order: SQLite reads it in C and appends to its index
+            # instead of splitting pages all over it (634,000 placements: 3.7 s one row at a
+            # time in placement order, 2.2 s sorted, 1.0 to 1.1 s with SQLite sorting the JSON
+            # object's keys, 0.8 s with orjson sorting them; json_each reads them in the order
+            # they are written, UTF-8 byte order, which is SQLite's for text keys).
             db.execute(
-                "INSERT OR REPLACE INTO alert_index "
-                "SELECT key, value FROM json_each(?) ORDER BY key",
-                (orjson.dumps(owner if isinstance(owner, dict) else dict(owner)),),
+                "INSERT OR REPLACE INTO alert_index SELECT key, value FROM json_each(?)",
+                (
+                    orjson.dumps(
+                        owner if isinstance(owner, dict) else dict(owner),
+                        option=orjson.OPT_SORT_KEYS,
+                    ),
+                ),
             )
             if history is not None:
                 _add_rule_history(db, history)
