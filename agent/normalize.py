@@ -30,7 +30,7 @@ from agent.models import (
     raw_json,
     severity_for_risk,
 )
-from agent.repeats import Getter, Repeats, TimeOf
+from agent.repeats import Getter, Parts, Repeats, TimeOf
 
 MAX_DEPTH = 64
 
@@ -57,6 +57,16 @@ def alert_fields(doc: Any, *, depth_checked: bool = False, raw: bytes | None = N
     if not depth_checked:
         check_depth(doc)
     return _REPEATS.fields(doc, raw)
+
+
+def alert_parts(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None) -> Parts:
+    """`alert_fields`, as what repeats of the document share and what each has of its own
+    (`Repeats.parts`): the parallel file reader sends each shared part once per chunk."""
+    if not isinstance(doc, dict):
+        raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
+    if not depth_checked:
+        check_depth(doc)
+    return _REPEATS.parts(doc, raw)
 
 
 def normalise_fully(doc: dict[str, Any], raw: bytes | None) -> tuple[AlertFields, TimeOf]:

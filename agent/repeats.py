@@ -39,6 +39,8 @@ Getter = Callable[[str], Any]
 TimeOf = Callable[[Getter], datetime]
 #: The full normalisation of a document: its alert fields, and how its format reads the time.
 Normalise = Callable[[dict[str, Any], bytes | None], tuple[dict[str, Any], TimeOf]]
+#: An alert's fields as (what its repeats share, id, timestamp, raw JSON): see `Repeats.parts`.
+Parts = tuple[dict[str, Any], str, datetime, bytes]
 IdOf = Callable[[dict[str, Any], Getter], str]
 RawOf = Callable[[Any], bytes]
 
@@ -65,28 +67,37 @@ class Repeats:
         self._looked = self._hits = self._paused = 0
 
     def fields(self, doc: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
+        stable, alert_id, timestamp, raw_json = self.parts(doc, raw)
+        return {**stable, "id": alert_id, "timestamp": timestamp, "raw_json": raw_json}
+
+    def parts(self, doc: dict[str, Any], raw: bytes | None) -> Parts:
+        """The alert fields as what repeats share (the same dict for every repeat; never
+        change it) and what each alert has of its own: id, time and raw JSON. A document the
+        memo does not hold gives all its fields as the shared dict: read only the shared ones
+        from it."""
         if self._paused:
             self._paused -= 1
-            return self._normalise(doc, raw)[0]
+            return _whole(self._normalise(doc, raw)[0])
         masked = mask_volatile(doc)
         if masked is None:
-            return self._normalise(doc, raw)[0]
+            return _whole(self._normalise(doc, raw)[0])
         key, values = masked
         self._count_lookup()
         entry = self._entries.get(key)
         if entry is None:
             fields, time_of = self._normalise(doc, raw)
-            self._remember(key, {k: v for k, v in fields.items() if k not in _PER_ALERT}, time_of)
-            return fields
+            stable = {k: v for k, v in fields.items() if k not in _PER_ALERT}
+            self._remember(key, stable, time_of)
+            return stable, fields["id"], fields["timestamp"], fields["raw_json"]
         self._hits += 1
         stable, time_of = entry
         get = values.get
-        return {
-            **stable,
-            "id": self._id_of(doc, get),
-            "timestamp": time_of(get),
-            "raw_json": raw if raw is not None else self._raw_of(doc),
-        }
+        return (
+            stable,
+            self._id_of(doc, get),
+            time_of(get),
+            raw if raw is not None else self._raw_of(doc),
+        )
 
     def _remember(self, key: bytes, stable: dict[str, Any], time_of: TimeOf) -> None:
         if len(self._entries) >= MAX_ENTRIES or self._key_bytes + len(key) > MAX_KEY_BYTES:
@@ -105,6 +116,10 @@ class Repeats:
             if self._hits * MIN_HIT_RATE < WINDOW:
                 self._paused = PAUSE
             self._looked = self._hits = 0
+
+
+def _whole(fields: dict[str, Any]) -> Parts:
+    return fields, fields["id"], fields["timestamp"], fields["raw_json"]
 
 
 def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str], ...]]:

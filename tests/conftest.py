@@ -65,14 +65,18 @@ def same_alert_as_validated(doc: dict[str, Any]) -> None:
     """The parallel reader builds alerts from the normaliser's fields without validating them
     again: they must already be exactly what the model's validation makes of them."""
     from agent.errors import BadInput
-    from agent.normalize import alert_fields
-    from agent.parallel_read import pack, unpack
+    from agent.normalize import alert_parts
+    from agent.parallel_read import Packing, built
 
     try:
         want = normalize(doc)
     except BadInput:
         return
-    got = unpack(pack(alert_fields(doc)))
+    packing = Packing()
+    packed = [packing.pack(7, alert_parts(doc)), packing.pack(8, alert_parts(doc))]
+    (first, second), _ = built((packing.shared, packed, 2))
+    assert first == (7, want) and second[0] == 8
+    got = second[1]  # a repeat: the memo's shared part, when the document has a key
     assert got == want
     for name, value in want.__dict__.items():
         assert type(got.__dict__[name]) is type(value), name

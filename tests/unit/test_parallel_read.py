@@ -166,10 +166,10 @@ def test_chunks_the_reader_takes_from_the_end_keep_their_place_and_lines(
     path = messy_file(tmp_path / "alerts.ndjson")
     monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 700)
     monkeypatch.setattr(parallel_read.ParallelRead, "_front_ready", lambda self: False)
-    own: list[int] = []
-    real_built = parallel_read.built
+    own: list[int] = []  # chunks read in this process (the workers' patch-free copies count none)
+    real = parallel_read.normalise_chunk
     monkeypatch.setattr(
-        parallel_read, "built", lambda result: (own.append(result[1]), real_built(result))[1]
+        parallel_read, "normalise_chunk", lambda task: (own.append(task[1]), real(task))[1]
     )
     read = parallel_read.ParallelRead(str(path), 2000, workers=2)
     transit = Path(read._dir)
