@@ -27,7 +27,7 @@ from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
-from agent.parallel_read import ParallelRead, read_parallel, worth_parallel
+from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
 from agent.prioritise import BURST_HISTORY, HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import RunHistory, Store
@@ -67,8 +67,10 @@ class TriageContext:
 
 
 #: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has
-#: them; the value is already an `Alert` when worker processes normalised it.
-Incoming = tuple[str, int, Any] | tuple[str, int, Any, bytes | None]
+#: them; the value is already an `Alert` when worker processes normalised it, and a chunk of
+#: such alerts without a dead letter comes whole.
+OneDocument = tuple[str, int, Any] | tuple[str, int, Any, bytes | None]
+Incoming = OneDocument | ReadChunk
 
 
 class TriageState(TypedDict, total=False):
@@ -113,7 +115,7 @@ def _read_files(
     for path in paths:
         early = started.pop(path, None)
         if early is not None:
-            yield from early
+            yield from early.chunked()
             continue
         if worth_parallel(path, workers):
             yield from read_parallel(path, max_doc_bytes, workers)
@@ -127,33 +129,19 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
     dead: list[DeadLetter] = []
     trusted_depth = bool(state.get("inputs"))  # the file reader bounded nesting already
     progress = runtime.context.progress
-    for n, item in enumerate(state.get("documents", []), 1):
-        if n % 10000 == 0:
-            progress("read", n)
-        if isinstance(item, DeadLetter):
-            dead.append(item)
-            continue
-        source, line, doc = item[0], item[1], item[2]
-        if isinstance(doc, Alert):
-            alert = doc
+    read, report_at = 0, PROGRESS_EVERY
+    for item in state.get("documents", []):
+        if isinstance(item, ReadChunk):
+            if not _take_whole(item, by_id):
+                for one in item.items():
+                    _take(one, by_id, dead, trusted_depth)
+            read += len(item.alerts)
         else:
-            try:
-                alert = normalize(
-                    doc, depth_checked=trusted_depth, raw=item[3] if len(item) > 3 else None
-                )
-            except NormalizeError as exc:
-                dead.append(rejected(source, line, doc, exc))
-                continue
-        if alert.id in by_id:
-            dead.append(
-                DeadLetter(
-                    source=source,
-                    line=line,
-                    reason=f"duplicate alert id {alert.id!r}; first copy kept",
-                )
-            )
-            continue
-        by_id[alert.id] = alert
+            _take(item, by_id, dead, trusted_depth)
+            read += 1
+        if read >= report_at:
+            progress("read", read)
+            report_at = read + PROGRESS_EVERY
     store = runtime.context.store
     known = store.incident_of_alerts(list(by_id)) if store is not None else {}
     for aid in known:  # triaged by an earlier run (a re-read page): already in an incident
@@ -166,6 +154,48 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
         "dead_letters": dead,
         "known": known,
     }
+
+
+PROGRESS_EVERY = 10000  # documents
+
+
+def _take(
+    item: OneDocument | DeadLetter, by_id: dict[str, Alert], dead: list[DeadLetter], trusted: bool
+) -> None:
+    """One document or alert into the run's alerts, or into a dead letter saying why not."""
+    if isinstance(item, DeadLetter):
+        dead.append(item)
+        return
+    source, line, doc = item[0], item[1], item[2]
+    if isinstance(doc, Alert):
+        alert = doc
+    else:
+        try:
+            alert = normalize(doc, depth_checked=trusted, raw=item[3] if len(item) > 3 else None)
+        except NormalizeError as exc:
+            dead.append(rejected(source, line, doc, exc))
+            return
+    if alert.id in by_id:
+        dead.append(
+            DeadLetter(
+                source=source, line=line, reason=f"duplicate alert id {alert.id!r}; first copy kept"
+            )
+        )
+        return
+    by_id[alert.id] = alert
+
+
+def _take_whole(chunk: ReadChunk, by_id: dict[str, Alert]) -> bool:
+    """A clean chunk's alerts in a few C-level steps, unless an id repeats (within the chunk or
+    from before): then the caller takes them one by one, so the first copy is the one kept."""
+    ids = list(map(_alert_id, chunk.alerts))
+    if len(set(ids)) < len(ids) or not by_id.keys().isdisjoint(ids):
+        return False
+    by_id.update(zip(ids, chunk.alerts, strict=True))
+    return True
+
+
+_alert_id = operator.attrgetter("id")
 
 
 def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from agent.analyst import OfflineAnalyst
 from agent.errors import Transient
-from agent.graph import TriageContext, run_triage
+from agent.graph import TriageContext, run_triage, run_triage_documents
 from agent.models import Alert, Assessment, Incident
+from agent.normalize import normalize
+from agent.parallel_read import ReadChunk
 from agent.playbooks import load_playbooks
 from agent.settings import REPO_ROOT
 from agent.store.sqlite import SqliteStore
@@ -92,3 +94,25 @@ def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     run_triage([write(tmp_path / "2.ndjson", [ecs(2, 60 * 30, "Web shell", "web")])], ctx)
     statuses = sorted((i.alert_ids[0], i.status) for i in store.list_incidents())
     assert statuses == [("a1", "closed"), ("a2", "open")]  # 30 h apart: a new incident
+
+
+def test_whole_chunks_from_reader_workers_keep_the_first_copy_of_a_repeated_id(
+    tmp_path: Path,
+) -> None:
+    a1, a2, a3, a4, a5 = (normalize(ecs(i, i, "Port scan")) for i in range(1, 6))
+    a1_again, a4_again = normalize(ecs(1, 9, "Other rule")), normalize(ecs(4, 9, "Other rule"))
+    chunks = [
+        ReadChunk("big.ndjson", 0, [1, 2], [a1, a2]),
+        ReadChunk("big.ndjson", 2, [1, 2, 3], [a3, a1_again, a3]),  # ids seen before
+        ReadChunk("big.ndjson", 5, [1, 2], [a4, a4_again]),  # an id twice in one chunk
+        ReadChunk("big.ndjson", 7, [1], [a5]),
+    ]
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    state = run_triage_documents(chunks, ctx)  # type: ignore[arg-type]
+    assert state.get("alerts") == [a1, a2, a3, a4, a5]  # reading order, first copies
+    assert [(d.line, d.reason) for d in store.dead_letters()] == [
+        (4, "duplicate alert id 'a1'; first copy kept"),
+        (5, "duplicate alert id 'a3'; first copy kept"),
+        (7, "duplicate alert id 'a4'; first copy kept"),
+    ]

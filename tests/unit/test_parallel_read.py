@@ -13,6 +13,7 @@ from agent.analyst import OfflineAnalyst
 from agent.graph import TriageContext, run_triage
 from agent.models import Alert, DeadLetter
 from agent.normalize import NormalizeError, normalize, rejected
+from agent.parallel_read import ReadChunk
 from connectors.files import read_documents
 from tests.conftest import ecs, same_alert_as_validated
 
@@ -55,9 +56,13 @@ def test_parallel_reading_equals_serial_reading(
 ) -> None:
     path = messy_file(tmp_path / "alerts.ndjson")
     monkeypatch.setattr(parallel_read, "CHUNK_BYTES", chunk_bytes)
-    got = list(parallel_read.read_parallel(str(path), 2000, workers=2))
+    chunked = list(parallel_read.read_parallel(str(path), 2000, workers=2))
+    got = [x for c in chunked for x in (c.items() if isinstance(c, ReadChunk) else [c])]
     want = serial(path, 2000)
     assert got == want
+    assert list(parallel_read.ParallelRead(str(path), 2000, workers=2)) == want  # one by one
+    if chunk_bytes == 700:  # many chunks hold no dead letter: those came whole
+        assert sum(isinstance(c, ReadChunk) for c in chunked) > 10
     dead = [d for d in got if isinstance(d, DeadLetter)]
     assert {d.reason.split(":")[0] for d in dead} >= {
         "invalid JSON",
