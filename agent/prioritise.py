@@ -35,9 +35,11 @@ BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much 
 
 _risk = operator.attrgetter("risk_score")
 _time = operator.attrgetter("timestamp")
-_tactics_of = operator.attrgetter("tactics")
-_techniques_of = operator.attrgetter("techniques")
-_sensor = operator.attrgetter("sensor")
+#: What a stream reads from each alert, as a row.
+_profile = operator.attrgetter("tactics", "techniques", "risk_score", "sensor")
+_pair = operator.itemgetter(0, 1)
+_third = operator.itemgetter(2)
+_fourth = operator.itemgetter(3)
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
@@ -67,25 +69,22 @@ class Stream:
     @classmethod
     def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
         """`alerts` in time order, with their times as numbers."""
+        # One pass reads what every factor needs from each alert (this runs over every alert
+        # of the batch, and each pass over them is a pass over memory); the rest walks those
+        # rows. map and zip iterate in C.
+        rows = list(map(_profile, alerts))
+        risks = list(map(_third, rows))
         # Each distinct (tactics, techniques) with its earliest time, which is written last.
-        # map and zip iterate in C: this runs over every alert of the batch.
-        latest_first = alerts[::-1]
-        marks = dict(
-            zip(
-                zip(map(_tactics_of, latest_first), map(_techniques_of, latest_first), strict=True),
-                reversed(times),
-                strict=True,
-            )
-        )
+        marks = dict(zip(map(_pair, reversed(rows)), reversed(times), strict=True))
         return cls(
             rule_id=rule_id,
             host=host,
             first=alerts[0],
             last=alerts[-1],
-            top=max(alerts, key=_risk),
+            top=alerts[risks.index(max(risks))],  # the earliest of the riskiest
             count=len(alerts),
             windows=windows_of(times),
-            sensors=set(map(_sensor, alerts)),
+            sensors=set(map(_fourth, rows)),
             marks=marks,
         )
 
