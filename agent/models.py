@@ -105,8 +105,12 @@ def distinct_entities(alerts: Iterable[Alert]) -> list[Entities]:
     """The alerts' entity sets, each once, in first-seen order. Normalising shares one frozen
     `Entities` between alerts of one shape, so few come out; the pass over the alerts is made
     in C (map, zip and dict), as it runs over every alert of an incident."""
-    entities = list(map(_entities, alerts))
-    return list(dict(zip(map(id, entities), entities, strict=True)).values())
+    return distinct(list(map(_entities, alerts)))
+
+
+def distinct(sets: list[Entities]) -> list[Entities]:
+    """These entity sets, each object once, in first-seen order."""
+    return list(dict(zip(map(id, sets), sets, strict=True)).values())
 
 
 class Alert(BaseModel):

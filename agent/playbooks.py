@@ -29,7 +29,7 @@ from agent.models import (
     Risk,
     Severity,
     args_hash,
-    distinct_entities,
+    distinct,
 )
 
 
@@ -122,8 +122,11 @@ def load_playbooks(directory: str | Path) -> list[Playbook]:
     return books
 
 
-_severity = operator.attrgetter("severity")
-_techniques = operator.attrgetter("techniques")
+#: What playbook conditions read from each alert, as a row.
+_evidence = operator.attrgetter("entities", "severity", "techniques")
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+_third = operator.itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +140,14 @@ class Evidence:
 
     @classmethod
     def of(cls, alerts: list[Alert]) -> Evidence:
-        entities = distinct_entities(alerts)
+        rows = list(map(_evidence, alerts))  # each alert read once: the passes are over memory
+        entities = distinct(list(map(_first, rows)))
+        severities = set(map(_second, rows))
         return cls(
-            top_severity=max((SEVERITY_RANK[s] for s in set(map(_severity, alerts))), default=0),
+            top_severity=max((SEVERITY_RANK[s] for s in severities), default=0),
             kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))
             | ({"source_ip"} if any(e.source_ips for e in entities) else set()),
-            techniques=frozenset(t for ts in set(map(_techniques, alerts)) for t in ts),
+            techniques=frozenset(t for ts in set(map(_third, rows)) for t in ts),
         )
 
 
