@@ -31,6 +31,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,9 @@ class ParallelRead:
     def __init__(self, path: str, max_doc_bytes: int, workers: int) -> None:
         self.path = path
         self._dir = tempfile.mkdtemp(prefix="vigie-read-")  # the chunks' results, in transit
+        # Removed when read or closed, and else when this is collected or the process exits:
+        # a read started and then dropped leaves nothing behind.
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self._tasks = [
             (path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)
         ]
@@ -150,7 +154,7 @@ class ParallelRead:
                 yield from self._placed(items, lines_before)
                 lines_before += lines
         finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._remove_dir()
 
     def _send(self) -> None:
         """Keep the workers a few chunks ahead, short of the chunks this process took."""
@@ -180,7 +184,7 @@ class ParallelRead:
     def close(self) -> None:
         """Stop the workers, whether or not the file was read."""
         self._pool.terminate()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._remove_dir()
 
 
 def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:

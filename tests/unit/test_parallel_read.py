@@ -196,3 +196,22 @@ def test_a_worker_s_result_crosses_through_a_file_or_else_the_pipe(tmp_path: Pat
     unwritable = parallel_read.worker_chunk((*task, str(tmp_path / "gone")))
     assert unwritable == direct  # the result itself, through the pipe
     assert parallel_read.received(unwritable) == direct
+
+
+def test_a_read_dropped_unread_and_unclosed_leaves_no_results_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import time
+
+    path = messy_file(tmp_path / "alerts.ndjson")
+    read = parallel_read.ParallelRead(str(path), 2000, workers=2)
+    transit = Path(read._dir)
+    deadline = time.monotonic() + 30
+    while not any(transit.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(transit.iterdir())  # a worker left a result there
+    read._pool.terminate()  # what dropping it does to the pool, eventually
+    del read
+    gc.collect()
+    assert not transit.exists()
