@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = 3600
     # Reading input.
     max_doc_bytes: int = 1 << 20
-    #: Processes that parse and normalise a large NDJSON file (16 MB and up); 0: every core.
+    #: Processes that parse and normalise a large NDJSON file (16 MB and up), the reading one
+    #: included; 0: every core.
     read_workers: int = 0
     # Correlation.
     repeat_gap_seconds: float = 1800.0
