@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.models import Alert, Entities, EntityKind, EntityLink
+from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
 
 MAX_LINK_SAMPLE = 20
 
@@ -51,11 +51,10 @@ class Run:
     times: list[float]
     background: bool = False
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
-    entities: dict[int, Entities] = field(init=False)
+    entities: list[Entities] = field(init=False)
 
     def __post_init__(self) -> None:
-        sets = list(map(_entities_of, self.alerts))  # map and zip: in C, for every alert
-        self.entities = dict(zip(map(id, sets), sets, strict=True))
+        self.entities = distinct(list(map(_entities_of, self.alerts)))  # in C, for every alert
 
     @property
     def first(self) -> float:
@@ -199,7 +198,7 @@ def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]
     """Entities that co-occur with many hosts: infrastructure, not evidence of one story."""
     hosts_of: dict[tuple[EntityKind, str], set[str]] = defaultdict(set)
     for run in runs:
-        for entities in run.entities.values():
+        for entities in run.entities:
             for pair in entities.pairs():
                 if pair[0] is not EntityKind.host:
                     hosts_of[pair].add(run.host)
@@ -233,7 +232,7 @@ def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     """The run's distinct entities in first-seen order (a set's order would change with the
     process's string hashing, and with it the order of an incident's links)."""
     keys: dict[tuple[EntityKind, str], None] = {}
-    for entities in run.entities.values():
+    for entities in run.entities:
         keys.update(dict.fromkeys(entities.pairs()))
     return keys
 

@@ -15,6 +15,7 @@ from agent.models import (
     EntityLink,
     Explanation,
     Incident,
+    distinct,
     distinct_entities,
 )
 from agent.prioritise import (
@@ -144,7 +145,7 @@ def sample_of(cluster: Cluster, extends: Incident | None) -> list[Alert]:
 
 def _cluster_entities(cluster: Cluster) -> list[Entities]:
     """The cluster's distinct entity sets, from its runs' (each already distinct)."""
-    return list({k: e for run in cluster.runs for k, e in run.entities.items()}.values())
+    return distinct([e for run in cluster.runs for e in run.entities])
 
 
 MAX_LINKS = 40

@@ -100,7 +100,7 @@ def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
-        entities = [e for run in cluster.runs for e in run.entities.values()]
+        entities = [e for run in cluster.runs for e in run.entities]
         hosts = {h for e in entities for h in e.hosts}
         users = {u for e in entities for u in e.users}
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]

@@ -52,21 +52,21 @@ def alert_fields(doc: Any, *, depth_checked: bool = False, raw: bytes | None = N
     """What `normalize` makes of a document, before it becomes an `Alert`: every field of the
     model, each already of the model's type (the parallel file reader relies on it, and its
     tests hold it to it)."""
-    if not isinstance(doc, dict):
-        raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
-    if not depth_checked:
-        check_depth(doc)
-    return _REPEATS.fields(doc, raw)
+    return _REPEATS.fields(_checked_object(doc, depth_checked), raw)
 
 
 def alert_parts(doc: Any, *, depth_checked: bool = False, raw: bytes | None = None) -> Parts:
     """`alert_fields`, as what repeats of the document share and what each has of its own
     (`Repeats.parts`): the parallel file reader sends each shared part once per chunk."""
+    return _REPEATS.parts(_checked_object(doc, depth_checked), raw)
+
+
+def _checked_object(doc: Any, depth_checked: bool) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
         check_depth(doc)
-    return _REPEATS.parts(doc, raw)
+    return doc
 
 
 def normalise_fully(doc: dict[str, Any], raw: bytes | None) -> tuple[AlertFields, TimeOf]:

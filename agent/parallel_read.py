@@ -127,16 +127,9 @@ class ParallelRead:
         self._own = len(self._tasks)  # chunks from here on are read by this process
         self._send()
 
-    def __iter__(self) -> Iterator[tuple[str, int, Alert] | DeadLetter]:
-        for got in self.chunked():
-            if isinstance(got, ReadChunk):
-                yield from got.items()
-            else:
-                yield got
-
     def chunked(self) -> Iterator[ReadChunk | tuple[str, int, Alert] | DeadLetter]:
-        """As iterating, but a chunk without a dead letter comes whole: its reader takes its
-        alerts in a few C-level steps, not one by one."""
+        """Every alert as (path, line, alert), or a dead letter, in file order; a chunk without
+        a dead letter comes whole, for its reader to take in a few C-level steps."""
         lines_before = 0
         own: list[tuple[list[tuple[int, Alert] | DeadLetter], int]] = []  # from the end back
         try:
