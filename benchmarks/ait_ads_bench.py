@@ -93,12 +93,40 @@ def run(csv_gz: Path, work: Path) -> dict:
     n = result["alerts"]
     floor = stdlib_parse_seconds(alerts)
     print(table)
+    print_step_ranks(csv_path, incidents)
     print(
         f"throughput: {n:,} alerts in {seconds:.2f}s end to end = {n / seconds:,.0f} alerts/s; "
         f"stdlib JSON parse {floor:.2f}s (ratio {seconds / floor:.1f}x); peak RSS {peak_mb:,.0f} MB"
     )
     run_variants(csv_path, work)
     return result
+
+
+def step_ranks(csv_path: Path, incidents: Path) -> dict[str, dict[str, int]]:
+    """Each attack step's first rank (incidents read in priority order, as the scorer reads
+    them), per phase it was labelled in: the scorer's depth is the largest of the first ranks,
+    and this shows which step sets it and through which alerts."""
+    with csv_path.open(newline="") as fh:
+        labels = {
+            f"ait-{i:07d}": (row["event_label"], row["time_label"])
+            for i, row in enumerate(csv.DictReader(fh))
+            if row["event_label"] != "-"
+        }
+    with incidents.open() as fh:
+        ranked = sorted((json.loads(line) for line in fh), key=lambda x: -float(x["priority"]))
+    first: dict[str, dict[str, int]] = {}
+    for rank, incident in enumerate(ranked, 1):
+        for step, phase in filter(None, map(labels.get, incident["alert_ids"])):
+            first.setdefault(step, {}).setdefault(phase, rank)
+    return first
+
+
+def print_step_ranks(csv_path: Path, incidents: Path) -> None:
+    ranks = step_ranks(csv_path, incidents)
+    print("where each attack step first shows (rank of the first incident holding it; by phase)")
+    for step, phases in sorted(ranks.items(), key=lambda kv: (min(kv[1].values()), kv[0])):
+        by_phase = ", ".join(f"{p} {r}" for p, r in sorted(phases.items(), key=lambda x: x[1]))
+        print(f"  {step:24}{min(phases.values()):>6}   ({by_phase})")
 
 
 #: Attack phases are the CSV's time labels; "false_positive" marks the benign periods.
