@@ -112,9 +112,10 @@ class ParallelRead:
 
     def __init__(self, path: str, max_doc_bytes: int, workers: int) -> None:
         self.path = path
-        self._dir = tempfile.mkdtemp(prefix="vigie-read-")  # the chunks' results, in transit
+        self._dir = results_dir()  # the chunks' results, in transit
         # Removed when read or closed, and else when this is collected or the process exits:
-        # a read started and then dropped leaves nothing behind.
+        # a read started and then dropped leaves nothing behind. (A killed process's are
+        # removed by the next read: `results_dir`.)
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self._tasks = [
             (path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)
@@ -178,6 +179,39 @@ class ParallelRead:
         """Stop the workers, whether or not the file was read."""
         self._pool.terminate()
         self._remove_dir()
+
+
+RESULTS_PREFIX = "vigie-read-"
+
+
+def results_dir() -> str:
+    """A private directory for one read's results, named by this process's id. A process
+    killed mid-read (`kill -9`, the OOM killer) runs no clean-up, so the directories whose
+    process is gone are removed first: each holds up to a few 5 MB results."""
+    remove_orphans(Path(tempfile.gettempdir()))
+    return tempfile.mkdtemp(prefix=f"{RESULTS_PREFIX}{os.getpid()}-")
+
+
+def remove_orphans(base: Path) -> None:
+    """Results directories of this user whose reading process no longer runs."""
+    for path in base.glob(f"{RESULTS_PREFIX}*-*"):
+        pid = path.name.removeprefix(RESULTS_PREFIX).split("-", 1)[0]
+        try:
+            mine = path.is_dir() and path.stat().st_uid == os.getuid()
+        except OSError:  # removed meanwhile by another read
+            continue
+        if pid.isdigit() and mine and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:

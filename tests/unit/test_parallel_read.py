@@ -221,3 +221,57 @@ def test_a_read_dropped_unread_and_unclosed_leaves_no_results_behind(
     del read
     gc.collect()
     assert not transit.exists()
+
+
+KILLED_READER = """
+import sys, time
+from pathlib import Path
+import agent.parallel_read as parallel_read
+read = parallel_read.ParallelRead(sys.argv[1], 2000, workers=2)
+transit = Path(read._dir)
+while not any(transit.iterdir()):
+    time.sleep(0.02)
+print(transit, flush=True)
+time.sleep(600)
+"""
+
+
+def test_results_a_killed_read_left_are_removed_by_the_next_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kill -9` runs no clean-up: the next read removes the directories of processes gone,
+    and only those."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    path = messy_file(tmp_path / "alerts.ndjson")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    errors = tmp_path / "reader.err"  # also takes its resource tracker's leak warnings
+    with errors.open("w") as err:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", KILLED_READER, str(path)],
+            env={**os.environ, "TMPDIR": str(temp)},
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert reader.stdout is not None
+    left = Path(reader.stdout.readline().strip())
+    os.kill(reader.pid, signal.SIGKILL)
+    reader.wait(timeout=30)
+    assert left.parent == temp, errors.read_text()
+    assert any(left.iterdir())  # the killed read's results, left over
+    running = temp / f"{parallel_read.RESULTS_PREFIX}{os.getpid()}-x"  # a read still running
+    running.mkdir()
+    unrelated = temp / "vigie-read-notes"
+    unrelated.mkdir()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    read = parallel_read.ParallelRead(str(path), 2000, workers=2)
+    read.close()
+    assert not left.exists()
+    assert running.is_dir() and unrelated.is_dir()
