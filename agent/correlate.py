@@ -3,6 +3,9 @@
 1. Repeats of one rule on one host collapse into a *run* (count, first and last seen).
 2. A rule that fires on a host through most of the period is *background*: all its runs there
    collapse into one run that links to nothing, so a noisy rule cannot glue a host's day together.
+   A batch shorter than a day (a sweep's page, a webhook batch) is judged with the day before it
+   (`RecentHours`, from the store): an hour's batch cannot show on its own that a rule fires
+   all day.
 3. Other runs link when they share an entity within a time window. Entities seen with many hosts
    (a DNS server, a proxy) are *hubs* and link nothing.
 4. Runs of one rule starting on several hosts within a couple of minutes link too: that is one
@@ -18,7 +21,7 @@ import math
 import operator
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +41,11 @@ class CorrelationConfig:
     burst_min: int = 20
     sweep_window: float = 120.0  # seconds between the first and last host a sweep reaches
     sweep_min_hosts: int = 3
+    background_lookback_hours: int = 24  # what a shorter batch is judged with (RecentHours)
+
+
+#: Each rule-host pair's alert count per hour (numbered from the epoch), from earlier runs.
+RecentHours = Mapping[tuple[str, str], Mapping[int, int]]
 
 
 @dataclass(slots=True)
@@ -94,13 +102,28 @@ def host_of(alert: Alert) -> str:
     return hosts[0] if hosts else "-"
 
 
-def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
+def recent_hours(windows: Mapping[int, Mapping[tuple[str, str], int]]) -> RecentHours:
+    """The store's window history (window start -> rule-host pair -> alerts) by hour."""
+    by_pair: dict[tuple[str, str], dict[int, int]] = {}
+    for start, pairs in windows.items():
+        hour = start // 3600
+        for pair, n in pairs.items():
+            counts = by_pair.setdefault(pair, {})
+            counts[hour] = counts.get(hour, 0) + n
+    return by_pair
+
+
+def build_runs(
+    alerts: Iterable[Alert], cfg: CorrelationConfig, recent: RecentHours | None = None
+) -> list[Run]:
     """Collapse repeats, then fold background rules into one run per rule and host. The runs
     come in the order of their first alert (time, then id).
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
+    `recent`: what earlier runs saw of each rule and host, hour by hour (see `_burst_hours`).
     """
+    recent = recent or {}
     # Each alert's time as a number, once: every later step reads the runs' times.
     alerts = list(alerts)
     stamps = map(datetime.timestamp, map(_timestamp, alerts))
@@ -114,7 +137,7 @@ def build_runs(alerts: Iterable[Alert], cfg: CorrelationConfig) -> list[Run]:
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
         times = list(map(_first, items))
-        bursts = _burst_hours(times, span_hours, cfg)
+        bursts = _burst_hours(times, span_hours, cfg, recent.get((rule_id, host)))
         if bursts is None:
             runs += _split(rule_id, host, items, times, cfg.repeat_gap)
             continue
@@ -144,16 +167,35 @@ def _parted(
     return inside, outside
 
 
-def _burst_hours(times: list[float], span_hours: int, cfg: CorrelationConfig) -> set[int] | None:
-    """None for a rule and host that are not background; else the hours it bursts in. Hours are
-    counted by bisecting the times, not alert by alert."""
-    if span_hours < cfg.background_min_hours:
+def _burst_hours(
+    times: list[float],
+    span_hours: int,
+    cfg: CorrelationConfig,
+    before: Mapping[int, int] | None = None,
+) -> set[int] | None:
+    """None for a rule and host that are not background; else the hours of the batch it bursts
+    in. Hours are counted by bisecting the times, not alert by alert.
+
+    `before`: its counts per hour in earlier runs. A batch shorter than the lookback is then
+    judged on the lookback's hours, the batch's added to the earlier ones: a rule that fired in
+    most hours of the last day is routine in this quarter hour too, unless it bursts."""
+    if not before and span_hours < cfg.background_min_hours:
         return None
     hours = per_period(times, 3600)
-    if len(hours) < cfg.background_hour_share * span_hours:
+    counts = hours
+    if before:
+        span_hours = max(span_hours, cfg.background_lookback_hours)
+        last = max(hours)
+        counts = {h: n for h, n in before.items() if last - span_hours < h <= last}
+        for h, n in hours.items():
+            counts[h] = counts.get(h, 0) + n
+        if span_hours < cfg.background_min_hours:
+            return None
+    if len(counts) < cfg.background_hour_share * span_hours:
         return None
-    usual = statistics.median(hours.values())
-    return {h for h, n in hours.items() if n > max(cfg.burst_min, cfg.burst_factor * usual)}
+    usual = statistics.median(counts.values())
+    loud = max(cfg.burst_min, cfg.burst_factor * usual)
+    return {h for h in hours if counts[h] > loud}
 
 
 def per_period(times: Sequence[float], seconds: int) -> dict[int, int]:
@@ -248,10 +290,13 @@ def _cluster(runs: list[Run]) -> Cluster:
     return Cluster(runs, [m[2] for m in merged], [m[0] for m in merged])
 
 
-def correlate(alerts: Iterable[Alert], cfg: CorrelationConfig | None = None) -> list[Cluster]:
-    """Group alerts into clusters; every alert lands in exactly one cluster."""
+def correlate(
+    alerts: Iterable[Alert], cfg: CorrelationConfig | None = None, recent: RecentHours | None = None
+) -> list[Cluster]:
+    """Group alerts into clusters; every alert lands in exactly one cluster. `recent`: what
+    earlier runs saw of each rule and host, hour by hour (see `build_runs`)."""
     cfg = cfg or CorrelationConfig()
-    runs = build_runs(alerts, cfg)
+    runs = build_runs(alerts, cfg, recent)
     hubs = _hubs(runs, cfg)
     uf = _UnionFind(len(runs))
     by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)

@@ -22,7 +22,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.analyst import Analyst, OfflineAnalyst
-from agent.correlate import Cluster, CorrelationConfig, correlate
+from agent.correlate import Cluster, CorrelationConfig, correlate, recent_hours
 from agent.errors import VigieError
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
@@ -30,7 +30,7 @@ from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
 from agent.prioritise import BURST_HISTORY, HISTORY_DAYS, Baseline, PriorityConfig, history_of
-from agent.store import RunHistory, Store
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
 
 ANALYSE_CHUNK = 64
@@ -86,6 +86,7 @@ class TriageState(TypedDict, total=False):
     proposals: list[ActionProposal]
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
     by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
+    rule_history: RuleHistory | None  # what earlier runs saw (with a store)
     history: RunHistory | None  # what this run adds to the rule history (with a store)
     samples: list[Alert]  # the few alerts per rule and host stored with their incidents
     placed: dict[str, str]  # this run's alert ids -> their incident's id
@@ -196,22 +197,31 @@ def _take_whole(chunk: ReadChunk, by_id: dict[str, Alert]) -> bool:
 
 
 _alert_id = operator.attrgetter("id")
+_timestamp = operator.attrgetter("timestamp")
 
 
 def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
-    return {"clusters": correlate(state.get("alerts", []), runtime.context.correlation)}
+    """Clusters, judged with what earlier runs saw (the store's rule history, read once here
+    for correlation and priority alike)."""
+    ctx = runtime.context
+    alerts = state.get("alerts", [])
+    history = None
+    if ctx.store is not None and alerts:
+        newest = max(map(_timestamp, alerts)).timestamp()
+        since = (datetime.fromtimestamp(newest, tz=UTC) - timedelta(days=HISTORY_DAYS)).date()
+        history = ctx.store.rule_history(since, windows_from=int(newest) - WINDOW_HISTORY_SECONDS)
+    recent = recent_hours(history.windows) if history is not None else None
+    return {"clusters": correlate(alerts, ctx.correlation, recent), "rule_history": history}
 
 
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     ctx = runtime.context
     clusters = state["clusters"]
     baseline = Baseline()
-    if ctx.store is not None and clusters:
+    history = state.get("rule_history")
+    if history is not None and clusters:
         newest = max(c.times[-1] for c in clusters)
-        since = (datetime.fromtimestamp(newest, tz=UTC) - timedelta(days=HISTORY_DAYS)).date()
-        baseline = Baseline.from_history(
-            ctx.store.rule_history(since, windows_from=int(newest) - BURST_HISTORY)
-        )
+        baseline = Baseline.from_history(history, windows_from=int(newest) - BURST_HISTORY)
     baseline.observe(clusters)
     built = build_incidents(clusters, baseline, ctx.store, ctx.correlation, ctx.priority)
     incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))
@@ -221,6 +231,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
         "samples": built.samples,
         "placed": built.placed,
         "clusters": [],
+        "rule_history": None,
         "history": history_of(clusters) if ctx.store is not None else None,
     }
 

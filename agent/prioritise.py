@@ -147,15 +147,17 @@ class Baseline:
     _total: int | None = None
 
     @classmethod
-    def from_history(cls, history: RuleHistory) -> Baseline:
+    def from_history(cls, history: RuleHistory, windows_from: int = 0) -> Baseline:
         """What earlier runs saw: a batch of five alerts is ranked against the last week, not
-        against itself."""
+        against itself, and its windows against the windows from `windows_from` on."""
         return cls(
             rule_counts=Counter(history.counts),
             seen_rule_hosts=set(history.pairs),
             has_history=bool(history.counts),
             window_pairs={
-                start // BURST_WINDOW: set(pairs) for start, pairs in history.windows.items()
+                start // BURST_WINDOW: set(pairs)
+                for start, pairs in history.windows.items()
+                if start >= windows_from
             },
         )
 
@@ -196,7 +198,7 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
     days are UTC days, as alert times are. Only the windows the stores keep are sent."""
     counts: dict[tuple[date, str], int] = {}
     pairs: dict[tuple[str, str], date] = {}
-    windows: dict[int, set[tuple[str, str]]] = {}
+    windows: dict[int, dict[tuple[str, str], int]] = {}
     newest = max((c.times[-1] for c in clusters), default=0.0)
     kept_from = int(newest) - WINDOW_HISTORY_SECONDS
     for cluster in clusters:
@@ -210,10 +212,11 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
             if run.last >= kept_from:
-                for w in windows_of(run.times):
+                for w, n in per_period(run.times, BURST_WINDOW).items():
                     start = w * BURST_WINDOW
                     if start >= kept_from:
-                        windows.setdefault(start, set()).add(pair)
+                        in_window = windows.setdefault(start, {})
+                        in_window[pair] = in_window.get(pair, 0) + n
     return RunHistory(counts, pairs, windows)
 
 

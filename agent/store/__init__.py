@@ -17,9 +17,11 @@ from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
-#: Time window (its start, epoch seconds) -> the rule-host pairs that fired in it.
-WindowPairs = Mapping[int, set[tuple[str, str]]]
-#: How long the stores keep window pairs: a batch's burst windows are compared with the last day.
+#: Time window (its start, epoch seconds) -> the rule-host pairs that fired in it, with how
+#: many alerts each fired there.
+WindowPairs = Mapping[int, Mapping[tuple[str, str], int]]
+#: How long the stores keep window pairs: a batch's burst windows are compared with the last
+#: day, and a small batch's rule-host pairs are judged routine or not on the last day's hours.
 WINDOW_HISTORY_SECONDS = 2 * 86400
 
 
@@ -38,7 +40,7 @@ class RuleHistory:
 
     counts: dict[str, int] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
-    windows: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
+    windows: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
 
 
 class Store(Protocol):

@@ -59,7 +59,9 @@ RULE_HISTORY_DAYS = 35  # kept in Redis; a baseline reads the last week of it
 _RULE_DAY = "vigie:rule-day:"
 _RULE_DAYS = "vigie:rule-days"
 _RULE_HOSTS = "vigie:rule-hosts"
-_RULE_WINDOW = "vigie:rule-window:"  # a set of rule-host pairs per time window
+#: Per time window, a hash of rule-host pairs to their alert counts. (Earlier versions kept a
+#: set under "vigie:rule-window:", which expires on its own within two days.)
+_RULE_WINDOW = "vigie:rule-window-n:"
 _RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
 # Set each field to the later of its current and given day (ISO dates compare as strings).
@@ -83,6 +85,11 @@ def _head(inc: Incident) -> Incident:
 
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
+
+
+def _pair(member: bytes) -> tuple[str, str]:
+    rule, _, host = member.decode().partition(_SEP)
+    return rule, host
 
 
 class RedisStore:
@@ -395,15 +402,15 @@ class RedisStore:
             if last.decode() >= since.isoformat():
                 rule, _, host = key.decode().partition(_SEP)
                 pairs.add((rule, host))
-        windows: dict[int, set[tuple[str, str]]] = {}
+        windows: dict[int, dict[tuple[str, str], int]] = {}
         if windows_from is not None:
             starts = self._guard(self._r.zrangebyscore, _RULE_WINDOWS, windows_from, "+inf")
             pipe = self._r.pipeline(transaction=False)
             for start in starts:
-                pipe.smembers(_RULE_WINDOW + start.decode())
+                pipe.hgetall(_RULE_WINDOW + start.decode())
             for start, members in zip(starts, self._guard(pipe.execute), strict=True):
-                split = [m.decode().partition(_SEP) for m in members]
-                windows[int(start)] = {(rule, host) for rule, _, host in split}
+                if members:  # a window only an earlier version recorded has none
+                    windows[int(start)] = {_pair(member): int(n) for member, n in members.items()}
         return RuleHistory(counts, pairs, windows)
 
     def _add_rule_history(self, pipe: Pipeline, history: RunHistory) -> None:
@@ -429,7 +436,8 @@ class RedisStore:
             )
         for start, in_window in history.windows.items():
             key = _RULE_WINDOW + str(start)
-            pipe.sadd(key, *(f"{rule}{_SEP}{host}" for rule, host in in_window))
+            for (rule, host), n in in_window.items():
+                pipe.hincrby(key, f"{rule}{_SEP}{host}", n)
             pipe.expire(key, WINDOW_HISTORY_SECONDS)
             pipe.zadd(_RULE_WINDOWS, {str(start): start})
         if history.windows:

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS rule_days (
 CREATE TABLE IF NOT EXISTS rule_hosts (
   rule_id TEXT NOT NULL, host TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (rule_id, host));
 CREATE TABLE IF NOT EXISTS rule_windows (
-  start INTEGER NOT NULL, rule_id TEXT NOT NULL, host TEXT NOT NULL,
+  start INTEGER NOT NULL, rule_id TEXT NOT NULL, host TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (start, rule_id, host)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS intake (
   batch_id TEXT PRIMARY KEY, source TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,
@@ -71,6 +71,14 @@ def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store made by an earlier version up to this schema: windows before counts were
+    kept count one alert per rule-host pair."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rule_windows)")}
+    if "n" not in columns:
+        db.execute("ALTER TABLE rule_windows ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         p = Path(path)
@@ -83,6 +91,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -293,12 +302,13 @@ class SqliteStore:
         pairs = self._db.execute(
             "SELECT rule_id, host FROM rule_hosts WHERE last_day >= ?", (day,)
         ).fetchall()
-        windows: dict[int, set[tuple[str, str]]] = {}
+        windows: dict[int, dict[tuple[str, str], int]] = {}
         if windows_from is not None:
-            for start, rule, host in self._db.execute(
-                "SELECT start, rule_id, host FROM rule_windows WHERE start >= ?", (windows_from,)
+            for start, rule, host, n in self._db.execute(
+                "SELECT start, rule_id, host, n FROM rule_windows WHERE start >= ?",
+                (windows_from,),
             ):
-                windows.setdefault(start, set()).add((rule, host))
+                windows.setdefault(start, {})[rule, host] = n
         return RuleHistory(dict(counts), {(r, h) for r, h in pairs}, windows)
 
     def get_checkpoint(self, name: str) -> Any:
@@ -453,8 +463,13 @@ def _add_rule_history(db: sqlite3.Connection, history: RunHistory) -> None:
     )
     if history.windows:
         db.executemany(
-            "INSERT OR IGNORE INTO rule_windows VALUES (?,?,?)",
-            [(start, r, h) for start, pairs in history.windows.items() for r, h in pairs],
+            "INSERT INTO rule_windows VALUES (?,?,?,?) "
+            "ON CONFLICT(start, rule_id, host) DO UPDATE SET n = n + excluded.n",
+            [
+                (start, r, h, n)
+                for start, pairs in history.windows.items()
+                for (r, h), n in pairs.items()
+            ],
         )
         newest = max(history.windows)
         db.execute("DELETE FROM rule_windows WHERE start < ?", (newest - WINDOW_HISTORY_SECONDS,))

@@ -283,7 +283,7 @@ def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) 
     assert store.rule_history(day).counts == {"ssh": 3}
 
 
-def test_rule_history_keeps_recent_windows_pairs(store: Store) -> None:
+def test_rule_history_keeps_recent_windows_pairs_and_their_counts(store: Store) -> None:
     from datetime import date
 
     day = date(2026, 3, 1)
@@ -297,22 +297,48 @@ def test_rule_history_keeps_recent_windows_pairs(store: Store) -> None:
         history=RunHistory(
             {(day, "ssh"): 3},
             {("ssh", "web"): day},
-            {t0: {("ssh", "web"), ("scan", "fw")}, t0 + 900: {("ssh", "web")}},
+            {t0: {("ssh", "web"): 2, ("scan", "fw"): 1}, t0 + 900: {("ssh", "web"): 1}},
         ),
     )
     store.save_triage(
-        [], [], [], [], actor="v", history=RunHistory({}, {}, {t0 + 900: {("dns", "fw")}})
+        [],
+        [],
+        [],
+        [],
+        actor="v",
+        history=RunHistory({}, {}, {t0 + 900: {("dns", "fw"): 4, ("ssh", "web"): 5}}),
     )
     assert store.rule_history(day, windows_from=t0).windows == {
-        t0: {("ssh", "web"), ("scan", "fw")},
-        t0 + 900: {("ssh", "web"), ("dns", "fw")},
+        t0: {("ssh", "web"): 2, ("scan", "fw"): 1},
+        t0 + 900: {("ssh", "web"): 6, ("dns", "fw"): 4},  # two runs' counts added up
     }
     assert store.rule_history(day, windows_from=t0 + 900).windows == {
-        t0 + 900: {("ssh", "web"), ("dns", "fw")}
+        t0 + 900: {("ssh", "web"): 6, ("dns", "fw"): 4}
     }
     assert store.rule_history(day).windows == {}  # only asked for
     three_days_on = t0 + 3 * 86400
     store.save_triage(
-        [], [], [], [], actor="v", history=RunHistory({}, {}, {three_days_on: {("x", "y")}})
+        [], [], [], [], actor="v", history=RunHistory({}, {}, {three_days_on: {("x", "y"): 1}})
     )
     assert set(store.rule_history(day, windows_from=0).windows) == {three_days_on}  # kept 2 days
+
+
+def test_a_store_from_before_window_counts_counts_each_pair_once(tmp_path: Path) -> None:
+    from datetime import date
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE rule_windows (start INTEGER NOT NULL, rule_id TEXT NOT NULL, "
+        "host TEXT NOT NULL, PRIMARY KEY (start, rule_id, host)) WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO rule_windows VALUES (900, 'ssh', 'web')")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    store.save_triage(
+        [], [], [], [], actor="v", history=RunHistory({}, {}, {900: {("ssh", "web"): 2}})
+    )
+    assert store.rule_history(date(1970, 1, 1), windows_from=0).windows == {
+        900: {("ssh", "web"): 3}
+    }

@@ -73,6 +73,30 @@ def test_background_flood_does_not_glue_a_host_day_but_a_burst_breaks_out() -> N
     assert by_alert["ab0"] == by_alert["as1"] != by_alert["af0"]  # the burst links to the story
 
 
+def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -> None:
+    """An hour shows nothing routine on its own: the day before (from the store) does."""
+    from agent.correlate import recent_hours
+
+    start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
+    yesterday = {  # "Netstat changed" on db, 12 alerts in each of the 24 hours before
+        (start_hour - h) * 3600: {("netstat-changed", "db"): 12} for h in range(1, 25)
+    }
+    hour = [alert(f"f{i}", i * 5, "Netstat changed", "db") for i in range(12)]
+    story = [alert("s1", 30, "Privilege escalation", "db", severity="high", tactic="TA0004")]
+    alone = correlate(hour + story)
+    assert len(alone) == 1  # the batch alone: the routine rule glues onto the story
+    judged = correlate(hour + story, recent=recent_hours(yesterday))
+    by_alert = {a.id: i for i, c in enumerate(judged) for a in c.alerts}
+    assert by_alert["af0"] == by_alert["af11"] != by_alert["as1"]  # background, apart
+    assert [r.background for c in judged for r in c.runs if r.rule_id == "netstat-changed"] == [
+        True
+    ]
+    burst = [alert(f"b{i}", 20 + i * 0.1, "Netstat changed", "db") for i in range(100)]
+    loud = correlate(hour + burst + story, recent=recent_hours(yesterday))
+    by_alert = {a.id: i for i, c in enumerate(loud) for a in c.alerts}
+    assert by_alert["ab0"] == by_alert["as1"]  # 112 in an hour that usually holds 12: a burst
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)

@@ -116,3 +116,33 @@ def test_whole_chunks_from_reader_workers_keep_the_first_copy_of_a_repeated_id(
         (5, "duplicate alert id 'a3'; first copy kept"),
         (7, "duplicate alert id 'a4'; first copy kept"),
     ]
+
+
+def test_quarter_hour_batches_keep_a_routine_rule_out_of_the_intrusion_it_meets(
+    tmp_path: Path,
+) -> None:
+    """A sweep every 15 minutes: each batch alone cannot show that a rule fires all day, so
+    the store's last day decides, and the routine alerts after an intrusion on the same host
+    do not pile into its incident."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    routine = [ecs(f"r{i}", i * 5, "Heartbeat missed", "web") for i in range(30 * 12)]  # 30 h
+    intrusion = [ecs("x1", 26 * 60 + 2, "Web shell", "web", severity="high", tactic="TA0002")]
+    docs = sorted([*routine, *intrusion], key=lambda d: d["@timestamp"])
+    for quarter in range(30 * 4):
+        batch = [d for d in docs if quarter * 15 <= _minutes(d) < (quarter + 1) * 15]
+        run_triage_documents([("t", n, d) for n, d in enumerate(batch, 1)], ctx)
+    (shell,) = [i for i in store.list_incidents() if "ax1" in i.alert_ids]
+    assert shell.alert_ids == ["ax1"]  # judged on each batch alone, every heartbeat joined it
+    (last,) = [i for i in store.list_incidents() if "ar359" in i.alert_ids]
+    assert last.explanation.background
+    placed = sorted(a for i in store.list_incidents() for a in i.alert_ids)
+    assert placed == sorted(d["event"]["id"] for d in docs)  # each alert once
+
+
+def _minutes(doc: dict) -> float:
+    from datetime import datetime
+
+    from tests.conftest import T0
+
+    return (datetime.fromisoformat(doc["@timestamp"]) - T0).total_seconds() / 60
