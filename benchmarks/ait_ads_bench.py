@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,6 +100,7 @@ def run(csv_gz: Path, work: Path) -> dict:
         f"stdlib JSON parse {floor:.2f}s (ratio {seconds / floor:.1f}x); peak RSS {peak_mb:,.0f} MB"
     )
     run_variants(csv_path, work)
+    run_batches(csv_path, alerts, work)
     return result
 
 
@@ -184,6 +186,61 @@ def run_variants(csv_path: Path, work: Path) -> None:
         _, _, incidents = timed_triage(alerts, variant)
         r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
         print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
+
+
+#: name -> seconds of alerts per batch, as a scheduled sweep or a SIEM's webhooks deliver them.
+BATCHES = {"hourly batches": 3600, "quarter-hour batches": 900}
+BATCH_SHOWN = ("incidents", "reduction", "depth", "noise_read", "contamination", "steps@10")
+
+
+def run_batches(csv_path: Path, alerts: Path, work: Path) -> None:
+    """The scenario fed batch by batch into one store, each batch a run that extends the open
+    incidents it belongs to; scored on every incident's last version."""
+    print(f"{'fed in batches':46}" + "".join(f"{c:>14}" for c in BATCH_SHOWN))
+    for name, seconds in BATCHES.items():
+        fed = work / "batches"
+        fed.mkdir(exist_ok=True)
+        started = time.perf_counter()
+        runs, incidents = fed_in_batches(alerts, seconds, fed)
+        took = time.perf_counter() - started
+        r = json.loads(scored(csv_path, incidents, "--json"))["run"]
+        print(
+            f"{f'{name} ({runs} runs, {took:.0f}s)':46}"
+            + "".join(f"{r[c]!s:>14}" for c in BATCH_SHOWN)
+        )
+
+
+def fed_in_batches(alerts: Path, seconds: int, work: Path) -> tuple[int, Path]:
+    """Each batch of `seconds` of alerts (by alert time) triaged in turn, in this process,
+    with the offline analyst and one SQLite store, as `vigie triage` would one file each."""
+    sys.path.insert(0, str(REPO))
+    os.environ["VIGIE_LLM"] = "offline"
+    from agent import service
+    from agent.settings import Settings
+    from agent.store import open_store
+
+    batches: dict[int, list[str]] = {}
+    with alerts.open() as fh:
+        for line in fh:
+            stamp = json.loads(line)["@timestamp"].replace("Z", "+00:00")
+            key = int(datetime.fromisoformat(stamp).timestamp()) // seconds
+            batches.setdefault(key, []).append(line)
+    for old in work.glob("batches.db*"):
+        old.unlink()
+    store = open_store(f"sqlite:///{work}/batches.db")
+    settings = Settings()
+    latest: dict[str, dict] = {}
+    batch_file = work / "batch.ndjson"
+    for key in sorted(batches):
+        batch_file.write_text("".join(batches[key]))
+        state = service.triage_files(settings, store, [str(batch_file)])
+        for incident in state.get("incidents", []):
+            latest[incident.incident_id] = incident.output_line()
+    store.close()
+    out = work / "incidents.jsonl"
+    with out.open("w") as fh:
+        fh.writelines(json.dumps(line) + "\n" for line in latest.values())
+    return len(batches), out
 
 
 def main(argv: list[str]) -> None:
