@@ -29,7 +29,7 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, propose
-from agent.prioritise import BURST_HISTORY, HISTORY_DAYS, Baseline, PriorityConfig, history_of
+from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
 
@@ -220,8 +220,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     baseline = Baseline()
     history = state.get("rule_history")
     if history is not None and clusters:
-        newest = max(c.times[-1] for c in clusters)
-        baseline = Baseline.from_history(history, windows_from=int(newest) - BURST_HISTORY)
+        baseline = Baseline.from_history(history)
     baseline.observe(clusters)
     built = build_incidents(clusters, baseline, ctx.store, ctx.correlation, ctx.priority)
     incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))

@@ -31,7 +31,6 @@ BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compar
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
 _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
-BURST_HISTORY = 86400  # seconds: a batch's windows are compared with this much before them
 
 _risk = operator.attrgetter("risk_score")
 _time = operator.attrgetter("timestamp")
@@ -147,17 +146,17 @@ class Baseline:
     _total: int | None = None
 
     @classmethod
-    def from_history(cls, history: RuleHistory, windows_from: int = 0) -> Baseline:
+    def from_history(cls, history: RuleHistory) -> Baseline:
         """What earlier runs saw: a batch of five alerts is ranked against the last week, not
-        against itself, and its windows against the windows from `windows_from` on."""
+        against itself, and its windows against every window the store keeps (two days): a
+        quarter hour's batch is then as unusual as it would be in a file of those days, not
+        merely the most unusual of the last day, which a quiet day always has."""
         return cls(
             rule_counts=Counter(history.counts),
             seen_rule_hosts=set(history.pairs),
             has_history=bool(history.counts),
             window_pairs={
-                start // BURST_WINDOW: set(pairs)
-                for start, pairs in history.windows.items()
-                if start >= windows_from
+                start // BURST_WINDOW: set(pairs) for start, pairs in history.windows.items()
             },
         )
 

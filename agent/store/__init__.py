@@ -20,8 +20,8 @@ RulePairs = Mapping[tuple[str, str], date]
 #: Time window (its start, epoch seconds) -> the rule-host pairs that fired in it, with how
 #: many alerts each fired there.
 WindowPairs = Mapping[int, Mapping[tuple[str, str], int]]
-#: How long the stores keep window pairs: a batch's burst windows are compared with the last
-#: day, and a small batch's rule-host pairs are judged routine or not on the last day's hours.
+#: How long the stores keep window pairs: a batch's burst windows are compared with these two
+#: days, and a small batch's rule-host pairs are judged routine or not on the last day's hours.
 WINDOW_HISTORY_SECONDS = 2 * 86400
 
 

@@ -271,7 +271,7 @@ def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_pat
     assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
 
 
-def test_a_small_batch_s_burst_window_is_judged_against_the_last_day_of_windows(tmp_path) -> None:
+def test_a_small_batch_s_burst_window_is_judged_against_earlier_runs_windows(tmp_path) -> None:
     from agent.analyst import OfflineAnalyst
     from agent.graph import TriageContext, run_triage_documents
     from agent.store.sqlite import SqliteStore
@@ -298,6 +298,44 @@ def test_a_small_batch_s_burst_window_is_judged_against_the_last_day_of_windows(
     alone = bursts(SqliteStore(tmp_path / "b.db"), batch)
     assert ranked["CPU out of range"] > 20  # a lone quiet alert beside the burst is lifted
     assert alone["CPU out of range"] == 0  # one window alone: no "usual" to stand out from
+
+
+def test_a_quiet_day_s_oddest_window_is_not_called_a_burst_beside_yesterday_s_intrusion(
+    tmp_path,
+) -> None:
+    """Windows are compared with the two days the store keeps: a quiet day always has a most
+    unusual window, and judged on that day alone it would get the full burst factor."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    def bursts(store, docs) -> dict[str, float]:
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.title.split(" on ")[0]: sum(
+                f.points for f in inc.explanation.priority_factors if f.name == "burst"
+            )
+            for inc in state["incidents"]
+        }
+
+    def day(start: int, tag: str, odd: str, n_odd: int) -> list[dict]:
+        routine = [
+            ecs(f"{tag}r{i}", start + i * 3, "Heartbeat missed", f"srv{i % 5}") for i in range(200)
+        ]
+        at = start + 300  # five hours in
+        odd_ones = [
+            ecs(f"{tag}x{i}", at + i * 0.1, f"{odd} {i}", f"srv{i % 5}") for i in range(n_odd)
+        ]
+        lone = ecs(f"{tag}cpu", at + 2, "CPU out of range", "monitor", module="anomaly")
+        return [*routine, *odd_ones, lone]
+
+    store = SqliteStore(tmp_path / "v.db")
+    first = bursts(store, day(0, "a", "Attack step", 20))
+    assert first["CPU out of range"] > 30  # beside the intrusion's window
+    second = bursts(store, day(30 * 60, "b", "Odd thing", 7))  # 30 h later: seven odd rules
+    assert second["CPU out of range"] < 10  # far less unusual than yesterday's intrusion
 
 
 _LINKS_SCRIPT = """
