@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def run(csv_gz: Path, work: Path) -> dict:
     )
     run_variants(csv_path, work)
     run_batches(csv_path, alerts, work)
+    run_variants(csv_path, work, quarter_hours, "the attack moved, in quarter-hour batches")
     return result
 
 
@@ -168,10 +170,25 @@ def moved(
     return sorted(out, key=lambda r: int(r["time"]))
 
 
-def run_variants(csv_path: Path, work: Path) -> None:
+def one_file(alerts: Path, work: Path) -> Path:
+    """`vigie triage` on the whole file."""
+    return timed_triage(alerts, work)[2]
+
+
+def quarter_hours(alerts: Path, work: Path) -> Path:
+    """The file fed in quarter-hour batches (`fed_in_batches`)."""
+    return fed_in_batches(alerts, 900, work)[1]
+
+
+def run_variants(
+    csv_path: Path,
+    work: Path,
+    triage: Callable[[Path, Path], Path] = one_file,
+    title: str = "the attack moved",
+) -> None:
     with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    print(f"{'the attack moved':46}" + "".join(f"{c:>14}" for c in SHOWN))
+    print(f"{title:46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, (phases, seconds, from_start) in VARIANTS.items():
         variant = work / "variant"
         variant.mkdir(exist_ok=True)
@@ -183,7 +200,7 @@ def run_variants(csv_path: Path, work: Path) -> None:
         alerts = alerts_of(moved_csv, variant / "alerts.ndjson")
         for old in variant.glob("bench.db*"):
             old.unlink()
-        _, _, incidents = timed_triage(alerts, variant)
+        incidents = triage(alerts, variant)
         r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
         print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
 
