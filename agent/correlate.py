@@ -179,23 +179,27 @@ def _burst_hours(
     `before`: its counts per hour in earlier runs. A batch shorter than the lookback is then
     judged on the lookback's hours, the batch's added to the earlier ones: a rule that fired in
     most hours of the last day is routine in this quarter hour too, unless it bursts."""
-    if not before and span_hours < cfg.background_min_hours:
-        return None
-    hours = per_period(times, 3600)
-    counts = hours
     if before:
         span_hours = max(span_hours, cfg.background_lookback_hours)
-        last = max(hours)
-        counts = {h: n for h, n in before.items() if last - span_hours < h <= last}
-        for h, n in hours.items():
-            counts[h] = counts.get(h, 0) + n
-        if span_hours < cfg.background_min_hours:
-            return None
+    if span_hours < cfg.background_min_hours:
+        return None
+    hours = per_period(times, 3600)
+    counts = _with_earlier(hours, before, span_hours) if before else hours
     if len(counts) < cfg.background_hour_share * span_hours:
         return None
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
     return {h for h in hours if counts[h] > loud}
+
+
+def _with_earlier(hours: dict[int, int], before: Mapping[int, int], span: int) -> dict[int, int]:
+    """The batch's counts per hour added to the earlier ones of the `span` hours up to its
+    last."""
+    last = max(hours)
+    counts = {h: n for h, n in before.items() if last - span < h <= last}
+    for h, n in hours.items():
+        counts[h] = counts.get(h, 0) + n
+    return counts
 
 
 def per_period(times: Sequence[float], seconds: int) -> dict[int, int]:

@@ -400,8 +400,7 @@ class RedisStore:
         pairs = set()
         for key, last in self._guard(self._r.hgetall, _RULE_HOSTS).items():
             if last.decode() >= since.isoformat():
-                rule, _, host = key.decode().partition(_SEP)
-                pairs.add((rule, host))
+                pairs.add(_pair(key))
         windows: dict[int, dict[tuple[str, str], int]] = {}
         if windows_from is not None:
             starts = self._guard(self._r.zrangebyscore, _RULE_WINDOWS, windows_from, "+inf")
