@@ -48,6 +48,23 @@ class CorrelationConfig:
 RecentHours = Mapping[tuple[str, str], Mapping[int, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """Why a rule on a host is background: the hours it fired in, of the hours judged."""
+
+    hours: int
+    span: int
+    usual: float  # its median alerts in an hour it fired in
+    earlier: bool  # the store's hours before the batch were judged too
+
+    def reason(self) -> str:
+        judged = "the batch's and the day's before it" if self.earlier else "the batch's"
+        return (
+            f"routine: fired in {self.hours} of {self.span} hours ({judged}), "
+            f"a median {self.usual:g} alert(s) an hour"
+        )
+
+
 @dataclass(slots=True)
 class Run:
     """Consecutive alerts of one rule on one host."""
@@ -57,12 +74,17 @@ class Run:
     alerts: list[Alert]
     #: Its alerts' times as numbers, converted once here for every later reader.
     times: list[float]
-    background: bool = False
+    #: Set when the rule is routine on the host: the run is then its background stream.
+    routine: Routine | None = None
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
     entities: list[Entities] = field(init=False)
 
     def __post_init__(self) -> None:
         self.entities = distinct(list(map(_entities_of, self.alerts)))  # in C, for every alert
+
+    @property
+    def background(self) -> bool:
+        return self.routine is not None
 
     @property
     def first(self) -> float:
@@ -137,13 +159,15 @@ def build_runs(
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
         times = list(map(_first, items))
-        bursts = _burst_hours(times, span_hours, cfg, recent.get((rule_id, host)))
-        if bursts is None:
+        judged = _burst_hours(times, span_hours, cfg, recent.get((rule_id, host)))
+        if judged is None:
             runs += _split(rule_id, host, items, times, cfg.repeat_gap)
             continue
+        bursts, routine = judged
         loud, calm = _parted(items, times, bursts)
         if calm:
-            runs.append(Run(rule_id, host, list(map(_third, calm)), list(map(_first, calm)), True))
+            calm_times = list(map(_first, calm))
+            runs.append(Run(rule_id, host, list(map(_third, calm)), calm_times, routine))
         runs += _split(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap)
     runs.sort(key=lambda r: (r.first, r.alerts[0].id))
     return runs
@@ -172,9 +196,9 @@ def _burst_hours(
     span_hours: int,
     cfg: CorrelationConfig,
     before: Mapping[int, int] | None = None,
-) -> set[int] | None:
+) -> tuple[set[int], Routine] | None:
     """None for a rule and host that are not background; else the hours of the batch it bursts
-    in. Hours are counted by bisecting the times, not alert by alert.
+    in, and why it is routine. Hours are counted by bisecting the times, not alert by alert.
 
     `before`: its counts per hour in earlier runs. A batch shorter than the lookback is then
     judged on the lookback's hours, the batch's added to the earlier ones: a rule that fired in
@@ -189,7 +213,8 @@ def _burst_hours(
         return None
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
-    return {h for h in hours if counts[h] > loud}
+    routine = Routine(len(counts), span_hours, usual, bool(before))
+    return {h for h in hours if counts[h] > loud}, routine
 
 
 def _with_earlier(hours: dict[int, int], before: Mapping[int, int], span: int) -> dict[int, int]:

@@ -120,9 +120,16 @@ def build_incident(
             sensors=sorted(set().union(*(s.sensors for s in streams))),
             priority_factors=factors,
             background=background,
+            routine=_routine(cluster) if background else None,
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )
+
+
+def _routine(cluster: Cluster) -> str | None:
+    """The latest judgement of why its rule is routine (a background cluster is one run)."""
+    reasons = [r.routine.reason() for r in cluster.runs if r.routine is not None]
+    return "; ".join(reasons) or None
 
 
 SAMPLE_PER_GROUP = 5

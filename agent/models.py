@@ -216,6 +216,9 @@ class Explanation(BaseModel):
     sensors: list[str] = Field(default_factory=list)
     priority_factors: list[PriorityFactor] = Field(default_factory=list)
     background: bool = Field(default=False, description="A routine rule's steady stream")
+    routine: str | None = Field(
+        default=None, description="Why a background incident's rule counts as routine on its host"
+    )
 
 
 Verdict = Literal["true_positive", "benign", "false_positive", "needs_investigation"]

@@ -76,6 +76,7 @@ def evidence(
         "linked_by": [
             f"{link.kind} {pseudo.mask(link.value)}" for link in incident.explanation.links
         ][:10],
+        "routine": incident.explanation.routine,
         "groups": rows,
         "groups_omitted": max(0, len(incident.groups) - len(rows)),
     }

@@ -88,9 +88,9 @@ def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -
     judged = correlate(hour + story, recent=recent_hours(yesterday))
     by_alert = {a.id: i for i, c in enumerate(judged) for a in c.alerts}
     assert by_alert["af0"] == by_alert["af11"] != by_alert["as1"]  # background, apart
-    assert [r.background for c in judged for r in c.runs if r.rule_id == "netstat-changed"] == [
-        True
-    ]
+    (routine,) = [r.routine for c in judged for r in c.runs if r.rule_id == "netstat-changed"]
+    assert routine is not None
+    assert (routine.hours, routine.span, routine.usual, routine.earlier) == (24, 24, 12, True)
     burst = [alert(f"b{i}", 20 + i * 0.1, "Netstat changed", "db") for i in range(100)]
     loud = correlate(hour + burst + story, recent=recent_hours(yesterday))
     by_alert = {a.id: i for i, c in enumerate(loud) for a in c.alerts}
