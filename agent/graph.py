@@ -222,7 +222,9 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     if history is not None and clusters:
         baseline = Baseline.from_history(history)
     baseline.observe(clusters)
-    built = build_incidents(clusters, baseline, ctx.store, ctx.correlation, ctx.priority)
+    built = build_incidents(
+        clusters, baseline, ctx.store, ctx.correlation, ctx.priority, ctx.quiet_period
+    )
     incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))
     runtime.context.progress("incidents", len(incidents))
     return {

@@ -2,8 +2,10 @@
 
 A cluster joins an open incident when they share a host or a user and the incident's last alert
 is within the link window of the cluster's first; a routine rule's background stream only
-extends the background incident of the same rule and host. Addresses do not link across runs:
-without the whole history, a shared server address is too likely to be infrastructure.
+extends the background incident of the same rule and host, however long it paused, while that
+incident is open (a day's file makes one background stream of a rule that fires every working
+day; batches must too). Addresses do not link across runs: without the whole history, a shared
+server address is too likely to be infrastructure.
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ def build_incidents(
     store: Store | None,
     corr: CorrelationConfig,
     prio: PriorityConfig | None = None,
+    quiet: timedelta = timedelta(hours=24),
 ) -> Built:
-    """Incidents for this batch, the alerts to store with them, and where each alert went."""
+    """Incidents for this batch, the alerts to store with them, and where each alert went.
+    `quiet`: how long an incident stays open without alerts (the background streams' reach)."""
     built = Built([], [], {})
     if store is None or not clusters:
         for cluster in clusters:
             _add(built, cluster, build_incident(cluster, baseline, prio), None)
         return built
     first = min(c.runs[0].first for c in clusters)
-    since = datetime.fromtimestamp(first, tz=UTC) - timedelta(seconds=corr.link_window)
+    reach = max(timedelta(seconds=corr.link_window), quiet)
+    since = datetime.fromtimestamp(first, tz=UTC) - reach
     candidates = _Candidates(store.open_incidents(since))
     taken: dict[str, Incident] = {}
     added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
@@ -92,8 +97,8 @@ class _Candidates:
 
 def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -> Incident | None:
     """The most recently active open incident this cluster continues: a background cluster
-    joins the background incident holding all its rule-host streams; any other joins one that
-    shares a host or user and is not background, within the link window."""
+    joins the open background incident holding all its rule-host streams; any other joins one
+    that shares a host or user and is not background, within the link window."""
     background = all(r.background for r in cluster.runs)
     start = datetime.fromtimestamp(cluster.runs[0].first, tz=UTC)
     streams = {(r.rule_id, r.host) for r in cluster.runs}
@@ -106,7 +111,7 @@ def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
     best: Incident | None = None
     for inc in pool:
-        if (start - inc.last_seen).total_seconds() > corr.link_window:
+        if not background and (start - inc.last_seen).total_seconds() > corr.link_window:
             continue
         if best is None or inc.last_seen > best.last_seen:
             best = inc

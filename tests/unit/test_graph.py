@@ -150,3 +150,24 @@ def _minutes(doc: dict) -> float:
     from tests.conftest import T0
 
     return (datetime.fromisoformat(doc["@timestamp"]) - T0).total_seconds() / 60
+
+
+def test_a_rule_routine_every_working_day_stays_one_background_incident_across_nights(
+    tmp_path: Path,
+) -> None:
+    """Fed hour by hour, a rule that fires from 08:00 to 18:00 pauses 14 hours every night; its
+    background incident is still open in the morning and goes on, as in a file of those days."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    days = [
+        [ecs(f"d{day}m{i}", day * 1440 + i * 5, "Mail login ok", "mail") for i in range(10 * 12)]
+        for day in range(3)
+    ]
+    for day in days:
+        for hour in range(10):
+            batch = day[hour * 12 : (hour + 1) * 12]
+            run_triage_documents([("t", n, d) for n, d in enumerate(batch, 1)], ctx)
+    holding = {a: i for i in store.list_incidents() for a in i.alert_ids}
+    evening, next_day, third_day = holding["ad0m119"], holding["ad1m0"], holding["ad2m119"]
+    assert evening.incident_id == next_day.incident_id == third_day.incident_id
+    assert third_day.explanation.background and third_day.status == "open"
