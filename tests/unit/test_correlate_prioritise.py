@@ -271,21 +271,24 @@ def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_pat
     assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
 
 
-def test_a_small_batch_s_burst_window_is_judged_against_earlier_runs_windows(tmp_path) -> None:
+def bursts(store, docs) -> dict[str, float]:
+    """A run's burst points by incident title (its first rule), with the offline analyst."""
     from agent.analyst import OfflineAnalyst
     from agent.graph import TriageContext, run_triage_documents
+
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+    return {
+        inc.title.split(" on ")[0]: sum(
+            f.points for f in inc.explanation.priority_factors if f.name == "burst"
+        )
+        for inc in state["incidents"]
+    }
+
+
+def test_a_small_batch_s_burst_window_is_judged_against_earlier_runs_windows(tmp_path) -> None:
     from agent.store.sqlite import SqliteStore
     from tests.conftest import ecs
-
-    def bursts(store, docs) -> dict[str, float]:
-        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
-        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
-        return {
-            inc.title.split(" on ")[0]: sum(
-                f.points for f in inc.explanation.priority_factors if f.name == "burst"
-            )
-            for inc in state["incidents"]
-        }
 
     # ten quiet hours on five hosts: forty windows of one common rule
     routine = [ecs(f"r{i}", i * 3, "Heartbeat missed", f"srv{i % 5}") for i in range(200)]
@@ -305,20 +308,8 @@ def test_a_quiet_day_s_oddest_window_is_not_called_a_burst_beside_yesterday_s_in
 ) -> None:
     """Windows are compared with the two days the store keeps: a quiet day always has a most
     unusual window, and judged on that day alone it would get the full burst factor."""
-    from agent.analyst import OfflineAnalyst
-    from agent.graph import TriageContext, run_triage_documents
     from agent.store.sqlite import SqliteStore
     from tests.conftest import ecs
-
-    def bursts(store, docs) -> dict[str, float]:
-        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
-        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
-        return {
-            inc.title.split(" on ")[0]: sum(
-                f.points for f in inc.explanation.priority_factors if f.name == "burst"
-            )
-            for inc in state["incidents"]
-        }
 
     def day(start: int, tag: str, odd: str, n_odd: int) -> list[dict]:
         routine = [
