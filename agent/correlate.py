@@ -10,7 +10,10 @@
    (a DNS server, a proxy) are *hubs* and link nothing.
 4. Runs of one rule starting on several hosts within a couple of minutes link too: that is one
    *sweep* (a scan, a password spray, a worm), not one story per host.
-5. Linked runs form a cluster; each cluster records what linked which alerts.
+5. Runs on one host or of one user link across hours when their ATT&CK tactics move on to a
+   later stage (initial access, then privilege escalation): a *progression*. Only rules seen on
+   few hosts count: a mapped rule that fires everywhere is nobody's next step.
+6. Linked runs form a cluster; each cluster records what linked which alerts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from agent.attack import TACTIC_ORDER, tactic_rank
 from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
 
 MAX_LINK_SAMPLE = 20
@@ -42,6 +46,7 @@ class CorrelationConfig:
     sweep_window: float = 120.0  # seconds between the first and last host a sweep reaches
     sweep_min_hosts: int = 3
     background_lookback_hours: int = 24  # what a shorter batch is judged with (RecentHours)
+    progression_window: float = 86400.0  # seconds from a stage's last alert to the next stage
 
 
 #: Each rule-host pair's alert count per hour (numbered from the epoch), from earlier runs.
@@ -76,6 +81,9 @@ class Run:
     times: list[float]
     #: Set when the rule is routine on the host: the run is then its background stream.
     routine: Routine | None = None
+    #: Its ATT&CK tactics' first and last places in the kill chain, when it can be a step of
+    #: a progression (set by `correlate`).
+    stage: tuple[int, int] | None = None
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
     entities: list[Entities] = field(init=False)
 
@@ -263,6 +271,7 @@ _third = operator.itemgetter(2)
 _timestamp = operator.attrgetter("timestamp")
 _id = operator.attrgetter("id")
 _entities_of = operator.attrgetter("entities")
+_tactics_of = operator.attrgetter("tactics")
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
@@ -297,6 +306,72 @@ def _sweeps(runs: list[Run], cfg: CorrelationConfig) -> list[list[int]]:
                 found.append(group)
             start = k
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Progression:
+    """A later run on the same host, or of the same user, whose ATT&CK tactics all come after
+    an earlier run's: one story, even hours apart."""
+
+    earlier: int  # indexes into the runs
+    later: int
+    kind: EntityKind
+    value: str
+
+    def link(self, runs: list[Run]) -> EntityLink:
+        first, then = runs[self.earlier], runs[self.later]
+        assert first.stage is not None and then.stage is not None
+        return EntityLink(
+            kind="progression",
+            value=self.value,
+            alert_ids=[first.alerts[0].id, then.alerts[0].id],
+            tactics=[TACTIC_ORDER[first.stage[1]], TACTIC_ORDER[then.stage[0]]],
+        )
+
+
+MAX_STEPS_BACK = 64  # earlier runs of one host or user a run is compared with
+
+
+def _progressions(runs: list[Run], cfg: CorrelationConfig) -> list[Progression]:
+    """Each staged run linked to the latest earlier staged run of its host or user whose last
+    stage comes before its first, within `progression_window` (see `stage_runs`)."""
+    stage_runs(runs, cfg)
+    by_key: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
+    for i, run in enumerate(runs):  # in the order of their first alert
+        if run.stage is not None:
+            by_key[EntityKind.host, run.host].append(i)
+            for user in {u for e in run.entities for u in e.users}:
+                by_key[EntityKind.user, user].append(i)
+    found: list[Progression] = []
+    for (kind, value), members in by_key.items():
+        for k, later in enumerate(members):
+            then = runs[later]
+            for earlier in reversed(members[max(0, k - MAX_STEPS_BACK) : k]):
+                first = runs[earlier]
+                assert first.stage is not None and then.stage is not None
+                if (
+                    first.stage[1] < then.stage[0]
+                    and then.first - first.last <= cfg.progression_window
+                ):
+                    found.append(Progression(earlier, later, kind, value))
+                    break
+    return found
+
+
+def stage_runs(runs: list[Run], cfg: CorrelationConfig) -> None:
+    """Set the stage of every run that can be a step: not background, its tactics mapped, and
+    its rule seen on fewer hosts than a hub entity reaches."""
+    hosts_of: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        hosts_of[run.rule_id].add(run.host)
+    for run in runs:
+        if run.background or len(hosts_of[run.rule_id]) >= cfg.hub_min_hosts:
+            continue
+        ranks = {
+            tactic_rank(t) for tactics in set(map(_tactics_of, run.alerts)) for t in tactics
+        } - {len(TACTIC_ORDER)}
+        if ranks:
+            run.stage = (min(ranks), max(ranks))
 
 
 def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
@@ -351,6 +426,9 @@ def correlate(
     for members in sweeps:
         for i in members[1:]:
             uf.union(members[0], i)
+    progressions = _progressions(runs, cfg)
+    for step in progressions:
+        uf.union(step.earlier, step.later)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
@@ -367,4 +445,6 @@ def correlate(
         clusters[uf.find(members[0])].links.append(
             EntityLink(kind="rule", value=runs[members[0]].rule_id, alert_ids=ids[:MAX_LINK_SAMPLE])
         )
+    for step in progressions:
+        clusters[uf.find(step.earlier)].links.append(step.link(runs))
     return sorted(clusters.values(), key=lambda c: (c.runs[0].first, c.runs[0].alerts[0].id))

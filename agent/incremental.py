@@ -4,8 +4,10 @@ A cluster joins an open incident when they share a host or a user and the incide
 is within the link window of the cluster's first; a routine rule's background stream only
 extends the background incident of the same rule and host, however long it paused, while that
 incident is open (a day's file makes one background stream of a rule that fires every working
-day; batches must too). Addresses do not link across runs: without the whole history, a shared
-server address is too likely to be infrastructure.
+day; batches must too). A cluster whose first ATT&CK stage follows an open incident's last, on
+a host or user they share, joins it hours later too, as runs do within a batch (a
+*progression*, see `agent.correlate`). Addresses do not link across runs: without the whole
+history, a shared server address is too likely to be infrastructure.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from agent.attack import TACTIC_ORDER, tactic_rank
 from agent.correlate import Cluster, CorrelationConfig
 from agent.incidents import build_incident, sample_of
-from agent.models import Alert, Incident
+from agent.models import Alert, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
 
@@ -42,16 +45,19 @@ def build_incidents(
             _add(built, cluster, build_incident(cluster, baseline, prio), None)
         return built
     first = min(c.runs[0].first for c in clusters)
-    reach = max(timedelta(seconds=corr.link_window), quiet)
+    reach = max(timedelta(seconds=max(corr.link_window, corr.progression_window)), quiet)
     since = datetime.fromtimestamp(first, tz=UTC) - reach
     candidates = _Candidates(store.open_incidents(since))
     taken: dict[str, Incident] = {}
     added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
     for cluster in clusters:
-        match = _match(cluster, candidates, corr)
-        if match is None:
+        found = _match(cluster, candidates, corr)
+        if found is None:
             _add(built, cluster, build_incident(cluster, baseline, prio), None)
             continue
+        match, progression = found
+        if progression is not None:
+            cluster.links.append(progression)
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
         prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
         grown = build_incident(cluster, baseline, prio, extends=current, prior=prior)
@@ -95,10 +101,13 @@ class _Candidates:
         return list(seen.values())
 
 
-def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -> Incident | None:
+def _match(
+    cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig
+) -> tuple[Incident, EntityLink | None] | None:
     """The most recently active open incident this cluster continues: a background cluster
     joins the open background incident holding all its rule-host streams; any other joins one
-    that shares a host or user and is not background, within the link window."""
+    that shares a host or user and is not background, within the link window, or later when
+    the cluster's ATT&CK stage follows the incident's (with the progression that links them)."""
     background = all(r.background for r in cluster.runs)
     start = datetime.fromtimestamp(cluster.runs[0].first, tz=UTC)
     streams = {(r.rule_id, r.host) for r in cluster.runs}
@@ -109,10 +118,39 @@ def _match(cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig) -
         hosts = {h for e in entities for h in e.hosts}
         users = {u for e in entities for u in e.users}
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
-    best: Incident | None = None
+    best: tuple[Incident, EntityLink | None] | None = None
     for inc in pool:
-        if not background and (start - inc.last_seen).total_seconds() > corr.link_window:
-            continue
-        if best is None or inc.last_seen > best.last_seen:
-            best = inc
+        gap = (start - inc.last_seen).total_seconds()
+        progression = None
+        if not background and gap > corr.link_window:
+            progression = _progression(cluster, inc, gap, corr)
+            if progression is None:
+                continue
+        if best is None or inc.last_seen > best[0].last_seen:
+            best = inc, progression
     return best
+
+
+def _progression(
+    cluster: Cluster, incident: Incident, gap: float, corr: CorrelationConfig
+) -> EntityLink | None:
+    """How the cluster's first ATT&CK stage follows the incident's last, on a host or user
+    they share, when it does within the progression window (see `agent.correlate`)."""
+    stages = [r.stage for r in cluster.runs if r.stage is not None]
+    known = [tactic_rank(t) for t in incident.tactics if tactic_rank(t) < len(TACTIC_ORDER)]
+    if not stages or not known or gap > corr.progression_window:
+        return None
+    low, high = min(s[0] for s in stages), max(known)
+    if high >= low:
+        return None
+    staged = next(r for r in cluster.runs if r.stage is not None and r.stage[0] == low)
+    users = {u for e in staged.entities for u in e.users}
+    shared = sorted(({staged.host} | users) & {*incident.hosts, *incident.users})
+    if not shared:
+        return None
+    return EntityLink(
+        kind="progression",
+        value=shared[0],
+        alert_ids=[staged.alerts[0].id],
+        tactics=[TACTIC_ORDER[high], TACTIC_ORDER[low]],
+    )

@@ -177,11 +177,14 @@ class DeadLetter(BaseModel):
 
 class EntityLink(BaseModel):
     """One reason alerts belong together: they share this entity, or (kind "rule") this rule
-    swept several hosts within minutes."""
+    swept several hosts within minutes, or (kind "progression") on this host or of this user
+    the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
+    alerts' last stage, then the later alerts' first)."""
 
-    kind: EntityKind | Literal["rule"]
+    kind: EntityKind | Literal["rule", "progression"]
     value: str
     alert_ids: list[str]
+    tactics: list[str] = Field(default_factory=list)
 
 
 class AlertGroup(BaseModel):

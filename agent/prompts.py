@@ -74,7 +74,8 @@ def evidence(
         "tactics": [f"{t} {TACTIC_NAMES.get(t, '')}" for t in incident.tactics],
         "alerts_total": len(incident.alert_ids),
         "linked_by": [
-            f"{link.kind} {pseudo.mask(link.value)}" for link in incident.explanation.links
+            " ".join([link.kind, pseudo.mask(link.value), *link.tactics])
+            for link in incident.explanation.links
         ][:10],
         "routine": incident.explanation.routine,
         "groups": rows,

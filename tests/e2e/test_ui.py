@@ -171,3 +171,23 @@ def test_a_background_incident_says_why_its_rule_is_routine(api: dict) -> None:
         "one rule on one host, routine: fired in 24 of 24 hours (the batch&#39;s and the day&#39;s "
         "before it), a median 6 alert(s) an hour"
     ) in page
+
+
+def test_an_incident_page_says_which_attack_stages_linked_its_alerts(api: dict) -> None:
+    from agent.correlate import correlate
+    from agent.incidents import build_incident, sample_of
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    access = alert("x1", 0, "Exploit public-facing app", "web", tactic="TA0001")
+    escalation = alert("x2", 240, "Sudo to root", "web", tactic="TA0004")
+    (cluster,) = correlate([access, escalation])
+    incident = build_incident(cluster, Baseline())
+    api["store"].save_triage([incident], sample_of(cluster, None), [], [], actor="vigie")
+    c = api["client"]
+    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    page = c.get(f"/incidents/{incident.incident_id}").text
+    assert (
+        "ATT&amp;CK progression on <code>web</code>: Initial Access then Privilege Escalation"
+        in page
+    )

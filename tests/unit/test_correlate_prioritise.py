@@ -97,6 +97,44 @@ def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -
     assert by_alert["ab0"] == by_alert["as1"]  # 112 in an hour that usually holds 12: a burst
 
 
+def test_a_later_attack_stage_on_the_same_host_hours_on_is_one_story() -> None:
+    """Initial access, then four hours later a privilege escalation on the same host: nothing
+    else links them, the kill chain does; backwards, across a day, or by a rule mapped on
+    every host, it does not."""
+    access = alert("x1", 0, "Exploit public-facing app", "web", tactic="TA0001")
+    escalation = alert("x2", 240, "Sudo to root", "web", tactic="TA0004")
+    (story,) = correlate([access, escalation])
+    (link,) = [link for link in story.links if link.kind == "progression"]
+    assert (link.value, link.alert_ids, link.tactics) == (
+        "web",
+        ["ax1", "ax2"],
+        ["TA0001", "TA0004"],
+    )
+    backwards = alert("x3", 240, "Phishing link opened", "web", tactic="TA0001")
+    first_escalation = alert("x4", 0, "Sudo to root", "web", tactic="TA0004")
+    assert len(correlate([first_escalation, backwards])) == 2
+    next_day = alert("x5", 30 * 60, "Sudo to root", "web", tactic="TA0004")
+    assert len(correlate([access, next_day])) == 2
+    logins = [
+        alert(f"l{i}", 240 + i * 30, "Valid account login", f"h{i}", tactic="TA0004")
+        for i in range(7)
+    ]
+    on_web = alert("l7", 240, "Valid account login", "web", tactic="TA0004")  # on 8 hosts: a hub
+    holding = {
+        a.id: [b.id for b in c.alerts]
+        for c in correlate([access, *logins, on_web])
+        for a in c.alerts
+    }
+    assert holding["ax1"] == ["ax1"]
+    assert holding["al7"] == ["al7"]  # and with seven hosts, one story again:
+    holding = {
+        a.id: [b.id for b in c.alerts]
+        for c in correlate([access, *logins[1:], on_web])
+        for a in c.alerts
+    }
+    assert holding["ax1"] == ["ax1", "al7"]
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)

@@ -171,3 +171,23 @@ def test_a_rule_routine_every_working_day_stays_one_background_incident_across_n
     evening, next_day, third_day = holding["ad0m119"], holding["ad1m0"], holding["ad2m119"]
     assert evening.incident_id == next_day.incident_id == third_day.incident_id
     assert third_day.explanation.background and third_day.status == "open"
+
+
+def test_a_later_batch_s_next_attack_stage_on_the_host_extends_the_incident_hours_on(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+
+    def run(*docs: dict) -> None:
+        run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+
+    run(ecs("x1", 0, "Exploit public-facing app", "web", tactic="TA0001"))
+    run(ecs("x2", 120, "Phishing link opened", "web", tactic="TA0001"))  # not a later stage
+    run(ecs("x3", 300, "Sudo to root", "web", tactic="TA0004"))
+    holding = {a: i for i in store.list_incidents() for a in i.alert_ids}
+    assert holding["ax1"].incident_id != holding["ax2"].incident_id
+    story = holding["ax3"]
+    assert story.alert_ids == ["ax2", "ax3"]  # the latest open incident it follows
+    (link,) = [link for link in story.explanation.links if link.kind == "progression"]
+    assert (link.value, link.alert_ids, link.tactics) == ("web", ["ax3"], ["TA0001", "TA0004"])
