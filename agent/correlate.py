@@ -333,9 +333,8 @@ MAX_STEPS_BACK = 64  # earlier runs of one host or user a run is compared with
 
 
 def _progressions(runs: list[Run], cfg: CorrelationConfig) -> list[Progression]:
-    """Each staged run linked to the latest earlier staged run of its host or user whose last
-    stage comes before its first, within `progression_window` (see `stage_runs`)."""
-    stage_runs(runs, cfg)
+    """Each staged run (`stage_runs`) linked to the latest earlier staged run of its host or
+    user whose last stage comes before its first, within `progression_window`."""
     by_key: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
     for i, run in enumerate(runs):  # in the order of their first alert
         if run.stage is not None:
@@ -426,6 +425,7 @@ def correlate(
     for members in sweeps:
         for i in members[1:]:
             uf.union(members[0], i)
+    stage_runs(runs, cfg)
     progressions = _progressions(runs, cfg)
     for step in progressions:
         uf.union(step.earlier, step.later)
