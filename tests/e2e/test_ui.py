@@ -152,42 +152,40 @@ def test_state_changes_need_the_session_csrf_token(api: dict) -> None:
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
 
 
-def test_a_background_incident_says_why_its_rule_is_routine(api: dict) -> None:
-    from agent.correlate import correlate, recent_hours
+def incident_page(api: dict, cluster) -> str:  # type: ignore[no-untyped-def]
+    """The incident page of the incident this cluster makes, stored as a run would."""
     from agent.incidents import build_incident, sample_of
     from agent.prioritise import Baseline
+
+    incident = build_incident(cluster, Baseline())
+    api["store"].save_triage([incident], sample_of(cluster, None), [], [], actor="vigie")
+    c = api["client"]
+    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    return c.get(f"/incidents/{incident.incident_id}").text
+
+
+def test_a_background_incident_says_why_its_rule_is_routine(api: dict) -> None:
+    from agent.correlate import correlate, recent_hours
     from tests.conftest import alert
 
     hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
     yesterday = {(hour - h) * 3600: {("heartbeat-missed", "db"): 6} for h in range(1, 25)}
     alerts = [alert(f"h{i}", i * 10, "Heartbeat missed", "db") for i in range(6)]
     (cluster,) = correlate(alerts, recent=recent_hours(yesterday))
-    incident = build_incident(cluster, Baseline())
-    api["store"].save_triage([incident], sample_of(cluster, None), [], [], actor="vigie")
-    c = api["client"]
-    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
-    page = c.get(f"/incidents/{incident.incident_id}").text
     assert (
         "one rule on one host, routine: fired in 24 of 24 hours (the batch&#39;s and the day&#39;s "
         "before it), a median 6 alert(s) an hour"
-    ) in page
+    ) in incident_page(api, cluster)
 
 
 def test_an_incident_page_says_which_attack_stages_linked_its_alerts(api: dict) -> None:
     from agent.correlate import correlate
-    from agent.incidents import build_incident, sample_of
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     access = alert("x1", 0, "Exploit public-facing app", "web", tactic="TA0001")
     escalation = alert("x2", 240, "Sudo to root", "web", tactic="TA0004")
     (cluster,) = correlate([access, escalation])
-    incident = build_incident(cluster, Baseline())
-    api["store"].save_triage([incident], sample_of(cluster, None), [], [], actor="vigie")
-    c = api["client"]
-    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
-    page = c.get(f"/incidents/{incident.incident_id}").text
     assert (
         "ATT&amp;CK progression on <code>web</code>: Initial Access then Privilege Escalation"
-        in page
+        in incident_page(api, cluster)
     )
