@@ -10,6 +10,8 @@
    (a DNS server, a proxy) are *hubs* and link nothing.
 4. Runs of one rule starting on several hosts within a couple of minutes link too: that is one
    *sweep* (a scan, a password spray, a worm), not one story per host.
+   When the linked runs come from several sensors (a network IDS, a host IDS, an anomaly
+   detector), the link names them: that is corroboration.
 5. Runs on one host or of one user link across hours when their ATT&CK tactics move on to a
    later stage (initial access, then privilege escalation): a *progression*. Only rules seen on
    few hosts count: a mapped rule that fires everywhere is nobody's next step.
@@ -437,8 +439,14 @@ def correlate(
         cluster = clusters[uf.find(members[0])]
         ids = [runs[i].alerts[0].id for i in members]
         if len({runs[i].rule_id for i in members}) > 1 or len(ids) > 1:
+            sensors = sorted({runs[i].alerts[0].sensor for i in members})
             cluster.links.append(
-                EntityLink(kind=kind, value=value, alert_ids=ids[:MAX_LINK_SAMPLE])
+                EntityLink(
+                    kind=kind,
+                    value=value,
+                    alert_ids=ids[:MAX_LINK_SAMPLE],
+                    sensors=sensors if len(sensors) > 1 else [],
+                )
             )
     for members in sweeps:
         ids = [runs[i].alerts[0].id for i in members]

@@ -179,12 +179,16 @@ class EntityLink(BaseModel):
     """One reason alerts belong together: they share this entity, or (kind "rule") this rule
     swept several hosts within minutes, or (kind "progression") on this host or of this user
     the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
-    alerts' last stage, then the later alerts' first)."""
+    alerts' last stage, then the later alerts' first). `sensors`: several sensors saw the
+    linked alerts (corroboration)."""
 
     kind: EntityKind | Literal["rule", "progression"]
     value: str
     alert_ids: list[str]
     tactics: list[str] = Field(default_factory=list)
+    sensors: list[str] = Field(
+        default_factory=list, description="The sensors that saw the linked alerts, when several"
+    )
 
 
 class AlertGroup(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from agent.attack import TACTIC_NAMES
-from agent.models import SEVERITY_RANK, Alert, Incident
+from agent.models import SEVERITY_RANK, Alert, EntityLink, Incident
 from agent.pseudonymize import Masker
 
 FENCE = "UNTRUSTED_ALERT_DATA"
@@ -73,14 +73,21 @@ def evidence(
         ],
         "tactics": [f"{t} {TACTIC_NAMES.get(t, '')}" for t in incident.tactics],
         "alerts_total": len(incident.alert_ids),
-        "linked_by": [
-            " ".join([link.kind, pseudo.mask(link.value), *link.tactics])
-            for link in incident.explanation.links
-        ][:10],
+        "linked_by": [_linked_by(link, pseudo) for link in incident.explanation.links][:10],
         "routine": incident.explanation.routine,
         "groups": rows,
         "groups_omitted": max(0, len(incident.groups) - len(rows)),
     }
+
+
+def _linked_by(link: EntityLink, pseudo: Masker) -> str:
+    """One link as the model reads it: what linked, the stages it follows, who saw it."""
+    parts = [link.kind, pseudo.mask(link.value)]
+    if link.tactics:
+        parts.append(" then ".join(link.tactics))
+    if link.sensors:
+        parts.append("seen by " + ", ".join(link.sensors))
+    return " ".join(parts)
 
 
 def user_message(ev: dict[str, Any]) -> str:

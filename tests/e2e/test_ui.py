@@ -189,3 +189,17 @@ def test_an_incident_page_says_which_attack_stages_linked_its_alerts(api: dict) 
         "ATT&amp;CK progression on <code>web</code>: Initial Access then Privilege Escalation"
         in incident_page(api, cluster)
     )
+
+
+def test_an_incident_page_names_the_sensors_that_corroborate_a_link(api: dict) -> None:
+    from agent.correlate import correlate
+    from tests.conftest import alert
+
+    seen = [
+        alert("n1", 0, "ET SCAN Nmap", "web", module="suricata"),
+        alert("h1", 5, "sshd: brute force", "web", module="wazuh"),
+    ]
+    (cluster,) = correlate(seen)
+    assert "shared host <code>web</code> (2 alerts, seen by suricata, wazuh)" in incident_page(
+        api, cluster
+    )

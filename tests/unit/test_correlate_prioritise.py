@@ -135,6 +135,25 @@ def test_a_later_attack_stage_on_the_same_host_hours_on_is_one_story() -> None:
     assert holding["ax1"] == ["ax1", "al7"]
 
 
+def test_a_host_link_names_the_sensors_that_corroborate_it() -> None:
+    """A network IDS, a host IDS and an anomaly detector on one host within the hour: the
+    host links them, and the link says three sensors saw it; one sensor alone is no
+    corroboration."""
+    seen = [
+        alert("n1", 0, "ET SCAN Nmap", "web", module="suricata"),
+        alert("h1", 5, "sshd: brute force", "web", module="wazuh"),
+        alert("a1", 9, "New event type", "web", module="aminer"),
+    ]
+    ((link,),) = [c.links for c in correlate(seen)]
+    assert (link.kind, link.value, link.sensors) == ("host", "web", ["aminer", "suricata", "wazuh"])
+    alone = [
+        alert("h2", 0, "sshd: brute force", "db", module="wazuh"),
+        alert("h3", 5, "PAM fail", "db", module="wazuh"),
+    ]
+    ((link,),) = [c.links for c in correlate(alone)]
+    assert (link.value, link.sensors) == ("db", [])
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)
