@@ -7,6 +7,7 @@ Elastic rules, "Stealth" in ATT&CK v18), so every known name maps to its id.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def is_technique_id(value: str) -> bool:
 def tactic_rank(tid: str) -> int:
     """Position in the kill chain; unknown tactics sort last."""
     return _RANK.get(tid, len(TACTIC_ORDER))
+
+
+def stage_of(tactics: Iterable[str]) -> tuple[int, int] | None:
+    """The first and last kill-chain places of these tactics; None when none is known."""
+    ranks = [r for r in map(tactic_rank, tactics) if r < len(TACTIC_ORDER)]
+    return (min(ranks), max(ranks)) if ranks else None
 
 
 def ordered(tactics: set[str] | list[str] | tuple[str, ...]) -> list[str]:

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.attack import TACTIC_ORDER, tactic_rank
+from agent.attack import TACTIC_ORDER, stage_of
 from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
 
 MAX_LINK_SAMPLE = 20
@@ -97,6 +97,10 @@ class Run:
         return self.routine is not None
 
     @property
+    def users(self) -> set[str]:
+        return {u for e in self.entities for u in e.users}
+
+    @property
     def first(self) -> float:
         return self.times[0]
 
@@ -153,7 +157,7 @@ def build_runs(
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
-    `recent`: what earlier runs saw of each rule and host, hour by hour (see `_burst_hours`).
+    `recent`: what earlier runs saw of each rule and host, hour by hour (see `_background_of`).
     """
     recent = recent or {}
     # Each alert's time as a number, once: every later step reads the runs' times.
@@ -169,7 +173,7 @@ def build_runs(
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
         times = list(map(_first, items))
-        judged = _burst_hours(times, span_hours, cfg, recent.get((rule_id, host)))
+        judged = _background_of(times, span_hours, cfg, recent.get((rule_id, host)))
         if judged is None:
             runs += _split(rule_id, host, items, times, cfg.repeat_gap)
             continue
@@ -201,7 +205,7 @@ def _parted(
     return inside, outside
 
 
-def _burst_hours(
+def _background_of(
     times: list[float],
     span_hours: int,
     cfg: CorrelationConfig,
@@ -337,23 +341,18 @@ MAX_STEPS_BACK = 64  # earlier runs of one host or user a run is compared with
 def _progressions(runs: list[Run], cfg: CorrelationConfig) -> list[Progression]:
     """Each staged run (`stage_runs`) linked to the latest earlier staged run of its host or
     user whose last stage comes before its first, within `progression_window`."""
-    by_key: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
+    by_key: dict[tuple[EntityKind, str], list[tuple[int, tuple[int, int]]]] = defaultdict(list)
     for i, run in enumerate(runs):  # in the order of their first alert
         if run.stage is not None:
-            by_key[EntityKind.host, run.host].append(i)
-            for user in {u for e in run.entities for u in e.users}:
-                by_key[EntityKind.user, user].append(i)
+            by_key[EntityKind.host, run.host].append((i, run.stage))
+            for user in run.users:
+                by_key[EntityKind.user, user].append((i, run.stage))
     found: list[Progression] = []
     for (kind, value), members in by_key.items():
-        for k, later in enumerate(members):
-            then = runs[later]
-            for earlier in reversed(members[max(0, k - MAX_STEPS_BACK) : k]):
-                first = runs[earlier]
-                assert first.stage is not None and then.stage is not None
-                if (
-                    first.stage[1] < then.stage[0]
-                    and then.first - first.last <= cfg.progression_window
-                ):
+        for k, (later, (starts, _)) in enumerate(members):
+            for earlier, (_, ends) in reversed(members[max(0, k - MAX_STEPS_BACK) : k]):
+                gap = runs[later].first - runs[earlier].last
+                if ends < starts and gap <= cfg.progression_window:
                     found.append(Progression(earlier, later, kind, value))
                     break
     return found
@@ -368,11 +367,7 @@ def stage_runs(runs: list[Run], cfg: CorrelationConfig) -> None:
     for run in runs:
         if run.background or len(hosts_of[run.rule_id]) >= cfg.hub_min_hosts:
             continue
-        ranks = {
-            tactic_rank(t) for tactics in set(map(_tactics_of, run.alerts)) for t in tactics
-        } - {len(TACTIC_ORDER)}
-        if ranks:
-            run.stage = (min(ranks), max(ranks))
+        run.stage = stage_of(t for tactics in set(map(_tactics_of, run.alerts)) for t in tactics)
 
 
 def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:

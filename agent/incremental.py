@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from agent.attack import TACTIC_ORDER, tactic_rank
-from agent.correlate import Cluster, CorrelationConfig
+from agent.attack import TACTIC_ORDER, stage_of
+from agent.correlate import Cluster, CorrelationConfig, Run
 from agent.incidents import build_incident, sample_of
 from agent.models import Alert, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
@@ -136,21 +136,26 @@ def _progression(
 ) -> EntityLink | None:
     """How the cluster's first ATT&CK stage follows the incident's last, on a host or user
     they share, when it does within the progression window (see `agent.correlate`)."""
-    stages = [r.stage for r in cluster.runs if r.stage is not None]
-    known = [tactic_rank(t) for t in incident.tactics if tactic_rank(t) < len(TACTIC_ORDER)]
-    if not stages or not known or gap > corr.progression_window:
+    staged = [r for r in cluster.runs if r.stage is not None]
+    before = stage_of(incident.tactics)
+    if not staged or before is None or gap > corr.progression_window:
         return None
-    low, high = min(s[0] for s in stages), max(known)
+    first = min(staged, key=_starts)  # the earliest stage's first run
+    low, high = _starts(first), before[1]
     if high >= low:
         return None
-    staged = next(r for r in cluster.runs if r.stage is not None and r.stage[0] == low)
-    users = {u for e in staged.entities for u in e.users}
-    shared = sorted(({staged.host} | users) & {*incident.hosts, *incident.users})
+    shared = sorted(({first.host} | first.users) & {*incident.hosts, *incident.users})
     if not shared:
         return None
     return EntityLink(
         kind="progression",
         value=shared[0],
-        alert_ids=[staged.alerts[0].id],
+        alert_ids=[first.alerts[0].id],
         tactics=[TACTIC_ORDER[high], TACTIC_ORDER[low]],
     )
+
+
+def _starts(run: Run) -> int:
+    """A staged run's first kill-chain place."""
+    assert run.stage is not None
+    return run.stage[0]
