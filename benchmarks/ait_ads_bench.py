@@ -10,13 +10,16 @@ baselines. The scorer and the labels stay outside Vigie: the run never sees a la
 Then the same scenario with its attack moved (`VARIANTS`): the scores that count come from
 scenarios never seen, so the bench also shows how the ranking holds when the attack happens
 amid the sensors' first-day noise, or when its later steps come hours apart. Moving the attack
-reads the CSV's phase labels (`time_label`); the triage still sees none.
+reads the CSV's phase labels (`time_label`); the triage still sees none. It also changes what
+must not matter (`CHANGED`): every name replaced, which must leave the ranking exactly as it
+was, and more quiet days before the attack.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import os
 import resource
@@ -101,6 +104,7 @@ def run(csv_gz: Path, work: Path) -> dict:
         f"stdlib JSON parse {floor:.2f}s (ratio {seconds / floor:.1f}x); peak RSS {peak_mb:,.0f} MB"
     )
     run_variants(csv_path, work)
+    run_changed(csv_path, work, incidents)
     run_batches(csv_path, alerts, work)
     run_variants(csv_path, work, quarter_hours, "the attack moved, in quarter-hour batches")
     return result
@@ -190,19 +194,95 @@ def run_variants(
         rows = list(csv.DictReader(fh))
     print(f"{title:46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, (phases, seconds, from_start) in VARIANTS.items():
-        variant = work / "variant"
-        variant.mkdir(exist_ok=True)
-        moved_csv = variant / "scenario.csv"
-        with moved_csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(moved(rows, phases, seconds, from_start))
-        alerts = alerts_of(moved_csv, variant / "alerts.ndjson")
-        for old in variant.glob("bench.db*"):
-            old.unlink()
-        incidents = triage(alerts, variant)
+        moved_csv, incidents = triaged(rows, moved(rows, phases, seconds, from_start), work, triage)
         r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
         print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
+
+
+def renamed(rows: list[dict]) -> list[dict]:
+    """Every host, address, rule id and rule title replaced by a digest of itself (the
+    sensor's name before ": " is kept): the ranking must not hang on names."""
+    out = []
+    for r in rows:
+        sensor, _, title = r["name"].partition(": ")
+        out.append(
+            {
+                **r,
+                "host": f"host-{_digest(r['host'])}",
+                "ip": ".".join(str(int(_digest(f"{r['ip']}/{i}", 2), 16)) for i in range(4)),
+                "short": f"R-{_digest(r['short'])}",
+                "name": f"{sensor}: rule {_digest(title, 8)}",
+            }
+        )
+    return out
+
+
+def _digest(text: str, size: int = 6) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+def quiet_days_repeated(rows: list[dict]) -> list[dict]:
+    """The whole days between the scenario's first day and the attack's repeated before the
+    attack's day: a longer history of benign noise before the same attack."""
+    start_day = min(int(r["time"]) for r in rows) // DAY
+    attack_day = min(int(r["time"]) for r in rows if r["time_label"] != BENIGN_PHASE) // DAY
+    extra = (attack_day - start_day - 1) * DAY
+    out = []
+    for r in rows:
+        t = int(r["time"])
+        out.append({**r, "time": str(t + extra)} if t >= attack_day * DAY else r)
+        if (start_day + 1) * DAY <= t < attack_day * DAY:
+            out.append({**r, "time": str(t + extra)})
+    return sorted(out, key=lambda r: int(r["time"]))
+
+
+DAY = 86400
+#: name -> how the scenario's rows change (the attack stays where it is).
+CHANGED: dict[str, Callable[[list[dict]], list[dict]]] = {
+    "hosts, addresses and rules renamed": renamed,
+    "the quiet days before the attack repeated": quiet_days_repeated,
+}
+
+
+def run_changed(csv_path: Path, work: Path, recorded: Path) -> None:
+    """The scenario changed in ways that must not matter: scored as the variants are, and the
+    renamed one compared with the recorded run (alert ids follow the rows, so they match)."""
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"{'the scenario changed':46}" + "".join(f"{c:>14}" for c in SHOWN))
+    for name, change in CHANGED.items():
+        changed_csv, incidents = triaged(rows, change(rows), work)
+        r = json.loads(scored(changed_csv, incidents, "--json"))["run"]
+        print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
+        if change is renamed:
+            same = "yes" if ranking(incidents) == ranking(recorded) else "NO"
+            print(f"  renamed: the same incidents with the same priorities: {same}")
+
+
+def triaged(
+    rows: list[dict],
+    changed: list[dict],
+    work: Path,
+    triage: Callable[[Path, Path], Path] = one_file,
+) -> tuple[Path, Path]:
+    """The changed rows written as a scenario and triaged: its CSV and its incidents."""
+    variant = work / "variant"
+    variant.mkdir(exist_ok=True)
+    changed_csv = variant / "scenario.csv"
+    with changed_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(changed)
+    alerts = alerts_of(changed_csv, variant / "alerts.ndjson")
+    for old in variant.glob("bench.db*"):
+        old.unlink()
+    return changed_csv, triage(alerts, variant)
+
+
+def ranking(incidents: Path) -> list[tuple[float, list[str]]]:
+    """Each incident's priority and sorted alert ids, in order: what the scorer reads."""
+    with incidents.open() as fh:
+        return sorted((x["priority"], sorted(x["alert_ids"])) for x in map(json.loads, fh))
 
 
 #: name -> seconds of alerts per batch, as a scheduled sweep or a SIEM's webhooks deliver them.

@@ -428,3 +428,78 @@ def test_burst_windows_found_by_bisecting_are_those_of_every_time() -> None:
         assert windows_of(times) == {math.floor(t / BURST_WINDOW) for t in times}
     day = [float(t) for t in range(0, 86400, 7)]  # a routine rule all day: 96 windows
     assert windows_of(day) == set(range(96))
+
+
+def _story_docs() -> list[dict]:
+    """Routine alerts, an intrusion from one address, a user's tactic chain and a DNS server
+    every host asks: names and addresses in every field the correlation reads."""
+    from tests.conftest import ecs
+
+    routine = [
+        ecs(f"r{h}-{m}", m, rule, f"srv{h}", destination={"ip": "10.0.0.53"})
+        for m in range(0, 12 * 60, 15)
+        for h in range(3)
+        for rule in ("Heartbeat missed", "Config reloaded")
+    ]
+    intrusion = [
+        ecs(f"x{i}", 6 * 60 + i, f"Attack step {i}", f"srv{i % 3}", source={"ip": "203.0.113.9"})
+        for i in range(8)
+    ]
+    chain = [
+        ecs(f"c{i}", 8 * 60 + 5 * i, rule, "ws7", tactic=t, user={"name": "eve"})
+        for i, (rule, t) in enumerate(
+            [("Phishing link clicked", "TA0001"), ("Encoded PowerShell", "TA0002")]
+        )
+    ]
+    quiet = [ecs("q", 6 * 60 + 20, "CPU out of range", "monitor", module="anomaly")]
+    return [*routine, *intrusion, *chain, *quiet]
+
+
+def _renamed(doc: dict) -> dict:
+    """The document with every host, user, address and rule name replaced by a digest."""
+    import copy
+    import hashlib
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def address(ip: str) -> str:
+        return "10." + ".".join(str(int(digest(ip + str(i))[:2], 16)) for i in range(3))
+
+    out = copy.deepcopy(doc)
+    out["host"]["name"] = f"host-{digest(doc['host']['name'])}"
+    out["rule"] = {**doc["rule"], "name": f"rule {digest(doc['rule']['name'])}"}
+    out["rule"]["id"] = digest(doc["rule"]["id"])
+    out["message"] = digest(doc["message"])
+    if "user" in doc:
+        out["user"]["name"] = f"user-{digest(doc['user']['name'])}"
+    for side in ("source", "destination"):
+        if side in doc:
+            out[side]["ip"] = address(doc[side]["ip"])
+    return out
+
+
+def _ranking(docs: list[dict]) -> list[tuple]:
+    from agent.normalize import normalize
+
+    clusters = correlate([normalize(d) for d in docs])
+    baseline = Baseline()
+    baseline.observe(clusters)
+    incidents = (build_incident(c, baseline) for c in clusters)
+    return sorted(
+        (
+            i.priority,
+            sorted(i.alert_ids),
+            [(f.name, f.points) for f in i.explanation.priority_factors],
+        )
+        for i in incidents
+    )
+
+
+def test_the_ranking_does_not_hang_on_names() -> None:
+    """Tuned for attacks in general: renaming every host, user, address and rule leaves the
+    same incidents with the same priorities, factor by factor."""
+    docs = _story_docs()
+    recorded = _ranking(docs)
+    assert len(recorded) >= 5 and len({p for p, _, _ in recorded}) >= 4  # a ranking to keep
+    assert _ranking([_renamed(d) for d in docs]) == recorded
