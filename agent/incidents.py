@@ -86,7 +86,8 @@ def build_incident(
         baseline,
         cfg,
         count=len(old.alert_ids) + len(new_alerts) if old else None,
-        entities=[*hosts, *users],
+        hosts=hosts,
+        users=users,
         background=background,
     )
     links, more_links = _capped_links(old, cluster.links)

@@ -10,11 +10,13 @@ they score little on their own.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 import operator
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -29,6 +31,8 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
+CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
+CRITICALITY_POINTS_MAX = 15.0
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
 _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
 
@@ -263,8 +267,40 @@ class Bursts:
 
 
 @dataclass(frozen=True, slots=True)
+class Watchlist:
+    """Names that matter most (hosts or identities), each exact or a shell-style pattern
+    ("dc*", "*-adm"), matched case-insensitively: inventories rarely spell names as the
+    sensors do."""
+
+    patterns: tuple[str, ...] = ()
+    _match: Callable[[str], re.Match[str] | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.patterns:
+            joined = "|".join(fnmatch.translate(p.lower()) for p in self.patterns)
+            object.__setattr__(self, "_match", re.compile(joined).match)
+
+    @classmethod
+    def parse(cls, text: str) -> Watchlist:
+        """From a comma-separated setting; blanks ignored."""
+        return cls(tuple(p.strip() for p in text.split(",") if p.strip()))
+
+    def hits(self, names: Iterable[str]) -> list[str]:
+        """The names listed, each once, in order."""
+        match = self._match
+        if match is None:
+            return []
+        return sorted({n for n in set(names) if match(n.lower())})
+
+
+@dataclass(frozen=True, slots=True)
 class PriorityConfig:
-    critical_assets: frozenset[str] = frozenset()
+    """What the site knows about itself: its critical hosts and identities."""
+
+    critical_assets: Watchlist = Watchlist()
+    critical_identities: Watchlist = Watchlist()
 
 
 def prioritise(
@@ -273,14 +309,16 @@ def prioritise(
     cfg: PriorityConfig | None = None,
     *,
     count: int | None = None,
-    entities: Iterable[str] = (),
+    hosts: Iterable[str] = (),
+    users: Iterable[str] = (),
     background: bool = False,
 ) -> tuple[float, list[PriorityFactor]]:
     """The incident's priority and the factors that make it up (they sum to the priority).
 
     An extended incident passes the streams of its stored sample (a few alerts per rule and
     host, which keeps every rule, tactic, sensor and rule-host pair) joined with the new
-    alerts'; `count` is then its true size and `entities` its hosts and users so far.
+    alerts'; `count` is then its true size. `hosts` and `users`: all the incident's so far
+    (the criticality factor reads them).
     `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
     burst factor, since firing all day it fires in every window, the unusual one included."""
     cfg = cfg or PriorityConfig()
@@ -298,7 +336,7 @@ def prioritise(
     novelty = _novelty(streams, baseline)
     if novelty is not None:
         factors.append(novelty)
-    critical = _criticality(cfg, entities)
+    critical = _criticality(cfg, hosts, users)
     if critical is not None:
         factors.append(critical)
     total = sum(f.points for f in factors)
@@ -416,13 +454,27 @@ def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None
     )
 
 
-def _criticality(cfg: PriorityConfig, entities: Iterable[str]) -> PriorityFactor | None:
-    """`entities`: the incident's hosts and users."""
-    if not cfg.critical_assets:
-        return None
-    hit = sorted(set(entities) & cfg.critical_assets)
-    if not hit:
+def _criticality(
+    cfg: PriorityConfig, hosts: Iterable[str], users: Iterable[str]
+) -> PriorityFactor | None:
+    """The site's crown jewels: a critical host or identity involved is worth reading, whatever
+    else the incident shows. The detail names what matched, never the patterns."""
+    parts = [
+        (what, hit)
+        for what, hit in (
+            ("host", cfg.critical_assets.hits(hosts)),
+            ("identity", cfg.critical_identities.hits(users)),
+        )
+        if hit
+    ]
+    if not parts:
         return None
     return PriorityFactor(
-        name="criticality", points=10.0, detail=f"critical asset(s): {', '.join(hit[:5])}"
+        name="criticality",
+        points=float(min(CRITICALITY_POINTS_MAX, CRITICALITY_POINTS * len(parts))),
+        detail="; ".join(
+            f"critical {what}(s): {', '.join(hit[:5])}"
+            + (f" (+{len(hit) - 5})" if len(hit) > 5 else "")
+            for what, hit in parts
+        ),
     )

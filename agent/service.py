@@ -16,6 +16,7 @@ from agent.errors import ConfigError
 from agent.graph import Progress, TriageContext, TriageState, run_triage
 from agent.parallel_read import ParallelRead, worker_count
 from agent.playbooks import load_playbooks
+from agent.prioritise import PriorityConfig, Watchlist
 from agent.settings import Settings
 from agent.store import Store
 from agent.sweep import SweepConfig
@@ -83,6 +84,10 @@ def triage_context(
             repeat_gap=settings.repeat_gap_seconds,
             link_window=settings.link_window_seconds,
             hub_min_hosts=settings.hub_min_hosts,
+        ),
+        priority=PriorityConfig(
+            critical_assets=Watchlist.parse(settings.critical_assets),
+            critical_identities=Watchlist.parse(settings.critical_identities),
         ),
         requester=settings.requester,
         approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     incident_quiet_seconds: float = (
         24 * 3600.0
     )  # an incident this quiet closes; later alerts open a new one
+    # Prioritisation: the site's critical hosts and identities, comma-separated names or
+    # shell-style patterns, matched case-insensitively ("dc*,erp-prod,*-finance-*"; users:
+    # "administrator,*-adm"). An incident involving one gains the criticality factor.
+    critical_assets: str = ""
+    critical_identities: str = ""
     # Approvals.
     approval_ttl_seconds: int = 24 * 3600
     execution_lease_seconds: int = 300

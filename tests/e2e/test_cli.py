@@ -216,3 +216,33 @@ def test_reject_and_playbook_validation(tmp_path: Path) -> None:
     (bad / "x.yaml").write_text("name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps: []\n")
     r = vigie(tmp_path, "playbooks", "validate", str(bad))
     assert r.returncode == 1 and "invalid playbooks" in r.stderr
+
+
+def test_critical_assets_from_the_settings_lift_their_incidents(tmp_path: Path) -> None:
+    """VIGIE_CRITICAL_ASSETS reaches the ranking: twin alerts, one on a domain controller."""
+    f = tmp_path / "twins.ndjson"
+    f.write_text(
+        "\n".join(
+            json.dumps(ecs(i, i * 600, "Suspicious service", h))
+            for i, h in enumerate(["ws1", "dc01"])
+        )
+        + "\n"
+    )
+    ranked = {}
+    for listed in ("", "dc*"):
+        out = tmp_path / f"incidents{listed != ''}.jsonl"
+        env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/{len(listed)}.db"}
+        env |= {"VIGIE_CRITICAL_ASSETS": listed, "VIGIE_LLM": "offline"}
+        run = subprocess.run(
+            [*VIGIE, "triage", "-i", str(f), "-o", str(out)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        ranked[listed] = {x["alert_ids"][0]: x["priority"] for x in lines}
+    assert ranked[""]["a0"] == ranked[""]["a1"]  # twins: the same priority unlisted
+    assert ranked["dc*"]["a1"] == ranked["dc*"]["a0"] + 10 == ranked[""]["a1"] + 10

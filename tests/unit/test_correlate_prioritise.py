@@ -503,3 +503,43 @@ def test_the_ranking_does_not_hang_on_names() -> None:
     recorded = _ranking(docs)
     assert len(recorded) >= 5 and len({p for p, _, _ in recorded}) >= 4  # a ranking to keep
     assert _ranking([_renamed(d) for d in docs]) == recorded
+
+
+def test_a_watchlist_matches_names_and_patterns_whatever_their_case() -> None:
+    from agent.prioritise import Watchlist
+
+    listed = Watchlist.parse(" DC*, erp-prod ,, *-adm ")
+    assert listed.patterns == ("DC*", "erp-prod", "*-adm")
+    names = ["dc01", "DC02", "erp-prod", "erp-prod2", "web", "bob-adm", "adm-bob", "dc01"]
+    assert listed.hits(names) == ["DC02", "bob-adm", "dc01", "erp-prod"]
+    assert Watchlist.parse(" , ").hits(names) == []
+
+
+def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:
+    """The same alert on an ordinary host, a critical host and by a critical identity."""
+    from agent.prioritise import PriorityConfig, Watchlist
+
+    cfg = PriorityConfig(
+        critical_assets=Watchlist.parse("dc*"), critical_identities=Watchlist.parse("*-adm")
+    )
+    twins = [
+        alert("plain", 0, "Suspicious service", "web1", user={"name": "bob"}),
+        alert("host", 0, "Suspicious service", "DC01", user={"name": "bob"}),
+        alert("both", 0, "Suspicious service", "dc02", user={"name": "ALICE-ADM"}),
+    ]
+    baseline = Baseline()
+    built = {}
+    for twin in twins:
+        (cluster,) = correlate([twin])
+        built[twin.id] = build_incident(cluster, baseline, cfg)
+    plain, host, both = built["aplain"], built["ahost"], built["aboth"]
+    factor = {
+        i.alert_ids[0]: {f.name: f for f in i.explanation.priority_factors} for i in built.values()
+    }
+    assert "criticality" not in factor["aplain"]
+    assert host.priority == plain.priority + 10
+    assert factor["ahost"]["criticality"].detail == "critical host(s): DC01"
+    assert both.priority == plain.priority + 15
+    assert factor["aboth"]["criticality"].detail == (
+        "critical host(s): dc02; critical identity(s): ALICE-ADM"
+    )
