@@ -288,7 +288,7 @@ class Watchlist:
         return cls(tuple(p.strip() for p in text.split(",") if p.strip()))
 
     def hits(self, names: Iterable[str]) -> list[str]:
-        """The names listed, each once, in order."""
+        """The names on the list, each once, sorted."""
         match = self._match
         if match is None:
             return []
