@@ -15,11 +15,15 @@ from tests.conftest import REPO, brute_force, ecs
 VIGIE = [sys.executable, "-m", "agent.cli"]
 
 
-def vigie(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def vigie(
+    tmp_path: Path, *args: str, timeout: float = 120, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """`vigie` with its store in `tmp_path` and these VIGIE_* settings (offline analyst)."""
     env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/v.db", "COLUMNS": "200"}
     env.pop("MISTRAL_API_KEY", None)
+    env |= settings
     return subprocess.run(
-        [*VIGIE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [*VIGIE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -108,20 +112,15 @@ def test_a_file_over_16_mb_read_by_workers_triages_as_one_process_does(
         run_dir = tmp_path / workers
         run_dir.mkdir()
         out = run_dir / "incidents.jsonl"
-        env = {
-            **os.environ,
-            "VIGIE_STORE_URL": f"sqlite:///{run_dir}/v.db",
-            "VIGIE_READ_WORKERS": workers,
-            "COLUMNS": "200",
-        }
-        env.pop("MISTRAL_API_KEY", None)
-        r = subprocess.run(
-            [*VIGIE, "triage", "-i", str(big), "-o", str(out)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
+        r = vigie(
+            run_dir,
+            "triage",
+            "-i",
+            str(big),
+            "-o",
+            str(out),
             timeout=300,
+            VIGIE_READ_WORKERS=workers,
         )
         assert r.returncode == 0, r.stderr
         rejected = r.stdout[r.stdout.index("document(s) rejected") - 3 :]
@@ -230,17 +229,10 @@ def test_critical_assets_from_the_settings_lift_their_incidents(tmp_path: Path) 
     )
     ranked = {}
     for listed in ("", "dc*"):
-        out = tmp_path / f"incidents{listed != ''}.jsonl"
-        env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/{len(listed)}.db"}
-        env |= {"VIGIE_CRITICAL_ASSETS": listed, "VIGIE_LLM": "offline"}
-        run = subprocess.run(
-            [*VIGIE, "triage", "-i", str(f), "-o", str(out)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        run_dir = tmp_path / f"listed-{bool(listed)}"
+        run_dir.mkdir()
+        out = run_dir / "incidents.jsonl"
+        run = vigie(run_dir, "triage", "-i", str(f), "-o", str(out), VIGIE_CRITICAL_ASSETS=listed)
         assert run.returncode == 0, run.stderr
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         ranked[listed] = {x["alert_ids"][0]: x["priority"] for x in lines}
