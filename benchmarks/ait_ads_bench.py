@@ -139,6 +139,7 @@ def print_step_ranks(csv_path: Path, incidents: Path) -> None:
 
 #: Attack phases are the CSV's time labels; "false_positive" marks the benign periods.
 BENIGN_PHASE = "false_positive"
+DAY = 86400
 #: name -> (the phases moved, None for the whole attack; by how many seconds; whether those
 #: count from the scenario's first alert instead of from where the phases were).
 VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
@@ -194,7 +195,7 @@ def run_variants(
         rows = list(csv.DictReader(fh))
     print(f"{title:46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, (phases, seconds, from_start) in VARIANTS.items():
-        moved_csv, incidents = triaged(rows, moved(rows, phases, seconds, from_start), work, triage)
+        moved_csv, incidents = triaged(moved(rows, phases, seconds, from_start), work, triage)
         r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
         print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
 
@@ -226,7 +227,7 @@ def quiet_days_repeated(rows: list[dict]) -> list[dict]:
     attack's day: a longer history of benign noise before the same attack."""
     start_day = min(int(r["time"]) for r in rows) // DAY
     attack_day = min(int(r["time"]) for r in rows if r["time_label"] != BENIGN_PHASE) // DAY
-    extra = (attack_day - start_day - 1) * DAY
+    extra = max(0, attack_day - start_day - 1) * DAY  # none when the attack is on day 1 or 2
     out = []
     for r in rows:
         t = int(r["time"])
@@ -236,7 +237,6 @@ def quiet_days_repeated(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: int(r["time"]))
 
 
-DAY = 86400
 #: name -> how the scenario's rows change (the attack stays where it is).
 CHANGED: dict[str, Callable[[list[dict]], list[dict]]] = {
     "hosts, addresses and rules renamed": renamed,
@@ -251,7 +251,7 @@ def run_changed(csv_path: Path, work: Path, recorded: Path) -> None:
         rows = list(csv.DictReader(fh))
     print(f"{'the scenario changed':46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, change in CHANGED.items():
-        changed_csv, incidents = triaged(rows, change(rows), work)
+        changed_csv, incidents = triaged(change(rows), work)
         r = json.loads(scored(changed_csv, incidents, "--json"))["run"]
         print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
         if change is renamed:
@@ -260,23 +260,20 @@ def run_changed(csv_path: Path, work: Path, recorded: Path) -> None:
 
 
 def triaged(
-    rows: list[dict],
-    changed: list[dict],
-    work: Path,
-    triage: Callable[[Path, Path], Path] = one_file,
+    rows: list[dict], work: Path, triage: Callable[[Path, Path], Path] = one_file
 ) -> tuple[Path, Path]:
-    """The changed rows written as a scenario and triaged: its CSV and its incidents."""
+    """Rows written as a scenario and triaged: its CSV and its incidents."""
     variant = work / "variant"
     variant.mkdir(exist_ok=True)
-    changed_csv = variant / "scenario.csv"
-    with changed_csv.open("w", newline="") as fh:
+    scenario_csv = variant / "scenario.csv"
+    with scenario_csv.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(changed)
-    alerts = alerts_of(changed_csv, variant / "alerts.ndjson")
+        writer.writerows(rows)
+    alerts = alerts_of(scenario_csv, variant / "alerts.ndjson")
     for old in variant.glob("bench.db*"):
         old.unlink()
-    return changed_csv, triage(alerts, variant)
+    return scenario_csv, triage(alerts, variant)
 
 
 def ranking(incidents: Path) -> list[tuple[float, list[str]]]:
