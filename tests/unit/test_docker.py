@@ -128,6 +128,20 @@ def test_dockerfile_is_multistage_pinned_non_root_with_healthcheck() -> None:
         assert path in text
 
 
+def test_the_image_build_copies_every_file_the_package_build_reads() -> None:
+    """`pip install .` in the build stage reads pyproject's readme and license files: each must
+    be copied before it, or the image fails to build."""
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    needed = [project["readme"], *project.get("license-files", [])]
+    text = (DOCKER / "Dockerfile").read_text()
+    before_install = text[: text.index("pip install --no-deps .")]
+    copied = {p for line in re.findall(r"^COPY (.+)$", before_install, re.M) for p in line.split()}
+    assert needed and all((REPO_ROOT / f).is_file() for f in needed)
+    assert set(needed) <= copied, f"not copied into the build stage: {set(needed) - copied}"
+
+
 def pins(lock: str) -> dict[str, str]:
     text = (REPO_ROOT / lock).read_text()
     return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.M))
