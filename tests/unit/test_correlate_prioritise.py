@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.prioritise import Baseline
@@ -537,9 +539,9 @@ def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:
         i.alert_ids[0]: {f.name: f for f in i.explanation.priority_factors} for i in built.values()
     }
     assert "criticality" not in factor["aplain"]
-    assert host.priority == plain.priority + 10
+    assert host.priority == pytest.approx(plain.priority + 10)
     assert factor["ahost"]["criticality"].detail == "critical host(s): DC01"
-    assert both.priority == plain.priority + 15
+    assert both.priority == pytest.approx(plain.priority + 15)
     assert factor["aboth"]["criticality"].detail == (
         "critical host(s): dc02; critical identity(s): ALICE-ADM"
     )
