@@ -130,6 +130,7 @@ class MistralAnalyst:
         mine = [alerts[a] for a in incident.alert_ids if a in alerts]
         pseudo = self.pseudo or Passthrough()
         pseudo.register(mine)
+        pseudo.register_names([*incident.hosts, *(g.host for g in incident.groups)], incident.users)
         messages = self._messages(incident, alerts, pseudo)
         if messages is None:
             return self._offline(incident, alerts, "evidence exceeds the per-incident token budget")

@@ -25,6 +25,8 @@ class Masker(Protocol):
 
     def register(self, alerts: Iterable[Alert]) -> None: ...
 
+    def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None: ...
+
     def mask(self, text: str) -> str: ...
 
     def unmask(self, text: str) -> str: ...
@@ -36,6 +38,9 @@ class Passthrough:
     """Pseudonymisation off: values pass through, and every value counts as known."""
 
     def register(self, alerts: Iterable[Alert]) -> None:
+        return None
+
+    def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None:
         return None
 
     def mask(self, text: str) -> str:
@@ -72,12 +77,18 @@ class Pseudonymizer:
     def register(self, alerts: Iterable[Alert]) -> None:
         """Learn every host, user and IP of these alerts."""
         for a in alerts:
-            for h in a.entities.hosts:
-                self.token("HOST", h)
-            for u in a.entities.users:
-                self.token("USER", u)
+            self.register_names(a.entities.hosts, a.entities.users)
             for ip in a.entities.ips:
                 self.token("IP", ip)
+
+    def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None:
+        """Learn hosts and users named beyond the alerts at hand: an extended incident's groups
+        and links also name those of its earlier runs, whose alerts this run does not hold.
+        (IP and e-mail addresses need no learning: their patterns find them in any text.)"""
+        for h in hosts:
+            self.token("HOST", h)
+        for u in users:
+            self.token("USER", u)
 
     def _known(self) -> re.Pattern[str] | None:
         with self._lock:

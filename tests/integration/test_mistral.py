@@ -364,3 +364,24 @@ def test_tool_steps_are_bounded(standin) -> None:
     assert len(server.requests) == 3  # two tool steps, then the answer without tools
     final = server.requests[-1]["body"]
     assert not final.get("tools") and final["response_format"]["type"] == "json_schema"
+
+
+def test_an_extended_incident_s_earlier_hosts_and_users_do_not_leave_raw(standin) -> None:
+    """A later batch extends an incident: the model gets only this run's alerts, but the
+    incident's groups and links also name the hosts and users of earlier runs."""
+    earlier = [
+        alert("e1", 0, "Suspicious service", "db-07", severity="high", user={"name": "ops-admin"}),
+        alert("e2", 2, "Credential dumping", "db-07", severity="high", user={"name": "ops-admin"}),
+    ]
+    first, _ = incident_of(earlier)
+    later = attack_alerts()
+    (cluster,) = correlate(later)
+    grown = build_incident(cluster, Baseline(), extends=first, prior=earlier)
+    assert {"db-07", "web-01"} <= {g.host for g in grown.groups}
+    analyst, server = analyst_for(
+        standin, sequence((200, message(json.dumps(good_answer(grown.alert_ids))), 0))
+    )
+    analyst.assess(grown, {a.id: a for a in later})  # this run's alerts, as the graph passes
+    payload = json.dumps(server.requests[0]["body"])
+    for raw in [*SECRET_VALUES, "db-07", "ops-admin"]:
+        assert raw not in payload, raw
