@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,6 +27,7 @@ from agent.graph import TriageContext, run_triage
 from agent.llm_analyst import Budget, MistralAnalyst, mistral_token_counter
 from agent.playbooks import load_playbooks
 from agent.settings import REPO_ROOT
+from agent.store import open_store
 from connectors.mistral import MistralChat
 from tests.fakes.mistral_standin import MistralStandIn, message
 
@@ -83,16 +86,7 @@ def main(path: str | None) -> None:
         seconds = time.perf_counter() - start
         server.close()
         alerts = state["alerts"]
-        raw_values = {
-            v for a in alerts for v in (*a.entities.hosts, *a.entities.users, *a.entities.ips)
-        }
-        words = {v for v in raw_values if len(v) >= 3}
-        leaks = 0
-        for req in server.requests:
-            payload = json.dumps(req["body"]["messages"])
-            leaks += sum(
-                1 for v in words if re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w-])", payload)
-            )
+        leaks, values = leaked(server.requests, alerts)
         per_incident = [
             count(r["body"]["messages"][0]["content"] + r["body"]["messages"][1]["content"])
             for r in server.requests
@@ -113,7 +107,57 @@ def main(path: str | None) -> None:
             f"per 10,000 alerts {per_10k:,.0f} (run budget {PER_RUN:,}: {verdict})"
         )
         print(f"payload bytes per call: mean {sum(sizes) / max(1, len(sizes)):,.0f}")
-        print(f"raw entity values in outbound payloads: {leaks} (of {len(words)} distinct values)")
+        print(f"raw entity values in outbound payloads: {leaks} (of {values} distinct values)")
+        in_batches(path, Path(tmp), count)
+
+
+def leaked(requests: list[dict], alerts: list) -> tuple[int, int]:
+    """How many of the alerts' distinct host, user and IP values (3 characters or more) appear
+    raw in any outbound payload, and of how many."""
+    values = {v for a in alerts for v in (*a.entities.hosts, *a.entities.users, *a.entities.ips)}
+    words = {v for v in values if len(v) >= 3}
+    payloads = [json.dumps(r["body"]["messages"]) for r in requests]
+    found = {
+        v for v in words for p in payloads if re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w-])", p)
+    }
+    return len(found), len(words)
+
+
+def in_batches(path: str, work: Path, count: Callable[[str], int], seconds: int = 3600) -> None:
+    """The same alerts fed an hour at a time into one store, a fresh analyst each run (as each
+    webhook batch or sweep gets): later batches extend incidents whose earlier hosts and users
+    this run's alerts do not hold, and those must not leave raw either."""
+    batches: dict[int, list[str]] = {}
+    with open(path) as fh:
+        for line in fh:
+            stamp = json.loads(line)["@timestamp"].replace("Z", "+00:00")
+            batches.setdefault(
+                int(datetime.fromisoformat(stamp).timestamp()) // seconds, []
+            ).append(line)
+    server = MistralStandIn(grounded_model)
+    store = open_store(f"sqlite:///{work}/batches.db")
+    batch_file = work / "batch.ndjson"
+    alerts: list = []
+    for key in sorted(batches):
+        batch_file.write_text("".join(batches[key]))
+        analyst = MistralAnalyst(
+            MistralChat(api_key="bench", model="mistral-small-latest", server_url=server.url),
+            budget=Budget(PER_INCIDENT, PER_RUN),
+            count_tokens=count,
+            max_tool_steps=0,
+        )
+        ctx = TriageContext(
+            store=store, analyst=analyst, playbooks=load_playbooks(REPO_ROOT / "playbooks")
+        )
+        state = run_triage([str(batch_file)], ctx)
+        alerts += state["alerts"]
+    store.close()
+    server.close()
+    found, of = leaked(server.requests, alerts)
+    print(
+        f"fed in hourly batches ({len(batches)} runs, {len(server.requests)} calls): raw entity "
+        f"values in outbound payloads: {found} (of {of} distinct values)"
+    )
 
 
 if __name__ == "__main__":
