@@ -12,7 +12,9 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
 from agent.models import ActionProposal, Incident, ProposalState
@@ -38,7 +40,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Errors quote input (paths, field values): printed as text, never as rich markup."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -145,7 +148,7 @@ def _summary(
             str(len(inc.alert_ids)),
             verdict,
             str(len(inc.proposal_ids)),
-            inc.title,
+            Text(inc.title),  # rule and host names are alert content: text, not markup
         )
     out.print(table)
     bands = Counter(
@@ -211,7 +214,7 @@ def approvals_list(
             p.risk.value,
             f"{got}/{p.required_approvals}",
             p.action,
-            orjson.dumps(p.args).decode(),
+            Text(orjson.dumps(p.args).decode()),  # entities from alerts: text, not markup
             p.incident_id,
             p.expires_at.strftime("%Y-%m-%d %H:%M"),
         )
@@ -227,7 +230,7 @@ def _decide(fn: Callable[[], ActionProposal], as_json: bool) -> None:
         sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")
     else:
         out.print(
-            f"{p.proposal_id}: {p.action} {orjson.dumps(p.args).decode()} -> "
+            f"{p.proposal_id}: {p.action} {escape(orjson.dumps(p.args).decode())} -> "
             f"[bold]{p.state.value}[/]",
             highlight=False,
         )
@@ -310,7 +313,7 @@ def sweep(
                 )
             except VigieError as exc:
                 err.print(
-                    f"[bold red]sweep stopped:[/] {type(exc).__name__}: {exc}; "
+                    f"[bold red]sweep stopped:[/] {type(exc).__name__}: {escape(str(exc))}; "
                     "checkpoint kept after the last stored page",
                     highlight=False,
                 )
@@ -321,8 +324,9 @@ def sweep(
             out.print(
                 f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
                 f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected; "
-                f"checkpoint {r.checkpoint}",
+                f"checkpoint {r.checkpoint}",  # sort values from alert documents
                 highlight=False,
+                markup=False,
             )
         if once:
             return
@@ -403,7 +407,7 @@ def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = Non
         raise _fail(str(exc), code=1) from exc
     for b in books:
         steps = ", ".join(f"{s.action}({s.risk.value})" for s in b.steps)
-        out.print(f"[green]ok[/] {b.name}: {steps}", highlight=False)
+        out.print(f"[green]ok[/] {escape(b.name)}: {escape(steps)}", highlight=False)
     out.print(f"{len(books)} playbook(s) valid in {d}")
 
 

@@ -239,3 +239,42 @@ def test_critical_assets_from_the_settings_lift_their_incidents(tmp_path: Path) 
     assert ranked[""]["a0"] == ranked[""]["a1"]  # twins: the same priority unlisted
     assert ranked["dc*"]["a1"] == pytest.approx(ranked["dc*"]["a0"] + 10)
     assert ranked["dc*"]["a1"] == pytest.approx(ranked[""]["a1"] + 10)
+
+
+def test_alert_content_prints_as_text_never_as_terminal_markup(tmp_path: Path) -> None:
+    """Rule, host and user names are attacker-controlled: rich markup in them must neither
+    restyle the terminal nor crash it ("[/]" closes nothing), in the summary, the approval
+    queue or a decision."""
+    user = "[/]svc[bold red] APPROVED[/]"
+    doc = ecs(
+        "m1",
+        0,
+        "Privilege escalation [/] via pkexec",
+        "web[/]01",
+        severity="critical",
+        tactic="TA0004",
+        technique="T1548",
+        user={"name": user},
+    )
+    f = tmp_path / "markup.ndjson"
+    f.write_text(json.dumps(doc) + "\n")
+    triaged = vigie(tmp_path, "triage", "--input", str(f))
+    assert triaged.returncode == 0, triaged.stderr
+    assert "Privilege escalation [/] via pkexec on web[/]01" in triaged.stdout
+    listed = vigie(tmp_path, "approvals", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "[bold red]" in listed.stdout and "Traceback" not in listed.stderr
+    pending = vigie(tmp_path, "approvals", "list", "--json", "--status", "pending")
+    disable = next(
+        p for p in map(json.loads, pending.stdout.splitlines()) if p["action"] == "disable_user"
+    )
+    assert disable["args"]["user"] == user
+    decided = vigie(tmp_path, "approvals", "approve", disable["proposal_id"], "--as", "alice")
+    assert decided.returncode == 0, decided.stderr
+    assert json.dumps(user)[1:-1] in decided.stdout  # the arguments, exactly as bound
+
+
+def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
+    missing = tmp_path / "alerts[/]today.ndjson"
+    r = vigie(tmp_path, "triage", "--input", str(missing))
+    assert r.returncode == 2 and f"input not found: {missing}" in r.stderr
