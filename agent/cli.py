@@ -39,9 +39,24 @@ out = Console(width=max(140, Console().width))
 err = Console(stderr=True)
 
 
+#: C0 and C1 control characters and DEL, shown as \xNN: an escape sequence in an alert could
+#: clear the analyst's screen, retitle the window or hide what follows it.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def _plain(value: str) -> str:
+    """Untrusted text (alert content, input quoted in errors) as the terminal should show it."""
+    return value.translate(_CONTROLS)
+
+
+def _text(value: str) -> Text:
+    """Untrusted text for a table cell: its characters as they are, never rich markup."""
+    return Text(_plain(value))
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     """Errors quote input (paths, field values): printed as text, never as rich markup."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(_plain(message))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -148,7 +163,7 @@ def _summary(
             str(len(inc.alert_ids)),
             verdict,
             str(len(inc.proposal_ids)),
-            Text(inc.title),  # rule and host names are alert content: text, not markup
+            _text(inc.title),  # rule and host names are alert content
         )
     out.print(table)
     bands = Counter(
@@ -164,9 +179,9 @@ def _summary(
         reasons = Counter(d.reason.split(":")[0] for d in dead)
         out.print(f"[bold yellow]{len(dead)}[/] document(s) rejected:")
         for reason, n in reasons.most_common(10):
-            out.print(f"  {n} x {reason}", markup=False, highlight=False)
+            out.print(_plain(f"  {n} x {reason}"), markup=False, highlight=False)
         for d in dead[:5]:
-            out.print(f"  {d.source}:{d.line}: {d.reason}", markup=False, highlight=False)
+            out.print(_plain(f"  {d.source}:{d.line}: {d.reason}"), markup=False, highlight=False)
     else:
         out.print("0 documents rejected")
 
@@ -214,7 +229,7 @@ def approvals_list(
             p.risk.value,
             f"{got}/{p.required_approvals}",
             p.action,
-            Text(orjson.dumps(p.args).decode()),  # entities from alerts: text, not markup
+            _text(orjson.dumps(p.args).decode()),  # entities from alerts
             p.incident_id,
             p.expires_at.strftime("%Y-%m-%d %H:%M"),
         )
@@ -230,7 +245,7 @@ def _decide(fn: Callable[[], ActionProposal], as_json: bool) -> None:
         sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")
     else:
         out.print(
-            f"{p.proposal_id}: {p.action} {escape(orjson.dumps(p.args).decode())} -> "
+            f"{p.proposal_id}: {p.action} {escape(_plain(orjson.dumps(p.args).decode()))} -> "
             f"[bold]{p.state.value}[/]",
             highlight=False,
         )
@@ -312,8 +327,9 @@ def sweep(
                     ),
                 )
             except VigieError as exc:
+                reason = escape(_plain(str(exc)))
                 err.print(
-                    f"[bold red]sweep stopped:[/] {type(exc).__name__}: {escape(str(exc))}; "
+                    f"[bold red]sweep stopped:[/] {type(exc).__name__}: {reason}; "
                     "checkpoint kept after the last stored page",
                     highlight=False,
                 )
@@ -324,7 +340,7 @@ def sweep(
             out.print(
                 f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
                 f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected; "
-                f"checkpoint {r.checkpoint}",  # sort values from alert documents
+                f"checkpoint {_plain(str(r.checkpoint))}",  # sort values from alert documents
                 highlight=False,
                 markup=False,
             )

@@ -278,3 +278,28 @@ def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
     missing = tmp_path / "alerts[/]today.ndjson"
     r = vigie(tmp_path, "triage", "--input", str(missing))
     assert r.returncode == 2 and f"input not found: {missing}" in r.stderr
+
+
+def test_escape_sequences_in_alerts_do_not_reach_the_terminal(tmp_path: Path) -> None:
+    """An ESC or 8-bit CSI in a rule or user name could clear the analyst's screen or retitle
+    the window: the terminal gets them as visible \\xNN."""
+    doc = ecs(
+        "t1",
+        0,
+        "Evil \x1b[2J\x1b]0;pwned\x07 rule",
+        "web01",
+        severity="critical",
+        tactic="TA0004",
+        technique="T1548",
+        user={"name": "\x9b31mroot"},
+    )
+    f = tmp_path / "controls.ndjson"
+    f.write_text(json.dumps(doc) + "\n")
+    triaged = vigie(tmp_path, "triage", "--input", str(f))
+    assert triaged.returncode == 0, triaged.stderr
+    assert "Evil \\x1b[2J\\x1b]0;pwned\\x07 rule" in triaged.stdout
+    listed = vigie(tmp_path, "approvals", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "\\x9b31mroot" in listed.stdout
+    for out in (triaged.stdout, listed.stdout):
+        assert not {"\x1b", "\x9b", "\x07"} & set(out)
