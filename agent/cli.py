@@ -423,7 +423,9 @@ def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = Non
         raise _fail(str(exc), code=1) from exc
     for b in books:
         steps = ", ".join(f"{s.action}({s.risk.value})" for s in b.steps)
-        out.print(f"[green]ok[/] {escape(b.name)}: {escape(steps)}", highlight=False)
+        out.print(
+            f"[green]ok[/] {escape(_plain(b.name))}: {escape(_plain(steps))}", highlight=False
+        )
     out.print(f"{len(books)} playbook(s) valid in {d}")
 
 
