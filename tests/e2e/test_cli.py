@@ -241,23 +241,30 @@ def test_critical_assets_from_the_settings_lift_their_incidents(tmp_path: Path) 
     assert ranked["dc*"]["a1"] == pytest.approx(ranked[""]["a1"] + 10)
 
 
-def test_alert_content_prints_as_text_never_as_terminal_markup(tmp_path: Path) -> None:
-    """Rule, host and user names are attacker-controlled: rich markup in them must neither
-    restyle the terminal nor crash it ("[/]" closes nothing), in the summary, the approval
-    queue or a decision."""
-    user = "[/]svc[bold red] APPROVED[/]"
+def escalation(tmp_path: Path, rule: str, host: str, user: str) -> Path:
+    """A file of one privilege escalation by `user` on `host`: the compromised-account playbook
+    proposes to disable the user, so the name reaches the approval queue as an argument."""
     doc = ecs(
-        "m1",
+        "x1",
         0,
-        "Privilege escalation [/] via pkexec",
-        "web[/]01",
+        rule,
+        host,
         severity="critical",
         tactic="TA0004",
         technique="T1548",
         user={"name": user},
     )
-    f = tmp_path / "markup.ndjson"
+    f = tmp_path / "escalation.ndjson"
     f.write_text(json.dumps(doc) + "\n")
+    return f
+
+
+def test_alert_content_prints_as_text_never_as_terminal_markup(tmp_path: Path) -> None:
+    """Rule, host and user names are attacker-controlled: rich markup in them must neither
+    restyle the terminal nor crash it ("[/]" closes nothing), in the summary, the approval
+    queue or a decision."""
+    user = "[/]svc[bold red] APPROVED[/]"
+    f = escalation(tmp_path, "Privilege escalation [/] via pkexec", "web[/]01", user)
     triaged = vigie(tmp_path, "triage", "--input", str(f))
     assert triaged.returncode == 0, triaged.stderr
     assert "Privilege escalation [/] via pkexec on web[/]01" in triaged.stdout
@@ -283,18 +290,7 @@ def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
 def test_escape_sequences_in_alerts_do_not_reach_the_terminal(tmp_path: Path) -> None:
     """An ESC or 8-bit CSI in a rule or user name could clear the analyst's screen or retitle
     the window: the terminal gets them as visible \\xNN."""
-    doc = ecs(
-        "t1",
-        0,
-        "Evil \x1b[2J\x1b]0;pwned\x07 rule",
-        "web01",
-        severity="critical",
-        tactic="TA0004",
-        technique="T1548",
-        user={"name": "\x9b31mroot"},
-    )
-    f = tmp_path / "controls.ndjson"
-    f.write_text(json.dumps(doc) + "\n")
+    f = escalation(tmp_path, "Evil \x1b[2J\x1b]0;pwned\x07 rule", "web01", "\x9b31mroot")
     triaged = vigie(tmp_path, "triage", "--input", str(f))
     assert triaged.returncode == 0, triaged.stderr
     assert "Evil \\x1b[2J\\x1b]0;pwned\\x07 rule" in triaged.stdout
