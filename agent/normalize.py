@@ -140,23 +140,40 @@ def _detect(f: Fields) -> Format:
 # --- shared helpers -----------------------------------------------------------------------------
 
 
+#: Alert times outside these are bad input, not alerts: the year 1 or 9999 breaks the time
+#: arithmetic of correlation (windows, quiet periods), and no sensor dates an event so.
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+#: The same bounds in epoch seconds and milliseconds: the two ranges do not overlap, so a
+#: number's size says which unit it is in.
+_SECONDS = (EARLIEST.timestamp(), LATEST.timestamp())
+_MILLISECONDS = (EARLIEST.timestamp() * 1000, LATEST.timestamp() * 1000)
+
+
 def parse_timestamp(value: Any, field: str) -> datetime:
-    """ISO 8601 strings (with Z, +00:00 or +0000) or epoch milliseconds; naive means UTC."""
+    """ISO 8601 strings (with Z, +00:00 or +0000), or epoch seconds or milliseconds; naive
+    means UTC. Times before 1990 or from 2200 on are refused."""
     if isinstance(value, bool) or value is None:
         raise NormalizeError(f"no usable timestamp in {field}")
     if isinstance(value, int | float):
-        if not 0 <= value < 1e14:
-            raise NormalizeError(f"{field} out of range: {value!r}")
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        if _SECONDS[0] <= value < _SECONDS[1]:
+            return datetime.fromtimestamp(value, tz=UTC)
+        if _MILLISECONDS[0] <= value < _MILLISECONDS[1]:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        raise NormalizeError(f"{field} out of range: {value!r}")
     if not isinstance(value, str):
         raise NormalizeError(f"{field} must be a string or a number, got {type(value).__name__}")
     try:
         ts = datetime.fromisoformat(value.strip())
+        if ts.tzinfo is not UTC:  # "Z" and "+00:00" (most alerts) are already as they should be
+            ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     except ValueError:
         raise NormalizeError(f"{field} is not an ISO 8601 timestamp: {value[:40]!r}") from None
-    if ts.tzinfo is UTC:  # "Z" and "+00:00": most alerts, already as they should be
-        return ts
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:  # the year 1 at +14:00
+        raise NormalizeError(f"{field} out of range: {value[:40]!r}") from None
+    if not EARLIEST <= ts < LATEST:
+        raise NormalizeError(f"{field} out of range: {value[:40]!r}")
+    return ts
 
 
 def alert_id(doc: dict[str, Any], get: Getter) -> str:

@@ -83,14 +83,16 @@ def parse_splunk(body: Any) -> list[dict[str, Any]]:
         raise BadInput("a Splunk webhook body needs a 'result' object")
     r = body["result"]
     when = r.get("_time")
-    ts = (
-        datetime.fromtimestamp(float(when), tz=UTC)
+    # Epoch seconds, as Splunk sends them: the normaliser reads and bounds them (a time out of
+    # range becomes a dead letter, not an error of the whole batch).
+    stamp: float | str = (
+        float(when)
         if isinstance(when, int | float)
         or (isinstance(when, str) and when.replace(".", "", 1).isdigit())
-        else datetime.now(UTC)
+        else datetime.now(UTC).isoformat()
     )
     doc: dict[str, Any] = {
-        "@timestamp": ts.isoformat(),
+        "@timestamp": stamp,
         "event": {
             "id": f"splunk-{_stable_id(body.get('sid'), r)}",
             "kind": "alert",

@@ -204,3 +204,18 @@ def test_health_readiness_metrics_and_openapi(api: dict) -> None:
     assert {"/webhooks/{source}", "/api/incidents", "/api/approvals/{proposal_id}/approve"} <= set(
         spec["paths"]
     )
+
+
+def test_a_splunk_time_out_of_range_is_one_rejected_alert(api: dict) -> None:
+    """Splunk sends `_time` in epoch seconds; an absurd one is that row's dead letter, not a
+    failed request."""
+    c = api["client"]
+    rows = [("ok", 1767603600), ("absurd", 10**20)]
+    for sid, when in rows:
+        body = json.dumps(
+            {"result": {"host": "web", "_time": when}, "sid": sid, "search_name": "Port scan"}
+        ).encode()
+        r = c.post("/webhooks/splunk", content=body, headers=auth("splunk-token"))
+        assert r.status_code == 202, r.text
+        assert (r.json()["accepted"], r.json()["rejected"]) == ((1, 0) if sid == "ok" else (0, 1))
+    assert "out of range" in api["store"].dead_letters()[-1].reason

@@ -299,3 +299,20 @@ def test_escape_sequences_in_alerts_do_not_reach_the_terminal(tmp_path: Path) ->
     assert "\\x9b31mroot" in listed.stdout
     for out in (triaged.stdout, listed.stdout):
         assert not {"\x1b", "\x9b", "\x07"} & set(out)
+
+
+def test_alerts_dated_out_of_range_are_dead_letters_and_the_rest_triaged(tmp_path: Path) -> None:
+    """The year 1 or 9999 broke correlation's time arithmetic and with it the whole run."""
+    stamps = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-01-05T09:00:00Z"]
+    f = tmp_path / "dates.ndjson"
+    f.write_text(
+        "\n".join(
+            json.dumps(ecs(i, 0, "Rule", "h1") | {"@timestamp": t}) for i, t in enumerate(stamps)
+        )
+        + "\n"
+    )
+    out = tmp_path / "incidents.jsonl"
+    r = vigie(tmp_path, "triage", "--input", str(f), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["alert_ids"] for line in out.read_text().splitlines()] == [["a2"]]
+    assert "2 document(s) rejected" in r.stdout and "out of range" in r.stdout

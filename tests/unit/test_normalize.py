@@ -133,11 +133,25 @@ def test_real_wazuh_and_elastic_samples_normalise(shared_data) -> None:
         (ecs(1, 0, "r") | {"event": {"id": "x", "risk_score": 400}}, "within 0-100"),
         ({"timestamp": "2025-01-01T00:00:00Z", "rule": {"level": 99}}, "within 0-15"),
         (["not", "an", "object"], "expected a JSON object"),
+        (ecs(1, 0, "r") | {"@timestamp": "0001-01-01T00:00:00Z"}, "out of range"),
+        (ecs(1, 0, "r") | {"@timestamp": "0001-01-01T00:00:00+14:00"}, "out of range"),
+        (ecs(1, 0, "r") | {"@timestamp": "9999-12-31T23:59:59Z"}, "out of range"),
+        (ecs(1, 0, "r") | {"@timestamp": "1970-01-01T00:00:00Z"}, "out of range"),
+        (ecs(1, 0, "r") | {"@timestamp": 1e20}, "out of range"),
+        (ecs(1, 0, "r") | {"@timestamp": -1}, "out of range"),
     ],
 )
 def test_bad_documents_raise_typed_errors(doc: object, reason: str) -> None:
     with pytest.raises(NormalizeError, match=reason):
         normalize(doc)
+
+
+def test_epoch_seconds_and_milliseconds_are_told_apart_by_size() -> None:
+    """A number is seconds or milliseconds: the two ranges of plausible alert times (1990 to
+    2200) do not overlap."""
+    iso = normalize(ecs(1, 0, "r") | {"@timestamp": "2022-01-21T00:00:09.5Z"}).timestamp
+    for number in (1642723209.5, 1642723209500):
+        assert normalize(ecs(1, 0, "r") | {"@timestamp": number}).timestamp == iso
 
 
 def test_absurd_nesting_is_refused() -> None:
