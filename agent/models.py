@@ -157,13 +157,15 @@ class Alert(BaseModel):
 
 
 def raw_json(document: Any) -> bytes:
-    """A document as compact JSON bytes (bytes are taken as already encoded)."""
+    """A document as compact JSON bytes (bytes are taken as already encoded). Raises
+    UnicodeEncodeError for a lone surrogate ("\\ud800" is valid JSON, which the stdlib parser
+    decodes, but no UTF-8 can hold it): the normaliser makes that a dead letter."""
     if isinstance(document, bytes):
         return document
     try:
         return orjson.dumps(document)
-    except TypeError:  # integers beyond 64 bits (the stdlib parser accepts them)
-        return json.dumps(document, default=str).encode()
+    except TypeError:  # integers beyond 64 bits, or a lone surrogate (the stdlib parser takes both)
+        return json.dumps(document, default=str, ensure_ascii=False).encode()
 
 
 class DeadLetter(BaseModel):

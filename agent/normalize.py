@@ -499,13 +499,22 @@ def _build(
         "techniques": tuple(techniques),
         "entities": entities,
         "message": message[:4096],
-        "raw_json": f.raw if f.raw is not None else raw_json(doc),
+        "raw_json": f.raw if f.raw is not None else document_json(doc),
     }
+
+
+def document_json(doc: Any) -> bytes:
+    """The document as its alert keeps it. A lone surrogate in it is bad input: it could be
+    neither stored nor shown, and the whole run would fail on it."""
+    try:
+        return raw_json(doc)
+    except UnicodeEncodeError:
+        raise NormalizeError("invalid Unicode: a lone surrogate (\\ud800-\\udfff)") from None
 
 
 ELASTIC = Format(normalize_elastic, elastic_time)
 WAZUH = Format(normalize_wazuh, wazuh_time)
 ECS = Format(normalize_ecs, ecs_time)
-_REPEATS = Repeats(normalise_fully, alert_id, raw_json)
+_REPEATS = Repeats(normalise_fully, alert_id, document_json)
 
 SHARED_FIELDS_SET = set(Alert.model_fields)  # see alert_from_fields

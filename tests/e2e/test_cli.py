@@ -316,3 +316,18 @@ def test_alerts_dated_out_of_range_are_dead_letters_and_the_rest_triaged(tmp_pat
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["alert_ids"] for line in out.read_text().splitlines()] == [["a2"]]
     assert "2 document(s) rejected" in r.stdout and "out of range" in r.stdout
+
+
+def test_a_lone_surrogate_is_a_dead_letter_and_the_rest_triaged(tmp_path: Path) -> None:
+    """ "\\ud800" is valid JSON that the stdlib parser decodes and nothing can encode: it
+    failed the whole run when its incident was stored. A first line holding one also sends the
+    file to the stdlib parser."""
+    docs = [ecs(1, 0, "lone \ud800 rule", "h1"), ecs(2, 1, "Rule", "h1", extra="\udfff")]
+    docs.append(ecs(3, 2, "Rule", "h2"))
+    f = tmp_path / "unicode.ndjson"
+    f.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    out = tmp_path / "incidents.jsonl"
+    r = vigie(tmp_path, "triage", "--input", str(f), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["alert_ids"] for line in out.read_text().splitlines()] == [["a3"]]
+    assert "2 document(s) rejected" in r.stdout and "lone surrogate" in r.stdout

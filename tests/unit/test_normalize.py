@@ -139,6 +139,8 @@ def test_real_wazuh_and_elastic_samples_normalise(shared_data) -> None:
         (ecs(1, 0, "r") | {"@timestamp": "1970-01-01T00:00:00Z"}, "out of range"),
         (ecs(1, 0, "r") | {"@timestamp": 1e20}, "out of range"),
         (ecs(1, 0, "r") | {"@timestamp": -1}, "out of range"),
+        (ecs(1, 0, "lone \ud800 surrogate"), "lone surrogate"),
+        (ecs(1, 0, "r") | {"extra": ["x\udfff"]}, "lone surrogate"),
     ],
 )
 def test_bad_documents_raise_typed_errors(doc: object, reason: str) -> None:
