@@ -237,3 +237,25 @@ def test_incidents_left_unmirrored_by_a_crash_are_mirrored_by_the_next_sweep(
         inc = ctx.store.get_incident(h["_id"])
         assert h["_source"]["alert_count"] == len(inc.alert_ids)
     assert ctx.store.get_checkpoint(cfg.pending_name) == []
+
+
+def test_poisoned_alerts_in_the_index_become_dead_letters_and_the_sweep_goes_on(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """An alert dated the year 1, or holding a lone surrogate (the client's stdlib parser
+    decodes "\\ud800"), failed every sweep at its page: the checkpoint never moved again."""
+    docs = scenario(30)[:30]
+    docs[4]["kibana.alert.rule.name"] = "lone \ud800 rule"
+    docs[9]["@timestamp"] = "0001-01-01T00:00:00Z"
+    seed(es, docs)
+    cfg = SweepConfig(page_size=10)
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert (r.alerts_read, r.dead_letters) == (30, 2)
+    assert placed(ctx.store) == sorted(
+        d["kibana.alert.uuid"] for i, d in enumerate(docs) if i not in (4, 9)
+    )
+    assert sorted(d.reason.split(":")[0] for d in ctx.store.dead_letters()) == [
+        "@timestamp out of range",
+        "invalid Unicode",
+    ]
+    assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
