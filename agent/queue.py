@@ -83,9 +83,13 @@ class ApprovalQueue:
             raise ApprovalError("an edit may change argument values, not which arguments exist")
         now = self._clock()
         digest = args_hash(p.action, new_args)
+        if digest == p.args_hash:
+            raise ApprovalError("the edit changes no argument: approve or reject it as it is")
         replacement = p.model_copy(
             update={
-                "proposal_id": proposal_id_for(p.incident_id, p.step, digest),
+                # Named after the proposal it replaces as well: an edit back to earlier
+                # arguments (A -> B -> A) is a new proposal, not the superseded one again.
+                "proposal_id": proposal_id_for(p.incident_id, p.step, f"{digest}<{p.proposal_id}"),
                 "args": new_args,
                 "args_hash": digest,
                 "requested_by": who,

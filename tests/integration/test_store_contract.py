@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent import approvals
-from agent.errors import Transient
+from agent.errors import ApprovalError, Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
 from agent.models import ActionProposal, ProposalState
+from agent.playbooks import proposal_id_for
 from agent.queue import ApprovalQueue
 from agent.store import RunHistory, Store
 from agent.store.redis import RedisStore
@@ -204,6 +205,33 @@ def test_edit_creates_a_new_proposal_needing_fresh_approval(store: Store) -> Non
         q.approve(new.proposal_id, "carol")
     with pytest.raises(Exception, match="not which arguments"):
         q.edit(new.proposal_id, "dave", {"ip": "1.2.3.4", "target": "other"})
+
+
+def test_an_edit_back_to_earlier_arguments_is_a_new_proposal_and_a_no_op_edit_is_refused(
+    store: Store,
+) -> None:
+    """An edit's proposal id came from the incident, step and arguments alone: editing back to
+    the first arguments (A -> B -> A) or to the same ones collided with an existing proposal.
+    SQLite failed with an IntegrityError; Redis overwrote the superseded record."""
+    now = datetime.now(UTC)
+    made = proposal(created_at=now, expires_at=now + timedelta(hours=1))
+    pid = proposal_id_for(made.incident_id, made.step, made.args_hash)  # as triage names it
+    first = fresh(store, made.model_copy(update={"proposal_id": pid}))
+    q = queue_for(store, CountingRunner())
+    with pytest.raises(ApprovalError, match="changes no argument"):
+        q.edit(first.proposal_id, "carol", dict(first.args))
+    assert store.get_proposal(first.proposal_id) == first  # untouched
+    other = q.edit(first.proposal_id, "carol", {"ip": "203.0.113.10", "target": "firewall"})
+    back = q.edit(other.proposal_id, "dave", dict(first.args))
+    assert len({first.proposal_id, other.proposal_id, back.proposal_id}) == 3
+    assert back.args_hash == first.args_hash and back.supersedes == other.proposal_id
+    states = {p.proposal_id: p.state for p in store.list_proposals()}
+    assert states == {
+        first.proposal_id: ProposalState.superseded,
+        other.proposal_id: ProposalState.superseded,
+        back.proposal_id: ProposalState.pending,
+    }
+    assert store.get_proposal(first.proposal_id).requested_by == first.requested_by
 
 
 def test_intake_records_the_replay_key_with_the_batch(store: Store) -> None:
