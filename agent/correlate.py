@@ -327,12 +327,19 @@ class Progression:
     def link(self, runs: list[Run]) -> EntityLink:
         first, then = runs[self.earlier], runs[self.later]
         assert first.stage is not None and then.stage is not None
-        return EntityLink(
-            kind="progression",
-            value=self.value,
-            alert_ids=[first.alerts[0].id, then.alerts[0].id],
-            tactics=[TACTIC_ORDER[first.stage[1]], TACTIC_ORDER[then.stage[0]]],
-        )
+        ids = [first.alerts[0].id, then.alerts[0].id]
+        return progression_link(self.value, ids, first.stage[1], then.stage[0])
+
+
+def progression_link(value: str, alert_ids: list[str], ends: int, starts: int) -> EntityLink:
+    """The link of a progression on host or user `value`: from the earlier alerts' last
+    kill-chain place (`ends`) to the later ones' first (`starts`)."""
+    return EntityLink(
+        kind="progression",
+        value=value,
+        alert_ids=alert_ids,
+        tactics=[TACTIC_ORDER[ends], TACTIC_ORDER[starts]],
+    )
 
 
 MAX_STEPS_BACK = 64  # earlier runs of one host or user a run is compared with

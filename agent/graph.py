@@ -207,9 +207,10 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
     alerts = state.get("alerts", [])
     history = None
     if ctx.store is not None and alerts:
-        newest = max(map(_timestamp, alerts)).timestamp()
-        since = (datetime.fromtimestamp(newest, tz=UTC) - timedelta(days=HISTORY_DAYS)).date()
-        history = ctx.store.rule_history(since, windows_from=int(newest) - WINDOW_HISTORY_SECONDS)
+        newest = max(map(_timestamp, alerts))  # alert times are UTC
+        since = (newest - timedelta(days=HISTORY_DAYS)).date()
+        windows_from = int(newest.timestamp()) - WINDOW_HISTORY_SECONDS
+        history = ctx.store.rule_history(since, windows_from=windows_from)
     recent = recent_hours(history.windows) if history is not None else None
     return {"clusters": correlate(alerts, ctx.correlation, recent), "rule_history": history}
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from agent.attack import TACTIC_ORDER, stage_of
-from agent.correlate import Cluster, CorrelationConfig, Run
+from agent.attack import stage_of
+from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
 from agent.incidents import build_incident, sample_of
 from agent.models import Alert, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
@@ -147,12 +147,7 @@ def _progression(
     shared = sorted(({first.host} | first.users) & {*incident.hosts, *incident.users})
     if not shared:
         return None
-    return EntityLink(
-        kind="progression",
-        value=shared[0],
-        alert_ids=[first.alerts[0].id],
-        tactics=[TACTIC_ORDER[high], TACTIC_ORDER[low]],
-    )
+    return progression_link(shared[0], [first.alerts[0].id], high, low)
 
 
 def _starts(run: Run) -> int:

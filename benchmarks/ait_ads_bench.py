@@ -304,6 +304,18 @@ def run_batches(csv_path: Path, alerts: Path, work: Path) -> None:
         )
 
 
+def batches_of(alerts: Path, seconds: int) -> list[str]:
+    """The file's lines in batches of `seconds` of alert time, in time order: as a scheduled
+    sweep or a SIEM's webhooks deliver them."""
+    batches: dict[int, list[str]] = {}
+    with alerts.open() as fh:
+        for line in fh:
+            stamp = json.loads(line)["@timestamp"].replace("Z", "+00:00")
+            key = int(datetime.fromisoformat(stamp).timestamp()) // seconds
+            batches.setdefault(key, []).append(line)
+    return ["".join(batches[key]) for key in sorted(batches)]
+
+
 def fed_in_batches(alerts: Path, seconds: int, work: Path) -> tuple[int, Path]:
     """Each batch of `seconds` of alerts (by alert time) triaged in turn, in this process,
     with the offline analyst and one SQLite store, as `vigie triage` would one file each."""
@@ -313,20 +325,15 @@ def fed_in_batches(alerts: Path, seconds: int, work: Path) -> tuple[int, Path]:
     from agent.settings import Settings
     from agent.store import open_store
 
-    batches: dict[int, list[str]] = {}
-    with alerts.open() as fh:
-        for line in fh:
-            stamp = json.loads(line)["@timestamp"].replace("Z", "+00:00")
-            key = int(datetime.fromisoformat(stamp).timestamp()) // seconds
-            batches.setdefault(key, []).append(line)
+    batches = batches_of(alerts, seconds)
     for old in work.glob("batches.db*"):
         old.unlink()
     store = open_store(f"sqlite:///{work}/batches.db")
     settings = Settings()
     latest: dict[str, dict] = {}
     batch_file = work / "batch.ndjson"
-    for key in sorted(batches):
-        batch_file.write_text("".join(batches[key]))
+    for batch in batches:
+        batch_file.write_text(batch)
         state = service.triage_files(settings, store, [str(batch_file)])
         for incident in state.get("incidents", []):
             latest[incident.incident_id] = incident.output_line()

@@ -18,10 +18,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ait_ads_bench import batches_of  # this script's directory is on the path
 
 from agent.graph import TriageContext, run_triage
 from agent.llm_analyst import Budget, MistralAnalyst, mistral_token_counter
@@ -127,28 +128,21 @@ def in_batches(path: str, work: Path, count: Callable[[str], int], seconds: int 
     """The same alerts fed an hour at a time into one store, a fresh analyst each run (as each
     webhook batch or sweep gets): later batches extend incidents whose earlier hosts and users
     this run's alerts do not hold, and those must not leave raw either."""
-    batches: dict[int, list[str]] = {}
-    with open(path) as fh:
-        for line in fh:
-            stamp = json.loads(line)["@timestamp"].replace("Z", "+00:00")
-            batches.setdefault(
-                int(datetime.fromisoformat(stamp).timestamp()) // seconds, []
-            ).append(line)
+    batches = batches_of(Path(path), seconds)
+    playbooks = load_playbooks(REPO_ROOT / "playbooks")
     server = MistralStandIn(grounded_model)
     store = open_store(f"sqlite:///{work}/batches.db")
     batch_file = work / "batch.ndjson"
     alerts: list = []
-    for key in sorted(batches):
-        batch_file.write_text("".join(batches[key]))
+    for batch in batches:
+        batch_file.write_text(batch)
         analyst = MistralAnalyst(
             MistralChat(api_key="bench", model="mistral-small-latest", server_url=server.url),
             budget=Budget(PER_INCIDENT, PER_RUN),
             count_tokens=count,
             max_tool_steps=0,
         )
-        ctx = TriageContext(
-            store=store, analyst=analyst, playbooks=load_playbooks(REPO_ROOT / "playbooks")
-        )
+        ctx = TriageContext(store=store, analyst=analyst, playbooks=playbooks)
         state = run_triage([str(batch_file)], ctx)
         alerts += state["alerts"]
     store.close()
