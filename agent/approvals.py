@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from agent.actions import check_edit
 from agent.errors import ApprovalError, Forbidden
 from agent.models import ActionProposal, Approval, ProposalState, Risk, args_hash
 
@@ -55,14 +56,24 @@ def _require_pending(p: ActionProposal, now: datetime) -> None:
         raise ApprovalError(f"{p.proposal_id} expired at {p.expires_at.isoformat()}")
 
 
-def _require_person(p: ActionProposal, who: str) -> None:
+def person(name: str) -> str:
+    """How names are compared: " Alice" and "alice" are one person, who cannot be both the
+    requester and an approver, or two approvers."""
+    return name.strip().casefold()
+
+
+def _require_named(who: str) -> None:
     name = who.strip()
     if not name:
         raise ApprovalError("an approver must be named")
-    if name.lower() in SYSTEM_IDENTITIES:
+    if person(name) in SYSTEM_IDENTITIES:
         raise ApprovalError(f"{name!r} is a system identity and cannot decide")
-    if name == p.requested_by:
-        raise ApprovalError(f"{name!r} requested {p.proposal_id} and cannot approve it")
+
+
+def _require_person(p: ActionProposal, who: str) -> None:
+    _require_named(who)
+    if person(who) == person(p.requested_by):
+        raise ApprovalError(f"{who.strip()!r} requested {p.proposal_id} and cannot approve it")
 
 
 def _moved(p: ActionProposal, **changes: Any) -> ActionProposal:
@@ -89,13 +100,13 @@ def approve(
     verify_integrity(p)
     if seen_hash != p.args_hash:
         raise ApprovalError(f"{p.proposal_id}: you approved other arguments than those proposed")
-    if any(a.approver == who and a.decision == "approve" for a in p.approvals):
+    if any(person(a.approver) == person(who) and a.decision == "approve" for a in p.approvals):
         raise ApprovalError(f"{who!r} already approved {p.proposal_id}; a second person must")
     approvals = [
         *p.approvals,
         Approval(approver=who, decision="approve", at=now, comment=comment, args_hash=p.args_hash),
     ]
-    distinct = {a.approver for a in approvals if a.decision == "approve"}
+    distinct = {person(a.approver) for a in approvals if a.decision == "approve"}
     state = ProposalState.approved if len(distinct) >= p.required_approvals else p.state
     return _moved(p, approvals=approvals, state=state)
 
@@ -118,9 +129,16 @@ def expire(p: ActionProposal, now: datetime) -> ActionProposal:
     return _moved(p, state=ProposalState.expired)
 
 
-def supersede(p: ActionProposal) -> ActionProposal:
-    if p.state is not ProposalState.pending:
-        raise ApprovalError(f"{p.proposal_id} is {p.state.value}; only pending can be edited")
+def supersede(
+    p: ActionProposal, who: str, now: datetime, new_args: dict[str, Any]
+) -> ActionProposal:
+    """An edit ends the proposal; its replacement (made by the queue) needs fresh approvals.
+    Only a person edits, only a pending proposal that has not expired, and only what
+    `agent.actions.check_edit` allows."""
+    _require_pending(p, now)
+    _require_named(who)
+    verify_integrity(p)
+    check_edit(p.action, p.args, new_args)
     return _moved(p, state=ProposalState.superseded)
 
 

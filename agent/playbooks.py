@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.actions import ACTIONS
+from agent.actions import ACTIONS, problem
 from agent.attack import is_technique_id, tactic_id
 from agent.errors import BadInput
 from agent.models import (
@@ -89,6 +89,10 @@ class Step(BaseModel):
         extra = set(self.options) - spec.options
         if extra:
             raise ValueError(f"action {self.action} takes no option(s) {sorted(extra)}")
+        for name, value in self.options.items():  # as an approver's edit of them would be
+            why = problem(name, value)
+            if why is not None:
+                raise ValueError(f"option {name} {why}: {value!r}")
         return self
 
 

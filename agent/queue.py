@@ -79,9 +79,9 @@ class ApprovalQueue:
     def edit(self, proposal_id: str, who: str, new_args: dict[str, Any]) -> ActionProposal:
         """Changed arguments make a new proposal that needs fresh approvals; the old one ends."""
         p = self.get(proposal_id)
-        if set(new_args) != set(p.args) or new_args.get("target") != p.args.get("target"):
-            raise ApprovalError("an edit may change argument values, not which arguments exist")
+        self._role(who)
         now = self._clock()
+        old = approvals.supersede(p, who, now, new_args)
         digest = args_hash(p.action, new_args)
         if digest == p.args_hash:
             raise ApprovalError("the edit changes no argument: approve or reject it as it is")
@@ -101,7 +101,6 @@ class ApprovalQueue:
                 "version": 0,
             }
         )
-        old = approvals.supersede(p)
         self._commit(
             p,
             old,

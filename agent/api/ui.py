@@ -20,6 +20,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from agent.actions import ACTIONS
 from agent.api.auth import ApiTokens, Principal
 from agent.attack import TACTIC_NAMES
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
@@ -73,6 +74,7 @@ def _env() -> Environment:
     env.filters["ago"] = lambda dt: _human((datetime.now(UTC) - dt).total_seconds())
     env.filters["left"] = lambda dt: _human((dt - datetime.now(UTC)).total_seconds())
     env.globals["tactic_name"] = lambda t: TACTIC_NAMES.get(t, t)
+    env.globals["editable"] = lambda action: ACTIONS[action].editable if action in ACTIONS else ()
     return env
 
 
@@ -293,7 +295,12 @@ def build_router(
         current = p
 
         def apply() -> ActionProposal:
-            new_args = {k: _typed(v, str(form.get(f"arg_{k}", v))) for k, v in current.args.items()}
+            # Only the editable arguments are read from the form; the others are shown as text.
+            editable = ACTIONS[current.action].editable if current.action in ACTIONS else ()
+            new_args = {
+                k: _typed(v, str(form[f"arg_{k}"])) if k in editable and f"arg_{k}" in form else v
+                for k, v in current.args.items()
+            }
             return queue.edit(proposal_id, s.principal.name, new_args)
 
         return decided(s, apply, _back(p))
@@ -314,4 +321,9 @@ def _typed(old: Any, value: str) -> Any:
             return int(value)
         except ValueError:
             raise ApprovalError(f"{value!r} is not a whole number") from None
+    if isinstance(old, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ApprovalError(f"{value!r} is not a number") from None
     return value

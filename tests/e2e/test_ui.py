@@ -203,3 +203,36 @@ def test_an_incident_page_names_the_sensors_that_corroborate_a_link(api: dict) -
     assert "shared host <code>web</code> (2 alerts, seen by suricata, wazuh)" in incident_page(
         api, cluster
     )
+
+
+def test_the_edit_form_offers_only_what_may_change_and_refuses_what_cannot_be(
+    api: dict,
+) -> None:
+    """The form showed every argument but the target, so an open_ticket could be pointed at
+    another incident, and an isolation whose agent id was unknown bound the text "None"."""
+    seed(api)
+    c = api["client"]
+    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    store = api["store"]
+    ticket = next(p for p in store.list_proposals() if p.action == "open_ticket")
+    html = c.get(f"/incidents/{ticket.incident_id}").text
+    csrf = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    inputs = {x.split('"', 1)[0] for x in html.split('name="arg_')[1:]}
+    assert {"ip", "duration_hours", "queue"} <= inputs
+    assert not inputs & {"target", "incident_id", "agent_id"}
+    sneaked = c.post(
+        f"/proposals/{ticket.proposal_id}/edit",
+        data={"csrf": csrf, "arg_queue": "soc-l3", "arg_incident_id": "INC-other"},
+        follow_redirects=False,
+    )
+    assert sneaked.status_code == 303
+    new = next(p for p in store.list_proposals() if p.supersedes == ticket.proposal_id)
+    assert new.args == {**ticket.args, "queue": "soc-l3"}
+    block = next(p for p in store.list_proposals() if p.action == "block_ip")
+    refused = c.post(
+        f"/proposals/{block.proposal_id}/edit",
+        data={"csrf": csrf, "arg_ip": "10.0.0.0/8", "arg_duration_hours": "24"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 409 and "one IP address" in refused.text
+    assert store.get_proposal(block.proposal_id) == block

@@ -203,7 +203,7 @@ def test_edit_creates_a_new_proposal_needing_fresh_approval(store: Store) -> Non
     )
     with pytest.raises(Exception, match="requested"):
         q.approve(new.proposal_id, "carol")
-    with pytest.raises(Exception, match="not which arguments"):
+    with pytest.raises(ApprovalError, match="target cannot be edited"):
         q.edit(new.proposal_id, "dave", {"ip": "1.2.3.4", "target": "other"})
 
 
@@ -232,6 +232,26 @@ def test_an_edit_back_to_earlier_arguments_is_a_new_proposal_and_a_no_op_edit_is
         back.proposal_id: ProposalState.pending,
     }
     assert store.get_proposal(first.proposal_id).requested_by == first.requested_by
+
+
+def test_an_edit_is_checked_like_a_decision_and_leaves_a_refused_proposal_alone(
+    store: Store,
+) -> None:
+    """An edit ends a proposal, so only a known approver may make one, and it may only bind
+    values an action can take: a network where one address belongs is refused, as is a
+    different incident for an incident-bound action."""
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    q = ApprovalQueue(store, lambda pid: None, timedelta(hours=1), roles={"carol": "lead"})
+    with pytest.raises(ApprovalError, match="not a known approver"):
+        q.edit(p.proposal_id, "mallory", {**p.args, "ip": "198.51.100.7"})
+    for bad, why in (("0.0.0.0/0", "one IP address"), ("127.0.0.1", "loopback")):
+        with pytest.raises(ApprovalError, match=why):
+            q.edit(p.proposal_id, "carol", {**p.args, "ip": bad})
+    assert store.get_proposal(p.proposal_id) == p and len(store.list_proposals()) == 1
+    assert q.edit(p.proposal_id, "carol", {**p.args, "ip": "198.51.100.7"}).args["ip"] == (
+        "198.51.100.7"
+    )
 
 
 def test_intake_records_the_replay_key_with_the_batch(store: Store) -> None:

@@ -111,3 +111,90 @@ def test_execution_path_and_terminal_states() -> None:
             approvals.approve(proposal(state=state), "alice", NOW, seen_hash=p.args_hash)
         with pytest.raises(ApprovalError):
             approvals.start(proposal(state=state), NOW)
+
+
+@pytest.mark.parametrize(
+    ("approver", "second"), [("alice", "Alice"), ("alice", " alice "), ("ALICE", "alice")]
+)
+def test_one_person_spelt_two_ways_is_still_one_approver(approver: str, second: str) -> None:
+    p = proposal(Risk.high)
+    once = approvals.approve(p, approver, NOW, seen_hash=p.args_hash)
+    with pytest.raises(ApprovalError, match="second person"):
+        approvals.approve(once, second, NOW, seen_hash=p.args_hash)
+    with pytest.raises(ApprovalError, match="requested"):
+        approvals.approve(proposal(requested_by="carol"), " Carol", NOW, seen_hash=p.args_hash)
+
+
+def made(action: str, **args: object) -> ActionProposal:
+    """A proposal for this action, its arguments as a playbook binds them."""
+    full = {**args, "target": "t"}
+    return proposal(action=action, args=full, args_hash=args_hash(action, full))
+
+
+BLOCK = made("block_ip", ip="203.0.113.9", duration_hours=24)
+ISOLATE = made("isolate_host", host="web-01", agent_id="agent-1")
+TICKET = made("open_ticket", incident_id="INC-1", queue="soc-l2")
+DISABLE = made("disable_user", user="jdoe")
+
+
+@pytest.mark.parametrize(
+    ("p", "change", "why"),
+    [
+        (BLOCK, {"ip": "10.0.0.0/8"}, "one IP address"),
+        (BLOCK, {"ip": "evil.example"}, "one IP address"),
+        (BLOCK, {"ip": " 203.0.113.7"}, "one IP address"),
+        (BLOCK, {"ip": "0.0.0.0"}, "unspecified"),
+        (BLOCK, {"ip": "127.0.0.1"}, "loopback"),
+        (BLOCK, {"ip": "::"}, "unspecified"),
+        (BLOCK, {"ip": 3405803783}, "text"),
+        (BLOCK, {"duration_hours": 0}, "1 to 8760"),
+        (BLOCK, {"duration_hours": 100_000}, "1 to 8760"),
+        (BLOCK, {"duration_hours": "48"}, "whole number"),
+        (BLOCK, {"duration_hours": True}, "whole number"),
+        (BLOCK, {"target": "other-firewall"}, "target cannot be edited"),
+        (ISOLATE, {"host": "dc-01"}, "host cannot be edited"),  # its agent id is web-01's
+        (ISOLATE, {"agent_id": "agent-2"}, "agent_id cannot be edited"),
+        (TICKET, {"incident_id": "INC-2"}, "incident_id cannot be edited"),
+        (TICKET, {"queue": "soc\x1b[2J"}, "control characters"),
+        (TICKET, {"queue": ""}, "non-empty"),
+        (TICKET, {"queue": "x" * 257}, "at most 256"),
+        (DISABLE, {"user": "jdoe\nroot"}, "control characters"),
+        (DISABLE, {"user": ["jdoe", "root"]}, "text"),
+    ],
+)
+def test_an_edit_changes_only_the_entity_and_options_each_to_a_value_of_its_kind(
+    p: ActionProposal, change: dict, why: str
+) -> None:
+    """Approvers edit what the action acts on and how, never where it runs, which incident it
+    is for, or what was read from the alerts for its entity (Kibana isolates by agent id)."""
+    with pytest.raises(ApprovalError, match=why):
+        approvals.supersede(p, "carol", NOW, {**p.args, **change})
+
+
+@pytest.mark.parametrize(
+    ("p", "change"),
+    [
+        (BLOCK, {"ip": "198.51.100.7", "duration_hours": 48}),
+        (BLOCK, {"ip": "2001:db8::7"}),
+        (TICKET, {"queue": "soc-l3"}),
+        (DISABLE, {"user": "j.doe@example.org"}),
+    ],
+)
+def test_an_edit_within_the_rules_ends_the_proposal(p: ActionProposal, change: dict) -> None:
+    old = approvals.supersede(p, "carol", NOW, {**p.args, **change})
+    assert old.state is ProposalState.superseded and old.version == p.version + 1
+
+
+@pytest.mark.parametrize("who", ["vigie", "LLM", " "])
+def test_only_a_person_edits(who: str) -> None:
+    with pytest.raises(ApprovalError, match=r"system identity|must be named"):
+        approvals.supersede(BLOCK, who, NOW, {**BLOCK.args, "duration_hours": 48})
+
+
+def test_an_expired_or_decided_proposal_cannot_be_edited() -> None:
+    new_args = {**BLOCK.args, "duration_hours": 48}
+    with pytest.raises(ApprovalError, match="expired"):
+        approvals.supersede(BLOCK, "carol", NOW + timedelta(hours=2), new_args)
+    rejected = approvals.reject(BLOCK, "bob", NOW, reason="no")
+    with pytest.raises(ApprovalError, match="not pending"):
+        approvals.supersede(rejected, "carol", NOW, new_args)

@@ -47,6 +47,17 @@ def test_every_shipped_playbook_loads_and_uses_the_closed_vocabulary() -> None:
             "must match on",
         ),
         ("name: [unclosed", "invalid playbooks"),
+        (
+            "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
+            "  - {id: s, action: block_ip, risk: low, target: t,"
+            " options: {duration_hours: '24'}}\n",
+            "option duration_hours must be a whole number",
+        ),
+        (
+            "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
+            "  - {id: s, action: open_ticket, risk: low, target: t, options: {queue: ''}}\n",
+            "option queue must be non-empty",
+        ),
     ],
 )
 def test_invalid_playbooks_are_refused_at_load(tmp_path: Path, body: str, reason: str) -> None:
