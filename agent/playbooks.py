@@ -173,15 +173,18 @@ def matches(book: Playbook, incident: Incident, evidence: Evidence) -> bool:
     return hit_tactic or hit_technique or hit_name
 
 
-def _entity_values(kind: str, alerts: list[Alert], limit: int) -> list[str]:
-    """The values the incident is most about: highest alert risk first, then most alerted."""
+def _entity_values(kind: str, param: str, alerts: list[Alert], limit: int) -> list[str]:
+    """The values the incident is most about: highest alert risk first, then most alerted.
+    A value no approver could set in an edit (a multicast address, a name holding control
+    characters: alert content is the attacker's) is not proposed either."""
     counts: dict[str, int] = {}
     risk: dict[str, float] = {}
     for a in alerts:
         for v in a.entities.of(kind):
             counts[v] = counts.get(v, 0) + 1
             risk[v] = max(risk.get(v, 0.0), a.risk_score)
-    return sorted(counts, key=lambda v: (-risk[v], -counts[v], v))[:limit]
+    usable = [v for v in counts if problem(param, v) is None]
+    return sorted(usable, key=lambda v: (-risk[v], -counts[v], v))[:limit]
 
 
 def _agent_id(host: str, alerts: list[Alert]) -> str | None:
@@ -221,7 +224,7 @@ def propose(
             values = (
                 [incident.incident_id]
                 if spec.entity is None
-                else _entity_values(spec.entity, alerts, step.max_targets)
+                else _entity_values(spec.entity, spec.param, alerts, step.max_targets)
             )
             for value in values:
                 if (step.action, value) in seen:

@@ -119,6 +119,45 @@ def test_parameters_come_only_from_incident_entities() -> None:
     assert [p.proposal_id for p in again] == [p.proposal_id for p in props]  # idempotent ids
 
 
+def test_values_no_approver_could_set_are_not_proposed(tmp_path: Path) -> None:
+    """Entities are the attacker's to write: a multicast source or a user name holding a
+    line break is skipped, and the next value takes its place."""
+    (tmp_path / "contain.yaml").write_text(
+        "name: contain\ndescription: d\nmatch: {tactics: [TA0006]}\nsteps:\n"
+        "  - {id: block, action: block_ip, risk: low, target: t, max_targets: 1}\n"
+        "  - {id: disable, action: disable_user, risk: low, target: t, max_targets: 1}\n"
+    )
+    crafted = [
+        alert(
+            i,
+            i,
+            "Credential access",
+            "web",
+            severity="critical",
+            tactic="TA0006",
+            source={"ip": ip},
+            user={"name": user},
+        )
+        for i, (ip, user) in enumerate(
+            [
+                ("224.0.0.251", "root\nadmin"),
+                ("224.0.0.251", "root\nadmin"),
+                ("203.0.113.9", "jdoe"),
+            ]
+        )
+    ]
+    props = propose(
+        load_playbooks(tmp_path),
+        incident_of(crafted),
+        crafted,
+        requester="vigie",
+        now=NOW,
+        ttl=timedelta(hours=1),
+    )
+    assert [p.args["ip"] for p in props if p.action == "block_ip"] == ["203.0.113.9"]
+    assert [p.args["user"] for p in props if p.action == "disable_user"] == ["jdoe"]
+
+
 def test_high_risk_steps_need_two_approvers() -> None:
     alerts = [
         alert(
