@@ -3,6 +3,7 @@
     pending -> approved (after the required number of distinct approvers) -> executing
             -> succeeded | failed | outcome_unknown
     pending -> rejected | expired | superseded
+    approved -> expired (its run had not started when the approval lapsed)
 
 Every decision is bound to the hash of the action and its exact arguments: an approver states
 the hash they saw, and a proposal whose stored arguments no longer match its hash cannot move.
@@ -124,9 +125,25 @@ def reject(p: ActionProposal, who: str, now: datetime, *, reason: str) -> Action
 
 
 def expire(p: ActionProposal, now: datetime) -> ActionProposal:
-    if p.state is not ProposalState.pending or now < p.expires_at:
-        raise ApprovalError(f"{p.proposal_id} is not a pending proposal past its expiry")
+    """A pending proposal past its expiry, or an approved one whose approval lapsed."""
+    if not ((p.state is ProposalState.pending and now >= p.expires_at) or lapsed(p, now)):
+        raise ApprovalError(f"{p.proposal_id} is not a proposal past its expiry")
     return _moved(p, state=ProposalState.expired)
+
+
+def approval_deadline(p: ActionProposal) -> datetime | None:
+    """When an approved proposal's approval lapses unless its run has started: as long after
+    the approval that completed it as proposals wait for approval. A block approved on Monday
+    and run on Friday, after the workers were down, would act on what Monday knew."""
+    times = [a.at for a in p.approvals if a.decision == "approve"]
+    if p.state is not ProposalState.approved or not times:
+        return None
+    return max(times) + (p.expires_at - p.created_at)
+
+
+def lapsed(p: ActionProposal, now: datetime) -> bool:
+    deadline = approval_deadline(p)
+    return deadline is not None and now >= deadline
 
 
 def supersede(
@@ -146,6 +163,8 @@ def start(p: ActionProposal, now: datetime) -> ActionProposal:
     """approved -> executing. The lease start lets a reaper spot a worker that died mid-run."""
     if p.state is not ProposalState.approved:
         raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not approved")
+    if lapsed(p, now):
+        raise ApprovalError(f"{p.proposal_id}'s approval lapsed at {approval_deadline(p)}")
     verify_integrity(p)
     return _moved(p, state=ProposalState.executing, result={"started_at": now.isoformat()})
 

@@ -38,8 +38,13 @@ def execute_proposal(
     p = store.get_proposal(proposal_id)
     if p is None or p.state is not ProposalState.approved:
         return Execution(p, False)
+    now = datetime.now(UTC)
+    if approvals.lapsed(p, now):  # it waited too long for a worker: a human decides again
+        expired = approvals.expire(p, now)
+        store.transition(p, expired, actor=actor, data={"why": "approval lapsed before the run"})
+        return Execution(store.get_proposal(proposal_id), False)
     try:
-        claimed = approvals.start(p, datetime.now(UTC))
+        claimed = approvals.start(p, now)
     except ApprovalError as exc:
         store.append_audit(actor, "execution.refused", proposal_id, {"why": str(exc)})
         return Execution(p, False)
@@ -76,10 +81,12 @@ def reap_stale(store: Store, lease: timedelta, now: datetime | None = None) -> l
 
 
 def expire_pending(store: Store, now: datetime | None = None) -> list[str]:
+    """Pending proposals past their expiry, and approved ones whose approval lapsed unrun."""
     now = now or datetime.now(UTC)
     expired = []
-    for p in store.list_proposals(states=[ProposalState.pending]):
-        if now >= p.expires_at and store.transition(p, approvals.expire(p, now), actor="expiry"):
+    for p in store.list_proposals(states=[ProposalState.pending, ProposalState.approved]):
+        late = now >= p.expires_at if p.state is ProposalState.pending else approvals.lapsed(p, now)
+        if late and store.transition(p, approvals.expire(p, now), actor="expiry"):
             expired.append(p.proposal_id)
     return expired
 

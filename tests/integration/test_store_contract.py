@@ -14,7 +14,7 @@ import pytest
 from agent import approvals
 from agent.errors import ApprovalError, Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
-from agent.models import ActionProposal, ProposalState
+from agent.models import ActionProposal, ProposalState, args_hash
 from agent.playbooks import proposal_id_for
 from agent.queue import ApprovalQueue
 from agent.store import RunHistory, Store
@@ -180,6 +180,33 @@ def test_crash_mid_run_is_reaped_to_outcome_unknown(store: Store) -> None:
         runner.calls == []
         and store.get_proposal(p.proposal_id).state is ProposalState.outcome_unknown
     )
+
+
+def test_an_approved_action_whose_approval_lapsed_never_runs(store: Store) -> None:
+    """Approved two hours ago, with an hour's validity, and the workers were down since: the
+    delivery that finally comes expires it instead of running it, and so does the sweep."""
+    now = datetime.now(UTC)
+    then = now - timedelta(hours=2)
+    runner = CountingRunner()
+    ids = []
+    for ip in ("203.0.113.9", "203.0.113.10"):
+        args = {"ip": ip, "target": "firewall"}
+        made = proposal(
+            proposal_id=f"P-{ip}",
+            args=args,
+            args_hash=args_hash("block_ip", args),
+            created_at=then,
+            expires_at=then + timedelta(hours=1),
+        )
+        p = fresh(store, made)
+        approved = approvals.approve(p, "alice", then, seen_hash=p.args_hash)
+        store.transition(p, approved, actor="alice")
+        ids.append(p.proposal_id)
+    delivered = execute_proposal(store, runner, ids[0])
+    assert not delivered.ran and runner.calls == []
+    assert store.get_proposal(ids[0]).state is ProposalState.expired
+    assert expire_pending(store, now) == [ids[1]]
+    assert store.get_proposal(ids[1]).state is ProposalState.expired
 
 
 def test_pending_proposals_expire_in_a_sweep(store: Store) -> None:

@@ -198,3 +198,19 @@ def test_an_expired_or_decided_proposal_cannot_be_edited() -> None:
     rejected = approvals.reject(BLOCK, "bob", NOW, reason="no")
     with pytest.raises(ApprovalError, match="not pending"):
         approvals.supersede(rejected, "carol", NOW, new_args)
+
+
+def test_an_approval_lapses_when_its_run_has_not_started_in_time() -> None:
+    """As long after the approval that completed it as the proposal could wait for one: the
+    second approval of a high-risk action starts the clock."""
+    p = proposal(Risk.high)  # waits an hour for approval
+    once = approvals.approve(p, "alice", NOW, seen_hash=p.args_hash)
+    twice = approvals.approve(once, "bob", NOW + timedelta(minutes=50), seen_hash=p.args_hash)
+    assert approvals.approval_deadline(twice) == NOW + timedelta(minutes=110)
+    assert approvals.start(twice, NOW + timedelta(minutes=109)).state is ProposalState.executing
+    late = NOW + timedelta(minutes=110)
+    with pytest.raises(ApprovalError, match="lapsed"):
+        approvals.start(twice, late)
+    assert approvals.expire(twice, late).state is ProposalState.expired
+    with pytest.raises(ApprovalError):
+        approvals.expire(twice, late - timedelta(seconds=1))
