@@ -6,11 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agent.models import args_hash
+from agent.store import open_store
 from tests.conftest import REPO, brute_force, ecs
+from tests.unit.test_approvals import proposal
 
 VIGIE = [sys.executable, "-m", "agent.cli"]
 
@@ -289,11 +293,26 @@ def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
 
 def test_escape_sequences_in_alerts_do_not_reach_the_terminal(tmp_path: Path) -> None:
     """An ESC or 8-bit CSI in a rule or user name could clear the analyst's screen or retitle
-    the window: the terminal gets them as visible \\xNN."""
+    the window: the terminal gets them as visible \\xNN. Such a user name is no longer
+    proposed as an argument; a store written before that still lists it as text."""
     f = escalation(tmp_path, "Evil \x1b[2J\x1b]0;pwned\x07 rule", "web01", "\x9b31mroot")
     triaged = vigie(tmp_path, "triage", "--input", str(f))
     assert triaged.returncode == 0, triaged.stderr
     assert "Evil \\x1b[2J\\x1b]0;pwned\\x07 rule" in triaged.stdout
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    assert not [p for p in store.list_proposals() if "user" in p.args]
+    args = {"user": "\x9b31mroot", "target": "directory"}
+    now = datetime.now(UTC)
+    older = proposal(
+        proposal_id="P-older",
+        action="disable_user",
+        args=args,
+        args_hash=args_hash("disable_user", args),
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    store.save_triage([], [], [older], [], actor="vigie")
+    store.close()
     listed = vigie(tmp_path, "approvals", "list")
     assert listed.returncode == 0, listed.stderr
     assert "\\x9b31mroot" in listed.stdout
