@@ -131,14 +131,18 @@ def expire(p: ActionProposal, now: datetime) -> ActionProposal:
     return _moved(p, state=ProposalState.expired)
 
 
+def approved_at(p: ActionProposal) -> datetime | None:
+    """When an approved proposal got the approval that completed it."""
+    times = [a.at for a in p.approvals if a.decision == "approve"]
+    return max(times) if p.state is ProposalState.approved and times else None
+
+
 def approval_deadline(p: ActionProposal) -> datetime | None:
     """When an approved proposal's approval lapses unless its run has started: as long after
     the approval that completed it as proposals wait for approval. A block approved on Monday
     and run on Friday, after the workers were down, would act on what Monday knew."""
-    times = [a.at for a in p.approvals if a.decision == "approve"]
-    if p.state is not ProposalState.approved or not times:
-        return None
-    return max(times) + (p.expires_at - p.created_at)
+    at = approved_at(p)
+    return None if at is None else at + (p.expires_at - p.created_at)
 
 
 def lapsed(p: ActionProposal, now: datetime) -> bool:

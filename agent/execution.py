@@ -91,6 +91,24 @@ def expire_pending(store: Store, now: datetime | None = None) -> list[str]:
     return expired
 
 
+def stranded(store: Store, now: datetime, grace: timedelta) -> list[str]:
+    """Approved proposals whose run should have started by now and has not: the approval is
+    stored before its run is queued, so a broker unreachable at that moment strands it. Queueing
+    one again is safe (a run claims its proposal first). Lapsed approvals are the expiry's, and
+    tampered arguments stay refused rather than being retried every minute."""
+    out = []
+    for p in store.list_proposals(states=[ProposalState.approved]):
+        at = approvals.approved_at(p)
+        if at is None or at > now - grace or approvals.lapsed(p, now):
+            continue
+        try:
+            approvals.verify_integrity(p)
+        except ApprovalError:
+            continue
+        out.append(p.proposal_id)
+    return out
+
+
 def notify_execution(store: Store, target: Target | None, p: ActionProposal) -> str:
     """Post the outcome to a chat webhook (Slack/Mattermost/Teams `text`); audit what was sent."""
     text = (

@@ -7,13 +7,19 @@ Redis broker would redeliver twice past its visibility timeout.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from celery import Celery, shared_task
 
-from agent.execution import execute_proposal, expire_pending, notify_execution, reap_stale
+from agent.execution import (
+    execute_proposal,
+    expire_pending,
+    notify_execution,
+    reap_stale,
+    stranded,
+)
 from agent.settings import Settings
 from agent.store import Store, open_store
 from connectors.actions.http import HttpActionRunner
@@ -181,10 +187,19 @@ def triage_files_task(paths: list[str]) -> dict[str, int]:
     }
 
 
+#: How long an approved proposal may wait for its run to be queued before it is queued again.
+STRANDED_AFTER = timedelta(seconds=60)
+
+
 @shared_task(name="vigie.expire_approvals")
 def expire_approvals_task() -> list[str]:
+    """Expire what waited too long, and queue again the runs of approved proposals that were
+    never queued (see `stranded`)."""
     _, store, _ = services()
-    return expire_pending(store)
+    expired = expire_pending(store)
+    for proposal_id in stranded(store, datetime.now(UTC), STRANDED_AFTER):
+        _dispatch(execute_proposal_task, proposal_id)
+    return expired
 
 
 @shared_task(name="vigie.reap_executions")

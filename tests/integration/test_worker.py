@@ -252,6 +252,37 @@ def test_expiry_runs_as_a_periodic_task_on_the_worker(stack: dict) -> None:
         ApprovalQueue(store, lambda _: None, timedelta(hours=1)).approve(pid, "alice")
 
 
+def test_an_approval_whose_run_was_never_queued_runs_once_from_the_periodic_sweep(
+    stack: dict,
+) -> None:
+    """The approval is stored, then its run queued: a broker unreachable in between left the
+    proposal approved and never run. The periodic expiry sweep queues it again, once it has
+    waited a minute; tampered arguments are not retried by it."""
+    store, app, target = stack["store"], stack["app"], stack["target"]
+    stranded_id, tampered_id, recent_id = make_proposals(store, 3, Risk.medium)
+    lost = ApprovalQueue(store, lambda _: None, timedelta(hours=1))  # the dispatch is lost
+    for pid in (stranded_id, tampered_id, recent_id):
+        lost.approve(pid, "alice")
+    for pid in (stranded_id, tampered_id):  # approved two minutes ago
+        p = store.get_proposal(pid)
+        earlier = [a.model_copy(update={"at": a.at - timedelta(minutes=2)}) for a in p.approvals]
+        args = {**p.args, "ip": "8.8.8.8"} if pid == tampered_id else p.args
+        changed = p.model_copy(
+            update={"approvals": earlier, "args": args, "version": p.version + 1}
+        )
+        assert store.transition(p, changed, actor="test")
+    app.send_task("vigie.expire_approvals")
+    wait_for(
+        lambda: store.get_proposal(stranded_id).state is ProposalState.succeeded, 20, "the run"
+    )
+    app.send_task("vigie.expire_approvals")  # nothing left to queue
+    time.sleep(1.5)
+    assert [body["ip"] for path, body in target.calls if path == "/block_ip"] == ["203.0.113.1"]
+    assert store.get_proposal(tampered_id).state is ProposalState.approved
+    assert not any(e.kind == "execution.refused" for e in store.audit(tampered_id))
+    assert store.get_proposal(recent_id).state is ProposalState.approved  # within its minute
+
+
 def test_worker_killed_mid_action_leaves_outcome_unknown_and_no_second_call(stack: dict) -> None:
     store, app, target = stack["store"], stack["app"], stack["target"]
     (pid,) = make_proposals(store, 1, Risk.medium, target="hangs")
