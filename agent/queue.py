@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent import approvals
-from agent.errors import ApprovalError, NotFound
+from agent.errors import ApprovalError, NotFound, Transient
 from agent.models import ActionProposal, ProposalState, args_hash
 from agent.playbooks import proposal_id_for
 from agent.store import Store
@@ -58,7 +58,12 @@ class ApprovalQueue:
         )
         self._commit(p, new, who, {"comment": comment, "args_hash": p.args_hash})
         if new.state is ProposalState.approved:
-            self._enqueue(new.proposal_id)
+            try:
+                self._enqueue(new.proposal_id)
+            except Transient as exc:  # the approval stands; the expiry sweep queues the run
+                self._store.append_audit(
+                    who, "execution.queue_failed", new.proposal_id, {"why": str(exc)}
+                )
         return new
 
     def _role(self, who: str) -> str | None:

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+import kombu.exceptions
 from celery import Celery, shared_task
 
+from agent.errors import Transient
 from agent.execution import (
     execute_proposal,
     expire_pending,
@@ -275,8 +277,12 @@ def enqueue_execution(proposal_id: str) -> None:
 
 
 def _dispatch(task: Any, *args: Any) -> None:
+    """Raises `Transient` when the broker cannot be reached (after Celery's publish retries)."""
     app = _apps[0] if _apps else None
     if app is None or app.conf.task_always_eager:
         task.apply(args=list(args))
-    else:
+        return
+    try:
         app.send_task(task.name, args=list(args))
+    except kombu.exceptions.OperationalError as exc:
+        raise Transient(f"broker unreachable: {exc}") from exc

@@ -283,6 +283,27 @@ def test_an_approval_whose_run_was_never_queued_runs_once_from_the_periodic_swee
     assert store.get_proposal(recent_id).state is ProposalState.approved  # within its minute
 
 
+def test_an_unreachable_broker_leaves_the_approval_standing_for_the_sweep(tmp_path: Path) -> None:
+    """Queueing the run failed after the approval was stored: the approver got an error (a 500
+    through the API) for a decision that stood. It now stands without error, and the audit
+    says the run is waiting for the sweep."""
+    from agent import worker
+    from agent.store.sqlite import SqliteStore
+
+    kept = worker._apps[:]
+    try:
+        create_app(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
+        store = SqliteStore(tmp_path / "v.db")
+        (pid,) = make_proposals(store, 1, Risk.medium)  # type: ignore[arg-type]
+        queue = ApprovalQueue(store, worker.enqueue_execution, timedelta(hours=1))
+        assert queue.approve(pid, "alice").state is ProposalState.approved
+        assert store.get_proposal(pid).state is ProposalState.approved
+        failed = [e for e in store.audit(pid) if e.kind == "execution.queue_failed"]
+        assert len(failed) == 1 and "broker unreachable" in failed[0].data["why"]
+    finally:
+        worker._apps[:] = kept
+
+
 def test_worker_killed_mid_action_leaves_outcome_unknown_and_no_second_call(stack: dict) -> None:
     store, app, target = stack["store"], stack["app"], stack["target"]
     (pid,) = make_proposals(store, 1, Risk.medium, target="hangs")
