@@ -125,7 +125,12 @@ class ApprovalQueue:
     ) -> None:
         if not self._store.transition(old, new, actor=who, data=data, insert=insert):
             raise ApprovalError(f"{old.proposal_id} changed meanwhile; look again and retry")
-        self._on_decision(new, who)
+        try:
+            self._on_decision(new, who)
+        except Transient as exc:  # the decision stands; its outbound event could not be queued
+            self._store.append_audit(
+                who, "decision.event_failed", new.proposal_id, {"why": str(exc)}
+            )
 
 
 def _expand(p: ActionProposal, prefix: str) -> str:

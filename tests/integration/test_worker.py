@@ -295,11 +295,17 @@ def test_an_unreachable_broker_leaves_the_approval_standing_for_the_sweep(tmp_pa
         create_app(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
         store = SqliteStore(tmp_path / "v.db")
         (pid,) = make_proposals(store, 1, Risk.medium)  # type: ignore[arg-type]
-        queue = ApprovalQueue(store, worker.enqueue_execution, timedelta(hours=1))
+        queue = ApprovalQueue(
+            store,
+            worker.enqueue_execution,
+            timedelta(hours=1),
+            on_decision=lambda p, who: worker._dispatch(worker.outbound_task, {"id": "e1"}),
+        )
         assert queue.approve(pid, "alice").state is ProposalState.approved
         assert store.get_proposal(pid).state is ProposalState.approved
-        failed = [e for e in store.audit(pid) if e.kind == "execution.queue_failed"]
-        assert len(failed) == 1 and "broker unreachable" in failed[0].data["why"]
+        for kind in ("decision.event_failed", "execution.queue_failed"):
+            failed = [e for e in store.audit(pid) if e.kind == kind]
+            assert len(failed) == 1 and "broker unreachable" in failed[0].data["why"]
     finally:
         worker._apps[:] = kept
 
