@@ -131,6 +131,7 @@ def triage(
             for inc in incidents:
                 fh.write(orjson.dumps(inc.output_line()) + b"\n")
     seconds = (datetime.now(UTC) - started).total_seconds()
+    known = state.get("known", {})
     _summary(
         incidents,
         state.get("proposals", []),
@@ -139,7 +140,12 @@ def triage(
         seconds,
         top,
     )
-    if not state.get("alerts"):
+    if known:  # a file triaged again: its alerts are where the earlier run put them
+        out.print(
+            f"[bold]{len(known):,}[/] alert(s) already in {len(set(known.values())):,} "
+            "incident(s) from an earlier run: left there"
+        )
+    if not state.get("alerts") and not known:
         raise _fail("no valid alert in the input", code=2)
 
 

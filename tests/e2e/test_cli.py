@@ -97,6 +97,20 @@ def test_mixed_file_every_valid_alert_in_exactly_one_incident(tmp_path: Path, mi
         assert reason in r.stdout, reason
 
 
+def test_a_file_triaged_again_is_not_an_error_and_says_where_its_alerts_are(
+    tmp_path: Path, mixed_file
+) -> None:
+    """Re-running a day's file (after a crash, by a cron) failed with "no valid alert in the
+    input" and exit 2: every alert was valid, and already placed by the first run."""
+    path, valid_ids = mixed_file
+    assert vigie(tmp_path, "triage", "--input", str(path)).returncode == 0
+    again = vigie(tmp_path, "triage", "--input", str(path))
+    assert again.returncode == 0, again.stderr
+    assert "no valid alert" not in again.stderr
+    assert f"{len(valid_ids)} alert(s) already in" in again.stdout
+    assert "from an earlier run: left there" in again.stdout
+
+
 def test_a_file_over_16_mb_read_by_workers_triages_as_one_process_does(
     tmp_path: Path, mixed_file
 ) -> None:
