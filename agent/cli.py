@@ -97,6 +97,8 @@ def triage(
     for path in input:
         if not path.is_file():
             raise _fail(f"input not found: {path}")
+    if output is not None:
+        _writable(output)  # before the run: a day's triage must not end in a traceback
     if settings.analyst == "mistral":
         err.print(
             "[yellow]Mistral analyst not available in this build; using the offline analyst[/]"
@@ -126,10 +128,12 @@ def triage(
                 read.close()
     incidents = state.get("incidents", [])
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("wb") as fh:
-            for inc in incidents:
-                fh.write(orjson.dumps(inc.output_line()) + b"\n")
+        try:
+            with output.open("wb") as fh:
+                for inc in incidents:
+                    fh.write(orjson.dumps(inc.output_line()) + b"\n")
+        except OSError as exc:
+            raise _fail(f"cannot write {output} ({exc.strerror}); the run is stored") from exc
     seconds = (datetime.now(UTC) - started).total_seconds()
     known = state.get("known", {})
     _summary(
@@ -147,6 +151,17 @@ def triage(
         )
     if not state.get("alerts") and not known:
         raise _fail("no valid alert in the input", code=2)
+
+
+def _writable(output: Path) -> None:
+    """Create the output's folder and the file if missing (an existing one is left as it is
+    until the run's end), or fail with the reason."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("ab"):
+            pass
+    except OSError as exc:
+        raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
 
 
 def _summary(

@@ -97,6 +97,20 @@ def test_mixed_file_every_valid_alert_in_exactly_one_incident(tmp_path: Path, mi
         assert reason in r.stdout, reason
 
 
+@pytest.mark.parametrize("where", ["a-file/incidents.jsonl", "."])
+def test_an_output_that_cannot_be_written_fails_before_the_run(
+    tmp_path: Path, mixed_file, where: str
+) -> None:
+    """A bad --output ended a whole run (stored) in a FileExistsError or IsADirectoryError
+    traceback; it is now refused first, with the reason."""
+    path, _ = mixed_file
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / where
+    r = vigie(tmp_path, "triage", "--input", str(path), "--output", str(out))
+    assert r.returncode == 2 and f"cannot write {out}" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "v.db").exists()
+
+
 def test_a_file_triaged_again_is_not_an_error_and_says_where_its_alerts_are(
     tmp_path: Path, mixed_file
 ) -> None:
