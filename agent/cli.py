@@ -56,7 +56,8 @@ def _text(value: str) -> Text:
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     """Errors quote input (paths, field values): printed as text, never as rich markup."""
-    err.print(f"[bold red]error:[/] {escape(_plain(message))}", highlight=False)
+    lines = "\n".join(map(_plain, message.split("\n")))  # a settings error spans lines
+    err.print(f"[bold red]error:[/] {escape(lines)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -62,13 +62,13 @@ class Settings(BaseSettings):
     es_incidents_index: str = "vigie-incidents"
     es_audit_index: str = "vigie-audit"
     es_tiebreaker: str = "kibana.alert.uuid"
-    es_page_size: int = 1000
+    es_page_size: int = Field(default=1000, ge=1, le=10_000)  # 10,000: a search's usual cap
     # Page from a point in time (the default). Off: `search_after` alone, for indexers without
     # points in time (OpenSearch < 2.4, Wazuh 4.3) or whose writes slow down under one.
     es_point_in_time: bool = True
     es_only_open: bool = True
     es_extra_filter: dict[str, Any] | None = None
-    sweep_interval: float = 60.0
+    sweep_interval: float = Field(default=60.0, gt=0)
     # HTTP API and webhooks (`vigie serve`).
     api_host: str = "127.0.0.1"
     api_port: int = 8080

@@ -120,6 +120,12 @@ def _brief(exc: Exception) -> str:
     return str(exc)[:300]
 
 
+def _total(res: dict[str, Any]) -> int:
+    """A search answer's hit count (a number in old servers, an object in newer ones)."""
+    total = res["hits"].get("total", 0)
+    return int(total["value"] if isinstance(total, dict) else total)
+
+
 class _Base:
     """Shared paging and write-back over a client exposing search/bulk/indices."""
 
@@ -149,7 +155,10 @@ class _Base:
             try:
                 pit = self._open_pit(index)
             except Exception as exc:
-                raise translate(exc) from exc
+                error = translate(exc)
+                if isinstance(error, BadInput | NotFound) and self._matches_nothing(index):
+                    return  # a pattern no index matches yet (a new cluster): nothing to read
+                raise error from exc
         try:
             while True:
                 body: dict[str, Any] = {"size": size, "query": query, "sort": sort}
@@ -177,6 +186,16 @@ class _Base:
             if pit is not None:
                 with contextlib.suppress(Exception):  # a PIT expires on its own; closing is polite
                     self._close_pit(pit)
+
+    def _matches_nothing(self, index: str) -> bool:
+        """Whether a plain search of `index` answers, with no document: OpenSearch refuses a
+        point in time on a pattern that matches no index (400), where a search finds nothing.
+        A missing named index still fails the search (404), and so still fails the sweep."""
+        try:
+            res = self._search({"index": index, "size": 0, "query": {"match_all": {}}})
+        except Exception:
+            return False
+        return not res["hits"]["hits"] and _total(res) == 0
 
     def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError

@@ -313,6 +313,16 @@ def test_alert_content_prints_as_text_never_as_terminal_markup(tmp_path: Path) -
     assert json.dumps(user)[1:-1] in decided.stdout  # the arguments, exactly as bound
 
 
+def test_invalid_settings_are_refused_on_readable_lines(tmp_path: Path) -> None:
+    """A page size of 0 was accepted, and a settings error printed its line breaks as \\x0a
+    (the escaping meant for input quoted in errors)."""
+    r = vigie(
+        tmp_path, "sweep", "--once", VIGIE_ES_URL="http://127.0.0.1:1", VIGIE_ES_PAGE_SIZE="0"
+    )
+    assert r.returncode == 2 and "invalid settings" in r.stderr
+    assert "es_page_size\n" in r.stderr and "\\x0a" not in r.stderr
+
+
 def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
     missing = tmp_path / "alerts[/]today.ndjson"
     r = vigie(tmp_path, "triage", "--input", str(missing))

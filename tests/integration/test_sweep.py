@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.analyst import OfflineAnalyst
-from agent.errors import Transient
+from agent.errors import NotFound, Transient
 from agent.graph import TriageContext
 from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig, sweep
@@ -86,6 +86,19 @@ def ctx(tmp_path: Path) -> TriageContext:
 
 def placed(store: SqliteStore) -> list[str]:
     return sorted(a for inc in store.list_incidents(limit=100_000) for a in inc.alert_ids)
+
+
+def test_a_pattern_no_index_matches_yet_is_an_empty_sweep_and_a_missing_index_an_error(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """On a new cluster the alerts pattern matches no index yet. A point in time on it is
+    refused (400), and every sweep stopped with that error; a plain search finds nothing, so
+    there is nothing to read. A named index that does not exist is still an error."""
+    cfg = SweepConfig(alerts_index=".alerts-security.alerts-*")
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert (r.pages, r.alerts_read, r.checkpoint) == (0, 0, None)
+    with pytest.raises(NotFound):
+        sweep(es, ctx.store, ctx, SweepConfig(alerts_index="no-such-index"))
 
 
 def test_sweep_pages_through_everything_and_writes_back(
