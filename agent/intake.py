@@ -18,6 +18,7 @@ from agent.graph import TriageContext, run_triage_documents
 from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
+from connectors.files import BOM
 from connectors.webhooks import PARSERS
 
 # How long a signed webhook-id is remembered: longer than the 5-minute timestamp tolerance,
@@ -39,7 +40,7 @@ def accept(store: Store, source: str, body: bytes, replay_key: str | None = None
     if parser is None:
         raise BadInput(f"unknown webhook source {source!r}; known: {sorted(PARSERS)}")
     try:
-        payload: Any = orjson.loads(body)
+        payload: Any = orjson.loads(body.removeprefix(BOM))
     except orjson.JSONDecodeError as exc:
         raise BadInput(f"body is not valid JSON: {exc}") from exc
     docs = parser(payload)

@@ -22,6 +22,9 @@ from agent.models import DeadLetter
 from agent.normalize import MAX_DEPTH, NormalizeError, check_depth
 
 MAX_DOC_BYTES = 1 << 20
+#: A UTF-8 byte order mark: Windows tools write one (PowerShell 5's `Out-File -Encoding utf8`),
+#: and RFC 8259 lets a reader ignore it. At a file's start, or a line's (files concatenated).
+BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 16
 _WS = b" \t\r\n"
 _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
@@ -52,6 +55,7 @@ def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iter
     """Every document in the file, in order, as a `Document` or a `DeadLetter`."""
     p = Path(path)
     with _open(p) as fh:
+        _skip_bom(fh)
         layout = _layout(fh)
         if layout == "ndjson":
             yield from _ndjson(fh, str(p), max_doc_bytes)
@@ -62,7 +66,13 @@ def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iter
 def is_ndjson(path: str | Path) -> bool:
     """One document a line (what a parallel reader can cut at any line break)."""
     with _open(Path(path)) as fh:
+        _skip_bom(fh)
         return _layout(fh) == "ndjson"
+
+
+def _skip_bom(fh: IO[bytes]) -> None:
+    if fh.read(len(BOM)) != BOM:
+        fh.seek(0)
 
 
 def ndjson_documents(data: bytes, name: str, max_doc_bytes: int) -> Iterator[Parsed]:
@@ -71,8 +81,9 @@ def ndjson_documents(data: bytes, name: str, max_doc_bytes: int) -> Iterator[Par
 
 
 def _layout(fh: IO[bytes]) -> str:
+    start = fh.tell()
     head = fh.read(_CHUNK)
-    fh.seek(0)
+    fh.seek(start)
     first = head.lstrip(_WS)[:1]
     if first == b"[":
         return "array"
@@ -125,11 +136,22 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            yield DeadLetter(
-                source=name, line=n, reason=f"invalid JSON: {exc}", excerpt=_excerpt(line)
-            )
-            continue
+            try:  # looked at only when parsing failed: no cost to the lines that parse
+                value, line = _without_bom(line, exc)
+            except orjson.JSONDecodeError as still:
+                yield DeadLetter(
+                    source=name, line=n, reason=f"invalid JSON: {still}", excerpt=_excerpt(line)
+                )
+                continue
         yield _checked(name, n, value, line.count(b"{") + line.count(b"["), line, line.rstrip())
+
+
+def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes]:
+    """The line parsed past a leading byte order mark; else the parse error, again."""
+    if not line.startswith(BOM):
+        raise error
+    line = line[len(BOM) :]
+    return orjson.loads(line), line
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:

@@ -97,6 +97,13 @@ def test_static_tokens_header_and_query(api: dict) -> None:
     assert c.post("/webhooks/splunk", content=body, headers=auth("graf-token")).status_code == 401
 
 
+def test_a_body_starting_with_a_byte_order_mark_is_accepted(api: dict) -> None:
+    """Senders on Windows may prefix one (RFC 8259 lets a reader ignore it): a 400 before."""
+    body = b"\xef\xbb\xbf" + json.dumps([brute_force("bom")]).encode()
+    r = api["client"].post("/webhooks/generic", content=body, headers=auth("gen-token"))
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+
+
 def test_oversized_and_malformed_bodies(api: dict) -> None:
     c = api["client"]
     big = json.dumps([ecs(i, i, "r", "h", pad="x" * 1000) for i in range(300)]).encode()

@@ -7,7 +7,7 @@ import pytest
 
 from agent.errors import BadInput
 from agent.models import DeadLetter
-from connectors.files import read_documents
+from connectors.files import ndjson_documents, read_documents
 
 
 def split(items: list) -> tuple[list, list[DeadLetter]]:
@@ -81,3 +81,35 @@ def test_lines_skipped_after_a_broken_object_are_named_in_its_dead_letter(tmp_pa
     ok, dead = split(list(read_documents(f)))
     assert [d for _, d, _ in ok] == [{"x": 1, "y": 2}]
     assert len(dead) == 1 and dead[0].line == 1 and "lines 1-2 skipped" in dead[0].reason
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("ndjson", b'{"a": 1}\n{"a": 2}\n'),
+        ("array", b'[{"a": 1},\n {"a": 2}]'),
+        ("concatenated", b'{\n "a": 1\n}\n{\n "a": 2\n}\n'),
+        ("one-line array", b'[{"a": 1}, {"a": 2}]'),
+    ],
+)
+def test_a_byte_order_mark_is_ignored_at_the_start_of_a_file(
+    tmp_path: Path, name: str, body: bytes
+) -> None:
+    """Windows tools write one (PowerShell 5's `Out-File -Encoding utf8`); RFC 8259 lets a
+    reader ignore it. The file's first document, or the whole array, was a dead letter."""
+    f = tmp_path / f"{name}.json"
+    f.write_bytes(BOM + body)
+    ok, dead = split(list(read_documents(f)))
+    assert not dead and [d["a"] for _, d, _ in ok] == [1, 2]
+
+
+def test_a_byte_order_mark_starting_a_line_of_concatenated_exports_is_ignored() -> None:
+    """`cat a.ndjson b.ndjson` of two such exports: one at a line's start, mid-file; it is
+    also how a reader worker's first chunk starts. The alert keeps the line without it."""
+    data = BOM + b'{"a": 1}\n' + BOM + b'{"a": 2}\n{"a": \n'
+    ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
+    assert [(n, d["a"], raw) for n, d, raw in ok] == [(1, 1, b'{"a": 1}'), (2, 2, b'{"a": 2}')]
+    assert [(d.line, d.reason.split(":")[0]) for d in dead] == [(3, "invalid JSON")]
