@@ -33,17 +33,34 @@ class Intake:
     rejected: int
 
 
+def _payload(body: bytes) -> Any:
+    """One JSON document, or NDJSON (one alert a line, as Fluent Bit's `json_lines` format and
+    Vector's newline-delimited framing post them) as the list of its lines' documents."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        not_json = BadInput(f"body is not valid JSON: {exc}")
+        lines = [line for line in body.split(b"\n") if line.strip()]
+    docs = []
+    for n, line in enumerate(lines, 1):
+        try:
+            docs.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            if n == 1:  # not NDJSON either: the JSON error says more
+                raise not_json from exc
+            raise BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}") from exc
+    if len(docs) < 2:
+        raise not_json
+    return docs
+
+
 def accept(store: Store, source: str, body: bytes, replay_key: str | None = None) -> Intake:
     """Parse and store one webhook body. `replay_key` (a signed request's id) is recorded with
     the batch; a key already seen raises AuthError and stores nothing."""
     parser = PARSERS.get(source)
     if parser is None:
         raise BadInput(f"unknown webhook source {source!r}; known: {sorted(PARSERS)}")
-    try:
-        payload: Any = orjson.loads(body.removeprefix(BOM))
-    except orjson.JSONDecodeError as exc:
-        raise BadInput(f"body is not valid JSON: {exc}") from exc
-    docs = parser(payload)
+    docs = parser(_payload(body.removeprefix(BOM)))
     valid: list[dict[str, Any]] = []
     dead: list[DeadLetter] = []
     for n, doc in enumerate(docs, 1):

@@ -104,6 +104,20 @@ def test_a_body_starting_with_a_byte_order_mark_is_accepted(api: dict) -> None:
     assert r.status_code == 202 and r.json()["accepted"] == 1
 
 
+def test_an_ndjson_body_is_one_alert_a_line(api: dict) -> None:
+    """Fluent Bit's `json_lines` format and Vector's newline-delimited framing post NDJSON: a
+    400 before.
+    A bad line refuses the whole body, naming the line."""
+    c = api["client"]
+    lines = [json.dumps(brute_force(f"nd{i}")) for i in range(3)]
+    body = ("\n".join(lines) + "\n").encode()
+    r = c.post("/webhooks/generic", content=body, headers=auth("gen-token"))
+    assert r.status_code == 202 and r.json()["accepted"] == 3
+    bad = ("\n".join([lines[0], '{"broken": ', lines[1]])).encode()
+    r = c.post("/webhooks/generic", content=bad, headers=auth("gen-token"))
+    assert r.status_code == 400 and "neither JSON nor NDJSON: line 2" in r.text
+
+
 def test_oversized_and_malformed_bodies(api: dict) -> None:
     c = api["client"]
     big = json.dumps([ecs(i, i, "r", "h", pad="x" * 1000) for i in range(300)]).encode()
