@@ -11,6 +11,7 @@ the hash they saw, and a proposal whose stored arguments no longer match its has
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,11 @@ def _require_person(p: ActionProposal, who: str) -> None:
         raise ApprovalError(f"{who.strip()!r} requested {p.proposal_id} and cannot approve it")
 
 
+def approved_by(approvals: Iterable[Approval]) -> set[str]:
+    """The distinct people among these decisions who approved, as `person` compares names."""
+    return {person(a.approver) for a in approvals if a.decision == "approve"}
+
+
 def _moved(p: ActionProposal, **changes: Any) -> ActionProposal:
     return p.model_copy(update={**changes, "version": p.version + 1})
 
@@ -101,15 +107,14 @@ def approve(
     verify_integrity(p)
     if seen_hash != p.args_hash:
         raise ApprovalError(f"{p.proposal_id}: you approved other arguments than those proposed")
-    if any(person(a.approver) == person(who) and a.decision == "approve" for a in p.approvals):
+    if person(who) in approved_by(p.approvals):
         raise ApprovalError(f"{who!r} already approved {p.proposal_id}; a second person must")
     approvals = [
         *p.approvals,
         Approval(approver=who, decision="approve", at=now, comment=comment, args_hash=p.args_hash),
     ]
-    distinct = {person(a.approver) for a in approvals if a.decision == "approve"}
-    state = ProposalState.approved if len(distinct) >= p.required_approvals else p.state
-    return _moved(p, approvals=approvals, state=state)
+    done = len(approved_by(approvals)) >= p.required_approvals
+    return _moved(p, approvals=approvals, state=ProposalState.approved if done else p.state)
 
 
 def reject(p: ActionProposal, who: str, now: datetime, *, reason: str) -> ActionProposal:

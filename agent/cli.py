@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from agent.approvals import approved_by
 from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
@@ -210,9 +211,7 @@ def _summary(
 
 def _proposal_row(p: ActionProposal) -> dict:
     d = p.model_dump(mode="json")
-    d["approvals_needed"] = p.required_approvals - len(
-        {a.approver for a in p.approvals if a.decision == "approve"}
-    )
+    d["approvals_needed"] = p.required_approvals - len(approved_by(p.approvals))
     return d
 
 
@@ -244,7 +243,7 @@ def approvals_list(
     ):
         table.add_column(col, overflow="fold")
     for p in items:
-        got = len({a.approver for a in p.approvals if a.decision == "approve"})
+        got = len(approved_by(p.approvals))
         table.add_row(
             p.proposal_id,
             p.state.value,

@@ -40,17 +40,18 @@ def _payload(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         not_json = BadInput(f"body is not valid JSON: {exc}")
-        lines = [line for line in body.split(b"\n") if line.strip()]
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    if len(lines) < 2:
+        raise not_json
     docs = []
     for n, line in enumerate(lines, 1):
         try:
             docs.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if n == 1:  # not NDJSON either: the JSON error says more
-                raise not_json from exc
-            raise BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}") from exc
-    if len(docs) < 2:
-        raise not_json
+        except (
+            orjson.JSONDecodeError
+        ) as exc:  # on line 1 it is not NDJSON: the JSON error says more
+            ndjson = BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}")
+            raise (not_json if n == 1 else ndjson) from exc
     return docs
 
 

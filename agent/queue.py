@@ -57,13 +57,8 @@ class ApprovalQueue:
             p, who, self._clock(), seen_hash=full, comment=comment, role=self._role(who)
         )
         self._commit(p, new, who, {"comment": comment, "args_hash": p.args_hash})
-        if new.state is ProposalState.approved:
-            try:
-                self._enqueue(new.proposal_id)
-            except Transient as exc:  # the approval stands; the expiry sweep queues the run
-                self._store.append_audit(
-                    who, "execution.queue_failed", new.proposal_id, {"why": str(exc)}
-                )
+        if new.state is ProposalState.approved:  # if it fails, the expiry sweep queues the run
+            self._after(who, "execution.queue_failed", new, lambda: self._enqueue(new.proposal_id))
         return new
 
     def _role(self, who: str) -> str | None:
@@ -125,12 +120,15 @@ class ApprovalQueue:
     ) -> None:
         if not self._store.transition(old, new, actor=who, data=data, insert=insert):
             raise ApprovalError(f"{old.proposal_id} changed meanwhile; look again and retry")
+        self._after(who, "decision.event_failed", new, lambda: self._on_decision(new, who))
+
+    def _after(self, who: str, failed: str, p: ActionProposal, call: Callable[[], None]) -> None:
+        """Something that follows a stored decision (queueing its run, its outbound event): if
+        the broker is unreachable, the decision stands and the audit says what did not happen."""
         try:
-            self._on_decision(new, who)
-        except Transient as exc:  # the decision stands; its outbound event could not be queued
-            self._store.append_audit(
-                who, "decision.event_failed", new.proposal_id, {"why": str(exc)}
-            )
+            call()
+        except Transient as exc:
+            self._store.append_audit(who, failed, p.proposal_id, {"why": str(exc)})
 
 
 def _expand(p: ActionProposal, prefix: str) -> str:

@@ -117,10 +117,8 @@ def leaked(requests: list[dict], alerts: list) -> tuple[int, int]:
     raw in any outbound payload, and of how many."""
     values = {v for a in alerts for v in (*a.entities.hosts, *a.entities.users, *a.entities.ips)}
     words = {v for v in values if len(v) >= 3}
-    payloads = [json.dumps(r["body"]["messages"]) for r in requests]
-    found = {
-        v for v in words for p in payloads if re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w-])", p)
-    }
+    payloads = "\n".join(json.dumps(r["body"]["messages"]) for r in requests)
+    found = [v for v in words if re.search(rf"(?<![\w.-]){re.escape(v)}(?![\w-])", payloads)]
     return len(found), len(words)
 
 

@@ -195,7 +195,7 @@ class _Base:
             res = self._search({"index": index, "size": 0, "query": {"match_all": {}}})
         except Exception:
             return False
-        return not res["hits"]["hits"] and _total(res) == 0
+        return _total(res) == 0
 
     def _bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent.actions import ACTIONS
 from agent.api.auth import ApiTokens, Principal
+from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Incident, ProposalState
@@ -74,7 +75,7 @@ def _env() -> Environment:
     env.filters["ago"] = lambda dt: _human((datetime.now(UTC) - dt).total_seconds())
     env.filters["left"] = lambda dt: _human((dt - datetime.now(UTC)).total_seconds())
     env.globals["tactic_name"] = lambda t: TACTIC_NAMES.get(t, t)
-    env.globals["editable"] = lambda action: ACTIONS[action].editable if action in ACTIONS else ()
+    env.globals["editable"] = _editable
     return env
 
 
@@ -168,7 +169,7 @@ def build_router(
             if p.incident_id not in prio:
                 inc = store.get_incident(p.incident_id)
                 prio[p.incident_id] = inc.priority if inc else 0.0
-            got = len({a.approver for a in p.approvals if a.decision == "approve"})
+            got = len(approved_by(p.approvals))
             rows.append({"p": p, "priority": prio[p.incident_id], "got": got})
         rows.sort(key=lambda r: (-r["priority"], r["p"].created_at))
         return rows
@@ -296,7 +297,7 @@ def build_router(
 
         def apply() -> ActionProposal:
             # Only the editable arguments are read from the form; the others are shown as text.
-            editable = ACTIONS[current.action].editable if current.action in ACTIONS else ()
+            editable = _editable(current.action)
             new_args = {
                 k: _typed(v, str(form[f"arg_{k}"])) if k in editable and f"arg_{k}" in form else v
                 for k, v in current.args.items()
@@ -310,6 +311,12 @@ def build_router(
 
 def _back(p: ActionProposal | None) -> str:
     return f"/incidents/{p.incident_id}" if p else "/"
+
+
+def _editable(action: str) -> frozenset[str]:
+    """The arguments of this action an edit may change (none for an unknown action)."""
+    spec = ACTIONS.get(action)
+    return spec.editable if spec is not None else frozenset()
 
 
 def _typed(old: Any, value: str) -> Any:
