@@ -24,11 +24,12 @@ from langgraph.types import Send
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import Cluster, CorrelationConfig, correlate, recent_hours
 from agent.errors import VigieError
+from agent.incidents import Evidence
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
-from agent.playbooks import Playbook, propose
+from agent.playbooks import Playbook, matching, propose
 from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
@@ -90,6 +91,7 @@ class TriageState(TypedDict, total=False):
     history: RunHistory | None  # what this run adds to the rule history (with a store)
     samples: list[Alert]  # the few alerts per rule and host stored with their incidents
     placed: dict[str, str]  # this run's alert ids -> their incident's id
+    evidence: dict[str, Evidence]  # what each incident's alerts show (see `propose_node`)
 
 
 class AnalyseTask(TypedDict):
@@ -232,6 +234,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
         "incidents": incidents,
         "samples": built.samples,
         "placed": built.placed,
+        "evidence": built.evidence,
         "clusters": [],
         "rule_history": None,
         "history": history_of(clusters) if ctx.store is not None else None,
@@ -267,22 +270,34 @@ def _assess(ctx: TriageContext, incident: Incident, alerts: dict[str, Alert]) ->
 
 
 def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Proposals from the playbooks an incident matches. Its alerts are gathered only then,
+    for the actions' arguments: matching reads the evidence its build gathered."""
     ctx = runtime.context
     by_id = state.get("by_id", {})
+    evidence = state.get("evidence", {})
     now = datetime.now(UTC)
     incidents: list[Incident] = []
     proposals: list[ActionProposal] = []
     for inc in sorted(state.get("assessed", []), key=lambda i: (-i.priority, i.incident_id)):
-        alerts = list(filter(None, map(by_id.get, inc.alert_ids)))  # this run's, in C
-        if len(alerts) < len(inc.alert_ids) and ctx.store is not None:  # an extended incident
-            alerts += ctx.store.alerts_of(inc.incident_id)
-        mine = propose(
-            ctx.playbooks, inc, alerts, requester=ctx.requester, now=now, ttl=ctx.approval_ttl
-        )
+        shown = evidence.get(inc.incident_id)
+        mine: list[ActionProposal] = []
+        if shown is None or matching(ctx.playbooks, inc, shown):
+            alerts = list(filter(None, map(by_id.get, inc.alert_ids)))  # this run's, in C
+            if len(alerts) < len(inc.alert_ids) and ctx.store is not None:  # an extension
+                alerts += ctx.store.alerts_of(inc.incident_id)
+            mine = propose(
+                ctx.playbooks,
+                inc,
+                alerts,
+                requester=ctx.requester,
+                now=now,
+                ttl=ctx.approval_ttl,
+                evidence=shown,
+            )
         proposals += mine
         ids = list(dict.fromkeys([*inc.proposal_ids, *(p.proposal_id for p in mine)]))
         incidents.append(inc.model_copy(update={"proposal_ids": ids}))
-    return {"incidents": incidents, "proposals": proposals}
+    return {"incidents": incidents, "proposals": proposals, "evidence": {}}
 
 
 def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.attack import ordered
 from agent.correlate import Cluster
 from agent.models import (
+    SEVERITY_RANK,
     Alert,
     AlertGroup,
     Entities,
+    EntityKind,
     EntityLink,
     Explanation,
     Incident,
+    Severity,
     distinct,
     distinct_entities,
 )
@@ -30,6 +35,57 @@ from agent.prioritise import (
 )
 
 _id = operator.attrgetter("id")
+#: What playbook conditions read from each alert, as a row.
+_evidence = operator.attrgetter("entities", "severity", "techniques")
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+_third = operator.itemgetter(2)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What playbook conditions read from an incident's alerts: gathered while the incident is
+    built, from its streams and entity sets, so proposing reads no alert again (a day's
+    incidents hold hundreds of thousands) unless a playbook matches."""
+
+    top_severity: int
+    kinds: frozenset[str]
+    techniques: frozenset[str]
+
+    @classmethod
+    def of(cls, alerts: list[Alert]) -> Evidence:
+        """From the alerts themselves (an incident not built in this run)."""
+        rows = list(map(_evidence, alerts))  # each alert read once: the passes are over memory
+        return cls.made(
+            distinct(list(map(_first, rows))),
+            set(map(_second, rows)),
+            {t for ts in set(map(_third, rows)) for t in ts},
+        )
+
+    @classmethod
+    def of_streams(cls, streams: list[Stream], entities: list[Entities]) -> Evidence:
+        """From what building the incident read: its streams and its distinct entity sets."""
+        return cls.made(
+            entities,
+            set().union(*(s.severities for s in streams)),
+            {t for s in streams for _, ts in s.marks for t in ts},
+        )
+
+    @classmethod
+    def made(
+        cls, entities: list[Entities], severities: set[Severity], techniques: set[str]
+    ) -> Evidence:
+        return cls(
+            top_severity=max((SEVERITY_RANK[s] for s in severities), default=0),
+            kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))
+            | ({"source_ip"} if any(e.source_ips for e in entities) else set()),
+            techniques=frozenset(techniques),
+        )
+
+
+class Assembled(NamedTuple):
+    incident: Incident
+    evidence: Evidence
 
 
 def incident_id_for(first_alert_id: str) -> str:
@@ -69,6 +125,19 @@ def build_incident(
     prior: list[Alert] | None = None,
 ) -> Incident:
     """A new incident from a cluster, or `extends` grown by it (`prior`: its stored alerts)."""
+    return assemble(cluster, baseline, cfg, extends=extends, prior=prior).incident
+
+
+def assemble(
+    cluster: Cluster,
+    baseline: Baseline,
+    cfg: PriorityConfig | None = None,
+    *,
+    extends: Incident | None = None,
+    prior: list[Alert] | None = None,
+) -> Assembled:
+    """`build_incident`, with the evidence playbooks read from all its alerts (`prior` and the
+    cluster's)."""
     new_alerts = cluster.alerts  # in time order
     new = streams_of_runs(cluster.runs)
     streams = joined(streams_of_alerts(prior), new) if prior else new
@@ -100,7 +169,7 @@ def build_incident(
         title += f" (+{len({g.rule_id for g in groups}) - 1} related rule(s))"
     first_seen = min(s.first.timestamp for s in streams)
     last_seen = max(s.last.timestamp for s in streams)
-    return Incident(
+    incident = Incident(
         incident_id=old.incident_id if old else incident_id_for(new_alerts[0].id),
         alert_ids=[*(old.alert_ids if old else []), *map(_id, new_alerts)],
         priority=priority,
@@ -125,6 +194,7 @@ def build_incident(
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
     )
+    return Assembled(incident, Evidence.of_streams(streams, entities))
 
 
 def _routine(cluster: Cluster) -> str | None:

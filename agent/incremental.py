@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from agent.attack import stage_of
 from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
-from agent.incidents import build_incident, sample_of
+from agent.incidents import Assembled, Evidence, assemble, sample_of
 from agent.models import Alert, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
@@ -27,6 +27,7 @@ class Built(NamedTuple):
     incidents: list[Incident]  # extended open ones (same id) and new ones
     samples: list[Alert]  # the batch's alerts to store with them (a few per rule and host)
     placed: dict[str, str]  # each of the batch's alert ids -> its incident's id
+    evidence: dict[str, Evidence]  # what each incident's alerts show, for the playbooks
 
 
 def build_incidents(
@@ -39,10 +40,10 @@ def build_incidents(
 ) -> Built:
     """Incidents for this batch, the alerts to store with them, and where each alert went.
     `quiet`: how long an incident stays open without alerts (the background streams' reach)."""
-    built = Built([], [], {})
+    built = Built([], [], {}, {})
     if store is None or not clusters:
         for cluster in clusters:
-            _add(built, cluster, build_incident(cluster, baseline, prio), None)
+            _add(built, cluster, assemble(cluster, baseline, prio), None)
         return built
     first = min(c.runs[0].first for c in clusters)
     reach = max(timedelta(seconds=max(corr.link_window, corr.progression_window)), quiet)
@@ -53,23 +54,26 @@ def build_incidents(
     for cluster in clusters:
         found = _match(cluster, candidates, corr)
         if found is None:
-            _add(built, cluster, build_incident(cluster, baseline, prio), None)
+            _add(built, cluster, assemble(cluster, baseline, prio), None)
             continue
         match, progression = found
         if progression is not None:
             cluster.links.append(progression)
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
         prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
-        grown = build_incident(cluster, baseline, prio, extends=current, prior=prior)
+        grown = assemble(cluster, baseline, prio, extends=current, prior=prior)
         _add(built, cluster, grown, current)
-        taken[match.incident_id] = grown
+        taken[match.incident_id] = grown.incident
         added.setdefault(match.incident_id, []).extend(cluster.alerts)
     built.incidents.extend(taken.values())
     return built
 
 
-def _add(built: Built, cluster: Cluster, incident: Incident, extended: Incident | None) -> None:
-    """Record what the cluster made; an extension's incident is listed once, at the end."""
+def _add(built: Built, cluster: Cluster, made: Assembled, extended: Incident | None) -> None:
+    """Record what the cluster made; an extension's incident is listed once, at the end (its
+    evidence is the latest, from all its alerts so far)."""
+    incident = made.incident
+    built.evidence[incident.incident_id] = made.evidence
     if extended is None:
         built.incidents.append(incident)
     built.samples.extend(sample_of(cluster, extended))

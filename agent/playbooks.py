@@ -8,8 +8,6 @@ step binds an entity kind, and its values come from the incident's own alerts.
 from __future__ import annotations
 
 import hashlib
-import operator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.actions import ACTIONS, problem
 from agent.attack import is_technique_id, tactic_id
 from agent.errors import BadInput
+from agent.incidents import Evidence
 from agent.models import (
     SEVERITY_RANK,
     ActionProposal,
     Alert,
-    EntityKind,
     Incident,
     Risk,
     Severity,
     args_hash,
-    distinct,
 )
 
 
@@ -126,33 +123,9 @@ def load_playbooks(directory: str | Path) -> list[Playbook]:
     return books
 
 
-#: What playbook conditions read from each alert, as a row.
-_evidence = operator.attrgetter("entities", "severity", "techniques")
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
-_third = operator.itemgetter(2)
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """What playbook conditions read from an incident's alerts, gathered once per incident
-    (alerts of one run share their entities object, so that is a pass over few of them)."""
-
-    top_severity: int
-    kinds: frozenset[str]
-    techniques: frozenset[str]
-
-    @classmethod
-    def of(cls, alerts: list[Alert]) -> Evidence:
-        rows = list(map(_evidence, alerts))  # each alert read once: the passes are over memory
-        entities = distinct(list(map(_first, rows)))
-        severities = set(map(_second, rows))
-        return cls(
-            top_severity=max((SEVERITY_RANK[s] for s in severities), default=0),
-            kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))
-            | ({"source_ip"} if any(e.source_ips for e in entities) else set()),
-            techniques=frozenset(t for ts in set(map(_third, rows)) for t in ts),
-        )
+def matching(books: list[Playbook], incident: Incident, evidence: Evidence) -> list[Playbook]:
+    """The playbooks whose conditions the incident meets, in order."""
+    return [book for book in books if matches(book, incident, evidence)]
 
 
 def matches(book: Playbook, incident: Incident, evidence: Evidence) -> bool:
@@ -211,14 +184,13 @@ def propose(
     requester: str,
     now: datetime,
     ttl: timedelta,
+    evidence: Evidence | None = None,
 ) -> list[ActionProposal]:
-    """Proposals for every matching playbook step; arguments come only from incident entities."""
+    """Proposals for every matching playbook step; arguments come only from incident entities.
+    `evidence`: what `alerts` show, when the incident's build gathered it already."""
     out: list[ActionProposal] = []
     seen: set[tuple[str, str]] = set()  # one proposal per action and subject, first playbook wins
-    evidence = Evidence.of(alerts)
-    for book in books:
-        if not matches(book, incident, evidence):
-            continue
+    for book in matching(books, incident, evidence or Evidence.of(alerts)):
         for step in book.steps:
             spec = ACTIONS[step.action]
             values = (

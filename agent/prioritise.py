@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of, per_period
-from agent.models import Alert, PriorityFactor
+from agent.models import Alert, PriorityFactor, Severity
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
 RARE = 0.5
@@ -39,10 +39,11 @@ _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window
 _risk = operator.attrgetter("risk_score")
 _time = operator.attrgetter("timestamp")
 #: What a stream reads from each alert, as a row.
-_profile = operator.attrgetter("tactics", "techniques", "risk_score", "sensor")
+_profile = operator.attrgetter("tactics", "techniques", "risk_score", "sensor", "severity")
 _pair = operator.itemgetter(0, 1)
 _third = operator.itemgetter(2)
 _fourth = operator.itemgetter(3)
+_fifth = operator.itemgetter(4)
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
@@ -66,6 +67,7 @@ class Stream:
     count: int
     windows: set[int]  # burst windows it fired in
     sensors: set[str]
+    severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
     #: Its alerts' distinct (tactics, techniques), each with the earliest time it was seen.
     marks: dict[tuple[tuple[str, ...], tuple[str, ...]], float]
 
@@ -88,6 +90,7 @@ class Stream:
             count=len(alerts),
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
+            severities=set(map(_fifth, rows)),
             marks=marks,
         )
 
@@ -104,6 +107,7 @@ class Stream:
             count=self.count + later.count,
             windows=self.windows | later.windows,
             sensors=self.sensors | later.sensors,
+            severities=self.severities | later.severities,
             marks=marks,
         )
 

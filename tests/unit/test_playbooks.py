@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -8,10 +9,13 @@ import pytest
 from agent.actions import ACTIONS
 from agent.correlate import correlate
 from agent.errors import BadInput
-from agent.incidents import build_incident
+from agent.incidents import Evidence, assemble, build_incident
+from agent.models import SEVERITY_RANK, Alert, DeadLetter
+from agent.normalize import NormalizeError, normalize
 from agent.playbooks import load_playbooks, propose
 from agent.prioritise import Baseline
 from agent.settings import REPO_ROOT
+from connectors.files import read_documents
 from tests.conftest import alert
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
@@ -190,3 +194,79 @@ def test_live_isolation_needs_the_agent_id() -> None:
     assert build_request(isolate, None)["json"]["endpoint_ids"] == ["ws1"]  # dry-run shows intent
     with pytest.raises(BadInput, match="no Elastic agent id"):
         build_request(isolate, Target(url="https://kibana.example"))
+
+
+def demo_alerts() -> list:
+    """The demo's alerts (both sensors): many severities, techniques and entity kinds. Its
+    deliberately bad documents are left out."""
+    alerts = []
+    for name in ("demo-elastic.ndjson", "demo-wazuh.json"):
+        for doc in read_documents(str(REPO_ROOT / "examples" / name)):
+            if isinstance(doc, DeadLetter):
+                continue
+            with contextlib.suppress(NormalizeError):
+                alerts.append(normalize(doc.value))
+    return alerts
+
+
+def test_the_evidence_a_build_gathers_is_what_the_incidents_alerts_show() -> None:
+    """Proposing reads the evidence gathered while building the incident, not its alerts: it
+    must be exactly what the alerts show, for new incidents and for extended ones."""
+    clusters = correlate(demo_alerts())
+    baseline = Baseline()
+    baseline.observe(clusters)
+    assert len(clusters) > 20
+    shown = [Evidence.of(c.alerts) for c in clusters]
+    assert len({e.top_severity for e in shown}) >= 3  # the check covers real variety
+    assert len({e.kinds for e in shown}) >= 3
+    assert any(e.techniques for e in shown)
+    for cluster, want in zip(clusters, shown, strict=True):
+        assert assemble(cluster, baseline).evidence == want
+    # An incident grown by another cluster: its evidence covers the earlier alerts too (a pair
+    # where those add something, or the check would not tell).
+    first, later = next(
+        (a, b)
+        for a in clusters
+        for b in clusters
+        if Evidence.of([*a.alerts, *b.alerts]) != Evidence.of(b.alerts)
+    )
+    grown = assemble(later, baseline, extends=build_incident(first, baseline), prior=first.alerts)
+    assert grown.evidence == Evidence.of([*first.alerts, *later.alerts])
+
+
+def elastic_alert(uid: str, minutes: int, severity: str, risk: int, **extra: object) -> Alert:
+    """An Elastic Security alert: its severity and risk score are set apart."""
+    doc = {
+        "@timestamp": (NOW + timedelta(minutes=minutes)).isoformat(),
+        "kibana.alert.uuid": uid,
+        "kibana.alert.rule.name": "Suspicious child process",
+        "kibana.alert.severity": severity,
+        "kibana.alert.risk_score": risk,
+        "host": {"name": "web"},
+        "event": {"kind": "signal"},
+        **extra,
+    }
+    return normalize(doc)
+
+
+def test_the_evidence_reads_the_highest_severity_and_the_earlier_alerts_of_an_extension() -> None:
+    # The riskiest alert is not the most severe one: a playbook's minimum severity reads the
+    # severities, not the priority's riskiest alert.
+    (cluster,) = correlate(
+        [elastic_alert("u1", 0, "critical", 20), elastic_alert("u2", 1, "low", 95)]
+    )
+    assert assemble(cluster, Baseline()).evidence.top_severity == SEVERITY_RANK["critical"]
+    # Extended by a later batch: what only the earlier alerts showed (a user, a technique)
+    # still counts.
+    earlier = [
+        elastic_alert("u3", 0, "low", 10, user={"name": "bob"}, threat=[TECHNIQUE]),
+        elastic_alert("u4", 1, "low", 10),
+    ]
+    (first,) = correlate(earlier)
+    (later,) = correlate([elastic_alert("u5", 30, "low", 10)])
+    grown = assemble(later, Baseline(), extends=build_incident(first, Baseline()), prior=earlier)
+    assert grown.evidence == Evidence.of([*earlier, *later.alerts])
+    assert "user" in grown.evidence.kinds and "T1059" in grown.evidence.techniques
+
+
+TECHNIQUE = {"tactic": {"id": "TA0002"}, "technique": [{"id": "T1059"}]}
