@@ -136,7 +136,10 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            try:  # looked at only when parsing failed: no cost to the lines that parse
+            # Looked at only when parsing failed: no cost to the lines that parse.
+            if line.startswith(BOM) and not line[len(BOM) :].strip():
+                continue  # a byte order mark alone: a blank line, as at the file's start
+            try:
                 value, line = _without_bom(line, exc)
             except orjson.JSONDecodeError as still:
                 yield DeadLetter(

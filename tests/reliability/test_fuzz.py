@@ -16,7 +16,7 @@ from agent import repeats
 from agent.errors import BadInput
 from agent.models import DeadLetter, raw_json
 from agent.normalize import alert_id, normalise_fully, normalize
-from connectors.files import read_documents
+from connectors.files import BOM, read_documents
 from connectors.webhooks import PARSERS
 from tests.conftest import ecs, same_alert_as_validated
 from tests.unit.test_repeats import outcome, revalued
@@ -183,8 +183,9 @@ def test_file_reader_turns_anything_into_documents_or_dead_letters(
         else:
             with contextlib.suppress(BadInput):
                 normalize(item.value, raw=item.raw)
-    nonblank = [line for line in lines if line.replace(b"\n", b" ").strip()]
-    if nonblank and nonblank[0].lstrip()[:1] not in (b"[", b"{"):
+    # A byte order mark is ignored at the start of the file and of each line.
+    nonblank = [line for line in lines if line.replace(b"\n", b" ").removeprefix(BOM).strip()]
+    if nonblank and nonblank[0].removeprefix(BOM).lstrip()[:1] not in (b"[", b"{"):
         assert len(outcomes) == len(nonblank)  # NDJSON: every non-blank line accounted for
     elif nonblank:
         assert outcomes  # an array or object file: documents, or the broken part reported

@@ -113,3 +113,11 @@ def test_a_byte_order_mark_starting_a_line_of_concatenated_exports_is_ignored() 
     ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
     assert [(n, d["a"], raw) for n, d, raw in ok] == [(1, 1, b'{"a": 1}'), (2, 2, b'{"a": 2}')]
     assert [(d.line, d.reason.split(":")[0]) for d in dead] == [(3, "invalid JSON")]
+
+
+def test_a_line_holding_only_a_byte_order_mark_is_blank() -> None:
+    """As a file holding only one is empty: a concatenated export that was empty leaves a line
+    of just its mark, which is no document (it was an "input data is empty" dead letter)."""
+    data = b'{"a": 1}\n' + BOM + b"\n" + BOM + b" \n{}\n"
+    ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
+    assert [n for n, _, _ in ok] == [1, 4] and dead == []
