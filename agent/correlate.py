@@ -5,7 +5,7 @@
    collapse into one run that links to nothing, so a noisy rule cannot glue a host's day together.
    A batch shorter than a day (a sweep's page, a webhook batch) is judged with the day before it
    (`RecentHours`, from the store): an hour's batch cannot show on its own that a rule fires
-   all day.
+   all day. A store younger than a day judges over the hours it has watched.
 3. Other runs link when they share an entity within a time window. Entities seen with many hosts
    (a DNS server, a proxy) are *hubs* and link nothing.
 4. Runs of one rule starting on several hosts within a couple of minutes link too: that is one
@@ -41,7 +41,9 @@ class CorrelationConfig:
     repeat_gap: float = 1800.0
     link_window: float = 3600.0
     hub_min_hosts: int = 8
-    background_min_hours: int = 12
+    background_min_hours: int = 12  # a batch judged on its own must span this many hours
+    background_min_watched: int = 6  # hours a store must have watched to judge with them
+    background_min_alerts: int = 24  # a young store judging: one an hour of the day it stands for
     background_hour_share: float = 0.25
     burst_factor: float = 5.0
     burst_min: int = 20
@@ -65,7 +67,7 @@ class Routine:
     earlier: bool  # the store's hours before the batch were judged too
 
     def reason(self) -> str:
-        judged = "the batch's and the day's before it" if self.earlier else "the batch's"
+        judged = "the batch's and the store's before it" if self.earlier else "the batch's"
         return (
             f"routine: fired in {self.hours} of {self.span} hours ({judged}), "
             f"a median {self.usual:g} alert(s) an hour"
@@ -167,13 +169,14 @@ def build_runs(
     if not ordered:
         return []
     span_hours = max(1, math.ceil((ordered[-1][0] - ordered[0][0]) / 3600))
+    watched = _watched_hours(recent, ordered[-1][0])
     by_key: dict[tuple[str, str], list[tuple[float, str, Alert]]] = {}
     for item in ordered:
         by_key.setdefault((item[2].rule_id, host_of(item[2])), []).append(item)
     runs: list[Run] = []
     for (rule_id, host), items in by_key.items():
         times = list(map(_first, items))
-        judged = _background_of(times, span_hours, cfg, recent.get((rule_id, host)))
+        judged = _background_of(times, span_hours, cfg, recent.get((rule_id, host)), watched)
         if judged is None:
             runs += _split(rule_id, host, items, times, cfg.repeat_gap)
             continue
@@ -210,25 +213,43 @@ def _background_of(
     span_hours: int,
     cfg: CorrelationConfig,
     before: Mapping[int, int] | None = None,
+    watched: int = 0,
 ) -> tuple[set[int], Routine] | None:
     """None for a rule and host that are not background; else the hours of the batch it bursts
     in, and why it is routine. Hours are counted by bisecting the times, not alert by alert.
 
     `before`: its counts per hour in earlier runs. A batch shorter than the lookback is then
     judged on the lookback's hours, the batch's added to the earlier ones: a rule that fired in
-    most hours of the last day is routine in this quarter hour too, unless it bursts."""
+    most hours of the last day is routine in this quarter hour too, unless it bursts. A store
+    that has `watched` fewer hours than the lookback (a new deployment) judges on those: a
+    login rule firing every hour since it started is routine at 10:00 of its first day, and
+    must not glue every mail server's logins to an incident on them. Judged on fewer hours, a
+    rule also needs `background_min_alerts`, one an hour of the day those hours stand in for:
+    a detector's five lone anomalies in its first hours are not a habit."""
+    young = False
     if before:
-        span_hours = max(span_hours, cfg.background_lookback_hours)
-    if span_hours < cfg.background_min_hours:
+        young = watched < cfg.background_lookback_hours
+        span_hours = max(span_hours, min(cfg.background_lookback_hours, watched))
+        if span_hours < cfg.background_min_watched:
+            return None
+    elif span_hours < cfg.background_min_hours:
         return None
     hours = per_period(times, 3600)
     counts = _with_earlier(hours, before, span_hours) if before else hours
     if len(counts) < cfg.background_hour_share * span_hours:
         return None
+    if young and sum(counts.values()) < cfg.background_min_alerts:
+        return None
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
     routine = Routine(len(counts), span_hours, usual, bool(before))
     return {h for h in hours if counts[h] > loud}, routine
+
+
+def _watched_hours(recent: RecentHours, last: float) -> int:
+    """The hours from the first the store's history holds to the batch's last (0 without)."""
+    first = min((min(hours) for hours in recent.values() if hours), default=None)
+    return 0 if first is None else int(last // 3600) - first + 1
 
 
 def _with_earlier(hours: dict[int, int], before: Mapping[int, int], span: int) -> dict[int, int]:

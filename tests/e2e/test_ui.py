@@ -173,8 +173,8 @@ def test_a_background_incident_says_why_its_rule_is_routine(api: dict) -> None:
     alerts = [alert(f"h{i}", i * 10, "Heartbeat missed", "db") for i in range(6)]
     (cluster,) = correlate(alerts, recent=recent_hours(yesterday))
     assert (
-        "one rule on one host, routine: fired in 24 of 24 hours (the batch&#39;s and the day&#39;s "
-        "before it), a median 6 alert(s) an hour"
+        "one rule on one host, routine: fired in 24 of 24 hours (the batch&#39;s and the "
+        "store&#39;s before it), a median 6 alert(s) an hour"
     ) in incident_page(api, cluster)
 
 

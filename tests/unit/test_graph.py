@@ -137,7 +137,7 @@ def test_quarter_hour_batches_keep_a_routine_rule_out_of_the_intrusion_it_meets(
     (last,) = [i for i in store.list_incidents() if "ar359" in i.alert_ids]
     assert last.explanation.background
     assert last.explanation.routine == (  # why, for the analyst and the model
-        "routine: fired in 24 of 24 hours (the batch's and the day's before it), "
+        "routine: fired in 24 of 24 hours (the batch's and the store's before it), "
         "a median 12 alert(s) an hour"
     )
     placed = sorted(a for i in store.list_incidents() for a in i.alert_ids)
