@@ -188,14 +188,16 @@ def _summary(
             str(len(inc.proposal_ids)),
             _text(inc.title),  # rule and host names are alert content
         )
-    out.print(table)
+    if incidents:  # an empty table says nothing the next line does not
+        out.print(table)
     bands = Counter(
         "high (>=60)" if i.priority >= 60 else "medium (35-59)" if i.priority >= 35 else "low (<35)"
         for i in incidents
     )
+    by_band = f" ({', '.join(f'{k}: {v}' for k, v in sorted(bands.items()))})" if bands else ""
     out.print(
-        f"[bold]{alerts:,}[/] alerts -> [bold]{len(incidents):,}[/] incidents "
-        f"({', '.join(f'{k}: {v}' for k, v in sorted(bands.items()))}) in {seconds:.2f}s"
+        f"[bold]{alerts:,}[/] alerts -> [bold]{len(incidents):,}[/] incidents{by_band} "
+        f"in {seconds:.2f}s"
     )
     out.print(f"[bold]{len(proposals)}[/] action proposal(s) queued for approval")
     if dead:

@@ -170,6 +170,8 @@ def test_only_bad_input_exits_2(tmp_path: Path) -> None:
     r = vigie(tmp_path, "triage", "--input", str(f))
     assert r.returncode == 2
     assert "no valid alert" in r.stderr and "2 document(s) rejected" in r.stdout
+    # No empty table, no empty breakdown by priority band.
+    assert "Top 0" not in r.stdout and "0 alerts -> 0 incidents in" in r.stdout
 
 
 def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
