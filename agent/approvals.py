@@ -129,9 +129,13 @@ def reject(p: ActionProposal, who: str, now: datetime, *, reason: str) -> Action
     return _moved(p, approvals=approvals, state=ProposalState.rejected)
 
 
+def overdue(p: ActionProposal, now: datetime) -> bool:
+    """A pending proposal past its expiry, or an approved one whose approval lapsed unrun."""
+    return (p.state is ProposalState.pending and now >= p.expires_at) or lapsed(p, now)
+
+
 def expire(p: ActionProposal, now: datetime) -> ActionProposal:
-    """A pending proposal past its expiry, or an approved one whose approval lapsed."""
-    if not ((p.state is ProposalState.pending and now >= p.expires_at) or lapsed(p, now)):
+    if not overdue(p, now):
         raise ApprovalError(f"{p.proposal_id} is not a proposal past its expiry")
     return _moved(p, state=ProposalState.expired)
 

@@ -85,8 +85,9 @@ def expire_pending(store: Store, now: datetime | None = None) -> list[str]:
     now = now or datetime.now(UTC)
     expired = []
     for p in store.list_proposals(states=[ProposalState.pending, ProposalState.approved]):
-        late = now >= p.expires_at if p.state is ProposalState.pending else approvals.lapsed(p, now)
-        if late and store.transition(p, approvals.expire(p, now), actor="expiry"):
+        if not approvals.overdue(p, now):
+            continue
+        if store.transition(p, approvals.expire(p, now), actor="expiry"):
             expired.append(p.proposal_id)
     return expired
 

@@ -75,6 +75,7 @@ class Evidence:
     def made(
         cls, entities: list[Entities], severities: set[Severity], techniques: set[str]
     ) -> Evidence:
+        """From the distinct entity sets, severities and techniques, however gathered."""
         return cls(
             top_severity=max((SEVERITY_RANK[s] for s in severities), default=0),
             kinds=frozenset(k for k in EntityKind if any(e.of(k) for e in entities))

@@ -47,9 +47,8 @@ def _payload(body: bytes) -> Any:
     for n, line in enumerate(lines, 1):
         try:
             docs.append(orjson.loads(line))
-        except (
-            orjson.JSONDecodeError
-        ) as exc:  # on line 1 it is not NDJSON: the JSON error says more
+        except orjson.JSONDecodeError as exc:
+            # A first line that is not JSON: not NDJSON either, and the JSON error says more.
             ndjson = BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}")
             raise (not_json if n == 1 else ndjson) from exc
     return docs

@@ -62,6 +62,7 @@ class ApprovalQueue:
         return new
 
     def _role(self, who: str) -> str | None:
+        """The approver's role; refuses a name not on the approver list (when there is one)."""
         if self._roles is None:
             return None
         role = self._roles.get(who)
