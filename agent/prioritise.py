@@ -31,6 +31,8 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
+BURST_DAY_WINDOWS = 86400 // BURST_WINDOW  # windows to know the loudest of a day (see Bursts)
+BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
@@ -236,11 +238,18 @@ class Bursts:
     """Rare rule-host pairs per time window, against the batch's median window. Each window
     counts as the most unusual of itself, the one after it and the BURST_TAIL before it: an
     intrusion's later steps (cracking the passwords it took, escalating, exfiltrating) follow its
-    noisy start within the hour, and each may leave a single quiet alert."""
+    noisy start within the hour, and each may leave a single quiet alert.
+
+    A window's share is its standout over the median, against the peak's. Windows spanning less
+    than a day have not seen the daily cycle: a new store's (or a short file's) first sight of
+    the nightly jobs is the loudest window it knows, and would take the full points. So until
+    the windows span a day, full points also need BURST_YOUNG_FULL rare pairs above the median.
+    """
 
     rare_pairs: dict[int, int]
     median: int
     peak: int
+    full: int = 1  # the standout over the median that gets full points
 
     @classmethod
     def of(cls, baseline: Baseline) -> Bursts:
@@ -260,14 +269,15 @@ class Bursts:
         median, peak = values[len(values) // 2], values[-1]
         if peak - median < BURST_MIN_STANDOUT:
             return cls({}, median, peak)
-        return cls(smooth, median, peak)
+        young = max(raw) - min(raw) + 1 < BURST_DAY_WINDOWS
+        return cls(smooth, median, peak, max(peak - median, BURST_YOUNG_FULL if young else 0))
 
     def share(self, window: int) -> tuple[float, int]:
-        """0-1: how far this window's rare pairs stand above the median, relative to the peak."""
+        """0-1: how far this window's rare pairs stand above the median, relative to `full`."""
         n = self.rare_pairs.get(window, 0)
         if n <= self.median:
             return 0.0, n
-        return (n - self.median) / (self.peak - self.median), n
+        return min(1.0, (n - self.median) / self.full), n
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +450,12 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         detail=(
             f"fired between {BURST_WINDOW // 60} min before and {_TAIL_MINUTES} min after the "
             f"start of a window holding {pairs} rare rule-host pair(s), against {bursts.median} "
-            f"in the median window (peak {bursts.peak})"
+            f"in the median window (peak {bursts.peak}"
+            + (
+                f"; less than a day of windows known, full points need {bursts.full} above it)"
+                if bursts.full > bursts.peak - bursts.median
+                else ")"
+            )
         ),
     )
 

@@ -253,12 +253,12 @@ def test_an_incident_extended_many_times_keeps_first_and_latest_links_and_counts
 
 
 def _day_with_an_intrusion() -> list:
-    """Twelve hours of routine alerts on four hosts, one intrusion window at 06:00 (eight rare
-    rules on three hosts), and two lone, alike quiet alerts on other hosts: one twenty minutes
-    after the intrusion (the next window), one four hours later."""
+    """A day of routine alerts on four hosts, one intrusion window at 06:00 (eight rare rules on
+    three hosts), and two lone, alike quiet alerts on other hosts: one twenty minutes after the
+    intrusion (the next window), one four hours later."""
     routine = [
         alert(f"r{h}-{m}", m, rule, f"srv{h}")
-        for m in range(0, 12 * 60, 15)
+        for m in range(0, 24 * 60, 15)
         for h in range(4)
         for rule in ("Heartbeat missed", "Config reloaded")
     ]
@@ -307,6 +307,30 @@ def test_a_quiet_alert_within_the_hour_after_the_unusual_window_shares_its_burst
     assert burst["alater"] > 20  # 50 minutes after the intrusion began
     assert burst["alate"] < 1  # 100 minutes after: its own window's single rare pair
     assert burst["alater"] == burst["anear"]  # the same window's burst, shared
+
+
+def _burst_of(alerts: list, first_id: str) -> tuple[float, str]:
+    """The burst points and detail of the incident whose first alert is `first_id`."""
+    clusters = correlate(alerts)
+    baseline = Baseline()
+    baseline.observe(clusters)
+    cluster = next(c for c in clusters if c.alerts[0].id == first_id)
+    factors = build_incident(cluster, baseline).explanation.priority_factors
+    burst = [f for f in factors if f.name == "burst"]
+    return (burst[0].points, burst[0].detail) if burst else (0.0, "")
+
+
+def test_with_less_than_a_day_of_windows_only_a_loud_window_gets_full_burst_points() -> None:
+    """A new store's first sight of the nightly jobs is the loudest window it knows: until the
+    windows span a day, full points need BURST_YOUNG_FULL rare pairs above the median."""
+    day = _day_with_an_intrusion()
+    half_day = [a for a in day if _minutes(a) < 12 * 60]
+    assert _burst_of(day, "anear")[0] == 40.0  # a day known: the peak gets full points
+    points, detail = _burst_of(half_day, "anear")
+    assert 0 < points < 5  # eight rare pairs: (8 / 30) ** 2 of the points
+    assert "less than a day of windows known, full points need 30 above it" in detail
+    loud = [alert(f"y{i}", 6 * 60 + i * 0.02, f"Odd step {i}", f"srv{i % 3}") for i in range(30)]
+    assert _burst_of(half_day + loud, "anear")[0] == 40.0  # 38 rare pairs: as loud as it gets
 
 
 def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
@@ -374,9 +398,9 @@ def test_a_small_batch_s_burst_window_is_judged_against_earlier_runs_windows(tmp
     from agent.store.sqlite import SqliteStore
     from tests.conftest import ecs
 
-    # ten quiet hours on five hosts: forty windows of one common rule
-    routine = [ecs(f"r{i}", i * 3, "Heartbeat missed", f"srv{i % 5}") for i in range(200)]
-    start = 10 * 60 + 30  # half an hour after the routine ends: one window, eight rare rules
+    # a quiet day on five hosts: a hundred windows of one common rule
+    routine = [ecs(f"r{i}", i * 15, "Heartbeat missed", f"srv{i % 5}") for i in range(100)]
+    start = 25 * 60  # half an hour after the routine ends: one window, eight rare rules
     batch = [ecs(f"x{i}", start + i, f"Attack step {i}", f"srv{i % 3}") for i in range(8)]
     batch.append(ecs("cpu", start + 5, "CPU out of range", "monitor", module="anomaly"))
     with_windows = SqliteStore(tmp_path / "a.db")
@@ -396,8 +420,9 @@ def test_a_quiet_day_s_oddest_window_is_not_called_a_burst_beside_yesterday_s_in
     from tests.conftest import ecs
 
     def day(start: int, tag: str, odd: str, n_odd: int) -> list[dict]:
-        routine = [
-            ecs(f"{tag}r{i}", start + i * 3, "Heartbeat missed", f"srv{i % 5}") for i in range(200)
+        routine = [  # a day and an hour of it
+            ecs(f"{tag}r{i}", start + i * 7.5, "Heartbeat missed", f"srv{i % 5}")
+            for i in range(200)
         ]
         at = start + 300  # five hours in
         odd_ones = [
@@ -409,7 +434,7 @@ def test_a_quiet_day_s_oddest_window_is_not_called_a_burst_beside_yesterday_s_in
     store = SqliteStore(tmp_path / "v.db")
     first = bursts(store, day(0, "a", "Attack step", 20))
     assert first["CPU out of range"] > 30  # beside the intrusion's window
-    second = bursts(store, day(30 * 60, "b", "Odd thing", 7))  # 30 h later: seven odd rules
+    second = bursts(store, day(26 * 60, "b", "Odd thing", 7))  # the next day: seven odd rules
     assert second["CPU out of range"] < 10  # far less unusual than yesterday's intrusion
 
 
