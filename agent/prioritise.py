@@ -31,7 +31,7 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
-BURST_DAY_WINDOWS = 86400 // BURST_WINDOW  # windows to know the loudest of a day (see Bursts)
+DAY_WINDOWS = 86400 // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
 BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
@@ -195,6 +195,12 @@ class Baseline:
         self._bursts = None
         self._total = None
 
+    def knows_a_day(self) -> bool:
+        """Whether the windows known (the store's and the batch's) span a day: fewer have not
+        seen the daily cycle, so what they have not seen yet may only be the day's routine."""
+        pairs = self.window_pairs
+        return bool(pairs) and max(pairs) - min(pairs) + 1 >= DAY_WINDOWS
+
     def bursts(self) -> Bursts:
         """How unusual each observed time window is (computed once the batch is observed)."""
         if self._bursts is None:
@@ -269,8 +275,8 @@ class Bursts:
         median, peak = values[len(values) // 2], values[-1]
         if peak - median < BURST_MIN_STANDOUT:
             return cls({}, median, peak)
-        young = max(raw) - min(raw) + 1 < BURST_DAY_WINDOWS
-        return cls(smooth, median, peak, max(peak - median, BURST_YOUNG_FULL if young else 0))
+        floor = 0 if baseline.knows_a_day() else BURST_YOUNG_FULL
+        return cls(smooth, median, peak, max(peak - median, floor))
 
     def share(self, window: int) -> tuple[float, int]:
         """0-1: how far this window's rare pairs stand above the median, relative to `full`."""
@@ -461,7 +467,8 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
 
 
 def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
-    if not baseline.has_history:
+    """Rule-host pairs the store's week has not seen, once it has seen a whole day."""
+    if not baseline.has_history or not baseline.knows_a_day():
         return None
     new = {(s.rule_id, s.host) for s in streams} - baseline.seen_rule_hosts
     if not new:

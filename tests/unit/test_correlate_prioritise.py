@@ -379,6 +379,36 @@ def test_a_small_batch_is_ranked_against_earlier_runs_not_against_itself(tmp_pat
     assert "novelty" not in alone["USB device mounted"]  # no history: nothing to call new
 
 
+def test_a_store_watching_for_less_than_a_day_calls_nothing_new(tmp_path) -> None:
+    """Novelty needs the windows known to span a day: to a store started at midnight, the
+    morning's jobs are new on every host, and they are not."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    def novelty(store, docs) -> float:
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return sum(
+            f.points
+            for inc in state["incidents"]
+            if inc.title.startswith("USB device mounted")
+            for f in inc.explanation.priority_factors
+            if f.name == "novelty"
+        )
+
+    def watched(hours: int) -> list[dict]:
+        return [ecs(f"d{i}", i * 15, "Heartbeat missed", f"srv{i % 5}") for i in range(hours * 4)]
+
+    new = [ecs("usb", 26 * 60, "USB device mounted", "srv3")]
+    young, aged = SqliteStore(tmp_path / "young.db"), SqliteStore(tmp_path / "aged.db")
+    novelty(young, watched(26)[-20 * 4 :])  # the last 20 hours only
+    novelty(aged, watched(26))
+    assert novelty(young, new) == 0
+    assert novelty(aged, new) == 5.0
+
+
 def bursts(store, docs) -> dict[str, float]:
     """A run's burst points by incident title (its first rule), with the offline analyst."""
     from agent.analyst import OfflineAnalyst
