@@ -145,6 +145,7 @@ DAY = 86400
 VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
     "as recorded": (frozenset(), 0, False),
     "attack a day earlier": (None, -86400, False),
+    "attack 9 h later, in the working day": (None, 32400, False),
     "attack 10 h into the data (first-day noise)": (None, 36000, True),
     "escalation 2 h after the web shell": (
         frozenset({"reverse_shell", "privilege_escalation"}),
