@@ -248,7 +248,7 @@ class Bursts:
 
     A window's share is its standout over the median, against the peak's. Windows spanning less
     than a day have not seen the daily cycle: a new store's (or a short file's) first sight of
-    the nightly jobs is the loudest window it knows, and would take the full points. So until
+    the day's routine jobs is the loudest window it knows, and would take the full points. So until
     the windows span a day, full points also need BURST_YOUNG_FULL rare pairs above the median.
     """
 

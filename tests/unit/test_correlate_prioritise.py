@@ -321,7 +321,7 @@ def _burst_of(alerts: list, first_id: str) -> tuple[float, str]:
 
 
 def test_with_less_than_a_day_of_windows_only_a_loud_window_gets_full_burst_points() -> None:
-    """A new store's first sight of the nightly jobs is the loudest window it knows: until the
+    """A new store's first sight of the day's routine jobs is the loudest window it knows: until the
     windows span a day, full points need BURST_YOUNG_FULL rare pairs above the median."""
     day = _day_with_an_intrusion()
     half_day = [a for a in day if _minutes(a) < 12 * 60]
