@@ -106,6 +106,7 @@ def run(csv_gz: Path, work: Path) -> dict:
     run_variants(csv_path, work)
     run_changed(csv_path, work, incidents)
     run_batches(csv_path, alerts, work)
+    run_variants(csv_path, work, hours, "the attack moved, in hourly batches")
     run_variants(csv_path, work, quarter_hours, "the attack moved, in quarter-hour batches")
     return result
 
@@ -179,6 +180,11 @@ def moved(
 def one_file(alerts: Path, work: Path) -> Path:
     """`vigie triage` on the whole file."""
     return timed_triage(alerts, work)[2]
+
+
+def hours(alerts: Path, work: Path) -> Path:
+    """The file fed in hourly batches (`fed_in_batches`)."""
+    return fed_in_batches(alerts, 3600, work)[1]
 
 
 def quarter_hours(alerts: Path, work: Path) -> Path:
