@@ -333,6 +333,15 @@ def test_with_less_than_a_day_of_windows_only_a_loud_window_gets_full_burst_poin
     assert _burst_of(half_day + loud, "anear")[0] == 40.0  # 38 rare pairs: as loud as it gets
 
 
+def test_a_baseline_knows_a_day_once_its_windows_span_one() -> None:
+    day = _day_with_an_intrusion()
+    baseline = Baseline()
+    baseline.observe(correlate([a for a in day if _minutes(a) < 12 * 60]))
+    assert not baseline.knows_a_day()
+    baseline.observe(correlate([a for a in day if _minutes(a) >= 12 * 60]))
+    assert baseline.knows_a_day()  # asked again after more windows: not the earlier answer
+
+
 def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> None:
     alerts = [a for a in _day_with_an_intrusion() if 6 * 60 <= _minutes(a) <= 6 * 60 + 60]
     clusters = correlate(alerts)
