@@ -117,13 +117,37 @@ def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
 
+class Prior:
+    """What an extended incident already holds, as `assemble` reads it: its stored alerts, then
+    what earlier clusters of the batch added. Kept up to date cluster by cluster: re-reading all
+    of them for each cluster made a batch that adds many clusters to one incident quadratic (a
+    55-day file triaged into a store holding its last day: 70 s of priority instead of 2)."""
+
+    def __init__(self, alerts: list[Alert]) -> None:
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.entities: list[Entities] = []  # distinct objects, in first-seen order
+        self._seen: set[int] = set()
+        self.add(alerts)
+
+    def add(self, alerts: list[Alert]) -> None:
+        """These alerts too, as if they came after the ones held (in a list sorted by time)."""
+        for s in streams_of_alerts(alerts):
+            key = (s.rule_id, s.host)
+            held = self.streams.get(key)
+            self.streams[key] = s if held is None else held.merged(s)
+        for e in distinct_entities(alerts):
+            if id(e) not in self._seen:
+                self._seen.add(id(e))
+                self.entities.append(e)
+
+
 def build_incident(
     cluster: Cluster,
     baseline: Baseline,
     cfg: PriorityConfig | None = None,
     *,
     extends: Incident | None = None,
-    prior: list[Alert] | None = None,
+    prior: list[Alert] | Prior | None = None,
 ) -> Incident:
     """A new incident from a cluster, or `extends` grown by it (`prior`: its stored alerts)."""
     return assemble(cluster, baseline, cfg, extends=extends, prior=prior).incident
@@ -135,17 +159,19 @@ def assemble(
     cfg: PriorityConfig | None = None,
     *,
     extends: Incident | None = None,
-    prior: list[Alert] | None = None,
+    prior: list[Alert] | Prior | None = None,
 ) -> Assembled:
     """`build_incident`, with the evidence playbooks read from all its alerts (`prior` and the
     cluster's)."""
+    if isinstance(prior, list):
+        prior = Prior(prior) if prior else None
     new_alerts = cluster.alerts  # in time order
     new = streams_of_runs(cluster.runs)
-    streams = joined(streams_of_alerts(prior), new) if prior else new
+    streams = joined(list(prior.streams.values()), new) if prior else new
     old = extends
     # Alerts of one run share their entities objects: reading those once each instead of once
     # per alert is most of building an incident of 100,000 alerts.
-    entities = [*distinct_entities(prior or []), *_cluster_entities(cluster)]
+    entities = [*(prior.entities if prior else []), *_cluster_entities(cluster)]
     hosts = [*(old.hosts if old else []), *(h for e in entities for h in e.hosts)]
     users = [*(old.users if old else []), *(u for e in entities for u in e.users)]
     background = all(r.background for r in cluster.runs) and (

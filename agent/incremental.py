@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from agent.attack import stage_of
 from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
-from agent.incidents import Assembled, Evidence, assemble, sample_of
+from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of
 from agent.models import Alert, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
@@ -50,7 +50,7 @@ def build_incidents(
     since = datetime.fromtimestamp(first, tz=UTC) - reach
     candidates = _Candidates(store.open_incidents(since))
     taken: dict[str, Incident] = {}
-    added: dict[str, list[Alert]] = {}  # alerts this batch already put in an extended incident
+    held: dict[str, Prior] = {}  # what each extended incident holds so far
     for cluster in clusters:
         found = _match(cluster, candidates, corr)
         if found is None:
@@ -60,11 +60,13 @@ def build_incidents(
         if progression is not None:
             cluster.links.append(progression)
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
-        prior = [*store.alerts_of(current.incident_id), *added.get(match.incident_id, [])]
+        prior = held.get(match.incident_id)
+        if prior is None:
+            prior = held[match.incident_id] = Prior(store.alerts_of(current.incident_id))
         grown = assemble(cluster, baseline, prio, extends=current, prior=prior)
         _add(built, cluster, grown, current)
         taken[match.incident_id] = grown.incident
-        added.setdefault(match.incident_id, []).extend(cluster.alerts)
+        prior.add(cluster.alerts)
     built.incidents.extend(taken.values())
     return built
 

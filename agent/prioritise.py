@@ -113,6 +113,33 @@ class Stream:
             marks=marks,
         )
 
+    def merged(self, other: Stream) -> Stream:
+        """This stream and another of the same rule and host, in whatever order in time: what
+        `Stream.of` makes of both streams' alerts in one list sorted by time, this stream's
+        first (so on equal times, this stream's alerts come first)."""
+        marks = dict(other.marks)
+        for mark, seen in self.marks.items():
+            if seen <= marks.get(mark, seen):
+                marks[mark] = seen
+        mine, theirs = self.top, other.top
+        top = (
+            mine
+            if (mine.risk_score, theirs.timestamp) >= (theirs.risk_score, mine.timestamp)
+            else theirs
+        )
+        return Stream(
+            rule_id=self.rule_id,
+            host=self.host,
+            first=self.first if self.first.timestamp <= other.first.timestamp else other.first,
+            last=other.last if other.last.timestamp >= self.last.timestamp else self.last,
+            top=top,  # the riskier; on equal risk the earlier, on equal times this one
+            count=self.count + other.count,
+            windows=self.windows | other.windows,
+            sensors=self.sensors | other.sensors,
+            severities=self.severities | other.severities,
+            marks=marks,
+        )
+
 
 def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:
     """A cluster's streams: its runs (in time order), joined by rule and host."""

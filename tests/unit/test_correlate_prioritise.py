@@ -634,3 +634,57 @@ def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:
     assert factor["aboth"]["criticality"].detail == (
         "critical host(s): dc02; critical identity(s): ALICE-ADM"
     )
+
+
+def _stream_view(streams) -> dict:
+    """Streams by rule and host, as comparable values (alerts by id)."""
+    return {
+        (s.rule_id, s.host): (
+            s.first.id,
+            s.last.id,
+            s.top.id,
+            s.count,
+            s.windows,
+            s.sensors,
+            s.severities,
+            s.marks,
+        )
+        for s in streams
+    }
+
+
+def test_an_incident_held_across_a_batch_reads_as_all_its_alerts_at_once() -> None:
+    """An extended incident's streams and entities, kept up to date cluster by cluster
+    (`Prior.add`), are what reading all its alerts at once gives, whatever their order in
+    time: a batch older than the stored sample, equal times, a riskier alert later on."""
+    from agent.incidents import Prior
+    from agent.prioritise import streams_of_alerts
+
+    stored = [
+        alert("s1", 600, "Login failed", "web", severity="low"),
+        alert("s2", 610, "Login failed", "web", severity="high"),
+        alert("s3", 620, "Port scan", "fw", tactic="TA0043"),
+        alert("s4", 700, "Disk full", "db", severity="medium"),
+    ]
+    parts = [
+        [  # earlier than the stored alerts, one at the same time as s1
+            alert("b1", 100, "Login failed", "web", severity="high"),
+            alert("b2", 600, "Login failed", "web", severity="critical"),
+            alert("b3", 50, "Disk full", "db", severity="medium"),
+        ],
+        [alert("c1", 900, "Port scan", "fw", tactic="TA0007"), alert("c2", 5, "New", "db")],
+        [alert("d1", 610, "Login failed", "web", severity="critical", user={"name": "eve"})],
+    ]
+    held = Prior(stored)
+    everything = list(stored)
+    for part in parts:
+        held.add(part)
+        everything += part
+        assert _stream_view(held.streams.values()) == _stream_view(streams_of_alerts(everything))
+        whole = Prior(everything)
+        assert [e.hosts + e.users for e in held.entities] == [
+            e.hosts + e.users for e in whole.entities
+        ]
+    top = held.streams["login-failed", "web"].top
+    assert top.id == "ab2"  # the earliest critical one, though it came in a later part
+    assert held.streams["disk-full", "db"].top.id == "ab3"  # equal risk: the earlier
