@@ -280,13 +280,14 @@ def propose_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     proposals: list[ActionProposal] = []
     for inc in sorted(state.get("assessed", []), key=lambda i: (-i.priority, i.incident_id)):
         shown = evidence.get(inc.incident_id)
+        books = ctx.playbooks if shown is None else matching(ctx.playbooks, inc, shown)
         mine: list[ActionProposal] = []
-        if shown is None or matching(ctx.playbooks, inc, shown):
+        if books:
             alerts = list(filter(None, map(by_id.get, inc.alert_ids)))  # this run's, in C
             if len(alerts) < len(inc.alert_ids) and ctx.store is not None:  # an extension
                 alerts += ctx.store.alerts_of(inc.incident_id)
             mine = propose(
-                ctx.playbooks,
+                books,
                 inc,
                 alerts,
                 requester=ctx.requester,

@@ -55,6 +55,10 @@ def windows_of(times: Sequence[float]) -> set[int]:
     return set(per_period(times, BURST_WINDOW))
 
 
+#: Distinct (tactics, techniques), each with the earliest time it was seen.
+Marks = dict[tuple[tuple[str, ...], tuple[str, ...]], float]
+
+
 @dataclass(slots=True)
 class Stream:
     """One rule on one host within an incident, read once: every priority factor and the
@@ -71,7 +75,7 @@ class Stream:
     sensors: set[str]
     severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
     #: Its alerts' distinct (tactics, techniques), each with the earliest time it was seen.
-    marks: dict[tuple[tuple[str, ...], tuple[str, ...]], float]
+    marks: Marks
 
     @classmethod
     def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
@@ -100,18 +104,8 @@ class Stream:
         """This stream continued by a later one of the same rule and host."""
         marks = dict(later.marks)
         marks.update(self.marks)  # the earlier time wins
-        return Stream(
-            rule_id=self.rule_id,
-            host=self.host,
-            first=self.first,
-            last=later.last,
-            top=self.top if self.top.risk_score >= later.top.risk_score else later.top,
-            count=self.count + later.count,
-            windows=self.windows | later.windows,
-            sensors=self.sensors | later.sensors,
-            severities=self.severities | later.severities,
-            marks=marks,
-        )
+        top = self.top if self.top.risk_score >= later.top.risk_score else later.top
+        return self._with(later, self.first, later.last, top, marks)
 
     def merged(self, other: Stream) -> Stream:
         """This stream and another of the same rule and host, in whatever order in time: what
@@ -122,17 +116,21 @@ class Stream:
             if seen <= marks.get(mark, seen):
                 marks[mark] = seen
         mine, theirs = self.top, other.top
-        top = (
-            mine
-            if (mine.risk_score, theirs.timestamp) >= (theirs.risk_score, mine.timestamp)
-            else theirs
-        )
+        # the riskier; on equal risk the earlier, on equal times this one
+        ahead = (mine.risk_score, theirs.timestamp) >= (theirs.risk_score, mine.timestamp)
+        top = mine if ahead else theirs
+        first = self.first if self.first.timestamp <= other.first.timestamp else other.first
+        last = other.last if other.last.timestamp >= self.last.timestamp else self.last
+        return self._with(other, first, last, top, marks)
+
+    def _with(self, other: Stream, first: Alert, last: Alert, top: Alert, marks: Marks) -> Stream:
+        """Both streams' alerts as one stream, with the ends, top alert and marks given."""
         return Stream(
             rule_id=self.rule_id,
             host=self.host,
-            first=self.first if self.first.timestamp <= other.first.timestamp else other.first,
-            last=other.last if other.last.timestamp >= self.last.timestamp else self.last,
-            top=top,  # the riskier; on equal risk the earlier, on equal times this one
+            first=first,
+            last=last,
+            top=top,
             count=self.count + other.count,
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
