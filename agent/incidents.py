@@ -269,14 +269,14 @@ def _capped_links(old: Incident | None, new: list[EntityLink]) -> tuple[list[Ent
 
 def _max_gap(times: list[float], old: Incident | None) -> float:
     """The largest time gap between consecutive alerts. An extension keeps the old incident's
-    largest gap and adds the new alerts' own, and the step from its last alert to them (the
-    stored sample is too sparse to measure gaps on)."""
+    largest gap and adds the new alerts' own, and the step from its last alert to them, or from
+    them to its first when they are older (the stored sample is too sparse to measure gaps on)."""
     gaps = [max(map(operator.sub, times[1:], times), default=0.0)]  # times are in order
     if old is not None:
         gaps.append(old.explanation.max_gap_seconds)
-        step = times[0] - old.last_seen.timestamp() if times else 0.0
-        if step > 0:
-            gaps.append(step)
+        if times:
+            gaps.append(times[0] - old.last_seen.timestamp())
+            gaps.append(old.first_seen.timestamp() - times[-1])
     return max(gaps, default=0.0)
 
 

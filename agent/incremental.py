@@ -8,6 +8,10 @@ day; batches must too). A cluster whose first ATT&CK stage follows an open incid
 a host or user they share, joins it hours later too, as runs do within a batch (a
 *progression*, see `agent.correlate`). Addresses do not link across runs: without the whole
 history, a shared server address is too likely to be infrastructure.
+
+Batches may come out of time order (a late delivery, an old file replayed into the live store): a
+cluster older than an open incident joins it only if it ends within the same reach (the link
+window, or the quiet period for a background stream) before the incident's first alert.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def build_incidents(
     taken: dict[str, Incident] = {}
     held: dict[str, Prior] = {}  # what each extended incident holds so far
     for cluster in clusters:
-        found = _match(cluster, candidates, corr)
+        found = _match(cluster, candidates, corr, quiet.total_seconds())
         if found is None:
             _add(built, cluster, assemble(cluster, baseline, prio), None)
             continue
@@ -108,14 +112,19 @@ class _Candidates:
 
 
 def _match(
-    cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig
+    cluster: Cluster, candidates: _Candidates, corr: CorrelationConfig, quiet: float
 ) -> tuple[Incident, EntityLink | None] | None:
     """The most recently active open incident this cluster continues: a background cluster
     joins the open background incident holding all its rule-host streams; any other joins one
     that shares a host or user and is not background, within the link window, or later when
-    the cluster's ATT&CK stage follows the incident's (with the progression that links them)."""
+    the cluster's ATT&CK stage follows the incident's (with the progression that links them).
+    A cluster older than the incident (a late delivery, a file replayed into the live store)
+    joins it only if it ends within the same reach before the incident's first alert: the
+    link window, or `quiet` seconds for a background stream."""
     background = all(r.background for r in cluster.runs)
-    start = datetime.fromtimestamp(cluster.runs[0].first, tz=UTC)
+    start = datetime.fromtimestamp(cluster.times[0], tz=UTC)
+    end = datetime.fromtimestamp(cluster.times[-1], tz=UTC)
+    reach_back = quiet if background else corr.link_window
     streams = {(r.rule_id, r.host) for r in cluster.runs}
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
@@ -126,6 +135,9 @@ def _match(
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
     best: tuple[Incident, EntityLink | None] | None = None
     for inc in pool:
+        ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it
+        if ahead > reach_back:
+            continue
         gap = (start - inc.last_seen).total_seconds()
         progression = None
         if not background and gap > corr.link_window:

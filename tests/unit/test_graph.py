@@ -191,3 +191,45 @@ def test_a_later_batch_s_next_attack_stage_on_the_host_extends_the_incident_hour
     assert story.alert_ids == ["ax2", "ax3"]  # the latest open incident it follows
     (link,) = [link for link in story.explanation.links if link.kind == "progression"]
     assert (link.value, link.alert_ids, link.tactics) == ("web", ["ax3"], ["TA0001", "TA0004"])
+
+
+def test_an_older_batch_joins_an_incident_only_within_the_link_window_before_it(
+    tmp_path: Path,
+) -> None:
+    """A file replayed into the live store, or a late delivery: alerts ten days older than an
+    open incident on the same host are another story; half an hour before it, the same one."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    day10 = 10 * 1440
+
+    def run(*docs: dict) -> None:
+        run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+
+    run(ecs("x1", day10, "Web shell", "web", severity="high"))
+    run(ecs("x2", 0, "Web shell", "web", severity="high"))  # ten days before
+    run(ecs("x3", day10 - 30, "Port scan", "web"))  # half an hour before
+    holding = {a: i for i in store.list_incidents() for a in i.alert_ids}
+    assert holding["ax2"].alert_ids == ["ax2"]
+    assert holding["ax1"].alert_ids == ["ax1", "ax3"]
+    assert holding["ax1"].explanation.max_gap_seconds == 1800  # from the older alert to it
+
+
+def test_an_older_routine_stream_opens_its_own_background_incident(tmp_path: Path) -> None:
+    """A routine rule's background incident spans its pauses while open, but not back to alerts
+    fired days before its first: those are a background incident of their own."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+
+    def day(n: int) -> list[dict]:
+        return [ecs(f"d{n}m{i}", n * 1440 + i * 5, "Mail login ok", "mail") for i in range(288)]
+
+    for n in (10, 11):
+        for hour in range(24):
+            batch = day(n)[hour * 12 : (hour + 1) * 12]
+            run_triage_documents([("t", k, d) for k, d in enumerate(batch, 1)], ctx)
+    run_triage_documents([("t", k, d) for k, d in enumerate(day(0), 1)], ctx)
+    holding = {a: i for i in store.list_incidents() for a in i.alert_ids}
+    recent, old = holding["ad11m287"], holding["ad0m0"]
+    assert old.explanation.background and recent.explanation.background
+    assert old.incident_id != recent.incident_id
+    assert old.alert_ids == [f"ad0m{i}" for i in range(288)]
