@@ -177,6 +177,9 @@ class Baseline:
     seen_rule_hosts: set[tuple[str, str]] = field(default_factory=set)
     has_history: bool = False
     window_pairs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
+    #: Each rule-host pair's earliest time in the batch: only the incident holding it is the
+    #: pair's first firing (a day's file holds many incidents of one pair).
+    first_fired: dict[tuple[str, str], float] = field(default_factory=dict)
     _bursts: Bursts | None = None
     _total: int | None = None
     _knows_a_day: bool | None = None
@@ -212,10 +215,13 @@ class Baseline:
 
     def observe(self, clusters: Iterable[Cluster]) -> None:
         """Count a batch's alerts, and the rule-host pairs of each burst window."""
+        first = self.first_fired
         for cluster in clusters:
             for run in cluster.runs:
                 self.rule_counts[run.rule_id] += len(run.alerts)
                 pair = (run.rule_id, run.host)
+                if run.times[0] < first.get(pair, math.inf):
+                    first[pair] = run.times[0]
                 for w in windows_of(run.times):
                     self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
@@ -497,10 +503,17 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
 
 
 def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
-    """Rule-host pairs the store's week has not seen, once it has seen a whole day."""
+    """Rule-host pairs the store's week has not seen, once it has seen a whole day, in the
+    incident that holds the pair's first alert of the batch (its later ones are not new)."""
     if not baseline.has_history or not baseline.knows_a_day():
         return None
-    new = {(s.rule_id, s.host) for s in streams} - baseline.seen_rule_hosts
+    first, seen = baseline.first_fired, baseline.seen_rule_hosts
+    new = {
+        pair
+        for s in streams
+        if (pair := (s.rule_id, s.host)) not in seen
+        and first.get(pair) == s.first.timestamp.timestamp()
+    }
     if not new:
         return None
     return PriorityFactor(

@@ -418,6 +418,40 @@ def test_a_store_watching_for_less_than_a_day_calls_nothing_new(tmp_path) -> Non
     assert novelty(aged, new) == 5.0
 
 
+def test_only_the_incident_holding_a_pair_s_first_alert_calls_it_new(tmp_path) -> None:
+    """A long batch into a store with history: the rule's first incident on the host is its
+    first time there; a later incident holding it again is new only for what else it holds."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+
+    def run(docs: list[dict]) -> dict[str, tuple[float, str]]:
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.alert_ids[0]: (f.points, f.detail)
+            for inc in state["incidents"]
+            for f in inc.explanation.priority_factors
+            if f.name == "novelty"
+        }
+
+    run([ecs(f"d{i}", i * 15, "Heartbeat missed", f"srv{i % 5}") for i in range(26 * 4)])
+    later = run(
+        [
+            ecs("usb0", 27 * 60, "USB device mounted", "srv3"),
+            ecs("usb1", 33 * 60, "USB device mounted", "srv3"),  # six hours on, with:
+            ecs("scan", 33 * 60 + 1, "Port scan", "srv3"),
+        ]
+    )
+    assert later == {
+        "ausb0": (5.0, "1 rule(s) firing on a host for the first time"),
+        "ausb1": (5.0, "1 rule(s) firing on a host for the first time"),  # the scan alone
+    }
+
+
 def bursts(store, docs) -> dict[str, float]:
     """A run's burst points by incident title (its first rule), with the offline analyst."""
     from agent.analyst import OfflineAnalyst
