@@ -13,7 +13,7 @@ amid the sensors' first-day noise, or when its later steps come hours apart. Mov
 reads the CSV's phase labels (`time_label`); the triage still sees none. It also changes what
 must not matter (`CHANGED`): every name replaced, which must leave the ranking exactly as it
 was; more quiet days before the attack (twice, and ten times over); every benign alert four
-times over.
+times over. And without each sensor in turn (`run_sensor_missing`).
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def run(csv_gz: Path, work: Path) -> dict:
     )
     run_variants(csv_path, work)
     run_changed(csv_path, work, incidents, heavy=runs_all(n))
+    run_sensor_missing(csv_path, work)
     if not runs_all(n):
         print(
             f"fed in batches: skipped for {n:,} alerts (above {BATCHES_MAX_ALERTS:,}, each batch "
@@ -299,6 +300,22 @@ def run_changed(csv_path: Path, work: Path, recorded: Path, heavy: bool = True) 
         if change is renamed:
             same = "yes" if ranking(incidents) == ranking(recorded) else "NO"
             print(f"  renamed: the same incidents with the same priorities: {same}")
+
+
+def run_sensor_missing(csv_path: Path, work: Path) -> None:
+    """The scenario without one sensor's alerts (the part before ": " in a rule's name), as at
+    a site that runs no network IDS or no anomaly detector: the attack steps only that sensor
+    saw leave the score with it."""
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    sensors = sorted({r["name"].partition(": ")[0] for r in rows})
+    print(f"{'one sensor missing':46}" + "".join(f"{c:>14}" for c in ("steps", *SHOWN)))
+    for sensor in sensors:
+        kept = [r for r in rows if r["name"].partition(": ")[0] != sensor]
+        changed_csv, incidents = triaged(kept, work)
+        scores = json.loads(scored(changed_csv, incidents, "--json"))
+        r = {**scores["run"], "steps": scores["steps"]}
+        print(f"{f'without {sensor}':46}" + "".join(f"{r[c]!s:>14}" for c in ("steps", *SHOWN)))
 
 
 def triaged(
