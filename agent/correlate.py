@@ -65,12 +65,16 @@ class Routine:
     span: int
     usual: float  # its median alerts in an hour it fired in
     earlier: bool  # the store's hours before the batch were judged too
+    daily: int = 0  # busy hours kept routine: as busy at that time on another day
 
     def reason(self) -> str:
         judged = "the batch's and the store's before it" if self.earlier else "the batch's"
+        busy = (
+            f"; {self.daily} busy hour(s) as busy at that time on another day" if self.daily else ""
+        )
         return (
             f"routine: fired in {self.hours} of {self.span} hours ({judged}), "
-            f"a median {self.usual:g} alert(s) an hour"
+            f"a median {self.usual:g} alert(s) an hour{busy}"
         )
 
 
@@ -242,8 +246,27 @@ def _background_of(
         return None
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
-    routine = Routine(len(counts), span_hours, usual, bool(before))
-    return {h for h in hours if counts[h] > loud}, routine
+    bursts = {h for h in hours if counts[h] > loud}
+    daily = _daily(bursts, {**before, **counts} if before else counts, loud, cfg.burst_factor)
+    routine = Routine(len(counts), span_hours, usual, bool(before), len(daily))
+    return bursts - daily, routine
+
+
+#: Other days (before and after) whose same hour shows a daily job's busy hour (`_daily`).
+_OTHER_DAYS = [24 * k + d for k in (-2, -1, 1, 2) for d in (-1, 0, 1)]
+
+
+def _daily(bursts: set[int], known: Mapping[int, int], loud: float, factor: float) -> set[int]:
+    """The burst hours whose time of day (within an hour) was loud on another day too, and
+    about as loud (within `factor`): a daily job's busy hour, which is routine, not a flood
+    an intrusion causes. A flood `factor` times louder than that day's stays a burst."""
+    return {
+        h
+        for h in bursts
+        if any(
+            loud < (n := known.get(h + step, 0)) and n * factor >= known[h] for step in _OTHER_DAYS
+        )
+    }
 
 
 def _watched_hours(recent: RecentHours, last: float) -> int:

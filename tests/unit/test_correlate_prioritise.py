@@ -75,6 +75,52 @@ def test_background_flood_does_not_glue_a_host_day_but_a_burst_breaks_out() -> N
     assert by_alert["ab0"] == by_alert["as1"] != by_alert["af0"]  # the burst links to the story
 
 
+def test_a_routine_rule_s_daily_busy_hour_stays_routine_but_a_flood_breaks_out() -> None:
+    """A firewall's TLS job is busy from 08:00 every day: that hour is its habit, not a burst to
+    link with an intrusion on the firewall in it. A flood five times the usual busy hour is."""
+    steady = [
+        alert(f"t{d}-{i}", d * 1440 + i * 5, "TLS error", "fw")
+        for d in range(3)
+        for i in range(288)
+    ]
+    busy = [
+        alert(f"b{d}-{i}", d * 1440 + 480 + i * 0.5, "TLS error", "fw")
+        for d in range(3)
+        for i in range(100)
+    ]
+    story = [
+        alert("s1", 1440 + 490, "Privilege escalation", "fw", severity="high", tactic="TA0004")
+    ]
+    judged = correlate(steady + busy + story)
+    by_alert = {a.id: i for i, c in enumerate(judged) for a in c.alerts}
+    assert by_alert["ab1-0"] == by_alert["at0-0"] != by_alert["as1"]  # the habit: apart
+    (routine,) = {r.routine for c in judged for r in c.runs if r.rule_id == "tls-error"}
+    assert routine is not None and routine.reason().endswith(
+        "; 3 busy hour(s) as busy at that time on another day"
+    )
+    flood = [alert(f"f{i}", 1440 + 481 + i * 0.05, "TLS error", "fw") for i in range(1000)]
+    loud = correlate(steady + busy + flood + story)
+    by_alert = {a.id: i for i, c in enumerate(loud) for a in c.alerts}
+    assert by_alert["af0"] == by_alert["ab1-0"] == by_alert["as1"] != by_alert["ab0-0"]
+
+
+def test_an_hour_s_batch_knows_a_busy_hour_the_store_saw_yesterday_at_that_time() -> None:
+    from agent.correlate import recent_hours
+
+    start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
+    yesterday = {  # "TLS error" on fw, 12 alerts an hour, and 112 at this hour yesterday
+        (start_hour - h) * 3600: {("tls-error", "fw"): 112 if h == 24 else 12} for h in range(1, 25)
+    }
+    hour = [alert(f"b{i}", i * 0.5, "TLS error", "fw") for i in range(112)]
+    story = [alert("s1", 30, "Privilege escalation", "fw", severity="high", tactic="TA0004")]
+    judged = correlate(hour + story, recent=recent_hours(yesterday))
+    by_alert = {a.id: i for i, c in enumerate(judged) for a in c.alerts}
+    assert by_alert["ab0"] == by_alert["ab111"] != by_alert["as1"]
+    quiet_yesterday = {k: {p: 12 for p in v} for k, v in yesterday.items()}
+    loud = correlate(hour + story, recent=recent_hours(quiet_yesterday))
+    assert len(loud) == 1  # never that busy before: a burst, linked with the story
+
+
 def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -> None:
     """An hour shows nothing routine on its own: the day before (from the store) does."""
     from agent.correlate import recent_hours
