@@ -163,6 +163,7 @@ def build_runs(
 
     A burst of a background rule (an hour far above its usual rate) is not background: a
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
+    A daily job's busy hour is, though: as busy at that time on another day (`_daily`).
     `recent`: what earlier runs saw of each rule and host, hour by hour (see `_background_of`).
     """
     recent = recent or {}
