@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of, per_period
@@ -180,6 +180,9 @@ class Baseline:
     #: Each rule-host pair's earliest time in the batch: only the incident holding it is the
     #: pair's first firing (a day's file holds many incidents of one pair).
     first_fired: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Since when the store (or the batch, if older) has watched: the start of the store's
+    #: first day of history, or of the batch's first alert. A pair is new only a day after it.
+    watched_from: float = math.inf
     _bursts: Bursts | None = None
     _total: int | None = None
     _knows_a_day: bool | None = None
@@ -194,6 +197,11 @@ class Baseline:
             rule_counts=Counter(history.counts),
             seen_rule_hosts=set(history.pairs),
             has_history=bool(history.counts),
+            watched_from=(
+                datetime.combine(history.first_day, time(), UTC).timestamp()
+                if history.first_day
+                else math.inf
+            ),
             window_pairs={
                 start // BURST_WINDOW: set(pairs) for start, pairs in history.windows.items()
             },
@@ -222,6 +230,7 @@ class Baseline:
                 pair = (run.rule_id, run.host)
                 if run.times[0] < first.get(pair, math.inf):
                     first[pair] = run.times[0]
+                    self.watched_from = min(self.watched_from, run.times[0])
                 for w in windows_of(run.times):
                     self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
@@ -504,15 +513,19 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
 
 def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
     """Rule-host pairs the store's week has not seen, once it has seen a whole day, in the
-    incident that holds the pair's first alert of the batch (its later ones are not new)."""
+    incident that holds the pair's first alert of the batch (its later ones are not new), when
+    that alert came a day or more after the store (or the batch) started watching: else a
+    week's file triaged into a store started this morning would call its first day's jobs new."""
     if not baseline.has_history or not baseline.knows_a_day():
         return None
     first, seen = baseline.first_fired, baseline.seen_rule_hosts
+    since = baseline.watched_from + DAY
     new = {
         pair
         for s in streams
         if (pair := (s.rule_id, s.host)) not in seen
-        and first.get(pair) == s.first.timestamp.timestamp()
+        and first.get(pair) == (t := s.first.timestamp.timestamp())
+        and t >= since
     }
     if not new:
         return None

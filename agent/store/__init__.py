@@ -41,6 +41,8 @@ class RuleHistory:
     counts: dict[str, int] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
     windows: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
+    #: The earliest day of those counts: since when (at the latest) the store has watched.
+    first_day: date | None = None
 
 
 class Store(Protocol):

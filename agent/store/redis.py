@@ -410,7 +410,8 @@ class RedisStore:
             for start, members in zip(starts, self._guard(pipe.execute), strict=True):
                 if members:  # a window only an earlier version recorded has none
                     windows[int(start)] = {_pair(member): int(n) for member, n in members.items()}
-        return RuleHistory(counts, pairs, windows)
+        first_day = date.fromisoformat(min(d.decode() for d in days)) if days else None
+        return RuleHistory(counts, pairs, windows, first_day)
 
     def _add_rule_history(self, pipe: Pipeline, history: RunHistory) -> None:
         """Queued on a run's transaction."""

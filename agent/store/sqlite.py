@@ -299,6 +299,9 @@ class SqliteStore:
         pairs = self._db.execute(
             "SELECT rule_id, host FROM rule_hosts WHERE last_day >= ?", (day,)
         ).fetchall()
+        (first,) = self._db.execute(
+            "SELECT MIN(day) FROM rule_days WHERE day >= ?", (day,)
+        ).fetchone()
         windows: dict[int, dict[tuple[str, str], int]] = {}
         if windows_from is not None:
             for start, rule, host, n in self._db.execute(
@@ -306,7 +309,8 @@ class SqliteStore:
                 (windows_from,),
             ):
                 windows.setdefault(start, {})[rule, host] = n
-        return RuleHistory(dict(counts), {(r, h) for r, h in pairs}, windows)
+        first_day = date.fromisoformat(first) if first else None
+        return RuleHistory(dict(counts), {(r, h) for r, h in pairs}, windows, first_day)
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()

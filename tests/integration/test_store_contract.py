@@ -334,6 +334,10 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     assert store.rule_history(date(2026, 3, 4)).pairs == {("ssh", "web"), ("dns", "fw")}
     assert store.rule_history(d3).pairs == {("dns", "fw")}
     assert store.rule_history(date(2026, 4, 1)).counts == {}
+    # since when the store has watched, within the days asked for (novelty waits a day)
+    assert (everything.first_day, recent.first_day) == (d1, d2)
+    assert store.rule_history(date(2026, 3, 3)).first_day == d2
+    assert store.rule_history(date(2026, 4, 1)).first_day is None
 
 
 def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) -> None:

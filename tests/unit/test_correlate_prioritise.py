@@ -464,6 +464,44 @@ def test_a_store_watching_for_less_than_a_day_calls_nothing_new(tmp_path) -> Non
     assert novelty(aged, new) == 5.0
 
 
+def test_a_week_s_file_into_a_store_started_hours_ago_calls_nothing_new_on_its_first_day(
+    tmp_path,
+) -> None:
+    """The store watched two hours, then a three-day file: a rule first seen on the file's
+    first day may only be the day's routine; one first seen on its third day is new."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+
+    def run(docs: list[dict]) -> dict[str, float]:
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.alert_ids[0]: sum(
+                f.points for f in inc.explanation.priority_factors if f.name == "novelty"
+            )
+            for inc in state["incidents"]
+        }
+
+    def heartbeats(start: int, hours: int) -> list[dict]:
+        return [
+            ecs(f"h{i}", i * 15, "Heartbeat missed", f"srv{i % 5}")
+            for i in range(start * 4, (start + hours) * 4)
+        ]
+
+    run(heartbeats(0, 2))
+    file = [
+        *heartbeats(2, 70),
+        ecs("usb", 3 * 60 + 7, "USB device mounted", "srv3"),
+        ecs("cron", 50 * 60 + 7, "Cron edited", "srv2"),
+    ]
+    novelty = run(sorted(file, key=lambda d: d["@timestamp"]))
+    assert (novelty["ausb"], novelty["acron"]) == (0, 5.0)
+
+
 def test_only_the_incident_holding_a_pair_s_first_alert_calls_it_new(tmp_path) -> None:
     """A long batch into a store with history: the rule's first incident on the host is its
     first time there; a later incident holding it again is new only for what else it holds."""
