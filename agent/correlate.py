@@ -248,7 +248,8 @@ def _background_of(
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
     bursts = {h for h in hours if counts[h] > loud}
-    daily = _daily(bursts, {**before, **counts} if before else counts, loud, cfg.burst_factor)
+    known = {**before, **counts} if before and bursts else counts  # only a burst asks
+    daily = _daily(bursts, known, loud, cfg.burst_factor)
     routine = Routine(len(counts), span_hours, usual, bool(before), len(daily))
     return bursts - daily, routine
 

@@ -130,7 +130,8 @@ class Prior:
         self.add(alerts)
 
     def add(self, alerts: list[Alert]) -> None:
-        """These alerts too, as if they came after the ones held (in a list sorted by time)."""
+        """These alerts too, whenever they fired: as if all were read in one list sorted by time
+        (`Stream.merged`)."""
         for s in streams_of_alerts(alerts):
             key = (s.rule_id, s.host)
             held = self.streams.get(key)

@@ -31,7 +31,8 @@ BURST_WINDOW = 900  # seconds: the time windows in which rare rule-host pairs ar
 BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratically
 BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compare with
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
-DAY_WINDOWS = 86400 // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
+DAY = 86400
+DAY_WINDOWS = DAY // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
 BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
@@ -280,7 +281,6 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
     return RunHistory(counts, pairs, windows)
 
 
-DAY = 86400
 _EPOCH = date(1970, 1, 1)
 
 

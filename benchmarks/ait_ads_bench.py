@@ -208,14 +208,19 @@ def quarter_hours(alerts: Path, work: Path) -> Path:
     return fed_in_batches(alerts, 900, work)[1]
 
 
+def scenario_rows(csv_path: Path) -> list[dict]:
+    """The labelled CSV's rows, as the variants and changes rewrite them."""
+    with csv_path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def run_variants(
     csv_path: Path,
     work: Path,
     triage: Callable[[Path, Path], Path] = one_file,
     title: str = "the attack moved",
 ) -> None:
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = scenario_rows(csv_path)
     print(f"{title:46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, (phases, seconds, from_start) in VARIANTS.items():
         moved_csv, incidents = triaged(moved(rows, phases, seconds, from_start), work, triage)
@@ -287,8 +292,7 @@ def run_changed(csv_path: Path, work: Path, recorded: Path, grown: bool = True) 
     """The scenario changed in ways that must not matter: scored as the variants are, and the
     renamed one compared with the recorded run (alert ids follow the rows, so they match).
     `grown`: the GROWN changes too."""
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = scenario_rows(csv_path)
     print(f"{'the scenario changed':46}" + "".join(f"{c:>14}" for c in SHOWN))
     for name, change in {**CHANGED, **GROWN}.items():
         if name in GROWN and not grown:
@@ -306,8 +310,7 @@ def run_sensor_missing(csv_path: Path, work: Path) -> None:
     """The scenario without one sensor's alerts (the part before ": " in a rule's name), as at
     a site that runs no network IDS or no anomaly detector: the attack steps only that sensor
     saw leave the score with it."""
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = scenario_rows(csv_path)
     sensors = sorted({r["name"].partition(": ")[0] for r in rows})
     print(f"{'one sensor missing':46}" + "".join(f"{c:>14}" for c in ("steps", *SHOWN)))
     for sensor in sensors:
