@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
 	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/scale_bench.py 634000 unique
+	$(PY) benchmarks/scale_bench.py 634000 flood
 	$(PY) benchmarks/approvals_bench.py 1000
 	$(PY) benchmarks/llm_bench.py
 	$(PY) benchmarks/sweep_bench.py 20000
