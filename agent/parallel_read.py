@@ -16,8 +16,8 @@ and each alert as a small tuple pointing to it. Alerts are built here as unpickl
 model, from a copy of their shared part's dict, without validating again what the normaliser
 made already typed. A chunk's result crosses through a file, not the pool's pipe: draining
 5 MB from a pipe takes the pipe's reader thread a hundred turns at the GIL, which this busy
-process hands over only every few milliseconds, and the worker waited for it. The README's
-"What has been measured" has the figures.
+process hands over only every few milliseconds, and the worker waited for it.
+`benchmarks/HISTORY.md` ("Throughput at a day's scale") has the figures.
 """
 
 from __future__ import annotations
