@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of, per_period
@@ -181,8 +181,8 @@ class Baseline:
     #: Each rule-host pair's earliest time in the batch: only the incident holding it is the
     #: pair's first firing (a day's file holds many incidents of one pair).
     first_fired: dict[tuple[str, str], float] = field(default_factory=dict)
-    #: Since when the store (or the batch, if older) has watched: the start of the store's
-    #: first day of history, or of the batch's first alert. A pair is new only a day after it.
+    #: Since when the store (or the batch, if older) has watched: the store's first alert time
+    #: (`RuleHistory.watched_from`), or the batch's. A pair is new only a day after it.
     watched_from: float = math.inf
     _bursts: Bursts | None = None
     _total: int | None = None
@@ -198,11 +198,7 @@ class Baseline:
             rule_counts=Counter(history.counts),
             seen_rule_hosts=set(history.pairs),
             has_history=bool(history.counts),
-            watched_from=(
-                datetime.combine(history.first_day, time(), UTC).timestamp()
-                if history.first_day
-                else math.inf
-            ),
+            watched_from=(history.watched_from if history.watched_from is not None else math.inf),
             window_pairs={
                 start // BURST_WINDOW: set(pairs) for start, pairs in history.windows.items()
             },
@@ -260,6 +256,7 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
     counts: dict[tuple[date, str], int] = {}
     pairs: dict[tuple[str, str], date] = {}
     windows: dict[int, dict[tuple[str, str], int]] = {}
+    first_seen: dict[date, float] = {}
     newest = max((c.times[-1] for c in clusters), default=0.0)
     kept_from = int(newest) - WINDOW_HISTORY_SECONDS
     for cluster in clusters:
@@ -269,6 +266,8 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
                 key = (_EPOCH + timedelta(days=day), run.rule_id)
                 counts[key] = counts.get(key, 0) + n
             latest = _EPOCH + timedelta(days=max(days))
+            first_day = _EPOCH + timedelta(days=min(days))
+            first_seen[first_day] = min(first_seen.get(first_day, math.inf), run.times[0])
             pair = (run.rule_id, run.host)
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
@@ -278,7 +277,7 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
                     if start >= kept_from:
                         in_window = windows.setdefault(start, {})
                         in_window[pair] = in_window.get(pair, 0) + n
-    return RunHistory(counts, pairs, windows)
+    return RunHistory(counts, pairs, windows, first_seen)
 
 
 _EPOCH = date(1970, 1, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
 from agent.errors import ConfigError
@@ -32,6 +32,9 @@ class RunHistory:
     counts: Mapping[tuple[date, str], int]  # alerts by (day, rule)
     pairs: RulePairs  # each rule-host pair's latest day
     windows: WindowPairs = field(default_factory=dict)  # only recent windows are kept
+    #: Each day's earliest alert time (epoch seconds): since when, to the second, the store
+    #: has watched (novelty waits a day after it).
+    first_seen: Mapping[date, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,19 @@ class RuleHistory:
     counts: dict[str, int] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
     windows: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
-    #: The earliest day of those counts: since when (at the latest) the store has watched.
-    first_day: date | None = None
+    #: Since when the store has watched, within the days asked for: the earliest alert time of
+    #: the first day it counted (that day's start, for a day counted before times were kept).
+    watched_from: float | None = None
+
+
+def watched_from(first_day: str | None, first_seen: float | None) -> float | None:
+    """`RuleHistory.watched_from` from a store's first counted day (ISO) and that day's earliest
+    alert time, if it kept one (a day counted by an earlier version did not: its start)."""
+    if first_day is None:
+        return None
+    if first_seen is not None:
+        return first_seen
+    return datetime.combine(date.fromisoformat(first_day), time(), UTC).timestamp()
 
 
 class Store(Protocol):

@@ -19,7 +19,7 @@ from redis.client import Pipeline
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, watched_from
 from agent.store.audit import chain_hash, first_broken
 
 _HEAD = "vigie:audit:head"
@@ -59,6 +59,8 @@ RULE_HISTORY_DAYS = 35  # kept in Redis; a baseline reads the last week of it
 _RULE_DAY = "vigie:rule-day:"
 _RULE_DAYS = "vigie:rule-days"
 _RULE_HOSTS = "vigie:rule-hosts"
+_RULE_FIRST_SEEN = "vigie:rule-first-seen"  # day -> its earliest alert time
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: Per time window, a hash of rule-host pairs to their alert counts. (Earlier versions kept a
 #: set under "vigie:rule-window:", which expires on its own within two days.)
 _RULE_WINDOW = "vigie:rule-window-n:"
@@ -410,8 +412,9 @@ class RedisStore:
             for start, members in zip(starts, self._guard(pipe.execute), strict=True):
                 if members:  # a window only an earlier version recorded has none
                     windows[int(start)] = {_pair(member): int(n) for member, n in members.items()}
-        first_day = date.fromisoformat(min(d.decode() for d in days)) if days else None
-        return RuleHistory(counts, pairs, windows, first_day)
+        first_day = min(d.decode() for d in days) if days else None
+        first = self._guard(self._r.zscore, _RULE_FIRST_SEEN, first_day) if first_day else None
+        return RuleHistory(counts, pairs, windows, watched_from(first_day, first))
 
     def _add_rule_history(self, pipe: Pipeline, history: RunHistory) -> None:
         """Queued on a run's transaction."""
@@ -420,9 +423,16 @@ class RedisStore:
             pipe.hincrby(_RULE_DAY + day.isoformat(), rule, n)
             pipe.expire(_RULE_DAY + day.isoformat(), RULE_HISTORY_DAYS * 86400)
             pipe.zadd(_RULE_DAYS, {day.isoformat(): day.toordinal()})
+        if history.first_seen:  # LT: a day keeps its earliest time, whichever run came first
+            pipe.zadd(
+                _RULE_FIRST_SEEN, {d.isoformat(): t for d, t in history.first_seen.items()}, lt=True
+            )
         newest = max((d for d, _ in counts), default=None)
         if newest is not None:  # days past retention: their hashes expired, forget them too
-            pipe.zremrangebyscore(_RULE_DAYS, "-inf", newest.toordinal() - RULE_HISTORY_DAYS)
+            oldest_kept = newest.toordinal() - RULE_HISTORY_DAYS
+            pipe.zremrangebyscore(_RULE_DAYS, "-inf", oldest_kept)
+            kept_from = (oldest_kept + 1 - _EPOCH_ORDINAL) * 86400  # the first kept day's start
+            pipe.zremrangebyscore(_RULE_FIRST_SEEN, "-inf", f"({kept_from}")
         if pairs:
             fields = [f"{rule}{_SEP}{host}" for rule, host in pairs]
             self._latest_day(

@@ -15,7 +15,7 @@ import orjson
 
 from agent.errors import Transient
 from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
+from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, watched_from
 from agent.store.audit import chain_hash, first_broken
 
 _SCHEMA = """
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS rule_days (
   day TEXT NOT NULL, rule_id TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, rule_id));
 CREATE TABLE IF NOT EXISTS rule_hosts (
   rule_id TEXT NOT NULL, host TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (rule_id, host));
+CREATE TABLE IF NOT EXISTS rule_first_seen (day TEXT PRIMARY KEY, first REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rule_windows (
   start INTEGER NOT NULL, rule_id TEXT NOT NULL, host TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (start, rule_id, host)) WITHOUT ROWID;
@@ -299,8 +300,11 @@ class SqliteStore:
         pairs = self._db.execute(
             "SELECT rule_id, host FROM rule_hosts WHERE last_day >= ?", (day,)
         ).fetchall()
-        (first,) = self._db.execute(
+        (first_day,) = self._db.execute(
             "SELECT MIN(day) FROM rule_days WHERE day >= ?", (day,)
+        ).fetchone()
+        first = self._db.execute(
+            "SELECT first FROM rule_first_seen WHERE day = ?", (first_day,)
         ).fetchone()
         windows: dict[int, dict[tuple[str, str], int]] = {}
         if windows_from is not None:
@@ -309,8 +313,12 @@ class SqliteStore:
                 (windows_from,),
             ):
                 windows.setdefault(start, {})[rule, host] = n
-        first_day = date.fromisoformat(first) if first else None
-        return RuleHistory(dict(counts), {(r, h) for r, h in pairs}, windows, first_day)
+        return RuleHistory(
+            dict(counts),
+            {(r, h) for r, h in pairs},
+            windows,
+            watched_from(first_day, first[0] if first else None),
+        )
 
     def get_checkpoint(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM checkpoints WHERE name=?", (name,)).fetchone()
@@ -456,6 +464,11 @@ def _add_rule_history(db: sqlite3.Connection, history: RunHistory) -> None:
         "INSERT INTO rule_days VALUES (?,?,?) "
         "ON CONFLICT(day, rule_id) DO UPDATE SET n = n + excluded.n",
         [(d.isoformat(), rule, n) for (d, rule), n in history.counts.items()],
+    )
+    db.executemany(
+        "INSERT INTO rule_first_seen VALUES (?,?) "
+        "ON CONFLICT(day) DO UPDATE SET first = MIN(first, excluded.first)",
+        [(d.isoformat(), t) for d, t in history.first_seen.items()],
     )
     db.executemany(
         "INSERT INTO rule_hosts VALUES (?,?,?) ON CONFLICT(rule_id, host) "

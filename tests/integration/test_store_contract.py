@@ -334,10 +334,23 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     assert store.rule_history(date(2026, 3, 4)).pairs == {("ssh", "web"), ("dns", "fw")}
     assert store.rule_history(d3).pairs == {("dns", "fw")}
     assert store.rule_history(date(2026, 4, 1)).counts == {}
-    # since when the store has watched, within the days asked for (novelty waits a day)
-    assert (everything.first_day, recent.first_day) == (d1, d2)
-    assert store.rule_history(date(2026, 3, 3)).first_day == d2
-    assert store.rule_history(date(2026, 4, 1)).first_day is None
+
+    # since when the store has watched, within the days asked for (novelty waits a day): the
+    # start of a day counted without times, else that day's earliest alert time, whichever run
+    # brought it
+    def start(d: date, hours: float = 0) -> float:
+        return datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() + hours * 3600
+
+    assert (everything.watched_from, recent.watched_from) == (start(d1), start(d2))
+    assert store.rule_history(date(2026, 3, 3)).watched_from == start(d2)
+    assert store.rule_history(date(2026, 4, 1)).watched_from is None
+    d0 = date(2026, 2, 27)
+    save(RunHistory({(d0, "ssh"): 1}, {}, first_seen={d0: start(d0, 23)}))
+    save(RunHistory({(d0, "ssh"): 1}, {}, first_seen={d0: start(d0, 23.5)}))
+    assert store.rule_history(d0).watched_from == start(d0, 23)
+    save(RunHistory({(d0, "ssh"): 1}, {}, first_seen={d0: start(d0, 22)}))
+    assert store.rule_history(d0).watched_from == start(d0, 22)
+    assert store.rule_history(d1).watched_from == start(d1)
 
 
 def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) -> None:

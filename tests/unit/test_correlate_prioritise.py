@@ -502,6 +502,44 @@ def test_a_week_s_file_into_a_store_started_hours_ago_calls_nothing_new_on_its_f
     assert (novelty["ausb"], novelty["acron"]) == (0, 5.0)
 
 
+def test_novelty_counts_a_day_from_the_hour_the_store_started_not_from_midnight(
+    tmp_path,
+) -> None:
+    """A store started at 23:00: a rule first seen at 06:00 the next morning came seven hours
+    after it started watching, not thirty after that day's midnight, and is not called new."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+
+    def run(docs: list[dict]) -> dict[str, float]:
+        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+        return {
+            inc.alert_ids[0]: sum(
+                f.points for f in inc.explanation.priority_factors if f.name == "novelty"
+            )
+            for inc in state["incidents"]
+        }
+
+    def heartbeats(start: int, hours: int) -> list[dict]:  # hours from T0, 09:00
+        return [
+            ecs(f"h{i}", i * 15, "Heartbeat missed", f"srv{i % 5}")
+            for i in range(start * 4, (start + hours) * 4)
+        ]
+
+    run(heartbeats(14, 2))  # from 23:00
+    file = [
+        *heartbeats(16, 30),
+        ecs("usb", 21 * 60 + 7, "USB device mounted", "srv3"),  # 06:07, 7 h after 23:00
+        ecs("cron", 40 * 60 + 7, "Cron edited", "srv2"),  # 01:07 a day later: 26 h after
+    ]
+    novelty = run(sorted(file, key=lambda d: d["@timestamp"]))
+    assert (novelty["ausb"], novelty["acron"]) == (0, 5.0)
+
+
 def test_only_the_incident_holding_a_pair_s_first_alert_calls_it_new(tmp_path) -> None:
     """A long batch into a store with history: the rule's first incident on the host is its
     first time there; a later incident holding it again is new only for what else it holds."""
