@@ -464,11 +464,22 @@ def test_a_store_watching_for_less_than_a_day_calls_nothing_new(tmp_path) -> Non
     assert novelty(aged, new) == 5.0
 
 
-def test_a_week_s_file_into_a_store_started_hours_ago_calls_nothing_new_on_its_first_day(
-    tmp_path,
+@pytest.mark.parametrize(
+    ("started", "hours", "usb", "cron"),
+    [
+        # a three-day file: USB on its first day, cron on its third
+        (0, 70, 3 * 60 + 7, 50 * 60 + 7),
+        # USB at 06:07, 7 h after the store started, 31 h after that day's midnight; cron 26 h
+        (14, 30, 21 * 60 + 7, 40 * 60 + 7),
+    ],
+    ids=["a store two hours old, then a three-day file", "a store started at 23:00"],
+)
+def test_novelty_waits_a_day_after_the_store_s_first_alert(
+    tmp_path, started: int, hours: int, usb: int, cron: int
 ) -> None:
-    """The store watched two hours, then a three-day file: a rule first seen on the file's
-    first day may only be the day's routine; one first seen on its third day is new."""
+    """The store watched two hours from `started` (hours after T0, 09:00), then a file: a rule
+    first seen within a day of the store's first alert may only be the day's routine (counted
+    from that alert, not from its day's midnight); one first seen a day after it is new."""
     from agent.analyst import OfflineAnalyst
     from agent.graph import TriageContext, run_triage_documents
     from agent.store.sqlite import SqliteStore
@@ -492,49 +503,11 @@ def test_a_week_s_file_into_a_store_started_hours_ago_calls_nothing_new_on_its_f
             for i in range(start * 4, (start + hours) * 4)
         ]
 
-    run(heartbeats(0, 2))
+    run(heartbeats(started, 2))
     file = [
-        *heartbeats(2, 70),
-        ecs("usb", 3 * 60 + 7, "USB device mounted", "srv3"),
-        ecs("cron", 50 * 60 + 7, "Cron edited", "srv2"),
-    ]
-    novelty = run(sorted(file, key=lambda d: d["@timestamp"]))
-    assert (novelty["ausb"], novelty["acron"]) == (0, 5.0)
-
-
-def test_novelty_counts_a_day_from_the_hour_the_store_started_not_from_midnight(
-    tmp_path,
-) -> None:
-    """A store started at 23:00: a rule first seen at 06:00 the next morning came seven hours
-    after it started watching, not thirty after that day's midnight, and is not called new."""
-    from agent.analyst import OfflineAnalyst
-    from agent.graph import TriageContext, run_triage_documents
-    from agent.store.sqlite import SqliteStore
-    from tests.conftest import ecs
-
-    store = SqliteStore(tmp_path / "v.db")
-    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
-
-    def run(docs: list[dict]) -> dict[str, float]:
-        state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
-        return {
-            inc.alert_ids[0]: sum(
-                f.points for f in inc.explanation.priority_factors if f.name == "novelty"
-            )
-            for inc in state["incidents"]
-        }
-
-    def heartbeats(start: int, hours: int) -> list[dict]:  # hours from T0, 09:00
-        return [
-            ecs(f"h{i}", i * 15, "Heartbeat missed", f"srv{i % 5}")
-            for i in range(start * 4, (start + hours) * 4)
-        ]
-
-    run(heartbeats(14, 2))  # from 23:00
-    file = [
-        *heartbeats(16, 30),
-        ecs("usb", 21 * 60 + 7, "USB device mounted", "srv3"),  # 06:07, 7 h after 23:00
-        ecs("cron", 40 * 60 + 7, "Cron edited", "srv2"),  # 01:07 a day later: 26 h after
+        *heartbeats(started + 2, hours),
+        ecs("usb", usb, "USB device mounted", "srv3"),
+        ecs("cron", cron, "Cron edited", "srv2"),
     ]
     novelty = run(sorted(file, key=lambda d: d["@timestamp"]))
     assert (novelty["ausb"], novelty["acron"]) == (0, 5.0)
