@@ -459,18 +459,22 @@ def correlate(
         for key in _run_entities(run):
             if key not in hubs:
                 by_entity[key].append(i)
-    link_hits: dict[tuple[EntityKind, str], list[int]] = {}
+    link_hits: list[tuple[tuple[EntityKind, str], list[int]]] = []  # each chain of one entity
     for key, members in by_entity.items():
         members.sort(key=lambda i: runs[i].first)
         reach = runs[members[0]].last
-        linked = [members[0]]
+        chain = [members[0]]
         for prev, cur in itertools.pairwise(members):
             if runs[cur].first - reach <= cfg.link_window:
                 uf.union(prev, cur)
-                linked.append(cur)
+                chain.append(cur)
+            else:  # a new story of this entity: its link belongs to its own cluster
+                if len(chain) > 1:
+                    link_hits.append((key, chain))
+                chain = [cur]
             reach = max(reach, runs[cur].last)
-        if len(linked) > 1:
-            link_hits[key] = linked
+        if len(chain) > 1:
+            link_hits.append((key, chain))
     sweeps = _sweeps(runs, cfg)
     for members in sweeps:
         for i in members[1:]:
@@ -483,19 +487,18 @@ def correlate(
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
     clusters = {root: _cluster([runs[i] for i in members]) for root, members in groups.items()}
-    for (kind, value), members in link_hits.items():
+    for (kind, value), members in link_hits:
         cluster = clusters[uf.find(members[0])]
         ids = [runs[i].alerts[0].id for i in members]
-        if len({runs[i].rule_id for i in members}) > 1 or len(ids) > 1:
-            sensors = sorted({runs[i].alerts[0].sensor for i in members})
-            cluster.links.append(
-                EntityLink(
-                    kind=kind,
-                    value=value,
-                    alert_ids=ids[:MAX_LINK_SAMPLE],
-                    sensors=sensors if len(sensors) > 1 else [],
-                )
+        sensors = sorted({runs[i].alerts[0].sensor for i in members})
+        cluster.links.append(
+            EntityLink(
+                kind=kind,
+                value=value,
+                alert_ids=ids[:MAX_LINK_SAMPLE],
+                sensors=sensors if len(sensors) > 1 else [],
             )
+        )
     for members in sweeps:
         ids = [runs[i].alerts[0].id for i in members]
         clusters[uf.find(members[0])].links.append(

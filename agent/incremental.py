@@ -7,7 +7,8 @@ incident is open (a day's file makes one background stream of a rule that fires 
 day; batches must too). A cluster whose first ATT&CK stage follows an open incident's last, on
 a host or user they share, joins it hours later too, as runs do within a batch (a
 *progression*, see `agent.correlate`). Addresses do not link across runs: without the whole
-history, a shared server address is too likely to be infrastructure.
+history, a shared server address is too likely to be infrastructure. The join is recorded as a
+link in the incident's explanation: the progression, or the host (else user) both share.
 
 Batches may come out of time order (a late delivery, an old file replayed into the live store): a
 cluster older than an open incident joins it only if it ends within the same reach (the link
@@ -22,7 +23,7 @@ from typing import NamedTuple
 from agent.attack import stage_of
 from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of
-from agent.models import Alert, EntityLink, Incident
+from agent.models import Alert, EntityKind, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
 
@@ -61,9 +62,10 @@ def build_incidents(
             _add(built, cluster, assemble(cluster, baseline, prio), None)
             continue
         match, progression = found
-        if progression is not None:
-            cluster.links.append(progression)
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
+        link = progression or _shared(cluster, current)
+        if link is not None:
+            cluster.links.append(link)
         prior = held.get(match.incident_id)
         if prior is None:
             prior = held[match.incident_id] = Prior(store.alerts_of(current.incident_id))
@@ -73,6 +75,25 @@ def build_incidents(
         prior.add(cluster.alerts)
     built.incidents.extend(taken.values())
     return built
+
+
+def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
+    """What a cluster that joins an open incident shares with it, as the link that explains the
+    join: a host (else a user) of both, from the incident's latest alert to the cluster's first.
+    A background stream's join has none: its reason is the routine it continues."""
+    if all(r.background for r in cluster.runs) or not incident.alert_ids:
+        return None
+    entities = [e for run in cluster.runs for e in run.entities]
+    for kind, theirs, ours in (
+        (EntityKind.host, incident.hosts, {h for e in entities for h in e.hosts}),
+        (EntityKind.user, incident.users, {u for e in entities for u in e.users}),
+    ):
+        both = sorted(ours.intersection(theirs))
+        if both:
+            return EntityLink(
+                kind=kind, value=both[0], alert_ids=[incident.alert_ids[-1], cluster.alerts[0].id]
+            )
+    return None
 
 
 def _add(built: Built, cluster: Cluster, made: Assembled, extended: Incident | None) -> None:

@@ -22,6 +22,25 @@ def test_shared_entity_within_window_links_and_far_apart_does_not() -> None:
     assert sorted(ids(correlate(alerts))) == [["a1", "a2", "a3"], ["a4"]]
 
 
+def test_each_story_of_one_host_says_what_linked_it_and_cites_only_its_own_alerts() -> None:
+    """One host, two stories five hours apart: each incident's explanation names the host that
+    links its alerts, and cites none of the other story's."""
+    alerts = [
+        alert(1, 0, "Brute force", "web"),
+        alert(2, 10, "Web shell", "web"),
+        alert(3, 300, "Brute force", "web"),
+        alert(4, 310, "Web shell", "web"),
+    ]
+    clusters = correlate(alerts)
+    assert ids(clusters) == [["a1", "a2"], ["a3", "a4"]]
+    for cluster in clusters:
+        own = {a.id for a in cluster.alerts}
+        host_links = [link for link in cluster.links if link.kind == "host"]
+        assert [link.value for link in host_links] == ["web"]
+        assert set(host_links[0].alert_ids) == own
+        assert all(set(link.alert_ids) <= own for link in cluster.links)
+
+
 def test_hub_entity_does_not_glue_unrelated_hosts() -> None:
     dns = {"destination": {"ip": "10.0.0.53"}}
     alerts = [alert(i, i, f"Rule {i % 3}", f"host{i}", **dns) for i in range(12)]

@@ -80,6 +80,11 @@ def test_a_later_batch_extends_the_open_incident_and_a_reread_adds_nothing(tmp_p
         "Privilege escalation": 1,
     }
     assert inc.incident_id in {i.incident_id for i in state["incidents"]}
+    # what joined the later batch: the host, from the incident's latest alert to the batch's
+    assert [(x.kind, x.value, x.alert_ids) for x in grown.explanation.links] == [
+        ("host", "web", ["a1", "a2"]),
+        ("host", "web", ["a2", "a3"]),
+    ]
     assert len(store.list_incidents()) == 2  # the web story, and the unrelated port scan
     again = run_triage([first, second], ctx)  # a crash made us read everything again
     assert again["alerts"] == [] and set(again["known"]) == {"a1", "a2", "a3", "a4"}
