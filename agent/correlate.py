@@ -374,17 +374,21 @@ class Progression:
         first, then = runs[self.earlier], runs[self.later]
         assert first.stage is not None and then.stage is not None
         ids = [first.alerts[0].id, then.alerts[0].id]
-        return progression_link(self.value, ids, first.stage[1], then.stage[0])
+        gap = then.first - first.last
+        return progression_link(self.value, ids, first.stage[1], then.stage[0], gap)
 
 
-def progression_link(value: str, alert_ids: list[str], ends: int, starts: int) -> EntityLink:
+def progression_link(
+    value: str, alert_ids: list[str], ends: int, starts: int, gap: float
+) -> EntityLink:
     """The link of a progression on host or user `value`: from the earlier alerts' last
-    kill-chain place (`ends`) to the later ones' first (`starts`)."""
+    kill-chain place (`ends`) to the later ones' first (`starts`), `gap` seconds on."""
     return EntityLink(
         kind="progression",
         value=value,
         alert_ids=alert_ids,
         tactics=[TACTIC_ORDER[ends], TACTIC_ORDER[starts]],
+        gap_seconds=max(0.0, gap),
     )
 
 
@@ -423,6 +427,15 @@ def stage_runs(runs: list[Run], cfg: CorrelationConfig) -> None:
         run.stage = stage_of(t for tactics in set(map(_tactics_of, run.alerts)) for t in tactics)
 
 
+@dataclass(slots=True)
+class _Chain:
+    """Runs one entity links, each within the link window of the ones before it: one link."""
+
+    key: tuple[EntityKind, str]
+    runs: list[int]
+    gap: float = 0.0  # the longest step from the runs before to the next one's first alert
+
+
 def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     """The run's distinct entities in first-seen order (a set's order would change with the
     process's string hashing, and with it the order of an incident's links)."""
@@ -459,22 +472,24 @@ def correlate(
         for key in _run_entities(run):
             if key not in hubs:
                 by_entity[key].append(i)
-    link_hits: list[tuple[tuple[EntityKind, str], list[int]]] = []  # each chain of one entity
+    link_hits: list[_Chain] = []  # each chain of one entity
     for key, members in by_entity.items():
         members.sort(key=lambda i: runs[i].first)
         reach = runs[members[0]].last
-        chain = [members[0]]
+        chain = _Chain(key, [members[0]])
         for prev, cur in itertools.pairwise(members):
-            if runs[cur].first - reach <= cfg.link_window:
+            wait = runs[cur].first - reach
+            if wait <= cfg.link_window:
                 uf.union(prev, cur)
-                chain.append(cur)
+                chain.runs.append(cur)
+                chain.gap = max(chain.gap, wait)
             else:  # a new story of this entity: its link belongs to its own cluster
-                if len(chain) > 1:
-                    link_hits.append((key, chain))
-                chain = [cur]
+                if len(chain.runs) > 1:
+                    link_hits.append(chain)
+                chain = _Chain(key, [cur])
             reach = max(reach, runs[cur].last)
-        if len(chain) > 1:
-            link_hits.append((key, chain))
+        if len(chain.runs) > 1:
+            link_hits.append(chain)
     sweeps = _sweeps(runs, cfg)
     for members in sweeps:
         for i in members[1:]:
@@ -487,22 +502,29 @@ def correlate(
     for i in range(len(runs)):
         groups[uf.find(i)].append(i)
     clusters = {root: _cluster([runs[i] for i in members]) for root, members in groups.items()}
-    for (kind, value), members in link_hits:
-        cluster = clusters[uf.find(members[0])]
+    for chain in link_hits:
+        members = chain.runs
         ids = [runs[i].alerts[0].id for i in members]
         sensors = sorted({runs[i].alerts[0].sensor for i in members})
-        cluster.links.append(
+        clusters[uf.find(members[0])].links.append(
             EntityLink(
-                kind=kind,
-                value=value,
+                kind=chain.key[0],
+                value=chain.key[1],
                 alert_ids=ids[:MAX_LINK_SAMPLE],
                 sensors=sensors if len(sensors) > 1 else [],
+                gap_seconds=max(0.0, chain.gap),
             )
         )
     for members in sweeps:
         ids = [runs[i].alerts[0].id for i in members]
+        firsts = [runs[i].first for i in members]
         clusters[uf.find(members[0])].links.append(
-            EntityLink(kind="rule", value=runs[members[0]].rule_id, alert_ids=ids[:MAX_LINK_SAMPLE])
+            EntityLink(
+                kind="rule",
+                value=runs[members[0]].rule_id,
+                alert_ids=ids[:MAX_LINK_SAMPLE],
+                gap_seconds=max(map(operator.sub, firsts[1:], firsts), default=0.0),
+            )
         )
     for step in progressions:
         clusters[uf.find(step.earlier)].links.append(step.link(runs))

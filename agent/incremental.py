@@ -91,7 +91,14 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
         both = sorted(ours.intersection(theirs))
         if both:
             return EntityLink(
-                kind=kind, value=both[0], alert_ids=[incident.alert_ids[-1], cluster.alerts[0].id]
+                kind=kind,
+                value=both[0],
+                alert_ids=[incident.alert_ids[-1], cluster.alerts[0].id],
+                gap_seconds=max(
+                    0.0,
+                    cluster.times[0] - incident.last_seen.timestamp(),  # after it
+                    incident.first_seen.timestamp() - cluster.times[-1],  # or before it
+                ),
             )
     return None
 
@@ -186,7 +193,7 @@ def _progression(
     shared = sorted(({first.host} | first.users) & {*incident.hosts, *incident.users})
     if not shared:
         return None
-    return progression_link(shared[0], [first.alerts[0].id], high, low)
+    return progression_link(shared[0], [first.alerts[0].id], high, low, gap)
 
 
 def _starts(run: Run) -> int:

@@ -182,7 +182,7 @@ class EntityLink(BaseModel):
     swept several hosts within minutes, or (kind "progression") on this host or of this user
     the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
     alerts' last stage, then the later alerts' first). `sensors`: several sensors saw the
-    linked alerts (corroboration)."""
+    linked alerts (corroboration). `gap_seconds`: how far apart in time the link reached."""
 
     kind: EntityKind | Literal["rule", "progression"]
     value: str
@@ -190,6 +190,9 @@ class EntityLink(BaseModel):
     tactics: list[str] = Field(default_factory=list)
     sensors: list[str] = Field(
         default_factory=list, description="The sensors that saw the linked alerts, when several"
+    )
+    gap_seconds: float = Field(
+        default=0.0, ge=0, description="The longest wait from one linked alert to the next"
     )
 
 

@@ -81,10 +81,13 @@ def evidence(
 
 
 def _linked_by(link: EntityLink, pseudo: Masker) -> str:
-    """One link as the model reads it: what linked, the stages it follows, who saw it."""
+    """One link as the model reads it: what linked, the stages it follows, how far apart, who
+    saw it."""
     parts = [link.kind, pseudo.mask(link.value)]
     if link.tactics:
         parts.append(" then ".join(link.tactics))
+    if link.gap_seconds:
+        parts.append(f"up to {link.gap_seconds:.0f} s apart")
     if link.sensors:
         parts.append("seen by " + ", ".join(link.sensors))
     return " ".join(parts)

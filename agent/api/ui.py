@@ -74,9 +74,21 @@ def _env() -> Environment:
     )
     env.filters["ago"] = lambda dt: _human((datetime.now(UTC) - dt).total_seconds())
     env.filters["left"] = lambda dt: _human((dt - datetime.now(UTC)).total_seconds())
+    env.filters["span"] = _span
     env.globals["tactic_name"] = lambda t: TACTIC_NAMES.get(t, t)
     env.globals["editable"] = _editable
     return env
+
+
+def _span(seconds: float) -> str:
+    """A time between alerts, to the unit that reads best."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 def _human(seconds: float) -> str:

@@ -24,7 +24,7 @@ def test_shared_entity_within_window_links_and_far_apart_does_not() -> None:
 
 def test_each_story_of_one_host_says_what_linked_it_and_cites_only_its_own_alerts() -> None:
     """One host, two stories five hours apart: each incident's explanation names the host that
-    links its alerts, and cites none of the other story's."""
+    links its alerts and how far apart they came, and cites none of the other story's."""
     alerts = [
         alert(1, 0, "Brute force", "web"),
         alert(2, 10, "Web shell", "web"),
@@ -36,7 +36,7 @@ def test_each_story_of_one_host_says_what_linked_it_and_cites_only_its_own_alert
     for cluster in clusters:
         own = {a.id for a in cluster.alerts}
         host_links = [link for link in cluster.links if link.kind == "host"]
-        assert [link.value for link in host_links] == ["web"]
+        assert [(link.value, link.gap_seconds) for link in host_links] == [("web", 600)]
         assert set(host_links[0].alert_ids) == own
         assert all(set(link.alert_ids) <= own for link in cluster.links)
 
@@ -59,7 +59,7 @@ def test_one_rule_sweeping_several_hosts_within_minutes_is_one_incident() -> Non
         f"al{i}" for i in range(4)
     }  # each host's own alerts come along: they share the host with the scan
     (link,) = [link for link in sweep.links if link.kind == "rule"]
-    assert link.value == "ssh-scan" and len(link.alert_ids) == 4
+    assert (link.value, len(link.alert_ids), link.gap_seconds) == ("ssh-scan", 4, 15)
     assert len([c for c in clusters if any(a.id.startswith("ad") for a in c.alerts)]) == 4
     assert len([c for c in clusters if any(a.id.startswith("ap") for a in c.alerts)]) == 2
 
@@ -197,10 +197,11 @@ def test_a_later_attack_stage_on_the_same_host_hours_on_is_one_story() -> None:
     escalation = alert("x2", 240, "Sudo to root", "web", tactic="TA0004")
     (story,) = correlate([access, escalation])
     (link,) = [link for link in story.links if link.kind == "progression"]
-    assert (link.value, link.alert_ids, link.tactics) == (
+    assert (link.value, link.alert_ids, link.tactics, link.gap_seconds) == (
         "web",
         ["ax1", "ax2"],
         ["TA0001", "TA0004"],
+        4 * 3600,
     )
     backwards = alert("x3", 240, "Phishing link opened", "web", tactic="TA0001")
     first_escalation = alert("x4", 0, "Sudo to root", "web", tactic="TA0004")

@@ -81,9 +81,9 @@ def test_a_later_batch_extends_the_open_incident_and_a_reread_adds_nothing(tmp_p
     }
     assert inc.incident_id in {i.incident_id for i in state["incidents"]}
     # what joined the later batch: the host, from the incident's latest alert to the batch's
-    assert [(x.kind, x.value, x.alert_ids) for x in grown.explanation.links] == [
-        ("host", "web", ["a1", "a2"]),
-        ("host", "web", ["a2", "a3"]),
+    assert [(x.kind, x.value, x.alert_ids, x.gap_seconds) for x in grown.explanation.links] == [
+        ("host", "web", ["a1", "a2"], 300),
+        ("host", "web", ["a2", "a3"], 1500),
     ]
     assert len(store.list_incidents()) == 2  # the web story, and the unrelated port scan
     again = run_triage([first, second], ctx)  # a crash made us read everything again
@@ -195,7 +195,12 @@ def test_a_later_batch_s_next_attack_stage_on_the_host_extends_the_incident_hour
     story = holding["ax3"]
     assert story.alert_ids == ["ax2", "ax3"]  # the latest open incident it follows
     (link,) = [link for link in story.explanation.links if link.kind == "progression"]
-    assert (link.value, link.alert_ids, link.tactics) == ("web", ["ax3"], ["TA0001", "TA0004"])
+    assert (link.value, link.alert_ids, link.tactics, link.gap_seconds) == (
+        "web",
+        ["ax3"],
+        ["TA0001", "TA0004"],
+        3 * 3600,
+    )
 
 
 def test_an_older_batch_joins_an_incident_only_within_the_link_window_before_it(
