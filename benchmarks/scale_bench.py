@@ -63,7 +63,7 @@ def replayed(alerts: Path, n: int, out: Path, unique: bool = False) -> None:
 def flooded(labelled: Path, n: int, work: Path) -> tuple[Path, Path]:
     """The scenario with its dirb alerts repeated until about N alerts: its CSV and alerts."""
     rows = scenario_rows(labelled)
-    dirb = sum(1 for r in rows if r["time_label"] == "dirb")
+    dirb = max(1, sum(1 for r in rows if r["time_label"] == "dirb"))  # none: nothing to repeat
     times = max(1, (n - len(rows)) // dirb + 1)
     flood_csv = write_rows(web_scan_flooded(rows, times), work / "flood.csv")
     return flood_csv, alerts_of(flood_csv, work / "flood.ndjson")
