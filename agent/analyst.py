@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from agent.attack import TACTIC_NAMES
-from agent.models import SEVERITY_RANK, Alert, Assessment, Incident
+from agent.models import SEVERITY_RANK, Alert, Assessment, EntityLink, Incident, span_text
 
 MAX_CITED = 12
+MAX_LINKS_SAID = 3  # the summary names the first links; the explanation holds them all
 
 
 class Analyst(Protocol):
@@ -44,6 +45,7 @@ class OfflineAnalyst:
         if incident.tactics:
             names = " -> ".join(TACTIC_NAMES.get(t, t) for t in incident.tactics)
             lines.append(f"ATT&CK tactics: {names}.")
+        lines.append(_together(incident))
         factors = sorted(incident.explanation.priority_factors, key=lambda f: -f.points)[:3]
         lines.append(
             "Priority driven by "
@@ -60,6 +62,29 @@ class OfflineAnalyst:
             tactics=list(incident.tactics),
             techniques=list(incident.techniques),
         )
+
+
+def _together(incident: Incident) -> str:
+    """Why the incident's alerts belong together, in a sentence: its first links, or the
+    routine a background stream continues, or one rule on one host."""
+    ex = incident.explanation
+    if not ex.links:
+        routine = f", {ex.routine}" if ex.routine else ""
+        return f"Together as one rule on one host{routine}."
+    said = "; ".join(map(_link_text, ex.links[:MAX_LINKS_SAID]))
+    more = len(ex.links) - MAX_LINKS_SAID + ex.more_links
+    return f"Linked by {said}" + (f"; and {more} more link(s)." if more > 0 else ".")
+
+
+def _link_text(link: EntityLink) -> str:
+    if link.kind == "rule":
+        what = f"one rule sweeping hosts ({link.value})"
+    elif link.kind == "progression":
+        stages = " then ".join(TACTIC_NAMES.get(t, t) for t in link.tactics)
+        what = f"ATT&CK progression on {link.value} ({stages})"
+    else:
+        what = f"shared {link.kind} {link.value}"
+    return what + (f", up to {span_text(link.gap_seconds)} apart" if link.gap_seconds else "")
 
 
 def _verdict(incident: Incident) -> tuple[str, float]:

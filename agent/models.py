@@ -196,6 +196,17 @@ class EntityLink(BaseModel):
     )
 
 
+def span_text(seconds: float) -> str:
+    """A time between alerts, to the unit that reads best (the page and the summary use it)."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 class AlertGroup(BaseModel):
     """Repeats of one rule on one host, collapsed: how many, first and last seen."""
 

@@ -25,7 +25,7 @@ from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
-from agent.models import ActionProposal, Incident, ProposalState
+from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -74,21 +74,10 @@ def _env() -> Environment:
     )
     env.filters["ago"] = lambda dt: _human((datetime.now(UTC) - dt).total_seconds())
     env.filters["left"] = lambda dt: _human((dt - datetime.now(UTC)).total_seconds())
-    env.filters["span"] = _span
+    env.filters["span"] = span_text
     env.globals["tactic_name"] = lambda t: TACTIC_NAMES.get(t, t)
     env.globals["editable"] = _editable
     return env
-
-
-def _span(seconds: float) -> str:
-    """A time between alerts, to the unit that reads best."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def _human(seconds: float) -> str:

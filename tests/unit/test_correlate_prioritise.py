@@ -41,6 +41,28 @@ def test_each_story_of_one_host_says_what_linked_it_and_cites_only_its_own_alert
         assert all(set(link.alert_ids) <= own for link in cluster.links)
 
 
+def test_the_offline_summary_says_why_the_alerts_belong_together() -> None:
+    """The assessment a run writes without a model names what linked the alerts and how far
+    apart; a lone rule on one host says so."""
+    from agent.analyst import OfflineAnalyst
+
+    story = [
+        alert(1, 0, "Exploit public-facing app", "web", tactic="TA0001"),
+        alert(2, 240, "Sudo to root", "web", tactic="TA0004"),
+        alert(3, 250, "Port scan", "web"),
+    ]
+    alone = [alert(4, 2000, "Disk full", "db")]
+    summaries = {
+        c.alerts[0].id: OfflineAnalyst().assess(build_incident(c, Baseline()), {}).summary
+        for c in correlate(story + alone)
+    }
+    assert (
+        "Linked by shared host web, up to 10 min apart; ATT&CK progression on web "
+        "(Initial Access then Privilege Escalation), up to 4.0 h apart."
+    ) in summaries["a1"]
+    assert "Together as one rule on one host." in summaries["a4"]
+
+
 def test_hub_entity_does_not_glue_unrelated_hosts() -> None:
     dns = {"destination": {"ip": "10.0.0.53"}}
     alerts = [alert(i, i, f"Rule {i % 3}", f"host{i}", **dns) for i in range(12)]
