@@ -63,7 +63,7 @@ def build_incidents(
             continue
         match, progression = found
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
-        link = progression or _shared(cluster, current)
+        link = _anchored(progression, current) if progression else _shared(cluster, current)
         if link is not None:
             cluster.links.append(link)
         prior = held.get(match.incident_id)
@@ -75,6 +75,13 @@ def build_incidents(
         prior.add(cluster.alerts)
     built.incidents.extend(taken.values())
     return built
+
+
+def _anchored(progression: EntityLink, incident: Incident) -> EntityLink:
+    """A progression across runs cites the incident's latest alert too, as a join by a shared
+    host does (it was found against the stored incident's summary, which holds no alert ids)."""
+    ids = [*incident.alert_ids[-1:], *progression.alert_ids]
+    return progression.model_copy(update={"alert_ids": ids})
 
 
 def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:

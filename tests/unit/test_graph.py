@@ -197,7 +197,7 @@ def test_a_later_batch_s_next_attack_stage_on_the_host_extends_the_incident_hour
     (link,) = [link for link in story.explanation.links if link.kind == "progression"]
     assert (link.value, link.alert_ids, link.tactics, link.gap_seconds) == (
         "web",
-        ["ax3"],
+        ["ax2", "ax3"],
         ["TA0001", "TA0004"],
         3 * 3600,
     )
