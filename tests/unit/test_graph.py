@@ -243,3 +243,27 @@ def test_an_older_routine_stream_opens_its_own_background_incident(tmp_path: Pat
     assert old.explanation.background and recent.explanation.background
     assert old.incident_id != recent.incident_id
     assert old.alert_ids == [f"ad0m{i}" for i in range(288)]
+
+
+def test_every_link_and_citation_stays_inside_its_incident_on_the_demo_day(tmp_path: Path) -> None:
+    """The demo's day, as one run and as two: every alert id an explanation's links or an
+    assessment cites belongs to that incident (a link once cited another story's alerts)."""
+    demo = [str(REPO_ROOT / "examples" / n) for n in ("demo-elastic.ndjson", "demo-wazuh.json")]
+    for name, runs in (("one", [demo]), ("two", [demo[:1], demo[1:]])):
+        store = SqliteStore(tmp_path / f"{name}.db")
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        for paths in runs:
+            run_triage(paths, ctx)
+        incidents = store.list_incidents()
+        assert sum(len(i.alert_ids) for i in incidents) > 1000
+        linked = 0
+        for listed in incidents:
+            incident = store.get_incident(listed.incident_id)
+            assert incident is not None
+            own = set(incident.alert_ids)
+            for link in incident.explanation.links:
+                assert set(link.alert_ids) <= own, (name, incident.incident_id, link)
+                linked += 1
+            assert incident.assessment is not None
+            assert set(incident.assessment.cited_alert_ids) <= own
+        assert linked > 20
