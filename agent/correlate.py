@@ -436,6 +436,27 @@ class _Chain:
     gap: float = 0.0  # the longest step from the runs before to the next one's first alert
 
 
+def _chains(
+    key: tuple[EntityKind, str], members: list[int], runs: list[Run], window: float, uf: _UnionFind
+) -> list[_Chain]:
+    """One entity's runs in time order, cut where one starts more than `window` after all the
+    runs before it have ended: the runs of each piece are linked (joined in `uf`), and each
+    piece is its own story, with its own link on its own cluster."""
+    members.sort(key=lambda i: runs[i].first)
+    reach = runs[members[0]].last
+    chains = [_Chain(key, [members[0]])]
+    for prev, cur in itertools.pairwise(members):
+        wait = runs[cur].first - reach
+        if wait <= window:
+            uf.union(prev, cur)
+            chains[-1].runs.append(cur)
+            chains[-1].gap = max(chains[-1].gap, wait)
+        else:
+            chains.append(_Chain(key, [cur]))
+        reach = max(reach, runs[cur].last)
+    return chains
+
+
 def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     """The run's distinct entities in first-seen order (a set's order would change with the
     process's string hashing, and with it the order of an incident's links)."""
@@ -472,24 +493,12 @@ def correlate(
         for key in _run_entities(run):
             if key not in hubs:
                 by_entity[key].append(i)
-    link_hits: list[_Chain] = []  # each chain of one entity
-    for key, members in by_entity.items():
-        members.sort(key=lambda i: runs[i].first)
-        reach = runs[members[0]].last
-        chain = _Chain(key, [members[0]])
-        for prev, cur in itertools.pairwise(members):
-            wait = runs[cur].first - reach
-            if wait <= cfg.link_window:
-                uf.union(prev, cur)
-                chain.runs.append(cur)
-                chain.gap = max(chain.gap, wait)
-            else:  # a new story of this entity: its link belongs to its own cluster
-                if len(chain.runs) > 1:
-                    link_hits.append(chain)
-                chain = _Chain(key, [cur])
-            reach = max(reach, runs[cur].last)
-        if len(chain.runs) > 1:
-            link_hits.append(chain)
+    link_hits = [
+        chain
+        for key, members in by_entity.items()
+        for chain in _chains(key, members, runs, cfg.link_window, uf)
+        if len(chain.runs) > 1
+    ]
     sweeps = _sweeps(runs, cfg)
     for members in sweeps:
         for i in members[1:]:
@@ -512,7 +521,7 @@ def correlate(
                 value=chain.key[1],
                 alert_ids=ids[:MAX_LINK_SAMPLE],
                 sensors=sensors if len(sensors) > 1 else [],
-                gap_seconds=max(0.0, chain.gap),
+                gap_seconds=chain.gap,
             )
         )
     for members in sweeps:

@@ -276,9 +276,16 @@ def _max_gap(times: list[float], old: Incident | None) -> float:
     if old is not None:
         gaps.append(old.explanation.max_gap_seconds)
         if times:
-            gaps.append(times[0] - old.last_seen.timestamp())
-            gaps.append(old.first_seen.timestamp() - times[-1])
+            gaps.append(step_to(times, old))
     return max(gaps, default=0.0)
+
+
+def step_to(times: list[float], incident: Incident) -> float:
+    """From the incident's last alert to the first of these times, or from the last of them to
+    its first when they are older: negative when they overlap it."""
+    return max(
+        times[0] - incident.last_seen.timestamp(), incident.first_seen.timestamp() - times[-1]
+    )
 
 
 def _merge_groups(old: list[AlertGroup], new: list[AlertGroup]) -> list[AlertGroup]:

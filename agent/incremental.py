@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from agent.attack import stage_of
 from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
-from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of
+from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
 from agent.prioritise import Baseline, PriorityConfig
 from agent.store import Store
@@ -90,10 +90,10 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
     A background stream's join has none: its reason is the routine it continues."""
     if all(r.background for r in cluster.runs) or not incident.alert_ids:
         return None
-    entities = [e for run in cluster.runs for e in run.entities]
+    hosts, users = _hosts_and_users(cluster)
     for kind, theirs, ours in (
-        (EntityKind.host, incident.hosts, {h for e in entities for h in e.hosts}),
-        (EntityKind.user, incident.users, {u for e in entities for u in e.users}),
+        (EntityKind.host, incident.hosts, hosts),
+        (EntityKind.user, incident.users, users),
     ):
         both = sorted(ours.intersection(theirs))
         if both:
@@ -101,13 +101,14 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
                 kind=kind,
                 value=both[0],
                 alert_ids=[incident.alert_ids[-1], cluster.alerts[0].id],
-                gap_seconds=max(
-                    0.0,
-                    cluster.times[0] - incident.last_seen.timestamp(),  # after it
-                    incident.first_seen.timestamp() - cluster.times[-1],  # or before it
-                ),
+                gap_seconds=max(0.0, step_to(cluster.times, incident)),
             )
     return None
+
+
+def _hosts_and_users(cluster: Cluster) -> tuple[set[str], set[str]]:
+    entities = [e for run in cluster.runs for e in run.entities]
+    return {h for e in entities for h in e.hosts}, {u for e in entities for u in e.users}
 
 
 def _add(built: Built, cluster: Cluster, made: Assembled, extended: Incident | None) -> None:
@@ -164,9 +165,7 @@ def _match(
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
-        entities = [e for run in cluster.runs for e in run.entities]
-        hosts = {h for e in entities for h in e.hosts}
-        users = {u for e in entities for u in e.users}
+        hosts, users = _hosts_and_users(cluster)
         pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
     best: tuple[Incident, EntityLink | None] | None = None
     for inc in pool:

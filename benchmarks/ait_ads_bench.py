@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -92,6 +92,18 @@ def scored(csv_path: Path, incidents: Path, *flags: str) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def scores_of(csv_path: Path, incidents: Path) -> dict:
+    """The scorer's figures for the run, with the scenario's count of attack steps."""
+    scores = json.loads(scored(csv_path, incidents, "--json"))
+    return {**scores["run"], "steps": scores["steps"]}
+
+
+def print_row(label: str, columns: Sequence[str], figures: Mapping | None = None) -> None:
+    """One line of the bench's tables: the columns' figures, or their names as a header."""
+    cells = (figures[c] if figures is not None else c for c in columns)
+    print(f"{label:46}" + "".join(f"{cell!s:>14}" for cell in cells))
 
 
 def run(csv_gz: Path, work: Path) -> dict:
@@ -240,11 +252,10 @@ def run_variants(
     title: str = "the attack moved",
 ) -> None:
     rows = scenario_rows(csv_path)
-    print(f"{title:46}" + "".join(f"{c:>14}" for c in SHOWN))
+    print_row(title, SHOWN)
     for name, (phases, seconds, from_start) in VARIANTS.items():
         moved_csv, incidents = triaged(moved(rows, phases, seconds, from_start), work, triage)
-        r = json.loads(scored(moved_csv, incidents, "--json"))["run"]
-        print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
+        print_row(name, SHOWN, scores_of(moved_csv, incidents))
 
 
 def renamed(rows: list[dict]) -> list[dict]:
@@ -325,14 +336,13 @@ def run_changed(csv_path: Path, work: Path, recorded: Path, grown: bool = True) 
     renamed one compared with the recorded run (alert ids follow the rows, so they match).
     `grown`: the GROWN changes too."""
     rows = scenario_rows(csv_path)
-    print(f"{'the scenario changed':46}" + "".join(f"{c:>14}" for c in SHOWN))
+    print_row("the scenario changed", SHOWN)
     for name, change in {**CHANGED, **GROWN}.items():
         if name in GROWN and not grown:
             print(f"{name:46}  skipped for a scenario this large; VIGIE_BENCH_ALL=1 runs it")
             continue
         changed_csv, incidents = triaged(change(rows), work)
-        r = json.loads(scored(changed_csv, incidents, "--json"))["run"]
-        print(f"{name:46}" + "".join(f"{r[c]!s:>14}" for c in SHOWN))
+        print_row(name, SHOWN, scores_of(changed_csv, incidents))
         if change is renamed:
             same = "yes" if ranking(incidents) == ranking(recorded) else "NO"
             print(f"  renamed: the same incidents with the same priorities: {same}")
@@ -344,13 +354,11 @@ def run_sensor_missing(csv_path: Path, work: Path) -> None:
     saw leave the score with it."""
     rows = scenario_rows(csv_path)
     sensors = sorted({r["name"].partition(": ")[0] for r in rows})
-    print(f"{'one sensor missing':46}" + "".join(f"{c:>14}" for c in ("steps", *SHOWN)))
+    print_row("one sensor missing", ("steps", *SHOWN))
     for sensor in sensors:
         kept = [r for r in rows if r["name"].partition(": ")[0] != sensor]
         changed_csv, incidents = triaged(kept, work)
-        scores = json.loads(scored(changed_csv, incidents, "--json"))
-        r = {**scores["run"], "steps": scores["steps"]}
-        print(f"{f'without {sensor}':46}" + "".join(f"{r[c]!s:>14}" for c in ("steps", *SHOWN)))
+        print_row(f"without {sensor}", ("steps", *SHOWN), scores_of(changed_csv, incidents))
 
 
 def triaged(
@@ -380,18 +388,14 @@ BATCH_SHOWN = ("incidents", "reduction", "depth", "noise_read", "contamination",
 def run_batches(csv_path: Path, alerts: Path, work: Path) -> None:
     """The scenario fed batch by batch into one store, each batch a run that extends the open
     incidents it belongs to; scored on every incident's last version."""
-    print(f"{'fed in batches':46}" + "".join(f"{c:>14}" for c in BATCH_SHOWN))
+    print_row("fed in batches", BATCH_SHOWN)
     for name, seconds in BATCHES.items():
         fed = work / "batches"
         fed.mkdir(exist_ok=True)
         started = time.perf_counter()
         runs, incidents = fed_in_batches(alerts, seconds, fed)
         took = time.perf_counter() - started
-        r = json.loads(scored(csv_path, incidents, "--json"))["run"]
-        print(
-            f"{f'{name} ({runs} runs, {took:.0f}s)':46}"
-            + "".join(f"{r[c]!s:>14}" for c in BATCH_SHOWN)
-        )
+        print_row(f"{name} ({runs} runs, {took:.0f}s)", BATCH_SHOWN, scores_of(csv_path, incidents))
 
 
 def batches_of(alerts: Path, seconds: int) -> list[str]:

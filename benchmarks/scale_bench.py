@@ -33,7 +33,7 @@ from ait_ads_bench import (
     alerts_of,
     scenario_alerts,
     scenario_rows,
-    scored,
+    scores_of,
     stdlib_parse_seconds,
     timed_triage,
     web_scan_flooded,
@@ -95,7 +95,7 @@ def main(n: int, unique: bool, flood: bool) -> None:
             f"peak RSS {peak_mb:,.0f} MB"
         )
         if flood:
-            run = json.loads(scored(flood_csv, out, "--json"))["run"]
+            run = scores_of(flood_csv, out)
             shown = ("incidents", "depth", "noise_read", "contamination", "lost", "duplicated")
             print("scored: " + ", ".join(f"{k} {run[k]}" for k in shown))
 

@@ -391,11 +391,16 @@ class RedisStore:
 
     def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         days = self._guard(self._r.zrangebyscore, _RULE_DAYS, since.toordinal(), "+inf")
+        first_day = days[0].decode() if days else None  # by score: the oldest first
         pipe = self._r.pipeline(transaction=False)  # the week's days in one round trip
         for day in days:
             pipe.hgetall(_RULE_DAY + day.decode())
+        if first_day:
+            pipe.zscore(_RULE_FIRST_SEEN, first_day)
+        results = self._guard(pipe.execute) if days else []
+        first = results.pop() if days else None  # the zscore, queued last
         counts: dict[str, int] = {}
-        for by_rule in self._guard(pipe.execute) if days else []:
+        for by_rule in results:
             for raw_rule, n in by_rule.items():
                 rule = raw_rule.decode()
                 counts[rule] = counts.get(rule, 0) + int(n)
@@ -412,8 +417,6 @@ class RedisStore:
             for start, members in zip(starts, self._guard(pipe.execute), strict=True):
                 if members:  # a window only an earlier version recorded has none
                     windows[int(start)] = {_pair(member): int(n) for member, n in members.items()}
-        first_day = min(d.decode() for d in days) if days else None
-        first = self._guard(self._r.zscore, _RULE_FIRST_SEEN, first_day) if first_day else None
         return RuleHistory(counts, pairs, windows, watched_from(first_day, first))
 
     def _add_rule_history(self, pipe: Pipeline, history: RunHistory) -> None:
