@@ -101,13 +101,6 @@ class Stream:
             marks=marks,
         )
 
-    def then(self, later: Stream) -> Stream:
-        """This stream continued by a later one of the same rule and host."""
-        marks = dict(later.marks)
-        marks.update(self.marks)  # the earlier time wins
-        top = self.top if self.top.risk_score >= later.top.risk_score else later.top
-        return self._with(later, self.first, later.last, top, marks)
-
     def merged(self, other: Stream) -> Stream:
         """This stream and another of the same rule and host, in whatever order in time: what
         `Stream.of` makes of both streams' alerts in one list sorted by time, this stream's
@@ -157,7 +150,8 @@ def streams_of_alerts(alerts: list[Alert]) -> list[Stream]:
 
 
 def joined(*parts: Iterable[Stream]) -> list[Stream]:
-    """Streams of the same rule and host joined, earlier parts first, ordered by first alert."""
+    """Streams of the same rule and host joined, whatever their order in time (an extended
+    incident's alerts may be newer than the batch's), ordered by first alert."""
     return _joined(s for part in parts for s in part)
 
 
@@ -166,7 +160,7 @@ def _joined(streams: Iterable[Stream]) -> list[Stream]:
     for s in streams:
         key = (s.rule_id, s.host)
         prev = by_key.get(key)
-        by_key[key] = s if prev is None else prev.then(s)
+        by_key[key] = s if prev is None else prev.merged(s)
     return sorted(by_key.values(), key=lambda s: (s.first.timestamp, s.rule_id))
 
 

@@ -859,3 +859,15 @@ def test_an_incident_held_across_a_batch_reads_as_all_its_alerts_at_once() -> No
     top = held.streams["login-failed", "web"].top
     assert top.id == "ab2"  # the earliest critical one, though it came in a later part
     assert held.streams["disk-full", "db"].top.id == "ab3"  # equal risk: the earlier
+
+
+def test_streams_join_whatever_their_order_in_time() -> None:
+    """An extended incident's stored streams come first, but a late batch may be older: the
+    joined stream starts at the older alert and ends at the newer, as one sorted list would."""
+    from agent.prioritise import joined, streams_of_alerts
+
+    newer = [alert("n1", 600, "Web shell", "web"), alert("n2", 610, "Web shell", "web")]
+    older = [alert("o1", 570, "Web shell", "web"), alert("o2", 580, "Web shell", "web")]
+    joined_up = joined(streams_of_alerts(newer), streams_of_alerts(older))
+    assert [(s.first.id, s.last.id, s.count) for s in joined_up] == [("ao1", "an2", 4)]
+    assert _stream_view(joined_up) == _stream_view(streams_of_alerts(older + newer))
