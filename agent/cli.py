@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import orjson
 import typer
@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.approvals import approved_by
-from agent.errors import ApprovalError, BadInput, ConfigError, NotFound, VigieError
-from agent.models import ActionProposal, Incident, ProposalState
+from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
+from agent.models import ActionProposal, Disposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
 from agent.settings import Settings
@@ -32,7 +32,9 @@ app = typer.Typer(
 approvals_app = typer.Typer(help="Work the approval queue.", no_args_is_help=True)
 playbooks_app = typer.Typer(help="Playbook tools.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit trail tools.", no_args_is_help=True)
+incidents_app = typer.Typer(help="Close incidents with a verdict.", no_args_is_help=True)
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(incidents_app, name="incidents")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(audit_app, name="audit")
 
@@ -318,6 +320,77 @@ def approvals_expire() -> None:
     expired = expire_pending(store)
     reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
     out.print(f"{len(expired)} expired, {len(reaped)} marked outcome_unknown")
+
+
+@incidents_app.command("close")
+def incidents_close(
+    incident_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    verdict: Annotated[str, typer.Option(help="true_positive, benign or false_positive")],
+    reason: Annotated[str, typer.Option(help="why")],
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="benign or false_positive only: its rule-host pairs stop counting as rare, "
+            "bursting or new in later incidents for VIGIE_TUNING_DAYS",
+        ),
+    ] = False,
+) -> None:
+    """Close an incident with your verdict (recorded in the audit trail)."""
+    from agent.dispositions import dispose
+
+    if verdict not in ("true_positive", "benign", "false_positive"):
+        raise _fail(f"unknown verdict {verdict!r}: true_positive, benign or false_positive")
+    settings = _settings()
+    store = open_store(settings.store_url)
+    try:
+        inc = dispose(
+            store,
+            incident_id,
+            cast(Disposal, verdict),
+            reason,
+            who,
+            tune=tune,
+            tuning_for=timedelta(days=settings.tuning_days),
+        )
+    except BadInput as exc:
+        raise _fail(str(exc)) from exc
+    except (NotFound, Conflict) as exc:
+        raise _fail(str(exc), code=1) from exc
+    d = inc.disposition
+    assert d is not None
+    out.print(
+        f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"
+        + (
+            f"; {len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
+            if d.tuned
+            else ""
+        ),
+        highlight=False,
+    )
+
+
+@incidents_app.command("tunings")
+def incidents_tunings() -> None:
+    """The rule-host pairs tuned as noise, and until when."""
+    settings = _settings()
+    store = open_store(settings.store_url)
+    items = store.tunings(datetime.now(UTC))
+    table = Table(title=f"{len(items)} tuned rule-host pair(s)")
+    for col in ("rule", "host", "verdict", "by", "incident", "until", "reason"):
+        table.add_column(col, overflow="fold")
+    for t in items:
+        table.add_row(
+            _text(t.rule_id),
+            _text(t.host),
+            t.verdict,
+            _text(t.actor),
+            t.incident_id,
+            t.expires_at.strftime("%Y-%m-%d %H:%M"),
+            _text(t.reason),
+        )
+    out.print(table)
 
 
 @app.command()

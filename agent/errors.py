@@ -27,6 +27,10 @@ class BadInput(VigieError):
     """Input that cannot be used as given; the message says why, for a human."""
 
 
+class Conflict(VigieError):
+    """The thing changed since the request was made (an incident someone already closed)."""
+
+
 class ApprovalError(VigieError):
     """A decision that the approval state machine refuses (wrong state, wrong person, ...)."""
 

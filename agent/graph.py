@@ -225,6 +225,8 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     if history is not None and clusters:
         baseline = Baseline.from_history(history)
     baseline.observe(clusters)
+    if ctx.store is not None and clusters:
+        baseline.tune(ctx.store.tunings(datetime.now(UTC)))
     built = build_incidents(
         clusters, baseline, ctx.store, ctx.correlation, ctx.priority, ctx.quiet_period
     )

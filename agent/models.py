@@ -263,6 +263,36 @@ class Assessment(BaseModel):
     notes: list[str] = Field(default_factory=list, description="Fallbacks, dropped claims, flags")
 
 
+#: What an analyst concluded on closing an incident (an assessment's verdicts but "needs
+#: investigation", which is no reason to close).
+Disposal = Literal["true_positive", "benign", "false_positive"]
+
+
+class Tuning(BaseModel):
+    """An analyst's word that a rule on a host is noise: until it expires, incidents do not count
+    that rule-host pair's rarity, burst or novelty. Its severity, tactics and sensors still
+    count, so an attack that trips a tuned rule is still ranked by what it does."""
+
+    rule_id: str
+    host: str
+    verdict: Disposal
+    incident_id: str
+    actor: str
+    at: datetime
+    expires_at: datetime
+    reason: str
+
+
+class Disposition(BaseModel):
+    """Why a person closed an incident; with `tuned`, the rule-host pairs it tuned."""
+
+    verdict: Disposal
+    reason: str
+    actor: str
+    at: datetime
+    tuned: list[Tuning] = Field(default_factory=list)
+
+
 class Incident(BaseModel):
     incident_id: str
     alert_ids: list[str]
@@ -280,6 +310,7 @@ class Incident(BaseModel):
     explanation: Explanation = Explanation()
     assessment: Assessment | None = None
     proposal_ids: list[str] = Field(default_factory=list)
+    disposition: Disposition | None = None
 
     def output_line(self) -> dict[str, Any]:
         """The one-incident-a-line contract that benchmarks and other tools read."""

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.correlate import Cluster, Run, host_of, per_period
-from agent.models import Alert, PriorityFactor, Severity
+from agent.models import Alert, PriorityFactor, Severity, Tuning
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
 RARE = 0.5
@@ -178,6 +178,8 @@ class Baseline:
     #: Since when the store (or the batch, if older) has watched: the store's first alert time
     #: (`RuleHistory.watched_from`), or the batch's. A pair is new only a day after it.
     watched_from: float = math.inf
+    #: Rule-host pairs a person closed as noise, still in force (see `agent.dispositions`).
+    tuned: dict[tuple[str, str], Tuning] = field(default_factory=dict)
     _bursts: Bursts | None = None
     _total: int | None = None
     _knows_a_day: bool | None = None
@@ -227,6 +229,12 @@ class Baseline:
         self._bursts = None
         self._total = None
         self._knows_a_day = None
+
+    def tune(self, tunings: Iterable[Tuning]) -> None:
+        """Take the tunings in force: their pairs count neither in an incident's rarity, burst
+        and novelty nor among a window's rare pairs (a tuned noise's hour is not a burst)."""
+        self.tuned = {(t.rule_id, t.host): t for t in tunings}
+        self._bursts = None
 
     def knows_a_day(self) -> bool:
         """Whether the windows known (the store's and the batch's) span a day: fewer have not
@@ -299,8 +307,9 @@ class Bursts:
     def of(cls, baseline: Baseline) -> Bursts:
         rules = {rule for pairs in baseline.window_pairs.values() for rule, _ in pairs}
         rare = {r for r in rules if baseline.rarity(r) >= RARE}  # once per rule, not per pair
+        tuned = baseline.tuned
         raw = {
-            w: sum(1 for rule, _ in pairs if rule in rare)
+            w: sum(1 for pair in pairs if pair[0] in rare and pair not in tuned)
             for w, pairs in baseline.window_pairs.items()
         }
         smooth = {
@@ -380,20 +389,25 @@ def prioritise(
     `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
     burst factor, since firing all day it fires in every window, the unusual one included."""
     cfg = cfg or PriorityConfig()
+    noise = baseline.tuned
+    tuned = [s for s in streams if (s.rule_id, s.host) in noise] if noise else []
+    counted = [s for s in streams if (s.rule_id, s.host) not in noise] if tuned else streams
     factors = [
         _severity(streams),
-        _rarity(streams, baseline),
-        _diversity(streams, baseline),
+        _rarity(counted, baseline),
+        _diversity(counted, baseline),
         _tactics(streams),
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
     ]
-    burst = None if background else _burst(streams, baseline)
+    burst = None if background or not counted else _burst(counted, baseline)
     if burst is not None:
         factors.append(burst)
-    novelty = _novelty(streams, baseline)
+    novelty = _novelty(counted, baseline)
     if novelty is not None:
         factors.append(novelty)
+    if tuned:
+        factors.append(_tuning(tuned, baseline))
     critical = _criticality(cfg, hosts, users)
     if critical is not None:
         factors.append(critical)
@@ -412,6 +426,10 @@ def _severity(streams: list[Stream]) -> PriorityFactor:
 
 def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
     """The rarest rule counts most; a second rare rule corroborates it."""
+    if not streams:
+        return PriorityFactor(
+            name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
+        )
     rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
     scored = sorted(((baseline.rarity(r), n) for r, n in rules.items()), reverse=True)
     best, name = scored[0]
@@ -427,6 +445,12 @@ def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
 
 def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
     """Distinct *rare* rules: many routine rules together are still routine."""
+    if not streams:
+        return PriorityFactor(
+            name="rule_diversity",
+            points=0.0,
+            detail="every rule here is tuned as noise on its host",
+        )
     rules = {s.rule_id for s in streams}
     rare = sum(1 for r in rules if baseline.rarity(r) >= RARE)
     return PriorityFactor(
@@ -526,6 +550,28 @@ def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None
         name="novelty",
         points=float(min(10, 5 * len(new))),
         detail=f"{len(new)} rule(s) firing on a host for the first time",
+    )
+
+
+def _tuning(tuned: list[Stream], baseline: Baseline) -> PriorityFactor:
+    """No points: it says which points are missing, and on whose word."""
+    notes = sorted(
+        {
+            (t.verdict, t.actor, f"{t.at:%Y-%m-%d}", t.incident_id)
+            for s in tuned
+            if (t := baseline.tuned.get((s.rule_id, s.host))) is not None
+        }
+    )
+    said = "; ".join(f"closed as {v} by {a} on {d} (incident {i})" for v, a, d, i in notes[:3])
+    more = f"; and {len(notes) - 3} more" if len(notes) > 3 else ""
+    pairs = len({(s.rule_id, s.host) for s in tuned})
+    return PriorityFactor(
+        name="tuning",
+        points=0.0,
+        detail=(
+            f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: "
+            "their rarity, burst and novelty are not counted"
+        ),
     )
 
 

@@ -266,4 +266,5 @@ def make_api(settings: Settings, store: Store) -> Any:
         webhooks,
         schedule_triage=schedule,
         max_body=settings.webhook_max_bytes,
+        tuning_for=timedelta(days=settings.tuning_days),
     )

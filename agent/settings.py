@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # "administrator,*-adm"). An incident involving one gains the criticality factor.
     critical_assets: str = ""
     critical_identities: str = ""
+    # How long an analyst's tuning (a rule on a host marked noise) holds before it lapses: a
+    # rule that was noise may come to matter, and nobody reviews a tuning they forgot.
+    tuning_days: int = Field(default=30, ge=1, le=365)
     # Approvals.
     approval_ttl_seconds: int = 24 * 3600
     execution_lease_seconds: int = 300

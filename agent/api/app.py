@@ -26,9 +26,18 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
-from agent.errors import ApprovalError, AuthError, BadInput, Forbidden, NotFound, Transient
+from agent.dispositions import MAX_REASON, dispose
+from agent.errors import (
+    ApprovalError,
+    AuthError,
+    BadInput,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Transient,
+)
 from agent.intake import accept
-from agent.models import ActionProposal, ProposalState
+from agent.models import ActionProposal, Disposal, ProposalState
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -56,6 +65,16 @@ class ApproveBody(BaseModel):
 
 class RejectBody(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class DispositionBody(BaseModel):
+    verdict: Disposal
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    tune: bool = Field(
+        default=False,
+        description="benign or false_positive only, lead or admin role: its rule-host pairs "
+        "stop counting as rare, bursting or new in later incidents until the tuning expires",
+    )
 
 
 class Accepted(BaseModel):
@@ -151,6 +170,7 @@ def create_app(
     schedule_triage: Callable[[BackgroundTasks], None],
     max_body: int = 5 << 20,
     secure_cookie: bool = False,
+    tuning_for: timedelta = timedelta(days=30),
 ) -> FastAPI:
     app = FastAPI(
         title="Vigie",
@@ -273,6 +293,38 @@ def create_app(
             "audit": sorted(audit, key=lambda e: e["seq"]),
         }
 
+    @app.post(
+        "/api/incidents/{incident_id}/disposition", responses={400: {}, 403: {}, 404: {}, 409: {}}
+    )
+    def disposition(
+        incident_id: str, body: DispositionBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        """Close the incident with your verdict; `tune` (a lead's call) tunes its noise out."""
+        try:
+            inc = dispose(
+                store,
+                incident_id,
+                body.verdict,
+                body.reason,
+                who.name,
+                tune=body.tune,
+                role=who.role,
+                tuning_for=tuning_for,
+            )
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except Forbidden as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except BadInput as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {
+            "incident_id": inc.incident_id,
+            "status": inc.status,
+            "disposition": inc.disposition.model_dump(mode="json") if inc.disposition else None,
+        }
+
     @app.get("/api/approvals")
     def approvals(
         who: Principal = Depends(principal), state: ProposalState | None = ProposalState.pending
@@ -317,7 +369,7 @@ def create_app(
 
     from agent.api.ui import HERE, build_router
 
-    app.include_router(build_router(store, queue, tokens, secure_cookie))
+    app.include_router(build_router(store, queue, tokens, secure_cookie, tuning_for))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz")

@@ -12,9 +12,9 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,8 +24,9 @@ from agent.actions import ACTIONS
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
-from agent.models import ActionProposal, Incident, ProposalState, span_text
+from agent.dispositions import TUNING_ROLES, dispose
+from agent.errors import ApprovalError, AuthError, BadInput, Conflict, Forbidden, NotFound
+from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -132,7 +133,11 @@ def entity_graph(inc: Incident, alerts: list[Any]) -> dict[str, Any]:
 
 
 def build_router(
-    store: Store, queue: ApprovalQueue, tokens: ApiTokens, secure_cookie: bool = False
+    store: Store,
+    queue: ApprovalQueue,
+    tokens: ApiTokens,
+    secure_cookie: bool = False,
+    tuning_for: timedelta = timedelta(days=30),
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     env = _env()
@@ -248,7 +253,44 @@ def build_router(
             audit=sorted(audit, key=lambda e: e.seq),
             graph=entity_graph(inc, alerts),
             cited=set(inc.assessment.cited_alert_ids if inc.assessment else []),
+            may_tune=s.principal.role in TUNING_ROLES,
         )
+
+    @router.post("/incidents/{incident_id}/close")
+    def close(
+        request: Request,
+        incident_id: str,
+        csrf: str = Form(""),
+        verdict: str = Form(...),
+        reason: str = Form(""),
+        tune: str = Form(""),
+    ) -> Response:
+        """Close with a verdict; a lead's `tune` also takes its noise out of later ranks."""
+        s = session_of(request)
+        check_csrf(s, csrf)
+        back = f"/incidents/{incident_id}"
+        if verdict not in ("true_positive", "benign", "false_positive"):
+            return page("error.html", status=400, s=s, message="unknown verdict", back=back)
+        try:
+            dispose(
+                store,
+                incident_id,
+                cast(Disposal, verdict),  # one of them: checked above
+                reason,
+                s.principal.name,
+                tune=bool(tune),
+                role=s.principal.role,
+                tuning_for=tuning_for,
+            )
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except BadInput as exc:
+            return page("error.html", status=400, s=s, message=str(exc), back=back)
+        except Forbidden as exc:
+            return page("error.html", status=403, s=s, message=str(exc), back=back)
+        except Conflict as exc:
+            return page("error.html", status=409, s=s, message=str(exc), back=back)
+        return RedirectResponse(back, status_code=303)
 
     def decided(s: Session, fn: Any, back: str) -> Response:
         try:

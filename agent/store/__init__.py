@@ -13,7 +13,16 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
 from agent.errors import ConfigError
-from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
+from agent.models import (
+    ActionProposal,
+    Alert,
+    AuditEvent,
+    DeadLetter,
+    Disposition,
+    Incident,
+    ProposalState,
+    Tuning,
+)
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
@@ -59,6 +68,16 @@ def watched_from(first_day: str | None, first_seen: float | None) -> float | Non
     return datetime.combine(date.fromisoformat(first_day), time(), UTC).timestamp()
 
 
+def disposed(d: Disposition) -> dict[str, Any]:
+    """A disposition as its audit event records it."""
+    return {
+        "verdict": d.verdict,
+        "reason": d.reason,
+        "tuned": [[t.rule_id, t.host] for t in d.tuned],
+        "expires_at": d.tuned[0].expires_at.isoformat() if d.tuned else None,
+    }
+
+
 class Store(Protocol):
     def save_triage(
         self,
@@ -100,6 +119,16 @@ class Store(Protocol):
 
     def close_quiet(self, before: datetime) -> int:
         """Close open incidents quiet since before `before`; returns how many."""
+        ...
+
+    def dispose(self, incident: Incident) -> bool:
+        """Store a person's closing of an incident (`incident` closed, its `disposition` set),
+        its tunings and the audit event, in one transaction; False, and nothing written, if
+        the incident was disposed of already."""
+        ...
+
+    def tunings(self, now: datetime) -> list[Tuning]:
+        """The tunings that have not expired at `now`, the latest of each rule-host pair."""
         ...
 
     def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:

@@ -18,8 +18,22 @@ import redis
 from redis.client import Pipeline
 
 from agent.errors import Transient
-from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, watched_from
+from agent.models import (
+    ActionProposal,
+    Alert,
+    AuditEvent,
+    DeadLetter,
+    Incident,
+    ProposalState,
+    Tuning,
+)
+from agent.store import (
+    WINDOW_HISTORY_SECONDS,
+    RuleHistory,
+    RunHistory,
+    disposed,
+    watched_from,
+)
 from agent.store.audit import chain_hash, first_broken
 
 _HEAD = "vigie:audit:head"
@@ -66,6 +80,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _RULE_WINDOW = "vigie:rule-window-n:"
 _RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
+_TUNINGS = "vigie:tunings"  # "rule<US>host" -> the latest tuning of that pair
 # Set each field to the later of its current and given day (ISO dates compare as strings).
 _LATEST_DAY = """
 for i = 1, #ARGV, 2 do
@@ -331,6 +346,55 @@ class RedisStore:
                     pipe.execute()
                 n += 1
         return n
+
+    def dispose(self, incident: Incident) -> bool:
+        result: bool = self._guard(self._dispose, incident)
+        return result
+
+    def _dispose(self, incident: Incident) -> bool:
+        """The stored document is read again under WATCH and only its status and disposition
+        changed: a run extending it meanwhile makes this try again, not lose its alerts."""
+        d = incident.disposition
+        if d is None:
+            raise ValueError("dispose() needs an incident with its disposition")
+        key = f"vigie:incident:{incident.incident_id}"
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(key, _HEAD)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return False
+                    stored = Incident.model_validate_json(raw)
+                    if stored.disposition is not None:
+                        return False
+                    closed = stored.model_copy(update={"status": "closed", "disposition": d})
+                    event = self._audit_event(
+                        pipe, d.actor, "incident.disposed", incident.incident_id, disposed(d)
+                    )
+                    pipe.multi()
+                    pipe.set(key, _dump(closed))
+                    pipe.zrem("vigie:incidents:open", incident.incident_id)
+                    pipe.delete(_k_head(incident.incident_id))
+                    for t in d.tuned:
+                        pipe.hset(_TUNINGS, f"{t.rule_id}{_SEP}{t.host}", _dump(t))
+                    self._write_audit(pipe, [event])
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def tunings(self, now: datetime) -> list[Tuning]:
+        """Expired ones are dropped as they are met: the hash stays as small as the live set."""
+        raw = self._guard(self._r.hgetall, _TUNINGS)
+        live: list[tuple[bytes, Tuning]] = []
+        expired: list[tuple[bytes, Tuning]] = []
+        for field_, doc in sorted(raw.items()):
+            t = Tuning.model_validate_json(doc)
+            (live if t.expires_at > now else expired).append((field_, t))
+        if expired:
+            self._guard(self._r.hdel, _TUNINGS, *(f for f, _ in expired))
+        return [t for _, t in live]
 
     def save_intake(
         self,

@@ -14,8 +14,22 @@ from typing import Any
 import orjson
 
 from agent.errors import Transient
-from agent.models import ActionProposal, Alert, AuditEvent, DeadLetter, Incident, ProposalState
-from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, watched_from
+from agent.models import (
+    ActionProposal,
+    Alert,
+    AuditEvent,
+    DeadLetter,
+    Incident,
+    ProposalState,
+    Tuning,
+)
+from agent.store import (
+    WINDOW_HISTORY_SECONDS,
+    RuleHistory,
+    RunHistory,
+    disposed,
+    watched_from,
+)
 from agent.store.audit import chain_hash, first_broken
 
 _SCHEMA = """
@@ -52,6 +66,9 @@ CREATE TABLE IF NOT EXISTS intake (
 CREATE INDEX IF NOT EXISTS intake_status ON intake(status, at);
 CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_keys_expires ON seen_keys(expires);
+CREATE TABLE IF NOT EXISTS tunings (
+  rule_id TEXT NOT NULL, host TEXT NOT NULL, expires REAL NOT NULL, doc BLOB NOT NULL,
+  PRIMARY KEY (rule_id, host));
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, reason TEXT NOT NULL,
   excerpt TEXT NOT NULL, at TEXT NOT NULL);
@@ -240,6 +257,34 @@ class SqliteStore:
                 (before.isoformat(),),
             )
         return cur.rowcount
+
+    def dispose(self, incident: Incident) -> bool:
+        """Only the status and the disposition are written into the stored incident: a run
+        extending it meanwhile keeps its alerts."""
+        d = incident.disposition
+        if d is None:
+            raise ValueError("dispose() needs an incident with its disposition")
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE incidents SET status='closed', doc=CAST(json_set(CAST(doc AS TEXT), "
+                "'$.status', 'closed', '$.disposition', json(?)) AS BLOB) "
+                "WHERE incident_id=? AND json_extract(CAST(doc AS TEXT), '$.disposition') IS NULL",
+                (_dump(d), incident.incident_id),
+            )
+            if not cur.rowcount:
+                return False
+            db.executemany(
+                "INSERT OR REPLACE INTO tunings VALUES (?,?,?,?)",
+                [(t.rule_id, t.host, t.expires_at.timestamp(), _dump(t)) for t in d.tuned],
+            )
+            self._append(db, d.actor, "incident.disposed", incident.incident_id, disposed(d))
+        return True
+
+    def tunings(self, now: datetime) -> list[Tuning]:
+        rows = self._db.execute(
+            "SELECT doc FROM tunings WHERE expires > ? ORDER BY rule_id, host", (now.timestamp(),)
+        ).fetchall()
+        return [Tuning.model_validate_json(r[0]) for r in rows]
 
     def save_intake(
         self,

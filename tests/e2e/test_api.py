@@ -240,3 +240,41 @@ def test_a_splunk_time_out_of_range_is_one_rejected_alert(api: dict) -> None:
         assert r.status_code == 202, r.text
         assert (r.json()["accepted"], r.json()["rejected"]) == ((1, 0) if sid == "ok" else (0, 1))
     assert "out of range" in api["store"].dead_letters()[-1].reason
+
+
+def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict) -> None:
+    """Over HTTP: every analyst may record a verdict; tuning later ranks is a lead's call; an
+    incident is closed once; each refusal says why and writes nothing."""
+    c = api["client"]
+    body = attack_batch()
+    assert c.post("/webhooks/generic", content=body, headers=signed(body, "d1")).status_code == 202
+    items = wait_incidents(c, 3)
+    iid = items[0]["incident_id"]
+    path = f"/api/incidents/{iid}/disposition"
+    fp = {"verdict": "false_positive", "reason": "red team exercise", "tune": True}
+    assert c.post(path, json=fp).status_code == 401
+    r = c.post(path, json=fp, headers=auth("tok-alice"))
+    assert r.status_code == 403 and "lead" in r.json()["detail"]
+    r = c.post(path, json={**fp, "verdict": "true_positive"}, headers=auth("tok-bob"))
+    assert r.status_code == 400 and "can tune" in r.json()["detail"]
+    assert c.post(path, json={**fp, "verdict": "maybe"}, headers=auth("tok-bob")).status_code == 422
+    assert c.post(path, json={**fp, "reason": ""}, headers=auth("tok-bob")).status_code == 422
+    assert api["store"].tunings(datetime.now(UTC)) == []
+    r = c.post(path, json=fp, headers=auth("tok-bob"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "closed"
+    assert r.json()["disposition"]["actor"] == "bob" and r.json()["disposition"]["tuned"]
+    r = c.post(path, json={**fp, "tune": False}, headers=auth("tok-alice"))
+    assert r.status_code == 409 and "already closed as false_positive by bob" in r.json()["detail"]
+    detail = c.get(f"/api/incidents/{iid}", headers=auth("tok-alice")).json()
+    assert detail["incident"]["status"] == "closed"
+    assert detail["incident"]["disposition"]["reason"] == "red team exercise"
+    assert [e["kind"] for e in detail["audit"]].count("incident.disposed") == 1
+    listed = c.get("/api/incidents?status=closed", headers=auth("tok-alice")).json()["items"]
+    assert [i["incident_id"] for i in listed] == [iid]
+    r = c.post(
+        "/api/incidents/INC-nope/disposition",
+        json={"verdict": "benign", "reason": "x"},
+        headers=auth("tok-alice"),
+    )
+    assert r.status_code == 404

@@ -390,3 +390,39 @@ def test_a_lone_surrogate_is_a_dead_letter_and_the_rest_triaged(tmp_path: Path) 
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["alert_ids"] for line in out.read_text().splitlines()] == [["a3"]]
     assert "2 document(s) rejected" in r.stdout and "lone surrogate" in r.stdout
+
+
+def test_closing_an_incident_with_tune_lowers_the_next_run_of_that_noise(tmp_path: Path) -> None:
+    """`vigie incidents close --tune`, then `vigie triage` of the same rule on the same host
+    the next day: its rarity is not counted, and the explanation says on whose word."""
+    day = [ecs(f"d{i}", i * 7, "Heartbeat missed", f"srv{i % 5}") for i in range(220)]
+    first = tmp_path / "first.ndjson"
+    first.write_text(
+        "\n".join(json.dumps(d) for d in [*day, ecs("x1", 26 * 60, "Odd DNS", "srv3")])
+    )
+    assert vigie(tmp_path, "triage", "-i", str(first)).returncode == 0
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    (noise,) = [i for i in store.list_incidents(limit=50) if i.title.startswith("Odd DNS")]
+    closing = [
+        "incidents", "close", noise.incident_id, "--as", "alice",
+        "--verdict", "false_positive", "--reason", "resolver migration",
+    ]  # fmt: skip
+    bad = vigie(tmp_path, *closing[:-4], "--verdict", "maybe", "--reason", "x")
+    assert bad.returncode == 2 and "unknown verdict" in bad.stderr
+    done = vigie(tmp_path, *closing, "--tune")
+    assert done.returncode == 0, done.stderr
+    assert "closed as false_positive by alice; 1 rule-host pair(s) tuned until" in done.stdout
+    again = vigie(tmp_path, *closing)
+    assert again.returncode == 1 and "already closed" in again.stderr
+    listed = vigie(tmp_path, "incidents", "tunings")
+    assert "odd-dns" in listed.stdout and "resolver migration" in listed.stdout
+
+    later = tmp_path / "later.ndjson"
+    later.write_text(json.dumps(ecs("y1", 50 * 60, "Odd DNS", "srv3")))
+    out = tmp_path / "out.jsonl"
+    assert vigie(tmp_path, "triage", "-i", str(later), "-o", str(out)).returncode == 0
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    inc = store.get_incident(line["incident_id"])
+    factors = {f.name: f for f in inc.explanation.priority_factors}
+    assert factors["rarity"].points == 0
+    assert "false_positive by alice" in factors["tuning"].detail

@@ -235,3 +235,52 @@ def test_the_edit_form_offers_only_what_may_change_and_refuses_what_cannot_be(
     )
     assert refused.status_code == 409 and "one IP address" in refused.text
     assert store.get_proposal(block.proposal_id) == block
+
+
+def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
+    api: dict,
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """A lead closes an incident as benign and tunes it; the reason shows as text; an analyst
+    is offered no tuning, and a forged form writes nothing."""
+    seed(api)
+    store = api["store"]
+    first = store.list_incidents(limit=1)[0]
+    c = api["client"]
+    c.post("/login", data={"token": "tok-alice"}, follow_redirects=False)
+    html = c.get(f"/incidents/{first.incident_id}").text
+    assert 'action="/incidents/' in html and 'name="tune"' not in html  # analysts do not tune
+    forged = c.post(
+        f"/incidents/{first.incident_id}/close",
+        data={"csrf": "forged", "verdict": "benign", "reason": "x"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403 and store.get_incident(first.incident_id).disposition is None
+
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(api["url"] + "/login")
+    page.fill("#token", "tok-bob")
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.queue")
+    page.goto(api["url"] + f"/incidents/{first.incident_id}")
+    page.fill("form.close input[name=reason]", "   ")
+    page.click("button.close-incident")  # blank once trimmed: refused, with the reason
+    assert "a reason of 1 to 500 characters is required" in page.locator("p.error").inner_text()
+    assert store.get_incident(first.incident_id).disposition is None
+    page.goto(api["url"] + f"/incidents/{first.incident_id}")
+    reason = '<img src=x onerror="window.__pwned=3">red team, ticket 42'
+    page.select_option("select[name=verdict]", "benign")
+    page.fill("form.close input[name=reason]", reason)
+    page.check("form.close input[name=tune]")
+    page.click("button.close-incident")
+    page.wait_for_selector("p.disposition")
+    shown = page.locator("p.disposition").inner_text()
+    assert "benign closed by bob" in shown and reason in shown and "tuned as noise" in shown
+    assert page.evaluate("window.__pwned") is None and dialogs == []
+    d = store.get_incident(first.incident_id).disposition
+    assert (d.verdict, d.actor, d.reason) == ("benign", "bob", reason) and d.tuned
+    assert {(t.rule_id, t.host) for t in store.tunings(d.at)} == {
+        (g.rule_id, g.host) for g in first.groups
+    }

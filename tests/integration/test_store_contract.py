@@ -434,3 +434,45 @@ def test_a_store_from_before_window_counts_counts_each_pair_once(tmp_path: Path)
     assert store.rule_history(date(1970, 1, 1), windows_from=0).windows == {
         900: {("ssh", "web"): 3}
     }
+
+
+def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> None:
+    """A person's closing is written once (a second one is refused, nothing changed), takes the
+    incident out of what runs extend, keeps its alerts, and its tunings lapse when they expire."""
+    from agent.correlate import correlate
+    from agent.dispositions import dispose
+    from agent.errors import Conflict
+    from agent.incidents import build_incident
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    alerts = [alert(1, 0, "New event type", "mail"), alert(2, 1, "ClamAV update", "mail")]
+    (incident,) = [build_incident(c, Baseline()) for c in correlate(alerts)]
+    store.save_triage([incident], alerts, [], [], actor="vigie")
+    at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    closed = dispose(
+        store,
+        incident.incident_id,
+        "false_positive",
+        " learning noise ",
+        "alice",
+        tune=True,
+        tuning_for=timedelta(days=30),
+        now=at,
+    )
+    stored = store.get_incident(incident.incident_id)
+    assert stored is not None and stored.status == "closed"
+    assert stored.disposition == closed.disposition
+    assert stored.alert_ids == incident.alert_ids  # only status and disposition were written
+    assert stored.disposition is not None and stored.disposition.reason == "learning noise"
+    assert store.open_incidents(datetime(2000, 1, 1, tzinfo=UTC)) == []
+    pairs = [(t.rule_id, t.host, t.actor) for t in store.tunings(at)]
+    assert pairs == [("clamav-update", "mail", "alice"), ("new-event-type", "mail", "alice")]
+    assert store.tunings(at + timedelta(days=30, seconds=1)) == []  # lapsed
+    with pytest.raises(Conflict, match="already closed as false_positive by alice"):
+        dispose(store, incident.incident_id, "true_positive", "no, real", "bob")
+    events = store.audit(incident.incident_id)
+    assert [(e.kind, e.actor) for e in events] == [("incident.disposed", "alice")]
+    assert events[0].data["tuned"] == [["clamav-update", "mail"], ["new-event-type", "mail"]]
+    assert store.verify_audit() == (True, None)
+    assert not store.dispose(closed)  # the store itself refuses a second disposal

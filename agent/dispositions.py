@@ -1,0 +1,105 @@
+"""A person closes an incident with a verdict, and may tune its noise out of later rankings.
+
+A SOC's first days with a new detector are its learning noise: the same rules on the same
+hosts, each rare, each ranked high. An analyst who closes such an incident as a false positive
+(or benign) can tune it: its rule-host pairs then stop counting as rare, bursting or new for
+`tuning_days` (see `agent.prioritise`). The rest of an incident still counts, so an attack
+that trips a tuned rule is ranked by its tactics, severity and sensors.
+
+Tuning lowers what later incidents are worth, so it is a lead's call over the API; the CLI is
+the operator's own shell. Nothing here is reachable from an LLM: no tool, no prompt output,
+closes or tunes anything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from agent.errors import BadInput, Conflict, Forbidden, NotFound
+from agent.models import Disposal, Disposition, Incident, Tuning
+from agent.store import Store
+
+#: Verdicts that say the incident was noise: only these may tune.
+TUNABLE: frozenset[str] = frozenset({"benign", "false_positive"})
+#: Roles that may tune over the API (recording a verdict is every analyst's).
+TUNING_ROLES: frozenset[str] = frozenset({"lead", "admin"})
+MAX_REASON = 500
+
+
+def dispose(
+    store: Store,
+    incident_id: str,
+    verdict: Disposal,
+    reason: str,
+    actor: str,
+    *,
+    tune: bool = False,
+    role: str | None = None,
+    tuning_for: timedelta = timedelta(days=30),
+    now: datetime | None = None,
+) -> Incident:
+    """Close the incident with the person's verdict; with `tune`, its rule-host pairs are tuned.
+    `role`: the caller's API role (None: a local operator, who may tune).
+
+    Raises BadInput (no reason, or tuning a true positive), Forbidden (tuning without the role),
+    NotFound, or Conflict (someone disposed of it first)."""
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise BadInput(f"a reason of 1 to {MAX_REASON} characters is required")
+    if tune and verdict not in TUNABLE:
+        raise BadInput(f"only an incident closed as {' or '.join(sorted(TUNABLE))} can tune")
+    if tune and role is not None and role not in TUNING_ROLES:
+        raise Forbidden(f"tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
+    incident = store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    if incident.disposition is not None:
+        raise Conflict(_already(incident))
+    at = now or datetime.now(UTC)
+    disposition = Disposition(
+        verdict=verdict,
+        reason=reason,
+        actor=actor,
+        at=at,
+        tuned=tunings_of(incident, verdict, reason, actor, at, at + tuning_for) if tune else [],
+    )
+    closed = incident.model_copy(update={"status": "closed", "disposition": disposition})
+    if not store.dispose(closed):
+        again = store.get_incident(incident_id)
+        raise Conflict(_already(again) if again is not None else f"no incident {incident_id}")
+    return closed
+
+
+def tunings_of(
+    incident: Incident,
+    verdict: Disposal,
+    reason: str,
+    actor: str,
+    at: datetime,
+    expires_at: datetime,
+) -> list[Tuning]:
+    """One tuning per rule-host pair of the incident's alert groups."""
+    pairs = sorted({(g.rule_id, g.host) for g in incident.groups})
+    return [
+        Tuning(
+            rule_id=rule,
+            host=host,
+            verdict=verdict,
+            incident_id=incident.incident_id,
+            actor=actor,
+            at=at,
+            expires_at=expires_at,
+            reason=reason,
+        )
+        for rule, host in pairs
+    ]
+
+
+def _already(incident: Incident) -> str:
+    d = incident.disposition
+    if d is None:
+        return f"incident {incident.incident_id} changed meanwhile; try again"
+    return (
+        f"incident {incident.incident_id} was already closed as {d.verdict} by {d.actor} "
+        f"at {d.at:%Y-%m-%d %H:%M} UTC"
+    )

@@ -1,0 +1,134 @@
+"""A person closes an incident with a verdict; a tuning takes that noise out of later ranks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.analyst import OfflineAnalyst
+from agent.correlate import correlate
+from agent.dispositions import dispose
+from agent.errors import BadInput, Forbidden, NotFound
+from agent.graph import TriageContext, run_triage_documents
+from agent.models import Incident, Tuning
+from agent.prioritise import Baseline, prioritise, streams_of_alerts
+from agent.store.sqlite import SqliteStore
+from tests.conftest import alert, ecs
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def tuning(rule_id: str, host: str) -> Tuning:
+    return Tuning(
+        rule_id=rule_id,
+        host=host,
+        verdict="false_positive",
+        incident_id="INC-1",
+        actor="alice",
+        at=NOW,
+        expires_at=NOW + timedelta(days=30),
+        reason="learning noise",
+    )
+
+
+def points(factors) -> dict[str, float]:
+    return {f.name: f.points for f in factors}
+
+
+def test_a_tuned_pair_loses_its_rarity_but_the_attack_around_it_keeps_its_tactics() -> None:
+    """Tuning is per rule and host: the same rule elsewhere still counts, and an incident that
+    trips a tuned rule is still ranked by its tactics and severity."""
+    alerts = [
+        alert(1, 0, "Odd DNS", "srv3", tactic="TA0011"),
+        alert(2, 5, "Web shell", "srv3", severity="high", tactic="TA0003"),
+        *(alert(f"r{i}", 60 + i, "Heartbeat", f"srv{i % 4}") for i in range(200)),
+    ]
+    baseline = Baseline()
+    baseline.observe(correlate(alerts))
+    streams = streams_of_alerts(alerts[:2])
+    before, _ = prioritise(streams, baseline)
+    _, kept = prioritise(streams, baseline)
+    baseline.tune([tuning("odd-dns", "srv3")])
+    after, factors = prioritise(streams, baseline)
+    got = points(factors)
+    assert after < before
+    assert got["tactics"] == points(kept)["tactics"] > 0  # two tactics still counted
+    assert got["severity"] == points(kept)["severity"]
+    assert got["rarity"] < points(kept)["rarity"]  # only the web shell's rarity is left
+    assert "rarest rule 'Web shell'" in next(f.detail for f in factors if f.name == "rarity")
+    assert sum(got.values()) == pytest.approx(after)
+    detail = next(f.detail for f in factors if f.name == "tuning")
+    assert "1 rule-host pair(s) tuned as noise" in detail
+    assert "false_positive by alice on 2026-11-27 (incident INC-1)" in detail
+
+    elsewhere = streams_of_alerts([alert(3, 0, "Odd DNS", "srv4")])
+    _, factors = prioritise(elsewhere, baseline)
+    assert "tuning" not in points(factors) and points(factors)["rarity"] > 0
+
+
+def _triage(store: SqliteStore, docs: list[dict]) -> list[Incident]:
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    state = run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+    return state["incidents"]
+
+
+def _on(incidents: list[Incident], host: str, rule: str = "Odd DNS") -> Incident:
+    (inc,) = [i for i in incidents if i.hosts == [host] and i.title.startswith(rule)]
+    return inc
+
+
+@pytest.mark.parametrize("tune", [True, False], ids=["tuned", "closed without tuning"])
+def test_a_later_run_ranks_a_tuned_rule_on_its_host_lower_and_says_on_whose_word(
+    tmp_path: Path, tune: bool
+) -> None:
+    store = SqliteStore(tmp_path / "v.db")
+    routine = [ecs(f"d{i}", i * 7, "Heartbeat missed", f"srv{i % 5}") for i in range(220)]
+    _triage(store, routine)
+    first = _triage(
+        store,
+        [ecs("x1", 26 * 60, "Odd DNS", "srv3"), ecs("x2", 26 * 60 + 300, "Odd DNS", "srv4")],
+    )
+    noise = _on(first, "srv3")
+    dispose(store, noise.incident_id, "false_positive", "resolver test", "alice", tune=tune)
+
+    later = _triage(  # ten minutes on: it would have extended the incident, were it open
+        store,
+        [ecs("y1", 26 * 60 + 10, "Odd DNS", "srv3"), ecs("y2", 26 * 60 + 900, "Odd DNS", "srv4")],
+    )
+    again, other = _on(later, "srv3"), _on(later, "srv4")
+    assert again.incident_id != noise.incident_id  # a closed incident is never extended
+    stored = store.get_incident(noise.incident_id)
+    assert stored is not None and stored.alert_ids == ["ax1"] and stored.status == "closed"
+    factors, untouched = (
+        points(again.explanation.priority_factors),
+        points(other.explanation.priority_factors),
+    )
+    if tune:
+        assert factors["rarity"] == 0 and untouched["rarity"] > 0
+        assert again.priority < other.priority
+        assert "alice" in next(
+            f.detail for f in again.explanation.priority_factors if f.name == "tuning"
+        )
+    else:
+        assert "tuning" not in factors and factors["rarity"] == untouched["rarity"] > 0
+
+
+def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_api(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "v.db")
+    (inc,) = _triage(store, [ecs("x1", 0, "Odd DNS", "srv3")])
+    with pytest.raises(BadInput, match="reason"):
+        dispose(store, inc.incident_id, "benign", "   ", "alice")
+    with pytest.raises(BadInput, match="can tune"):
+        dispose(store, inc.incident_id, "true_positive", "real", "alice", tune=True)
+    with pytest.raises(Forbidden, match="lead"):
+        dispose(store, inc.incident_id, "benign", "test box", "alice", tune=True, role="analyst")
+    with pytest.raises(NotFound):
+        dispose(store, "INC-nope", "benign", "test box", "alice")
+    assert store.get_incident(inc.incident_id).status == "open"  # nothing refused was written
+    assert store.tunings(NOW) == [] and store.audit(inc.incident_id) == []
+    dispose(store, inc.incident_id, "benign", "test box", "carol", tune=True, role="lead")
+    assert [t.actor for t in store.tunings(datetime.now(UTC))] == ["carol"]
