@@ -30,6 +30,7 @@ reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ait_ads_bench.py
+	$(PY) benchmarks/tuning_bench.py
 	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/scale_bench.py 634000 unique
 	$(PY) benchmarks/scale_bench.py 634000 flood

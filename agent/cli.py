@@ -332,8 +332,8 @@ def incidents_close(
         bool,
         typer.Option(
             "--tune",
-            help="benign or false_positive only: its rule-host pairs stop counting as rare, "
-            "bursting or new in later incidents for VIGIE_TUNING_DAYS",
+            help="benign or false_positive only: its rule-host pairs stop counting as rare or "
+            "new in later incidents for VIGIE_TUNING_DAYS",
         ),
     ] = False,
 ) -> None:

@@ -2,9 +2,10 @@
 
 A SOC's first days with a new detector are its learning noise: the same rules on the same
 hosts, each rare, each ranked high. An analyst who closes such an incident as a false positive
-(or benign) can tune it: its rule-host pairs then stop counting as rare, bursting or new for
-`tuning_days` (see `agent.prioritise`). The rest of an incident still counts, so an attack
-that trips a tuned rule is ranked by its tactics, severity and sensors.
+(or benign) can tune it: its rule-host pairs then stop counting as rare or new for
+`tuning_days` (see `agent.prioritise`). The rest of an incident still counts (tactics,
+severity, sensors, the burst of its time window), so an attack that trips a tuned rule is still
+ranked by what it does and when; and an incident without a tuned pair is ranked as before.
 
 Tuning lowers what later incidents are worth, so it is a lead's call over the API; the CLI is
 the operator's own shell. Nothing here is reachable from an LLM: no tool, no prompt output,

@@ -270,8 +270,9 @@ Disposal = Literal["true_positive", "benign", "false_positive"]
 
 class Tuning(BaseModel):
     """An analyst's word that a rule on a host is noise: until it expires, incidents do not count
-    that rule-host pair's rarity, burst or novelty. Its severity, tactics and sensors still
-    count, so an attack that trips a tuned rule is still ranked by what it does."""
+    that rule-host pair's rarity, rule diversity or novelty. Its severity, tactics, sensors and
+    the burst of its time window still count, so an attack that trips a tuned rule is still
+    ranked by what it does and when."""
 
     rule_id: str
     host: str

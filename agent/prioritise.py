@@ -231,10 +231,11 @@ class Baseline:
         self._knows_a_day = None
 
     def tune(self, tunings: Iterable[Tuning]) -> None:
-        """Take the tunings in force: their pairs count neither in an incident's rarity, burst
-        and novelty nor among a window's rare pairs (a tuned noise's hour is not a burst)."""
+        """Take the tunings in force: their pairs count in no incident's rarity, rule diversity
+        or novelty. Windows are left as they are: how unusual a quarter hour was is a fact of
+        the network, and an intrusion's side effects often trip routine rules; so a tuning
+        lowers only the incidents holding a tuned pair, and raises none."""
         self.tuned = {(t.rule_id, t.host): t for t in tunings}
-        self._bursts = None
 
     def knows_a_day(self) -> bool:
         """Whether the windows known (the store's and the batch's) span a day: fewer have not
@@ -307,9 +308,8 @@ class Bursts:
     def of(cls, baseline: Baseline) -> Bursts:
         rules = {rule for pairs in baseline.window_pairs.values() for rule, _ in pairs}
         rare = {r for r in rules if baseline.rarity(r) >= RARE}  # once per rule, not per pair
-        tuned = baseline.tuned
         raw = {
-            w: sum(1 for pair in pairs if pair[0] in rare and pair not in tuned)
+            w: sum(1 for rule, _ in pairs if rule in rare)
             for w, pairs in baseline.window_pairs.items()
         }
         smooth = {
@@ -400,7 +400,7 @@ def prioritise(
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
     ]
-    burst = None if background or not counted else _burst(counted, baseline)
+    burst = None if background else _burst(streams, baseline)
     if burst is not None:
         factors.append(burst)
     novelty = _novelty(counted, baseline)
@@ -570,7 +570,7 @@ def _tuning(tuned: list[Stream], baseline: Baseline) -> PriorityFactor:
         points=0.0,
         detail=(
             f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: "
-            "their rarity, burst and novelty are not counted"
+            "their rarity and novelty are not counted"
         ),
     )
 

@@ -73,7 +73,7 @@ class DispositionBody(BaseModel):
     tune: bool = Field(
         default=False,
         description="benign or false_positive only, lead or admin role: its rule-host pairs "
-        "stop counting as rare, bursting or new in later incidents until the tuning expires",
+        "stop counting as rare or new in later incidents until the tuning expires",
     )
 
 

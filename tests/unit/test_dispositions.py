@@ -132,3 +132,28 @@ def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_a
     assert store.tunings(NOW) == [] and store.audit(inc.incident_id) == []
     dispose(store, inc.incident_id, "benign", "test box", "carol", tune=True, role="lead")
     assert [t.actor for t in store.tunings(datetime.now(UTC))] == ["carol"]
+
+
+def _near_factors(tunings: list[Tuning]) -> dict[str, float]:
+    """The factors of the quiet alert 20 minutes after the day's intrusion, with these tunings."""
+    from agent.incidents import build_incident
+    from tests.unit.test_correlate_prioritise import _day_with_an_intrusion
+
+    clusters = correlate(_day_with_an_intrusion())
+    baseline = Baseline()
+    baseline.observe(clusters)
+    baseline.tune(tunings)
+    near = next(c for c in clusters if c.alerts[0].id == "anear")
+    return points(build_incident(near, baseline).explanation.priority_factors)
+
+
+def test_a_tuned_rule_keeps_its_window_s_burst_and_tuning_raises_no_other_incident() -> None:
+    """The window is the evidence, not the rule: a tuned rule firing beside an intrusion is still
+    worth reading next to it. Tuning the intrusion's own rules changes nothing for an incident
+    that holds none of them."""
+    untouched = _near_factors([])
+    assert untouched["burst"] == 40.0 and untouched["rarity"] > 0
+    own = _near_factors([tuning("cpu-out-of-range", "monitor")])
+    assert own["burst"] == 40.0 and own["rarity"] == 0 and "tuning" in own
+    intrusion_tuned = _near_factors([tuning(f"attack-step-{i}", f"srv{i % 3}") for i in range(8)])
+    assert intrusion_tuned == untouched
