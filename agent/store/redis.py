@@ -23,6 +23,7 @@ from agent.models import (
     Alert,
     AuditEvent,
     DeadLetter,
+    Disposition,
     Incident,
     ProposalState,
     Tuning,
@@ -81,6 +82,7 @@ _RULE_WINDOW = "vigie:rule-window-n:"
 _RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
 _TUNINGS = "vigie:tunings"  # "rule<US>host" -> the latest tuning of that pair
+_DISPOSITIONS = "vigie:dispositions"  # incident id -> its disposition, for runs saving it
 # Set each field to the later of its current and given day (ISO dates compare as strings).
 _LATEST_DAY = """
 for i = 1, #ARGV, 2 do
@@ -102,6 +104,22 @@ def _head(inc: Incident) -> Incident:
 
 def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
+
+
+def _disposed(pipe: Pipeline, incidents: Sequence[Incident]) -> list[Incident]:
+    """The incidents as a run saves them, but those a person closed meanwhile: their alerts
+    join the incident, which stays closed with the person's disposition."""
+    if not incidents:
+        return []
+    found = pipe.hmget(_DISPOSITIONS, [i.incident_id for i in incidents])
+    return [
+        inc
+        if raw is None
+        else inc.model_copy(
+            update={"status": "closed", "disposition": Disposition.model_validate_json(raw)}
+        )
+        for inc, raw in zip(incidents, found, strict=True)
+    ]
 
 
 def _pair(member: bytes) -> tuple[str, str]:
@@ -256,8 +274,9 @@ class RedisStore:
                         if records
                         else []
                     )
+                    kept = _disposed(pipe, incidents)  # a disposal moves _HEAD: read again
                     pipe.multi()
-                    for inc in incidents:
+                    for inc in kept:
                         pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
                         pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
                         if inc.status == "open":
@@ -374,6 +393,7 @@ class RedisStore:
                     )
                     pipe.multi()
                     pipe.set(key, _dump(closed))
+                    pipe.hset(_DISPOSITIONS, incident.incident_id, _dump(d))
                     pipe.zrem("vigie:incidents:open", incident.incident_id)
                     pipe.delete(_k_head(incident.incident_id))
                     for t in d.tuned:

@@ -89,6 +89,16 @@ def _dump(model: Any) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
 
 
+# A run that extends an incident a person closed meanwhile: its alerts join the incident, which
+# stays closed with the person's disposition (read in the same transaction as the write).
+_DISPOSED = "json_extract(CAST(incidents.doc AS TEXT), '$.disposition')"
+_KEEP_DISPOSITION = (
+    f"CASE WHEN {_DISPOSED} IS NULL THEN excluded.doc ELSE CAST(json_set(CAST(excluded.doc AS "
+    f"TEXT), '$.status', 'closed', '$.disposition', json({_DISPOSED})) AS BLOB) END"
+)
+_KEEP_CLOSED = f"CASE WHEN {_DISPOSED} IS NULL THEN excluded.status ELSE 'closed' END"
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a store made by an earlier version up to this schema: windows before counts were
     kept count one alert per rule-host pair."""
@@ -148,8 +158,8 @@ class SqliteStore:
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO incidents VALUES (?,?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET "
-                "priority=excluded.priority, last_seen=excluded.last_seen, doc=excluded.doc, "
-                "status=excluded.status",
+                "priority=excluded.priority, last_seen=excluded.last_seen, "
+                f"doc={_KEEP_DISPOSITION}, status={_KEEP_CLOSED}",
                 [
                     (i.incident_id, i.priority, i.last_seen.isoformat(), _dump(i), i.status)
                     for i in incidents

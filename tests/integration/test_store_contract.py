@@ -476,3 +476,30 @@ def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> 
     assert events[0].data["tuned"] == [["clamav-update", "mail"], ["new-event-type", "mail"]]
     assert store.verify_audit() == (True, None)
     assert not store.dispose(closed)  # the store itself refuses a second disposal
+
+
+def test_a_run_saving_an_incident_closed_meanwhile_keeps_the_closing(store: Store) -> None:
+    """A run read the open incident, a person closed it, then the run saved its extension: the
+    alerts join the incident, which stays closed with the person's disposition."""
+    from agent.correlate import correlate
+    from agent.dispositions import dispose
+    from agent.incidents import build_incident
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    first = [alert(1, 0, "Odd DNS", "srv3")]
+    (incident,) = [build_incident(c, Baseline()) for c in correlate(first)]
+    store.save_triage([incident], first, [], [], actor="vigie")
+    read_by_the_run = store.get_incident(incident.incident_id)
+    assert read_by_the_run is not None
+    dispose(store, incident.incident_id, "benign", "resolver test", "alice")
+    extended = read_by_the_run.model_copy(
+        update={"alert_ids": ["a1", "a2"], "last_seen": read_by_the_run.last_seen}
+    )
+    store.save_triage([extended], [alert(2, 1, "Odd DNS", "srv3")], [], [], actor="vigie")
+    stored = store.get_incident(incident.incident_id)
+    assert stored is not None and stored.alert_ids == ["a1", "a2"]
+    assert stored.status == "closed" and stored.disposition is not None
+    assert (stored.disposition.actor, stored.disposition.reason) == ("alice", "resolver test")
+    assert store.open_incidents(datetime(2000, 1, 1, tzinfo=UTC)) == []
+    assert [i.status for i in store.list_incidents()] == ["closed"]
