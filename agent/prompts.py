@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from agent.attack import TACTIC_NAMES
-from agent.models import SEVERITY_RANK, Alert, EntityLink, Incident
+from agent.models import SEVERITY_RANK, Alert, EntityLink, Incident, PriorityFactor
 from agent.pseudonymize import Masker
 
 FENCE = "UNTRUSTED_ALERT_DATA"
@@ -68,7 +68,7 @@ def evidence(
         "incident_id": incident.incident_id,
         "priority": incident.priority,
         "priority_factors": [
-            f"{f.name} +{f.points:g}: {pseudo.mask(f.detail)}"
+            f"{f.name} +{f.points:g}: {_factor_detail(f, pseudo)}"
             for f in incident.explanation.priority_factors
         ],
         "tactics": [f"{t} {TACTIC_NAMES.get(t, '')}" for t in incident.tactics],
@@ -78,6 +78,18 @@ def evidence(
         "groups": rows,
         "groups_omitted": max(0, len(incident.groups) - len(rows)),
     }
+
+
+#: What the model reads of a tuning: that the SOC tuned the pairs, not who did (staff names are
+#: not the alerts' to share; the incident page shows them).
+TUNING_FOR_MODEL = (
+    "some rule-host pairs here were tuned as noise by the SOC: their rarity and novelty are "
+    "not counted"
+)
+
+
+def _factor_detail(f: PriorityFactor, pseudo: Masker) -> str:
+    return TUNING_FOR_MODEL if f.name == "tuning" else pseudo.mask(f.detail)
 
 
 def _linked_by(link: EntityLink, pseudo: Masker) -> str:

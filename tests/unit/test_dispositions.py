@@ -157,3 +157,20 @@ def test_a_tuned_rule_keeps_its_window_s_burst_and_tuning_raises_no_other_incide
     assert own["burst"] == 40.0 and own["rarity"] == 0 and "tuning" in own
     intrusion_tuned = _near_factors([tuning(f"attack-step-{i}", f"srv{i % 3}") for i in range(8)])
     assert intrusion_tuned == untouched
+
+
+def test_the_model_reads_that_the_soc_tuned_a_pair_not_who_did() -> None:
+    """Staff names and reasons stay on premises: the payload says a tuning applies, no more."""
+    from agent.incidents import build_incident
+    from agent.prompts import TUNING_FOR_MODEL, evidence
+    from agent.pseudonymize import Passthrough
+
+    alerts = [alert(1, 0, "Odd DNS", "srv3"), alert(2, 1, "Web shell", "srv3")]
+    baseline = Baseline()
+    baseline.observe(clusters := correlate(alerts))
+    baseline.tune([tuning("odd-dns", "srv3")])
+    incident = build_incident(clusters[0], baseline)
+    assert "alice" in str(incident.explanation.priority_factors)  # the page says who
+    payload = str(evidence(incident, {a.id: a for a in alerts}, Passthrough(), 20))
+    assert "alice" not in payload and "learning noise" not in payload
+    assert f"tuning +0: {TUNING_FOR_MODEL}" in payload
