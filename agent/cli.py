@@ -345,7 +345,7 @@ def incidents_close(
     settings = _settings()
     store = open_store(settings.store_url)
     try:
-        inc = dispose(
+        closing = dispose(
             store,
             incident_id,
             cast(Disposal, verdict),
@@ -353,22 +353,24 @@ def incidents_close(
             who,
             tune=tune,
             tuning_for=timedelta(days=settings.tuning_days),
+            queue=_queue(settings, store),
         )
     except BadInput as exc:
         raise _fail(str(exc)) from exc
     except (NotFound, Conflict) as exc:
         raise _fail(str(exc), code=1) from exc
-    d = inc.disposition
+    inc, d = closing.incident, closing.incident.disposition
     assert d is not None
-    out.print(
-        f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"
-        + (
-            f"; {len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
-            if d.tuned
-            else ""
-        ),
-        highlight=False,
-    )
+    said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"]
+    if d.tuned:
+        said.append(
+            f"{len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
+        )
+    if closing.withdrawn:
+        said.append(f"{len(closing.withdrawn)} pending proposal(s) rejected")
+    if closing.left:
+        said.append(f"{len(closing.left)} proposal(s) could not be rejected: decide them")
+    out.print("; ".join(said), highlight=False)
 
 
 @incidents_app.command("tunings")

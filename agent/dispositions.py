@@ -14,17 +14,34 @@ closes or tunes anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from agent.errors import BadInput, Conflict, Forbidden, NotFound
-from agent.models import Disposal, Disposition, Incident, Tuning
+from agent.errors import ApprovalError, BadInput, Conflict, Forbidden, NotFound
+from agent.models import Disposal, Disposition, Incident, ProposalState, Tuning
 from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.queue import ApprovalQueue
 
 #: Verdicts that say the incident was noise: only these may tune.
 TUNABLE: frozenset[str] = frozenset({"benign", "false_positive"})
 #: Roles that may tune over the API (recording a verdict is every analyst's).
 TUNING_ROLES: frozenset[str] = frozenset({"lead", "admin"})
 MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Closing:
+    """An incident closed, and what became of its pending proposals."""
+
+    incident: Incident
+    #: Pending proposals rejected in the closer's name: an incident closed as noise must leave
+    #: nothing waiting for someone to approve (isolating a host over a false positive).
+    withdrawn: list[str] = field(default_factory=list)
+    #: Those that could not be (decided, expired or moved meanwhile): left for a person.
+    left: list[str] = field(default_factory=list)
 
 
 def dispose(
@@ -37,9 +54,11 @@ def dispose(
     tune: bool = False,
     role: str | None = None,
     tuning_for: timedelta = timedelta(days=30),
+    queue: ApprovalQueue | None = None,
     now: datetime | None = None,
-) -> Incident:
-    """Close the incident with the person's verdict; with `tune`, its rule-host pairs are tuned.
+) -> Closing:
+    """Close the incident with the person's verdict; with `tune`, its rule-host pairs are tuned;
+    with `queue` and a noise verdict, its pending proposals are rejected in the person's name.
     `role`: the caller's API role (None: a local operator, who may tune).
 
     Raises BadInput (no reason, or tuning a true positive), Forbidden (tuning without the role),
@@ -68,7 +87,24 @@ def dispose(
     if not store.dispose(closed):
         again = store.get_incident(incident_id)
         raise Conflict(_already(again) if again is not None else f"no incident {incident_id}")
-    return closed
+    if queue is None or verdict not in TUNABLE:
+        return Closing(closed)
+    return withdraw(store, queue, closed, f"incident closed as {verdict}: {reason}", actor)
+
+
+def withdraw(
+    store: Store, queue: ApprovalQueue, incident: Incident, reason: str, actor: str
+) -> Closing:
+    """Reject the incident's pending proposals in the closer's name. After the closing is
+    stored, not with it: a proposal someone approved meanwhile is theirs, and stays."""
+    withdrawn, left = [], []
+    for p in store.list_proposals(states=[ProposalState.pending], incident_id=incident.incident_id):
+        try:
+            queue.reject(p.proposal_id, actor, reason=reason)
+            withdrawn.append(p.proposal_id)
+        except ApprovalError:
+            left.append(p.proposal_id)
+    return Closing(incident, withdrawn, left)
 
 
 def tunings_of(

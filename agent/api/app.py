@@ -299,9 +299,10 @@ def create_app(
     def disposition(
         incident_id: str, body: DispositionBody, who: Principal = Depends(principal)
     ) -> dict[str, Any]:
-        """Close the incident with your verdict; `tune` (a lead's call) tunes its noise out."""
+        """Close the incident with your verdict; `tune` (a lead's call) tunes its noise out. A
+        noise verdict rejects the incident's pending proposals in your name."""
         try:
-            inc = dispose(
+            closing = dispose(
                 store,
                 incident_id,
                 body.verdict,
@@ -310,6 +311,7 @@ def create_app(
                 tune=body.tune,
                 role=who.role,
                 tuning_for=tuning_for,
+                queue=queue,
             )
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
@@ -319,10 +321,13 @@ def create_app(
             raise HTTPException(409, str(exc)) from exc
         except BadInput as exc:
             raise HTTPException(400, str(exc)) from exc
+        inc = closing.incident
         return {
             "incident_id": inc.incident_id,
             "status": inc.status,
             "disposition": inc.disposition.model_dump(mode="json") if inc.disposition else None,
+            "withdrawn_proposals": closing.withdrawn,
+            "proposals_left_pending": closing.left,
         }
 
     @app.get("/api/approvals")

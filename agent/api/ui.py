@@ -281,6 +281,7 @@ def build_router(
                 tune=bool(tune),
                 role=s.principal.role,
                 tuning_for=tuning_for,
+                queue=queue,
             )
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc

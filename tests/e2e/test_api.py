@@ -260,10 +260,14 @@ def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict
     assert c.post(path, json={**fp, "verdict": "maybe"}, headers=auth("tok-bob")).status_code == 422
     assert c.post(path, json={**fp, "reason": ""}, headers=auth("tok-bob")).status_code == 422
     assert api["store"].tunings(datetime.now(UTC)) == []
+    pending = {p.proposal_id for p in api["store"].list_proposals(incident_id=iid)}
+    assert pending  # the attack's playbooks proposed actions on it
     r = c.post(path, json=fp, headers=auth("tok-bob"))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "closed"
     assert r.json()["disposition"]["actor"] == "bob" and r.json()["disposition"]["tuned"]
+    assert set(r.json()["withdrawn_proposals"]) == pending  # nothing left to approve on noise
+    assert {p.state.value for p in api["store"].list_proposals(incident_id=iid)} == {"rejected"}
     r = c.post(path, json={**fp, "tune": False}, headers=auth("tok-alice"))
     assert r.status_code == 409 and "already closed as false_positive by bob" in r.json()["detail"]
     detail = c.get(f"/api/incidents/{iid}", headers=auth("tok-alice")).json()

@@ -459,7 +459,7 @@ def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> 
         tune=True,
         tuning_for=timedelta(days=30),
         now=at,
-    )
+    ).incident
     stored = store.get_incident(incident.incident_id)
     assert stored is not None and stored.status == "closed"
     assert stored.disposition == closed.disposition

@@ -174,3 +174,45 @@ def test_the_model_reads_that_the_soc_tuned_a_pair_not_who_did() -> None:
     payload = str(evidence(incident, {a.id: a for a in alerts}, Passthrough(), 20))
     assert "alice" not in payload and "learning noise" not in payload
     assert f"tuning +0: {TUNING_FOR_MODEL}" in payload
+
+
+@pytest.mark.parametrize("verdict", ["false_positive", "true_positive"])
+def test_closing_as_noise_rejects_what_waits_for_approval_and_a_real_one_keeps_it(
+    tmp_path: Path, verdict: str
+) -> None:
+    """Nothing may stay approvable on an incident judged noise (isolating a host over a false
+    positive); a proposal already approved is its approver's, and stays; a true positive keeps
+    its proposals waiting."""
+    from agent import approvals
+    from agent.models import ProposalState
+    from agent.queue import ApprovalQueue
+    from tests.unit.test_approvals import proposal
+
+    store = SqliteStore(tmp_path / "v.db")
+    (inc,) = _triage(store, [ecs("x1", 0, "Odd DNS", "srv3")])
+    now = datetime.now(UTC)
+    waiting = [
+        proposal(proposal_id=f"P-{k}", incident_id=inc.incident_id, expires_at=now + timedelta(1))
+        for k in (1, 2, 3)
+    ]
+    store.save_triage([], [], waiting, [], actor="vigie")
+    approved = approvals.approve(waiting[2], "carol", now, seen_hash=waiting[2].args_hash)
+    assert store.transition(waiting[2], approved, actor="carol")
+    queue = ApprovalQueue(store, lambda pid: None, timedelta(hours=1))
+
+    closing = dispose(store, inc.incident_id, verdict, "scanner test", "alice", queue=queue)
+    states = {p.proposal_id: p.state for p in store.list_proposals()}
+    if verdict == "false_positive":
+        assert closing.withdrawn == ["P-1", "P-2"] and closing.left == []
+        assert states == {
+            "P-1": ProposalState.rejected,
+            "P-2": ProposalState.rejected,
+            "P-3": ProposalState.approved,
+        }
+        rejection = store.get_proposal("P-1").approvals[0]
+        assert (rejection.approver, rejection.comment) == (
+            "alice",
+            "incident closed as false_positive: scanner test",
+        )
+    else:
+        assert closing.withdrawn == [] and states["P-1"] is ProposalState.pending
