@@ -395,6 +395,28 @@ def incidents_tunings() -> None:
     out.print(table)
 
 
+@incidents_app.command("untune")
+def incidents_untune(
+    rule_id: str,
+    host: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    reason: Annotated[str, typer.Option(help="why the tuning ends early")],
+) -> None:
+    """End a tuning before it expires: the rule on that host counts as rare and new again."""
+    from agent.dispositions import revoke
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    try:
+        revoke(store, rule_id, host, reason, who)
+    except BadInput as exc:
+        raise _fail(str(exc)) from exc
+    except NotFound as exc:
+        raise _fail(str(exc), code=1) from exc
+    said = (escape(_plain(x)) for x in (rule_id, host, who))
+    out.print("tuning of {} on {} revoked by {}".format(*said), highlight=False)
+
+
 @app.command()
 def sweep(
     once: Annotated[bool, typer.Option("--once", help="one sweep, then exit")] = False,

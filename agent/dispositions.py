@@ -140,3 +140,17 @@ def _already(incident: Incident) -> str:
         f"incident {incident.incident_id} was already closed as {d.verdict} by {d.actor} "
         f"at {d.at:%Y-%m-%d %H:%M} UTC"
     )
+
+
+def revoke(
+    store: Store, rule_id: str, host: str, reason: str, actor: str, *, role: str | None = None
+) -> None:
+    """End a tuning early (a lead's call over the API, as tuning is). Raises BadInput (no
+    reason), Forbidden, or NotFound (no tuning in force for the pair)."""
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise BadInput(f"a reason of 1 to {MAX_REASON} characters is required")
+    if role is not None and role not in TUNING_ROLES:
+        raise Forbidden(f"revoking a tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
+    if not store.revoke_tuning(rule_id, host, actor, reason):
+        raise NotFound(f"no tuning of {rule_id!r} on {host!r}")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
-from agent.dispositions import MAX_REASON, dispose
+from agent.dispositions import MAX_REASON, dispose, revoke
 from agent.errors import (
     ApprovalError,
     AuthError,
@@ -65,6 +65,12 @@ class ApproveBody(BaseModel):
 
 class RejectBody(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class RevokeBody(BaseModel):
+    rule_id: str = Field(min_length=1, max_length=512)
+    host: str = Field(min_length=1, max_length=512)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
 
 
 class DispositionBody(BaseModel):
@@ -329,6 +335,24 @@ def create_app(
             "withdrawn_proposals": closing.withdrawn,
             "proposals_left_pending": closing.left,
         }
+
+    @app.get("/api/tunings")
+    def tunings(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        """The rule-host pairs tuned as noise, in force now."""
+        return [t.model_dump(mode="json") for t in store.tunings(datetime.now(UTC))]
+
+    @app.post("/api/tunings/revoke", responses={400: {}, 403: {}, 404: {}})
+    def revoke_tuning(body: RevokeBody, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """End a tuning before it expires (lead or admin)."""
+        try:
+            revoke(store, body.rule_id, body.host, body.reason, who.name, role=who.role)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except Forbidden as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except BadInput as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"rule_id": body.rule_id, "host": body.host, "revoked_by": who.name}
 
     @app.get("/api/approvals")
     def approvals(

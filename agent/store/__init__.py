@@ -131,6 +131,10 @@ class Store(Protocol):
         """The tunings that have not expired at `now`, the latest of each rule-host pair."""
         ...
 
+    def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
+        """End a tuning before it expires, with its audit event; False if there was none."""
+        ...
+
     def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         """How often each rule fired on each day from `since` on, summed, the rule-host pairs
         seen from `since` on, and the pairs of each time window starting at or after

@@ -380,13 +380,18 @@ class RedisStore:
         while True:
             with self._r.pipeline() as pipe:
                 try:
-                    pipe.watch(key, _HEAD)
+                    pipe.watch(key, _HEAD, _TUNINGS)
                     raw = pipe.get(key)
                     if raw is None:
                         return False
                     stored = Incident.model_validate_json(raw)
                     if stored.disposition is not None:
                         return False
+                    lapsed = [  # dropped as new ones come: the hash stays the size of the live set
+                        f
+                        for f, doc in pipe.hgetall(_TUNINGS).items()
+                        if Tuning.model_validate_json(doc).expires_at <= d.at
+                    ]
                     closed = stored.model_copy(update={"status": "closed", "disposition": d})
                     event = self._audit_event(
                         pipe, d.actor, "incident.disposed", incident.incident_id, disposed(d)
@@ -396,6 +401,8 @@ class RedisStore:
                     pipe.hset(_DISPOSITIONS, incident.incident_id, _dump(d))
                     pipe.zrem("vigie:incidents:open", incident.incident_id)
                     pipe.delete(_k_head(incident.incident_id))
+                    if lapsed:
+                        pipe.hdel(_TUNINGS, *lapsed)
                     for t in d.tuned:
                         pipe.hset(_TUNINGS, f"{t.rule_id}{_SEP}{t.host}", _dump(t))
                     self._write_audit(pipe, [event])
@@ -404,17 +411,37 @@ class RedisStore:
                 except redis.WatchError:
                     continue
 
+    def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
+        result: bool = self._guard(self._revoke_tuning, rule_id, host, actor, reason)
+        return result
+
+    def _revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
+        field_ = f"{rule_id}{_SEP}{host}"
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(_TUNINGS, _HEAD)
+                    if not pipe.hexists(_TUNINGS, field_):
+                        return False
+                    event = self._audit_event(
+                        pipe,
+                        actor,
+                        "tuning.revoked",
+                        f"{rule_id}@{host}",
+                        {"rule_id": rule_id, "host": host, "reason": reason},
+                    )
+                    pipe.multi()
+                    pipe.hdel(_TUNINGS, field_)
+                    self._write_audit(pipe, [event])
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
     def tunings(self, now: datetime) -> list[Tuning]:
-        """Expired ones are dropped as they are met: the hash stays as small as the live set."""
         raw = self._guard(self._r.hgetall, _TUNINGS)
-        live: list[tuple[bytes, Tuning]] = []
-        expired: list[tuple[bytes, Tuning]] = []
-        for field_, doc in sorted(raw.items()):
-            t = Tuning.model_validate_json(doc)
-            (live if t.expires_at > now else expired).append((field_, t))
-        if expired:
-            self._guard(self._r.hdel, _TUNINGS, *(f for f, _ in expired))
-        return [t for _, t in live]
+        found = (Tuning.model_validate_json(doc) for _, doc in sorted(raw.items()))
+        return [t for t in found if t.expires_at > now]
 
     def save_intake(
         self,

@@ -283,11 +283,27 @@ class SqliteStore:
             )
             if not cur.rowcount:
                 return False
+            # Lapsed tunings go as new ones come: the table stays the size of the live set.
+            db.execute("DELETE FROM tunings WHERE expires <= ?", (d.at.timestamp(),))
             db.executemany(
                 "INSERT OR REPLACE INTO tunings VALUES (?,?,?,?)",
                 [(t.rule_id, t.host, t.expires_at.timestamp(), _dump(t)) for t in d.tuned],
             )
             self._append(db, d.actor, "incident.disposed", incident.incident_id, disposed(d))
+        return True
+
+    def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM tunings WHERE rule_id=? AND host=?", (rule_id, host))
+            if not cur.rowcount:
+                return False
+            self._append(
+                db,
+                actor,
+                "tuning.revoked",
+                f"{rule_id}@{host}",
+                {"rule_id": rule_id, "host": host, "reason": reason},
+            )
         return True
 
     def tunings(self, now: datetime) -> list[Tuning]:

@@ -276,6 +276,16 @@ def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict
     assert [e["kind"] for e in detail["audit"]].count("incident.disposed") == 1
     listed = c.get("/api/incidents?status=closed", headers=auth("tok-alice")).json()["items"]
     assert [i["incident_id"] for i in listed] == [iid]
+    tuned = c.get("/api/tunings", headers=auth("tok-alice")).json()
+    assert {t["incident_id"] for t in tuned} == {iid} and {t["actor"] for t in tuned} == {"bob"}
+    one = {"rule_id": tuned[0]["rule_id"], "host": tuned[0]["host"], "reason": "wrong call"}
+    assert c.post("/api/tunings/revoke", json=one, headers=auth("tok-alice")).status_code == 403
+    assert c.post("/api/tunings/revoke", json=one, headers=auth("tok-carol")).status_code == 200
+    assert c.post("/api/tunings/revoke", json=one, headers=auth("tok-carol")).status_code == 404
+    left = c.get("/api/tunings", headers=auth("tok-alice")).json()
+    assert len(left) == len(tuned) - 1 and one["rule_id"] not in [
+        t["rule_id"] for t in left if t["host"] == one["host"]
+    ]
     r = c.post(
         "/api/incidents/INC-nope/disposition",
         json={"verdict": "benign", "reason": "x"},

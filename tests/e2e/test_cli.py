@@ -426,3 +426,8 @@ def test_closing_an_incident_with_tune_lowers_the_next_run_of_that_noise(tmp_pat
     factors = {f.name: f for f in inc.explanation.priority_factors}
     assert factors["rarity"].points == 0
     assert "false_positive by alice" in factors["tuning"].detail
+    untune = ["incidents", "untune", "odd-dns", "srv3", "--as", "bob", "--reason", "mistake"]
+    assert vigie(tmp_path, *untune).returncode == 0
+    assert vigie(tmp_path, *untune).returncode == 1  # none left to revoke
+    assert "0 tuned rule-host pair(s)" in vigie(tmp_path, "incidents", "tunings").stdout
+    assert vigie(tmp_path, *closing, "--tune").returncode == 1  # closed once: tune it no more

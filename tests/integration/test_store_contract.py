@@ -476,6 +476,16 @@ def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> 
     assert events[0].data["tuned"] == [["clamav-update", "mail"], ["new-event-type", "mail"]]
     assert store.verify_audit() == (True, None)
     assert not store.dispose(closed)  # the store itself refuses a second disposal
+    assert store.revoke_tuning("new-event-type", "mail", "bob", "the detector is tuned now")
+    assert not store.revoke_tuning("new-event-type", "mail", "bob", "again")
+    assert [(t.rule_id, t.host) for t in store.tunings(at)] == [("clamav-update", "mail")]
+    (revoked,) = store.audit("new-event-type@mail")
+    assert (revoked.kind, revoked.actor, revoked.data["reason"]) == (
+        "tuning.revoked",
+        "bob",
+        "the detector is tuned now",
+    )
+    assert store.verify_audit() == (True, None)
 
 
 def test_a_run_saving_an_incident_closed_meanwhile_keeps_the_closing(store: Store) -> None:
