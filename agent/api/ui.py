@@ -24,7 +24,7 @@ from agent.actions import ACTIONS
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, dispose
+from agent.dispositions import TUNING_ROLES, dispose, revoke
 from agent.errors import ApprovalError, AuthError, BadInput, Conflict, Forbidden, NotFound
 from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
@@ -292,6 +292,35 @@ def build_router(
         except Conflict as exc:
             return page("error.html", status=409, s=s, message=str(exc), back=back)
         return RedirectResponse(back, status_code=303)
+
+    @router.get("/tunings")
+    def tunings_page(request: Request) -> HTMLResponse:
+        s = session_of(request)
+        return page(
+            "tunings.html",
+            s=s,
+            tunings=store.tunings(datetime.now(UTC)),
+            may_tune=s.principal.role in TUNING_ROLES,
+        )
+
+    @router.post("/tunings/revoke")
+    def revoke_tuning(
+        request: Request,
+        csrf: str = Form(""),
+        rule_id: str = Form(...),
+        host: str = Form(...),
+        reason: str = Form(""),
+    ) -> Response:
+        s = session_of(request)
+        check_csrf(s, csrf)
+        try:
+            revoke(store, rule_id, host, reason, s.principal.name, role=s.principal.role)
+        except (BadInput, Forbidden, NotFound) as exc:
+            status = (
+                404 if isinstance(exc, NotFound) else 403 if isinstance(exc, Forbidden) else 400
+            )
+            return page("error.html", status=status, s=s, message=str(exc), back="/tunings")
+        return RedirectResponse("/tunings", status_code=303)
 
     def decided(s: Session, fn: Any, back: str) -> Response:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -279,8 +280,41 @@ def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
     shown = page.locator("p.disposition").inner_text()
     assert "benign closed by bob" in shown and reason in shown and "tuned as noise" in shown
     assert page.evaluate("window.__pwned") is None and dialogs == []
+    page.screenshot(path=str(ARTIFACTS / "closed-incident.png"))
     d = store.get_incident(first.incident_id).disposition
     assert (d.verdict, d.actor, d.reason) == ("benign", "bob", reason) and d.tuned
     assert {(t.rule_id, t.host) for t in store.tunings(d.at)} == {
         (g.rule_id, g.host) for g in first.groups
     }
+    page.click("nav a[href='/tunings']")
+    rows = page.locator("table.tunings tbody tr, table.tunings tr:has(td)")
+    assert page.locator("form.revoke").count() == len(d.tuned)
+    shown_rule = d.tuned[0].rule_id
+    first_row = page.locator("table.tunings tr", has=page.locator("code", has_text=shown_rule))
+    first_row.first.locator("input[name=reason]").fill("wrong call")
+    first_row.first.locator("button.revoke-tuning").click()
+    page.wait_for_load_state()
+    assert page.locator("form.revoke").count() == len(d.tuned) - 1 and rows.count() >= 1
+    assert (shown_rule, d.tuned[0].host) not in {
+        (t.rule_id, t.host) for t in store.tunings(datetime.now(UTC))
+    }
+    assert [e.kind for e in store.audit(f"{shown_rule}@{d.tuned[0].host}")] == ["tuning.revoked"]
+    page.screenshot(path=str(ARTIFACTS / "tunings.png"), full_page=True)
+    other = store.tunings(datetime.now(UTC))[0]
+    as_analyst = c.post(  # alice's session: a lead's call, refused
+        "/tunings/revoke",
+        data={"csrf": csrf_of(c.get("/tunings").text), "rule_id": other.rule_id,
+              "host": other.host, "reason": "x"},
+    )  # fmt: skip
+    assert as_analyst.status_code == 403 and "needs the admin or lead role" in as_analyst.text
+    assert 'class="revoke"' not in c.get("/tunings").text  # nor is an analyst offered it
+    assert len(store.tunings(datetime.now(UTC))) == len(d.tuned) - 1
+
+
+def csrf_of(html: str) -> str:
+    """The session's CSRF token, as the page's forms carry it."""
+    import re
+
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
