@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import orjson
 import typer
@@ -18,7 +18,7 @@ from rich.text import Text
 
 from agent.approvals import approved_by
 from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
-from agent.models import ActionProposal, Disposal, Incident, ProposalState
+from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
 from agent.settings import Settings
@@ -338,17 +338,15 @@ def incidents_close(
     ] = False,
 ) -> None:
     """Close an incident with your verdict (recorded in the audit trail)."""
-    from agent.dispositions import dispose
+    from agent.dispositions import dispose, verdict_of
 
-    if verdict not in ("true_positive", "benign", "false_positive"):
-        raise _fail(f"unknown verdict {verdict!r}: true_positive, benign or false_positive")
     settings = _settings()
     store = open_store(settings.store_url)
     try:
         closing = dispose(
             store,
             incident_id,
-            cast(Disposal, verdict),
+            verdict_of(verdict),
             reason,
             who,
             tune=tune,

@@ -25,11 +25,21 @@ from agent.store import Store
 if TYPE_CHECKING:
     from agent.queue import ApprovalQueue
 
+#: The verdicts a person may close an incident with.
+VERDICTS: tuple[Disposal, ...] = ("true_positive", "benign", "false_positive")
 #: Verdicts that say the incident was noise: only these may tune.
 TUNABLE: frozenset[str] = frozenset({"benign", "false_positive"})
 #: Roles that may tune over the API (recording a verdict is every analyst's).
 TUNING_ROLES: frozenset[str] = frozenset({"lead", "admin"})
 MAX_REASON = 500
+
+
+def verdict_of(text: str) -> Disposal:
+    """A verdict as a form or a command line gives it; BadInput for any other word."""
+    for verdict in VERDICTS:
+        if text == verdict:
+            return verdict
+    raise BadInput(f"unknown verdict {text!r}: {', '.join(VERDICTS)}")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,9 +24,9 @@ from agent.actions import ACTIONS
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, dispose, revoke
+from agent.dispositions import TUNING_ROLES, dispose, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, BadInput, Conflict, Forbidden, NotFound
-from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
+from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -269,13 +269,11 @@ def build_router(
         s = session_of(request)
         check_csrf(s, csrf)
         back = f"/incidents/{incident_id}"
-        if verdict not in ("true_positive", "benign", "false_positive"):
-            return page("error.html", status=400, s=s, message="unknown verdict", back=back)
         try:
             dispose(
                 store,
                 incident_id,
-                cast(Disposal, verdict),  # one of them: checked above
+                verdict_of(verdict),
                 reason,
                 s.principal.name,
                 tune=bool(tune),
