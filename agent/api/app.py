@@ -25,13 +25,13 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
 from agent.dispositions import MAX_REASON, dispose, revoke
 from agent.errors import (
     ApprovalError,
     AuthError,
     BadInput,
-    Conflict,
     Forbidden,
     NotFound,
     Transient,
@@ -319,14 +319,8 @@ def create_app(
                 tuning_for=tuning_for,
                 queue=queue,
             )
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except Forbidden as exc:
-            raise HTTPException(403, str(exc)) from exc
-        except Conflict as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except BadInput as exc:
-            raise HTTPException(400, str(exc)) from exc
+        except REFUSED as exc:
+            raise HTTPException(refusal_status(exc), str(exc)) from exc
         inc = closing.incident
         return {
             "incident_id": inc.incident_id,
@@ -346,12 +340,8 @@ def create_app(
         """End a tuning before it expires (lead or admin)."""
         try:
             revoke(store, body.rule_id, body.host, body.reason, who.name, role=who.role)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except Forbidden as exc:
-            raise HTTPException(403, str(exc)) from exc
-        except BadInput as exc:
-            raise HTTPException(400, str(exc)) from exc
+        except REFUSED as exc:
+            raise HTTPException(refusal_status(exc), str(exc)) from exc
         return {"rule_id": body.rule_id, "host": body.host, "revoked_by": who.name}
 
     @app.get("/api/approvals")

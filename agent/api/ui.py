@@ -21,11 +21,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent.actions import ACTIONS
+from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
 from agent.dispositions import TUNING_ROLES, dispose, revoke, verdict_of
-from agent.errors import ApprovalError, AuthError, BadInput, Conflict, Forbidden, NotFound
+from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
 from agent.store import Store
@@ -281,14 +282,8 @@ def build_router(
                 tuning_for=tuning_for,
                 queue=queue,
             )
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except BadInput as exc:
-            return page("error.html", status=400, s=s, message=str(exc), back=back)
-        except Forbidden as exc:
-            return page("error.html", status=403, s=s, message=str(exc), back=back)
-        except Conflict as exc:
-            return page("error.html", status=409, s=s, message=str(exc), back=back)
+        except REFUSED as exc:
+            return refused(s, exc, back)
         return RedirectResponse(back, status_code=303)
 
     @router.get("/tunings")
@@ -313,12 +308,12 @@ def build_router(
         check_csrf(s, csrf)
         try:
             revoke(store, rule_id, host, reason, s.principal.name, role=s.principal.role)
-        except (BadInput, Forbidden, NotFound) as exc:
-            status = (
-                404 if isinstance(exc, NotFound) else 403 if isinstance(exc, Forbidden) else 400
-            )
-            return page("error.html", status=status, s=s, message=str(exc), back="/tunings")
+        except REFUSED as exc:
+            return refused(s, exc, "/tunings")
         return RedirectResponse("/tunings", status_code=303)
+
+    def refused(s: Session, exc: Exception, back: str) -> HTMLResponse:
+        return page("error.html", status=refusal_status(exc), s=s, message=str(exc), back=back)
 
     def decided(s: Session, fn: Any, back: str) -> Response:
         try:
