@@ -212,6 +212,7 @@ def make_api(settings: Settings, store: Store) -> Any:
     """The FastAPI app for `vigie serve`, wired from settings (embedded or with workers)."""
     from agent.api.app import approval_queue, create_app, embedded_triage
     from agent.api.auth import ApiTokens, WebhookAuth
+    from agent.dispositions import Closing
     from agent.intake import process_pending
     from agent.worker import create_app as create_celery
     from agent.worker import enqueue_execution, request_triage, use_services
@@ -253,6 +254,22 @@ def make_api(settings: Settings, store: Store) -> Any:
             },
         )
 
+    def closed(c: Closing) -> None:
+        """Outbound event for a person's closing (the rejections it made are decisions too)."""
+        d = c.incident.disposition
+        if d is not None:
+            emit(
+                "incident.closed",
+                {
+                    "incident_id": c.incident.incident_id,
+                    "verdict": d.verdict,
+                    "reason": d.reason,
+                    "by": d.actor,
+                    "tuned": [[t.rule_id, t.host] for t in d.tuned],
+                    "withdrawn_proposals": c.withdrawn,
+                },
+            )
+
     queue = approval_queue(
         store, enqueue_execution, settings.approval_ttl_seconds, tokens.roles(), on_decision=decided
     )
@@ -267,4 +284,5 @@ def make_api(settings: Settings, store: Store) -> Any:
         schedule_triage=schedule,
         max_body=settings.webhook_max_bytes,
         tuning_for=timedelta(days=settings.tuning_days),
+        on_closed=closed,
     )

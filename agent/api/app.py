@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
-from agent.dispositions import MAX_REASON, dispose, revoke
+from agent.dispositions import MAX_REASON, Closing, dispose, revoke
 from agent.errors import (
     ApprovalError,
     AuthError,
@@ -177,6 +177,7 @@ def create_app(
     max_body: int = 5 << 20,
     secure_cookie: bool = False,
     tuning_for: timedelta = timedelta(days=30),
+    on_closed: Callable[[Closing], None] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Vigie",
@@ -321,6 +322,8 @@ def create_app(
             )
         except REFUSED as exc:
             raise HTTPException(refusal_status(exc), str(exc)) from exc
+        if on_closed is not None:
+            on_closed(closing)
         inc = closing.incident
         return {
             "incident_id": inc.incident_id,
@@ -388,7 +391,7 @@ def create_app(
 
     from agent.api.ui import HERE, build_router
 
-    app.include_router(build_router(store, queue, tokens, secure_cookie, tuning_for))
+    app.include_router(build_router(store, queue, tokens, secure_cookie, tuning_for, on_closed))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz")

@@ -11,6 +11,7 @@ import hmac
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, dispose, revoke, verdict_of
+from agent.dispositions import TUNING_ROLES, Closing, dispose, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
@@ -139,6 +140,7 @@ def build_router(
     tokens: ApiTokens,
     secure_cookie: bool = False,
     tuning_for: timedelta = timedelta(days=30),
+    on_closed: Callable[[Closing], None] | None = None,
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     env = _env()
@@ -271,7 +273,7 @@ def build_router(
         check_csrf(s, csrf)
         back = f"/incidents/{incident_id}"
         try:
-            dispose(
+            closing = dispose(
                 store,
                 incident_id,
                 verdict_of(verdict),
@@ -284,6 +286,8 @@ def build_router(
             )
         except REFUSED as exc:
             return refused(s, exc, back)
+        if on_closed is not None:
+            on_closed(closing)
         return RedirectResponse(back, status_code=303)
 
     @router.get("/tunings")

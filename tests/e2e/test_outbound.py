@@ -78,3 +78,17 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
             and executed["data"]["args"]["ip"] == "203.0.113.9"
         )
         assert receiver.attempts == len(receiver.events) + 1  # the 503 was retried
+        r = api["client"].post(
+            f"/api/incidents/{block.incident_id}/disposition",
+            json={"verdict": "false_positive", "reason": "pentest", "tune": True},
+            headers={"authorization": "Bearer tok-bob"},
+        )
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 20
+        while not any(e["type"] == "incident.closed" for e in receiver.events):
+            assert time.monotonic() < deadline, receiver.events
+            time.sleep(0.05)
+        closed = next(e for e in receiver.events if e["type"] == "incident.closed")
+        assert closed["data"]["incident_id"] == block.incident_id
+        assert (closed["data"]["verdict"], closed["data"]["by"]) == ("false_positive", "bob")
+        assert closed["data"]["tuned"] and closed["data"]["reason"] == "pentest"
