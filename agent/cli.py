@@ -371,6 +371,27 @@ def incidents_close(
     out.print("; ".join(said), highlight=False)
 
 
+@incidents_app.command("reopen")
+def incidents_reopen(
+    incident_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    reason: Annotated[str, typer.Option(help="why the closing was wrong")],
+) -> None:
+    """Undo a closing made in error (its tunings stay until ended with `untune`)."""
+    from agent.dispositions import reopen
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    try:
+        reopen(store, incident_id, reason, who)
+    except BadInput as exc:
+        raise _fail(str(exc)) from exc
+    except (NotFound, Conflict) as exc:
+        raise _fail(str(exc), code=1) from exc
+    said = (escape(_plain(x)) for x in (incident_id, who))
+    out.print("{}: reopened by {}".format(*said), highlight=False)
+
+
 @incidents_app.command("tunings")
 def incidents_tunings() -> None:
     """The rule-host pairs tuned as noise, and until when."""

@@ -73,9 +73,7 @@ def dispose(
 
     Raises BadInput (no reason, or tuning a true positive), Forbidden (tuning without the role),
     NotFound, or Conflict (someone disposed of it first)."""
-    reason = reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise BadInput(f"a reason of 1 to {MAX_REASON} characters is required")
+    reason = _reason(reason)
     if tune and verdict not in TUNABLE:
         raise BadInput(f"only an incident closed as {' or '.join(sorted(TUNABLE))} can tune")
     if tune and role is not None and role not in TUNING_ROLES:
@@ -152,14 +150,34 @@ def _already(incident: Incident) -> str:
     )
 
 
+def reopen(store: Store, incident_id: str, reason: str, actor: str) -> Incident:
+    """Undo a closing made in error: the incident is open again and may be closed anew. Its
+    tunings and the proposals its closing rejected stay as they are (ended or proposed anew
+    on their own). Raises BadInput (no reason), NotFound, or Conflict (not closed by anyone)."""
+    reason = _reason(reason)
+    if store.get_incident(incident_id) is None:
+        raise NotFound(f"no incident {incident_id}")
+    if not store.reopen(incident_id, actor, reason):
+        raise Conflict(f"incident {incident_id} was not closed by a person")
+    opened = store.get_incident(incident_id)
+    if opened is None:  # deleted meanwhile: stores never delete incidents
+        raise NotFound(f"no incident {incident_id}")
+    return opened
+
+
+def _reason(text: str) -> str:
+    reason = text.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise BadInput(f"a reason of 1 to {MAX_REASON} characters is required")
+    return reason
+
+
 def revoke(
     store: Store, rule_id: str, host: str, reason: str, actor: str, *, role: str | None = None
 ) -> None:
     """End a tuning early (a lead's call over the API, as tuning is). Raises BadInput (no
     reason), Forbidden, or NotFound (no tuning in force for the pair)."""
-    reason = reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise BadInput(f"a reason of 1 to {MAX_REASON} characters is required")
+    reason = _reason(reason)
     if role is not None and role not in TUNING_ROLES:
         raise Forbidden(f"revoking a tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
     if not store.revoke_tuning(rule_id, host, actor, reason):

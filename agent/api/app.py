@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
-from agent.dispositions import MAX_REASON, Closing, dispose, revoke
+from agent.dispositions import MAX_REASON, Closing, dispose, reopen, revoke
 from agent.errors import (
     ApprovalError,
     AuthError,
@@ -70,6 +70,10 @@ class RejectBody(BaseModel):
 class RevokeBody(BaseModel):
     rule_id: str = Field(min_length=1, max_length=512)
     host: str = Field(min_length=1, max_length=512)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+
+
+class ReopenBody(BaseModel):
     reason: str = Field(min_length=1, max_length=MAX_REASON)
 
 
@@ -332,6 +336,17 @@ def create_app(
             "withdrawn_proposals": closing.withdrawn,
             "proposals_left_pending": closing.left,
         }
+
+    @app.post("/api/incidents/{incident_id}/reopen", responses={400: {}, 404: {}, 409: {}})
+    def reopen_incident(
+        incident_id: str, body: ReopenBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        """Undo a closing made in error; its tunings stay until ended on their own."""
+        try:
+            inc = reopen(store, incident_id, body.reason, who.name)
+        except REFUSED as exc:
+            raise HTTPException(refusal_status(exc), str(exc)) from exc
+        return {"incident_id": inc.incident_id, "status": inc.status, "reopened_by": who.name}
 
     @app.get("/api/tunings")
     def tunings(who: Principal = Depends(principal)) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, Closing, dispose, revoke, verdict_of
+from agent.dispositions import TUNING_ROLES, Closing, dispose, reopen, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
@@ -288,6 +288,19 @@ def build_router(
             return refused(s, exc, back)
         if on_closed is not None:
             on_closed(closing)
+        return RedirectResponse(back, status_code=303)
+
+    @router.post("/incidents/{incident_id}/reopen")
+    def reopen_incident(
+        request: Request, incident_id: str, csrf: str = Form(""), reason: str = Form("")
+    ) -> Response:
+        s = session_of(request)
+        check_csrf(s, csrf)
+        back = f"/incidents/{incident_id}"
+        try:
+            reopen(store, incident_id, reason, s.principal.name)
+        except REFUSED as exc:
+            return refused(s, exc, back)
         return RedirectResponse(back, status_code=303)
 
     @router.get("/tunings")

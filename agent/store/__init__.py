@@ -127,6 +127,11 @@ class Store(Protocol):
         the incident was disposed of already."""
         ...
 
+    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+        """Undo a person's closing (status open, no disposition), with its audit event; False
+        if the incident is not a closed one. Its tunings stay: each is ended on its own."""
+        ...
+
     def tunings(self, now: datetime) -> list[Tuning]:
         """The tunings that have not expired at `now`, the latest of each rule-host pair."""
         ...

@@ -411,6 +411,39 @@ class RedisStore:
                 except redis.WatchError:
                     continue
 
+    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+        result: bool = self._guard(self._reopen, incident_id, actor, reason)
+        return result
+
+    def _reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+        key = f"vigie:incident:{incident_id}"
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(key, _HEAD)
+                    raw = pipe.get(key)
+                    stored = Incident.model_validate_json(raw) if raw is not None else None
+                    if stored is None or stored.disposition is None:
+                        return False
+                    opened = stored.model_copy(update={"status": "open", "disposition": None})
+                    event = self._audit_event(
+                        pipe,
+                        actor,
+                        "incident.reopened",
+                        incident_id,
+                        {"reason": reason, "was": stored.disposition.verdict},
+                    )
+                    pipe.multi()
+                    pipe.set(key, _dump(opened))
+                    pipe.hdel(_DISPOSITIONS, incident_id)
+                    pipe.zadd("vigie:incidents:open", {incident_id: opened.last_seen.timestamp()})
+                    pipe.set(_k_head(incident_id), _dump(_head(opened)))
+                    self._write_audit(pipe, [event])
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
     def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
         result: bool = self._guard(self._revoke_tuning, rule_id, host, actor, reason)
         return result

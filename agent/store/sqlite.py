@@ -292,6 +292,25 @@ class SqliteStore:
             self._append(db, d.actor, "incident.disposed", incident.incident_id, disposed(d))
         return True
 
+    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT json_extract(CAST(doc AS TEXT), '$.disposition.verdict') FROM incidents "
+                "WHERE incident_id=?",
+                (incident_id,),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return False
+            db.execute(
+                "UPDATE incidents SET status='open', doc=CAST(json_set(CAST(doc AS TEXT), "
+                "'$.status', 'open', '$.disposition', json('null')) AS BLOB) WHERE incident_id=?",
+                (incident_id,),
+            )
+            self._append(
+                db, actor, "incident.reopened", incident_id, {"reason": reason, "was": row[0]}
+            )
+        return True
+
     def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
         with self._tx() as db:
             cur = db.execute("DELETE FROM tunings WHERE rule_id=? AND host=?", (rule_id, host))

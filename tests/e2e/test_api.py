@@ -286,6 +286,15 @@ def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict
     assert len(left) == len(tuned) - 1 and one["rule_id"] not in [
         t["rule_id"] for t in left if t["host"] == one["host"]
     ]
+    reopen = f"/api/incidents/{iid}/reopen"
+    assert c.post(reopen, json={"reason": ""}, headers=auth("tok-alice")).status_code == 422
+    r = c.post(reopen, json={"reason": "it was no exercise"}, headers=auth("tok-alice"))
+    assert r.status_code == 200 and r.json()["status"] == "open"
+    assert c.post(reopen, json={"reason": "again"}, headers=auth("tok-alice")).status_code == 409
+    r = c.post(
+        path, json={**fp, "verdict": "true_positive", "tune": False}, headers=auth("tok-bob")
+    )
+    assert r.status_code == 200 and r.json()["disposition"]["verdict"] == "true_positive"
     r = c.post(
         "/api/incidents/INC-nope/disposition",
         json={"verdict": "benign", "reason": "x"},

@@ -431,3 +431,7 @@ def test_closing_an_incident_with_tune_lowers_the_next_run_of_that_noise(tmp_pat
     assert vigie(tmp_path, *untune).returncode == 1  # none left to revoke
     assert "0 tuned rule-host pair(s)" in vigie(tmp_path, "incidents", "tunings").stdout
     assert vigie(tmp_path, *closing, "--tune").returncode == 1  # closed once: tune it no more
+    reopening = ["incidents", "reopen", noise.incident_id, "--as", "bob", "--reason", "wrong"]
+    assert "reopened by bob" in vigie(tmp_path, *reopening).stdout
+    assert vigie(tmp_path, *reopening).returncode == 1  # open already
+    assert vigie(tmp_path, *closing).returncode == 0  # and may be closed anew

@@ -286,6 +286,12 @@ def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
     assert {(t.rule_id, t.host) for t in store.tunings(d.at)} == {
         (g.rule_id, g.host) for g in first.groups
     }
+    html = c.get(f"/incidents/{first.incident_id}").text  # alice's session
+    reopened = c.post(
+        f"/incidents/{first.incident_id}/reopen",
+        data={"csrf": csrf_of(html), "reason": "   "},
+    )
+    assert reopened.status_code == 400 and store.get_incident(first.incident_id).disposition
     page.click("nav a[href='/tunings']")
     rows = page.locator("table.tunings tbody tr, table.tunings tr:has(td)")
     assert page.locator("form.revoke").count() == len(d.tuned)
@@ -309,6 +315,13 @@ def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
     assert as_analyst.status_code == 403 and "needs the admin or lead role" in as_analyst.text
     assert 'class="revoke"' not in c.get("/tunings").text  # nor is an analyst offered it
     assert len(store.tunings(datetime.now(UTC))) == len(d.tuned) - 1
+
+    page.goto(api["url"] + f"/incidents/{first.incident_id}")
+    page.fill("form.reopen input[name=reason]", "it was no exercise")
+    page.click("button.reopen-incident")
+    page.wait_for_selector("form.close")  # open again: it may be closed anew
+    assert store.get_incident(first.incident_id).status == "open"
+    assert store.audit(first.incident_id)[-1].kind == "incident.reopened"
 
 
 def csrf_of(html: str) -> str:

@@ -513,3 +513,40 @@ def test_a_run_saving_an_incident_closed_meanwhile_keeps_the_closing(store: Stor
     assert (stored.disposition.actor, stored.disposition.reason) == ("alice", "resolver test")
     assert store.open_incidents(datetime(2000, 1, 1, tzinfo=UTC)) == []
     assert [i.status for i in store.list_incidents()] == ["closed"]
+
+
+def test_a_closing_made_in_error_is_undone_and_the_incident_can_be_closed_anew(
+    store: Store,
+) -> None:
+    """Reopened, the incident is open for runs to extend, a later run's save leaves it open,
+    and it may be closed again; the trail holds both closings and the reopening."""
+    from agent.correlate import correlate
+    from agent.dispositions import dispose, reopen
+    from agent.errors import Conflict
+    from agent.incidents import build_incident
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    first = [alert(1, 0, "Odd DNS", "srv3")]
+    (incident,) = [build_incident(c, Baseline()) for c in correlate(first)]
+    store.save_triage([incident], first, [], [], actor="vigie")
+    iid = incident.incident_id
+    with pytest.raises(Conflict, match="not closed by a person"):
+        reopen(store, iid, "nothing to undo", "bob")
+    dispose(store, iid, "benign", "looked routine", "alice", tune=True)
+    opened = reopen(store, iid, "it was the attacker's resolver", "bob")
+    assert opened.status == "open" and opened.disposition is None
+    assert [i.incident_id for i in store.open_incidents(datetime(2000, 1, 1, tzinfo=UTC))] == [iid]
+    assert len(store.tunings(datetime.now(UTC))) == 1  # ended on its own, not by reopening
+    store.save_triage([opened], first, [], [], actor="vigie")  # a later run's save
+    assert store.get_incident(iid).status == "open"
+    dispose(store, iid, "true_positive", "exfiltration", "bob")
+    assert store.get_incident(iid).disposition.verdict == "true_positive"
+    trail = [(e.kind, e.actor) for e in store.audit(iid)]
+    assert trail == [
+        ("incident.disposed", "alice"),
+        ("incident.reopened", "bob"),
+        ("incident.disposed", "bob"),
+    ]
+    assert store.audit(iid)[1].data == {"reason": "it was the attacker's resolver", "was": "benign"}
+    assert store.verify_audit() == (True, None)
