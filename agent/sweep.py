@@ -80,7 +80,8 @@ def sweep(
     backend.ensure_template(cfg.incidents_index, f"{cfg.incidents_index}*", INCIDENT_MAPPINGS)
     backend.ensure_template(cfg.audit_index, f"{cfg.audit_index}*", AUDIT_MAPPINGS)
     pending: set[str] = set(store.get_checkpoint(cfg.pending_name) or [])
-    _flush_incidents(backend, store, cfg, pending)  # what a crashed sweep left unmirrored
+    _mirror_audit(backend, store, cfg, pending)  # people's closings since the last sweep
+    _flush_incidents(backend, store, cfg, pending)  # and what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
     for page in backend.pages(
         cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
@@ -93,7 +94,7 @@ def sweep(
         backend.bulk(_writeback(page, owner, cfg))
         pending.update(owner.values())
         store.set_checkpoint(cfg.pending_name, sorted(pending))
-        _mirror_audit(backend, store, cfg)
+        _mirror_audit(backend, store, cfg, pending)
         result.checkpoint = page[-1].sort
         store.set_checkpoint(cfg.checkpoint_name, result.checkpoint)
         result.pages += 1
@@ -144,6 +145,7 @@ def incident_document(inc: Incident) -> dict[str, Any]:
         "alert_ids": inc.alert_ids[:10_000],
         "alert_count": len(inc.alert_ids),
         "explanation": inc.explanation.model_dump(mode="json"),
+        "disposition": inc.disposition.model_dump(mode="json") if inc.disposition else None,
     }
 
 
@@ -169,12 +171,24 @@ def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list
     return ops
 
 
-def _mirror_audit(backend: SearchBackend, store: Store, cfg: SweepConfig) -> None:
-    """Copy audit events not yet mirrored (by seq) into the audit index; ids make it idempotent."""
+#: Audit events of a person changing an incident outside triage: its document is mirrored again.
+PEOPLE_CHANGING_INCIDENTS = frozenset({"incident.disposed", "incident.reopened"})
+
+
+def _mirror_audit(
+    backend: SearchBackend, store: Store, cfg: SweepConfig, pending: set[str]
+) -> None:
+    """Copy audit events not yet mirrored (by seq) into the audit index; ids make it idempotent.
+    An incident a person closed or reopened joins `pending` (kept before the audit checkpoint
+    moves), so Kibana shows the closing too, in this sweep even if no alert came."""
     done = store.get_checkpoint(f"audit-mirror:{cfg.audit_index}") or 0
     events = store.audit(after=done)
     if not events:
         return
+    changed = {e.subject for e in events if e.kind in PEOPLE_CHANGING_INCIDENTS} - pending
+    if changed:
+        pending |= changed
+        store.set_checkpoint(cfg.pending_name, sorted(pending))
     ops: list[dict[str, Any]] = []
     for e in events:
         ops += [

@@ -46,6 +46,14 @@ INCIDENT_MAPPINGS: dict[str, Any] = {
                 "summary": {"type": "text"},
             }
         },
+        "disposition": {  # a person's closing: Kibana filters on the verdict and who
+            "properties": {
+                "verdict": {"type": "keyword"},
+                "actor": {"type": "keyword"},
+                "at": {"type": "date"},
+                "reason": {"type": "text"},
+            }
+        },
     },
 }
 

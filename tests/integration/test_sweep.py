@@ -272,3 +272,38 @@ def test_poisoned_alerts_in_the_index_become_dead_letters_and_the_sweep_goes_on(
         "invalid Unicode",
     ]
     assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
+
+
+def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """No alert needs to come: the sweep mirrors the incidents people closed or reopened since
+    the audit events it last mirrored, with the verdict Kibana filters on."""
+    from agent.dispositions import dispose, reopen
+
+    seed(es, scenario(200))
+    cfg = SweepConfig(page_size=100)
+    sweep(es, ctx.store, ctx, cfg)
+    target = ctx.store.list_incidents(limit=1)[0].incident_id
+
+    def mirrored() -> dict:
+        es.client.indices.refresh(index="vigie-incidents")
+        return es.client.get(index="vigie-incidents", id=target)["_source"]
+
+    assert mirrored()["status"] == "open" and mirrored()["disposition"] is None
+    dispose(ctx.store, target, "false_positive", "backup job", "alice")
+    assert sweep(es, ctx.store, ctx, cfg).alerts_read == 0
+    doc = mirrored()
+    assert doc["status"] == "closed"
+    assert (doc["disposition"]["verdict"], doc["disposition"]["actor"]) == (
+        "false_positive",
+        "alice",
+    )
+    hits = es.client.search(
+        index="vigie-incidents", query={"term": {"disposition.verdict": "false_positive"}}
+    )["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [target]
+    reopen(ctx.store, target, "it was not", "bob")
+    sweep(es, ctx.store, ctx, cfg)
+    assert mirrored()["status"] == "open" and mirrored()["disposition"] is None
+    assert ctx.store.get_checkpoint(cfg.pending_name) == []
