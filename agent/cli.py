@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import orjson
 import typer
@@ -39,6 +39,7 @@ app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(audit_app, name="audit")
 
 out = Console(width=max(140, Console().width))
+T = TypeVar("T")
 err = Console(stderr=True)
 
 
@@ -322,6 +323,17 @@ def approvals_expire() -> None:
     out.print(f"{len(expired)} expired, {len(reaped)} marked outcome_unknown")
 
 
+def _acted(act: Callable[[], T]) -> T:
+    """A person's act on an incident or a tuning: bad input exits 2, a refusal (nothing there,
+    or someone acted first) 1, each with its reason."""
+    try:
+        return act()
+    except BadInput as exc:
+        raise _fail(str(exc)) from exc
+    except (NotFound, Conflict) as exc:
+        raise _fail(str(exc), code=1) from exc
+
+
 @incidents_app.command("close")
 def incidents_close(
     incident_id: str,
@@ -342,8 +354,8 @@ def incidents_close(
 
     settings = _settings()
     store = open_store(settings.store_url)
-    try:
-        closing = dispose(
+    closing = _acted(
+        lambda: dispose(
             store,
             incident_id,
             verdict_of(verdict),
@@ -353,10 +365,7 @@ def incidents_close(
             tuning_for=timedelta(days=settings.tuning_days),
             queue=_queue(settings, store),
         )
-    except BadInput as exc:
-        raise _fail(str(exc)) from exc
-    except (NotFound, Conflict) as exc:
-        raise _fail(str(exc), code=1) from exc
+    )
     inc, d = closing.incident, closing.incident.disposition
     assert d is not None
     said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"]
@@ -382,12 +391,7 @@ def incidents_reopen(
 
     settings = _settings()
     store = open_store(settings.store_url)
-    try:
-        reopen(store, incident_id, reason, who)
-    except BadInput as exc:
-        raise _fail(str(exc)) from exc
-    except (NotFound, Conflict) as exc:
-        raise _fail(str(exc), code=1) from exc
+    _acted(lambda: reopen(store, incident_id, reason, who))
     said = (escape(_plain(x)) for x in (incident_id, who))
     out.print("{}: reopened by {}".format(*said), highlight=False)
 
@@ -426,12 +430,7 @@ def incidents_untune(
 
     settings = _settings()
     store = open_store(settings.store_url)
-    try:
-        revoke(store, rule_id, host, reason, who)
-    except BadInput as exc:
-        raise _fail(str(exc)) from exc
-    except NotFound as exc:
-        raise _fail(str(exc), code=1) from exc
+    _acted(lambda: revoke(store, rule_id, host, reason, who))
     said = (escape(_plain(x)) for x in (rule_id, host, who))
     out.print("tuning of {} on {} revoked by {}".format(*said), highlight=False)
 
