@@ -91,10 +91,10 @@ def dispose(
         at=at,
         tuned=tunings_of(incident, verdict, reason, actor, at, at + tuning_for) if tune else [],
     )
-    closed = incident.model_copy(update={"status": "closed", "disposition": disposition})
-    if not store.dispose(closed):
+    if not store.dispose(incident_id, disposition):
         again = store.get_incident(incident_id)
         raise Conflict(_already(again) if again is not None else f"no incident {incident_id}")
+    closed = incident.model_copy(update={"status": "closed", "disposition": disposition})
     if queue is None or verdict not in TUNABLE:
         return Closing(closed)
     return withdraw(store, queue, closed, f"incident closed as {verdict}: {reason}", actor)

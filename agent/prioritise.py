@@ -558,8 +558,7 @@ def _tuning(tuned: list[Stream], baseline: Baseline) -> PriorityFactor:
     notes = sorted(
         {
             (t.verdict, t.actor, f"{t.at:%Y-%m-%d}", t.incident_id)
-            for s in tuned
-            if (t := baseline.tuned.get((s.rule_id, s.host))) is not None
+            for t in (baseline.tuned[s.rule_id, s.host] for s in tuned)
         }
     )
     said = "; ".join(f"closed as {v} by {a} on {d} (incident {i})" for v, a, d, i in notes[:3])

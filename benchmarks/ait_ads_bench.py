@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -410,9 +411,15 @@ def batches_of(alerts: Path, seconds: int) -> list[str]:
     return ["".join(batches[key]) for key in sorted(batches)]
 
 
-def fed_in_batches(alerts: Path, seconds: int, work: Path) -> tuple[int, Path]:
+def fed_in_batches(
+    alerts: Path,
+    seconds: int,
+    work: Path,
+    after_batch: Callable[[Any, int, list[str]], None] | None = None,
+) -> tuple[int, Path]:
     """Each batch of `seconds` of alerts (by alert time) triaged in turn, in this process,
-    with the offline analyst and one SQLite store, as `vigie triage` would one file each."""
+    with the offline analyst and one SQLite store, as `vigie triage` would one file each.
+    `after_batch(store, k, batches)`: called once batch k is stored (`tuning_bench`'s analyst)."""
     sys.path.insert(0, str(REPO))
     os.environ["VIGIE_LLM"] = "offline"
     from agent import service
@@ -426,11 +433,13 @@ def fed_in_batches(alerts: Path, seconds: int, work: Path) -> tuple[int, Path]:
     settings = Settings()
     latest: dict[str, dict] = {}
     batch_file = work / "batch.ndjson"
-    for batch in batches:
+    for k, batch in enumerate(batches):
         batch_file.write_text(batch)
         state = service.triage_files(settings, store, [str(batch_file)])
         for incident in state.get("incidents", []):
             latest[incident.incident_id] = incident.output_line()
+        if after_batch is not None:
+            after_batch(store, k, batches)
     store.close()
     out = work / "incidents.jsonl"
     with out.open("w") as fh:

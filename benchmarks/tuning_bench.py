@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from ait_ads_bench import (
     DEFAULT,
-    REPO,
-    batches_of,
+    fed_in_batches,
     print_row,
     scenario_alerts,
     scores_of,
@@ -76,33 +75,17 @@ DAY_SHOWN = ("incidents", f"noise@{TOP}", "noise priority", "noise_read")
 
 
 def fed(alerts: Path, labels: dict[str, str], work: Path, analyst: bool) -> tuple[dict, Path]:
-    """The hourly batches triaged in turn into a new store; at each day's end, the day's
-    figures (`day_figures`), then, with `analyst`, the day's TOP closed. Returns {day: figures}
-    and the incidents JSONL (each incident's latest state)."""
-    sys.path.insert(0, str(REPO))
-    os.environ["VIGIE_LLM"] = "offline"
-    from agent import service
-    from agent.dispositions import dispose
-    from agent.settings import Settings
-    from agent.store import open_store
-
-    name = "analyst" if analyst else "alone"
-    for old in work.glob(f"{name}.db*"):
-        old.unlink()
-    store = open_store(f"sqlite:///{work}/{name}.db")
-    settings = Settings()
-    latest: dict[str, dict] = {}
+    """The hourly batches triaged in turn into a new store (`fed_in_batches`); at each day's
+    end, the day's figures (`day_figures`), then, with `analyst`, the day's TOP closed.
+    Returns {day: figures} and the incidents JSONL (each incident's latest state)."""
     days: dict[date, dict] = {}
-    batches = batches_of(alerts, 3600)
-    batch_file = work / "batch.ndjson"
-    for k, batch in enumerate(batches):
-        batch_file.write_text(batch)
-        state = service.triage_files(settings, store, [str(batch_file)])
-        for incident in state.get("incidents", []):
-            latest[incident.incident_id] = incident.output_line()
-        day = day_of(batch)
+
+    def at_day_end(store: Any, k: int, batches: list[str]) -> None:
+        from agent.dispositions import dispose
+
+        day = day_of(batches[k])
         if k + 1 < len(batches) and day_of(batches[k + 1]) == day:
-            continue
+            return
         ranked = [i for i in store.list_incidents(limit=10_000) if i.first_seen.date() == day]
         days[day] = day_figures(ranked, labels)
         if analyst:
@@ -111,14 +94,13 @@ def fed(alerts: Path, labels: dict[str, str], work: Path, analyst: bool) -> tupl
                     real = any(labels[a] != "-" for a in i.alert_ids)
                     verdict = "true_positive" if real else "false_positive"
                     dispose(store, i.incident_id, verdict, "bench analyst", "bench", tune=not real)
-    tuned = len(store.tunings(datetime.now(UTC)))
-    store.close()
-    out = work / f"incidents-{name}.jsonl"
-    with out.open("w") as fh:
-        fh.writelines(json.dumps(line) + "\n" for line in latest.values())
-    if analyst:
-        print(f"the analyst tuned {tuned} rule-host pair(s) in all")
-    return days, out
+        if analyst and k + 1 == len(batches):
+            tuned = len(store.tunings(datetime.now(UTC)))
+            print(f"the analyst tuned {tuned} rule-host pair(s) in all")
+
+    own = work / ("analyst" if analyst else "alone")
+    own.mkdir(exist_ok=True)
+    return days, fed_in_batches(alerts, 3600, own, at_day_end)[1]
 
 
 def main(csv_gz: Path) -> None:

@@ -304,6 +304,26 @@ def create_app(
             "audit": sorted(audit, key=lambda e: e["seq"]),
         }
 
+    def close_incident(
+        incident_id: str, verdict: Disposal, reason: str, who: Principal, tune: bool
+    ) -> Closing:
+        """A person's closing, as the API and the UI make it: their role bounds the tuning,
+        their noise verdict withdraws what waits for approval, and the closing is announced."""
+        closing = dispose(
+            store,
+            incident_id,
+            verdict,
+            reason,
+            who.name,
+            tune=tune,
+            role=who.role,
+            tuning_for=tuning_for,
+            queue=queue,
+        )
+        if on_closed is not None:
+            on_closed(closing)
+        return closing
+
     @app.post(
         "/api/incidents/{incident_id}/disposition", responses={400: {}, 403: {}, 404: {}, 409: {}}
     )
@@ -313,21 +333,9 @@ def create_app(
         """Close the incident with your verdict; `tune` (a lead's call) tunes its noise out. A
         noise verdict rejects the incident's pending proposals in your name."""
         try:
-            closing = dispose(
-                store,
-                incident_id,
-                body.verdict,
-                body.reason,
-                who.name,
-                tune=body.tune,
-                role=who.role,
-                tuning_for=tuning_for,
-                queue=queue,
-            )
+            closing = close_incident(incident_id, body.verdict, body.reason, who, body.tune)
         except REFUSED as exc:
             raise HTTPException(refusal_status(exc), str(exc)) from exc
-        if on_closed is not None:
-            on_closed(closing)
         inc = closing.incident
         return {
             "incident_id": inc.incident_id,
@@ -406,7 +414,7 @@ def create_app(
 
     from agent.api.ui import HERE, build_router
 
-    app.include_router(build_router(store, queue, tokens, secure_cookie, tuning_for, on_closed))
+    app.include_router(build_router(store, queue, tokens, close_incident, secure_cookie))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz")

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, Closing, dispose, reopen, revoke, verdict_of
+from agent.dispositions import TUNING_ROLES, Closing, reopen, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
-from agent.models import ActionProposal, Incident, ProposalState, span_text
+from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -138,10 +138,10 @@ def build_router(
     store: Store,
     queue: ApprovalQueue,
     tokens: ApiTokens,
+    close_incident: Callable[[str, Disposal, str, Principal, bool], Closing],
     secure_cookie: bool = False,
-    tuning_for: timedelta = timedelta(days=30),
-    on_closed: Callable[[Closing], None] | None = None,
 ) -> APIRouter:
+    """`close_incident`: a person's closing as the API makes it (`create_app`)."""
     router = APIRouter(include_in_schema=False)
     env = _env()
     sessions = Sessions()
@@ -273,21 +273,9 @@ def build_router(
         check_csrf(s, csrf)
         back = f"/incidents/{incident_id}"
         try:
-            closing = dispose(
-                store,
-                incident_id,
-                verdict_of(verdict),
-                reason,
-                s.principal.name,
-                tune=bool(tune),
-                role=s.principal.role,
-                tuning_for=tuning_for,
-                queue=queue,
-            )
+            close_incident(incident_id, verdict_of(verdict), reason, s.principal, bool(tune))
         except REFUSED as exc:
             return refused(s, exc, back)
-        if on_closed is not None:
-            on_closed(closing)
         return RedirectResponse(back, status_code=303)
 
     @router.post("/incidents/{incident_id}/reopen")

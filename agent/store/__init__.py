@@ -121,10 +121,10 @@ class Store(Protocol):
         """Close open incidents quiet since before `before`; returns how many."""
         ...
 
-    def dispose(self, incident: Incident) -> bool:
-        """Store a person's closing of an incident (`incident` closed, its `disposition` set),
-        its tunings and the audit event, in one transaction; False, and nothing written, if
-        the incident was disposed of already."""
+    def dispose(self, incident_id: str, disposition: Disposition) -> bool:
+        """Store a person's closing of an incident (closed, with the disposition), its tunings
+        and the audit event, in one transaction; False, and nothing written, if the incident
+        is missing or was disposed of already."""
         ...
 
     def reopen(self, incident_id: str, actor: str, reason: str) -> bool:

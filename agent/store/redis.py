@@ -366,17 +366,14 @@ class RedisStore:
                 n += 1
         return n
 
-    def dispose(self, incident: Incident) -> bool:
-        result: bool = self._guard(self._dispose, incident)
+    def dispose(self, incident_id: str, disposition: Disposition) -> bool:
+        result: bool = self._guard(self._dispose, incident_id, disposition)
         return result
 
-    def _dispose(self, incident: Incident) -> bool:
+    def _dispose(self, incident_id: str, d: Disposition) -> bool:
         """The stored document is read again under WATCH and only its status and disposition
         changed: a run extending it meanwhile makes this try again, not lose its alerts."""
-        d = incident.disposition
-        if d is None:
-            raise ValueError("dispose() needs an incident with its disposition")
-        key = f"vigie:incident:{incident.incident_id}"
+        key = f"vigie:incident:{incident_id}"
         while True:
             with self._r.pipeline() as pipe:
                 try:
@@ -394,13 +391,13 @@ class RedisStore:
                     ]
                     closed = stored.model_copy(update={"status": "closed", "disposition": d})
                     event = self._audit_event(
-                        pipe, d.actor, "incident.disposed", incident.incident_id, disposed(d)
+                        pipe, d.actor, "incident.disposed", incident_id, disposed(d)
                     )
                     pipe.multi()
                     pipe.set(key, _dump(closed))
-                    pipe.hset(_DISPOSITIONS, incident.incident_id, _dump(d))
-                    pipe.zrem("vigie:incidents:open", incident.incident_id)
-                    pipe.delete(_k_head(incident.incident_id))
+                    pipe.hset(_DISPOSITIONS, incident_id, _dump(d))
+                    pipe.zrem("vigie:incidents:open", incident_id)
+                    pipe.delete(_k_head(incident_id))
                     if lapsed:
                         pipe.hdel(_TUNINGS, *lapsed)
                     for t in d.tuned:

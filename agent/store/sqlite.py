@@ -19,6 +19,7 @@ from agent.models import (
     Alert,
     AuditEvent,
     DeadLetter,
+    Disposition,
     Incident,
     ProposalState,
     Tuning,
@@ -268,18 +269,16 @@ class SqliteStore:
             )
         return cur.rowcount
 
-    def dispose(self, incident: Incident) -> bool:
+    def dispose(self, incident_id: str, disposition: Disposition) -> bool:
         """Only the status and the disposition are written into the stored incident: a run
         extending it meanwhile keeps its alerts."""
-        d = incident.disposition
-        if d is None:
-            raise ValueError("dispose() needs an incident with its disposition")
+        d = disposition
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE incidents SET status='closed', doc=CAST(json_set(CAST(doc AS TEXT), "
                 "'$.status', 'closed', '$.disposition', json(?)) AS BLOB) "
                 "WHERE incident_id=? AND json_extract(CAST(doc AS TEXT), '$.disposition') IS NULL",
-                (_dump(d), incident.incident_id),
+                (_dump(d), incident_id),
             )
             if not cur.rowcount:
                 return False
@@ -289,7 +288,7 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO tunings VALUES (?,?,?,?)",
                 [(t.rule_id, t.host, t.expires_at.timestamp(), _dump(t)) for t in d.tuned],
             )
-            self._append(db, d.actor, "incident.disposed", incident.incident_id, disposed(d))
+            self._append(db, d.actor, "incident.disposed", incident_id, disposed(d))
         return True
 
     def reopen(self, incident_id: str, actor: str, reason: str) -> bool:

@@ -475,7 +475,7 @@ def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> 
     assert [(e.kind, e.actor) for e in events] == [("incident.disposed", "alice")]
     assert events[0].data["tuned"] == [["clamav-update", "mail"], ["new-event-type", "mail"]]
     assert store.verify_audit() == (True, None)
-    assert not store.dispose(closed)  # the store itself refuses a second disposal
+    assert not store.dispose(closed.incident_id, closed.disposition)  # refuses a second one
     assert store.revoke_tuning("new-event-type", "mail", "bob", "the detector is tuned now")
     assert not store.revoke_tuning("new-event-type", "mail", "bob", "again")
     assert [(t.rule_id, t.host) for t in store.tunings(at)] == [("clamav-update", "mail")]
