@@ -15,11 +15,14 @@ the server's), and OpenSearch 2.x/3.x (Wazuh 4.x indexer) with `opensearch-py`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.errors import AuthError, BadInput, NotFound, RateLimited, Transient, VigieError
+
+log = logging.getLogger(__name__)
 
 INCIDENT_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
@@ -96,7 +99,10 @@ class SearchBackend(Protocol):
         """Raise `Transient`/`BadInput` if any operation failed."""
         ...
 
-    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None: ...
+    def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
+        """New indices matching `pattern` get `mappings`, and existing ones gain the fields they
+        lack (an index made by an earlier version is not rebuilt)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -211,6 +217,9 @@ class _Base:
     def _put_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _put_mapping(self, pattern: str, mappings: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def bulk(self, operations: list[dict[str, Any]]) -> None:
         if not operations:
             return
@@ -228,6 +237,15 @@ class _Base:
             self._put_template(name, pattern, mappings)
         except Exception as exc:
             raise translate(exc) from exc
+        try:
+            self._put_mapping(pattern, mappings)
+        except Exception as exc:
+            error = translate(exc)
+            if not isinstance(error, BadInput):
+                raise error from exc
+            # An existing index maps one of these fields otherwise (an operator's choice): its
+            # documents are still written, and new indices get the template.
+            log.warning("indices %s keep their mapping: %s", pattern, error)
 
     def close(self) -> None:
         self.client.close()
@@ -282,6 +300,9 @@ class ElasticsearchBackend(_Base):
             name=name, index_patterns=[pattern], template={"mappings": mappings}
         )
 
+    def _put_mapping(self, pattern: str, mappings: dict[str, Any]) -> None:
+        self.client.indices.put_mapping(index=pattern, allow_no_indices=True, **mappings)
+
 
 class OpenSearchBackend(_Base):
     """Wazuh's indexer: OpenSearch, which the elasticsearch client refuses by product check."""
@@ -330,4 +351,9 @@ class OpenSearchBackend(_Base):
     def _put_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
         self.client.indices.put_index_template(
             name=name, body={"index_patterns": [pattern], "template": {"mappings": mappings}}
+        )
+
+    def _put_mapping(self, pattern: str, mappings: dict[str, Any]) -> None:
+        self.client.indices.put_mapping(
+            index=pattern, body=mappings, params={"allow_no_indices": "true"}
         )

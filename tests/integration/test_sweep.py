@@ -15,7 +15,12 @@ from agent.errors import NotFound, Transient
 from agent.graph import TriageContext
 from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig, sweep
-from connectors.elasticsearch import ElasticsearchBackend, Hit, OpenSearchBackend
+from connectors.elasticsearch import (
+    INCIDENT_MAPPINGS,
+    ElasticsearchBackend,
+    Hit,
+    OpenSearchBackend,
+)
 from tests.conftest import free_port
 from tests.fakes.es_compat import OsmemNode
 
@@ -307,3 +312,69 @@ def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(
     sweep(es, ctx.store, ctx, cfg)
     assert mirrored()["status"] == "open" and mirrored()["disposition"] is None
     assert ctx.store.get_checkpoint(cfg.pending_name) == []
+
+
+def backend_of(kind: str, url: str) -> ElasticsearchBackend | OpenSearchBackend:
+    if kind == "elasticsearch":
+        return ElasticsearchBackend(url, node_class=OsmemNode, retries=0)
+    return OpenSearchBackend(url, retries=0)
+
+
+def create_index(
+    backend: ElasticsearchBackend | OpenSearchBackend, name: str, mappings: dict
+) -> None:
+    if isinstance(backend, ElasticsearchBackend):
+        backend.client.indices.create(index=name, mappings=mappings)
+    else:
+        backend.client.indices.create(index=name, body={"mappings": mappings})
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_an_incidents_index_made_by_an_earlier_version_gains_the_fields_it_lacks(
+    osmem_url: str, ctx: TriageContext, kind: str
+) -> None:
+    """An index created before incidents carried a disposition is not rebuilt: the sweep adds
+    the mapping, so Kibana can filter on the verdict."""
+    from agent.dispositions import dispose
+
+    backend = backend_of(kind, osmem_url)
+    older = {k: v for k, v in INCIDENT_MAPPINGS["properties"].items() if k != "disposition"}
+    create_index(backend, "vigie-incidents", {"dynamic": False, "properties": older})
+    create_index(backend, INDEX, ALERT_MAPPINGS)
+    ops: list[dict[str, Any]] = []
+    for d in scenario(50):
+        ops += [{"index": {"_index": INDEX, "_id": d["kibana.alert.uuid"]}}, d]
+    backend.bulk(ops)
+    backend.client.indices.refresh(index=INDEX)
+    cfg = SweepConfig(page_size=100, kibana_writeback=False)
+    sweep(backend, ctx.store, ctx, cfg)
+    target = ctx.store.list_incidents(limit=1)[0].incident_id
+    dispose(ctx.store, target, "benign", "the nightly backup", "alice")
+    sweep(backend, ctx.store, ctx, cfg)
+    backend.client.indices.refresh(index="vigie-incidents")
+    query = {"query": {"term": {"disposition.verdict": "benign"}}}
+    if isinstance(backend, ElasticsearchBackend):
+        hits = backend.client.search(index="vigie-incidents", **query)["hits"]["hits"]
+    else:
+        hits = backend.client.search(index="vigie-incidents", body=query)["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [target]
+    backend.close()
+
+
+def test_an_index_mapping_a_field_otherwise_keeps_it_and_the_sweep_goes_on(
+    es: ElasticsearchBackend, ctx: TriageContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's own mapping of a field is theirs: the sweep warns and still mirrors."""
+    mine = {**INCIDENT_MAPPINGS["properties"], "priority": {"type": "keyword"}}
+    es.client.indices.create(
+        index="vigie-incidents", mappings={"dynamic": False, "properties": mine}
+    )
+    seed(es, scenario(50))
+    with caplog.at_level("WARNING", logger="connectors.elasticsearch"):
+        result = sweep(es, ctx.store, ctx, SweepConfig(page_size=100))
+    assert result.alerts_new == 50
+    assert any("keep their mapping" in r.getMessage() for r in caplog.records)
+    es.client.indices.refresh(index="vigie-incidents")
+    mapped = es.client.indices.get_mapping(index="vigie-incidents")["vigie-incidents"]
+    assert mapped["mappings"]["properties"]["priority"] == {"type": "keyword"}
+    assert es.client.count(index="vigie-incidents")["count"] == len(ctx.store.list_incidents())
