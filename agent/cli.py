@@ -72,18 +72,28 @@ def _settings() -> Settings:
         raise _fail(f"invalid settings: {exc}") from exc
 
 
-def _queue(settings: Settings, store: Store) -> ApprovalQueue:
-    from agent.worker import create_app, enqueue_execution, use_services
+def _tasks(settings: Settings, store: Store) -> None:
+    """What follows a decision (its run, its outbound event) goes where the API's would: to the
+    workers, or in embedded mode into this process, on this store."""
+    from agent.worker import create_app, use_services
     from connectors.actions.http import HttpActionRunner
 
     create_app(settings)
     if settings.embedded:
         use_services(settings, store, HttpActionRunner(settings.targets))
+
+
+def _queue(settings: Settings, store: Store) -> ApprovalQueue:
+    from agent import announcements
+    from agent.worker import enqueue_execution
+
+    _tasks(settings, store)
     return ApprovalQueue(
         store,
         enqueue_execution,
         timedelta(seconds=settings.approval_ttl_seconds),
         roles=settings.approver_roles(),
+        on_decision=announcements.decided,
     )
 
 
@@ -350,6 +360,7 @@ def incidents_close(
     ] = False,
 ) -> None:
     """Close an incident with your verdict (recorded in the audit trail)."""
+    from agent import announcements
     from agent.dispositions import dispose, verdict_of
 
     settings = _settings()
@@ -366,6 +377,7 @@ def incidents_close(
             queue=_queue(settings, store),
         )
     )
+    announcements.closed(closing)
     inc, d = closing.incident, closing.incident.disposition
     assert d is not None
     said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"]
@@ -387,11 +399,14 @@ def incidents_reopen(
     reason: Annotated[str, typer.Option(help="why the closing was wrong")],
 ) -> None:
     """Undo a closing made in error (its tunings stay until ended with `untune`)."""
+    from agent import announcements
     from agent.dispositions import reopen
 
     settings = _settings()
     store = open_store(settings.store_url)
-    _acted(lambda: reopen(store, incident_id, reason, who))
+    inc = _acted(lambda: reopen(store, incident_id, reason, who))
+    _tasks(settings, store)
+    announcements.reopened(inc, who, reason)
     said = (escape(_plain(x)) for x in (incident_id, who))
     out.print("{}: reopened by {}".format(*said), highlight=False)
 

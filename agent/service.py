@@ -210,9 +210,9 @@ def api_from_environment() -> Any:
 
 def make_api(settings: Settings, store: Store) -> Any:
     """The FastAPI app for `vigie serve`, wired from settings (embedded or with workers)."""
+    from agent import announcements
     from agent.api.app import approval_queue, create_app, embedded_triage
     from agent.api.auth import ApiTokens, WebhookAuth
-    from agent.dispositions import Closing
     from agent.intake import process_pending
     from agent.worker import create_app as create_celery
     from agent.worker import enqueue_execution, request_triage, use_services
@@ -238,40 +238,12 @@ def make_api(settings: Settings, store: Store) -> Any:
         schedule = coalesce.after_intake
 
     tokens = ApiTokens(settings.api_tokens.get_secret_value())
-    from agent.worker import emit
-
-    def decided(p: Any, who: str) -> None:
-        """Outbound event for every approval decision (emit is a no-op when none is set)."""
-        emit(
-            "approval.decided",
-            {
-                "proposal_id": p.proposal_id,
-                "incident_id": p.incident_id,
-                "action": p.action,
-                "args": p.args,
-                "state": p.state.value,
-                "by": who,
-            },
-        )
-
-    def closed(c: Closing) -> None:
-        """Outbound event for a person's closing (the rejections it made are decisions too)."""
-        d = c.incident.disposition
-        if d is not None:
-            emit(
-                "incident.closed",
-                {
-                    "incident_id": c.incident.incident_id,
-                    "verdict": d.verdict,
-                    "reason": d.reason,
-                    "by": d.actor,
-                    "tuned": [[t.rule_id, t.host] for t in d.tuned],
-                    "withdrawn_proposals": c.withdrawn,
-                },
-            )
-
     queue = approval_queue(
-        store, enqueue_execution, settings.approval_ttl_seconds, tokens.roles(), on_decision=decided
+        store,
+        enqueue_execution,
+        settings.approval_ttl_seconds,
+        tokens.roles(),
+        on_decision=announcements.decided,
     )
     webhooks = WebhookAuth(
         settings.webhook_tokens.get_secret_value(), settings.webhook_secrets.get_secret_value()
@@ -284,5 +256,6 @@ def make_api(settings: Settings, store: Store) -> Any:
         schedule_triage=schedule,
         max_body=settings.webhook_max_bytes,
         tuning_for=timedelta(days=settings.tuning_days),
-        on_closed=closed,
+        on_closed=announcements.closed,
+        on_reopened=announcements.reopened,
     )

@@ -37,7 +37,7 @@ from agent.errors import (
     Transient,
 )
 from agent.intake import accept
-from agent.models import ActionProposal, Disposal, ProposalState
+from agent.models import ActionProposal, Disposal, Incident, ProposalState
 from agent.queue import ApprovalQueue
 from agent.store import Store
 
@@ -182,6 +182,7 @@ def create_app(
     secure_cookie: bool = False,
     tuning_for: timedelta = timedelta(days=30),
     on_closed: Callable[[Closing], None] | None = None,
+    on_reopened: Callable[[Incident, str, str], None] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Vigie",
@@ -324,6 +325,13 @@ def create_app(
             on_closed(closing)
         return closing
 
+    def reopen_incident(incident_id: str, reason: str, who: Principal) -> Incident:
+        """A closing undone, as the API and the UI make it, and announced."""
+        inc = reopen(store, incident_id, reason, who.name)
+        if on_reopened is not None:
+            on_reopened(inc, who.name, reason)
+        return inc
+
     @app.post(
         "/api/incidents/{incident_id}/disposition", responses={400: {}, 403: {}, 404: {}, 409: {}}
     )
@@ -346,12 +354,12 @@ def create_app(
         }
 
     @app.post("/api/incidents/{incident_id}/reopen", responses={400: {}, 404: {}, 409: {}})
-    def reopen_incident(
+    def reopening(
         incident_id: str, body: ReopenBody, who: Principal = Depends(principal)
     ) -> dict[str, Any]:
         """Undo a closing made in error; its tunings stay until ended on their own."""
         try:
-            inc = reopen(store, incident_id, body.reason, who.name)
+            inc = reopen_incident(incident_id, body.reason, who)
         except REFUSED as exc:
             raise HTTPException(refusal_status(exc), str(exc)) from exc
         return {"incident_id": inc.incident_id, "status": inc.status, "reopened_by": who.name}
@@ -414,7 +422,9 @@ def create_app(
 
     from agent.api.ui import HERE, build_router
 
-    app.include_router(build_router(store, queue, tokens, close_incident, secure_cookie))
+    app.include_router(
+        build_router(store, queue, tokens, close_incident, reopen_incident, secure_cookie)
+    )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz")

@@ -26,7 +26,7 @@ from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, Closing, reopen, revoke, verdict_of
+from agent.dispositions import TUNING_ROLES, Closing, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
@@ -139,9 +139,11 @@ def build_router(
     queue: ApprovalQueue,
     tokens: ApiTokens,
     close_incident: Callable[[str, Disposal, str, Principal, bool], Closing],
+    reopen_incident: Callable[[str, str, Principal], Incident],
     secure_cookie: bool = False,
 ) -> APIRouter:
-    """`close_incident`: a person's closing as the API makes it (`create_app`)."""
+    """`close_incident`, `reopen_incident`: a person's closing and reopening as the API makes
+    them (`create_app`)."""
     router = APIRouter(include_in_schema=False)
     env = _env()
     sessions = Sessions()
@@ -279,14 +281,14 @@ def build_router(
         return RedirectResponse(back, status_code=303)
 
     @router.post("/incidents/{incident_id}/reopen")
-    def reopen_incident(
+    def reopening(
         request: Request, incident_id: str, csrf: str = Form(""), reason: str = Form("")
     ) -> Response:
         s = session_of(request)
         check_csrf(s, csrf)
         back = f"/incidents/{incident_id}"
         try:
-            reopen(store, incident_id, reason, s.principal.name)
+            reopen_incident(incident_id, reason, s.principal)
         except REFUSED as exc:
             return refused(s, exc, back)
         return RedirectResponse(back, status_code=303)

@@ -435,3 +435,46 @@ def test_closing_an_incident_with_tune_lowers_the_next_run_of_that_noise(tmp_pat
     assert "reopened by bob" in vigie(tmp_path, *reopening).stdout
     assert vigie(tmp_path, *reopening).returncode == 1  # open already
     assert vigie(tmp_path, *closing).returncode == 0  # and may be closed anew
+
+
+def test_decisions_closings_and_reopenings_at_the_terminal_reach_the_outbound_webhooks(
+    tmp_path: Path,
+) -> None:
+    """A SOAR following incidents hears what a person typed in a terminal as it hears the API:
+    signed, once each."""
+    from tests.e2e.test_outbound import OUT_SECRET, Receiver
+
+    receiver = Receiver(fail_first=0)
+    hooks = json.dumps([{"url": receiver.url, "secret": OUT_SECRET}])
+    demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
+    r = vigie(tmp_path, "triage", "-i", demo[0], "-i", demo[1], VIGIE_OUTBOUND_WEBHOOKS=hooks)
+    assert r.returncode == 0, r.stderr
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    assert {e["data"]["incident_id"] for e in receiver.events} == {
+        i.incident_id for i in store.list_incidents(limit=1000)
+    }
+    block = next(p for p in store.list_proposals() if p.action == "block_ip")
+    approve = ["approvals", "approve", block.proposal_id, "--as", "alice"]
+    assert vigie(tmp_path, *approve, VIGIE_OUTBOUND_WEBHOOKS=hooks).returncode == 0
+    other = next(
+        p for p in store.list_proposals(incident_id=block.incident_id) if p.state.value == "pending"
+    )
+    closing = [
+        "incidents", "close", block.incident_id, "--as", "bob",
+        "--verdict", "false_positive", "--reason", "red team exercise",
+    ]  # fmt: skip
+    assert vigie(tmp_path, *closing, VIGIE_OUTBOUND_WEBHOOKS=hooks).returncode == 0
+    reopening = ["incidents", "reopen", block.incident_id, "--as", "carol", "--reason", "not"]
+    assert vigie(tmp_path, *reopening, VIGIE_OUTBOUND_WEBHOOKS=hooks).returncode == 0
+
+    told = [(e["type"], e["data"].get("proposal_id"), e["data"].get("by")) for e in receiver.events]
+    assert ("approval.decided", block.proposal_id, "alice") in told
+    assert ("approval.decided", other.proposal_id, "bob") in told  # withdrawn by the closing
+    closed = [e["data"] for e in receiver.events if e["type"] == "incident.closed"]
+    assert [(c["incident_id"], c["verdict"], c["by"]) for c in closed] == [
+        (block.incident_id, "false_positive", "bob")
+    ]
+    assert other.proposal_id in closed[0]["withdrawn_proposals"]
+    reopened = [e["data"] for e in receiver.events if e["type"] == "incident.reopened"]
+    assert reopened == [{"incident_id": block.incident_id, "by": "carol", "reason": "not"}]
+    assert len({e["id"] for e in receiver.events}) == len(receiver.events)

@@ -92,3 +92,19 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
         assert closed["data"]["incident_id"] == block.incident_id
         assert (closed["data"]["verdict"], closed["data"]["by"]) == ("false_positive", "bob")
         assert closed["data"]["tuned"] and closed["data"]["reason"] == "pentest"
+        r = api["client"].post(
+            f"/api/incidents/{block.incident_id}/reopen",
+            json={"reason": "the pentest was next week"},
+            headers={"authorization": "Bearer tok-bob"},
+        )
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 20
+        while not any(e["type"] == "incident.reopened" for e in receiver.events):
+            assert time.monotonic() < deadline, receiver.events
+            time.sleep(0.05)
+        reopened = next(e for e in receiver.events if e["type"] == "incident.reopened")
+        assert reopened["data"] == {
+            "incident_id": block.incident_id,
+            "by": "bob",
+            "reason": "the pentest was next week",
+        }
