@@ -192,6 +192,14 @@ VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
         False,
     ),
     "service scan 12 min before the web attack": (frozenset({"service_scans"}), -720, False),
+    # The dataset's published phase times (its repository's attacktimes.py): the service stop
+    # and the DNS exfiltration come apart from the intrusion, a day or more before it in six
+    # of its eight scenarios (here 10 h after).
+    "service stop and DNS exfiltration a day before": (
+        frozenset({"service_stop", "dnsteal"}),
+        -86400 - 36000,
+        False,
+    ),
     "password cracking 45 min later": (frozenset({"cracking"}), 2700, False),
     "password cracking 3 h later": (frozenset({"cracking"}), 10800, False),
 }
