@@ -156,12 +156,25 @@ def outbound_task(evt: dict[str, Any]) -> list[str]:
 
 
 def emit(kind: str, data: dict[str, Any]) -> None:
-    """Queue an outbound event when outbound webhooks are configured."""
+    """Queue an outbound event when outbound webhooks are configured. What it tells is stored
+    already: an unreachable broker does not undo it, and the audit says what was not sent (on
+    the proposal, else the incident, it is about)."""
     from connectors.outbound import event
 
-    settings, _, _ = services()
-    if settings.outbound_webhooks:
-        _dispatch(outbound_task, event(kind, data))
+    settings, store, _ = services()
+    if not settings.outbound_webhooks:
+        return
+    evt = event(kind, data)
+    try:
+        _dispatch(outbound_task, evt)
+    except Transient as exc:
+        subject = data.get("proposal_id") or data.get("incident_id") or evt["id"]
+        store.append_audit(
+            "outbound",
+            "outbound.unqueued",
+            subject,
+            {"type": kind, "id": evt["id"], "why": str(exc)},
+        )
 
 
 @shared_task(name="vigie.notify", acks_late=True)

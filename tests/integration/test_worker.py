@@ -418,3 +418,43 @@ def test_sweep_task_never_overlaps_and_places_every_alert_once(
     finally:
         worker.stop()
         store.close()
+
+
+def test_an_unreachable_broker_leaves_a_closing_standing_and_says_what_was_not_sent(
+    tmp_path: Path,
+) -> None:
+    """A person's closing is stored before it is announced: a broker down at that moment (with
+    outbound webhooks set) must not turn it into an error, and the incident's audit says which
+    event was not sent."""
+    from agent import announcements, worker
+    from agent.analyst import OfflineAnalyst
+    from agent.dispositions import dispose
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from connectors.actions.http import HttpActionRunner
+    from tests.conftest import ecs
+
+    kept, overridden = worker._apps[:], dict(worker._override)
+    try:
+        settings = Settings(
+            broker_url=f"redis://127.0.0.1:{free_port()}/0",
+            outbound_webhooks=[{"url": "http://127.0.0.1:9/hook", "secret": "whsec_eA=="}],
+        )
+        create_app(settings)
+        store = SqliteStore(tmp_path / "v.db")
+        worker.use_services(settings, store, HttpActionRunner({}))
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+        (incident,) = run_triage_documents([("t", 1, ecs(1, 0, "Odd DNS", "srv1"))], ctx)[
+            "incidents"
+        ]
+        incident_id = incident.incident_id
+        closing = dispose(store, incident_id, "benign", "the nightly backup", "alice")
+        announcements.closed(closing)
+        assert store.get_incident(incident_id).status == "closed"
+        (unsent,) = [e for e in store.audit(incident_id) if e.kind == "outbound.unqueued"]
+        assert unsent.data["type"] == "incident.closed" and "broker" in unsent.data["why"]
+    finally:
+        worker._apps[:] = kept
+        worker._override.clear()
+        worker._override.update(overridden)
+        worker._services.cache_clear()
