@@ -193,8 +193,8 @@ VARIANTS: dict[str, tuple[frozenset[str] | None, int, bool]] = {
     ),
     "service scan 12 min before the web attack": (frozenset({"service_scans"}), -720, False),
     # The dataset's published phase times (its repository's attacktimes.py): the service stop
-    # and the DNS exfiltration come apart from the intrusion, a day or more before it in six
-    # of its eight scenarios (here 10 h after).
+    # and the DNS exfiltration come apart from the intrusion, 17 h to two and a half days
+    # before it in six of its eight scenarios (here 10 h after).
     "service stop and DNS exfiltration a day before": (
         frozenset({"service_stop", "dnsteal"}),
         -86400 - 36000,
