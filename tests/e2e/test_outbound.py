@@ -44,6 +44,14 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def first(self, kind: str, within: float = 20) -> dict:
+        """The first event of that type, waited for (deliveries are queued)."""
+        deadline = time.monotonic() + within
+        while not any(e["type"] == kind for e in self.events):
+            assert time.monotonic() < deadline, self.events
+            time.sleep(0.05)
+        return next(e for e in self.events if e["type"] == kind)
+
 
 def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: Path) -> None:
     receiver = Receiver(fail_first=1)
@@ -58,10 +66,7 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
             .status_code
             == 202
         )
-        deadline = time.monotonic() + 20
-        while not any(e["type"] == "incident.created" for e in receiver.events):
-            assert time.monotonic() < deadline, receiver.events
-            time.sleep(0.05)
+        receiver.first("incident.created")
         block = next(p for p in api["store"].list_proposals() if p.action == "block_ip")
         r = api["client"].post(
             f"/api/approvals/{block.proposal_id}/approve",
@@ -84,11 +89,7 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
             headers={"authorization": "Bearer tok-bob"},
         )
         assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 20
-        while not any(e["type"] == "incident.closed" for e in receiver.events):
-            assert time.monotonic() < deadline, receiver.events
-            time.sleep(0.05)
-        closed = next(e for e in receiver.events if e["type"] == "incident.closed")
+        closed = receiver.first("incident.closed")
         assert closed["data"]["incident_id"] == block.incident_id
         assert (closed["data"]["verdict"], closed["data"]["by"]) == ("false_positive", "bob")
         assert closed["data"]["tuned"] and closed["data"]["reason"] == "pentest"
@@ -98,11 +99,7 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
             headers={"authorization": "Bearer tok-bob"},
         )
         assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 20
-        while not any(e["type"] == "incident.reopened" for e in receiver.events):
-            assert time.monotonic() < deadline, receiver.events
-            time.sleep(0.05)
-        reopened = next(e for e in receiver.events if e["type"] == "incident.reopened")
+        reopened = receiver.first("incident.reopened")
         assert reopened["data"] == {
             "incident_id": block.incident_id,
             "by": "bob",
