@@ -32,7 +32,9 @@ app = typer.Typer(
 approvals_app = typer.Typer(help="Work the approval queue.", no_args_is_help=True)
 playbooks_app = typer.Typer(help="Playbook tools.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit trail tools.", no_args_is_help=True)
-incidents_app = typer.Typer(help="Close incidents with a verdict.", no_args_is_help=True)
+incidents_app = typer.Typer(
+    help="Read incidents in priority order, close them with a verdict.", no_args_is_help=True
+)
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(playbooks_app, name="playbooks")
@@ -179,6 +181,28 @@ def _writable(output: Path) -> None:
         raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
 
 
+def _incidents_table(title: str, incidents: list[Incident], first_rank: int = 1) -> Table:
+    """Incidents in reading order, each with the factors that rank it there."""
+    table = Table(title=title)
+    for col in ("#", "priority", "incident", "alerts", "verdict", "proposals"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("why it ranks here", overflow="fold", min_width=24)
+    table.add_column("title", overflow="fold", min_width=30)
+    for rank, inc in enumerate(incidents, first_rank):
+        closed = inc.disposition.verdict if inc.disposition else None
+        table.add_row(
+            str(rank),
+            f"{inc.priority:.0f}",
+            inc.incident_id,
+            str(len(inc.alert_ids)),
+            closed or (inc.assessment.verdict if inc.assessment else "-"),
+            str(len(inc.proposal_ids)),
+            ", ".join(f"{f.name} +{f.points:.0f}" for f in inc.leading_factors()),
+            _text(inc.title),  # rule and host names are alert content
+        )
+    return table
+
+
 def _summary(
     incidents: list[Incident],
     proposals: list[ActionProposal],
@@ -187,22 +211,12 @@ def _summary(
     seconds: float,
     top: int,
 ) -> None:
-    table = Table(title=f"Top {min(top, len(incidents))} of {len(incidents)} incidents")
-    for col in ("priority", "incident", "alerts", "verdict", "proposals"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("title", overflow="fold", min_width=30)
-    for inc in incidents[:top]:
-        verdict = inc.assessment.verdict if inc.assessment else "-"
-        table.add_row(
-            f"{inc.priority:.0f}",
-            inc.incident_id,
-            str(len(inc.alert_ids)),
-            verdict,
-            str(len(inc.proposal_ids)),
-            _text(inc.title),  # rule and host names are alert content
-        )
     if incidents:  # an empty table says nothing the next line does not
-        out.print(table)
+        out.print(
+            _incidents_table(
+                f"Top {min(top, len(incidents))} of {len(incidents)} incidents", incidents[:top]
+            )
+        )
     bands = Counter(
         "high (>=60)" if i.priority >= 60 else "medium (35-59)" if i.priority >= 35 else "low (<35)"
         for i in incidents
@@ -334,7 +348,7 @@ def approvals_expire() -> None:
 
 
 def _acted(act: Callable[[], T]) -> T:
-    """A person's act on an incident or a tuning: bad input exits 2, a refusal (nothing there,
+    """A person's request about incidents or tunings: bad input exits 2, a refusal (nothing there,
     or someone acted first) 1, each with its reason."""
     try:
         return act()
@@ -342,6 +356,41 @@ def _acted(act: Callable[[], T]) -> T:
         raise _fail(str(exc)) from exc
     except (NotFound, Conflict) as exc:
         raise _fail(str(exc), code=1) from exc
+
+
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[str, typer.Option(help="open, closed or any", show_default=True)] = "open",
+    min_priority: Annotated[float, typer.Option(min=0, max=100)] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="incidents shown")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
+) -> None:
+    """Incidents in the order to read them, highest priority first, with what ranks each."""
+    from agent.api import ranked_incidents
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    ranked = _acted(lambda: ranked_incidents(store, status, min_priority))
+    if as_json:
+        for inc in ranked[:limit]:
+            row = {
+                **inc.output_line(),
+                "status": inc.status,
+                "why": [f.model_dump() for f in inc.leading_factors()],
+            }
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        return
+    if not ranked:
+        out.print(
+            f"no {status} incident"
+            + (f" at priority {min_priority:g} or more" if min_priority else "")
+        )
+        return
+    out.print(
+        _incidents_table(
+            f"{min(limit, len(ranked))} of {len(ranked)} {status} incident(s)", ranked[:limit]
+        )
+    )
 
 
 @incidents_app.command("close")

@@ -313,6 +313,12 @@ class Incident(BaseModel):
     proposal_ids: list[str] = Field(default_factory=list)
     disposition: Disposition | None = None
 
+    def leading_factors(self, n: int = 3) -> list[PriorityFactor]:
+        """What gave most of its priority, largest first: why it ranks where it does, in a
+        list of incidents."""
+        scoring = [f for f in self.explanation.priority_factors if f.points > 0]
+        return sorted(scoring, key=lambda f: -f.points)[:n]
+
     def output_line(self) -> dict[str, Any]:
         """The one-incident-a-line contract that benchmarks and other tools read."""
         a = self.assessment

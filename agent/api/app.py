@@ -25,7 +25,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.api import REFUSED, refusal_status
+from agent.api import REFUSED, ranked_incidents, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
 from agent.dispositions import MAX_REASON, Closing, dispose, reopen, revoke
 from agent.errors import (
@@ -257,20 +257,8 @@ def create_app(
         limit: int = Query(default=50, ge=1, le=500),
         offset: int = Query(default=0, ge=0, le=100_000),
     ) -> dict[str, Any]:
-        """Highest priority first. Filtering walks the store in pages, stopping once the
-        priorities fall below `min_priority` (the store returns them in that order)."""
-        items: list[Any] = []
-        start, chunk = 0, 1000
-        while True:
-            batch = store.list_incidents(limit=chunk, offset=start)
-            items += [
-                i
-                for i in batch
-                if (status is None or i.status == status) and i.priority >= min_priority
-            ]
-            if len(batch) < chunk or batch[-1].priority < min_priority:
-                break
-            start += chunk
+        """Highest priority first (see `ranked_incidents`)."""
+        items = ranked_incidents(store, status or "any", min_priority)
         page = items[offset : offset + limit]
         return {
             "total": len(items),
@@ -282,6 +270,7 @@ def create_app(
                     "last_seen": i.last_seen.isoformat(),
                     "hosts": i.hosts[:10],
                     "tactics": i.tactics,
+                    "why": [f.model_dump() for f in i.leading_factors()],
                 }
                 for i in page
             ],

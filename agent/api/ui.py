@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent.actions import ACTIONS
-from agent.api import REFUSED, refusal_status
+from agent.api import REFUSED, ranked_incidents, refusal_status
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
@@ -35,6 +35,7 @@ from agent.store import Store
 HERE = Path(__file__).parent
 COOKIE = "vigie_session"
 SESSION_SECONDS = 8 * 3600
+INCIDENTS_PER_PAGE = 50
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -237,6 +238,29 @@ def build_router(
     ) -> HTMLResponse:
         s = session_of(request)
         return page("queue_rows.html", s=s, rows=queue_rows(risk, action))
+
+    @router.get("/incidents")
+    def incidents_page(
+        request: Request,
+        status: Literal["open", "closed", "any"] = "open",
+        min_priority: float = Query(default=0, ge=0, le=100),
+        page_no: int = Query(default=1, ge=1, le=10_000, alias="page"),
+    ) -> HTMLResponse:
+        """The incidents in the order an analyst reads them, each with the factors that rank it."""
+        s = session_of(request)
+        ranked = ranked_incidents(store, status, min_priority)
+        start = (page_no - 1) * INCIDENTS_PER_PAGE
+        return page(
+            "incidents.html",
+            s=s,
+            incidents=ranked[start : start + INCIDENTS_PER_PAGE],
+            first_rank=start + 1,
+            total=len(ranked),
+            wanted=status,
+            min_priority=min_priority,
+            page_no=page_no,
+            pages=max(1, math.ceil(len(ranked) / INCIDENTS_PER_PAGE)),
+        )
 
     @router.get("/incidents/{incident_id}")
     def incident_page(request: Request, incident_id: str) -> HTMLResponse:

@@ -173,6 +173,11 @@ def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
     detail = c.get(f"/api/incidents/{top['incident_id']}", headers=auth("tok-alice")).json()
     assert {"incident", "alerts", "proposals", "audit"} <= set(detail)
     assert detail["incident"]["explanation"]["priority_factors"]
+    scoring = sorted(
+        (f for f in detail["incident"]["explanation"]["priority_factors"] if f["points"] > 0),
+        key=lambda f: -f["points"],
+    )
+    assert top["why"] == scoring[:3] and top["why"]  # the list says what ranks each
     pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
     isolate = next(p for p in pending if p["action"] == "isolate_host")
     path = f"/api/approvals/{isolate['proposal_id']}"

@@ -478,3 +478,42 @@ def test_decisions_closings_and_reopenings_at_the_terminal_reach_the_outbound_we
     reopened = [e["data"] for e in receiver.events if e["type"] == "incident.reopened"]
     assert reopened == [{"incident_id": block.incident_id, "by": "carol", "reason": "not"}]
     assert len({e["id"] for e in receiver.events}) == len(receiver.events)
+
+
+def test_incidents_list_reads_them_in_priority_order_with_what_ranks_each(tmp_path: Path) -> None:
+    demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
+    assert vigie(tmp_path, "triage", "-i", demo[0], "-i", demo[1]).returncode == 0
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    ranked = store.list_incidents(limit=1000)
+    listed = vigie(tmp_path, "incidents", "list", "--json", "--limit", "5")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["incident_id"] for r in rows] == [i.incident_id for i in ranked[:5]]
+    top = ranked[0]
+    assert [(f["name"], f["points"]) for f in rows[0]["why"]] == sorted(
+        ((f.name, f.points) for f in top.explanation.priority_factors if f.points > 0),
+        key=lambda x: -x[1],
+    )[:3]
+    table = vigie(tmp_path, "incidents", "list", "--limit", "3").stdout
+    assert f"3 of {len(ranked)} open incident(s)" in table and top.incident_id in table
+    why = top.leading_factors()[0]
+    assert f"{why.name} +{why.points:.0f}" in table
+
+    closing = ["incidents", "close", top.incident_id, "--as", "alice"]
+    assert (
+        vigie(tmp_path, *closing, "--verdict", "true_positive", "--reason", "ir-7").returncode == 0
+    )
+    closed = vigie(tmp_path, "incidents", "list", "--status", "closed", "--json").stdout
+    assert [json.loads(x)["incident_id"] for x in closed.splitlines()] == [top.incident_id]
+    still_open = vigie(tmp_path, "incidents", "list", "--json", "--limit", "1000").stdout
+    assert top.incident_id not in still_open
+    high = vigie(tmp_path, "incidents", "list", "--status", "any", "--min-priority", "50", "--json")
+    assert {json.loads(x)["incident_id"] for x in high.stdout.splitlines()} == {
+        i.incident_id for i in ranked if i.priority >= 50
+    }
+    assert (
+        "no open incident at priority 100 or more"
+        in vigie(tmp_path, "incidents", "list", "--min-priority", "100").stdout
+    )
+    bad = vigie(tmp_path, "incidents", "list", "--status", "shut")
+    assert bad.returncode == 2 and "unknown status 'shut'" in bad.stderr

@@ -17,6 +17,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 XSS_RULE = "<script>window.__pwned=1</script>Suspicious sudo"
 XSS_MSG = '<img src=x onerror="window.__pwned=2">cat /etc/shadow'
+HOSTILE_TITLE = '<img src=x onerror="window.__pwned=4">Odd logon'
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None,
@@ -331,3 +332,65 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found is not None
     return found.group(1)
+
+
+def test_the_incidents_page_lists_them_in_reading_order_with_what_ranks_each(
+    api: dict,
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """The analyst reads incidents highest priority first: the page ranks them as the store
+    does, says which factors rank each, pages through them, filters them, and shows alert
+    content (here a hostile rule name in a title) as text."""
+    from agent.analyst import OfflineAnalyst
+    from agent.dispositions import dispose
+    from agent.graph import TriageContext, run_triage_documents
+
+    seed(api)
+    store = api["store"]
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    quiet = [ecs(100 + i, 30 + i * 10, f"Rule {i}", f"ws{i}") for i in range(60)]
+    quiet[0] = ecs(100, 30, HOSTILE_TITLE, "ws0", severity="critical")  # ranks on page one
+    run_triage_documents([("t", n, d) for n, d in enumerate(quiet, 1)], ctx)
+    ranked = store.list_incidents(limit=1000)
+    assert len(ranked) > 50
+    closed = ranked[-1]
+    dispose(store, closed.incident_id, "benign", "lab host", "alice")
+
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(api["url"] + "/login")
+    page.fill("#token", "tok-bob")
+    page.click("button[type=submit]")
+    page.click("nav a[href='/incidents']")
+    page.wait_for_selector("table.incidents")
+    rows = page.locator("table.incidents tbody tr")
+    assert rows.count() == 50
+    shown = [a.get_attribute("href") for a in page.locator("table.incidents tbody tr td a").all()]
+    open_ranked = [i for i in ranked if i.incident_id != closed.incident_id]
+    assert shown == [f"/incidents/{i.incident_id}" for i in open_ranked[:50]]
+    top = open_ranked[0]
+    why = rows.first.locator("td.why .factor").all_inner_texts()
+    assert why == [f"{f.name} +{f.points:.0f}" for f in top.leading_factors()] and why
+    assert sum(f.points for f in top.leading_factors()) <= top.priority + 0.01
+    assert page.get_by_text(HOSTILE_TITLE).count() == 1  # a title made of alert content: text
+    assert page.locator("img[src=x]").count() == 0
+    assert page.evaluate("window.__pwned") is None and dialogs == []
+    page.screenshot(path=str(ARTIFACTS / "incidents.png"), full_page=True)
+
+    page.click("nav.pages a[rel=next]")
+    page.wait_for_selector("table.incidents")
+    assert rows.first.locator("td.num").first.inner_text() == "51"
+    assert rows.count() == len(open_ranked) - 50
+    page.select_option("select[name=status]", "closed")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_selector("table.incidents")
+    assert [a.get_attribute("href") for a in rows.locator("a").all()] == [
+        f"/incidents/{closed.incident_id}"
+    ]
+    assert "closed benign by alice" in rows.first.inner_text()
+    c = api["client"]
+    c.post("/login", data={"token": "tok-alice"}, follow_redirects=False)
+    high = c.get("/incidents", params={"min_priority": top.priority}).text
+    assert high.count("<tr>") - 1 == sum(1 for i in open_ranked if i.priority >= top.priority)
+    assert c.get("/incidents", params={"status": "nope"}).status_code == 422
