@@ -366,13 +366,14 @@ def incidents_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
 ) -> None:
     """Incidents in the order to read them, highest priority first, with what ranks each."""
-    from agent.api import ranked_incidents
+    from agent.api import status_shown
 
+    only = _acted(lambda: status_shown(status))
     settings = _settings()
     store = open_store(settings.store_url)
-    ranked = _acted(lambda: ranked_incidents(store, status, min_priority))
+    ranked = store.list_incidents(limit=limit, status=only, min_priority=min_priority)
     if as_json:
-        for inc in ranked[:limit]:
+        for inc in ranked:
             row = {
                 **inc.output_line(),
                 "status": inc.status,
@@ -386,11 +387,8 @@ def incidents_list(
             + (f" at priority {min_priority:g} or more" if min_priority else "")
         )
         return
-    out.print(
-        _incidents_table(
-            f"{min(limit, len(ranked))} of {len(ranked)} {status} incident(s)", ranked[:limit]
-        )
-    )
+    total = store.count_incidents(status=only, min_priority=min_priority)
+    out.print(_incidents_table(f"{len(ranked)} of {total} {status} incident(s)", ranked))
 
 
 @incidents_app.command("close")

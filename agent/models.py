@@ -294,12 +294,16 @@ class Disposition(BaseModel):
     tuned: list[Tuning] = Field(default_factory=list)
 
 
+#: An incident is open until a quiet period or a person closes it.
+IncidentStatus = Literal["open", "closed"]
+
+
 class Incident(BaseModel):
     incident_id: str
     alert_ids: list[str]
     priority: float = Field(ge=0, le=100)
     title: str
-    status: Literal["open", "closed"] = "open"
+    status: IncidentStatus = "open"
     first_seen: datetime
     last_seen: datetime
     hosts: list[str] = Field(default_factory=list)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from agent.errors import BadInput, Conflict, Forbidden, NotFound
 
 if TYPE_CHECKING:
-    from agent.models import Incident
-    from agent.store import Store
+    from agent.models import IncidentStatus
 
 #: A refusal's HTTP status, by the error's type (the first that matches: Forbidden before
 #: its base ApprovalError, which the approval routes map themselves).
@@ -27,20 +26,12 @@ def refusal_status(exc: Exception) -> int:
 
 
 #: What an incident list may show: one status, or both.
-STATUSES = ("open", "closed", "any")
+SHOWN = ("open", "closed", "any")
 
 
-def ranked_incidents(store: Store, status: str = "any", min_priority: float = 0) -> list[Incident]:
-    """The incidents an analyst reads, highest priority first, filtered (`status` one of
-    STATUSES, else BadInput). The store is walked in pages, stopping once the priorities fall
-    below `min_priority` (it returns them in that order)."""
-    if status not in STATUSES:
-        raise BadInput(f"unknown status {status!r}: {', '.join(STATUSES)}")
-    items: list[Incident] = []
-    start, chunk = 0, 1000
-    while True:
-        batch = store.list_incidents(limit=chunk, offset=start)
-        items += [i for i in batch if status in ("any", i.status) and i.priority >= min_priority]
-        if len(batch) < chunk or batch[-1].priority < min_priority:
-            return items
-        start += chunk
+def status_shown(shown: str) -> IncidentStatus | None:
+    """The status an incident list asks the store for ("any": none); BadInput for any other
+    word."""
+    if shown not in SHOWN:
+        raise BadInput(f"unknown status {shown!r}: {', '.join(SHOWN)}")
+    return None if shown == "any" else cast("IncidentStatus", shown)

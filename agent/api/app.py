@@ -25,7 +25,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.api import REFUSED, ranked_incidents, refusal_status
+from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
 from agent.dispositions import MAX_REASON, Closing, dispose, reopen, revoke
 from agent.errors import (
@@ -257,11 +257,12 @@ def create_app(
         limit: int = Query(default=50, ge=1, le=500),
         offset: int = Query(default=0, ge=0, le=100_000),
     ) -> dict[str, Any]:
-        """Highest priority first (see `ranked_incidents`)."""
-        items = ranked_incidents(store, status or "any", min_priority)
-        page = items[offset : offset + limit]
+        """Highest priority first, filtered and paged by the store."""
+        page = store.list_incidents(
+            limit=limit, offset=offset, status=status, min_priority=min_priority
+        )
         return {
-            "total": len(items),
+            "total": store.count_incidents(status=status, min_priority=min_priority),
             "items": [
                 {
                     **i.output_line(),

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent.actions import ACTIONS
-from agent.api import REFUSED, ranked_incidents, refusal_status
+from agent.api import REFUSED, refusal_status, status_shown
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
@@ -248,18 +248,21 @@ def build_router(
     ) -> HTMLResponse:
         """The incidents in the order an analyst reads them, each with the factors that rank it."""
         s = session_of(request)
-        ranked = ranked_incidents(store, status, min_priority)
+        only = status_shown(status)
+        total = store.count_incidents(status=only, min_priority=min_priority)
         start = (page_no - 1) * INCIDENTS_PER_PAGE
         return page(
             "incidents.html",
             s=s,
-            incidents=ranked[start : start + INCIDENTS_PER_PAGE],
+            incidents=store.list_incidents(
+                limit=INCIDENTS_PER_PAGE, offset=start, status=only, min_priority=min_priority
+            ),
             first_rank=start + 1,
-            total=len(ranked),
-            wanted=status,
+            total=total,
+            shown=status,
             min_priority=min_priority,
             page_no=page_no,
-            pages=max(1, math.ceil(len(ranked) / INCIDENTS_PER_PAGE)),
+            pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
         )
 
     @router.get("/incidents/{incident_id}")

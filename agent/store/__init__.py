@@ -20,6 +20,7 @@ from agent.models import (
     DeadLetter,
     Disposition,
     Incident,
+    IncidentStatus,
     ProposalState,
     Tuning,
 )
@@ -99,9 +100,21 @@ class Store(Protocol):
 
     def get_incident(self, incident_id: str) -> Incident | None: ...
 
-    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]: ...
+    def list_incidents(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        status: IncidentStatus | None = None,
+        min_priority: float = 0.0,
+    ) -> list[Incident]:
+        """Highest priority first, filtered by the store (a months-old store holds tens of
+        thousands of incidents: a list view must not read them all)."""
+        ...
 
-    def count_incidents(self) -> int: ...
+    def count_incidents(
+        self, *, status: IncidentStatus | None = None, min_priority: float = 0.0
+    ) -> int: ...
 
     def alerts_of(self, incident_id: str) -> list[Alert]:
         """The representative alerts stored for an incident (a few per rule and host)."""

@@ -25,6 +25,7 @@ from agent.models import (
     DeadLetter,
     Disposition,
     Incident,
+    IncidentStatus,
     ProposalState,
     Tuning,
 )
@@ -320,13 +321,41 @@ class RedisStore:
         raw = self._guard(self._r.get, f"vigie:incident:{incident_id}")
         return Incident.model_validate_json(raw) if raw else None
 
-    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]:
-        ids = self._guard(self._r.zrevrange, "vigie:incidents", offset, offset + limit - 1)
+    def list_incidents(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        status: IncidentStatus | None = None,
+        min_priority: float = 0.0,
+    ) -> list[Incident]:
+        if status is None:
+            ids = self._guard(
+                lambda: self._r.zrevrangebyscore(
+                    "vigie:incidents", "+inf", min_priority, start=offset, num=limit
+                )
+            )
+        else:
+            ids = self._with_status(status, min_priority)[offset : offset + limit]
         docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
         return [Incident.model_validate_json(d) for d in docs if d]
 
-    def count_incidents(self) -> int:
-        return int(self._guard(self._r.zcard, "vigie:incidents"))
+    def count_incidents(
+        self, *, status: IncidentStatus | None = None, min_priority: float = 0.0
+    ) -> int:
+        if status is None:
+            return int(self._guard(self._r.zcount, "vigie:incidents", min_priority, "+inf"))
+        return len(self._with_status(status, min_priority))
+
+    def _with_status(self, status: IncidentStatus, min_priority: float) -> list[bytes]:
+        """The ids of one status at `min_priority` or more, highest first (as the unfiltered
+        list orders them): the priority set's, kept or dropped by the open set. Ids only
+        cross, never documents."""
+        ranked = self._guard(
+            lambda: self._r.zrevrangebyscore("vigie:incidents", "+inf", min_priority)
+        )
+        opened = set(self._guard(self._r.zrange, "vigie:incidents:open", 0, -1))
+        return [i for i in ranked if (i in opened) == (status == "open")]
 
     def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
         ids = list(alert_ids)

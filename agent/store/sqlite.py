@@ -21,6 +21,7 @@ from agent.models import (
     DeadLetter,
     Disposition,
     Incident,
+    IncidentStatus,
     ProposalState,
     Tuning,
 )
@@ -231,10 +232,19 @@ class SqliteStore:
         ).fetchone()
         return Incident.model_validate_json(row[0]) if row else None
 
-    def list_incidents(self, *, limit: int = 100, offset: int = 0) -> list[Incident]:
+    def list_incidents(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        status: IncidentStatus | None = None,
+        min_priority: float = 0.0,
+    ) -> list[Incident]:
+        where, args = _incident_filter(status, min_priority)
         rows = self._db.execute(
-            "SELECT doc FROM incidents ORDER BY priority DESC, incident_id LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"SELECT doc FROM incidents {where} ORDER BY priority DESC, incident_id "
+            "LIMIT ? OFFSET ?",
+            (*args, limit, offset),
         ).fetchall()
         return [Incident.model_validate_json(r[0]) for r in rows]
 
@@ -419,8 +429,11 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO checkpoints VALUES (?,?)", (name, orjson.dumps(value))
             )
 
-    def count_incidents(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0])
+    def count_incidents(
+        self, *, status: IncidentStatus | None = None, min_priority: float = 0.0
+    ) -> int:
+        where, args = _incident_filter(status, min_priority)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM incidents {where}", args).fetchone()[0])
 
     def alerts_of(self, incident_id: str) -> list[Alert]:
         rows = self._db.execute(
@@ -576,3 +589,12 @@ def _add_rule_history(db: sqlite3.Connection, history: RunHistory) -> None:
         )
         newest = max(history.windows)
         db.execute("DELETE FROM rule_windows WHERE start < ?", (newest - WINDOW_HISTORY_SECONDS,))
+
+
+def _incident_filter(
+    status: IncidentStatus | None, min_priority: float
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of an incident list (its values bound, never formatted in)."""
+    if status is None:
+        return "WHERE priority >= ?", (min_priority,)
+    return "WHERE priority >= ? AND status = ?", (min_priority, status)

@@ -131,6 +131,57 @@ def test_triage_results_round_trip(store: Store) -> None:
     assert store.verify_audit() == (True, None)
 
 
+def test_incident_lists_are_filtered_and_paged_by_the_store(store: Store) -> None:
+    """Status and a lowest priority filter the list and its count, highest priority first,
+    a page at a time: a list view never reads every incident."""
+    from agent.dispositions import dispose
+    from agent.models import Incident
+
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    incidents = [
+        Incident(
+            incident_id=f"INC-{n:03d}",
+            alert_ids=[f"a{n}"],
+            priority=float(10 * (n % 10)),
+            title=f"incident {n}",
+            first_seen=t0,
+            last_seen=t0 + timedelta(minutes=n),
+        )
+        for n in range(30)
+    ]
+    store.save_triage(incidents, [], [], [], actor="vigie")
+    for n in (9, 19, 5):  # two at priority 90, one at 50
+        dispose(store, f"INC-{n:03d}", "benign", "lab", "alice")
+
+    def ids(**kw: object) -> list[str]:
+        return [i.incident_id for i in store.list_incidents(**kw)]  # type: ignore[arg-type]
+
+    everything = ids(limit=100)
+    assert [store.get_incident(i).priority for i in everything] == sorted(  # type: ignore[union-attr]
+        (i.priority for i in incidents), reverse=True
+    )
+    assert ids(limit=5, offset=5) == everything[5:10]
+    assert set(ids(status="closed")) == {"INC-009", "INC-019", "INC-005"}
+    assert ids(status="closed", min_priority=60) == [
+        i for i in everything if i in ("INC-009", "INC-019")
+    ]
+    opened = ids(status="open", limit=100)
+    assert opened == [i for i in everything if i not in ("INC-009", "INC-019", "INC-005")]
+    assert (
+        ids(status="open", min_priority=80, limit=2, offset=1)
+        == [
+            i
+            for i in opened
+            if store.get_incident(i).priority >= 80  # type: ignore[union-attr]
+        ][1:3]
+    )
+    assert store.count_incidents() == 30
+    assert store.count_incidents(status="open") == 27
+    assert store.count_incidents(status="closed", min_priority=60) == 2
+    assert store.count_incidents(min_priority=80) == 6
+    assert ids(min_priority=100) == [] and store.count_incidents(min_priority=100) == 0
+
+
 def queue_for(store: Store, runner: CountingRunner) -> ApprovalQueue:
     return ApprovalQueue(
         store, lambda pid: execute_proposal(store, runner, pid), timedelta(hours=1)
