@@ -5,7 +5,8 @@ hosts, each rare, each ranked high. An analyst who closes such an incident as a 
 (or benign) can tune it: its rule-host pairs then stop counting as rare or new for
 `tuning_days` (see `agent.prioritise`). The rest of an incident still counts (tactics,
 severity, sensors, the burst of its time window), so an attack that trips a tuned rule is still
-ranked by what it does and when; and an incident without a tuned pair is ranked as before.
+ranked by what it does and when; in an unusual window the tuning is set aside, as the pair may
+be the intrusion's side effect; and an incident without a tuned pair is ranked as before.
 
 Tuning lowers what later incidents are worth, so it is a lead's call over the API; the CLI is
 the operator's own shell. Nothing here is reachable from an LLM: no tool, no prompt output,

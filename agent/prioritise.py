@@ -37,6 +37,9 @@ BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less 
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
+#: Burst points (a window at least half as far above the median as the most unusual) from
+#: which tunings are set aside: see `prioritise`.
+TUNING_SET_ASIDE_POINTS = BURST_POINTS * 0.5**2
 _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
 
 _risk = operator.attrgetter("risk_score")
@@ -232,9 +235,10 @@ class Baseline:
 
     def tune(self, tunings: Iterable[Tuning]) -> None:
         """Take the tunings in force: their pairs count in no incident's rarity, rule diversity
-        or novelty. Windows are left as they are: how unusual a quarter hour was is a fact of
-        the network, and an intrusion's side effects often trip routine rules; so a tuning
-        lowers only the incidents holding a tuned pair, and raises none."""
+        or novelty, but in an unusual window (see `prioritise`). Windows are left as they are:
+        how unusual a quarter hour was is a fact of the network, and an intrusion's side
+        effects often trip routine rules; so a tuning lowers only the incidents holding a
+        tuned pair, and raises none."""
         self.tuned = {(t.rule_id, t.host): t for t in tunings}
 
     def knows_a_day(self) -> bool:
@@ -390,8 +394,16 @@ def prioritise(
     burst factor, since firing all day it fires in every window, the unusual one included."""
     cfg = cfg or PriorityConfig()
     noise = baseline.tuned
+    burst = None if background else _burst(streams, baseline)
     tuned = [s for s in streams if (s.rule_id, s.host) in noise] if noise else []
-    counted = [s for s in streams if (s.rule_id, s.host) not in noise] if tuned else streams
+    # A tuning judged the pair's routine; in an unusual window it may be an intrusion's side
+    # effect (the cracking a tuned CPU alert shows), so there it counts in full.
+    set_aside = bool(tuned) and burst is not None and burst.points >= TUNING_SET_ASIDE_POINTS
+    counted = (
+        [s for s in streams if (s.rule_id, s.host) not in noise]
+        if tuned and not set_aside
+        else streams
+    )
     factors = [
         _severity(streams),
         _rarity(counted, baseline),
@@ -400,14 +412,13 @@ def prioritise(
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
     ]
-    burst = None if background else _burst(streams, baseline)
     if burst is not None:
         factors.append(burst)
     novelty = _novelty(counted, baseline)
     if novelty is not None:
         factors.append(novelty)
     if tuned:
-        factors.append(_tuning(tuned, baseline))
+        factors.append(_tuning(tuned, baseline, set_aside))
     critical = _criticality(cfg, hosts, users)
     if critical is not None:
         factors.append(critical)
@@ -553,8 +564,9 @@ def _novelty(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None
     )
 
 
-def _tuning(tuned: list[Stream], baseline: Baseline) -> PriorityFactor:
-    """No points: it says which points are missing, and on whose word."""
+def _tuning(tuned: list[Stream], baseline: Baseline, set_aside: bool) -> PriorityFactor:
+    """No points: it says which points are missing, and on whose word; or, `set_aside`, that
+    the tuned pairs count in full, the window being unusual."""
     notes = sorted(
         {
             (t.verdict, t.actor, f"{t.at:%Y-%m-%d}", t.incident_id)
@@ -564,6 +576,15 @@ def _tuning(tuned: list[Stream], baseline: Baseline) -> PriorityFactor:
     said = "; ".join(f"closed as {v} by {a} on {d} (incident {i})" for v, a, d, i in notes[:3])
     more = f"; and {len(notes) - 3} more" if len(notes) > 3 else ""
     pairs = len({(s.rule_id, s.host) for s in tuned})
+    if set_aside:
+        return PriorityFactor(
+            name="tuning_set_aside",
+            points=0.0,
+            detail=(
+                f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: counted in full, "
+                "since they fired in an unusual window (burst above)"
+            ),
+        )
     return PriorityFactor(
         name="tuning",
         points=0.0,

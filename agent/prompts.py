@@ -82,14 +82,20 @@ def evidence(
 
 #: What the model reads of a tuning: that the SOC tuned the pairs, not who did (staff names are
 #: not the alerts' to share; the incident page shows them).
-TUNING_FOR_MODEL = (
-    "some rule-host pairs here were tuned as noise by the SOC: their rarity and novelty are "
-    "not counted"
-)
+TUNING_FOR_MODEL = {
+    "tuning": (
+        "some rule-host pairs here were tuned as noise by the SOC: their rarity and novelty "
+        "are not counted"
+    ),
+    "tuning_set_aside": (
+        "some rule-host pairs here were tuned as noise by the SOC, but fired in an unusual "
+        "window: they count in full"
+    ),
+}
 
 
 def _factor_detail(f: PriorityFactor, pseudo: Masker) -> str:
-    return TUNING_FOR_MODEL if f.name == "tuning" else pseudo.mask(f.detail)
+    return TUNING_FOR_MODEL.get(f.name) or pseudo.mask(f.detail)
 
 
 def _linked_by(link: EntityLink, pseudo: Masker) -> str:

@@ -134,8 +134,9 @@ def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_a
     assert [t.actor for t in store.tunings(datetime.now(UTC))] == ["carol"]
 
 
-def _near_factors(tunings: list[Tuning]) -> dict[str, float]:
-    """The factors of the quiet alert 20 minutes after the day's intrusion, with these tunings."""
+def _factors_of(first_alert: str, tunings: list[Tuning]) -> dict[str, float]:
+    """The factors of one incident of the day with an intrusion at 06:00 (`anear`: a quiet
+    alert 20 minutes after it; `afar`: its twin four hours later), with these tunings."""
     from agent.incidents import build_incident
     from tests.unit.test_correlate_prioritise import _day_with_an_intrusion
 
@@ -143,20 +144,24 @@ def _near_factors(tunings: list[Tuning]) -> dict[str, float]:
     baseline = Baseline()
     baseline.observe(clusters)
     baseline.tune(tunings)
-    near = next(c for c in clusters if c.alerts[0].id == "anear")
-    return points(build_incident(near, baseline).explanation.priority_factors)
+    cluster = next(c for c in clusters if c.alerts[0].id == first_alert)
+    return points(build_incident(cluster, baseline).explanation.priority_factors)
 
 
-def test_a_tuned_rule_keeps_its_window_s_burst_and_tuning_raises_no_other_incident() -> None:
-    """The window is the evidence, not the rule: a tuned rule firing beside an intrusion is still
-    worth reading next to it. Tuning the intrusion's own rules changes nothing for an incident
-    that holds none of them."""
-    untouched = _near_factors([])
+def test_a_tuned_rule_counts_in_full_in_an_unusual_window_and_only_there() -> None:
+    """A tuning judged the pair's routine: beside an intrusion, a tuned rule (the cracking's
+    CPU alert) is its side effect, and counts in full, saying so; at a quiet time it loses its
+    rarity. Tuning the intrusion's own rules changes nothing for an incident holding none."""
+    untouched = _factors_of("anear", [])
     assert untouched["burst"] == 40.0 and untouched["rarity"] > 0
-    own = _near_factors([tuning("cpu-out-of-range", "monitor")])
-    assert own["burst"] == 40.0 and own["rarity"] == 0 and "tuning" in own
-    intrusion_tuned = _near_factors([tuning(f"attack-step-{i}", f"srv{i % 3}") for i in range(8)])
-    assert intrusion_tuned == untouched
+    own = _factors_of("anear", [tuning("cpu-out-of-range", "monitor")])
+    assert own == {**untouched, "tuning_set_aside": 0.0}
+    quiet = _factors_of("afar", [])
+    assert quiet.get("burst", 0) < 10 and quiet["rarity"] > 0
+    tuned_quiet = _factors_of("afar", [tuning("cpu-deviates-from-average", "monitor2")])
+    assert tuned_quiet["rarity"] == 0 and "tuning" in tuned_quiet
+    steps = [tuning(f"attack-step-{i}", f"srv{i % 3}") for i in range(8)]
+    assert _factors_of("anear", steps) == untouched
 
 
 def test_the_model_reads_that_the_soc_tuned_a_pair_not_who_did() -> None:
@@ -173,7 +178,18 @@ def test_the_model_reads_that_the_soc_tuned_a_pair_not_who_did() -> None:
     assert "alice" in str(incident.explanation.priority_factors)  # the page says who
     payload = str(evidence(incident, {a.id: a for a in alerts}, Passthrough(), 20))
     assert "alice" not in payload and "learning noise" not in payload
-    assert f"tuning +0: {TUNING_FOR_MODEL}" in payload
+    assert f"tuning +0: {TUNING_FOR_MODEL['tuning']}" in payload
+
+    from tests.unit.test_correlate_prioritise import _day_with_an_intrusion
+
+    day = _day_with_an_intrusion()  # the tuned pair fires beside an intrusion: set aside
+    baseline = Baseline()
+    baseline.observe(clusters := correlate(day))
+    baseline.tune([tuning("cpu-out-of-range", "monitor")])
+    near = build_incident(next(c for c in clusters if c.alerts[0].id == "anear"), baseline)
+    payload = str(evidence(near, {a.id: a for a in day}, Passthrough(), 20))
+    assert "alice" not in payload and "learning noise" not in payload
+    assert f"tuning_set_aside +0: {TUNING_FOR_MODEL['tuning_set_aside']}" in payload
 
 
 @pytest.mark.parametrize("verdict", ["false_positive", "true_positive"])
