@@ -181,14 +181,14 @@ def _writable(output: Path) -> None:
         raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
 
 
-def _incidents_table(title: str, incidents: list[Incident], first_rank: int = 1) -> Table:
+def _incidents_table(title: str, incidents: list[Incident]) -> Table:
     """Incidents in reading order, each with the factors that rank it there."""
     table = Table(title=title)
     for col in ("#", "priority", "incident", "alerts", "verdict", "proposals"):
         table.add_column(col, no_wrap=True)
     table.add_column("why it ranks here", overflow="fold", min_width=24)
     table.add_column("title", overflow="fold", min_width=30)
-    for rank, inc in enumerate(incidents, first_rank):
+    for rank, inc in enumerate(incidents, 1):
         closed = inc.disposition.verdict if inc.disposition else None
         table.add_row(
             str(rank),
@@ -348,8 +348,8 @@ def approvals_expire() -> None:
 
 
 def _acted(act: Callable[[], T]) -> T:
-    """A person's request about incidents or tunings: bad input exits 2, a refusal (nothing there,
-    or someone acted first) 1, each with its reason."""
+    """A person's request about incidents or tunings: bad input exits 2, a refusal (nothing
+    there, or someone acted first) 1, each with its reason."""
     try:
         return act()
     except BadInput as exc:

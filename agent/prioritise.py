@@ -576,22 +576,15 @@ def _tuning(tuned: list[Stream], baseline: Baseline, set_aside: bool) -> Priorit
     said = "; ".join(f"closed as {v} by {a} on {d} (incident {i})" for v, a, d, i in notes[:3])
     more = f"; and {len(notes) - 3} more" if len(notes) > 3 else ""
     pairs = len({(s.rule_id, s.host) for s in tuned})
-    if set_aside:
-        return PriorityFactor(
-            name="tuning_set_aside",
-            points=0.0,
-            detail=(
-                f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: counted in full, "
-                "since they fired in an unusual window (burst above)"
-            ),
-        )
+    name, effect = (
+        ("tuning_set_aside", "counted in full, since they fired in an unusual window (burst)")
+        if set_aside
+        else ("tuning", "their rarity and novelty are not counted")
+    )
     return PriorityFactor(
-        name="tuning",
+        name=name,
         points=0.0,
-        detail=(
-            f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: "
-            "their rarity and novelty are not counted"
-        ),
+        detail=f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: {effect}",
     )
 
 
