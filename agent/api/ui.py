@@ -286,6 +286,7 @@ def build_router(
             graph=entity_graph(inc, alerts),
             cited=set(inc.assessment.cited_alert_ids if inc.assessment else []),
             may_tune=s.principal.role in TUNING_ROLES,
+            open_above=store.count_incidents(status="open", min_priority=inc.priority),
         )
 
     @router.post("/incidents/{incident_id}/close")

@@ -378,6 +378,12 @@ def test_the_incidents_page_lists_them_in_reading_order_with_what_ranks_each(
     assert page.evaluate("window.__pwned") is None and dialogs == []
     page.screenshot(path=str(ARTIFACTS / "incidents.png"), full_page=True)
 
+    page.click(f"a[href='/incidents/{top.incident_id}']")
+    above = sum(1 for i in open_ranked if i.priority >= top.priority)
+    assert page.locator("p.rank").inner_text() == (
+        f"{above} open incident(s) at this priority or above"
+    )
+    page.go_back()
     page.click("nav.pages a[rel=next]")
     page.wait_for_selector("table.incidents")
     assert rows.first.locator("td.num").first.inner_text() == "51"
