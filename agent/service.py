@@ -110,6 +110,7 @@ def triage_context(
                 "title": inc.title,
                 "alert_count": len(inc.alert_ids),
                 "proposal_ids": inc.proposal_ids,
+                "why": [f.model_dump() for f in inc.leading_factors()],
             },
         )
     return ctx

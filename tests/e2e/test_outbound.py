@@ -66,7 +66,10 @@ def test_incidents_decisions_and_results_are_sent_signed_and_retried(tmp_path: P
             .status_code
             == 202
         )
-        receiver.first("incident.created")
+        created = receiver.first("incident.created")
+        stored = api["store"].get_incident(created["data"]["incident_id"])
+        assert created["data"]["why"] == [f.model_dump() for f in stored.leading_factors()]
+        assert created["data"]["why"]  # what ranks it, for the SOAR's ticket
         block = next(p for p in api["store"].list_proposals() if p.action == "block_ip")
         r = api["client"].post(
             f"/api/approvals/{block.proposal_id}/approve",
