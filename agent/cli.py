@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.approvals import approved_by
+from agent.dispositions import Closing
 from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
@@ -393,7 +394,7 @@ def incidents_list(
 
 @incidents_app.command("close")
 def incidents_close(
-    incident_id: str,
+    incident_ids: Annotated[list[str], typer.Argument(help="one incident or several")],
     who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
     verdict: Annotated[str, typer.Option(help="true_positive, benign or false_positive")],
     reason: Annotated[str, typer.Option(help="why")],
@@ -406,16 +407,17 @@ def incidents_close(
         ),
     ] = False,
 ) -> None:
-    """Close an incident with your verdict (recorded in the audit trail)."""
+    """Close incidents with your verdict (each recorded in the audit trail). One closed
+    already or unknown is reported (exit 1) and the others still close."""
     from agent import announcements
-    from agent.dispositions import dispose, verdict_of
+    from agent.dispositions import dispose_each, verdict_of
 
     settings = _settings()
     store = open_store(settings.store_url)
-    closing = _acted(
-        lambda: dispose(
+    closings = _acted(
+        lambda: dispose_each(
             store,
-            incident_id,
+            incident_ids,
             verdict_of(verdict),
             reason,
             who,
@@ -424,7 +426,16 @@ def incidents_close(
             queue=_queue(settings, store),
         )
     )
-    announcements.closed(closing)
+    for closing in closings.done:
+        announcements.closed(closing)
+        out.print(_closed_line(closing, who), highlight=False)
+    for incident_id, exc in closings.refused.items():
+        err.print(f"[bold red]not closed:[/] {escape(_plain(f'{incident_id}: {exc}'))}")
+    if closings.refused:
+        raise typer.Exit(1)
+
+
+def _closed_line(closing: Closing, who: str) -> str:
     inc, d = closing.incident, closing.incident.disposition
     assert d is not None
     said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"]
@@ -436,7 +447,7 @@ def incidents_close(
         said.append(f"{len(closing.withdrawn)} pending proposal(s) rejected")
     if closing.left:
         said.append(f"{len(closing.left)} proposal(s) could not be rejected: decide them")
-    out.print("; ".join(said), highlight=False)
+    return "; ".join(said)
 
 
 @incidents_app.command("reopen")

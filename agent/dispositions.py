@@ -101,6 +101,60 @@ def dispose(
     return withdraw(store, queue, closed, f"incident closed as {verdict}: {reason}", actor)
 
 
+#: The most incidents one closing may name: a page of the incident list, with room.
+MAX_CLOSED_AT_ONCE = 200
+
+
+@dataclass(frozen=True)
+class Closings:
+    """What closing several incidents at once did: each closed, or refused and why."""
+
+    done: list[Closing]
+    refused: dict[str, NotFound | Conflict]
+
+
+def dispose_each(
+    store: Store,
+    incident_ids: list[str],
+    verdict: Disposal,
+    reason: str,
+    actor: str,
+    *,
+    tune: bool = False,
+    role: str | None = None,
+    tuning_for: timedelta = timedelta(days=30),
+    queue: ApprovalQueue | None = None,
+) -> Closings:
+    """Several incidents closed with one verdict and reason, as `dispose` closes one: a new
+    detector's learning noise spans dozens. Each is closed and audited on its own; one closed
+    meanwhile or unknown is refused and the others still close. What would refuse them all
+    (no reason, a true positive tuned, no role to tune) is raised by the first, before
+    anything is written."""
+    ids = list(dict.fromkeys(incident_ids))
+    if not ids or len(ids) > MAX_CLOSED_AT_ONCE:
+        raise BadInput(f"name 1 to {MAX_CLOSED_AT_ONCE} incidents")
+    done: list[Closing] = []
+    refused: dict[str, NotFound | Conflict] = {}
+    for incident_id in ids:
+        try:
+            done.append(
+                dispose(
+                    store,
+                    incident_id,
+                    verdict,
+                    reason,
+                    actor,
+                    tune=tune,
+                    role=role,
+                    tuning_for=tuning_for,
+                    queue=queue,
+                )
+            )
+        except (NotFound, Conflict) as exc:
+            refused[incident_id] = exc
+    return Closings(done, refused)
+
+
 def withdraw(
     store: Store, queue: ApprovalQueue, incident: Incident, reason: str, actor: str
 ) -> Closing:

@@ -27,7 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api import REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
-from agent.dispositions import MAX_REASON, Closing, dispose, reopen, revoke
+from agent.dispositions import (
+    MAX_CLOSED_AT_ONCE,
+    MAX_REASON,
+    Closing,
+    Closings,
+    dispose_each,
+    reopen,
+    revoke,
+)
 from agent.errors import (
     ApprovalError,
     AuthError,
@@ -85,6 +93,10 @@ class DispositionBody(BaseModel):
         description="benign or false_positive only, lead or admin role: its rule-host pairs "
         "stop counting as rare or new in later incidents until the tuning expires",
     )
+
+
+class DispositionsBody(DispositionBody):
+    incident_ids: list[str] = Field(min_length=1, max_length=MAX_CLOSED_AT_ONCE)
 
 
 class Accepted(BaseModel):
@@ -295,14 +307,14 @@ def create_app(
             "audit": sorted(audit, key=lambda e: e["seq"]),
         }
 
-    def close_incident(
-        incident_id: str, verdict: Disposal, reason: str, who: Principal, tune: bool
-    ) -> Closing:
+    def close_incidents(
+        incident_ids: list[str], verdict: Disposal, reason: str, who: Principal, tune: bool
+    ) -> Closings:
         """A person's closing, as the API and the UI make it: their role bounds the tuning,
-        their noise verdict withdraws what waits for approval, and the closing is announced."""
-        closing = dispose(
+        their noise verdict withdraws what waits for approval, and each closing is announced."""
+        closings = dispose_each(
             store,
-            incident_id,
+            incident_ids,
             verdict,
             reason,
             who.name,
@@ -312,8 +324,19 @@ def create_app(
             queue=queue,
         )
         if on_closed is not None:
-            on_closed(closing)
-        return closing
+            for closing in closings.done:
+                on_closed(closing)
+        return closings
+
+    def closed_view(closing: Closing) -> dict[str, Any]:
+        inc = closing.incident
+        return {
+            "incident_id": inc.incident_id,
+            "status": inc.status,
+            "disposition": inc.disposition.model_dump(mode="json") if inc.disposition else None,
+            "withdrawn_proposals": closing.withdrawn,
+            "proposals_left_pending": closing.left,
+        }
 
     def reopen_incident(incident_id: str, reason: str, who: Principal) -> Incident:
         """A closing undone, as the API and the UI make it, and announced."""
@@ -331,16 +354,28 @@ def create_app(
         """Close the incident with your verdict; `tune` (a lead's call) tunes its noise out. A
         noise verdict rejects the incident's pending proposals in your name."""
         try:
-            closing = close_incident(incident_id, body.verdict, body.reason, who, body.tune)
+            closings = close_incidents([incident_id], body.verdict, body.reason, who, body.tune)
         except REFUSED as exc:
             raise HTTPException(refusal_status(exc), str(exc)) from exc
-        inc = closing.incident
+        for refusal in closings.refused.values():
+            raise HTTPException(refusal_status(refusal), str(refusal))
+        return closed_view(closings.done[0])
+
+    @app.post("/api/incidents/dispositions", responses={400: {}, 403: {}})
+    def dispositions(body: DispositionsBody, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """Close several incidents with one verdict and reason (a detector's learning noise);
+        each is closed and audited on its own. One closed meanwhile or unknown is listed under
+        `refused` with its status and reason, and the others still close."""
+        try:
+            closings = close_incidents(body.incident_ids, body.verdict, body.reason, who, body.tune)
+        except REFUSED as exc:
+            raise HTTPException(refusal_status(exc), str(exc)) from exc
         return {
-            "incident_id": inc.incident_id,
-            "status": inc.status,
-            "disposition": inc.disposition.model_dump(mode="json") if inc.disposition else None,
-            "withdrawn_proposals": closing.withdrawn,
-            "proposals_left_pending": closing.left,
+            "closed": [closed_view(c) for c in closings.done],
+            "refused": [
+                {"incident_id": i, "status": refusal_status(exc), "detail": str(exc)}
+                for i, exc in closings.refused.items()
+            ],
         }
 
     @app.post("/api/incidents/{incident_id}/reopen", responses={400: {}, 404: {}, 409: {}})
@@ -413,7 +448,7 @@ def create_app(
     from agent.api.ui import HERE, build_router
 
     app.include_router(
-        build_router(store, queue, tokens, close_incident, reopen_incident, secure_cookie)
+        build_router(store, queue, tokens, close_incidents, reopen_incident, secure_cookie)
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

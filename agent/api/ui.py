@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +26,7 @@ from agent.api import REFUSED, refusal_status, status_shown
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.dispositions import TUNING_ROLES, Closing, revoke, verdict_of
+from agent.dispositions import TUNING_ROLES, Closings, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
@@ -139,11 +139,11 @@ def build_router(
     store: Store,
     queue: ApprovalQueue,
     tokens: ApiTokens,
-    close_incident: Callable[[str, Disposal, str, Principal, bool], Closing],
+    close_incidents: Callable[[list[str], Disposal, str, Principal, bool], Closings],
     reopen_incident: Callable[[str, str, Principal], Incident],
     secure_cookie: bool = False,
 ) -> APIRouter:
-    """`close_incident`, `reopen_incident`: a person's closing and reopening as the API makes
+    """`close_incidents`, `reopen_incident`: a person's closing and reopening as the API makes
     them (`create_app`)."""
     router = APIRouter(include_in_schema=False)
     env = _env()
@@ -263,6 +263,8 @@ def build_router(
             min_priority=min_priority,
             page_no=page_no,
             pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
+            may_tune=s.principal.role in TUNING_ROLES,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         )
 
     @router.get("/incidents/{incident_id}")
@@ -302,10 +304,39 @@ def build_router(
         s = session_of(request)
         check_csrf(s, csrf)
         back = f"/incidents/{incident_id}"
+        return closed_or_refused(s, [incident_id], verdict, reason, tune, back)
+
+    @router.post("/incidents")
+    def close_many(
+        request: Request,
+        csrf: str = Form(""),
+        incident_id: Annotated[list[str] | None, Form()] = None,
+        verdict: str = Form(...),
+        reason: str = Form(""),
+        tune: str = Form(""),
+        back: str = Form("/incidents"),
+    ) -> Response:
+        """Close the incidents ticked on the list with one verdict (a detector's learning
+        noise spans dozens); each is closed and audited on its own."""
+        s = session_of(request)
+        check_csrf(s, csrf)
+        if not back.startswith("/incidents"):  # only ever back to the list
+            back = "/incidents"
+        return closed_or_refused(s, incident_id or [], verdict, reason, tune, back)
+
+    def closed_or_refused(
+        s: Session, ids: list[str], verdict: str, reason: str, tune: str, back: str
+    ) -> Response:
+        """Back where the person was, or the page saying what was not closed and why."""
         try:
-            close_incident(incident_id, verdict_of(verdict), reason, s.principal, bool(tune))
+            closings = close_incidents(ids, verdict_of(verdict), reason, s.principal, bool(tune))
         except REFUSED as exc:
             return refused(s, exc, back)
+        if closings.refused:
+            said = "; ".join(f"{i}: {exc}" for i, exc in closings.refused.items())
+            shown = f"{len(closings.done)} closed; not closed: {said}"
+            status = max(refusal_status(exc) for exc in closings.refused.values())
+            return page("error.html", status=status, s=s, message=shown, back=back)
         return RedirectResponse(back, status_code=303)
 
     @router.post("/incidents/{incident_id}/reopen")

@@ -306,3 +306,46 @@ def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict
         headers=auth("tok-alice"),
     )
     assert r.status_code == 404
+
+
+def test_several_incidents_are_closed_at_once_each_on_its_own(api: dict) -> None:
+    """A detector's learning noise spans dozens of incidents: one request closes those named,
+    each audited on its own; one unknown or closed already is refused, and the rest close."""
+    c = api["client"]
+    noise = [ecs(n, 120 * n, f"Odd rule {n}", f"ws{n}") for n in range(3)]
+    body = json.dumps(noise).encode()
+    assert c.post("/webhooks/generic", content=body, headers=signed(body, "m1")).status_code == 202
+    items = wait_incidents(c, 3)
+    first, second, third = (i["incident_id"] for i in items)
+    path = "/api/incidents/dispositions"
+    closing = {"verdict": "false_positive", "reason": "scanner test"}
+    assert c.post(f"/api/incidents/{third}/disposition", json=closing, headers=auth("tok-bob"))
+    tuned = {**closing, "incident_ids": [first, second], "tune": True}
+    r = c.post(path, json=tuned, headers=auth("tok-alice"))
+    assert r.status_code == 403  # tuning is a lead's call: nothing closed
+    assert all(api["store"].get_incident(i).status == "open" for i in (first, second))
+    r = c.post(
+        path,
+        json={**closing, "incident_ids": [first, "INC-nope", third, second, first]},
+        headers=auth("tok-alice"),
+    )
+    assert r.status_code == 200, r.text
+    assert [x["incident_id"] for x in r.json()["closed"]] == [first, second]
+    assert {(x["incident_id"], x["status"]) for x in r.json()["refused"]} == {
+        ("INC-nope", 404),
+        (third, 409),
+    }
+    for iid in (first, second):
+        inc = api["store"].get_incident(iid)
+        assert (inc.status, inc.disposition.actor, inc.disposition.reason) == (
+            "closed",
+            "alice",
+            "scanner test",
+        )
+        assert [e.kind for e in api["store"].audit(iid)].count("incident.disposed") == 1
+    assert (
+        c.post(path, json={**closing, "incident_ids": []}, headers=auth("tok-alice")).status_code
+        == 422
+    )
+    many = {**closing, "incident_ids": [f"INC-{n}" for n in range(201)]}
+    assert c.post(path, json=many, headers=auth("tok-alice")).status_code == 422

@@ -517,3 +517,22 @@ def test_incidents_list_reads_them_in_priority_order_with_what_ranks_each(tmp_pa
     )
     bad = vigie(tmp_path, "incidents", "list", "--status", "shut")
     assert bad.returncode == 2 and "unknown status 'shut'" in bad.stderr
+
+
+def test_several_incidents_closed_in_one_command_each_on_its_own(tmp_path: Path) -> None:
+    docs = [ecs(n, 30 + 60 * n, f"New parameter {n}", f"srv{n}") for n in range(3)]
+    f = tmp_path / "noise.ndjson"
+    f.write_text("\n".join(json.dumps(d) for d in docs))
+    assert vigie(tmp_path, "triage", "-i", str(f)).returncode == 0
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    ids = [i.incident_id for i in store.list_incidents(limit=10)]
+    closing = ["--as", "alice", "--verdict", "benign", "--reason", "detector learning"]
+    first = vigie(tmp_path, "incidents", "close", ids[1], *closing)
+    assert first.returncode == 0, first.stderr
+    both = vigie(tmp_path, "incidents", "close", ids[0], ids[1], ids[2], "INC-nope", *closing)
+    assert both.returncode == 1
+    assert f"{ids[0]}: closed as benign by alice" in both.stdout
+    assert f"{ids[2]}: closed as benign by alice" in both.stdout
+    assert f"not closed: {ids[1]}: " in both.stderr and "INC-nope" in both.stderr
+    assert [store.get_incident(i).status for i in ids] == ["closed"] * 3
+    assert [e.kind for e in store.audit(ids[1])].count("incident.disposed") == 1

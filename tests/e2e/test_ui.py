@@ -400,3 +400,70 @@ def test_the_incidents_page_lists_them_in_reading_order_with_what_ranks_each(
     high = c.get("/incidents", params={"min_priority": top.priority}).text
     assert high.count("<tr>") - 1 == sum(1 for i in open_ranked if i.priority >= top.priority)
     assert c.get("/incidents", params={"status": "nope"}).status_code == 422
+
+
+def test_incidents_ticked_on_the_list_are_closed_together(
+    api: dict,
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """An analyst ticks the learning noise on the Incidents page and closes it with one verdict:
+    each is closed and audited on its own; one closed meanwhile by someone else is named on the
+    page saying what was not done, and the others are closed all the same."""
+    from agent.analyst import OfflineAnalyst
+    from agent.dispositions import dispose
+    from agent.graph import TriageContext, run_triage_documents
+
+    store = api["store"]
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    noise = [ecs(200 + i, 30 + i * 60, f"New parameter {i}", f"srv{i}") for i in range(4)]
+    run_triage_documents([("t", n, d) for n, d in enumerate(noise, 1)], ctx)
+    ids = [i.incident_id for i in store.list_incidents(limit=10)]
+    assert len(ids) == 4
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(api["url"] + "/login")
+    page.fill("#token", "tok-alice")
+    page.click("button[type=submit]")
+    page.goto(api["url"] + "/incidents")
+    assert page.locator("form.bulk-close input[name=tune]").count() == 0  # an analyst: no tuning
+    for iid in ids[:3]:
+        page.check(f"input[name=incident_id][value='{iid}']")
+    dispose(store, ids[1], "benign", "known job", "bob")  # meanwhile, someone else
+    page.select_option("form.bulk-close select[name=verdict]", "false_positive")
+    page.fill("form.bulk-close input[name=reason]", "detector learning")
+    page.click("button.close-selected")
+    said = page.locator("p.error").inner_text()
+    assert said.startswith("2 closed; not closed: ") and ids[1] in said and "bob" in said
+    for iid in (ids[0], ids[2]):
+        d = store.get_incident(iid).disposition
+        assert (d.verdict, d.actor, d.reason) == ("false_positive", "alice", "detector learning")
+        assert [e.kind for e in store.audit(iid)].count("incident.disposed") == 1
+    assert store.get_incident(ids[1]).disposition.actor == "bob"  # untouched
+    assert store.get_incident(ids[3]).status == "open"  # not ticked
+    page.goto(api["url"] + "/incidents")
+    assert page.locator("input[name=incident_id]").count() == 1  # only the open one is offered
+
+    c = api["client"]
+    c.post("/login", data={"token": "tok-alice"}, follow_redirects=False)
+    forged = c.post(
+        "/incidents",
+        data={"csrf": "forged", "incident_id": [ids[3]], "verdict": "benign", "reason": "x"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403 and store.get_incident(ids[3]).status == "open"
+    html = c.get("/incidents").text
+    tuned = c.post(  # tuning is a lead's call: refused, nothing closed
+        "/incidents",
+        data={"csrf": csrf_of(html), "incident_id": [ids[3]], "verdict": "benign",
+              "reason": "x", "tune": "1"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert tuned.status_code == 403 and store.get_incident(ids[3]).status == "open"
+    away = c.post(  # the page only ever sends back to the list
+        "/incidents",
+        data={"csrf": csrf_of(html), "incident_id": [ids[3]], "verdict": "benign",
+              "reason": "ok", "back": "https://evil.example/"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert away.status_code == 303 and away.headers["location"] == "/incidents"
+    assert store.get_incident(ids[3]).disposition.verdict == "benign"
