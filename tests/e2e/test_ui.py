@@ -78,6 +78,19 @@ def seed(api: dict) -> None:
         time.sleep(0.05)
 
 
+def signed_in(browser, api: dict, token: str, viewport: dict | None = None):  # type: ignore[no-untyped-def]
+    """A browser page logged in with this API token, and the messages of any dialog a script
+    on it opens (there must be none)."""
+    page = browser.new_page(viewport=viewport or {"width": 1366, "height": 768})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(api["url"] + "/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.queue")
+    return page, dialogs
+
+
 def test_login_queue_incident_approve_reject_and_escaping(api: dict, browser) -> None:  # type: ignore[no-untyped-def]
     seed(api)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -259,13 +272,7 @@ def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
     )
     assert forged.status_code == 403 and store.get_incident(first.incident_id).disposition is None
 
-    page = browser.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(api["url"] + "/login")
-    page.fill("#token", "tok-bob")
-    page.click("button[type=submit]")
-    page.wait_for_selector("table.queue")
+    page, dialogs = signed_in(browser, api, "tok-bob")
     page.goto(api["url"] + f"/incidents/{first.incident_id}")
     page.fill("form.close input[name=reason]", "   ")
     page.click("button.close-incident")  # blank once trimmed: refused, with the reason
@@ -356,12 +363,7 @@ def test_the_incidents_page_lists_them_in_reading_order_with_what_ranks_each(
     closed = ranked[-1]
     dispose(store, closed.incident_id, "benign", "lab host", "alice")
 
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(api["url"] + "/login")
-    page.fill("#token", "tok-bob")
-    page.click("button[type=submit]")
+    page, dialogs = signed_in(browser, api, "tok-bob", {"width": 1366, "height": 900})
     page.click("nav a[href='/incidents']")
     page.wait_for_selector("table.incidents")
     rows = page.locator("table.incidents tbody tr")
@@ -420,10 +422,7 @@ def test_incidents_ticked_on_the_list_are_closed_together(
     ids = [i.incident_id for i in store.list_incidents(limit=10)]
     assert len(ids) == 4
 
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    page.goto(api["url"] + "/login")
-    page.fill("#token", "tok-alice")
-    page.click("button[type=submit]")
+    page, _ = signed_in(browser, api, "tok-alice")
     page.goto(api["url"] + "/incidents")
     assert page.locator("form.bulk-close input[name=tune]").count() == 0  # an analyst: no tuning
     for iid in ids[:3]:
