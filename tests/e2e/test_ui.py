@@ -368,6 +368,10 @@ def test_the_incidents_page_lists_them_in_reading_order_with_what_ranks_each(
     page.wait_for_selector("table.incidents")
     rows = page.locator("table.incidents tbody tr")
     assert rows.count() == 50
+    page.check("#select-all")  # one box ticks every open incident of the page
+    assert page.locator("input[name=incident_id]:checked").count() == 50
+    page.uncheck("#select-all")
+    assert page.locator("input[name=incident_id]:checked").count() == 0
     shown = [a.get_attribute("href") for a in page.locator("table.incidents tbody tr td a").all()]
     open_ranked = [i for i in ranked if i.incident_id != closed.incident_id]
     assert shown == [f"/incidents/{i.incident_id}" for i in open_ranked[:50]]

@@ -15,3 +15,14 @@
     if (e.key === "r" && !(e.target instanceof HTMLInputElement)) refresh();
   });
 })();
+
+// Incidents list: one box ticks every open incident of the page, to close a detector's
+// learning noise together.
+(function () {
+  const all = document.getElementById("select-all");
+  if (!all) return;
+  const boxes = () => document.querySelectorAll("form.bulk-close input[name=incident_id]");
+  all.addEventListener("change", () => {
+    for (const box of boxes()) box.checked = all.checked;
+  });
+})();
