@@ -410,20 +410,24 @@ def incidents_close(
     """Close incidents with your verdict (each recorded in the audit trail). One closed
     already or unknown is reported (exit 1) and the others still close."""
     from agent import announcements
-    from agent.dispositions import dispose_each, verdict_of
+    from agent.dispositions import dispose, dispose_each, verdict_of
 
     settings = _settings()
     store = open_store(settings.store_url)
+    queue = _queue(settings, store)
     closings = _acted(
         lambda: dispose_each(
-            store,
             incident_ids,
-            verdict_of(verdict),
-            reason,
-            who,
-            tune=tune,
-            tuning_for=timedelta(days=settings.tuning_days),
-            queue=_queue(settings, store),
+            lambda incident_id: dispose(
+                store,
+                incident_id,
+                verdict_of(verdict),
+                reason,
+                who,
+                tune=tune,
+                tuning_for=timedelta(days=settings.tuning_days),
+                queue=queue,
+            ),
         )
     )
     for closing in closings.done:

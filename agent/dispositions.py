@@ -15,6 +15,7 @@ closes or tunes anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -113,23 +114,12 @@ class Closings:
     refused: dict[str, NotFound | Conflict]
 
 
-def dispose_each(
-    store: Store,
-    incident_ids: list[str],
-    verdict: Disposal,
-    reason: str,
-    actor: str,
-    *,
-    tune: bool = False,
-    role: str | None = None,
-    tuning_for: timedelta = timedelta(days=30),
-    queue: ApprovalQueue | None = None,
-) -> Closings:
-    """Several incidents closed with one verdict and reason, as `dispose` closes one: a new
-    detector's learning noise spans dozens. Each is closed and audited on its own; one closed
-    meanwhile or unknown is refused and the others still close. What would refuse them all
-    (no reason, a true positive tuned, no role to tune) is raised by the first, before
-    anything is written."""
+def dispose_each(incident_ids: list[str], close: Callable[[str], Closing]) -> Closings:
+    """Several incidents closed with one verdict and reason (`close`: `dispose` with them, for
+    one id): a new detector's learning noise spans dozens. Each is closed and audited on its
+    own; one closed meanwhile or unknown is refused and the others still close. What would
+    refuse them all (no reason, a true positive tuned, no role to tune) is raised by the
+    first, before anything is written."""
     ids = list(dict.fromkeys(incident_ids))
     if not ids or len(ids) > MAX_CLOSED_AT_ONCE:
         raise BadInput(f"name 1 to {MAX_CLOSED_AT_ONCE} incidents")
@@ -137,19 +127,7 @@ def dispose_each(
     refused: dict[str, NotFound | Conflict] = {}
     for incident_id in ids:
         try:
-            done.append(
-                dispose(
-                    store,
-                    incident_id,
-                    verdict,
-                    reason,
-                    actor,
-                    tune=tune,
-                    role=role,
-                    tuning_for=tuning_for,
-                    queue=queue,
-                )
-            )
+            done.append(close(incident_id))
         except (NotFound, Conflict) as exc:
             refused[incident_id] = exc
     return Closings(done, refused)

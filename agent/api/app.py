@@ -32,18 +32,12 @@ from agent.dispositions import (
     MAX_REASON,
     Closing,
     Closings,
+    dispose,
     dispose_each,
     reopen,
     revoke,
 )
-from agent.errors import (
-    ApprovalError,
-    AuthError,
-    BadInput,
-    Forbidden,
-    NotFound,
-    Transient,
-)
+from agent.errors import ApprovalError, AuthError, BadInput, Forbidden, NotFound, Transient
 from agent.intake import accept
 from agent.models import ActionProposal, Disposal, Incident, ProposalState
 from agent.queue import ApprovalQueue
@@ -313,15 +307,18 @@ def create_app(
         """A person's closing, as the API and the UI make it: their role bounds the tuning,
         their noise verdict withdraws what waits for approval, and each closing is announced."""
         closings = dispose_each(
-            store,
             incident_ids,
-            verdict,
-            reason,
-            who.name,
-            tune=tune,
-            role=who.role,
-            tuning_for=tuning_for,
-            queue=queue,
+            lambda incident_id: dispose(
+                store,
+                incident_id,
+                verdict,
+                reason,
+                who.name,
+                tune=tune,
+                role=who.role,
+                tuning_for=tuning_for,
+                queue=queue,
+            ),
         )
         if on_closed is not None:
             for closing in closings.done:
