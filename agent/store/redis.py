@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import redis
@@ -336,7 +337,7 @@ class RedisStore:
                 )
             )
         else:
-            ids = self._with_status(status, min_priority)[offset : offset + limit]
+            ids, _ = self._with_status(status, min_priority, offset, limit)
         docs = self._r.mget([f"vigie:incident:{i.decode()}" for i in ids]) if ids else []
         return [Incident.model_validate_json(d) for d in docs if d]
 
@@ -345,17 +346,46 @@ class RedisStore:
     ) -> int:
         if status is None:
             return int(self._guard(self._r.zcount, "vigie:incidents", min_priority, "+inf"))
-        return len(self._with_status(status, min_priority))
+        return self._with_status(status, min_priority, 0, 0)[1]
 
-    def _with_status(self, status: IncidentStatus, min_priority: float) -> list[bytes]:
-        """The ids of one status at `min_priority` or more, highest first (as the unfiltered
-        list orders them): the priority set's, kept or dropped by the open set. Ids only
-        cross, never documents."""
-        ranked = self._guard(
-            lambda: self._r.zrevrangebyscore("vigie:incidents", "+inf", min_priority)
+    def _with_status(
+        self, status: IncidentStatus, min_priority: float, offset: int, limit: int
+    ) -> tuple[list[bytes], int]:
+        """One page of the ids of one status at `min_priority` or more, highest first (as the
+        unfiltered list orders them), and how many there are. Open incidents are the few a
+        quiet period has not closed: their ids cross, then a closed page is the priority
+        set's first ids, past as many as are open. Never every incident's id."""
+        opened, at_least = self._open_at(min_priority)
+        if status == "open":
+            return opened[offset : offset + limit], len(opened)
+        total = at_least - len(opened)
+        if not limit:
+            return [], total
+        head = self._guard(
+            lambda: self._r.zrevrangebyscore(
+                "vigie:incidents", "+inf", min_priority, start=0, num=offset + limit + len(opened)
+            )
         )
-        opened = set(self._guard(self._r.zrange, "vigie:incidents:open", 0, -1))
-        return [i for i in ranked if (i in opened) == (status == "open")]
+        shut = set(opened)
+        return [i for i in head if i not in shut][offset : offset + limit], total
+
+    def _open_at(self, min_priority: float) -> tuple[list[bytes], int]:
+        """The open incidents' ids at `min_priority` or more, highest first, and how many
+        incidents of any status stand there. Redis crosses the open set with the priority set
+        (walking the smaller) into a key of this call's own, in one transaction."""
+        scratch = f"vigie:incidents:open-by-priority:{uuid4().hex}"
+
+        def read() -> tuple[list[bytes], int]:
+            with self._r.pipeline() as pipe:  # the priority, as the open set's score is a time
+                pipe.zinterstore(scratch, {"vigie:incidents": 1, "vigie:incidents:open": 0})
+                pipe.zrevrangebyscore(scratch, "+inf", min_priority)
+                pipe.zcount("vigie:incidents", min_priority, "+inf")
+                pipe.delete(scratch)
+                _, ids, at_least, _ = pipe.execute()
+            return ids, int(at_least)
+
+        result: tuple[list[bytes], int] = self._guard(read)
+        return result
 
     def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
         ids = list(alert_ids)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
 from agent import approvals
 from agent.errors import ApprovalError, Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
-from agent.models import ActionProposal, ProposalState, args_hash
+from agent.models import ActionProposal, Incident, ProposalState, args_hash
 from agent.playbooks import proposal_id_for
 from agent.queue import ApprovalQueue
 from agent.store import RunHistory, Store
@@ -165,6 +167,13 @@ def test_incident_lists_are_filtered_and_paged_by_the_store(store: Store) -> Non
     assert ids(status="closed", min_priority=60) == [
         i for i in everything if i in ("INC-009", "INC-019")
     ]
+    closed = ids(status="closed", limit=100)
+    assert [ids(status="closed", limit=1, offset=k) for k in range(4)] == [
+        [closed[0]],
+        [closed[1]],
+        [closed[2]],
+        [],
+    ]
     opened = ids(status="open", limit=100)
     assert opened == [i for i in everything if i not in ("INC-009", "INC-019", "INC-005")]
     assert (
@@ -180,6 +189,54 @@ def test_incident_lists_are_filtered_and_paged_by_the_store(store: Store) -> Non
     assert store.count_incidents(status="closed", min_priority=60) == 2
     assert store.count_incidents(min_priority=80) == 6
     assert ids(min_priority=100) == [] and store.count_incidents(min_priority=100) == 0
+
+
+def test_a_redis_status_list_sends_a_page_not_every_incidents_id(redis_url: str) -> None:
+    """A year of closed incidents must not cross the network for each page of open ones."""
+    store = RedisStore(redis_url)
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    older = [
+        Incident(
+            incident_id=f"INC-OLD-{n:05d}",
+            alert_ids=[f"old{n}"],
+            priority=float(n % 100),
+            title="old",
+            first_seen=t0,
+            last_seen=t0,
+            status="closed",
+        )
+        for n in range(5000)
+    ]
+    today = [
+        Incident(
+            incident_id=f"INC-NEW-{n}",
+            alert_ids=[f"new{n}"],
+            priority=float(n),
+            title="new",
+            first_seen=t0,
+            last_seen=t0 + timedelta(days=1),
+        )
+        for n in range(40, 46)
+    ]
+    store.save_triage(older + today, [], [], [], actor="vigie")
+    raw = redis.Redis.from_url(redis_url)
+
+    def sent(read: Callable[[], object]) -> tuple[object, int]:
+        before = int(raw.info("stats")["total_net_output_bytes"])
+        got = read()
+        return got, int(raw.info("stats")["total_net_output_bytes"]) - before
+
+    opened, opened_bytes = sent(lambda: store.list_incidents(status="open", limit=3))
+    assert [i.incident_id for i in opened] == ["INC-NEW-45", "INC-NEW-44", "INC-NEW-43"]
+    counted, counted_bytes = sent(lambda: store.count_incidents(status="closed", min_priority=50))
+    assert counted == sum(1 for i in older if i.priority >= 50)
+    closed, closed_bytes = sent(lambda: store.list_incidents(status="closed", limit=2, offset=1))
+    assert [i.incident_id for i in closed] == sorted(
+        (i.incident_id for i in older if i.priority == 99), reverse=True
+    )[1:3]
+    # 5,000 ids would be some 90 kB; a page of documents and the open ids are a few kB.
+    assert max(opened_bytes, counted_bytes, closed_bytes) < 10_000
+    store.close()
 
 
 def queue_for(store: Store, runner: CountingRunner) -> ApprovalQueue:
