@@ -71,12 +71,13 @@ def _together(incident: Incident) -> str:
     if not ex.links:
         routine = f", {ex.routine}" if ex.routine else ""
         return f"Together as one rule on one host{routine}."
-    said = "; ".join(map(_link_text, ex.links[:MAX_LINKS_SAID]))
+    said = "; ".join(map(link_text, ex.links[:MAX_LINKS_SAID]))
     more = len(ex.links) - MAX_LINKS_SAID + ex.more_links
     return f"Linked by {said}" + (f"; and {more} more link(s)." if more > 0 else ".")
 
 
-def _link_text(link: EntityLink) -> str:
+def link_text(link: EntityLink) -> str:
+    """One reason the alerts belong together, in words (the summary and `vigie incidents show`)."""
     if link.kind == "rule":
         what = f"one rule sweeping hosts ({link.value})"
     elif link.kind == "progression":

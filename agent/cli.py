@@ -19,11 +19,11 @@ from rich.text import Text
 from agent.approvals import approved_by
 from agent.dispositions import Closing
 from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
-from agent.models import ActionProposal, Incident, ProposalState
+from agent.models import ActionProposal, Incident, ProposalState, span_text
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
 from agent.settings import Settings
-from agent.store import Store, open_store
+from agent.store import Store, incident_record, open_store
 
 app = typer.Typer(
     help="Vigie: SOC alert triage that never acts without a human's approval.",
@@ -390,6 +390,147 @@ def incidents_list(
         return
     total = store.count_incidents(status=only, min_priority=min_priority)
     out.print(_incidents_table(f"{len(ranked)} of {total} {status} incident(s)", ranked))
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: str,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the whole record, as GET /api/incidents/ID answers")
+    ] = False,
+) -> None:
+    """One incident: why it ranks where it does, why its alerts belong together, its timeline,
+    the analyst's assessment, its closing and its proposed actions."""
+    store = open_store(_settings().store_url)
+    record = incident_record(store, incident_id)
+    if record is None:
+        raise _fail(f"no such incident: {incident_id}", code=1)
+    if as_json:
+        sys.stdout.write(orjson.dumps(record.document()).decode() + "\n")
+        return
+    inc = record.incident
+    out.print(Text(_plain(inc.title), style="bold"))
+    out.print(
+        _text(
+            f"{inc.incident_id} · {inc.status} · {len(inc.alert_ids)} alert(s) · "
+            f"{inc.first_seen:%Y-%m-%d %H:%M} to {inc.last_seen:%Y-%m-%d %H:%M} UTC · "
+            f"hosts: {_some(inc.hosts)} · users: {_some(inc.users)}"
+        )
+    )
+    above = store.count_incidents(status="open", min_priority=inc.priority)
+    out.print(_factors_table(inc, above))
+    for line in _belonging(inc):
+        out.print(_text(line))
+    out.print(_timeline_table(inc))
+    for line in _assessed(inc):
+        out.print(_text(line))
+    if record.proposals:
+        out.print(_proposals_table(record.proposals))
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first few of a list, and how many more."""
+    if not names:
+        return "-"
+    more = f" (+{len(names) - shown})" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _factors_table(inc: Incident, open_above: int) -> Table:
+    """Every priority factor, largest first: why the incident ranks where it does."""
+    table = Table(
+        title=f"Priority {inc.priority:.0f}: {open_above} open incident(s) at this priority "
+        "or above",
+        title_justify="left",
+    )
+    table.add_column("factor", no_wrap=True)
+    table.add_column("points", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for f in sorted(inc.explanation.priority_factors, key=lambda f: -f.points):
+        table.add_row(f.name, f"+{f.points:.1f}", _text(f.detail))
+    return table
+
+
+def _belonging(inc: Incident, shown: int = 12) -> list[str]:
+    """Why the alerts belong together, a link a line (the incident page's list)."""
+    from agent.analyst import link_text
+    from agent.attack import TACTIC_NAMES
+
+    ex = inc.explanation
+    tactics = ", ".join(f"{t} {TACTIC_NAMES.get(t, '')}".strip() for t in inc.tactics)
+    lines = [f"ATT&CK: {tactics or 'none mapped'}", "Why these alerts belong together:"]
+    for link in ex.links[:shown]:
+        seen = f", seen by {', '.join(link.sensors)}" if link.sensors else ""
+        lines.append(f"  - {link_text(link)} ({len(link.alert_ids)} alert(s){seen})")
+    if not ex.links:
+        lines.append("  - one rule on one host" + (f", {ex.routine}" if ex.routine else ""))
+    more = max(0, len(ex.links) - shown) + ex.more_links
+    if more:
+        lines.append(f"  - and {more} more link(s)")
+    if ex.max_gap_seconds:
+        lines.append(f"  largest gap between two alerts: {span_text(ex.max_gap_seconds)}")
+    return lines
+
+
+def _timeline_table(inc: Incident, shown: int = 30) -> Table:
+    """Repeats of each rule on each host, collapsed, in time order."""
+    groups = sorted(inc.groups, key=lambda g: g.first_seen)
+    more = f" (the first {shown} of {len(groups)})" if len(groups) > shown else ""
+    table = Table(title=f"Timeline{more}", title_justify="left")
+    for col in ("first", "last", "count", "severity", "rule", "host", "sample"):
+        table.add_column(col, overflow="fold")
+    for g in groups[:shown]:
+        table.add_row(
+            f"{g.first_seen:%m-%d %H:%M:%S}",
+            f"{g.last_seen:%m-%d %H:%M:%S}",
+            str(g.count),
+            g.severity.value,
+            _text(g.rule_name),
+            _text(g.host),
+            _text(g.sample_alert_id),
+        )
+    return table
+
+
+def _assessed(inc: Incident) -> list[str]:
+    """The analyst's (offline or model) assessment, then a person's closing if any."""
+    a, d = inc.assessment, inc.disposition
+    lines = (
+        ["Assessment: none yet"]
+        if a is None
+        else [
+            f"Assessment by the {a.analyst} analyst: {a.verdict}, confidence {a.confidence:.0%}",
+            f"  {a.summary}",
+            f"  cited: {', '.join(a.cited_alert_ids) or '-'}",
+            *(f"  flag: {n}" for n in a.notes),
+        ]
+    )
+    if d is not None:
+        tuned = (
+            f"; {len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
+            if d.tuned
+            else ""
+        )
+        lines.append(
+            f"Closed as {d.verdict} by {d.actor} on {d.at:%Y-%m-%d %H:%M} UTC: {d.reason}{tuned}"
+        )
+    return lines
+
+
+def _proposals_table(proposals: list[ActionProposal]) -> Table:
+    table = Table(title="Proposed actions", title_justify="left")
+    for col in ("proposal", "action", "risk", "state", "approvals", "arguments"):
+        table.add_column(col, overflow="fold")
+    for p in proposals:
+        table.add_row(
+            p.proposal_id,
+            p.action,
+            p.risk.value,
+            p.state.value,
+            f"{len(approved_by(p.approvals))}/{p.required_approvals}",
+            _text(", ".join(f"{k}={v}" for k, v in p.args.items())),
+        )
+    return table
 
 
 @incidents_app.command("close")

@@ -41,7 +41,7 @@ from agent.errors import ApprovalError, AuthError, BadInput, Forbidden, NotFound
 from agent.intake import accept
 from agent.models import ActionProposal, Disposal, Incident, ProposalState
 from agent.queue import ApprovalQueue
-from agent.store import Store
+from agent.store import Store, incident_record
 
 log = logging.getLogger("vigie.api")
 
@@ -285,21 +285,10 @@ def create_app(
 
     @app.get("/api/incidents/{incident_id}", responses={404: {}})
     def incident(incident_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
-        inc = store.get_incident(incident_id)
-        if inc is None:
+        record = incident_record(store, incident_id)
+        if record is None:
             raise HTTPException(404, "no such incident")
-        proposals = store.list_proposals(incident_id=incident_id)
-        audit = [e.model_dump(mode="json") for e in store.audit(incident_id)]
-        for p in proposals:
-            audit += [e.model_dump(mode="json") for e in store.audit(p.proposal_id)]
-        return {
-            "incident": inc.model_dump(mode="json"),
-            "alerts": [
-                a.model_dump(mode="json", exclude={"raw"}) for a in store.alerts_of(incident_id)
-            ],
-            "proposals": [p.model_dump(mode="json") for p in proposals],
-            "audit": sorted(audit, key=lambda e: e["seq"]),
-        }
+        return record.document()
 
     def close_incidents(
         incident_ids: list[str], verdict: Disposal, reason: str, who: Principal, tune: bool

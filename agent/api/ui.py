@@ -30,7 +30,7 @@ from agent.dispositions import TUNING_ROLES, Closings, revoke, verdict_of
 from agent.errors import ApprovalError, AuthError, Forbidden, NotFound
 from agent.models import ActionProposal, Disposal, Incident, ProposalState, span_text
 from agent.queue import ApprovalQueue
-from agent.store import Store
+from agent.store import Store, incident_record
 
 HERE = Path(__file__).parent
 COOKIE = "vigie_session"
@@ -270,22 +270,18 @@ def build_router(
     @router.get("/incidents/{incident_id}")
     def incident_page(request: Request, incident_id: str) -> HTMLResponse:
         s = session_of(request)
-        inc = store.get_incident(incident_id)
-        if inc is None:
+        record = incident_record(store, incident_id)
+        if record is None:
             raise HTTPException(404, "no such incident")
-        alerts = store.alerts_of(incident_id)
-        proposals = store.list_proposals(incident_id=incident_id)
-        audit = store.audit(incident_id) + [
-            e for p in proposals for e in store.audit(p.proposal_id)
-        ]
+        inc = record.incident
         return page(
             "incident.html",
             s=s,
             inc=inc,
-            alerts=alerts,
-            proposals=proposals,
-            audit=sorted(audit, key=lambda e: e.seq),
-            graph=entity_graph(inc, alerts),
+            alerts=record.alerts,
+            proposals=record.proposals,
+            audit=record.audit,
+            graph=entity_graph(inc, record.alerts),
             cited=set(inc.assessment.cited_alert_ids if inc.assessment else []),
             may_tune=s.principal.role in TUNING_ROLES,
             open_above=store.count_incidents(status="open", min_priority=inc.priority),

@@ -226,6 +226,42 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One incident as a person reads it (the incident page, the API, `vigie incidents
+    show`): with its stored alerts, its proposals and the audit trail of all of them."""
+
+    incident: Incident
+    alerts: list[Alert]
+    proposals: list[ActionProposal]
+    audit: list[AuditEvent]  # in order
+
+    def document(self) -> dict[str, Any]:
+        """As JSON: what the API answers and `show --json` prints (the alerts without their
+        raw documents)."""
+        return {
+            "incident": self.incident.model_dump(mode="json"),
+            "alerts": [a.model_dump(mode="json", exclude={"raw"}) for a in self.alerts],
+            "proposals": [p.model_dump(mode="json") for p in self.proposals],
+            "audit": [e.model_dump(mode="json") for e in self.audit],
+        }
+
+
+def incident_record(store: Store, incident_id: str) -> IncidentRecord | None:
+    """The incident and what a person reads beside it; None if the store has no such one."""
+    incident = store.get_incident(incident_id)
+    if incident is None:
+        return None
+    proposals = store.list_proposals(incident_id=incident_id)
+    audit = store.audit(incident_id) + [e for p in proposals for e in store.audit(p.proposal_id)]
+    return IncidentRecord(
+        incident=incident,
+        alerts=store.alerts_of(incident_id),
+        proposals=proposals,
+        audit=sorted(audit, key=lambda e: e.seq),
+    )
+
+
 def open_store(url: str) -> Store:
     """The store named by VIGIE_STORE_URL."""
     if url.startswith("sqlite:///"):

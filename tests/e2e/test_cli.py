@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.analyst import link_text
 from agent.models import args_hash
 from agent.store import open_store
 from tests.conftest import REPO, brute_force, ecs
@@ -517,6 +518,53 @@ def test_incidents_list_reads_them_in_priority_order_with_what_ranks_each(tmp_pa
     )
     bad = vigie(tmp_path, "incidents", "list", "--status", "shut")
     assert bad.returncode == 2 and "unknown status 'shut'" in bad.stderr
+
+
+def test_incidents_show_says_why_it_ranks_and_why_its_alerts_belong_together(
+    tmp_path: Path,
+) -> None:
+    hostile = "Odd [bold red]pwned[/] \x1b[2Jtask"  # rich markup and a clear-screen sequence
+    docs = [
+        brute_force(1, 0),
+        ecs(2, 3, "Web shell", "web", severity="high", tactic="TA0003"),
+        ecs(3, 5, hostile, "web", tactic="TA0004"),
+        ecs(4, 5.5, hostile, "web", tactic="TA0004"),
+    ]
+    f = tmp_path / "story.ndjson"
+    f.write_text("\n".join(json.dumps(d) for d in docs))
+    assert vigie(tmp_path, "triage", "-i", str(f)).returncode == 0
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    inc = store.list_incidents(limit=1)[0]
+    assert len(inc.alert_ids) == 4 and inc.explanation.links
+
+    shown = vigie(tmp_path, "incidents", "show", inc.incident_id)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # as read, whatever the table's wrapping
+    above = store.count_incidents(status="open", min_priority=inc.priority)
+    assert f"Priority {inc.priority:.0f}: {above} open incident(s) at this priority" in text
+    for factor in inc.explanation.priority_factors:
+        assert f"{factor.name} │ +{factor.points:.1f}" in text
+    for link in inc.explanation.links:
+        assert f"{link_text(link)} ({len(link.alert_ids)} alert(s)" in text
+    assert "Persistence" in text and "Privilege Escalation" in text
+    groups = {(g.rule_name, g.count) for g in inc.groups}
+    assert ("SSH brute force", 1) in groups and (hostile, 2) in groups
+    assert "Odd [bold red]pwned[/] \\x1b[2Jtask" in text  # shown as text, never obeyed
+    assert "\x1b" not in shown.stdout
+    assert inc.assessment is not None and f"by the {inc.assessment.analyst} analyst" in text
+
+    as_json = vigie(tmp_path, "incidents", "show", inc.incident_id, "--json")
+    record = json.loads(as_json.stdout)
+    assert record["incident"]["incident_id"] == inc.incident_id
+    assert sorted(a["id"] for a in record["alerts"]) == sorted(inc.alert_ids)
+    proposed = {p.proposal_id for p in store.list_proposals(incident_id=inc.incident_id)}
+    assert proposed and {p["proposal_id"] for p in record["proposals"]} == proposed
+    assert {(e["kind"], e["subject"]) for e in record["audit"]} == {
+        ("proposal.created", p) for p in proposed
+    }
+
+    missing = vigie(tmp_path, "incidents", "show", "INC-nope")
+    assert missing.returncode == 1 and "no such incident: INC-nope" in missing.stderr
 
 
 def test_several_incidents_closed_in_one_command_each_on_its_own(tmp_path: Path) -> None:
