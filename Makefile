@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scale_bench.py 634000 unique
 	$(PY) benchmarks/scale_bench.py 634000 flood
 	$(PY) benchmarks/approvals_bench.py 1000
+	$(PY) benchmarks/incident_list_bench.py
 	$(PY) benchmarks/llm_bench.py
 	$(PY) benchmarks/sweep_bench.py 20000
 	$(PY) benchmarks/sweep_bench.py 100000 no-pit 5000

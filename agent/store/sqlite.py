@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS incidents (
   status TEXT NOT NULL DEFAULT 'open');
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents(status, last_seen);
 CREATE INDEX IF NOT EXISTS incidents_priority ON incidents(priority DESC);
+-- A list of one status, highest first: a walk of this index, not a sort of that status.
+CREATE INDEX IF NOT EXISTS incidents_status_priority
+  ON incidents(status, priority DESC, incident_id);
 CREATE TABLE IF NOT EXISTS alerts (
   alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_incident ON alerts(incident_id);

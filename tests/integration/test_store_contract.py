@@ -239,6 +239,22 @@ def test_a_redis_status_list_sends_a_page_not_every_incidents_id(redis_url: str)
     store.close()
 
 
+def test_an_sqlite_status_list_walks_an_index_in_priority_order(tmp_path: Path) -> None:
+    """A page of closed incidents must not sort a year of them on each read: the store's own
+    query, as SQLite plans it."""
+    store = SqliteStore(tmp_path / "v.db")
+    for status in ("open", "closed"):
+        sent: list[str] = []
+        store._db.set_trace_callback(sent.append)  # the statements, values bound
+        store.list_incidents(status=status, min_priority=10, limit=50)
+        store._db.set_trace_callback(None)
+        (query,) = [q for q in sent if q.lstrip().upper().startswith("SELECT")]
+        plan = " ".join(row[-1] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "USING INDEX incidents_status_priority" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    store.close()
+
+
 def queue_for(store: Store, runner: CountingRunner) -> ApprovalQueue:
     return ApprovalQueue(
         store, lambda pid: execute_proposal(store, runner, pid), timedelta(hours=1)
