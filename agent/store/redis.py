@@ -9,9 +9,9 @@ if only the audit head moved, the transaction is retried.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import orjson
@@ -39,6 +39,7 @@ from agent.store import (
 )
 from agent.store.audit import chain_hash, first_broken
 
+T = TypeVar("T")
 _HEAD = "vigie:audit:head"
 _AUDIT = "vigie:audit"
 
@@ -145,6 +146,23 @@ class RedisStore:
                 raise Transient(f"store refusing writes: {exc}") from exc
             raise
 
+    def _optimistic(self, body: Callable[[Pipeline], T], *watched: str) -> T:
+        """An optimistic transaction: `body` reads under WATCH of `watched`, then either returns
+        before `pipe.multi()` (nothing written) or queues its writes after it, which run as one.
+        When a watched key moved meanwhile (a concurrent writer, or only the audit chain's head),
+        `body` runs again on what is there now: its own checks (a proposal's version, a closing
+        already made) decide whether it lost."""
+        while True:
+            with self._r.pipeline() as pipe:
+                try:
+                    pipe.watch(*watched)
+                    result = body(pipe)
+                    if pipe.explicit_transaction:
+                        pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
     # --- audit helpers -------------------------------------------------------------------------
 
     def _audit_event(
@@ -237,78 +255,68 @@ class RedisStore:
             else {aid: inc.incident_id for inc in incidents for aid in inc.alert_ids}
         )
         keys = [_k_proposal(p.proposal_id) for p in proposals]
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(_HEAD, *keys)
-                    exists = [bool(pipe.exists(k)) for k in keys]
-                    new = [p for p, e in zip(proposals, exists, strict=True) if not e]
-                    records: list[tuple[str, str, str, dict[str, Any]]] = [
-                        (
-                            "vigie",
-                            "proposal.created",
-                            p.proposal_id,
-                            {
-                                "action": p.action,
-                                "args": p.args,
-                                "args_hash": p.args_hash,
-                                "incident_id": p.incident_id,
-                                "risk": p.risk.value,
-                            },
-                        )
-                        for p in new
-                    ]
-                    if incidents or dead_letters:
-                        records.append(
-                            (
-                                actor,
-                                "triage.stored",
-                                "run",
-                                {
-                                    "incidents": len(incidents),
-                                    "proposals": len(new),
-                                    "dead_letters": len(dead_letters),
-                                },
-                            )
-                        )
-                    events = (
-                        self._chain(self._audit_event(pipe, *records[0]), records[1:])
-                        if records
-                        else []
+
+        def body(pipe: Pipeline) -> None:
+            exists = [bool(pipe.exists(k)) for k in keys]
+            new = [p for p, e in zip(proposals, exists, strict=True) if not e]
+            records: list[tuple[str, str, str, dict[str, Any]]] = [
+                (
+                    "vigie",
+                    "proposal.created",
+                    p.proposal_id,
+                    {
+                        "action": p.action,
+                        "args": p.args,
+                        "args_hash": p.args_hash,
+                        "incident_id": p.incident_id,
+                        "risk": p.risk.value,
+                    },
+                )
+                for p in new
+            ]
+            if incidents or dead_letters:
+                records.append(
+                    (
+                        actor,
+                        "triage.stored",
+                        "run",
+                        {
+                            "incidents": len(incidents),
+                            "proposals": len(new),
+                            "dead_letters": len(dead_letters),
+                        },
                     )
-                    kept = _disposed(pipe, incidents)  # a disposal moves _HEAD: read again
-                    pipe.multi()
-                    for inc in kept:
-                        pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
-                        pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
-                        if inc.status == "open":
-                            pipe.zadd(
-                                "vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()}
-                            )
-                            pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
-                        else:
-                            pipe.zrem("vigie:incidents:open", inc.incident_id)
-                            pipe.delete(_k_head(inc.incident_id))
-                    placements = list(owner.items())
-                    for start in range(0, len(placements), 10_000):
-                        chunk = dict(placements[start : start + 10_000])
-                        pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
-                    if history is not None:
-                        self._add_rule_history(pipe, history)
-                    for a in alerts:
-                        pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
-                    for p in new:
-                        self._put_proposal(pipe, p)
-                    now = datetime.now(UTC).isoformat()
-                    for d in dead_letters:
-                        pipe.rpush(
-                            "vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now})
-                        )
-                    self._write_audit(pipe, events)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+                )
+            events = (
+                self._chain(self._audit_event(pipe, *records[0]), records[1:]) if records else []
+            )
+            kept = _disposed(pipe, incidents)  # a disposal moves _HEAD: read again
+            pipe.multi()
+            for inc in kept:
+                pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
+                pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
+                if inc.status == "open":
+                    pipe.zadd("vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()})
+                    pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
+                else:
+                    pipe.zrem("vigie:incidents:open", inc.incident_id)
+                    pipe.delete(_k_head(inc.incident_id))
+            placements = list(owner.items())
+            for start in range(0, len(placements), 10_000):
+                chunk = dict(placements[start : start + 10_000])
+                pipe.hset("vigie:alert_index", mapping=chunk)  # type: ignore[arg-type]
+            if history is not None:
+                self._add_rule_history(pipe, history)
+            for a in alerts:
+                pipe.hset(f"vigie:alerts:{owner.get(a.id, '')}", a.id, _dump(a))
+            for p in new:
+                self._put_proposal(pipe, p)
+            now = datetime.now(UTC).isoformat()
+            for d in dead_letters:
+                pipe.rpush("vigie:dead_letters", orjson.dumps({**d.model_dump(), "at": now}))
+            self._write_audit(pipe, events)
+
+        self._optimistic(body, _HEAD, *keys)
 
     @staticmethod
     def _put_proposal(pipe: Pipeline, p: ActionProposal) -> None:
@@ -433,39 +441,34 @@ class RedisStore:
         """The stored document is read again under WATCH and only its status and disposition
         changed: a run extending it meanwhile makes this try again, not lose its alerts."""
         key = f"vigie:incident:{incident_id}"
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(key, _HEAD, _TUNINGS)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return False
-                    stored = Incident.model_validate_json(raw)
-                    if stored.disposition is not None:
-                        return False
-                    lapsed = [  # dropped as new ones come: the hash stays the size of the live set
-                        f
-                        for f, doc in pipe.hgetall(_TUNINGS).items()
-                        if Tuning.model_validate_json(doc).expires_at <= d.at
-                    ]
-                    closed = stored.model_copy(update={"status": "closed", "disposition": d})
-                    event = self._audit_event(
-                        pipe, d.actor, "incident.disposed", incident_id, disposed(d)
-                    )
-                    pipe.multi()
-                    pipe.set(key, _dump(closed))
-                    pipe.hset(_DISPOSITIONS, incident_id, _dump(d))
-                    pipe.zrem("vigie:incidents:open", incident_id)
-                    pipe.delete(_k_head(incident_id))
-                    if lapsed:
-                        pipe.hdel(_TUNINGS, *lapsed)
-                    for t in d.tuned:
-                        pipe.hset(_TUNINGS, f"{t.rule_id}{_SEP}{t.host}", _dump(t))
-                    self._write_audit(pipe, [event])
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+
+        def body(pipe: Pipeline) -> bool:
+            raw = pipe.get(key)
+            if raw is None:
+                return False
+            stored = Incident.model_validate_json(raw)
+            if stored.disposition is not None:
+                return False
+            lapsed = [  # dropped as new ones come: the hash stays the size of the live set
+                f
+                for f, doc in pipe.hgetall(_TUNINGS).items()
+                if Tuning.model_validate_json(doc).expires_at <= d.at
+            ]
+            closed = stored.model_copy(update={"status": "closed", "disposition": d})
+            event = self._audit_event(pipe, d.actor, "incident.disposed", incident_id, disposed(d))
+            pipe.multi()
+            pipe.set(key, _dump(closed))
+            pipe.hset(_DISPOSITIONS, incident_id, _dump(d))
+            pipe.zrem("vigie:incidents:open", incident_id)
+            pipe.delete(_k_head(incident_id))
+            if lapsed:
+                pipe.hdel(_TUNINGS, *lapsed)
+            for t in d.tuned:
+                pipe.hset(_TUNINGS, f"{t.rule_id}{_SEP}{t.host}", _dump(t))
+            self._write_audit(pipe, [event])
+            return True
+
+        return self._optimistic(body, key, _HEAD, _TUNINGS)
 
     def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
         result: bool = self._guard(self._reopen, incident_id, actor, reason)
@@ -473,32 +476,29 @@ class RedisStore:
 
     def _reopen(self, incident_id: str, actor: str, reason: str) -> bool:
         key = f"vigie:incident:{incident_id}"
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(key, _HEAD)
-                    raw = pipe.get(key)
-                    stored = Incident.model_validate_json(raw) if raw is not None else None
-                    if stored is None or stored.disposition is None:
-                        return False
-                    opened = stored.model_copy(update={"status": "open", "disposition": None})
-                    event = self._audit_event(
-                        pipe,
-                        actor,
-                        "incident.reopened",
-                        incident_id,
-                        {"reason": reason, "was": stored.disposition.verdict},
-                    )
-                    pipe.multi()
-                    pipe.set(key, _dump(opened))
-                    pipe.hdel(_DISPOSITIONS, incident_id)
-                    pipe.zadd("vigie:incidents:open", {incident_id: opened.last_seen.timestamp()})
-                    pipe.set(_k_head(incident_id), _dump(_head(opened)))
-                    self._write_audit(pipe, [event])
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+
+        def body(pipe: Pipeline) -> bool:
+            raw = pipe.get(key)
+            stored = Incident.model_validate_json(raw) if raw is not None else None
+            if stored is None or stored.disposition is None:
+                return False
+            opened = stored.model_copy(update={"status": "open", "disposition": None})
+            event = self._audit_event(
+                pipe,
+                actor,
+                "incident.reopened",
+                incident_id,
+                {"reason": reason, "was": stored.disposition.verdict},
+            )
+            pipe.multi()
+            pipe.set(key, _dump(opened))
+            pipe.hdel(_DISPOSITIONS, incident_id)
+            pipe.zadd("vigie:incidents:open", {incident_id: opened.last_seen.timestamp()})
+            pipe.set(_k_head(incident_id), _dump(_head(opened)))
+            self._write_audit(pipe, [event])
+            return True
+
+        return self._optimistic(body, key, _HEAD)
 
     def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
         result: bool = self._guard(self._revoke_tuning, rule_id, host, actor, reason)
@@ -506,26 +506,23 @@ class RedisStore:
 
     def _revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
         field_ = f"{rule_id}{_SEP}{host}"
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(_TUNINGS, _HEAD)
-                    if not pipe.hexists(_TUNINGS, field_):
-                        return False
-                    event = self._audit_event(
-                        pipe,
-                        actor,
-                        "tuning.revoked",
-                        f"{rule_id}@{host}",
-                        {"rule_id": rule_id, "host": host, "reason": reason},
-                    )
-                    pipe.multi()
-                    pipe.hdel(_TUNINGS, field_)
-                    self._write_audit(pipe, [event])
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+
+        def body(pipe: Pipeline) -> bool:
+            if not pipe.hexists(_TUNINGS, field_):
+                return False
+            event = self._audit_event(
+                pipe,
+                actor,
+                "tuning.revoked",
+                f"{rule_id}@{host}",
+                {"rule_id": rule_id, "host": host, "reason": reason},
+            )
+            pipe.multi()
+            pipe.hdel(_TUNINGS, field_)
+            self._write_audit(pipe, [event])
+            return True
+
+        return self._optimistic(body, _TUNINGS, _HEAD)
 
     def tunings(self, now: datetime) -> list[Tuning]:
         raw = self._guard(self._r.hgetall, _TUNINGS)
@@ -719,55 +716,47 @@ class RedisStore:
         insert: ActionProposal | None,
     ) -> bool:
         key = _k_proposal(old.proposal_id)
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(key, _HEAD)
-                    version = pipe.hget(key, "version")
-                    if version is None or int(version) != old.version:
-                        return False
-                    event = self._audit_event(
-                        pipe,
-                        actor,
-                        f"proposal.{new.state.value}",
-                        new.proposal_id,
-                        {"from": old.state.value, "version": new.version, **(data or {})},
-                    )
-                    pipe.multi()
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "doc": _dump(new),
-                            "version": new.version,
-                            "state": new.state.value,
-                        },
-                    )
-                    pipe.srem(f"vigie:proposals:state:{old.state.value}", old.proposal_id)
-                    pipe.sadd(f"vigie:proposals:state:{new.state.value}", old.proposal_id)
-                    if insert is not None:
-                        self._put_proposal(pipe, insert)
-                    self._write_audit(pipe, [event])
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue  # re-read: the version check decides whether we lost
+
+        def body(pipe: Pipeline) -> bool:
+            version = pipe.hget(key, "version")
+            if version is None or int(version) != old.version:
+                return False
+            event = self._audit_event(
+                pipe,
+                actor,
+                f"proposal.{new.state.value}",
+                new.proposal_id,
+                {"from": old.state.value, "version": new.version, **(data or {})},
+            )
+            pipe.multi()
+            pipe.hset(
+                key,
+                mapping={
+                    "doc": _dump(new),
+                    "version": new.version,
+                    "state": new.state.value,
+                },
+            )
+            pipe.srem(f"vigie:proposals:state:{old.state.value}", old.proposal_id)
+            pipe.sadd(f"vigie:proposals:state:{new.state.value}", old.proposal_id)
+            if insert is not None:
+                self._put_proposal(pipe, insert)
+            self._write_audit(pipe, [event])
+            return True
+
+        return self._optimistic(body, key, _HEAD)
 
     # --- audit --------------------------------------------------------------------------------
 
     def append_audit(self, actor: str, kind: str, subject: str, data: dict[str, Any]) -> AuditEvent:
-        while True:
-            with self._r.pipeline() as pipe:
-                try:
-                    pipe.watch(_HEAD)
-                    event = self._audit_event(pipe, actor, kind, subject, data)
-                    pipe.multi()
-                    self._write_audit(pipe, [event])
-                    pipe.execute()
-                    return event
-                except redis.WatchError:
-                    continue
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    raise Transient(f"store unavailable: {exc}") from exc
+        def body(pipe: Pipeline) -> AuditEvent:
+            event = self._audit_event(pipe, actor, kind, subject, data)
+            pipe.multi()
+            self._write_audit(pipe, [event])
+            return event
+
+        event: AuditEvent = self._guard(self._optimistic, body, _HEAD)
+        return event
 
     def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
         if subject is None:  # event seq n sits at index n - 1
