@@ -51,10 +51,19 @@ def _k_proposal(pid: str) -> str:
 # Replies meaning "not now": out of memory, a failed disk write (MISCONF), a read-only replica,
 # or a transaction aborted by one of these.
 _REFUSING = ("OOM", "MISCONF", "READONLY", "EXECABORT", "LOADING")
+#: The same replies as redis-py raises them: it strips the codes it knows (OOM, READONLY,
+#: EXECABORT) off the message and raises these instead; MISCONF keeps its code in the text.
+_REFUSING_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ExecAbortError,
+)
 
 
 def _refusing(exc: redis.ResponseError) -> bool:
     """Pipelines prefix the server's reply with "Command # n (...) caused error: "."""
+    if isinstance(exc, _REFUSING_ERRORS):
+        return True
     reply = str(exc).rpartition("caused error: ")[2]
     return reply.startswith(_REFUSING)
 

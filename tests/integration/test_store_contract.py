@@ -16,7 +16,7 @@ import redis
 from agent import approvals
 from agent.errors import ApprovalError, Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
-from agent.models import ActionProposal, Incident, ProposalState, args_hash
+from agent.models import ActionProposal, Disposition, Incident, ProposalState, args_hash
 from agent.playbooks import proposal_id_for
 from agent.queue import ApprovalQueue
 from agent.store import RunHistory, Store
@@ -236,6 +236,46 @@ def test_a_redis_status_list_sends_a_page_not_every_incidents_id(redis_url: str)
     )[1:3]
     # 5,000 ids would be some 90 kB; a page of documents and the open ids are a few kB.
     assert max(opened_bytes, counted_bytes, closed_bytes) < 10_000
+    store.close()
+
+
+def test_a_redis_refusing_writes_fails_every_write_as_transient(redis_url: str) -> None:
+    """Out of memory (or a failed disk write, or a read-only replica), Redis refuses writes:
+    each write path says "not now" (Transient: retried or reported), none half-writes."""
+    store = RedisStore(redis_url)
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    inc = Incident(
+        incident_id="INC-x", alert_ids=["a1"], priority=5.0, title="t", first_seen=t0, last_seen=t0
+    )
+    store.save_triage([inc], [], [], [], actor="vigie")
+    raw = redis.Redis.from_url(redis_url)
+    written = raw.llen("vigie:audit")
+    raw.config_set("maxmemory-policy", "noeviction")
+    raw.config_set("maxmemory", 1)
+    try:
+        writes: dict[str, Callable[[], object]] = {
+            "audit": lambda: store.append_audit("alice", "note", "x", {}),
+            "webhook batch": lambda: store.save_intake("b1", "generic", [{"id": "a1"}], []),
+            "triage": lambda: store.save_triage([inc], [], [], [], actor="vigie"),
+            "closing": lambda: store.dispose(
+                "INC-x", Disposition(verdict="benign", reason="r", actor="alice", at=now)
+            ),
+            "approval": lambda: store.transition(
+                p, approvals.approve(p, "alice", now, seen_hash=p.args_hash), actor="alice"
+            ),
+        }
+        for what, write in writes.items():
+            with pytest.raises(Transient, match="refusing writes"):
+                write()
+                pytest.fail(f"{what} was not refused")
+    finally:
+        raw.config_set("maxmemory", 0)
+    assert raw.llen("vigie:audit") == written
+    assert store.claim_intake(10) == []
+    assert store.get_incident("INC-x").disposition is None  # type: ignore[union-attr]
+    assert store.verify_audit() == (True, None)
     store.close()
 
 
