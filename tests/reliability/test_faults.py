@@ -103,6 +103,40 @@ def test_webhook_intake_answers_503_while_the_store_is_down(tmp_path: Path) -> N
         server.stop()
 
 
+def test_webhook_intake_answers_503_while_redis_is_out_of_memory(tmp_path: Path) -> None:
+    """A full Redis refuses writes but still answers: the sender is told to retry, not that
+    its batch broke the server."""
+    server = RedisServer(tmp_path)
+    settings = Settings(store_url=server.url(2), webhook_tokens="generic:tok")
+    store = RedisStore(server.url(2))
+    raw = redis.Redis(port=server.port)
+    port = free_port()
+    api = uvicorn.Server(
+        uvicorn.Config(make_api(settings, store), host="127.0.0.1", port=port, log_config=None)
+    )
+    threading.Thread(target=api.run, daemon=True).start()
+    while not api.started:
+        time.sleep(0.02)
+    body = json.dumps([ecs(1, 0, "Web shell", "web", severity="high")])
+    url = f"http://127.0.0.1:{port}/webhooks/generic?token=tok"
+    try:
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", 1)
+        r = httpx.post(url, content=body, timeout=10)
+        assert r.status_code == 503 and r.headers["retry-after"]
+        raw.config_set("maxmemory", 0)
+        r = httpx.post(url, content=body, timeout=10)  # the sender retries
+        assert r.status_code == 202 and r.json()["accepted"] == 1
+        deadline = time.monotonic() + 20
+        while not store.list_incidents():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [a for i in store.list_incidents() for a in i.alert_ids] == ["a1"]
+    finally:
+        api.should_exit = True
+        server.stop()
+
+
 # --- a full disk under the store during webhook intake ---------------------------------------
 
 
