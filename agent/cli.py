@@ -518,6 +518,8 @@ def _assessed(inc: Incident) -> list[str]:
 
 
 def _proposals_table(proposals: list[ActionProposal]) -> Table:
+    """The incident's proposals, each with its state and the approvals it has of those it
+    needs."""
     table = Table(title="Proposed actions", title_justify="left")
     for col in ("proposal", "action", "risk", "state", "approvals", "arguments"):
         table.add_column(col, overflow="fold")

@@ -566,6 +566,12 @@ def test_incidents_show_says_why_it_ranks_and_why_its_alerts_belong_together(
     missing = vigie(tmp_path, "incidents", "show", "INC-nope")
     assert missing.returncode == 1 and "no such incident: INC-nope" in missing.stderr
 
+    closing = ["--as", "alice", "--verdict", "benign", "--reason", "red [team] drill"]
+    assert vigie(tmp_path, "incidents", "close", inc.incident_id, *closing).returncode == 0
+    after = " ".join(vigie(tmp_path, "incidents", "show", inc.incident_id).stdout.split())
+    assert f"{inc.incident_id} · closed ·" in after
+    assert "Closed as benign by alice on" in after and "UTC: red [team] drill" in after
+
 
 def test_several_incidents_closed_in_one_command_each_on_its_own(tmp_path: Path) -> None:
     docs = [ecs(n, 30 + 60 * n, f"New parameter {n}", f"srv{n}") for n in range(3)]
