@@ -130,6 +130,20 @@ def translate(exc: Exception) -> VigieError:
     return Transient(f"search server call failed ({name}: {_brief(exc)})")
 
 
+def bulk_failure(failed: list[dict[str, Any]]) -> VigieError:
+    """A bulk request's failed items, as one error. A busy cluster rejects items (429) while
+    accepting the request; those, and a shard's own failure (5xx), go through on a later try.
+    Any other (a mapping conflict, a closed index) will fail again, so it is bad input."""
+    statuses = {int(item.get("status", 0)) for item in failed}
+    first = failed[0].get("error") if failed else {}
+    said = f"bulk write-back: {len(failed)} operation(s) failed: {first}"
+    if statuses == {429}:
+        return RateLimited(said)
+    if statuses and all(s == 429 or s >= 500 for s in statuses):
+        return Transient(said)
+    return BadInput(said)
+
+
 def _brief(exc: Exception) -> str:
     return str(exc)[:300]
 
@@ -228,9 +242,9 @@ class _Base:
         except Exception as exc:
             raise translate(exc) from exc
         if res.get("errors"):
-            failed = [i for i in res["items"] if next(iter(i.values())).get("error")]
-            first = next(iter(failed[0].values()))["error"] if failed else {}
-            raise BadInput(f"bulk write-back: {len(failed)} operation(s) failed: {first}")
+            raise bulk_failure(
+                [r for i in res["items"] if (r := next(iter(i.values()))).get("error")]
+            )
 
     def ensure_template(self, name: str, pattern: str, mappings: dict[str, Any]) -> None:
         try:

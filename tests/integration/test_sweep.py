@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.analyst import OfflineAnalyst
-from agent.errors import NotFound, Transient
+from agent.errors import BadInput, NotFound, RateLimited, Transient
 from agent.graph import TriageContext
 from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig, sweep
@@ -20,6 +20,7 @@ from connectors.elasticsearch import (
     ElasticsearchBackend,
     Hit,
     OpenSearchBackend,
+    bulk_failure,
 )
 from tests.conftest import free_port
 from tests.fakes.es_compat import OsmemNode
@@ -378,3 +379,24 @@ def test_an_index_mapping_a_field_otherwise_keeps_it_and_the_sweep_goes_on(
     mapped = es.client.indices.get_mapping(index="vigie-incidents")["vigie-incidents"]
     assert mapped["mappings"]["properties"]["priority"] == {"type": "keyword"}
     assert es.client.count(index="vigie-incidents")["count"] == len(ctx.store.list_incidents())
+
+
+def test_a_bulk_item_refused_for_its_content_is_bad_input_and_one_refused_for_load_is_not(
+    osmem_url: str,
+) -> None:
+    """A mapping conflict fails again on every try (BadInput: an operator must look); a busy
+    cluster's rejected items (429) or a shard's failure (5xx) go through on a later sweep."""
+    backend = backend_of("elasticsearch", osmem_url)
+    backend.client.indices.create(index="typed", mappings={"properties": {"n": {"type": "long"}}})
+    with pytest.raises(BadInput, match="1 operation"):
+        backend.bulk([{"index": {"_index": "typed", "_id": "x"}}, {"n": "not a number"}])
+    # What Elasticsearch answers for items a full write queue rejected (bulk API reference).
+    rejected = {
+        "status": 429,
+        "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution"},
+    }
+    shard = {"status": 503, "error": {"type": "unavailable_shards_exception", "reason": "x"}}
+    conflict = {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "x"}}
+    assert isinstance(bulk_failure([rejected, rejected]), RateLimited)
+    assert type(bulk_failure([rejected, shard])) is Transient
+    assert isinstance(bulk_failure([rejected, conflict]), BadInput)
