@@ -69,6 +69,17 @@ def watched_from(first_day: str | None, first_seen: float | None) -> float | Non
     return datetime.combine(date.fromisoformat(first_day), time(), UTC).timestamp()
 
 
+def proposal_created(p: ActionProposal) -> dict[str, Any]:
+    """A new proposal as its audit event records it: what would run, bound by its hash."""
+    return {
+        "action": p.action,
+        "args": p.args,
+        "args_hash": p.args_hash,
+        "incident_id": p.incident_id,
+        "risk": p.risk.value,
+    }
+
+
 def disposed(d: Disposition) -> dict[str, Any]:
     """A disposition as its audit event records it."""
     return {

@@ -35,6 +35,7 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
+    proposal_created,
     watched_from,
 )
 from agent.store.audit import chain_hash, first_broken
@@ -269,19 +270,7 @@ class RedisStore:
             exists = [bool(pipe.exists(k)) for k in keys]
             new = [p for p, e in zip(proposals, exists, strict=True) if not e]
             records: list[tuple[str, str, str, dict[str, Any]]] = [
-                (
-                    "vigie",
-                    "proposal.created",
-                    p.proposal_id,
-                    {
-                        "action": p.action,
-                        "args": p.args,
-                        "args_hash": p.args_hash,
-                        "incident_id": p.incident_id,
-                        "risk": p.risk.value,
-                    },
-                )
-                for p in new
+                (actor, "proposal.created", p.proposal_id, proposal_created(p)) for p in new
             ]
             if incidents or dead_letters:
                 records.append(

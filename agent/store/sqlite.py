@@ -30,6 +30,7 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
+    proposal_created,
     watched_from,
 )
 from agent.store.audit import chain_hash, first_broken
@@ -203,19 +204,7 @@ class SqliteStore:
                 [(d.source, d.line, d.reason, d.excerpt, now) for d in dead_letters],
             )
             for p in new:
-                self._append(
-                    db,
-                    actor,
-                    "proposal.created",
-                    p.proposal_id,
-                    {
-                        "action": p.action,
-                        "args": p.args,
-                        "args_hash": p.args_hash,
-                        "incident_id": p.incident_id,
-                        "risk": p.risk.value,
-                    },
-                )
+                self._append(db, actor, "proposal.created", p.proposal_id, proposal_created(p))
             if incidents or dead_letters:
                 self._append(
                     db,

@@ -72,6 +72,17 @@ def test_saving_the_same_proposal_twice_keeps_one(store: Store) -> None:
     assert [e.kind for e in store.audit(p.proposal_id)] == ["proposal.created"]
 
 
+def test_a_proposal_is_recorded_as_created_by_the_run_that_proposed_it(store: Store) -> None:
+    """The audit names who asked (VIGIE_REQUESTER, as the proposal's `requested_by`), on
+    every store."""
+    now = datetime.now(UTC)
+    p = proposal(created_at=now, expires_at=now + timedelta(hours=1))
+    store.save_triage([], [], [p], [], actor="sweeper-eu1")
+    (created,) = store.audit(p.proposal_id)
+    assert (created.kind, created.actor) == ("proposal.created", "sweeper-eu1")
+    assert created.data["args_hash"] == p.args_hash and created.data["args"] == p.args
+
+
 def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path, store: Store) -> None:
     for i in range(5):
         store.append_audit("alice", "note", f"s{i}", {"i": i})
