@@ -69,15 +69,41 @@ def watched_from(first_day: str | None, first_seen: float | None) -> float | Non
     return datetime.combine(date.fromisoformat(first_day), time(), UTC).timestamp()
 
 
-def proposal_created(p: ActionProposal) -> dict[str, Any]:
-    """A new proposal as its audit event records it: what would run, bound by its hash."""
-    return {
-        "action": p.action,
-        "args": p.args,
-        "args_hash": p.args_hash,
-        "incident_id": p.incident_id,
-        "risk": p.risk.value,
-    }
+#: An audit event to write: actor, kind, subject, data.
+AuditRecord = tuple[str, str, str, dict[str, Any]]
+
+
+def run_records(
+    actor: str,
+    new: Sequence[ActionProposal],
+    incidents: Sequence[Incident],
+    dead_letters: Sequence[DeadLetter],
+) -> list[AuditRecord]:
+    """What a stored run adds to the audit trail: each new proposal (what would run, bound by
+    its hash), then the run itself, if it stored anything."""
+    records: list[AuditRecord] = [
+        (
+            actor,
+            "proposal.created",
+            p.proposal_id,
+            {
+                "action": p.action,
+                "args": p.args,
+                "args_hash": p.args_hash,
+                "incident_id": p.incident_id,
+                "risk": p.risk.value,
+            },
+        )
+        for p in new
+    ]
+    if incidents or dead_letters:
+        counts = {
+            "incidents": len(incidents),
+            "proposals": len(new),
+            "dead_letters": len(dead_letters),
+        }
+        records.append((actor, "triage.stored", "run", counts))
+    return records
 
 
 def disposed(d: Disposition) -> dict[str, Any]:

@@ -32,10 +32,11 @@ from agent.models import (
 )
 from agent.store import (
     WINDOW_HISTORY_SECONDS,
+    AuditRecord,
     RuleHistory,
     RunHistory,
     disposed,
-    proposal_created,
+    run_records,
     watched_from,
 )
 from agent.store.audit import chain_hash, first_broken
@@ -208,9 +209,7 @@ class RedisStore:
             pipe.set(_HEAD, f"{events[-1].seq}|{events[-1].hash}")
 
     @staticmethod
-    def _chain(
-        first: AuditEvent, more: list[tuple[str, str, str, dict[str, Any]]]
-    ) -> list[AuditEvent]:
+    def _chain(first: AuditEvent, more: list[AuditRecord]) -> list[AuditEvent]:
         events = [first]
         for actor, kind, subject, data in more:
             prev = events[-1]
@@ -269,22 +268,7 @@ class RedisStore:
         def body(pipe: Pipeline) -> None:
             exists = [bool(pipe.exists(k)) for k in keys]
             new = [p for p, e in zip(proposals, exists, strict=True) if not e]
-            records: list[tuple[str, str, str, dict[str, Any]]] = [
-                (actor, "proposal.created", p.proposal_id, proposal_created(p)) for p in new
-            ]
-            if incidents or dead_letters:
-                records.append(
-                    (
-                        actor,
-                        "triage.stored",
-                        "run",
-                        {
-                            "incidents": len(incidents),
-                            "proposals": len(new),
-                            "dead_letters": len(dead_letters),
-                        },
-                    )
-                )
+            records = run_records(actor, new, incidents, dead_letters)
             events = (
                 self._chain(self._audit_event(pipe, *records[0]), records[1:]) if records else []
             )

@@ -30,7 +30,7 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
-    proposal_created,
+    run_records,
     watched_from,
 )
 from agent.store.audit import chain_hash, first_broken
@@ -203,20 +203,8 @@ class SqliteStore:
                 "INSERT INTO dead_letters (source, line, reason, excerpt, at) VALUES (?,?,?,?,?)",
                 [(d.source, d.line, d.reason, d.excerpt, now) for d in dead_letters],
             )
-            for p in new:
-                self._append(db, actor, "proposal.created", p.proposal_id, proposal_created(p))
-            if incidents or dead_letters:
-                self._append(
-                    db,
-                    actor,
-                    "triage.stored",
-                    "run",
-                    {
-                        "incidents": len(incidents),
-                        "proposals": len(new),
-                        "dead_letters": len(dead_letters),
-                    },
-                )
+            for record in run_records(actor, new, incidents, dead_letters):
+                self._append(db, *record)
 
     def get_incident(self, incident_id: str) -> Incident | None:
         row = self._db.execute(
