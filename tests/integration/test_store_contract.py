@@ -290,6 +290,47 @@ def test_a_redis_refusing_writes_fails_every_write_as_transient(redis_url: str) 
     store.close()
 
 
+def test_redis_writers_racing_for_the_audit_chain_each_retry_and_none_is_lost(
+    redis_url: str,
+) -> None:
+    """Every write watches the audit chain's head: writers racing for it lose EXEC and must
+    read again and retry (never drop their event or fork the chain)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    incidents = [
+        Incident(
+            incident_id=f"INC-{n}",
+            alert_ids=[f"a{n}"],
+            priority=1,
+            title="t",
+            first_seen=t0,
+            last_seen=t0,
+        )
+        for n in range(40)
+    ]
+    RedisStore(redis_url).save_triage(incidents, [], [], [], actor="vigie")
+
+    def writer(k: int) -> None:
+        store = RedisStore(redis_url)  # a connection of its own, as each worker has
+        for n in range(k, 40, 8):
+            store.append_audit(f"w{k}", "note", f"x{n}", {})
+            closing = Disposition(verdict="benign", reason="r", actor=f"w{k}", at=t0)
+            assert store.dispose(f"INC-{n}", closing)
+        store.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(writer, range(8)))
+    store = RedisStore(redis_url)
+    events = store.audit()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert sum(e.kind == "note" for e in events) == 40
+    assert sum(e.kind == "incident.disposed" for e in events) == 40
+    assert store.verify_audit() == (True, None)
+    assert store.count_incidents(status="closed") == 40
+    store.close()
+
+
 def test_an_sqlite_status_list_walks_an_index_in_priority_order(tmp_path: Path) -> None:
     """A page of closed incidents must not sort a year of them on each read: the store's own
     query, as SQLite plans it."""
