@@ -19,11 +19,22 @@ from rich.text import Text
 from agent.approvals import approved_by
 from agent.dispositions import Closing
 from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
-from agent.models import ActionProposal, Incident, ProposalState, span_text
+from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
 from agent.settings import Settings
 from agent.store import Store, incident_record, open_store
+from agent.terminal import (
+    assessed,
+    belonging,
+    factors_table,
+    incidents_table,
+    plain,
+    proposals_table,
+    some,
+    text,
+    timeline_table,
+)
 
 app = typer.Typer(
     help="Vigie: SOC alert triage that never acts without a human's approval.",
@@ -46,24 +57,9 @@ T = TypeVar("T")
 err = Console(stderr=True)
 
 
-#: C0 and C1 control characters and DEL, shown as \xNN: an escape sequence in an alert could
-#: clear the analyst's screen, retitle the window or hide what follows it.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-
-
-def _plain(value: str) -> str:
-    """Untrusted text (alert content, input quoted in errors) as the terminal should show it."""
-    return value.translate(_CONTROLS)
-
-
-def _text(value: str) -> Text:
-    """Untrusted text for a table cell: its characters as they are, never rich markup."""
-    return Text(_plain(value))
-
-
 def _fail(message: str, code: int = 2) -> typer.Exit:
     """Errors quote input (paths, field values): printed as text, never as rich markup."""
-    lines = "\n".join(map(_plain, message.split("\n")))  # a settings error spans lines
+    lines = "\n".join(map(plain, message.split("\n")))  # a settings error spans lines
     err.print(f"[bold red]error:[/] {escape(lines)}", highlight=False)
     return typer.Exit(code)
 
@@ -182,28 +178,6 @@ def _writable(output: Path) -> None:
         raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
 
 
-def _incidents_table(title: str, incidents: list[Incident]) -> Table:
-    """Incidents in reading order, each with the factors that rank it there."""
-    table = Table(title=title)
-    for col in ("#", "priority", "incident", "alerts", "verdict", "proposals"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("why it ranks here", overflow="fold", min_width=24)
-    table.add_column("title", overflow="fold", min_width=30)
-    for rank, inc in enumerate(incidents, 1):
-        closed = inc.disposition.verdict if inc.disposition else None
-        table.add_row(
-            str(rank),
-            f"{inc.priority:.0f}",
-            inc.incident_id,
-            str(len(inc.alert_ids)),
-            closed or (inc.assessment.verdict if inc.assessment else "-"),
-            str(len(inc.proposal_ids)),
-            ", ".join(f"{f.name} +{f.points:.0f}" for f in inc.leading_factors()),
-            _text(inc.title),  # rule and host names are alert content
-        )
-    return table
-
-
 def _summary(
     incidents: list[Incident],
     proposals: list[ActionProposal],
@@ -214,7 +188,7 @@ def _summary(
 ) -> None:
     if incidents:  # an empty table says nothing the next line does not
         out.print(
-            _incidents_table(
+            incidents_table(
                 f"Top {min(top, len(incidents))} of {len(incidents)} incidents", incidents[:top]
             )
         )
@@ -232,9 +206,9 @@ def _summary(
         reasons = Counter(d.reason.split(":")[0] for d in dead)
         out.print(f"[bold yellow]{len(dead)}[/] document(s) rejected:")
         for reason, n in reasons.most_common(10):
-            out.print(_plain(f"  {n} x {reason}"), markup=False, highlight=False)
+            out.print(plain(f"  {n} x {reason}"), markup=False, highlight=False)
         for d in dead[:5]:
-            out.print(_plain(f"  {d.source}:{d.line}: {d.reason}"), markup=False, highlight=False)
+            out.print(plain(f"  {d.source}:{d.line}: {d.reason}"), markup=False, highlight=False)
     else:
         out.print("0 documents rejected")
 
@@ -280,7 +254,7 @@ def approvals_list(
             p.risk.value,
             f"{got}/{p.required_approvals}",
             p.action,
-            _text(orjson.dumps(p.args).decode()),  # entities from alerts
+            text(orjson.dumps(p.args).decode()),  # entities from alerts
             p.incident_id,
             p.expires_at.strftime("%Y-%m-%d %H:%M"),
         )
@@ -296,7 +270,7 @@ def _decide(fn: Callable[[], ActionProposal], as_json: bool) -> None:
         sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")
     else:
         out.print(
-            f"{p.proposal_id}: {p.action} {escape(_plain(orjson.dumps(p.args).decode()))} -> "
+            f"{p.proposal_id}: {p.action} {escape(plain(orjson.dumps(p.args).decode()))} -> "
             f"[bold]{p.state.value}[/]",
             highlight=False,
         )
@@ -389,7 +363,7 @@ def incidents_list(
         )
         return
     total = store.count_incidents(status=only, min_priority=min_priority)
-    out.print(_incidents_table(f"{len(ranked)} of {total} {status} incident(s)", ranked))
+    out.print(incidents_table(f"{len(ranked)} of {total} {status} incident(s)", ranked))
 
 
 @incidents_app.command("show")
@@ -409,130 +383,23 @@ def incidents_show(
         sys.stdout.write(orjson.dumps(record.document()).decode() + "\n")
         return
     inc = record.incident
-    out.print(Text(_plain(inc.title), style="bold"))
+    out.print(Text(plain(inc.title), style="bold"))
     out.print(
-        _text(
+        text(
             f"{inc.incident_id} · {inc.status} · {len(inc.alert_ids)} alert(s) · "
             f"{inc.first_seen:%Y-%m-%d %H:%M} to {inc.last_seen:%Y-%m-%d %H:%M} UTC · "
-            f"hosts: {_some(inc.hosts)} · users: {_some(inc.users)}"
+            f"hosts: {some(inc.hosts)} · users: {some(inc.users)}"
         )
     )
     above = store.count_incidents(status="open", min_priority=inc.priority)
-    out.print(_factors_table(inc, above))
-    for line in _belonging(inc):
-        out.print(_text(line))
-    out.print(_timeline_table(inc))
-    for line in _assessed(inc):
-        out.print(_text(line))
+    out.print(factors_table(inc, above))
+    for line in belonging(inc):
+        out.print(text(line))
+    out.print(timeline_table(inc))
+    for line in assessed(inc):
+        out.print(text(line))
     if record.proposals:
-        out.print(_proposals_table(record.proposals))
-
-
-def _some(names: list[str], shown: int = 5) -> str:
-    """The first few of a list, and how many more."""
-    if not names:
-        return "-"
-    more = f" (+{len(names) - shown})" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
-def _factors_table(inc: Incident, open_above: int) -> Table:
-    """Every priority factor, largest first: why the incident ranks where it does."""
-    table = Table(
-        title=f"Priority {inc.priority:.0f}: {open_above} open incident(s) at this priority "
-        "or above",
-        title_justify="left",
-    )
-    table.add_column("factor", no_wrap=True)
-    table.add_column("points", justify="right", no_wrap=True)
-    table.add_column("why", overflow="fold")
-    for f in sorted(inc.explanation.priority_factors, key=lambda f: -f.points):
-        table.add_row(f.name, f"+{f.points:.1f}", _text(f.detail))
-    return table
-
-
-def _belonging(inc: Incident, shown: int = 12) -> list[str]:
-    """Why the alerts belong together, a link a line (the incident page's list)."""
-    from agent.analyst import link_text
-    from agent.attack import TACTIC_NAMES
-
-    ex = inc.explanation
-    tactics = ", ".join(f"{t} {TACTIC_NAMES.get(t, '')}".strip() for t in inc.tactics)
-    lines = [f"ATT&CK: {tactics or 'none mapped'}", "Why these alerts belong together:"]
-    for link in ex.links[:shown]:
-        seen = f", seen by {', '.join(link.sensors)}" if link.sensors else ""
-        lines.append(f"  - {link_text(link)} ({len(link.alert_ids)} alert(s){seen})")
-    if not ex.links:
-        lines.append("  - one rule on one host" + (f", {ex.routine}" if ex.routine else ""))
-    more = max(0, len(ex.links) - shown) + ex.more_links
-    if more:
-        lines.append(f"  - and {more} more link(s)")
-    if ex.max_gap_seconds:
-        lines.append(f"  largest gap between two alerts: {span_text(ex.max_gap_seconds)}")
-    return lines
-
-
-def _timeline_table(inc: Incident, shown: int = 30) -> Table:
-    """Repeats of each rule on each host, collapsed, in time order."""
-    groups = sorted(inc.groups, key=lambda g: g.first_seen)
-    more = f" (the first {shown} of {len(groups)})" if len(groups) > shown else ""
-    table = Table(title=f"Timeline{more}", title_justify="left")
-    for col in ("first", "last", "count", "severity", "rule", "host", "sample"):
-        table.add_column(col, overflow="fold")
-    for g in groups[:shown]:
-        table.add_row(
-            f"{g.first_seen:%m-%d %H:%M:%S}",
-            f"{g.last_seen:%m-%d %H:%M:%S}",
-            str(g.count),
-            g.severity.value,
-            _text(g.rule_name),
-            _text(g.host),
-            _text(g.sample_alert_id),
-        )
-    return table
-
-
-def _assessed(inc: Incident) -> list[str]:
-    """The analyst's (offline or model) assessment, then a person's closing if any."""
-    a, d = inc.assessment, inc.disposition
-    lines = (
-        ["Assessment: none yet"]
-        if a is None
-        else [
-            f"Assessment by the {a.analyst} analyst: {a.verdict}, confidence {a.confidence:.0%}",
-            f"  {a.summary}",
-            f"  cited: {', '.join(a.cited_alert_ids) or '-'}",
-            *(f"  flag: {n}" for n in a.notes),
-        ]
-    )
-    if d is not None:
-        tuned = (
-            f"; {len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
-            if d.tuned
-            else ""
-        )
-        lines.append(
-            f"Closed as {d.verdict} by {d.actor} on {d.at:%Y-%m-%d %H:%M} UTC: {d.reason}{tuned}"
-        )
-    return lines
-
-
-def _proposals_table(proposals: list[ActionProposal]) -> Table:
-    """The incident's proposals, each with its state and the approvals it has of those it
-    needs."""
-    table = Table(title="Proposed actions", title_justify="left")
-    for col in ("proposal", "action", "risk", "state", "approvals", "arguments"):
-        table.add_column(col, overflow="fold")
-    for p in proposals:
-        table.add_row(
-            p.proposal_id,
-            p.action,
-            p.risk.value,
-            p.state.value,
-            f"{len(approved_by(p.approvals))}/{p.required_approvals}",
-            _text(", ".join(f"{k}={v}" for k, v in p.args.items())),
-        )
-    return table
+        out.print(proposals_table(record.proposals))
 
 
 @incidents_app.command("close")
@@ -577,7 +444,7 @@ def incidents_close(
         announcements.closed(closing)
         out.print(_closed_line(closing, who), highlight=False)
     for incident_id, exc in closings.refused.items():
-        err.print(f"[bold red]not closed:[/] {escape(_plain(f'{incident_id}: {exc}'))}")
+        err.print(f"[bold red]not closed:[/] {escape(plain(f'{incident_id}: {exc}'))}")
     if closings.refused:
         raise typer.Exit(1)
 
@@ -585,7 +452,7 @@ def incidents_close(
 def _closed_line(closing: Closing, who: str) -> str:
     inc, d = closing.incident, closing.incident.disposition
     assert d is not None
-    said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(_plain(who))}"]
+    said = [f"{inc.incident_id}: closed as [bold]{d.verdict}[/] by {escape(plain(who))}"]
     if d.tuned:
         said.append(
             f"{len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"
@@ -612,7 +479,7 @@ def incidents_reopen(
     inc = _acted(lambda: reopen(store, incident_id, reason, who))
     _tasks(settings, store)
     announcements.reopened(inc, who, reason)
-    said = (escape(_plain(x)) for x in (incident_id, who))
+    said = (escape(plain(x)) for x in (incident_id, who))
     out.print("{}: reopened by {}".format(*said), highlight=False)
 
 
@@ -627,13 +494,13 @@ def incidents_tunings() -> None:
         table.add_column(col, overflow="fold")
     for t in items:
         table.add_row(
-            _text(t.rule_id),
-            _text(t.host),
+            text(t.rule_id),
+            text(t.host),
             t.verdict,
-            _text(t.actor),
+            text(t.actor),
             t.incident_id,
             t.expires_at.strftime("%Y-%m-%d %H:%M"),
-            _text(t.reason),
+            text(t.reason),
         )
     out.print(table)
 
@@ -651,7 +518,7 @@ def incidents_untune(
     settings = _settings()
     store = open_store(settings.store_url)
     _acted(lambda: revoke(store, rule_id, host, reason, who))
-    said = (escape(_plain(x)) for x in (rule_id, host, who))
+    said = (escape(plain(x)) for x in (rule_id, host, who))
     out.print("tuning of {} on {} revoked by {}".format(*said), highlight=False)
 
 
@@ -685,7 +552,7 @@ def sweep(
                     ),
                 )
             except VigieError as exc:
-                reason = escape(_plain(str(exc)))
+                reason = escape(plain(str(exc)))
                 err.print(
                     f"[bold red]sweep stopped:[/] {type(exc).__name__}: {reason}; "
                     "checkpoint kept after the last stored page",
@@ -698,7 +565,7 @@ def sweep(
             out.print(
                 f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
                 f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected; "
-                f"checkpoint {_plain(str(r.checkpoint))}",  # sort values from alert documents
+                f"checkpoint {plain(str(r.checkpoint))}",  # sort values from alert documents
                 highlight=False,
                 markup=False,
             )
@@ -781,9 +648,7 @@ def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = Non
         raise _fail(str(exc), code=1) from exc
     for b in books:
         steps = ", ".join(f"{s.action}({s.risk.value})" for s in b.steps)
-        out.print(
-            f"[green]ok[/] {escape(_plain(b.name))}: {escape(_plain(steps))}", highlight=False
-        )
+        out.print(f"[green]ok[/] {escape(plain(b.name))}: {escape(plain(steps))}", highlight=False)
     out.print(f"{len(books)} playbook(s) valid in {d}")
 
 
