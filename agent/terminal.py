@@ -7,7 +7,9 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from agent.analyst import link_text
 from agent.approvals import approved_by
+from agent.attack import TACTIC_NAMES
 from agent.models import ActionProposal, Incident, span_text
 
 #: C0 and C1 control characters and DEL, shown as \xNN: an escape sequence in an alert could
@@ -72,9 +74,6 @@ def factors_table(inc: Incident, open_above: int) -> Table:
 
 def belonging(inc: Incident, shown: int = 12) -> list[str]:
     """Why the alerts belong together, a link a line (the incident page's list)."""
-    from agent.analyst import link_text
-    from agent.attack import TACTIC_NAMES
-
     ex = inc.explanation
     tactics = ", ".join(f"{t} {TACTIC_NAMES.get(t, '')}".strip() for t in inc.tactics)
     lines = [f"ATT&CK: {tactics or 'none mapped'}", "Why these alerts belong together:"]
