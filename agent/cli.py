@@ -338,6 +338,9 @@ def incidents_list(
     status: Annotated[str, typer.Option(help="open, closed or any", show_default=True)] = "open",
     min_priority: Annotated[float, typer.Option(min=0, max=100)] = 0,
     limit: Annotated[int, typer.Option(min=1, help="incidents shown")] = 20,
+    involving: Annotated[
+        str | None, typer.Option(help="only those with this host, user or address")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
 ) -> None:
     """Incidents in the order to read them, highest priority first, with what ranks each."""
@@ -346,7 +349,9 @@ def incidents_list(
     only = _acted(lambda: status_shown(status))
     settings = _settings()
     store = open_store(settings.store_url)
-    ranked = store.list_incidents(limit=limit, status=only, min_priority=min_priority)
+    ranked = store.list_incidents(
+        limit=limit, status=only, min_priority=min_priority, involving=involving
+    )
     if as_json:
         for inc in ranked:
             row = {
@@ -360,9 +365,11 @@ def incidents_list(
         out.print(
             f"no {status} incident"
             + (f" at priority {min_priority:g} or more" if min_priority else "")
+            + (f" involving {plain(involving)}" if involving else ""),
+            markup=False,
         )
         return
-    total = store.count_incidents(status=only, min_priority=min_priority)
+    total = store.count_incidents(status=only, min_priority=min_priority, involving=involving)
     out.print(incidents_table(f"{len(ranked)} of {total} {status} incident(s)", ranked))
 
 

@@ -25,6 +25,9 @@ def refusal_status(exc: Exception) -> int:
     return next(status for kind, status in REFUSALS if isinstance(exc, kind))
 
 
+#: The longest host, user or address an incident list is filtered by (`involving`).
+MAX_ENTITY = 256
+
 #: What an incident list may show: one status, or both.
 SHOWN = ("open", "closed", "any")
 

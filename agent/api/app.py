@@ -25,7 +25,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.api import REFUSED, refusal_status
+from agent.api import MAX_ENTITY, REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
 from agent.dispositions import (
     MAX_CLOSED_AT_ONCE,
@@ -262,13 +262,21 @@ def create_app(
         min_priority: float = Query(default=0, ge=0, le=100),
         limit: int = Query(default=50, ge=1, le=500),
         offset: int = Query(default=0, ge=0, le=100_000),
+        involving: str | None = Query(default=None, min_length=1, max_length=MAX_ENTITY),
     ) -> dict[str, Any]:
-        """Highest priority first, filtered and paged by the store."""
+        """Highest priority first, filtered and paged by the store; `involving`: only the
+        incidents with this host, user or address (case aside)."""
         page = store.list_incidents(
-            limit=limit, offset=offset, status=status, min_priority=min_priority
+            limit=limit,
+            offset=offset,
+            status=status,
+            min_priority=min_priority,
+            involving=involving,
         )
         return {
-            "total": store.count_incidents(status=status, min_priority=min_priority),
+            "total": store.count_incidents(
+                status=status, min_priority=min_priority, involving=involving
+            ),
             "items": [
                 {
                     **i.output_line(),

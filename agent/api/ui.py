@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent.actions import ACTIONS
-from agent.api import REFUSED, refusal_status, status_shown
+from agent.api import MAX_ENTITY, REFUSED, refusal_status, status_shown
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
@@ -245,22 +245,30 @@ def build_router(
         status: Literal["open", "closed", "any"] = "open",
         min_priority: float = Query(default=0, ge=0, le=100),
         page_no: int = Query(default=1, ge=1, le=10_000, alias="page"),
+        involving: str = Query(default="", max_length=MAX_ENTITY),
     ) -> HTMLResponse:
-        """The incidents in the order an analyst reads them, each with the factors that rank it."""
+        """The incidents in the order an analyst reads them, each with the factors that rank
+        it; `involving`: only those with this host, user or address."""
         s = session_of(request)
         only = status_shown(status)
-        total = store.count_incidents(status=only, min_priority=min_priority)
+        entity = involving.strip() or None
+        total = store.count_incidents(status=only, min_priority=min_priority, involving=entity)
         start = (page_no - 1) * INCIDENTS_PER_PAGE
         return page(
             "incidents.html",
             s=s,
             incidents=store.list_incidents(
-                limit=INCIDENTS_PER_PAGE, offset=start, status=only, min_priority=min_priority
+                limit=INCIDENTS_PER_PAGE,
+                offset=start,
+                status=only,
+                min_priority=min_priority,
+                involving=entity,
             ),
             first_rank=start + 1,
             total=total,
             shown=status,
             min_priority=min_priority,
+            involving=involving.strip(),
             page_no=page_no,
             pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
             may_tune=s.principal.role in TUNING_ROLES,

@@ -69,6 +69,17 @@ def watched_from(first_day: str | None, first_seen: float | None) -> float | Non
     return datetime.combine(date.fromisoformat(first_day), time(), UTC).timestamp()
 
 
+def entity_value(value: str) -> str:
+    """A host, user or address as incidents are looked up by it: sensors spell host names in
+    either case, and an analyst types them as they remember them."""
+    return value.strip().casefold()
+
+
+def entity_values(inc: Incident) -> set[str]:
+    """What an incident can be found by (`involving`): its hosts, users and addresses."""
+    return {entity_value(v) for v in (*inc.hosts, *inc.users, *inc.ips) if v.strip()}
+
+
 #: An audit event to write: actor, kind, subject, data.
 AuditRecord = tuple[str, str, str, dict[str, Any]]
 
@@ -144,13 +155,19 @@ class Store(Protocol):
         offset: int = 0,
         status: IncidentStatus | None = None,
         min_priority: float = 0.0,
+        involving: str | None = None,
     ) -> list[Incident]:
         """Highest priority first, filtered by the store (a months-old store holds tens of
-        thousands of incidents: a list view must not read them all)."""
+        thousands of incidents: a list view must not read them all). `involving`: only those
+        with this host, user or address among their entities (`entity_values`)."""
         ...
 
     def count_incidents(
-        self, *, status: IncidentStatus | None = None, min_priority: float = 0.0
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        min_priority: float = 0.0,
+        involving: str | None = None,
     ) -> int: ...
 
     def alerts_of(self, incident_id: str) -> list[Alert]:

@@ -36,6 +36,8 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
+    entity_value,
+    entity_values,
     run_records,
     watched_from,
 )
@@ -105,6 +107,21 @@ for i = 1, #ARGV, 2 do
 end
 return 1
 """
+
+
+def _k_involving(value: str) -> str:
+    """The ids of the incidents with this host, user or address (`entity_values`)."""
+    return f"vigie:incidents:involving:{entity_value(value)}"
+
+
+#: Set once every stored incident is in the entity index.
+_ENTITIES_INDEXED = "vigie:incidents:involving-indexed"
+
+
+def _index_entities(pipe: Pipeline, inc: Incident) -> None:
+    """Record what the incident can be found by; an incident only ever gains entities."""
+    for value in entity_values(inc):
+        pipe.sadd(_k_involving(value), inc.incident_id)
 
 
 def _k_head(incident_id: str) -> str:
@@ -277,6 +294,7 @@ class RedisStore:
             for inc in kept:
                 pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
                 pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
+                _index_entities(pipe, inc)
                 if inc.status == "open":
                     pipe.zadd("vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()})
                     pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
@@ -319,8 +337,11 @@ class RedisStore:
         offset: int = 0,
         status: IncidentStatus | None = None,
         min_priority: float = 0.0,
+        involving: str | None = None,
     ) -> list[Incident]:
-        if status is None:
+        if involving is not None:
+            ids, _ = self._involving(involving, status, min_priority, offset, limit)
+        elif status is None:
             ids = self._guard(
                 lambda: self._r.zrevrangebyscore(
                     "vigie:incidents", "+inf", min_priority, start=offset, num=limit
@@ -332,8 +353,14 @@ class RedisStore:
         return [Incident.model_validate_json(d) for d in docs if d]
 
     def count_incidents(
-        self, *, status: IncidentStatus | None = None, min_priority: float = 0.0
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        min_priority: float = 0.0,
+        involving: str | None = None,
     ) -> int:
+        if involving is not None:
+            return self._involving(involving, status, min_priority, 0, 0)[1]
         if status is None:
             return int(self._guard(self._r.zcount, "vigie:incidents", min_priority, "+inf"))
         return self._with_status(status, min_priority, 0, 0)[1]
@@ -376,6 +403,53 @@ class RedisStore:
 
         result: tuple[list[bytes], int] = self._guard(read)
         return result
+
+    def _involving(
+        self,
+        value: str,
+        status: IncidentStatus | None,
+        min_priority: float,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[bytes], int]:
+        """One page of the incidents with this entity, highest first, and how many there are.
+        An entity's incidents are few: Redis crosses their set with the priority set (and the
+        open set) into keys of this call's own, in one transaction."""
+        self._index_entities_once()
+        tag = uuid4().hex
+        found, kept = f"vigie:incidents:found:{tag}", f"vigie:incidents:kept:{tag}"
+
+        def read() -> tuple[list[bytes], int]:
+            with self._r.pipeline() as pipe:
+                pipe.zinterstore(found, {"vigie:incidents": 1, _k_involving(value): 0})
+                if status == "open":
+                    pipe.zinterstore(kept, {found: 1, "vigie:incidents:open": 0})
+                elif status == "closed":
+                    pipe.zdiffstore(kept, [found, "vigie:incidents:open"])
+                key = found if status is None else kept
+                pipe.zrevrangebyscore(key, "+inf", min_priority, start=offset, num=limit)
+                pipe.zcount(key, min_priority, "+inf")
+                pipe.delete(found, kept)
+                *_, ids, total, _ = pipe.execute()
+            return ids, int(total)
+
+        result: tuple[list[bytes], int] = self._guard(read)
+        return result
+
+    def _index_entities_once(self) -> None:
+        """Incidents stored by a version that kept no entity index are indexed at the first
+        look-up (saves keep it since)."""
+        if self._guard(self._r.exists, _ENTITIES_INDEXED):
+            return
+        ids = [i.decode() for i in self._guard(self._r.zrange, "vigie:incidents", 0, -1)]
+        for start in range(0, len(ids), 1000):
+            docs = self._r.mget([f"vigie:incident:{i}" for i in ids[start : start + 1000]])
+            with self._r.pipeline(transaction=False) as pipe:
+                for doc in docs:
+                    if doc:
+                        _index_entities(pipe, Incident.model_validate_json(doc))
+                pipe.execute()
+        self._r.set(_ENTITIES_INDEXED, 1)
 
     def incident_of_alerts(self, alert_ids: Sequence[str]) -> dict[str, str]:
         ids = list(alert_ids)

@@ -178,6 +178,17 @@ def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
         key=lambda f: -f["points"],
     )
     assert top["why"] == scoring[:3] and top["why"]  # the list says what ranks each
+    host = detail["incident"]["hosts"][0]
+    involving = c.get(
+        "/api/incidents", params={"involving": host.upper()}, headers=auth("tok-alice")
+    ).json()
+    everything = c.get("/api/incidents", params={"limit": 500}, headers=auth("tok-alice")).json()
+    assert [i["incident_id"] for i in involving["items"]] == [
+        i["incident_id"] for i in everything["items"] if host in i["hosts"]
+    ]
+    assert involving["total"] == len(involving["items"]) >= 1
+    too_long = {"involving": "x" * 300}
+    assert c.get("/api/incidents", params=too_long, headers=auth("tok-alice")).status_code == 422
     pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
     isolate = next(p for p in pending if p["action"] == "isolate_host")
     path = f"/api/approvals/{isolate['proposal_id']}"

@@ -516,6 +516,13 @@ def test_incidents_list_reads_them_in_priority_order_with_what_ranks_each(tmp_pa
         "no open incident at priority 100 or more"
         in vigie(tmp_path, "incidents", "list", "--min-priority", "100").stdout
     )
+    on_web = vigie(tmp_path, "incidents", "list", "--status", "any", "--involving", "WEB-01",
+                   "--json", "--limit", "1000").stdout  # fmt: skip
+    assert [json.loads(x)["incident_id"] for x in on_web.splitlines()] == [
+        i.incident_id for i in ranked if "web-01" in i.hosts
+    ]
+    nobody = vigie(tmp_path, "incidents", "list", "--involving", "[red]nobody")
+    assert nobody.returncode == 0 and "no open incident involving [red]nobody" in nobody.stdout
     bad = vigie(tmp_path, "incidents", "list", "--status", "shut")
     assert bad.returncode == 2 and "unknown status 'shut'" in bad.stderr
 

@@ -470,3 +470,38 @@ def test_incidents_ticked_on_the_list_are_closed_together(
     )  # fmt: skip
     assert away.status_code == 303 and away.headers["location"] == "/incidents"
     assert store.get_incident(ids[3]).disposition.verdict == "benign"
+
+
+def test_an_incident_page_leads_to_every_incident_involving_its_hosts(
+    api: dict,
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """From one incident, the analyst pivots to every incident, open or closed, holding one of
+    its hosts (or users, or addresses), and can type one into the list's filter in any case."""
+    from agent.analyst import OfflineAnalyst
+    from agent.dispositions import dispose
+    from agent.graph import TriageContext, run_triage_documents
+
+    store = api["store"]
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    docs = [ecs(300 + i, 30 + i * 240, f"Rule {i}", "Pivot-01" if i % 2 else f"other{i}")
+            for i in range(6)]  # fmt: skip
+    run_triage_documents([("t", n, d) for n, d in enumerate(docs, 1)], ctx)
+    on_host = store.list_incidents(involving="pivot-01", limit=100)
+    assert len(on_host) == 3
+    dispose(store, on_host[-1].incident_id, "benign", "lab", "alice")
+
+    page, _ = signed_in(browser, api, "tok-bob")
+    page.goto(api["url"] + f"/incidents/{on_host[0].incident_id}")
+    page.click("p.pivots a:text-is('Pivot-01')")
+    page.wait_for_selector("table.incidents")
+    listed = [a.get_attribute("href") for a in page.locator("table.incidents tbody tr a").all()]
+    assert listed == [f"/incidents/{i.incident_id}" for i in on_host]  # the closed one too
+    assert page.locator("input[name=involving]").input_value() == "Pivot-01"
+    page.fill("input[name=involving]", "PIVOT-01")
+    page.select_option("select[name=status]", "open")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_selector("table.incidents")
+    listed = [a.get_attribute("href") for a in page.locator("table.incidents tbody tr a").all()]
+    assert listed == [f"/incidents/{i.incident_id}" for i in on_host[:-1]]
+    assert page.locator("span.hint").inner_text().startswith("2 incident(s)")

@@ -202,6 +202,71 @@ def test_incident_lists_are_filtered_and_paged_by_the_store(store: Store) -> Non
     assert ids(min_priority=100) == [] and store.count_incidents(min_priority=100) == 0
 
 
+def test_incidents_are_found_by_a_host_user_or_address_they_involve(
+    store: Store, tmp_path: Path, redis_url: str
+) -> None:
+    """An analyst pivots from one host (or account, or address) to every incident holding
+    it, whatever case the sensors spelled it in; a store from before the entity index finds
+    its incidents too."""
+    from agent.dispositions import dispose
+
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def incident(
+        n: int, hosts: list[str], users: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+    ) -> Incident:
+        return Incident(
+            incident_id=f"INC-{n:03d}",
+            alert_ids=[f"a{n}"],
+            priority=float(n),
+            title="t",
+            first_seen=t0,
+            last_seen=t0,
+            hosts=hosts,
+            users=list(users),
+            ips=list(ips),
+        )
+
+    store.save_triage(
+        [
+            incident(10, ["WEB-01"], ("alice",)),
+            incident(20, ["db-02"], (), ("203.0.113.9",)),
+            incident(30, ["web-01", "db-02"], ("root",), ("203.0.113.9",)),
+            incident(40, ["mail"]),
+        ],
+        [],
+        [],
+        [],
+        actor="vigie",
+    )
+    dispose(store, "INC-030", "benign", "lab", "alice")
+    store.save_triage([incident(50, ["web-01"])], [], [], [], actor="vigie")
+
+    def ids(**kw: object) -> list[str]:
+        return [i.incident_id for i in store.list_incidents(**kw)]  # type: ignore[arg-type]
+
+    assert ids(involving="web-01") == ["INC-050", "INC-030", "INC-010"]
+    assert ids(involving=" Web-01 ", status="open") == ["INC-050", "INC-010"]
+    assert ids(involving="web-01", status="closed") == ["INC-030"]
+    assert ids(involving="web-01", min_priority=20, limit=1, offset=1) == ["INC-030"]
+    assert ids(involving="203.0.113.9") == ["INC-030", "INC-020"]
+    assert ids(involving="alice") == ["INC-010"] and ids(involving="nobody") == []
+    assert store.count_incidents(involving="web-01") == 3
+    assert store.count_incidents(involving="db-02", status="open") == 1
+    assert store.count_incidents(involving="db-02", status="closed", min_priority=40) == 0
+
+    # A store whose incidents were saved before the index: found all the same.
+    if isinstance(store, SqliteStore):
+        store._db.execute("DELETE FROM incident_entities")
+        store.close()
+        store = SqliteStore(tmp_path / "v.db")
+    else:
+        raw = redis.Redis.from_url(redis_url)
+        raw.delete(*raw.keys("vigie:incidents:involving*"))
+    assert ids(involving="WEB-01") == ["INC-050", "INC-030", "INC-010"]
+    store.close()
+
+
 def test_a_redis_status_list_sends_a_page_not_every_incidents_id(redis_url: str) -> None:
     """A year of closed incidents must not cross the network for each page of open ones."""
     store = RedisStore(redis_url)
