@@ -110,21 +110,16 @@ _KEEP_DISPOSITION = (
 _KEEP_CLOSED = f"CASE WHEN {_DISPOSED} IS NULL THEN excluded.status ELSE 'closed' END"
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a store made by an earlier version up to this schema: windows before counts were
-    kept count one alert per rule-host pair."""
+def _migrate(db: sqlite3.Connection, earlier: set[str]) -> None:
+    """Bring a store made by an earlier version (whose tables were `earlier`) up to this
+    schema: windows before counts were kept count one alert per rule-host pair; incidents
+    stored before the entity index are indexed once."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(rule_windows)")}
     if "n" not in columns:
         db.execute("ALTER TABLE rule_windows ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
-    indexed = db.execute("SELECT 1 FROM incident_entities LIMIT 1").fetchone()
-    if indexed is None and db.execute("SELECT 1 FROM incidents LIMIT 1").fetchone():
-        _index_entities(
-            db,
-            (
-                Incident.model_validate_json(r[0])
-                for r in db.execute("SELECT doc FROM incidents").fetchall()
-            ),
-        )
+    if "incidents" in earlier and "incident_entities" not in earlier:
+        docs = db.execute("SELECT doc FROM incidents").fetchall()
+        _index_entities(db, (Incident.model_validate_json(r[0]) for r in docs))
 
 
 def _index_entities(db: sqlite3.Connection, incidents: Iterable[Incident]) -> None:
@@ -146,8 +141,9 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        earlier = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         self._db.executescript(_SCHEMA)
-        _migrate(self._db)
+        _migrate(self._db, earlier)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
