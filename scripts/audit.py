@@ -72,13 +72,12 @@ def pinned(lock_text: str) -> dict[str, str]:
 def from_project_pages(deps: list[dict], fetch: Fetch) -> tuple[list[dict], list[dict]]:
     """pip-audit's answer, with each package it skipped audited from its project page when
     the pin is the latest release: (vulnerable, still not audited)."""
-    skipped = [d for d in deps if d.get("skip_reason") and d.get("name")]
+    names = [d["name"] for d in deps if d.get("skip_reason") and d.get("name")]
     with ThreadPoolExecutor(8) as pool:
-        found = list(pool.map(fetch, (d["name"] for d in skipped)))
-    pages = {id(d): page for d, page in zip(skipped, found, strict=True)}
+        pages = dict(zip(names, pool.map(fetch, names), strict=True))
     out: list[dict] = []
     for d in deps:
-        page = pages.get(id(d))
+        page = pages.get(d.get("name", "")) if d.get("skip_reason") else None
         if page is None:
             out.append(d)
             continue

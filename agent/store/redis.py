@@ -439,9 +439,13 @@ class RedisStore:
     def _index_entities_once(self) -> None:
         """Incidents stored by a version that kept no entity index are indexed at the first
         look-up (saves keep it since)."""
-        if self._guard(self._r.exists, _ENTITIES_INDEXED):
+        self._guard(self._index_entities_stored)
+
+    def _index_entities_stored(self) -> None:
+        if self._r.exists(_ENTITIES_INDEXED):
             return
-        ids = [i.decode() for i in self._guard(self._r.zrange, "vigie:incidents", 0, -1)]
+        members: list[bytes] = self._r.zrange("vigie:incidents", 0, -1)  # type: ignore[assignment]
+        ids = [i.decode() for i in members]
         for start in range(0, len(ids), 1000):
             docs = self._r.mget([f"vigie:incident:{i}" for i in ids[start : start + 1000]])
             with self._r.pipeline(transaction=False) as pipe:
