@@ -33,6 +33,7 @@ BURST_MIN_WINDOWS = 8  # a batch spanning fewer windows has no "usual" to compar
 BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs than the median
 DAY = 86400
 DAY_WINDOWS = DAY // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
+HOUR_WINDOWS = 3600 // BURST_WINDOW  # windows in an hour (Baseline.hours_fired)
 BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
@@ -186,6 +187,7 @@ class Baseline:
     _bursts: Bursts | None = None
     _total: int | None = None
     _knows_a_day: bool | None = None
+    _hours: HoursFired | None = None
 
     @classmethod
     def from_history(cls, history: RuleHistory) -> Baseline:
@@ -210,12 +212,44 @@ class Baseline:
         return self._total
 
     def rarity(self, rule_id: str) -> float:
-        """0 for the commonest rules, 1 for a rule seen once among everything."""
+        """0 for the commonest rules, 1 for a rule seen once among everything.
+
+        A rule is common if it makes many of the alerts, or if it fires in many of the hours
+        watched: a detector reporting one odd DNS frequency every hour or two makes few alerts,
+        yet its tenth report is routine, and it is what buries a lone odd alert of a quiet rule.
+        Hours count once the windows span a day (`knows_a_day`): until then, a rule firing
+        through one busy morning may be that morning's rhythm."""
+        return min(self._rarity_by_count(rule_id), self._rarity_by_hours(rule_id))
+
+    def rarity_reason(self, rule_id: str) -> str:
+        """What a rule's rarity stands on, for the explanation."""
+        count = self.rule_counts.get(rule_id, 0)
+        if self._rarity_by_hours(rule_id) < self._rarity_by_count(rule_id):
+            fired, watched = self.hours_fired(rule_id)
+            return f"fired in {fired} of the {watched} hours watched"
+        return f"{count} of {self.total} alerts"
+
+    def _rarity_by_count(self, rule_id: str) -> float:
         total = self.total
         count = self.rule_counts.get(rule_id, 0)
         if total <= 1 or count <= 0:
             return 1.0
         return max(0.0, min(1.0, math.log(total / count) / math.log(total)))
+
+    def _rarity_by_hours(self, rule_id: str) -> float:
+        if not self.knows_a_day():
+            return 1.0
+        fired, watched = self.hours_fired(rule_id)
+        if fired <= 0:
+            return 1.0
+        return max(0.0, min(1.0, math.log(watched / fired) / math.log(watched)))
+
+    def hours_fired(self, rule_id: str) -> tuple[int, int]:
+        """In how many hours the rule fired (on any host), of the hours the windows span: the
+        store's two days of windows and the batch's, or the whole file's."""
+        if self._hours is None:  # once per batch: rarity asks for it per rule of every incident
+            self._hours = HoursFired.of(self.window_pairs)
+        return self._hours.by_rule.get(rule_id, 0), self._hours.watched
 
     def observe(self, clusters: Iterable[Cluster]) -> None:
         """Count a batch's alerts, and the rule-host pairs of each burst window."""
@@ -232,6 +266,7 @@ class Baseline:
         self._bursts = None
         self._total = None
         self._knows_a_day = None
+        self._hours = None
 
     def tune(self, tunings: Iterable[Tuning]) -> None:
         """Take the tunings in force: their pairs count in no incident's rarity, rule diversity
@@ -255,6 +290,26 @@ class Baseline:
         if self._bursts is None:
             self._bursts = Bursts.of(self)
         return self._bursts
+
+
+@dataclass(frozen=True, slots=True)
+class HoursFired:
+    """How many hours each rule fired in, and how many hours the windows span."""
+
+    by_rule: dict[str, int]
+    watched: int
+
+    @classmethod
+    def of(cls, window_pairs: dict[int, set[tuple[str, str]]]) -> HoursFired:
+        if not window_pairs:
+            return cls({}, 0)
+        hours: dict[str, set[int]] = {}
+        for window, pairs in window_pairs.items():
+            hour = window // HOUR_WINDOWS
+            for rule, _ in pairs:
+                hours.setdefault(rule, set()).add(hour)
+        first, last = min(window_pairs) // HOUR_WINDOWS, max(window_pairs) // HOUR_WINDOWS
+        return cls({rule: len(h) for rule, h in hours.items()}, last - first + 1)
 
 
 def history_of(clusters: list[Cluster]) -> RunHistory:
@@ -442,15 +497,18 @@ def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
             name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
         )
     rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
-    scored = sorted(((baseline.rarity(r), n) for r, n in rules.items()), reverse=True)
-    best, name = scored[0]
+    scored = sorted(((baseline.rarity(r), n, r) for r, n in rules.items()), reverse=True)
+    best, name, rarest = scored[0]
     second = scored[1][0] if len(scored) > 1 else 0.0
     points = 25 * best**2 + 10 * second**2
-    rare = sum(1 for r, _ in scored if r >= RARE)
+    rare = sum(1 for r, _, _ in scored if r >= RARE)
     return PriorityFactor(
         name="rarity",
         points=round(points, 2),
-        detail=f"rarest rule {name!r} (rarity {best:.2f}); {rare} rare rule(s)",
+        detail=(
+            f"rarest rule {name!r} (rarity {best:.2f}: {baseline.rarity_reason(rarest)}); "
+            f"{rare} rare rule(s)"
+        ),
     )
 
 

@@ -14,7 +14,9 @@ reads the CSV's phase labels (`time_label`); the triage still sees none. It also
 must not matter (`CHANGED`, `GROWN`): every name replaced, which must leave the ranking
 exactly as it was; more quiet days before the attack (twice, and ten times over); every benign
 alert four times over; the web scan grown into the flood the largest scenarios hold. And it
-runs without each sensor in turn (`run_sensor_missing`).
+runs without each sensor in turn (`run_sensor_missing`), and on exports that start an hour, six
+hours or a day and a half before the intrusion (`run_exports`): there, no step is seen through
+alerts its phase labels call benign, so the service stop's own alerts set the depth.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def run(csv_gz: Path, work: Path) -> dict:
     run_variants(csv_path, work)
     run_changed(csv_path, work, incidents, grown=runs_all(n))
     run_sensor_missing(csv_path, work)
+    run_exports(csv_path, work)
     if not runs_all(n):
         print(
             f"fed in batches: skipped for {n:,} alerts (above {BATCHES_MAX_ALERTS:,}, each batch "
@@ -368,6 +371,29 @@ def run_sensor_missing(csv_path: Path, work: Path) -> None:
         kept = [r for r in rows if r["name"].partition(": ")[0] != sensor]
         changed_csv, incidents = triaged(kept, work)
         print_row(f"without {sensor}", ("steps", *SHOWN), scores_of(changed_csv, incidents))
+
+
+#: Hours of alerts before the intrusion's first that an export holds (`run_exports`).
+EXPORT_HOURS = (1, 6, 30)
+
+
+def exported_from(rows: list[dict], hours: int) -> list[dict]:
+    """The rows from `hours` before the attack's first alert on: an export taken to look into
+    an intrusion. The scenario labels its DNS-exfiltration step on a few first-day alerts too
+    (phase `false_positive`, routine-looking AMiner DNS alerts), which a whole-file run can
+    find by luck; an export starting after them leaves the step to its own alerts."""
+    start = min(int(r["time"]) for r in rows if r["time_label"] != BENIGN_PHASE) - hours * 3600
+    return [r for r in rows if int(r["time"]) >= start]
+
+
+def run_exports(csv_path: Path, work: Path) -> None:
+    rows = scenario_rows(csv_path)
+    print_row("an export starting before the intrusion", ("alerts", "steps", *SHOWN))
+    for hours in EXPORT_HOURS:
+        kept = exported_from(rows, hours)
+        changed_csv, incidents = triaged(kept, work)
+        figures = {**scores_of(changed_csv, incidents), "alerts": len(kept)}
+        print_row(f"{hours} h before", ("alerts", "steps", *SHOWN), figures)
 
 
 def triaged(

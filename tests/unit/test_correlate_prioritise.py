@@ -4,7 +4,7 @@ import pytest
 
 from agent.correlate import correlate
 from agent.incidents import build_incident
-from agent.prioritise import Baseline
+from agent.prioritise import RARE, Baseline
 from tests.conftest import alert
 
 
@@ -419,6 +419,52 @@ def test_with_less_than_a_day_of_windows_only_a_loud_window_gets_full_burst_poin
     assert "less than a day of windows known, full points need 30 above it" in detail
     loud = [alert(f"y{i}", 6 * 60 + i * 0.02, f"Odd step {i}", f"srv{i % 3}") for i in range(30)]
     assert _burst_of(half_day + loud, "anear")[0] == 40.0  # 38 rare pairs: as loud as it gets
+
+
+DNS, SERVICE = "dns-query-frequency", "service-changed"  # the rule ids of those names
+
+
+def _two_days_with_a_recurring_and_a_quiet_rule() -> list:
+    """Two days of a busy routine rule; a detector reporting one odd DNS frequency in 30 of
+    the 48 hours (30 alerts); a service-change rule that fired 40 times in one hour of package
+    updates, then once on a file server in the afternoon of the second day."""
+    routine = [alert(f"r{i}", i * 1.0, "Heartbeat", f"srv{i % 7}") for i in range(48 * 60)]
+    hours = [h for h in range(45) if h % 3 != 2]  # 30 hours of the first 45
+    recurring = [alert(f"d{h}", h * 60 + 17, "DNS query frequency", "dns1") for h in hours]
+    updates = [alert(f"u{i}", 2 * 60 + i * 0.5, "Service changed", "pkg1") for i in range(40)]
+    lone = [alert("s1", 45 * 60 + 30, "Service changed", "fs1")]
+    return routine + recurring + updates + lone
+
+
+def test_a_rule_firing_in_most_hours_is_routine_however_few_alerts_it_makes() -> None:
+    """The recurring detector makes fewer alerts than the service-change rule, so by its count
+    alone it is the rarer; but it fired in 30 of the 48 hours watched, and its next report
+    must not bury the service change on the file server, a rule quiet for 43 hours."""
+    clusters = correlate(_two_days_with_a_recurring_and_a_quiet_rule())
+    baseline = Baseline()
+    baseline.observe(clusters)
+    assert baseline.rule_counts[DNS] < baseline.rule_counts[SERVICE]
+    assert baseline.hours_fired(DNS) == (30, 48)
+    assert baseline.hours_fired(SERVICE) == (2, 48)
+    assert baseline.rarity(DNS) < 0.15 < RARE < baseline.rarity(SERVICE)
+    incidents = [build_incident(c, baseline) for c in clusters]
+    dns = next(i for i in incidents if "ad43" in i.alert_ids)  # the detector's reports
+    service = next(i for i in incidents if "as1" in i.alert_ids)
+    assert service.priority > dns.priority + 5
+    rarity = {f.name: f for f in dns.explanation.priority_factors}["rarity"]
+    assert "fired in 30 of the 48 hours watched" in rarity.detail
+    rarity = {f.name: f for f in service.explanation.priority_factors}["rarity"]
+    assert "41 of 2951 alerts" in rarity.detail  # the count is what makes it rare
+
+
+def test_hours_fired_count_only_once_the_windows_span_a_day() -> None:
+    """In a store's first hours, a rule firing through one busy morning may be that morning's
+    rhythm: only its count judges it."""
+    morning = [a for a in _two_days_with_a_recurring_and_a_quiet_rule() if _minutes(a) < 10 * 60]
+    baseline = Baseline()
+    baseline.observe(correlate(morning))
+    assert not baseline.knows_a_day() and baseline.hours_fired(DNS) == (7, 10)
+    assert baseline.rarity(DNS) > RARE
 
 
 def test_a_baseline_knows_a_day_once_its_windows_span_one() -> None:
