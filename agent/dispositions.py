@@ -190,7 +190,7 @@ def reopen(store: Store, incident_id: str, reason: str, actor: str) -> Incident:
     reason = _reason(reason)
     if store.get_incident(incident_id) is None:
         raise NotFound(f"no incident {incident_id}")
-    if not store.reopen(incident_id, actor, reason):
+    if not store.reopen(incident_id, actor, reason, datetime.now(UTC)):
         raise Conflict(f"incident {incident_id} was not closed by a person")
     opened = store.get_incident(incident_id)
     if opened is None:  # deleted meanwhile: stores never delete incidents

@@ -221,6 +221,7 @@ def assemble(
             routine=_routine(cluster) if background else None,
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
+        reopened=old.reopened if old else None,  # still held open by that person
     )
     return Assembled(incident, Evidence.of_streams(streams, entities))
 

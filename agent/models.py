@@ -294,7 +294,18 @@ class Disposition(BaseModel):
     tuned: list[Tuning] = Field(default_factory=list)
 
 
-#: An incident is open until a quiet period or a person closes it.
+class Reopening(BaseModel):
+    """Why a person undid a closing (`was`: the verdict undone). A reopened incident stays
+    open until a person closes it again: a quiet period no longer closes it."""
+
+    actor: str
+    reason: str
+    at: datetime
+    was: Disposal
+
+
+#: An incident is open until a quiet period or a person closes it; one a person reopened,
+#: until a person closes it.
 IncidentStatus = Literal["open", "closed"]
 
 
@@ -316,6 +327,8 @@ class Incident(BaseModel):
     assessment: Assessment | None = None
     proposal_ids: list[str] = Field(default_factory=list)
     disposition: Disposition | None = None
+    #: The latest reopening by a person, kept when it is closed again.
+    reopened: Reopening | None = None
 
     def leading_factors(self, n: int = 3) -> list[PriorityFactor]:
         """What gave most of its priority, largest first: why it ranks where it does, in a

@@ -123,6 +123,12 @@ def assessed(inc: Incident) -> list[str]:
             *(f"  flag: {n}" for n in a.notes),
         ]
     )
+    r = inc.reopened
+    if r is not None:
+        held = "" if d is not None else "; held open until a person closes it"
+        lines.append(
+            f"Reopened by {r.actor} on {r.at:%Y-%m-%d %H:%M} UTC (was {r.was}): {r.reason}{held}"
+        )
     if d is not None:
         tuned = (
             f"; {len(d.tuned)} rule-host pair(s) tuned until {d.tuned[0].expires_at:%Y-%m-%d}"

@@ -185,7 +185,8 @@ class Store(Protocol):
         ...
 
     def close_quiet(self, before: datetime) -> int:
-        """Close open incidents quiet since before `before`; returns how many."""
+        """Close open incidents quiet since before `before`, but those a person reopened (a
+        person closes them); returns how many."""
         ...
 
     def dispose(self, incident_id: str, disposition: Disposition) -> bool:
@@ -194,9 +195,10 @@ class Store(Protocol):
         is missing or was disposed of already."""
         ...
 
-    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
-        """Undo a person's closing (status open, no disposition), with its audit event; False
-        if the incident is not a closed one. Its tunings stay: each is ended on its own."""
+    def reopen(self, incident_id: str, actor: str, reason: str, at: datetime) -> bool:
+        """Undo a person's closing (status open, no disposition, `reopened` set), with its
+        audit event; False if the incident is not a closed one. Its tunings stay: each is
+        ended on its own."""
         ...
 
     def tunings(self, now: datetime) -> list[Tuning]:

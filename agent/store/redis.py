@@ -28,6 +28,7 @@ from agent.models import (
     Incident,
     IncidentStatus,
     ProposalState,
+    Reopening,
     Tuning,
 )
 from agent.store import (
@@ -479,19 +480,27 @@ class RedisStore:
         ids = self._guard(
             self._r.zrangebyscore, "vigie:incidents:open", "-inf", f"({before.timestamp()}"
         )
-        n = 0
-        for raw in ids:
-            key = f"vigie:incident:{raw.decode()}"
-            doc = self._r.get(key)
-            if doc:
-                inc = Incident.model_validate_json(doc).model_copy(update={"status": "closed"})
-                with self._r.pipeline() as pipe:
-                    pipe.set(key, _dump(inc))
-                    pipe.zrem("vigie:incidents:open", raw)
-                    pipe.delete(_k_head(raw.decode()))
-                    pipe.execute()
-                n += 1
-        return n
+        return sum(self._guard(self._close_quiet, raw.decode(), before) for raw in ids)
+
+    def _close_quiet(self, incident_id: str, before: datetime) -> bool:
+        """Read again under WATCH: a person closing or reopening it meanwhile (or a run
+        extending it) makes this look again, not write back what it read before."""
+        key = f"vigie:incident:{incident_id}"
+
+        def body(pipe: Pipeline) -> bool:
+            raw = pipe.get(key)
+            inc = Incident.model_validate_json(raw) if raw is not None else None
+            if inc is None or inc.status != "open" or inc.reopened is not None:
+                return False
+            if inc.last_seen >= before:
+                return False
+            pipe.multi()
+            pipe.set(key, _dump(inc.model_copy(update={"status": "closed"})))
+            pipe.zrem("vigie:incidents:open", incident_id)
+            pipe.delete(_k_head(incident_id))
+            return True
+
+        return self._optimistic(body, key)
 
     def dispose(self, incident_id: str, disposition: Disposition) -> bool:
         result: bool = self._guard(self._dispose, incident_id, disposition)
@@ -530,11 +539,11 @@ class RedisStore:
 
         return self._optimistic(body, key, _HEAD, _TUNINGS)
 
-    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
-        result: bool = self._guard(self._reopen, incident_id, actor, reason)
+    def reopen(self, incident_id: str, actor: str, reason: str, at: datetime) -> bool:
+        result: bool = self._guard(self._reopen, incident_id, actor, reason, at)
         return result
 
-    def _reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+    def _reopen(self, incident_id: str, actor: str, reason: str, at: datetime) -> bool:
         key = f"vigie:incident:{incident_id}"
 
         def body(pipe: Pipeline) -> bool:
@@ -542,13 +551,17 @@ class RedisStore:
             stored = Incident.model_validate_json(raw) if raw is not None else None
             if stored is None or stored.disposition is None:
                 return False
-            opened = stored.model_copy(update={"status": "open", "disposition": None})
+            was = stored.disposition.verdict
+            reopening = Reopening(actor=actor, reason=reason, at=at, was=was)
+            opened = stored.model_copy(
+                update={"status": "open", "disposition": None, "reopened": reopening}
+            )
             event = self._audit_event(
                 pipe,
                 actor,
                 "incident.reopened",
                 incident_id,
-                {"reason": reason, "was": stored.disposition.verdict},
+                {"reason": reason, "was": was},
             )
             pipe.multi()
             pipe.set(key, _dump(opened))

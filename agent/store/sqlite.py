@@ -23,6 +23,7 @@ from agent.models import (
     Incident,
     IncidentStatus,
     ProposalState,
+    Reopening,
     Tuning,
 )
 from agent.store import (
@@ -274,7 +275,8 @@ class SqliteStore:
             cur = db.execute(
                 "UPDATE incidents SET status='closed', "
                 "doc=CAST(json_set(CAST(doc AS TEXT), '$.status', 'closed') AS BLOB) "
-                "WHERE status='open' AND last_seen < ?",
+                "WHERE status='open' AND last_seen < ? "
+                "AND json_extract(CAST(doc AS TEXT), '$.reopened') IS NULL",
                 (before.isoformat(),),
             )
         return cur.rowcount
@@ -301,7 +303,7 @@ class SqliteStore:
             self._append(db, d.actor, "incident.disposed", incident_id, disposed(d))
         return True
 
-    def reopen(self, incident_id: str, actor: str, reason: str) -> bool:
+    def reopen(self, incident_id: str, actor: str, reason: str, at: datetime) -> bool:
         with self._tx() as db:
             row = db.execute(
                 "SELECT json_extract(CAST(doc AS TEXT), '$.disposition.verdict') FROM incidents "
@@ -310,10 +312,12 @@ class SqliteStore:
             ).fetchone()
             if row is None or row[0] is None:
                 return False
+            reopening = Reopening(actor=actor, reason=reason, at=at, was=row[0])
             db.execute(
                 "UPDATE incidents SET status='open', doc=CAST(json_set(CAST(doc AS TEXT), "
-                "'$.status', 'open', '$.disposition', json('null')) AS BLOB) WHERE incident_id=?",
-                (incident_id,),
+                "'$.status', 'open', '$.disposition', json('null'), '$.reopened', json(?)) "
+                "AS BLOB) WHERE incident_id=?",
+                (_dump(reopening), incident_id),
             )
             self._append(
                 db, actor, "incident.reopened", incident_id, {"reason": reason, "was": row[0]}

@@ -435,6 +435,8 @@ def test_closing_an_incident_with_tune_lowers_the_next_run_of_that_noise(tmp_pat
     reopening = ["incidents", "reopen", noise.incident_id, "--as", "bob", "--reason", "wrong"]
     assert "reopened by bob" in vigie(tmp_path, *reopening).stdout
     assert vigie(tmp_path, *reopening).returncode == 1  # open already
+    shown = vigie(tmp_path, "incidents", "show", noise.incident_id).stdout
+    assert "Reopened by bob" in shown and "held open until a person closes it" in shown
     assert vigie(tmp_path, *closing).returncode == 0  # and may be closed anew
 
 

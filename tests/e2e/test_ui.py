@@ -328,6 +328,9 @@ def test_closing_an_incident_in_the_browser_records_the_verdict_and_its_tuning(
     page.fill("form.reopen input[name=reason]", "it was no exercise")
     page.click("button.reopen-incident")
     page.wait_for_selector("form.close")  # open again: it may be closed anew
+    held = page.inner_text("p.reopened")
+    assert "Reopened by" in held and "it was no exercise" in held
+    assert "held open until a person closes it" in held
     assert store.get_incident(first.incident_id).status == "open"
     assert store.audit(first.incident_id)[-1].kind == "incident.reopened"
 

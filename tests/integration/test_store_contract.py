@@ -831,3 +831,75 @@ def test_a_closing_made_in_error_is_undone_and_the_incident_can_be_closed_anew(
     ]
     assert store.audit(iid)[1].data == {"reason": "it was the attacker's resolver", "was": "benign"}
     assert store.verify_audit() == (True, None)
+
+
+def test_an_incident_a_person_reopened_is_not_closed_by_a_quiet_period(store: Store) -> None:
+    """A person reopened it: quiet periods close the others, not this one, even once a run has
+    extended it; a person closes it, and the reopening stays on record."""
+    from agent.correlate import correlate
+    from agent.dispositions import dispose, reopen
+    from agent.incidents import assemble
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    alerts = [alert(1, 0, "Odd DNS", "srv3"), alert(2, 0, "Disk full", "db1")]
+    held, other = (assemble(c, Baseline()).incident for c in correlate(alerts))
+    store.save_triage([held, other], alerts, [], [], actor="vigie")
+    dispose(store, held.incident_id, "benign", "looked routine", "alice")
+    opened = reopen(store, held.incident_id, "it was the attacker's resolver", "bob")
+    assert opened.reopened is not None
+    assert (opened.reopened.actor, opened.reopened.was) == ("bob", "benign")
+    days_later = held.last_seen + timedelta(days=3)
+    assert store.close_quiet(days_later) == 1  # the other one
+    assert store.get_incident(other.incident_id).status == "closed"
+    assert store.get_incident(held.incident_id).status == "open"
+    more = [alert(3, 30, "Odd DNS", "srv3")]
+    (cluster,) = correlate(more)
+    extended = assemble(cluster, Baseline(), extends=opened).incident
+    assert extended.reopened == opened.reopened  # a run's extension keeps it held
+    store.save_triage([extended], more, [], [], actor="vigie")
+    assert store.close_quiet(days_later) == 0
+    assert [i.incident_id for i in store.open_incidents(datetime(2000, 1, 1, tzinfo=UTC))] == [
+        held.incident_id
+    ]
+    dispose(store, held.incident_id, "true_positive", "exfiltration", "bob")
+    closed = store.get_incident(held.incident_id)
+    assert closed.status == "closed" and closed.disposition.verdict == "true_positive"
+    assert closed.reopened == opened.reopened
+
+
+def test_a_redis_quiet_closing_never_writes_over_a_person_s_closing_made_meanwhile(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quiet closing read the open incident; a person closed it (verdict and reason)
+    before the closing wrote: it reads again, finds it closed, and leaves it as the person
+    left it."""
+    from agent.correlate import correlate
+    from agent.incidents import build_incident
+    from agent.prioritise import Baseline
+    from tests.conftest import alert
+
+    store, person = RedisStore(redis_url), RedisStore(redis_url)
+    alerts = [alert(1, 0, "Odd DNS", "srv3")]
+    (incident,) = [build_incident(c, Baseline()) for c in correlate(alerts)]
+    store.save_triage([incident], alerts, [], [], actor="vigie")
+    closing = Disposition(
+        verdict="true_positive", reason="exfiltration", actor="alice", at=datetime.now(UTC)
+    )
+    read = Incident.model_validate_json
+    raced: list[str] = []
+
+    def read_then_a_person_closes(raw: bytes) -> Incident:
+        got = read(raw)
+        if not raced:  # between the quiet closing's read and its write
+            raced.append(got.incident_id)
+            assert person.dispose(got.incident_id, closing)
+        return got
+
+    monkeypatch.setattr(Incident, "model_validate_json", read_then_a_person_closes)
+    assert store.close_quiet(incident.last_seen + timedelta(days=3)) == 0
+    monkeypatch.undo()
+    assert raced == [incident.incident_id]
+    stored = store.get_incident(incident.incident_id)
+    assert stored is not None and stored.status == "closed"
+    assert stored.disposition == closing
