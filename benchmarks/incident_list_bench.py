@@ -1,5 +1,5 @@
 """Reading incidents by status from a store that has kept a long history: a page of the open
-ones (the analyst's list, the incident page's rank line) and a page of the closed ones.
+ones (the analyst's list, the incident page's rank line) and pages of the closed ones.
 
     .venv/bin/python benchmarks/incident_list_bench.py [N] [OPEN]    # default 100,000 and 1,000
 
@@ -34,6 +34,9 @@ READS: dict[str, Callable[[Store], object]] = {
     "a page of 50 open": lambda s: s.list_incidents(status="open", limit=50),
     "how many open at 50 or more": lambda s: s.count_incidents(status="open", min_priority=50),
     "a page of 50 closed": lambda s: s.list_incidents(status="closed", limit=50),
+    "the 1,000th page of 50 closed": lambda s: s.list_incidents(
+        status="closed", limit=50, offset=49_950
+    ),
     "how many closed at 80 or more": lambda s: s.count_incidents(status="closed", min_priority=80),
     "a page of 50, any status": lambda s: s.list_incidents(limit=50),
 }

@@ -99,6 +99,9 @@ _RULE_WINDOW = "vigie:rule-window-n:"
 _RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
 _TUNINGS = "vigie:tunings"  # "rule<US>host" -> the latest tuning of that pair
+#: Closed incidents by priority, beside the priority set of all: a deep page of them is a range.
+_CLOSED = "vigie:incidents:closed"
+_CLOSED_INDEXED = "vigie:incidents:closed-indexed"  # set once incidents stored before are in it
 _DISPOSITIONS = "vigie:dispositions"  # incident id -> its disposition, for runs saving it
 # Set each field to the later of its current and given day (ISO dates compare as strings).
 _LATEST_DAY = """
@@ -298,9 +301,11 @@ class RedisStore:
                 _index_entities(pipe, inc)
                 if inc.status == "open":
                     pipe.zadd("vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()})
+                    pipe.zrem(_CLOSED, inc.incident_id)
                     pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
                 else:
                     pipe.zrem("vigie:incidents:open", inc.incident_id)
+                    pipe.zadd(_CLOSED, {inc.incident_id: inc.priority})
                     pipe.delete(_k_head(inc.incident_id))
             placements = list(owner.items())
             for start in range(0, len(placements), 10_000):
@@ -371,38 +376,50 @@ class RedisStore:
     ) -> tuple[list[bytes], int]:
         """One page of the ids of one status at `min_priority` or more, highest first (as the
         unfiltered list orders them), and how many there are. Open incidents are the few a
-        quiet period has not closed: their ids cross, then a closed page is the priority
-        set's first ids, past as many as are open. Never every incident's id."""
-        opened, at_least = self._open_at(min_priority)
+        quiet period has not closed: their ids cross with the priority set; closed ones have
+        a set of their own, by priority, so any page of them is one range. Never every
+        incident's id."""
         if status == "open":
+            opened = self._open_at(min_priority)
             return opened[offset : offset + limit], len(opened)
-        total = at_least - len(opened)
-        if not limit:
-            return [], total
-        head = self._guard(
-            lambda: self._r.zrevrangebyscore(
-                "vigie:incidents", "+inf", min_priority, start=0, num=offset + limit + len(opened)
-            )
-        )
-        shut = set(opened)
-        return [i for i in head if i not in shut][offset : offset + limit], total
-
-    def _open_at(self, min_priority: float) -> tuple[list[bytes], int]:
-        """The open incidents' ids at `min_priority` or more, highest first, and how many
-        incidents of any status stand there. Redis crosses the open set with the priority set
-        (walking the smaller) into a key of this call's own, in one transaction."""
-        scratch = f"vigie:incidents:open-by-priority:{uuid4().hex}"
+        self._guard(self._index_closed_once)
 
         def read() -> tuple[list[bytes], int]:
+            with self._r.pipeline(transaction=False) as pipe:
+                pipe.zrevrangebyscore(_CLOSED, "+inf", min_priority, start=offset, num=limit)
+                pipe.zcount(_CLOSED, min_priority, "+inf")
+                ids, total = pipe.execute()
+            return (ids if limit else []), int(total)
+
+        result: tuple[list[bytes], int] = self._guard(read)
+        return result
+
+    def _index_closed_once(self) -> None:
+        """Incidents closed by a version that kept no set of closed ones are put in it at the
+        first read of them, in one transaction with the marker: the priority set less the
+        open set (saves keep it since)."""
+        if self._r.exists(_CLOSED_INDEXED):
+            return
+        with self._r.pipeline() as pipe:
+            pipe.zdiffstore(_CLOSED, ["vigie:incidents", "vigie:incidents:open"])
+            pipe.set(_CLOSED_INDEXED, 1)
+            pipe.execute()
+
+    def _open_at(self, min_priority: float) -> list[bytes]:
+        """The open incidents' ids at `min_priority` or more, highest first. Redis crosses the
+        open set with the priority set (walking the smaller) into a key of this call's own, in
+        one transaction."""
+        scratch = f"vigie:incidents:open-by-priority:{uuid4().hex}"
+
+        def read() -> list[bytes]:
             with self._r.pipeline() as pipe:  # the priority, as the open set's score is a time
                 pipe.zinterstore(scratch, {"vigie:incidents": 1, "vigie:incidents:open": 0})
                 pipe.zrevrangebyscore(scratch, "+inf", min_priority)
-                pipe.zcount("vigie:incidents", min_priority, "+inf")
                 pipe.delete(scratch)
-                _, ids, at_least, _ = pipe.execute()
-            return ids, int(at_least)
+                _, ids, _ = pipe.execute()
+            return list(ids)
 
-        result: tuple[list[bytes], int] = self._guard(read)
+        result: list[bytes] = self._guard(read)
         return result
 
     def _involving(
@@ -497,6 +514,7 @@ class RedisStore:
             pipe.multi()
             pipe.set(key, _dump(inc.model_copy(update={"status": "closed"})))
             pipe.zrem("vigie:incidents:open", incident_id)
+            pipe.zadd(_CLOSED, {incident_id: inc.priority})
             pipe.delete(_k_head(incident_id))
             return True
 
@@ -529,6 +547,7 @@ class RedisStore:
             pipe.set(key, _dump(closed))
             pipe.hset(_DISPOSITIONS, incident_id, _dump(d))
             pipe.zrem("vigie:incidents:open", incident_id)
+            pipe.zadd(_CLOSED, {incident_id: closed.priority})
             pipe.delete(_k_head(incident_id))
             if lapsed:
                 pipe.hdel(_TUNINGS, *lapsed)
@@ -567,6 +586,7 @@ class RedisStore:
             pipe.set(key, _dump(opened))
             pipe.hdel(_DISPOSITIONS, incident_id)
             pipe.zadd("vigie:incidents:open", {incident_id: opened.last_seen.timestamp()})
+            pipe.zrem(_CLOSED, incident_id)
             pipe.set(_k_head(incident_id), _dump(_head(opened)))
             self._write_audit(pipe, [event])
             return True

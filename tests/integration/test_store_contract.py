@@ -312,6 +312,16 @@ def test_a_redis_status_list_sends_a_page_not_every_incidents_id(redis_url: str)
     )[1:3]
     # 5,000 ids would be some 90 kB; a page of documents and the open ids are a few kB.
     assert max(opened_bytes, counted_bytes, closed_bytes) < 10_000
+    deep, deep_bytes = sent(lambda: store.list_incidents(status="closed", limit=2, offset=4990))
+    by_priority = sorted(older, key=lambda i: (-i.priority, [-ord(c) for c in i.incident_id]))
+    assert [i.incident_id for i in deep] == [i.incident_id for i in by_priority[4990:4992]]
+    assert deep_bytes < 10_000  # the 100th page reads its own ids, not the 4,990 before them
+    # A store from before the set of closed incidents: it is made at the first read of them.
+    raw.delete("vigie:incidents:closed", "vigie:incidents:closed-indexed")
+    again = store.list_incidents(status="closed", limit=2, offset=4990)
+    assert [i.incident_id for i in again] == [i.incident_id for i in deep]
+    assert store.count_incidents(status="closed") == 5000
+    assert raw.zcard("vigie:incidents:closed") == 5000  # the open ones left out
     store.close()
 
 
@@ -845,12 +855,19 @@ def test_an_incident_a_person_reopened_is_not_closed_by_a_quiet_period(store: St
     alerts = [alert(1, 0, "Odd DNS", "srv3"), alert(2, 0, "Disk full", "db1")]
     held, other = (assemble(c, Baseline()).incident for c in correlate(alerts))
     store.save_triage([held, other], alerts, [], [], actor="vigie")
+
+    def closed_ids() -> list[str]:
+        return [i.incident_id for i in store.list_incidents(status="closed")]
+
     dispose(store, held.incident_id, "benign", "looked routine", "alice")
+    assert closed_ids() == [held.incident_id]
     opened = reopen(store, held.incident_id, "it was the attacker's resolver", "bob")
+    assert closed_ids() == [] and store.count_incidents(status="closed") == 0
     assert opened.reopened is not None
     assert (opened.reopened.actor, opened.reopened.was) == ("bob", "benign")
     days_later = held.last_seen + timedelta(days=3)
     assert store.close_quiet(days_later) == 1  # the other one
+    assert closed_ids() == [other.incident_id]
     assert store.get_incident(other.incident_id).status == "closed"
     assert store.get_incident(held.incident_id).status == "open"
     more = [alert(3, 30, "Odd DNS", "srv3")]
@@ -866,6 +883,7 @@ def test_an_incident_a_person_reopened_is_not_closed_by_a_quiet_period(store: St
     closed = store.get_incident(held.incident_id)
     assert closed.status == "closed" and closed.disposition.verdict == "true_positive"
     assert closed.reopened == opened.reopened
+    assert sorted(closed_ids()) == sorted([held.incident_id, other.incident_id])
 
 
 def test_a_redis_quiet_closing_never_writes_over_a_person_s_closing_made_meanwhile(
