@@ -378,8 +378,8 @@ EXPORT_HOURS = (1, 6, 30)
 
 
 def exported_from(rows: list[dict], hours: int) -> list[dict]:
-    """The rows from `hours` before the attack's first alert on: an export taken to look into
-    an intrusion. The scenario labels its DNS-exfiltration step on a few first-day alerts too
+    """The rows from `hours` before the attack's first alert on (its first phase but the
+    benign one): an export taken to look into an intrusion. The scenario labels its DNS-exfiltration step on a few first-day alerts too
     (phase `false_positive`, routine-looking AMiner DNS alerts), which a whole-file run can
     find by luck; an export starting after them leaves the step to its own alerts."""
     start = min(int(r["time"]) for r in rows if r["time_label"] != BENIGN_PHASE) - hours * 3600
@@ -387,6 +387,8 @@ def exported_from(rows: list[dict], hours: int) -> list[dict]:
 
 
 def run_exports(csv_path: Path, work: Path) -> None:
+    """The scenario cut to exports of `EXPORT_HOURS` before the attack, each triaged as one
+    file and scored: the attack's steps all remain, with fewer days of noise around them."""
     rows = scenario_rows(csv_path)
     print_row("an export starting before the intrusion", ("alerts", "steps", *SHOWN))
     for hours in EXPORT_HOURS:
