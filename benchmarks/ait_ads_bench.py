@@ -379,9 +379,10 @@ EXPORT_HOURS = (1, 6, 30)
 
 def exported_from(rows: list[dict], hours: int) -> list[dict]:
     """The rows from `hours` before the attack's first alert on (its first phase but the
-    benign one): an export taken to look into an intrusion. The scenario labels its DNS-exfiltration step on a few first-day alerts too
-    (phase `false_positive`, routine-looking AMiner DNS alerts), which a whole-file run can
-    find by luck; an export starting after them leaves the step to its own alerts."""
+    benign one): an export taken to look into an intrusion. The scenario labels its
+    DNS-exfiltration step on a few first-day alerts too (phase `false_positive`,
+    routine-looking AMiner DNS alerts), which a whole-file run can find by luck; an export
+    starting after them leaves the step to its own alerts."""
     start = min(int(r["time"]) for r in rows if r["time_label"] != BENIGN_PHASE) - hours * 3600
     return [r for r in rows if int(r["time"]) >= start]
 
