@@ -96,6 +96,8 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
         (EntityKind.user, incident.users, users),
     ):
         both = sorted(ours.intersection(theirs))
+        if kind is EntityKind.host:  # the host it joins on: the incident's latest alert there
+            both.sort(key=lambda h: _last_on(incident, {h}, set()), reverse=True)
         if both:
             return EntityLink(
                 kind=kind,
@@ -152,8 +154,9 @@ def _match(
 ) -> tuple[Incident, EntityLink | None] | None:
     """The most recently active open incident this cluster continues: a background cluster
     joins the open background incident holding all its rule-host streams; any other joins one
-    that shares a host or user and is not background, within the link window, or later when
-    the cluster's ATT&CK stage follows the incident's (with the progression that links them).
+    that shares a host or user and is not background, within the link window of the
+    incident's last alert on what they share (`_last_on`), or later when the cluster's ATT&CK
+    stage follows the incident's (with the progression that links them).
     A cluster older than the incident (a late delivery, a file replayed into the live store)
     joins it only if it ends within the same reach before the incident's first alert: the
     link window, or `quiet` seconds for a background stream."""
@@ -162,6 +165,8 @@ def _match(
     end = datetime.fromtimestamp(cluster.times[-1], tz=UTC)
     reach_back = quiet if background else corr.link_window
     streams = {(r.rule_id, r.host) for r in cluster.runs}
+    hosts: set[str] = set()
+    users: set[str] = set()
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
@@ -172,7 +177,8 @@ def _match(
         ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it
         if ahead > reach_back:
             continue
-        gap = (start - inc.last_seen).total_seconds()
+        last = inc.last_seen if background else _last_on(inc, hosts, users)
+        gap = (start - last).total_seconds()
         progression = None
         if not background and gap > corr.link_window:
             progression = _progression(cluster, inc, gap, corr)
@@ -181,6 +187,18 @@ def _match(
         if best is None or inc.last_seen > best[0].last_seen:
             best = inc, progression
     return best
+
+
+def _last_on(incident: Incident, hosts: set[str], users: set[str]) -> datetime:
+    """The incident's last alert on what the cluster shares with it. A link is a shared entity
+    within the link window: a service scan that touched every host at 04:00 leaves an
+    incident holding them all, and its web-server alerts at 09:30 must not make the mail
+    server's 10:00 logins its continuation. Per host, from its groups; a shared user (whose
+    alerts are not kept per user) counts from the incident's last alert."""
+    if users & set(incident.users):
+        return incident.last_seen
+    on = [g.last_seen for g in incident.groups if g.host in hosts]
+    return max(on) if on else incident.last_seen
 
 
 def _progression(

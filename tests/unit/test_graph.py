@@ -92,6 +92,39 @@ def test_a_later_batch_extends_the_open_incident_and_a_reread_adds_nothing(tmp_p
     assert sorted(placed) == ["a1", "a2", "a3", "a4"]  # nothing twice
 
 
+def test_a_later_batch_joins_through_a_host_only_near_the_incident_s_last_alert_there(
+    tmp_path: Path,
+) -> None:
+    """A scan touched the web and mail servers at once; the web server's story went on for
+    two hours. The mail server's login failure two and a half hours after the scan is not
+    its continuation, though the web story's last alert was half an hour before it; the web
+    server's next alert is."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    scanner = {"ip": "203.0.113.9"}
+    scan = [ecs(f"s{h}", k, "Port scan", h, source=scanner) for k, h in enumerate(("web", "mail"))]
+    story = [ecs(f"w{m}", m, "Suspicious upload", "web") for m in (20, 70, 120)]
+    (inc,) = run_triage([write(tmp_path / "1.ndjson", scan + story)], ctx)["incidents"]
+    assert set(inc.hosts) == {"web", "mail"}
+    later = [ecs("m1", 150, "Login failed", "mail"), ecs("w2", 150, "Web shell", "web")]
+    run_triage([write(tmp_path / "2.ndjson", later)], ctx)
+    grown = store.get_incident(inc.incident_id)
+    assert grown is not None and "aw2" in grown.alert_ids  # 30 min after its last on web
+    assert "am1" not in grown.alert_ids  # 150 min after its last on mail
+    (mail,) = [i for i in store.list_incidents() if "am1" in i.alert_ids]
+    assert mail.alert_ids == ["am1"]
+    # a copy from one address to both servers joins on the web server, and says so
+    peer = {"ip": "10.0.0.5"}
+    copy = [
+        ecs(f"c{h}", m, "File copied", h, source=peer) for m, h in ((170, "web"), (171, "mail"))
+    ]
+    run_triage([write(tmp_path / "3.ndjson", copy)], ctx)
+    grown = store.get_incident(inc.incident_id)
+    assert grown is not None and {"acweb", "acmail"} <= set(grown.alert_ids)
+    joined = [x for x in grown.explanation.links if "acweb" in x.alert_ids]
+    assert [(x.kind, x.value) for x in joined if x.kind == "host"][-1] == ("host", "web")
+
+
 def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "v.db")
     ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
