@@ -268,7 +268,7 @@ def build_router(
             total=total,
             shown=status,
             min_priority=min_priority,
-            involving=involving.strip(),
+            involving=entity or "",
             page_no=page_no,
             pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
             may_tune=s.principal.role in TUNING_ROLES,

@@ -22,6 +22,7 @@ from agent.models import (
     Incident,
     IncidentStatus,
     ProposalState,
+    Reopening,
     Tuning,
 )
 
@@ -125,6 +126,11 @@ def disposed(d: Disposition) -> dict[str, Any]:
         "tuned": [[t.rule_id, t.host] for t in d.tuned],
         "expires_at": d.tuned[0].expires_at.isoformat() if d.tuned else None,
     }
+
+
+def reopened(r: Reopening) -> dict[str, Any]:
+    """A reopening as its audit event records it."""
+    return {"reason": r.reason, "was": r.was}
 
 
 class Store(Protocol):

@@ -39,6 +39,7 @@ from agent.store import (
     disposed,
     entity_value,
     entity_values,
+    reopened,
     run_records,
     watched_from,
 )
@@ -99,6 +100,7 @@ _RULE_WINDOW = "vigie:rule-window-n:"
 _RULE_WINDOWS = "vigie:rule-windows"  # the windows' starts, by start
 _SEP = "\x1f"
 _TUNINGS = "vigie:tunings"  # "rule<US>host" -> the latest tuning of that pair
+_OPEN = "vigie:incidents:open"  # open incidents by their last alert's time
 #: Closed incidents by priority, beside the priority set of all: a deep page of them is a range.
 _CLOSED = "vigie:incidents:closed"
 _CLOSED_INDEXED = "vigie:incidents:closed-indexed"  # set once incidents stored before are in it
@@ -126,6 +128,20 @@ def _index_entities(pipe: Pipeline, inc: Incident) -> None:
     """Record what the incident can be found by; an incident only ever gains entities."""
     for value in entity_values(inc):
         pipe.sadd(_k_involving(value), inc.incident_id)
+
+
+def _file_by_status(pipe: Pipeline, inc: Incident) -> None:
+    """Where the incident's status puts it, in every write that sets a status: the open set
+    (by its last alert) with its head, which runs read to extend it, or the closed set (by
+    priority), which pages of closed incidents read."""
+    if inc.status == "open":
+        pipe.zadd(_OPEN, {inc.incident_id: inc.last_seen.timestamp()})
+        pipe.zrem(_CLOSED, inc.incident_id)
+        pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
+    else:
+        pipe.zrem(_OPEN, inc.incident_id)
+        pipe.zadd(_CLOSED, {inc.incident_id: inc.priority})
+        pipe.delete(_k_head(inc.incident_id))
 
 
 def _k_head(incident_id: str) -> str:
@@ -299,14 +315,7 @@ class RedisStore:
                 pipe.set(f"vigie:incident:{inc.incident_id}", _dump(inc))
                 pipe.zadd("vigie:incidents", {inc.incident_id: inc.priority})
                 _index_entities(pipe, inc)
-                if inc.status == "open":
-                    pipe.zadd("vigie:incidents:open", {inc.incident_id: inc.last_seen.timestamp()})
-                    pipe.zrem(_CLOSED, inc.incident_id)
-                    pipe.set(_k_head(inc.incident_id), _dump(_head(inc)))
-                else:
-                    pipe.zrem("vigie:incidents:open", inc.incident_id)
-                    pipe.zadd(_CLOSED, {inc.incident_id: inc.priority})
-                    pipe.delete(_k_head(inc.incident_id))
+                _file_by_status(pipe, inc)
             placements = list(owner.items())
             for start in range(0, len(placements), 10_000):
                 chunk = dict(placements[start : start + 10_000])
@@ -382,7 +391,7 @@ class RedisStore:
         if status == "open":
             opened = self._open_at(min_priority)
             return opened[offset : offset + limit], len(opened)
-        self._guard(self._index_closed_once)
+        self._index_closed_once()
 
         def read() -> tuple[list[bytes], int]:
             with self._r.pipeline(transaction=False) as pipe:
@@ -398,10 +407,13 @@ class RedisStore:
         """Incidents closed by a version that kept no set of closed ones are put in it at the
         first read of them, in one transaction with the marker: the priority set less the
         open set (saves keep it since)."""
+        self._guard(self._index_closed_stored)
+
+    def _index_closed_stored(self) -> None:
         if self._r.exists(_CLOSED_INDEXED):
             return
         with self._r.pipeline() as pipe:
-            pipe.zdiffstore(_CLOSED, ["vigie:incidents", "vigie:incidents:open"])
+            pipe.zdiffstore(_CLOSED, ["vigie:incidents", _OPEN])
             pipe.set(_CLOSED_INDEXED, 1)
             pipe.execute()
 
@@ -413,7 +425,7 @@ class RedisStore:
 
         def read() -> list[bytes]:
             with self._r.pipeline() as pipe:  # the priority, as the open set's score is a time
-                pipe.zinterstore(scratch, {"vigie:incidents": 1, "vigie:incidents:open": 0})
+                pipe.zinterstore(scratch, {"vigie:incidents": 1, _OPEN: 0})
                 pipe.zrevrangebyscore(scratch, "+inf", min_priority)
                 pipe.delete(scratch)
                 _, ids, _ = pipe.execute()
@@ -434,16 +446,17 @@ class RedisStore:
         An entity's incidents are few: Redis crosses their set with the priority set (and the
         open set) into keys of this call's own, in one transaction."""
         self._index_entities_once()
+        if status == "closed":
+            self._index_closed_once()
         tag = uuid4().hex
         found, kept = f"vigie:incidents:found:{tag}", f"vigie:incidents:kept:{tag}"
 
         def read() -> tuple[list[bytes], int]:
             with self._r.pipeline() as pipe:
                 pipe.zinterstore(found, {"vigie:incidents": 1, _k_involving(value): 0})
-                if status == "open":
-                    pipe.zinterstore(kept, {found: 1, "vigie:incidents:open": 0})
-                elif status == "closed":
-                    pipe.zdiffstore(kept, [found, "vigie:incidents:open"])
+                if status is not None:
+                    of_status = _OPEN if status == "open" else _CLOSED
+                    pipe.zinterstore(kept, {found: 1, of_status: 0})
                 key = found if status is None else kept
                 pipe.zrevrangebyscore(key, "+inf", min_priority, start=offset, num=limit)
                 pipe.zcount(key, min_priority, "+inf")
@@ -482,10 +495,7 @@ class RedisStore:
 
     def open_incidents(self, since: datetime) -> list[Incident]:
         ids = [
-            i.decode()
-            for i in self._guard(
-                self._r.zrangebyscore, "vigie:incidents:open", since.timestamp(), "+inf"
-            )
+            i.decode() for i in self._guard(self._r.zrangebyscore, _OPEN, since.timestamp(), "+inf")
         ]
         heads = self._r.mget([_k_head(i) for i in ids]) if ids else []
         missing = [i for i, h in zip(ids, heads, strict=True) if not h]  # stored before heads
@@ -494,9 +504,7 @@ class RedisStore:
         return light + [_head(Incident.model_validate_json(d)) for d in full if d]
 
     def close_quiet(self, before: datetime) -> int:
-        ids = self._guard(
-            self._r.zrangebyscore, "vigie:incidents:open", "-inf", f"({before.timestamp()}"
-        )
+        ids = self._guard(self._r.zrangebyscore, _OPEN, "-inf", f"({before.timestamp()}")
         return sum(self._guard(self._close_quiet, raw.decode(), before) for raw in ids)
 
     def _close_quiet(self, incident_id: str, before: datetime) -> bool:
@@ -511,11 +519,10 @@ class RedisStore:
                 return False
             if inc.last_seen >= before:
                 return False
+            closed = inc.model_copy(update={"status": "closed"})
             pipe.multi()
-            pipe.set(key, _dump(inc.model_copy(update={"status": "closed"})))
-            pipe.zrem("vigie:incidents:open", incident_id)
-            pipe.zadd(_CLOSED, {incident_id: inc.priority})
-            pipe.delete(_k_head(incident_id))
+            pipe.set(key, _dump(closed))
+            _file_by_status(pipe, closed)
             return True
 
         return self._optimistic(body, key)
@@ -546,9 +553,7 @@ class RedisStore:
             pipe.multi()
             pipe.set(key, _dump(closed))
             pipe.hset(_DISPOSITIONS, incident_id, _dump(d))
-            pipe.zrem("vigie:incidents:open", incident_id)
-            pipe.zadd(_CLOSED, {incident_id: closed.priority})
-            pipe.delete(_k_head(incident_id))
+            _file_by_status(pipe, closed)
             if lapsed:
                 pipe.hdel(_TUNINGS, *lapsed)
             for t in d.tuned:
@@ -576,18 +581,12 @@ class RedisStore:
                 update={"status": "open", "disposition": None, "reopened": reopening}
             )
             event = self._audit_event(
-                pipe,
-                actor,
-                "incident.reopened",
-                incident_id,
-                {"reason": reason, "was": was},
+                pipe, actor, "incident.reopened", incident_id, reopened(reopening)
             )
             pipe.multi()
             pipe.set(key, _dump(opened))
             pipe.hdel(_DISPOSITIONS, incident_id)
-            pipe.zadd("vigie:incidents:open", {incident_id: opened.last_seen.timestamp()})
-            pipe.zrem(_CLOSED, incident_id)
-            pipe.set(_k_head(incident_id), _dump(_head(opened)))
+            _file_by_status(pipe, opened)
             self._write_audit(pipe, [event])
             return True
 

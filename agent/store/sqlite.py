@@ -33,6 +33,7 @@ from agent.store import (
     disposed,
     entity_value,
     entity_values,
+    reopened,
     run_records,
     watched_from,
 )
@@ -319,9 +320,7 @@ class SqliteStore:
                 "AS BLOB) WHERE incident_id=?",
                 (_dump(reopening), incident_id),
             )
-            self._append(
-                db, actor, "incident.reopened", incident_id, {"reason": reason, "was": row[0]}
-            )
+            self._append(db, actor, "incident.reopened", incident_id, reopened(reopening))
         return True
 
     def revoke_tuning(self, rule_id: str, host: str, actor: str, reason: str) -> bool:
