@@ -229,8 +229,9 @@ def _background_of(
     that has `watched` fewer hours than the lookback (a new deployment) judges on those: a
     login rule firing every hour since it started is routine at 10:00 of its first day, and
     must not glue every mail server's logins to an incident on them. Judged on fewer hours, a
-    rule also needs `background_min_alerts`, one an hour of the day those hours stand in for:
-    a detector's five lone anomalies in its first hours are not a habit."""
+    rule also needs `background_min_alerts`, one an hour of the day those hours stand in for,
+    or to have fired in every hour since its first, six or more (`_steady`): an hourly job's
+    one alert an hour is a habit, a detector's five lone anomalies in its first hours are not."""
     young = False
     if before:
         young = watched < cfg.background_lookback_hours
@@ -243,7 +244,11 @@ def _background_of(
     counts = _with_earlier(hours, before, span_hours) if before else hours
     if len(counts) < cfg.background_hour_share * span_hours:
         return None
-    if young and sum(counts.values()) < cfg.background_min_alerts:
+    if (
+        young
+        and sum(counts.values()) < cfg.background_min_alerts
+        and not _steady(counts, cfg.background_min_watched)
+    ):
         return None
     usual = statistics.median(counts.values())
     loud = max(cfg.burst_min, cfg.burst_factor * usual)
@@ -252,6 +257,14 @@ def _background_of(
     daily = _daily(bursts, known, loud, cfg.burst_factor)
     routine = Routine(len(counts), span_hours, usual, bool(before), len(daily))
     return bursts - daily, routine
+
+
+def _steady(counts: Mapping[int, int], min_hours: int) -> bool:
+    """Whether a rule fired in every hour from its first to its last, `min_hours` or more: a
+    heartbeat (an antivirus update every hour), which would otherwise carry whatever incident
+    holds its host from hour to hour until the store has watched a day."""
+    first, last = min(counts), max(counts)
+    return last - first + 1 >= min_hours and len(counts) == last - first + 1
 
 
 #: Other days (before and after) whose same hour shows a daily job's busy hour (`_daily`).

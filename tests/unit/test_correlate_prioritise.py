@@ -188,27 +188,32 @@ def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -
 
 def test_a_young_store_judges_routine_over_the_hours_it_has_watched() -> None:
     """A store watching for eight hours: logins in four of them are routine (a quarter of the
-    hours watched), not glue for an incident on the mail server, though a day holds 24; six
-    lone anomalies in six hours are too few alerts to be a habit; under six hours, nothing."""
+    hours watched), not glue for an incident on the mail server, though a day holds 24; five
+    lone anomalies in six hours are too few alerts to be a habit, while an antivirus update
+    in every one of them is one (a heartbeat); under six hours, nothing."""
     from agent.correlate import recent_hours
 
     start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
     watched: dict[int, dict[tuple[str, str], int]] = {(start_hour - 7) * 3600: {("av", "av"): 1}}
-    for h in range(1, 6):  # logins in the 3 hours before, an anomaly in each of the 5 before
-        pairs = {("cpu-anomaly", "mail"): 1} | ({("login-ok", "mail"): 30} if h <= 3 else {})
-        watched[(start_hour - h) * 3600] = pairs
+    for h in range(1, 6):  # logins in the 3 hours before, anomalies in 4 of the 5 before
+        pairs = {("clamav-update", "mail"): 1} | ({("login-ok", "mail"): 30} if h <= 3 else {})
+        watched[(start_hour - h) * 3600] = pairs | ({("cpu-anomaly", "mail"): 1} if h != 3 else {})
     hour = [alert(f"l{i}", i * 2, "Login OK", "mail") for i in range(30)]
     odd = [alert("c1", 40, "CPU anomaly", "mail")]
+    update = [alert("u1", 2, "ClamAV update", "mail")]
     story = [alert("s1", 30, "Privilege escalation", "mail", severity="high", tactic="TA0004")]
-    judged = correlate(hour + odd + story, recent=recent_hours(watched))
+    judged = correlate(hour + odd + update + story, recent=recent_hours(watched))
     by_alert = {a.id: i for i, c in enumerate(judged) for a in c.alerts}
     assert by_alert["al0"] == by_alert["al29"] != by_alert["as1"]  # routine: apart
     (routine,) = [r.routine for c in judged for r in c.runs if r.rule_id == "login-ok"]
     assert routine is not None and (routine.hours, routine.span) == (4, 8)
-    assert by_alert["ac1"] == by_alert["as1"]  # six alerts in all: no habit, it links
+    assert by_alert["ac1"] == by_alert["as1"]  # five alerts in all, a gap: no habit, it links
+    assert by_alert["au1"] != by_alert["as1"]  # one an hour for six hours: routine, apart
+    (heartbeat,) = [r.routine for c in judged for r in c.runs if r.rule_id == "clamav-update"]
+    assert heartbeat is not None and (heartbeat.hours, heartbeat.span) == (6, 8)
     # Five hours watched: too few to judge, the logins link as a lone hour's would.
     early = {k: v for k, v in watched.items() if k >= (start_hour - 4) * 3600}
-    assert len(correlate(hour + odd + story, recent=recent_hours(early))) == 1
+    assert len(correlate(hour + odd + update + story, recent=recent_hours(early))) == 1
 
 
 def test_a_later_attack_stage_on_the_same_host_hours_on_is_one_story() -> None:
