@@ -34,6 +34,7 @@ BURST_MIN_STANDOUT = 5  # the top window must hold this many more rare pairs tha
 DAY = 86400
 DAY_WINDOWS = DAY // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
 HOUR_WINDOWS = 3600 // BURST_WINDOW  # windows in an hour (Baseline.hours_fired)
+MOMENT = 300  # seconds: rare rules first seen within this of one another's start are one event
 BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
@@ -513,7 +514,10 @@ def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
 
 
 def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
-    """Distinct *rare* rules: many routine rules together are still routine."""
+    """Distinct *rare* rules, counted by the moments they start at: many routine rules together
+    are still routine, and rules that start together are one event seen by several detectors
+    (a package update makes an audit detector report a new syscall, path and service
+    combination at once), where an intrusion's steps start one after another."""
     if not streams:
         return PriorityFactor(
             name="rule_diversity",
@@ -521,12 +525,30 @@ def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
             detail="every rule here is tuned as noise on its host",
         )
     rules = {s.rule_id for s in streams}
-    rare = sum(1 for r in rules if baseline.rarity(r) >= RARE)
+    rare = {r for r in rules if baseline.rarity(r) >= RARE}
+    starts: dict[str, float] = {}  # each rare rule's first time, on any host
+    for s in streams:
+        if s.rule_id in rare:
+            first = s.first.timestamp.timestamp()
+            starts[s.rule_id] = min(first, starts.get(s.rule_id, first))
+    moments = _moments(sorted(starts.values()))
     return PriorityFactor(
         name="rule_diversity",
-        points=float(min(15, 3 * max(0, rare - 1))),
-        detail=f"{len(rules)} distinct rule(s), {rare} of them rare",
+        points=float(min(15, 3 * max(0, moments - 1))),
+        detail=(
+            f"{len(rules)} distinct rule(s), {len(rare)} of them rare, starting at {moments} "
+            f"moment(s) (rules starting within {MOMENT // 60} min of a moment's first are one)"
+        ),
     )
+
+
+def _moments(times: list[float]) -> int:
+    """How many moments these sorted times fall in, each `MOMENT` long from its first."""
+    count, start = 0, -math.inf
+    for t in times:
+        if t - start > MOMENT:
+            count, start = count + 1, t
+    return count
 
 
 def tactics_first_seen(streams: Iterable[Stream]) -> dict[str, float]:

@@ -462,6 +462,36 @@ def test_a_rule_firing_in_most_hours_is_routine_however_few_alerts_it_makes() ->
     assert "41 of 2951 alerts" in rarity.detail  # the count is what makes it rare
 
 
+def test_rare_rules_starting_together_are_one_event_for_diversity() -> None:
+    """A package update makes a detector report five new combinations within a minute: one
+    event seen five ways. Three rules starting ten minutes apart on a web server are three
+    steps. The steps earn the diversity; the update's five rules earn none."""
+    routine = [alert(f"r{i}", i * 1.0, "Heartbeat", f"srv{i % 7}") for i in range(24 * 60)]
+    update = [
+        alert(f"u{k}{i}", 600 + k * 10 / 60 + i, f"New {name} combination", "pkg1")
+        for k, name in enumerate(("syscall", "path", "service", "apparmor", "login"))
+        for i in range(3)
+    ]
+    steps = [
+        alert(f"w{k}{i}", 900 + k * 10 + i, name, "web1")
+        for k, name in enumerate(("Directory scan", "Web shell upload", "Reverse shell"))
+        for i in range(3)
+    ]
+    clusters = correlate(routine + update + steps)
+    baseline = Baseline()
+    baseline.observe(clusters)
+    incidents = [build_incident(c, baseline) for c in clusters]
+    by_alert = {a: i for i in incidents for a in i.alert_ids}
+    assert by_alert["au00"] is by_alert["au42"] and by_alert["aw00"] is by_alert["aw22"]
+    diversity = {
+        name: {f.name: f for f in by_alert[a].explanation.priority_factors}["rule_diversity"]
+        for name, a in (("update", "au00"), ("steps", "aw00"))
+    }
+    assert "5 of them rare, starting at 1 moment(s)" in diversity["update"].detail
+    assert "3 of them rare, starting at 3 moment(s)" in diversity["steps"].detail
+    assert diversity["update"].points == 0 < diversity["steps"].points == 6
+
+
 def test_hours_fired_count_only_once_the_windows_span_a_day() -> None:
     """In a store's first hours, a rule firing through one busy morning may be that morning's
     rhythm: only its count judges it."""
