@@ -492,25 +492,48 @@ def _severity(streams: list[Stream]) -> PriorityFactor:
 
 
 def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
-    """The rarest rule counts most; a second rare rule corroborates it."""
+    """The rarest rule counts most; a second rare rule corroborates it if it starts apart
+    from it (more than `MOMENT`): starting with it, it is the same event seen again."""
     if not streams:
         return PriorityFactor(
             name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
         )
     rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
-    scored = sorted(((baseline.rarity(r), n, r) for r, n in rules.items()), reverse=True)
+    starts = _starts(streams)
+    # Equally rare, the earliest counts as the rarest: which rules start apart from it must
+    # not hang on names.
+    scored = sorted(
+        ((baseline.rarity(r), n, r) for r, n in rules.items()),
+        key=lambda x: (-x[0], starts[x[2]], x[1], x[2]),
+    )
     best, name, rarest = scored[0]
-    second = scored[1][0] if len(scored) > 1 else 0.0
+    apart = [(r, n) for r, n, rule in scored[1:] if abs(starts[rule] - starts[rarest]) > MOMENT]
+    second, second_name = apart[0] if apart else (0.0, "")
     points = 25 * best**2 + 10 * second**2
     rare = sum(1 for r, _, _ in scored if r >= RARE)
+    corroboration = (
+        f"the next rarest starting apart from it: {second_name!r} (rarity {second:.2f})"
+        if apart
+        else f"no other rule starting more than {MOMENT // 60} min apart from it"
+    )
     return PriorityFactor(
         name="rarity",
         points=round(points, 2),
         detail=(
             f"rarest rule {name!r} (rarity {best:.2f}: {baseline.rarity_reason(rarest)}); "
-            f"{rare} rare rule(s)"
+            f"{rare} rare rule(s); {corroboration}"
         ),
     )
+
+
+def _starts(streams: list[Stream]) -> dict[str, float]:
+    """Each rule's first time in the incident, on any host."""
+    starts: dict[str, float] = {}
+    for s in streams:
+        first = s.first.timestamp.timestamp()
+        if first < starts.get(s.rule_id, math.inf):
+            starts[s.rule_id] = first
+    return starts
 
 
 def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
@@ -524,19 +547,14 @@ def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
             points=0.0,
             detail="every rule here is tuned as noise on its host",
         )
-    rules = {s.rule_id for s in streams}
-    rare = {r for r in rules if baseline.rarity(r) >= RARE}
-    starts: dict[str, float] = {}  # each rare rule's first time, on any host
-    for s in streams:
-        if s.rule_id in rare:
-            first = s.first.timestamp.timestamp()
-            starts[s.rule_id] = min(first, starts.get(s.rule_id, first))
-    moments = _moments(sorted(starts.values()))
+    starts = _starts(streams)
+    rare = [start for rule, start in starts.items() if baseline.rarity(rule) >= RARE]
+    moments = _moments(sorted(rare))
     return PriorityFactor(
         name="rule_diversity",
         points=float(min(15, 3 * max(0, moments - 1))),
         detail=(
-            f"{len(rules)} distinct rule(s), {len(rare)} of them rare, starting at {moments} "
+            f"{len(starts)} distinct rule(s), {len(rare)} of them rare, starting at {moments} "
             f"moment(s) (rules starting within {MOMENT // 60} min of a moment's first are one)"
         ),
     )

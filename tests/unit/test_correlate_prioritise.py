@@ -462,10 +462,11 @@ def test_a_rule_firing_in_most_hours_is_routine_however_few_alerts_it_makes() ->
     assert "41 of 2951 alerts" in rarity.detail  # the count is what makes it rare
 
 
-def test_rare_rules_starting_together_are_one_event_for_diversity() -> None:
+def test_rare_rules_starting_together_are_one_event_for_diversity_and_rarity() -> None:
     """A package update makes a detector report five new combinations within a minute: one
     event seen five ways. Three rules starting ten minutes apart on a web server are three
-    steps. The steps earn the diversity; the update's five rules earn none."""
+    steps. The steps earn the diversity, and their second rare rule corroborates the first;
+    the update's five rules earn no diversity, and none of them corroborates another."""
     routine = [alert(f"r{i}", i * 1.0, "Heartbeat", f"srv{i % 7}") for i in range(24 * 60)]
     update = [
         alert(f"u{k}{i}", 600 + k * 10 / 60 + i, f"New {name} combination", "pkg1")
@@ -490,6 +491,14 @@ def test_rare_rules_starting_together_are_one_event_for_diversity() -> None:
     assert "5 of them rare, starting at 1 moment(s)" in diversity["update"].detail
     assert "3 of them rare, starting at 3 moment(s)" in diversity["steps"].detail
     assert diversity["update"].points == 0 < diversity["steps"].points == 6
+    rarity = {
+        name: {f.name: f for f in by_alert[a].explanation.priority_factors}["rarity"]
+        for name, a in (("update", "au00"), ("steps", "aw00"))
+    }
+    assert baseline.rarity("new-syscall-combination") == baseline.rarity("reverse-shell") > RARE
+    assert "no other rule starting more than 5 min apart from it" in rarity["update"].detail
+    assert "the next rarest starting apart from it: 'Web shell upload'" in rarity["steps"].detail
+    assert rarity["steps"].points > rarity["update"].points + 5
 
 
 def test_hours_fired_count_only_once_the_windows_span_a_day() -> None:

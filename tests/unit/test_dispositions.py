@@ -42,7 +42,7 @@ def test_a_tuned_pair_loses_its_rarity_but_the_attack_around_it_keeps_its_tactic
     trips a tuned rule is still ranked by its tactics and severity."""
     alerts = [
         alert(1, 0, "Odd DNS", "srv3", tactic="TA0011"),
-        alert(2, 5, "Web shell", "srv3", severity="high", tactic="TA0003"),
+        alert(2, 10, "Web shell", "srv3", severity="high", tactic="TA0003"),  # apart: corroborates
         *(alert(f"r{i}", 60 + i, "Heartbeat", f"srv{i % 4}") for i in range(200)),
     ]
     baseline = Baseline()
