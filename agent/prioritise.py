@@ -597,12 +597,22 @@ def _tactics(streams: list[Stream]) -> PriorityFactor:
 
 
 def _sensors(streams: list[Stream]) -> PriorityFactor:
+    """Sensors corroborate one another when they saw one host in the same window (a network
+    IDS, a host IDS and an anomaly detector on one server at one time); sensors that each saw
+    a different host, or the same host hours apart, are not one event seen twice."""
     sensors = sorted(set().union(*(s.sensors for s in streams)))
-    return PriorityFactor(
-        name="sensors",
-        points=float(min(10, 5 * (len(sensors) - 1))),
-        detail=f"{len(sensors)} sensor(s): {', '.join(sensors)}",
-    )
+    together: dict[tuple[str, int], set[str]] = {}
+    for s in streams:
+        for window in s.windows:
+            together.setdefault((s.host, window), set()).update(s.sensors)
+    # The most sensors together; the earliest such window names them.
+    (host, _), most = min(together.items(), key=lambda x: (-len(x[1]), x[0][1], x[0][0]))
+    detail = f"{len(sensors)} sensor(s): {', '.join(sensors)}"
+    if len(most) > 1:
+        detail += f"; {', '.join(sorted(most))} on {host} in one {BURST_WINDOW // 60}-minute window"
+    elif len(sensors) > 1:
+        detail += f"; no two on one host in one {BURST_WINDOW // 60}-minute window"
+    return PriorityFactor(name="sensors", points=float(min(10, 5 * (len(most) - 1))), detail=detail)
 
 
 def _volume(count: int) -> PriorityFactor:

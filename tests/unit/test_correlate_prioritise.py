@@ -4,6 +4,7 @@ import pytest
 
 from agent.correlate import correlate
 from agent.incidents import build_incident
+from agent.models import Alert, PriorityFactor
 from agent.prioritise import RARE, Baseline
 from tests.conftest import alert
 
@@ -499,6 +500,31 @@ def test_rare_rules_starting_together_are_one_event_for_diversity_and_rarity() -
     assert "no other rule starting more than 5 min apart from it" in rarity["update"].detail
     assert "the next rarest starting apart from it: 'Web shell upload'" in rarity["steps"].detail
     assert rarity["steps"].points > rarity["update"].points + 5
+
+
+def test_sensors_corroborate_on_one_host_in_one_window_not_hours_apart() -> None:
+    """A network IDS and a host IDS on the web server in the same minutes are one event seen
+    twice; the same two on it three hours apart, or in the same minutes on two hosts, are
+    not."""
+    from agent.prioritise import prioritise, streams_of_alerts
+
+    def sensors(*alerts: Alert) -> PriorityFactor:
+        baseline = Baseline()
+        baseline.observe(correlate(list(alerts)))
+        _, factors = prioritise(streams_of_alerts(list(alerts)), baseline)
+        return next(f for f in factors if f.name == "sensors")
+
+    ids = alert("n1", 60, "ET exploit attempt", "web1", module="suricata")
+    hids = alert("h1", 62, "Web shell written", "web1", module="wazuh")
+    together = sensors(ids, hids)
+    assert together.points == 5.0
+    assert "suricata, wazuh on web1 in one 15-minute window" in together.detail
+    later = alert("h2", 240, "Web shell written", "web1", module="wazuh")
+    apart = sensors(ids, later)
+    assert apart.points == 0.0 and "no two on one host" in apart.detail
+    elsewhere = alert("h3", 62, "Web shell written", "db1", module="wazuh")
+    assert sensors(ids, elsewhere).points == 0.0
+    assert sensors(ids, hids, later, elsewhere).points == 5.0
 
 
 def test_hours_fired_count_only_once_the_windows_span_a_day() -> None:
