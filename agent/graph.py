@@ -8,10 +8,9 @@ analyst, playbooks, progress) comes in through the run's `TriageContext`.
 
 from __future__ import annotations
 
-import gc
 import operator
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -22,6 +21,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.analyst import Analyst, OfflineAnalyst
+from agent.collector import gc_paused
 from agent.correlate import Cluster, CorrelationConfig, correlate, recent_hours
 from agent.errors import VigieError
 from agent.incidents import Evidence
@@ -365,17 +365,3 @@ def run_triage_documents(documents: list[tuple[str, int, Any]], ctx: TriageConte
     with ctx.exclusive(), gc_paused():
         result: TriageState = build_graph().invoke({"documents": documents}, context=ctx)
     return result
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cycle collection during a run. A run makes hundreds of thousands of alerts that live
-    until it ends and hold no cycles (reference counting frees them); the collector would only
-    walk them again and again (a third of the correlation time on 634,000 alerts)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -39,6 +39,7 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any, cast
 
+from agent.collector import gc_paused
 from agent.models import Alert, DeadLetter
 from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, rejected
 from agent.repeats import Parts
@@ -232,7 +233,8 @@ def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:
 def worker_chunk(task: tuple[str, int, int, int, str]) -> ChunkResult | str:
     """In a worker: `normalise_chunk`, its result left in a file of the reader's directory
     (named by the chunk's start), or sent back through the pipe if it cannot be written."""
-    result = normalise_chunk(task[:4])
+    with gc_paused():
+        result = normalise_chunk(task[:4])
     name = os.path.join(task[4], f"{task[1]}.pickle")
     try:
         with open(name, "wb") as fh:

@@ -275,3 +275,24 @@ def test_results_a_killed_read_left_are_removed_by_the_next_read(
     read.close()
     assert not left.exists()
     assert running.is_dir() and unrelated.is_dir()
+
+
+def test_a_worker_reads_its_chunk_with_the_cycle_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's alerts hold no cycles: the collector would only walk them (a sixth of a
+    worker's time on documents that do not repeat). It runs again after the chunk."""
+    import gc
+
+    path = messy_file(tmp_path / "alerts.ndjson")
+    read_with_collector: list[bool] = []
+    real = parallel_read.normalise_chunk
+
+    def watched(task: tuple[str, int, int, int]) -> parallel_read.ChunkResult:
+        read_with_collector.append(gc.isenabled())
+        return real(task)
+
+    monkeypatch.setattr(parallel_read, "normalise_chunk", watched)
+    name = parallel_read.worker_chunk((str(path), 0, path.stat().st_size, 2000, str(tmp_path)))
+    assert read_with_collector == [False] and gc.isenabled()
+    assert parallel_read.received(name)[1]  # the chunk's alerts, read back
