@@ -195,7 +195,7 @@ def _last_on(incident: Incident, hosts: set[str], users: set[str]) -> datetime:
     incident holding them all, and its web-server alerts at 09:30 must not make the mail
     server's 10:00 logins its continuation. Per host, from its groups; a shared user (whose
     alerts are not kept per user) counts from the incident's last alert."""
-    if users & set(incident.users):
+    if not users.isdisjoint(incident.users):
         return incident.last_seen
     on = [g.last_seen for g in incident.groups if g.host in hosts]
     return max(on) if on else incident.last_seen

@@ -460,10 +460,11 @@ def prioritise(
         if tuned and not set_aside
         else streams
     )
+    starts = _starts(counted)
     factors = [
         _severity(streams),
-        _rarity(counted, baseline),
-        _diversity(counted, baseline),
+        _rarity(counted, baseline, starts),
+        _diversity(counted, baseline, starts),
         _tactics(streams),
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
@@ -491,15 +492,15 @@ def _severity(streams: list[Stream]) -> PriorityFactor:
     )
 
 
-def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
+def _rarity(streams: list[Stream], baseline: Baseline, starts: dict[str, float]) -> PriorityFactor:
     """The rarest rule counts most; a second rare rule corroborates it if it starts apart
-    from it (more than `MOMENT`): starting with it, it is the same event seen again."""
+    from it (more than `MOMENT`): starting with it, it is the same event seen again. `starts`:
+    each rule's first time (`_starts`)."""
     if not streams:
         return PriorityFactor(
             name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
         )
     rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
-    starts = _starts(streams)
     # Equally rare, the earliest counts as the rarest: which rules start apart from it must
     # not hang on names.
     scored = sorted(
@@ -507,8 +508,10 @@ def _rarity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
         key=lambda x: (-x[0], starts[x[2]], x[1], x[2]),
     )
     best, name, rarest = scored[0]
-    apart = [(r, n) for r, n, rule in scored[1:] if abs(starts[rule] - starts[rarest]) > MOMENT]
-    second, second_name = apart[0] if apart else (0.0, "")
+    apart = next(
+        ((r, n) for r, n, rule in scored[1:] if abs(starts[rule] - starts[rarest]) > MOMENT), None
+    )
+    second, second_name = apart or (0.0, "")
     points = 25 * best**2 + 10 * second**2
     rare = sum(1 for r, _, _ in scored if r >= RARE)
     corroboration = (
@@ -536,7 +539,9 @@ def _starts(streams: list[Stream]) -> dict[str, float]:
     return starts
 
 
-def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
+def _diversity(
+    streams: list[Stream], baseline: Baseline, starts: dict[str, float]
+) -> PriorityFactor:
     """Distinct *rare* rules, counted by the moments they start at: many routine rules together
     are still routine, and rules that start together are one event seen by several detectors
     (a package update makes an audit detector report a new syscall, path and service
@@ -547,7 +552,6 @@ def _diversity(streams: list[Stream], baseline: Baseline) -> PriorityFactor:
             points=0.0,
             detail="every rule here is tuned as noise on its host",
         )
-    starts = _starts(streams)
     rare = [start for rule, start in starts.items() if baseline.rarity(rule) >= RARE]
     moments = _moments(sorted(rare))
     return PriorityFactor(

@@ -515,9 +515,12 @@ class RedisStore:
         def body(pipe: Pipeline) -> bool:
             raw = pipe.get(key)
             inc = Incident.model_validate_json(raw) if raw is not None else None
-            if inc is None or inc.status != "open" or inc.reopened is not None:
-                return False
-            if inc.last_seen >= before:
+            if (
+                inc is None
+                or inc.status != "open"
+                or inc.reopened is not None
+                or inc.last_seen >= before
+            ):
                 return False
             closed = inc.model_copy(update={"status": "closed"})
             pipe.multi()
