@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.analyst import Analyst, OfflineAnalyst
+from agent.baseline import HISTORY_DAYS, Baseline, history_of
 from agent.collector import gc_paused
 from agent.correlate import Cluster, CorrelationConfig, correlate, recent_hours
 from agent.errors import VigieError
@@ -30,7 +31,7 @@ from agent.models import ActionProposal, Alert, DeadLetter, Incident
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, matching, propose
-from agent.prioritise import HISTORY_DAYS, Baseline, PriorityConfig, history_of
+from agent.prioritise import PriorityConfig
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from agent.attack import ordered
+from agent.baseline import Baseline
 from agent.correlate import Cluster
 from agent.models import (
     SEVERITY_RANK,
@@ -23,16 +24,8 @@ from agent.models import (
     distinct,
     distinct_entities,
 )
-from agent.prioritise import (
-    Baseline,
-    PriorityConfig,
-    Stream,
-    joined,
-    prioritise,
-    streams_of_alerts,
-    streams_of_runs,
-    tactics_first_seen,
-)
+from agent.prioritise import PriorityConfig, prioritise, tactics_first_seen
+from agent.streams import Stream, joined, streams_of_alerts, streams_of_runs
 
 _id = operator.attrgetter("id")
 #: What playbook conditions read from each alert, as a row.

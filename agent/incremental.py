@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from agent.attack import stage_of
+from agent.baseline import Baseline
 from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
-from agent.prioritise import Baseline, PriorityConfig
+from agent.prioritise import PriorityConfig
 from agent.store import Store
 
 

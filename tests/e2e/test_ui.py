@@ -169,8 +169,8 @@ def test_state_changes_need_the_session_csrf_token(api: dict) -> None:
 
 def incident_page(api: dict, cluster) -> str:  # type: ignore[no-untyped-def]
     """The incident page of the incident this cluster makes, stored as a run would."""
+    from agent.baseline import Baseline
     from agent.incidents import build_incident, sample_of
-    from agent.prioritise import Baseline
 
     incident = build_incident(cluster, Baseline())
     api["store"].save_triage([incident], sample_of(cluster, None), [], [], actor="vigie")

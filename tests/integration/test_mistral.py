@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from agent.analyst import OfflineAnalyst
+from agent.baseline import Baseline
 from agent.correlate import correlate
 from agent.graph import TriageContext, run_triage
 from agent.incidents import build_incident
 from agent.llm_analyst import Budget, MistralAnalyst, mistral_token_counter
 from agent.models import Alert, Incident
 from agent.playbooks import load_playbooks
-from agent.prioritise import Baseline
 from agent.settings import REPO_ROOT
 from connectors.mistral import MistralChat
 from tests.conftest import alert, ecs

@@ -116,10 +116,10 @@ def store_url(store: RedisStore) -> str:
 
 
 def test_triage_results_round_trip(store: Store) -> None:
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.incidents import build_incident
     from agent.models import DeadLetter
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     alerts = [alert(1, 0, "Web shell", "web", severity="high"), alert(2, 900, "Port scan", "fw")]
@@ -589,9 +589,9 @@ def test_replay_key_expires_after_its_window(store: Store) -> None:
 
 def test_open_incidents_come_without_their_alert_ids(store: Store) -> None:
     """What each run reads to find the incident it extends stays small as incidents grow."""
+    from agent.baseline import Baseline
     from agent.correlate import Cluster, CorrelationConfig, correlate
     from agent.incidents import build_incident
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     alerts = [alert(i, i, "Web shell", "web1", severity="high") for i in range(30)]
@@ -730,11 +730,11 @@ def test_a_store_from_before_window_counts_counts_each_pair_once(tmp_path: Path)
 def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> None:
     """A person's closing is written once (a second one is refused, nothing changed), takes the
     incident out of what runs extend, keeps its alerts, and its tunings lapse when they expire."""
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.dispositions import dispose
     from agent.errors import Conflict
     from agent.incidents import build_incident
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     alerts = [alert(1, 0, "New event type", "mail"), alert(2, 1, "ClamAV update", "mail")]
@@ -782,10 +782,10 @@ def test_a_disposal_closes_once_tunes_its_pairs_and_is_audited(store: Store) -> 
 def test_a_run_saving_an_incident_closed_meanwhile_keeps_the_closing(store: Store) -> None:
     """A run read the open incident, a person closed it, then the run saved its extension: the
     alerts join the incident, which stays closed with the person's disposition."""
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.dispositions import dispose
     from agent.incidents import build_incident
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     first = [alert(1, 0, "Odd DNS", "srv3")]
@@ -811,11 +811,11 @@ def test_a_closing_made_in_error_is_undone_and_the_incident_can_be_closed_anew(
 ) -> None:
     """Reopened, the incident is open for runs to extend, a later run's save leaves it open,
     and it may be closed again; the trail holds both closings and the reopening."""
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.dispositions import dispose, reopen
     from agent.errors import Conflict
     from agent.incidents import build_incident
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     first = [alert(1, 0, "Odd DNS", "srv3")]
@@ -846,10 +846,10 @@ def test_a_closing_made_in_error_is_undone_and_the_incident_can_be_closed_anew(
 def test_an_incident_a_person_reopened_is_not_closed_by_a_quiet_period(store: Store) -> None:
     """A person reopened it: quiet periods close the others, not this one, even once a run has
     extended it; a person closes it, and the reopening stays on record."""
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.dispositions import dispose, reopen
     from agent.incidents import assemble
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     alerts = [alert(1, 0, "Odd DNS", "srv3"), alert(2, 0, "Disk full", "db1")]
@@ -892,9 +892,9 @@ def test_a_redis_quiet_closing_never_writes_over_a_person_s_closing_made_meanwhi
     """The quiet closing read the open incident; a person closed it (verdict and reason)
     before the closing wrote: it reads again, finds it closed, and leaves it as the person
     left it."""
+    from agent.baseline import Baseline
     from agent.correlate import correlate
     from agent.incidents import build_incident
-    from agent.prioritise import Baseline
     from tests.conftest import alert
 
     store, person = RedisStore(redis_url), RedisStore(redis_url)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from agent.baseline import RARE, Baseline
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
-from agent.prioritise import RARE, Baseline
 from tests.conftest import alert
 
 
@@ -506,7 +506,8 @@ def test_sensors_corroborate_on_one_host_in_one_window_not_hours_apart() -> None
     """A network IDS and a host IDS on the web server in the same minutes are one event seen
     twice; the same two on it three hours apart, or in the same minutes on two hosts, are
     not."""
-    from agent.prioritise import prioritise, streams_of_alerts
+    from agent.prioritise import prioritise
+    from agent.streams import streams_of_alerts
 
     def sensors(*alerts: Alert) -> PriorityFactor:
         baseline = Baseline()
@@ -797,7 +798,7 @@ def test_burst_windows_found_by_bisecting_are_those_of_every_time() -> None:
     import math
     import random
 
-    from agent.prioritise import BURST_WINDOW, windows_of
+    from agent.baseline import BURST_WINDOW, windows_of
 
     rng = random.Random(7)
     edges = [w * BURST_WINDOW + d for w in range(1, 40) for d in (-0.5, 0, 0.25)]
@@ -945,7 +946,7 @@ def test_an_incident_held_across_a_batch_reads_as_all_its_alerts_at_once() -> No
     (`Prior.add`), are what reading all its alerts at once gives, whatever their order in
     time: a batch older than the stored sample, equal times, a riskier alert later on."""
     from agent.incidents import Prior
-    from agent.prioritise import streams_of_alerts
+    from agent.streams import streams_of_alerts
 
     stored = [
         alert("s1", 600, "Login failed", "web", severity="low"),
@@ -980,7 +981,7 @@ def test_an_incident_held_across_a_batch_reads_as_all_its_alerts_at_once() -> No
 def test_streams_join_whatever_their_order_in_time() -> None:
     """An extended incident's stored streams come first, but a late batch may be older: the
     joined stream starts at the older alert and ends at the newer, as one sorted list would."""
-    from agent.prioritise import joined, streams_of_alerts
+    from agent.streams import joined, streams_of_alerts
 
     newer = [alert("n1", 600, "Web shell", "web"), alert("n2", 610, "Web shell", "web")]
     older = [alert("o1", 570, "Web shell", "web"), alert("o2", 580, "Web shell", "web")]

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from agent.analyst import OfflineAnalyst
+from agent.baseline import Baseline
 from agent.correlate import correlate
 from agent.dispositions import dispose
 from agent.errors import BadInput, Forbidden, NotFound
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import Incident, Tuning
-from agent.prioritise import Baseline, prioritise, streams_of_alerts
+from agent.prioritise import prioritise
 from agent.store.sqlite import SqliteStore
+from agent.streams import streams_of_alerts
 from tests.conftest import alert, ecs
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from agent.actions import ACTIONS
+from agent.baseline import Baseline
 from agent.correlate import correlate
 from agent.errors import BadInput
 from agent.incidents import Evidence, assemble, build_incident
 from agent.models import SEVERITY_RANK, Alert, DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.playbooks import load_playbooks, propose
-from agent.prioritise import Baseline
 from agent.settings import REPO_ROOT
 from connectors.files import read_documents
 from tests.conftest import alert

@@ -1,0 +1,129 @@
+"""An incident's alerts as streams, one per rule and host: what every priority factor and
+the incident's groups read, so an incident of 100,000 alerts is walked once.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.baseline import windows_of
+from agent.correlate import Run, host_of
+from agent.models import Alert, Severity
+
+_time = operator.attrgetter("timestamp")
+#: What a stream reads from each alert, as a row.
+_profile = operator.attrgetter("tactics", "techniques", "risk_score", "sensor", "severity")
+_pair = operator.itemgetter(0, 1)
+_third = operator.itemgetter(2)
+_fourth = operator.itemgetter(3)
+_fifth = operator.itemgetter(4)
+
+
+#: Distinct (tactics, techniques), each with the earliest time it was seen.
+Marks = dict[tuple[tuple[str, ...], tuple[str, ...]], float]
+
+
+@dataclass(slots=True)
+class Stream:
+    """One rule on one host within an incident, read once: every priority factor and the
+    incident's groups need only these, so building an incident of 100,000 alerts walks its
+    streams, not its alerts again and again."""
+
+    rule_id: str
+    host: str
+    first: Alert
+    last: Alert
+    top: Alert  # the earliest of its highest-risk alerts
+    count: int
+    windows: set[int]  # burst windows it fired in
+    sensors: set[str]
+    severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
+    #: Its alerts' distinct (tactics, techniques), each with the earliest time it was seen.
+    marks: Marks
+
+    @classmethod
+    def of(cls, rule_id: str, host: str, alerts: list[Alert], times: list[float]) -> Stream:
+        """`alerts` in time order, with their times as numbers."""
+        # One pass reads what every factor needs from each alert (this runs over every alert
+        # of the batch, and each pass over them is a pass over memory); the rest walks those
+        # rows. map and zip iterate in C.
+        rows = list(map(_profile, alerts))
+        risks = list(map(_third, rows))
+        # Each distinct (tactics, techniques) with its earliest time, which is written last.
+        marks = dict(zip(map(_pair, reversed(rows)), reversed(times), strict=True))
+        return cls(
+            rule_id=rule_id,
+            host=host,
+            first=alerts[0],
+            last=alerts[-1],
+            top=alerts[risks.index(max(risks))],  # the earliest of the riskiest
+            count=len(alerts),
+            windows=windows_of(times),
+            sensors=set(map(_fourth, rows)),
+            severities=set(map(_fifth, rows)),
+            marks=marks,
+        )
+
+    def merged(self, other: Stream) -> Stream:
+        """This stream and another of the same rule and host, in whatever order in time: what
+        `Stream.of` makes of both streams' alerts in one list sorted by time, this stream's
+        first (so on equal times, this stream's alerts come first)."""
+        marks = dict(other.marks)
+        for mark, seen in self.marks.items():
+            if seen <= marks.get(mark, seen):
+                marks[mark] = seen
+        mine, theirs = self.top, other.top
+        # the riskier; on equal risk the earlier, on equal times this one
+        ahead = (mine.risk_score, theirs.timestamp) >= (theirs.risk_score, mine.timestamp)
+        top = mine if ahead else theirs
+        first = self.first if self.first.timestamp <= other.first.timestamp else other.first
+        last = other.last if other.last.timestamp >= self.last.timestamp else self.last
+        return self._with(other, first, last, top, marks)
+
+    def _with(self, other: Stream, first: Alert, last: Alert, top: Alert, marks: Marks) -> Stream:
+        """Both streams' alerts as one stream, with the ends, top alert and marks given."""
+        return Stream(
+            rule_id=self.rule_id,
+            host=self.host,
+            first=first,
+            last=last,
+            top=top,
+            count=self.count + other.count,
+            windows=self.windows | other.windows,
+            sensors=self.sensors | other.sensors,
+            severities=self.severities | other.severities,
+            marks=marks,
+        )
+
+
+def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:
+    """A cluster's streams: its runs (in time order), joined by rule and host."""
+    return _joined(Stream.of(r.rule_id, r.host, r.alerts, r.times) for r in runs)
+
+
+def streams_of_alerts(alerts: list[Alert]) -> list[Stream]:
+    """Streams of alerts that were never correlated (an incident's stored sample)."""
+    by_key: dict[tuple[str, str], list[Alert]] = {}
+    for a in sorted(alerts, key=_time):
+        by_key.setdefault((a.rule_id, host_of(a)), []).append(a)
+    return [
+        Stream.of(rule, host, items, [a.timestamp.timestamp() for a in items])
+        for (rule, host), items in by_key.items()
+    ]
+
+
+def joined(*parts: Iterable[Stream]) -> list[Stream]:
+    """Streams of the same rule and host joined, whatever their order in time (an extended
+    incident's alerts may be newer than the batch's), ordered by first alert."""
+    return _joined(s for part in parts for s in part)
+
+
+def _joined(streams: Iterable[Stream]) -> list[Stream]:
+    by_key: dict[tuple[str, str], Stream] = {}
+    for s in streams:
+        key = (s.rule_id, s.host)
+        prev = by_key.get(key)
+        by_key[key] = s if prev is None else prev.merged(s)
+    return sorted(by_key.values(), key=lambda s: (s.first.timestamp, s.rule_id))
