@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from agent.correlate import Cluster, per_period
+from agent.correlate import Cluster
 from agent.models import Tuning
+from agent.routine import per_period
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
 RARE = 0.5

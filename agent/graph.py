@@ -23,7 +23,7 @@ from langgraph.types import Send
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.baseline import HISTORY_DAYS, Baseline, history_of
 from agent.collector import gc_paused
-from agent.correlate import Cluster, CorrelationConfig, correlate, recent_hours
+from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.errors import VigieError
 from agent.incidents import Evidence
 from agent.incremental import build_incidents
@@ -32,6 +32,7 @@ from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, matching, propose
 from agent.prioritise import PriorityConfig
+from agent.routine import recent_hours
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
 

@@ -180,7 +180,8 @@ def incident_page(api: dict, cluster) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_a_background_incident_says_why_its_rule_is_routine(api: dict) -> None:
-    from agent.correlate import correlate, recent_hours
+    from agent.correlate import correlate
+    from agent.routine import recent_hours
     from tests.conftest import alert
 
     hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600

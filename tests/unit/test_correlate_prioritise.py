@@ -147,7 +147,7 @@ def test_a_routine_rule_s_daily_busy_hour_stays_routine_but_a_flood_breaks_out()
 
 
 def test_an_hour_s_batch_knows_a_busy_hour_the_store_saw_yesterday_at_that_time() -> None:
-    from agent.correlate import recent_hours
+    from agent.routine import recent_hours
 
     start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
     yesterday = {  # "TLS error" on fw, 12 alerts an hour, and 112 at this hour yesterday
@@ -165,7 +165,7 @@ def test_an_hour_s_batch_knows_a_busy_hour_the_store_saw_yesterday_at_that_time(
 
 def test_an_hour_s_batch_knows_a_rule_that_fired_all_yesterday_as_background() -> None:
     """An hour shows nothing routine on its own: the day before (from the store) does."""
-    from agent.correlate import recent_hours
+    from agent.routine import recent_hours
 
     start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
     yesterday = {  # "Netstat changed" on db, 12 alerts in each of the 24 hours before
@@ -192,7 +192,7 @@ def test_a_young_store_judges_routine_over_the_hours_it_has_watched() -> None:
     hours watched), not glue for an incident on the mail server, though a day holds 24; five
     lone anomalies in six hours are too few alerts to be a habit, while an antivirus update
     in every one of them is one (a heartbeat); under six hours, nothing."""
-    from agent.correlate import recent_hours
+    from agent.routine import recent_hours
 
     start_hour = int(alert("x", 0, "x").timestamp.timestamp()) // 3600
     watched: dict[int, dict[tuple[str, str], int]] = {(start_hour - 7) * 3600: {("av", "av"): 1}}
