@@ -27,6 +27,9 @@ DAY = 86400
 DAY_WINDOWS = DAY // BURST_WINDOW  # windows that show the daily cycle (knows_a_day)
 HOUR_WINDOWS = 3600 // BURST_WINDOW  # windows in an hour (Baseline.hours_fired)
 BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less than a day known
+#: Hours the windows must span before rarity counts the hours a rule fired in, as a young store
+#: judges what is routine (`CorrelationConfig.background_min_watched`); fewer show no rhythm.
+HOURS_MIN_WATCHED = 6
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
 
 
@@ -86,8 +89,9 @@ class Baseline:
         A rule is common if it makes many of the alerts, or if it fires in many of the hours
         watched: a detector reporting one odd DNS frequency every hour or two makes few alerts,
         yet its tenth report is routine, and it is what buries a lone odd alert of a quiet rule.
-        Hours count once the windows span a day (`knows_a_day`): until then, a rule firing
-        through one busy morning may be that morning's rhythm."""
+        Hours count once the windows span `HOURS_MIN_WATCHED` hours: a store younger than a day
+        judged by count alone gave its first day's detector reports the rarity of an intrusion's
+        steps, and they kept it after the store knew better."""
         return min(self._rarity_by_count(rule_id), self._rarity_by_hours(rule_id))
 
     def rarity_reason(self, rule_id: str) -> str:
@@ -106,10 +110,8 @@ class Baseline:
         return max(0.0, min(1.0, math.log(total / count) / math.log(total)))
 
     def _rarity_by_hours(self, rule_id: str) -> float:
-        if not self.knows_a_day():
-            return 1.0
         fired, watched = self.hours_fired(rule_id)
-        if fired <= 0:
+        if watched < HOURS_MIN_WATCHED or fired <= 0:
             return 1.0
         return max(0.0, min(1.0, math.log(watched / fired) / math.log(watched)))
 

@@ -528,14 +528,21 @@ def test_sensors_corroborate_on_one_host_in_one_window_not_hours_apart() -> None
     assert sensors(ids, hids, later, elsewhere).points == 5.0
 
 
-def test_hours_fired_count_only_once_the_windows_span_a_day() -> None:
-    """In a store's first hours, a rule firing through one busy morning may be that morning's
-    rhythm: only its count judges it."""
-    morning = [a for a in _two_days_with_a_recurring_and_a_quiet_rule() if _minutes(a) < 10 * 60]
-    baseline = Baseline()
-    baseline.observe(correlate(morning))
-    assert not baseline.knows_a_day() and baseline.hours_fired(DNS) == (7, 10)
-    assert baseline.rarity(DNS) > RARE
+def test_hours_fired_count_once_the_windows_span_six_hours() -> None:
+    """A store younger than a day judges rarity on the hours it has watched, as it judges what
+    is routine: by count alone, the detector reporting in seven of its first ten hours was as
+    rare as the service change, and ranked its first day's reports as an intrusion's steps.
+    Fewer than six hours show no rhythm: there, only the count judges."""
+    days = _two_days_with_a_recurring_and_a_quiet_rule()
+    morning = Baseline()
+    morning.observe(correlate([a for a in days if _minutes(a) < 10 * 60]))
+    assert not morning.knows_a_day() and morning.hours_fired(DNS) == (7, 10)
+    assert morning.rarity(DNS) < 0.2  # by count alone (7 of 647 alerts): 0.7
+    assert morning.rarity_reason(DNS) == "fired in 7 of the 10 hours watched"
+    dawn = Baseline()
+    dawn.observe(correlate([a for a in days if _minutes(a) < 5 * 60]))
+    assert dawn.hours_fired(DNS) == (4, 5)
+    assert dawn.rarity(DNS) > RARE  # five hours: its 4 alerts of 344, by count
 
 
 def test_a_baseline_knows_a_day_once_its_windows_span_one() -> None:
