@@ -530,9 +530,9 @@ def test_sensors_corroborate_on_one_host_in_one_window_not_hours_apart() -> None
 
 def test_hours_fired_count_once_the_windows_span_six_hours() -> None:
     """A store younger than a day judges rarity on the hours it has watched, as it judges what
-    is routine: by count alone, the detector reporting in seven of its first ten hours was as
-    rare as the service change, and ranked its first day's reports as an intrusion's steps.
-    Fewer than six hours show no rhythm: there, only the count judges."""
+    is routine: by count alone, the detector reporting in seven of its first ten hours was rare,
+    and a young store ranked its first day's reports as an intrusion's steps. Fewer than six
+    hours show no rhythm: there, only the count judges."""
     days = _two_days_with_a_recurring_and_a_quiet_rule()
     morning = Baseline()
     morning.observe(correlate([a for a in days if _minutes(a) < 10 * 60]))
