@@ -103,10 +103,11 @@ def prioritise(
         else streams
     )
     starts = _starts(counted)
+    rarity = {rule: baseline.rarity(rule) for rule in starts}
     factors = [
         _severity(streams),
-        _rarity(counted, baseline, starts),
-        _diversity(counted, baseline, starts),
+        _rarity(counted, baseline, starts, rarity),
+        _diversity(starts, rarity),
         _tactics(streams),
         _sensors(streams),
         _volume(count if count is not None else sum(s.count for s in streams)),
@@ -134,10 +135,12 @@ def _severity(streams: list[Stream]) -> PriorityFactor:
     )
 
 
-def _rarity(streams: list[Stream], baseline: Baseline, starts: dict[str, float]) -> PriorityFactor:
+def _rarity(
+    streams: list[Stream], baseline: Baseline, starts: dict[str, float], rarity: dict[str, float]
+) -> PriorityFactor:
     """The rarest rule counts most; a second rare rule corroborates it if it starts apart
     from it (more than `MOMENT`): starting with it, it is the same event seen again. `starts`:
-    each rule's first time (`_starts`)."""
+    each rule's first time (`_starts`); `rarity`: each rule's, from the baseline."""
     if not streams:
         return PriorityFactor(
             name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
@@ -146,7 +149,7 @@ def _rarity(streams: list[Stream], baseline: Baseline, starts: dict[str, float])
     # Equally rare, the earliest counts as the rarest: which rules start apart from it must
     # not hang on names.
     scored = sorted(
-        ((baseline.rarity(r), n, r) for r, n in rules.items()),
+        ((rarity[r], n, r) for r, n in rules.items()),
         key=lambda x: (-x[0], starts[x[2]], x[1], x[2]),
     )
     best, name, rarest = scored[0]
@@ -181,20 +184,18 @@ def _starts(streams: list[Stream]) -> dict[str, float]:
     return starts
 
 
-def _diversity(
-    streams: list[Stream], baseline: Baseline, starts: dict[str, float]
-) -> PriorityFactor:
+def _diversity(starts: dict[str, float], rarity: dict[str, float]) -> PriorityFactor:
     """Distinct *rare* rules, counted by the moments they start at: many routine rules together
     are still routine, and rules that start together are one event seen by several detectors
     (a package update makes an audit detector report a new syscall, path and service
     combination at once), where an intrusion's steps start one after another."""
-    if not streams:
+    if not starts:
         return PriorityFactor(
             name="rule_diversity",
             points=0.0,
             detail="every rule here is tuned as noise on its host",
         )
-    rare = [start for rule, start in starts.items() if baseline.rarity(rule) >= RARE]
+    rare = [start for rule, start in starts.items() if rarity[rule] >= RARE]
     moments = _moments(sorted(rare))
     return PriorityFactor(
         name="rule_diversity",

@@ -18,7 +18,8 @@ runs without each sensor in turn (`run_sensor_missing`), and on exports that sta
 hours or a day and a half before the intrusion (`run_exports`): there, no step is seen through
 alerts its phase labels call benign, so the service stop's own alerts set the depth. Those
 exports are also fed in hourly batches into a new store, as a deployment sweeping back from
-its first day would see them: a store younger than a day judges rarity by count alone.
+its first day would see them: the incidents of a store's first day are ranked on the few
+hours it has watched.
 """
 
 from __future__ import annotations
