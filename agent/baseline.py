@@ -223,16 +223,22 @@ class Bursts:
     intrusion's later steps (cracking the passwords it took, escalating, exfiltrating) follow its
     noisy start within the hour, and each may leave a single quiet alert.
 
-    A window's share is its standout over the median, against the peak's. Windows spanning less
-    than a day have not seen the daily cycle: a new store's (or a short file's) first sight of
-    the day's routine jobs is the loudest window it knows, and would take the full points. So until
-    the windows span a day, full points also need BURST_YOUNG_FULL rare pairs above the median.
+    A window's share is its standout over the median, against the peak's. A window in the
+    store's first day of watching (or in windows spanning less than a day) has not been seen
+    against the daily cycle: the first sight of the day's routine jobs, and anomaly detectors
+    learning what they watch, make the loudest windows there are. So there full points also
+    need BURST_YOUNG_FULL rare pairs above the median, and such a window is the peak that later
+    ones are measured against only if it has them: a file judges its first day as the store
+    would have, fed it batch by batch, and a quiet intrusion on the fourth day is not measured
+    against the detectors' first morning.
     """
 
     rare_pairs: dict[int, int]
     median: int
     peak: int
-    full: int = 1  # the standout over the median that gets full points
+    full: float = 1.0  # the standout over the median that gets full points
+    young_until: int = 0  # windows before this one are in the first day of watching
+    young_full: float = 1.0  # `full` for them
 
     @classmethod
     def of(cls, baseline: Baseline) -> Bursts:
@@ -242,22 +248,43 @@ class Bursts:
             w: sum(1 for rule, _ in pairs if rule in rare)
             for w, pairs in baseline.window_pairs.items()
         }
-        smooth = {
-            w: max(raw.get(w + 1, 0), *(raw.get(w - k, 0) for k in range(BURST_TAIL + 1)))
-            for w in raw
-        }
         values = sorted(raw.values())
         if len(values) < BURST_MIN_WINDOWS:
             return cls({}, 0, 0)
-        median, peak = values[len(values) // 2], values[-1]
-        if peak - median < BURST_MIN_STANDOUT:
-            return cls({}, median, peak)
-        floor = 0 if baseline.knows_a_day() else BURST_YOUNG_FULL
-        return cls(smooth, median, peak, max(peak - median, floor))
+        median = values[len(values) // 2]
+        if values[-1] - median < BURST_MIN_STANDOUT:
+            return cls({}, median, values[-1])
+        young_until = _young_until(baseline, raw)
+        peak = max(
+            (
+                n
+                for w, n in raw.items()
+                if w >= young_until or n - median >= BURST_YOUNG_FULL  # a first day's, if loud
+            ),
+            default=median,
+        )
+        full = peak - median if peak - median >= BURST_MIN_STANDOUT else math.inf
+        young_full = max(peak - median, BURST_YOUNG_FULL)
+        return cls(raw, median, peak, full, young_until, young_full)
 
-    def share(self, window: int) -> tuple[float, int]:
-        """0-1: how far this window's rare pairs stand above the median, relative to `full`."""
-        n = self.rare_pairs.get(window, 0)
-        if n <= self.median:
-            return 0.0, n
-        return min(1.0, (n - self.median) / self.full), n
+    def share(self, window: int) -> tuple[float, int, bool]:
+        """0-1: the most unusual of this window, the one after it and the BURST_TAIL before it,
+        each by how far its rare pairs stand above the median, relative to its `full`; with
+        that window's rare pairs, and whether it is in the first day of watching."""
+        best = (0.0, 0, False)
+        for w in (window + 1, *range(window - BURST_TAIL, window + 1)):
+            n = self.rare_pairs.get(w, 0)
+            if n <= self.median:
+                continue
+            young = w < self.young_until
+            full = self.young_full if young else self.full
+            best = max(best, (min(1.0, (n - self.median) / full), n, young))
+        return best
+
+
+def _young_until(baseline: Baseline, raw: dict[int, int]) -> int:
+    """The first window after the store's first day of watching; every window, while the
+    windows known span less than a day."""
+    if not baseline.knows_a_day() or not math.isfinite(baseline.watched_from):
+        return max(raw) + 1
+    return math.ceil((baseline.watched_from + DAY) / BURST_WINDOW)

@@ -275,7 +275,7 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
     if not bursts.rare_pairs:
         return None
     windows = set().union(*(s.windows for s in streams))
-    share, pairs = max(bursts.share(w) for w in windows)
+    share, pairs, young = max(bursts.share(w) for w in windows)
     if share <= 0:
         return None
     return PriorityFactor(
@@ -284,11 +284,11 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         detail=(
             f"fired between {BURST_WINDOW // 60} min before and {_TAIL_MINUTES} min after the "
             f"start of a window holding {pairs} rare rule-host pair(s), against {bursts.median} "
-            f"in the median window (peak {bursts.peak}"
+            f"in the median window ("
             + (
-                f"; less than a day of windows known, full points need {bursts.full} above it)"
-                if bursts.full > bursts.peak - bursts.median
-                else ")"
+                f"in the first day watched, full points need {bursts.young_full:g} above it)"
+                if young
+                else f"peak {bursts.peak})"
             )
         ),
     )

@@ -346,6 +346,15 @@ def test_an_incident_extended_many_times_keeps_first_and_latest_links_and_counts
     assert len(inc.alert_ids) == 240  # the alerts themselves are all kept
 
 
+def _watched_since_yesterday() -> Baseline:
+    """A baseline whose store has watched since the day before T0 (`Baseline.from_history`
+    gives it so): the day's windows are not its first day's, which are judged as a young
+    store's (see `test_a_file_s_first_day_is_judged_as_a_young_store_judges_it`)."""
+    from tests.conftest import T0
+
+    return Baseline(watched_from=T0.timestamp() - 86400)
+
+
 def _day_with_an_intrusion() -> list:
     """A day of routine alerts on four hosts, one intrusion window at 06:00 (eight rare rules on
     three hosts), and two lone, alike quiet alerts on other hosts: one twenty minutes after the
@@ -367,7 +376,7 @@ def _day_with_an_intrusion() -> list:
 def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_quiet_time() -> None:
     alerts = _day_with_an_intrusion()
     clusters = correlate(alerts)
-    baseline = Baseline()
+    baseline = _watched_since_yesterday()
     baseline.observe(clusters)
     incidents = {i.alert_ids[0]: i for i in (build_incident(c, baseline) for c in clusters)}
     near, far = incidents["anear"], incidents["afar"]
@@ -388,7 +397,7 @@ def test_a_quiet_alert_within_the_hour_after_the_unusual_window_shares_its_burst
     later = alert("later", 6 * 60 + 50, "Fan speed anomaly", "monitor3", module="anomaly")
     too_late = alert("late", 6 * 60 + 100, "Disk latency anomaly", "monitor4", module="anomaly")
     clusters = correlate([*_day_with_an_intrusion(), later, too_late])
-    baseline = Baseline()
+    baseline = _watched_since_yesterday()
     baseline.observe(clusters)
     burst = {
         c.alerts[0].id: sum(
@@ -406,7 +415,7 @@ def test_a_quiet_alert_within_the_hour_after_the_unusual_window_shares_its_burst
 def _burst_of(alerts: list, first_id: str) -> tuple[float, str]:
     """The burst points and detail of the incident whose first alert is `first_id`."""
     clusters = correlate(alerts)
-    baseline = Baseline()
+    baseline = _watched_since_yesterday()
     baseline.observe(clusters)
     cluster = next(c for c in clusters if c.alerts[0].id == first_id)
     factors = build_incident(cluster, baseline).explanation.priority_factors
@@ -422,9 +431,56 @@ def test_with_less_than_a_day_of_windows_only_a_loud_window_gets_full_burst_poin
     assert _burst_of(day, "anear")[0] == 40.0  # a day known: the peak gets full points
     points, detail = _burst_of(half_day, "anear")
     assert 0 < points < 5  # eight rare pairs: (8 / 30) ** 2 of the points
-    assert "less than a day of windows known, full points need 30 above it" in detail
+    assert "in the first day watched, full points need 30 above it" in detail
     loud = [alert(f"y{i}", 6 * 60 + i * 0.02, f"Odd step {i}", f"srv{i % 3}") for i in range(30)]
     assert _burst_of(half_day + loud, "anear")[0] == 40.0  # 38 rare pairs: as loud as it gets
+
+
+def _learning_then_an_intrusion(learned: int) -> list:
+    """Two days of routine on four hosts. At the first minute, detectors starting to watch report
+    `learned` new things at once (each a rule of its own, on five hosts); on the second day at
+    06:00, a smaller intrusion (eight rare rules on three hosts), and a quiet alert 20 minutes
+    after it."""
+    routine = [
+        alert(f"r{h}-{m}", m, rule, f"srv{h}")
+        for m in range(0, 48 * 60, 15)
+        for h in range(4)
+        for rule in ("Heartbeat missed", "Config reloaded")
+    ]
+    learning = [
+        alert(f"l{i}", 1 + i * 0.1, f"New combination {i}", f"box{i % 5}") for i in range(learned)
+    ]
+    at = 30 * 60
+    intrusion = [alert(f"x{i}", at + i * 0.5, f"Attack step {i}", f"srv{i % 3}") for i in range(8)]
+    near = alert("near", at + 20, "CPU out of range", "monitor", module="anomaly")
+    return [*routine, *learning, *intrusion, near]
+
+
+def test_a_file_s_first_day_is_judged_as_a_young_store_judges_it() -> None:
+    """Detectors starting to watch report everything they have not seen yet: a file's first
+    morning is often its loudest window. It is judged as a store fed the file batch by batch
+    would have judged it (full points need BURST_YOUNG_FULL rare pairs), and the later windows
+    are not measured against it: a quieter intrusion on a later day takes the full points. A
+    first-day window loud enough for a young store is the peak, as any other."""
+    alerts = _learning_then_an_intrusion(16)
+    assert _burst_of_first_store_day(alerts, "anear")[0] == 40.0  # the peak after the first day
+    points, detail = _burst_of_first_store_day(alerts, "al0")
+    assert 0 < points < 0.6**2 * 40  # 16 of the 30 rare pairs a young store needs
+    assert "in the first day watched, full points need 30 above it" in detail
+    loud = _learning_then_an_intrusion(40)  # a first day far louder than a young store's cap
+    assert _burst_of_first_store_day(loud, "al0")[0] == 40.0
+    assert _burst_of_first_store_day(loud, "anear")[0] < 2  # (8 / 40) ** 2 of the points
+
+
+def _burst_of_first_store_day(alerts: list, first_id: str) -> tuple[float, str]:
+    """As `_burst_of`, with the store watching from the first alert: the file is all it knows."""
+    clusters = correlate(alerts)
+    baseline = Baseline()
+    baseline.observe(clusters)
+    cluster = next(c for c in clusters if c.alerts[0].id == first_id)
+    factors = build_incident(cluster, baseline).explanation.priority_factors
+    burst = [f for f in factors if f.name == "burst"]
+    return (burst[0].points, burst[0].detail) if burst else (0.0, "")
 
 
 DNS, SERVICE = "dns-query-frequency", "service-changed"  # the rule ids of those names
@@ -766,7 +822,7 @@ def test_a_quiet_day_s_oddest_window_is_not_called_a_burst_beside_yesterday_s_in
         return [*routine, *odd_ones, lone]
 
     store = SqliteStore(tmp_path / "v.db")
-    first = bursts(store, day(0, "a", "Attack step", 20))
+    first = bursts(store, day(0, "a", "Attack step", 35))  # loud for a store's first day
     assert first["CPU out of range"] > 30  # beside the intrusion's window
     second = bursts(store, day(26 * 60, "b", "Odd thing", 7))  # the next day: seven odd rules
     assert second["CPU out of range"] < 10  # far less unusual than yesterday's intrusion

@@ -140,10 +140,13 @@ def _factors_of(first_alert: str, tunings: list[Tuning]) -> dict[str, float]:
     """The factors of one incident of the day with an intrusion at 06:00 (`anear`: a quiet
     alert 20 minutes after it; `afar`: its twin four hours later), with these tunings."""
     from agent.incidents import build_incident
-    from tests.unit.test_correlate_prioritise import _day_with_an_intrusion
+    from tests.unit.test_correlate_prioritise import (
+        _day_with_an_intrusion,
+        _watched_since_yesterday,
+    )
 
     clusters = correlate(_day_with_an_intrusion())
-    baseline = Baseline()
+    baseline = _watched_since_yesterday()
     baseline.observe(clusters)
     baseline.tune(tunings)
     cluster = next(c for c in clusters if c.alerts[0].id == first_alert)
@@ -182,10 +185,13 @@ def test_the_model_reads_that_the_soc_tuned_a_pair_not_who_did() -> None:
     assert "alice" not in payload and "learning noise" not in payload
     assert f"tuning +0: {TUNING_FOR_MODEL['tuning']}" in payload
 
-    from tests.unit.test_correlate_prioritise import _day_with_an_intrusion
+    from tests.unit.test_correlate_prioritise import (
+        _day_with_an_intrusion,
+        _watched_since_yesterday,
+    )
 
     day = _day_with_an_intrusion()  # the tuned pair fires beside an intrusion: set aside
-    baseline = Baseline()
+    baseline = _watched_since_yesterday()
     baseline.observe(clusters := correlate(day))
     baseline.tune([tuning("cpu-out-of-range", "monitor")])
     near = build_incident(next(c for c in clusters if c.alerts[0].id == "anear"), baseline)
