@@ -31,6 +31,7 @@ BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less 
 #: judges what is routine (`CorrelationConfig.background_min_watched`); fewer show no rhythm.
 HOURS_MIN_WATCHED = 6
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
+BURST_LEAD = 2  # windows before an unusual one that share its burst (see Bursts)
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
@@ -219,9 +220,11 @@ _EPOCH = date(1970, 1, 1)
 @dataclass(frozen=True, slots=True)
 class Bursts:
     """Rare rule-host pairs per time window, against the batch's median window. Each window
-    counts as the most unusual of itself, the one after it and the BURST_TAIL before it: an
-    intrusion's later steps (cracking the passwords it took, escalating, exfiltrating) follow its
-    noisy start within the hour, and each may leave a single quiet alert.
+    counts as the most unusual of itself, the BURST_LEAD after it and the BURST_TAIL before it:
+    an intrusion's later steps (cracking the passwords it took, escalating, exfiltrating) follow
+    its noisy start within the hour, and each may leave a single quiet alert; and its loudest
+    window is not always its first (a quiet web shell and password cracking, then an escalation
+    that trips many rules), so the half hour before it shares its burst too.
 
     A window's share is its standout over the median, against the peak's. A window in the
     store's first day of watching (or in windows spanning less than a day) has not been seen
@@ -268,11 +271,11 @@ class Bursts:
         return cls(raw, median, peak, full, young_until, young_full)
 
     def share(self, window: int) -> tuple[float, int, bool]:
-        """0-1: the most unusual of this window, the one after it and the BURST_TAIL before it,
-        each by how far its rare pairs stand above the median, relative to its `full`; with
-        that window's rare pairs, and whether it is in the first day of watching."""
+        """0-1: the most unusual of this window, the BURST_LEAD after it and the BURST_TAIL
+        before it, each by how far its rare pairs stand above the median, relative to its
+        `full`; with that window's rare pairs, and whether it is in the first day of watching."""
         best = (0.0, 0, False)
-        for w in (window + 1, *range(window - BURST_TAIL, window + 1)):
+        for w in range(window - BURST_TAIL, window + BURST_LEAD + 1):
             n = self.rare_pairs.get(w, 0)
             if n <= self.median:
                 continue

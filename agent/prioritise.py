@@ -2,10 +2,10 @@
 
 A flood of one benign rule scores little beyond its severity: volume is worth at most 5 points,
 while rarity, rule diversity, tactic progression and sensor corroboration carry the rest. A burst
-factor lifts whatever fired in the batch's most unusual time window, or in the hour after it: an
-intrusion is many rare rules on several hosts at once, and its quiet side effects and later steps
-(a CPU spike from password cracking, one odd DNS record) are worth reading next to it even when
-they score little on their own.
+factor lifts whatever fired in the batch's most unusual time window, in the half hour before it
+or in the hour after it: an intrusion is many rare rules on several hosts at once, and its quiet
+side effects and other steps (a CPU spike from password cracking, one odd DNS record) are worth
+reading next to it even when they score little on their own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
-from agent.baseline import BURST_TAIL, BURST_WINDOW, DAY, RARE, Baseline
+from agent.baseline import BURST_LEAD, BURST_TAIL, BURST_WINDOW, DAY, RARE, Baseline
 from agent.models import PriorityFactor
 from agent.streams import Stream
 
@@ -31,6 +31,7 @@ CRITICALITY_POINTS_MAX = 15.0
 #: which tunings are set aside: see `prioritise`.
 TUNING_SET_ASIDE_POINTS = BURST_POINTS * 0.5**2
 _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
+_LEAD_MINUTES = BURST_LEAD * BURST_WINDOW // 60
 
 _risk = operator.attrgetter("risk_score")
 
@@ -282,7 +283,7 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         name="burst",
         points=round(BURST_POINTS * share**2, 2),
         detail=(
-            f"fired between {BURST_WINDOW // 60} min before and {_TAIL_MINUTES} min after the "
+            f"fired between {_LEAD_MINUTES} min before and {_TAIL_MINUTES} min after the "
             f"start of a window holding {pairs} rare rule-host pair(s), against {bursts.median} "
             f"in the median window ("
             + (

@@ -412,6 +412,18 @@ def test_a_quiet_alert_within_the_hour_after_the_unusual_window_shares_its_burst
     assert burst["alater"] == burst["anear"]  # the same window's burst, shared
 
 
+def test_a_quiet_alert_in_the_half_hour_before_the_unusual_window_shares_its_burst() -> None:
+    """An intrusion's loudest window is not always its first: a web shell and the cracking of
+    the passwords it took can precede by minutes the escalation that trips many rules."""
+    before = alert("before", 5 * 60 + 35, "Fan speed anomaly", "monitor3", module="anomaly")
+    too_early = alert("early", 5 * 60 + 5, "Disk latency anomaly", "monitor4", module="anomaly")
+    alerts = [*_day_with_an_intrusion(), before, too_early]
+    points, detail = _burst_of(alerts, "abefore")  # two windows before the intrusion's
+    assert points == _burst_of(alerts, "anear")[0] == 40.0
+    assert "between 30 min before and 75 min after the start of a window holding 8" in detail
+    assert _burst_of(alerts, "aearly")[0] < 1  # four windows before: its own window's pair
+
+
 def _burst_of(alerts: list, first_id: str) -> tuple[float, str]:
     """The burst points and detail of the incident whose first alert is `first_id`."""
     clusters = correlate(alerts)
