@@ -355,22 +355,29 @@ def _watched_since_yesterday() -> Baseline:
     return Baseline(watched_from=T0.timestamp() - 86400)
 
 
+def _routine(hours: int) -> list:
+    """Two routine rules on four hosts, every quarter hour for `hours` hours."""
+    return [
+        alert(f"r{h}-{m}", m, rule, f"srv{h}")
+        for m in range(0, hours * 60, 15)
+        for h in range(4)
+        for rule in ("Heartbeat missed", "Config reloaded")
+    ]
+
+
+def _intrusion(at: int) -> list:
+    """An intrusion window at minute `at` (eight rare rules on three hosts), and a lone quiet
+    alert on another host twenty minutes later (the next window)."""
+    steps = [alert(f"x{i}", at + i * 0.5, f"Attack step {i}", f"srv{i % 3}") for i in range(8)]
+    return [*steps, alert("near", at + 20, "CPU out of range", "monitor", module="anomaly")]
+
+
 def _day_with_an_intrusion() -> list:
     """A day of routine alerts on four hosts, one intrusion window at 06:00 (eight rare rules on
     three hosts), and two lone, alike quiet alerts on other hosts: one twenty minutes after the
     intrusion (the next window), one four hours later."""
-    routine = [
-        alert(f"r{h}-{m}", m, rule, f"srv{h}")
-        for m in range(0, 24 * 60, 15)
-        for h in range(4)
-        for rule in ("Heartbeat missed", "Config reloaded")
-    ]
-    intrusion = [
-        alert(f"x{i}", 6 * 60 + i * 0.5, f"Attack step {i}", f"srv{i % 3}") for i in range(8)
-    ]
-    near = alert("near", 6 * 60 + 20, "CPU out of range", "monitor", module="anomaly")
     far = alert("far", 10 * 60, "CPU deviates from average", "monitor2", module="anomaly")
-    return [*routine, *intrusion, near, far]
+    return [*_routine(24), *_intrusion(6 * 60), far]
 
 
 def test_a_quiet_alert_during_the_most_unusual_window_outranks_its_twin_at_a_quiet_time() -> None:
@@ -424,10 +431,12 @@ def test_a_quiet_alert_in_the_half_hour_before_the_unusual_window_shares_its_bur
     assert _burst_of(alerts, "aearly")[0] < 1  # four windows before: its own window's pair
 
 
-def _burst_of(alerts: list, first_id: str) -> tuple[float, str]:
-    """The burst points and detail of the incident whose first alert is `first_id`."""
+def _burst_of(alerts: list, first_id: str, baseline: Baseline | None = None) -> tuple[float, str]:
+    """The burst points and detail of the incident whose first alert is `first_id`, against a
+    store watching since the day before, or `baseline` (`Baseline()`: the store watches from
+    the first alert, so the file is all it knows)."""
     clusters = correlate(alerts)
-    baseline = _watched_since_yesterday()
+    baseline = baseline if baseline is not None else _watched_since_yesterday()
     baseline.observe(clusters)
     cluster = next(c for c in clusters if c.alerts[0].id == first_id)
     factors = build_incident(cluster, baseline).explanation.priority_factors
@@ -453,19 +462,10 @@ def _learning_then_an_intrusion(learned: int) -> list:
     `learned` new things at once (each a rule of its own, on five hosts); on the second day at
     06:00, a smaller intrusion (eight rare rules on three hosts), and a quiet alert 20 minutes
     after it."""
-    routine = [
-        alert(f"r{h}-{m}", m, rule, f"srv{h}")
-        for m in range(0, 48 * 60, 15)
-        for h in range(4)
-        for rule in ("Heartbeat missed", "Config reloaded")
-    ]
     learning = [
         alert(f"l{i}", 1 + i * 0.1, f"New combination {i}", f"box{i % 5}") for i in range(learned)
     ]
-    at = 30 * 60
-    intrusion = [alert(f"x{i}", at + i * 0.5, f"Attack step {i}", f"srv{i % 3}") for i in range(8)]
-    near = alert("near", at + 20, "CPU out of range", "monitor", module="anomaly")
-    return [*routine, *learning, *intrusion, near]
+    return [*_routine(48), *learning, *_intrusion(30 * 60)]
 
 
 def test_a_file_s_first_day_is_judged_as_a_young_store_judges_it() -> None:
@@ -485,14 +485,7 @@ def test_a_file_s_first_day_is_judged_as_a_young_store_judges_it() -> None:
 
 
 def _burst_of_first_store_day(alerts: list, first_id: str) -> tuple[float, str]:
-    """As `_burst_of`, with the store watching from the first alert: the file is all it knows."""
-    clusters = correlate(alerts)
-    baseline = Baseline()
-    baseline.observe(clusters)
-    cluster = next(c for c in clusters if c.alerts[0].id == first_id)
-    factors = build_incident(cluster, baseline).explanation.priority_factors
-    burst = [f for f in factors if f.name == "burst"]
-    return (burst[0].points, burst[0].detail) if burst else (0.0, "")
+    return _burst_of(alerts, first_id, Baseline())
 
 
 DNS, SERVICE = "dns-query-frequency", "service-changed"  # the rule ids of those names
