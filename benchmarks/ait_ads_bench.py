@@ -13,7 +13,8 @@ amid the sensors' first-day noise, or when its later steps come hours apart. Mov
 reads the CSV's phase labels (`time_label`); the triage still sees none. It also changes what
 must not matter (`CHANGED`, `GROWN`): every name replaced, which must leave the ranking
 exactly as it was; more quiet days before the attack (twice, and ten times over); every benign
-alert four times over; the web scan grown into the flood the largest scenarios hold. And it
+alert four times over; the web scan grown into the flood the largest scenarios hold; and two
+quieter attacks, without its scans or scanning slowly. And it
 runs without each sensor in turn (`run_sensor_missing`), and on exports that start an hour, six
 hours or a day and a half before the intrusion (`run_exports`): there, no step is seen through
 alerts its phase labels call benign, so the service stop's own alerts set the depth. Those
@@ -345,12 +346,31 @@ def without_scans(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["time_label"] not in SCAN_PHASES]
 
 
-#: name -> how the scenario's rows change (the attack stays where it is; without its scans, it
-#: is another, quieter attack, which the ranking should still find).
+def scans_slowed(rows: list[dict], times: int = 60) -> list[dict]:
+    """The scans (service scan, dirb, wpscan: 87 s as recorded) stretched `times` over from
+    their start, and the attack's later steps moved by the time added: a careful attacker
+    scanning slowly, whose rare rule-host pairs spread over many windows."""
+    scan_times = [int(r["time"]) for r in rows if r["time_label"] in SCAN_PHASES]
+    start, end = min(scan_times), max(scan_times)
+    added = (end - start) * (times - 1)
+    out = []
+    for r in rows:
+        t = int(r["time"])
+        if r["time_label"] in SCAN_PHASES:
+            t = start + (t - start) * times
+        elif t > end and r["time_label"] != BENIGN_PHASE:
+            t += added
+        out.append({**r, "time": str(t)})
+    return sorted(out, key=lambda r: int(r["time"]))
+
+
+#: name -> how the scenario's rows change (the attack stays where it is; without its scans, or
+#: scanning slowly, it is another, quieter attack, which the ranking should still find).
 CHANGED: dict[str, Callable[[list[dict]], list[dict]]] = {
     "hosts, addresses and rules renamed": renamed,
     "the quiet days before the attack repeated": quiet_days_repeated,
     "the attack without its scans (a quiet intruder)": without_scans,
+    "the scans 60 times slower (87 min, not 87 s)": scans_slowed,
 }
 #: More changes, which grow the scenario several times over (skipped as the batch feeds are).
 GROWN: dict[str, Callable[[list[dict]], list[dict]]] = {
