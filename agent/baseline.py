@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from agent.correlate import Cluster
@@ -32,6 +32,8 @@ BURST_YOUNG_FULL = 30  # rare pairs above the median for full points, with less 
 HOURS_MIN_WATCHED = 6
 BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
 BURST_LEAD = 2  # windows before an unusual one that share its burst (see Bursts)
+#: A window at least this share of full burst points is part of an episode (see Bursts).
+BURST_EPISODE_SHARE = 0.25
 
 
 def windows_of(times: Sequence[float]) -> set[int]:
@@ -234,6 +236,12 @@ class Bursts:
     ones are measured against only if it has them: a file judges its first day as the store
     would have, fed it batch by batch, and a quiet intrusion on the fourth day is not measured
     against the detectors' first morning.
+
+    An intrusion can also be slow: a careful scan spreads its rare pairs over an hour or more,
+    each window less unusual than its first, and its later steps come after the tail of that
+    first. Consecutive windows each worth at least BURST_EPISODE_SHARE of full points are one
+    episode, and all of them (with the lead before and the tail after) share its most unusual
+    window's burst.
     """
 
     rare_pairs: dict[int, int]
@@ -242,6 +250,8 @@ class Bursts:
     full: float = 1.0  # the standout over the median that gets full points
     young_until: int = 0  # windows before this one are in the first day of watching
     young_full: float = 1.0  # `full` for them
+    #: Windows in or near an episode of several unusual windows, with its most unusual's share.
+    episodes: dict[int, Share] = field(default_factory=dict)
 
     @classmethod
     def of(cls, baseline: Baseline) -> Bursts:
@@ -268,21 +278,48 @@ class Bursts:
         )
         full = peak - median if peak - median >= BURST_MIN_STANDOUT else math.inf
         young_full = max(peak - median, BURST_YOUNG_FULL)
-        return cls(raw, median, peak, full, young_until, young_full)
+        bursts = cls(raw, median, peak, full, young_until, young_full)
+        return replace(bursts, episodes=_episodes(bursts))
 
-    def share(self, window: int) -> tuple[float, int, bool]:
-        """0-1: the most unusual of this window, the BURST_LEAD after it and the BURST_TAIL
-        before it, each by how far its rare pairs stand above the median, relative to its
-        `full`; with that window's rare pairs, and whether it is in the first day of watching."""
-        best = (0.0, 0, False)
-        for w in range(window - BURST_TAIL, window + BURST_LEAD + 1):
-            n = self.rare_pairs.get(w, 0)
-            if n <= self.median:
-                continue
-            young = w < self.young_until
-            full = self.young_full if young else self.full
-            best = max(best, (min(1.0, (n - self.median) / full), n, young))
-        return best
+    def share(self, window: int) -> Share:
+        """0-1: the most unusual of this window, the BURST_LEAD after it, the BURST_TAIL
+        before it and the episode it is in or near; with that window's rare pairs, and whether
+        it is in the first day of watching."""
+        near = max(map(self.own, range(window - BURST_TAIL, window + BURST_LEAD + 1)))
+        return max(near, self.episodes.get(window, _NO_SHARE))
+
+    def own(self, window: int) -> Share:
+        """How far this window's rare pairs stand above the median, relative to its `full`."""
+        n = self.rare_pairs.get(window, 0)
+        if n <= self.median:
+            return _NO_SHARE
+        young = window < self.young_until
+        full = self.young_full if young else self.full
+        return min(1.0, (n - self.median) / full), n, young
+
+
+#: A window's burst share (0-1), its rare rule-host pairs, and whether it is in the first day.
+Share = tuple[float, int, bool]
+_NO_SHARE: Share = (0.0, 0, False)
+
+
+def _episodes(bursts: Bursts) -> dict[int, Share]:
+    """Each window in or near a run of consecutive unusual windows (from BURST_LEAD before its
+    first to BURST_TAIL after its last), with the run's most unusual window's share."""
+    unusual = sorted(w for w in bursts.rare_pairs if bursts.own(w)[0] >= BURST_EPISODE_SHARE)
+    shared: dict[int, Share] = {}
+    start = 0
+    for k in range(1, len(unusual) + 1):
+        if k < len(unusual) and unusual[k] == unusual[k - 1] + 1:
+            continue
+        run = unusual[start:k]
+        start = k
+        if len(run) < 2:  # a lone window: `Bursts.share` already spreads it
+            continue
+        best = max(map(bursts.own, run))
+        for w in range(run[0] - BURST_LEAD, run[-1] + BURST_TAIL + 1):
+            shared[w] = max(best, shared.get(w, _NO_SHARE))
+    return shared
 
 
 def _young_until(baseline: Baseline, raw: dict[int, int]) -> int:

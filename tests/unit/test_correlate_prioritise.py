@@ -431,6 +431,26 @@ def test_a_quiet_alert_in_the_half_hour_before_the_unusual_window_shares_its_bur
     assert _burst_of(alerts, "aearly")[0] < 1  # four windows before: its own window's pair
 
 
+def test_a_slow_intrusion_s_unusual_windows_share_their_burst_as_one_episode() -> None:
+    """A careful scan spreads its rare pairs over an hour: eight at 06:00, then three or four
+    a quarter hour for an hour, each window less unusual than the first. Its later steps come
+    after the tail of that first window, yet they are one episode's: a quiet alert in the hour
+    after the last of those windows takes the first's full burst; one an hour and a half after
+    it does not."""
+    steps = [(6 * 60, 8), (6 * 60 + 15, 4), (6 * 60 + 30, 3), (6 * 60 + 45, 3), (7 * 60, 4)]
+    slow = [
+        alert(f"s{at}-{i}", at + i * 0.5, f"Scan step {at} {i}", f"srv{i % 3}")
+        for at, n in steps
+        for i in range(n)
+    ]
+    later = alert("later", 8 * 60 + 5, "Fan speed anomaly", "monitor3", module="anomaly")
+    too_late = alert("late", 9 * 60 + 35, "Disk latency anomaly", "monitor4", module="anomaly")
+    alerts = [*_routine(24), *slow, later, too_late]
+    points, detail = _burst_of(alerts, "alater")  # 65 minutes after the last unusual window
+    assert points == 40.0 and "window holding 8 rare rule-host pair(s)" in detail
+    assert _burst_of(alerts, "alate")[0] < 1
+
+
 def _burst_of(alerts: list, first_id: str, baseline: Baseline | None = None) -> tuple[float, str]:
     """The burst points and detail of the incident whose first alert is `first_id`, against a
     store watching since the day before, or `baseline` (`Baseline()`: the store watches from
