@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from agent.correlate import Cluster
 from agent.models import Tuning
@@ -295,12 +296,19 @@ class Bursts:
             return _NO_SHARE
         young = window < self.young_until
         full = self.young_full if young else self.full
-        return min(1.0, (n - self.median) / full), n, young
+        return Share(min(1.0, (n - self.median) / full), n, young)
 
 
-#: A window's burst share (0-1), its rare rule-host pairs, and whether it is in the first day.
-Share = tuple[float, int, bool]
-_NO_SHARE: Share = (0.0, 0, False)
+class Share(NamedTuple):
+    """How unusual a window is, and why (compared as a tuple: the larger share first)."""
+
+    share: float  # 0-1: the burst's share of full points
+    pairs: int  # rare rule-host pairs in the window it comes from
+    young: bool  # that window is in the store's first day of watching
+    windows: int = 1  # consecutive unusual windows it stands for (an episode: see Bursts)
+
+
+_NO_SHARE = Share(0.0, 0, False)
 
 
 def _episodes(bursts: Bursts) -> dict[int, Share]:
@@ -316,7 +324,7 @@ def _episodes(bursts: Bursts) -> dict[int, Share]:
         start = k
         if len(run) < 2:  # a lone window: `Bursts.share` already spreads it
             continue
-        best = max(map(bursts.own, run))
+        best = max(map(bursts.own, run))._replace(windows=len(run))
         for w in range(run[0] - BURST_LEAD, run[-1] + BURST_TAIL + 1):
             shared[w] = max(best, shared.get(w, _NO_SHARE))
     return shared

@@ -276,21 +276,28 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
     if not bursts.rare_pairs:
         return None
     windows = set().union(*(s.windows for s in streams))
-    share, pairs, young = max(bursts.share(w) for w in windows)
-    if share <= 0:
+    found = max(bursts.share(w) for w in windows)
+    if found.share <= 0:
         return None
+    when = (
+        f"fired between {_LEAD_MINUTES} min before the first and {_TAIL_MINUTES} min after the "
+        f"start of the last of {found.windows} consecutive unusual windows, the most unusual "
+        "holding"
+        if found.windows > 1
+        else f"fired between {_LEAD_MINUTES} min before and {_TAIL_MINUTES} min after the start "
+        "of a window holding"
+    )
+    scale = (
+        f"in the first day watched, full points need {bursts.young_full:g} above it"
+        if found.young
+        else f"peak {bursts.peak}"
+    )
     return PriorityFactor(
         name="burst",
-        points=round(BURST_POINTS * share**2, 2),
+        points=round(BURST_POINTS * found.share**2, 2),
         detail=(
-            f"fired between {_LEAD_MINUTES} min before and {_TAIL_MINUTES} min after the "
-            f"start of a window holding {pairs} rare rule-host pair(s), against {bursts.median} "
-            f"in the median window ("
-            + (
-                f"in the first day watched, full points need {bursts.young_full:g} above it)"
-                if young
-                else f"peak {bursts.peak})"
-            )
+            f"{when} {found.pairs} rare rule-host pair(s), against {bursts.median} in the "
+            f"median window ({scale})"
         ),
     )
 

@@ -447,7 +447,8 @@ def test_a_slow_intrusion_s_unusual_windows_share_their_burst_as_one_episode() -
     too_late = alert("late", 9 * 60 + 35, "Disk latency anomaly", "monitor4", module="anomaly")
     alerts = [*_routine(24), *slow, later, too_late]
     points, detail = _burst_of(alerts, "alater")  # 65 minutes after the last unusual window
-    assert points == 40.0 and "window holding 8 rare rule-host pair(s)" in detail
+    assert points == 40.0
+    assert "of 5 consecutive unusual windows, the most unusual holding 8 rare" in detail
     assert _burst_of(alerts, "alate")[0] < 1
 
 
