@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
-from agent.baseline import BURST_LEAD, BURST_TAIL, BURST_WINDOW, DAY, RARE, Baseline
+from agent.baseline import BURST_WINDOW, DAY, RARE, Baseline
+from agent.bursts import BURST_LEAD, BURST_TAIL
 from agent.models import PriorityFactor
 from agent.streams import Stream
 
