@@ -54,8 +54,8 @@ class Bursts:
     full: float = 1.0  # the standout over the median that gets full points
     young_until: int = 0  # windows before this one are in the first day of watching
     young_full: float = 1.0  # `full` for them
-    #: Windows in or near an episode of several unusual windows, with its most unusual's share.
-    episodes: dict[int, Share] = field(default_factory=dict)
+    #: Each window's burst, found once per batch (`_spread`); windows without one are absent.
+    shares: dict[int, Share] = field(default_factory=dict)
 
     @classmethod
     def of(cls, baseline: Baseline) -> Bursts:
@@ -83,14 +83,12 @@ class Bursts:
         full = peak - median if peak - median >= BURST_MIN_STANDOUT else math.inf
         young_full = max(peak - median, BURST_YOUNG_FULL)
         bursts = cls(raw, median, peak, full, young_until, young_full)
-        return replace(bursts, episodes=_episodes(bursts))
+        return replace(bursts, shares=_spread(bursts))
 
     def share(self, window: int) -> Share:
-        """0-1: the most unusual of this window, the BURST_LEAD after it, the BURST_TAIL
-        before it and the episode it is in or near; with that window's rare pairs, and whether
-        it is in the first day of watching."""
-        near = max(map(self.own, range(window - BURST_TAIL, window + BURST_LEAD + 1)))
-        return max(near, self.episodes.get(window, _NO_SHARE))
+        """The most unusual of this window, the BURST_LEAD after it, the BURST_TAIL before it
+        and the episode it is in or near."""
+        return self.shares.get(window, _NO_SHARE)
 
     def own(self, window: int) -> Share:
         """How far this window's rare pairs stand above the median, relative to its `full`."""
@@ -114,23 +112,40 @@ class Share(NamedTuple):
 _NO_SHARE = Share(0.0, 0, False)
 
 
-def _episodes(bursts: Bursts) -> dict[int, Share]:
-    """Each window in or near a run of consecutive unusual windows (from BURST_LEAD before its
-    first to BURST_TAIL after its last), with the run's most unusual window's share."""
-    unusual = sorted(w for w in bursts.rare_pairs if bursts.own(w)[0] >= BURST_EPISODE_SHARE)
+def _spread(bursts: Bursts) -> dict[int, Share]:
+    """Each window's burst: the most unusual share among the windows whose reach covers it.
+    A window reaches from BURST_LEAD before it to BURST_TAIL after it; a run of consecutive
+    windows each worth BURST_EPISODE_SHARE or more (an episode) reaches as one, from the lead
+    before its first to the tail after its last, with its most unusual window's share."""
     shared: dict[int, Share] = {}
-    start = 0
-    for k in range(1, len(unusual) + 1):
-        if k < len(unusual) and unusual[k] == unusual[k - 1] + 1:
-            continue
-        run = unusual[start:k]
-        start = k
-        if len(run) < 2:  # a lone window: `Bursts.share` already spreads it
-            continue
-        best = max(map(bursts.own, run))._replace(windows=len(run))
-        for w in range(run[0] - BURST_LEAD, run[-1] + BURST_TAIL + 1):
-            shared[w] = max(best, shared.get(w, _NO_SHARE))
+    unusual = []
+    for window in sorted(bursts.rare_pairs):
+        own = bursts.own(window)
+        if own.share > 0:
+            _reach(shared, window, window, own)
+        if own.share >= BURST_EPISODE_SHARE:
+            unusual.append(window)
+    for run in _consecutive(unusual):
+        if len(run) > 1:  # a lone window reaches on its own, above
+            best = max(map(bursts.own, run))._replace(windows=len(run))
+            _reach(shared, run[0], run[-1], best)
     return shared
+
+
+def _reach(shared: dict[int, Share], first: int, last: int, share: Share) -> None:
+    for window in range(first - BURST_LEAD, last + BURST_TAIL + 1):
+        shared[window] = max(share, shared.get(window, _NO_SHARE))
+
+
+def _consecutive(windows: list[int]) -> list[list[int]]:
+    """Sorted windows in runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for window in windows:
+        if runs and runs[-1][-1] == window - 1:
+            runs[-1].append(window)
+        else:
+            runs.append([window])
+    return runs
 
 
 def _young_until(baseline: Baseline, raw: dict[int, int]) -> int:

@@ -496,17 +496,13 @@ def test_a_file_s_first_day_is_judged_as_a_young_store_judges_it() -> None:
     are not measured against it: a quieter intrusion on a later day takes the full points. A
     first-day window loud enough for a young store is the peak, as any other."""
     alerts = _learning_then_an_intrusion(16)
-    assert _burst_of_first_store_day(alerts, "anear")[0] == 40.0  # the peak after the first day
-    points, detail = _burst_of_first_store_day(alerts, "al0")
+    assert _burst_of(alerts, "anear", Baseline())[0] == 40.0  # the peak after the first day
+    points, detail = _burst_of(alerts, "al0", Baseline())
     assert 0 < points < 0.6**2 * 40  # 16 of the 30 rare pairs a young store needs
     assert "in the first day watched, full points need 30 above it" in detail
     loud = _learning_then_an_intrusion(40)  # a first day far louder than a young store's cap
-    assert _burst_of_first_store_day(loud, "al0")[0] == 40.0
-    assert _burst_of_first_store_day(loud, "anear")[0] < 2  # (8 / 40) ** 2 of the points
-
-
-def _burst_of_first_store_day(alerts: list, first_id: str) -> tuple[float, str]:
-    return _burst_of(alerts, first_id, Baseline())
+    assert _burst_of(loud, "al0", Baseline())[0] == 40.0
+    assert _burst_of(loud, "anear", Baseline())[0] < 2  # (8 / 40) ** 2 of the points
 
 
 DNS, SERVICE = "dns-query-frequency", "service-changed"  # the rule ids of those names
