@@ -55,7 +55,11 @@ class Fields:
         flat = self.flat
         for path in paths:
             value = flat.get(path)
-            if value is not None:
+            if type(value) is str:  # the common case, without `strings`' list
+                text = value.strip()
+                if text:
+                    return text
+            elif value is not None:
                 found = strings(value)
                 if found:
                     return found[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import marshal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -269,11 +270,14 @@ EntityRow = tuple[str, tuple[str, ...], int | None, bool]
 
 
 class EntitySpec:
-    """Where each entity kind is read from in one format, and every path it reads."""
+    """Where each entity kind is read from in one format, and every path it reads; and the
+    entities of the value combinations read lately (see `entities_of`)."""
 
     def __init__(self, *rows: EntityRow) -> None:
         self.rows = rows
         self.paths = frozenset(p for _, paths, _, _ in rows for p in paths)
+        self.ordered = tuple(sorted(self.paths))
+        self.by_values: dict[bytes, Entities] = {}
 
 
 ECS_ENTITIES = EntitySpec(
@@ -304,11 +308,35 @@ Plan = tuple[tuple[int, tuple[str, ...], int | None, bool], ...]
 _PLANS: dict[tuple[EntitySpec, frozenset[str]], Plan] = {}
 _ENTITY_CACHE: dict[tuple[tuple[str, ...], ...], Entities] = {}
 _NONE = Entities()
+#: Value combinations remembered per format (`EntitySpec.by_values`), and the largest kept:
+#: at most 8 MB of keys, however long the values an attacker sends.
+BY_VALUES_MAX = 16384
+BY_VALUES_MAX_KEY = 512
 
 
 def entities_of(f: Fields, spec: EntitySpec) -> Entities:
     """The entities of one document. Alerts of one host share one frozen `Entities`: reading a
-    day of alerts builds a few thousand of them, not one per alert."""
+    day of alerts builds a few thousand of them, not one per alert. A document whose values
+    at the format's entity paths are those of a recent one gets its entities without reading
+    them again: a feed whose documents never repeat (Wazuh's own, with a syslog time in each)
+    still repeats its hosts and addresses. The values are compared as marshal writes them,
+    which keeps types apart (1, 1.0 and true are equal in Python, not here)."""
+    try:
+        key = marshal.dumps(tuple(map(f.flat.get, spec.ordered)), 2)
+    except ValueError:  # nested beyond marshal's limit: read them
+        return _entities_read(f, spec)
+    known = spec.by_values
+    entities = known.get(key)
+    if entities is None:
+        entities = _entities_read(f, spec)
+        if len(key) <= BY_VALUES_MAX_KEY:
+            if len(known) >= BY_VALUES_MAX:
+                known.clear()
+            known[key] = entities
+    return entities
+
+
+def _entities_read(f: Fields, spec: EntitySpec) -> Entities:
     present = f.flat.keys() & spec.paths
     if not present:
         return _NONE

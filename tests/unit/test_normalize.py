@@ -5,7 +5,7 @@ import json
 import pytest
 
 from agent.models import Severity
-from agent.normalize import NormalizeError, normalize
+from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize
 from tests.conftest import ecs
 
 
@@ -167,3 +167,20 @@ def test_absurd_nesting_is_refused() -> None:
 def test_generic_ecs_defaults_to_low() -> None:
     a = normalize(ecs(1, 0, "Port scan", host="fw", module="suricata"))
     assert (a.source, a.severity, a.risk_score, a.sensor) == ("ecs", Severity.low, 21.0, "suricata")
+
+
+def test_entities_of_values_python_holds_equal_are_read_each_on_its_own() -> None:
+    """Entities are remembered by the values at their paths; 1, 1.0 and true are equal in
+    Python, yet one names a host "1", one "1.0" and one none (a flag is not a name)."""
+    hosts = [
+        normalize(ecs(i, 0, "Odd host", host=name)).entities.hosts  # type: ignore[arg-type]
+        for i, name in enumerate([1, True, 1.0, 1])
+    ]
+    assert hosts == [("1",), (), ("1.0",), ("1",)]
+
+
+def test_long_entity_values_are_read_but_not_remembered() -> None:
+    """However long the values an attacker sends, what is remembered of them stays small."""
+    name = "h" * (BY_VALUES_MAX_KEY + 1)
+    assert normalize(ecs(1, 0, "Long host", host=name)).entities.hosts == (name,)
+    assert max(map(len, ECS_ENTITIES.by_values), default=0) <= BY_VALUES_MAX_KEY
