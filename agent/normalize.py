@@ -244,6 +244,8 @@ def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
     """Tactic and technique ids from ECS `threat` entries (a list or one object)."""
     tactics: list[str] = []
     techniques: list[str] = []
+    if threat is None:  # most alerts map no technique
+        return tactics, techniques
     for entry in threat if isinstance(threat, list) else [threat]:
         if not isinstance(entry, dict):
             continue
