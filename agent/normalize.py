@@ -323,7 +323,7 @@ def entities_of(f: Fields, spec: EntitySpec) -> Entities:
     them again: a feed whose documents never repeat (Wazuh's own, with a syslog time in each)
     still repeats its hosts and addresses. The values are compared as marshal writes them,
     which keeps types apart (1, 1.0 and true are equal in Python, not here)."""
-    try:
+    try:  # version 2 writes no back-references, so equal values write equal bytes
         key = marshal.dumps(tuple(map(f.flat.get, spec.ordered)), 2)
     except ValueError:  # nested beyond marshal's limit: read them
         return _entities_read(f, spec)
