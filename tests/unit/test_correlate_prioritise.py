@@ -6,7 +6,7 @@ from agent.baseline import RARE, Baseline
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
-from tests.conftest import alert
+from tests.conftest import T0, alert
 
 
 def ids(clusters) -> list[list[str]]:
@@ -350,8 +350,6 @@ def _watched_since_yesterday() -> Baseline:
     """A baseline whose store has watched since the day before T0 (`Baseline.from_history`
     gives it so): the day's windows are not its first day's, which are judged as a young
     store's (see `test_a_file_s_first_day_is_judged_as_a_young_store_judges_it`)."""
-    from tests.conftest import T0
-
     return Baseline(watched_from=T0.timestamp() - 86400)
 
 
@@ -644,8 +642,6 @@ def test_no_burst_factor_without_enough_history_to_call_a_window_unusual() -> No
 
 
 def _minutes(a) -> float:
-    from tests.conftest import T0
-
     return (a.timestamp - T0).total_seconds() / 60
 
 
