@@ -1,7 +1,7 @@
 """Triage throughput at a day's scale: the AIT-ADS scenario replayed until N alerts (default
 634,000, the size of the largest AIT-ADS scenario), through `vigie triage` end to end.
 
-    .venv/bin/python benchmarks/scale_bench.py [N] [unique | flood]
+    .venv/bin/python benchmarks/scale_bench.py [N] [replay | unique | flood | wazuh]
 
 Each replay of the 45,544 real alerts is shifted four days later and given fresh ids, so the
 file holds N distinct alerts with the real mix of rules, hosts and bursts. Prints the time from
@@ -16,6 +16,11 @@ run without the repeats memo's help (`agent/repeats.py`).
 scan's dirb alerts repeated over 20 minutes until the file holds N alerts (the largest AIT-ADS
 scenario is 428,239 dirb alerts in 20 minutes amid six days of noise). Its labels come along,
 so the run is scored too.
+
+`wazuh` writes N Wazuh manager documents instead, made from the shared Wazuh samples
+(`../shared/data/wazuh/*.alerts.json`) over four days on 40 agents: each has its own id, time,
+`firedtimes` and syslog line, as the manager writes them, so none repeats another. They are
+about four times the size of the AIT-ADS ones, and each alert keeps its document as read.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from ait_ads_bench import (
     DEFAULT,
     SCORER,
+    SHARED,
     alerts_of,
     scenario_alerts,
     scenario_rows,
@@ -41,6 +47,15 @@ from ait_ads_bench import (
 )
 
 SCENARIO = DEFAULT[0]
+WAZUH_SAMPLES = SHARED / "data" / "wazuh"
+WAZUH_AGENTS = 40
+FOUR_DAYS = 4 * 86_400
+KINDS = {  # mode -> how the summary line names the file
+    "replay": "",
+    "unique": " (every message unique)",
+    "flood": " (a dirb flood)",
+    "wazuh": " (Wazuh documents)",
+}
 
 
 def replayed(alerts: Path, n: int, out: Path, unique: bool = False) -> None:
@@ -60,6 +75,46 @@ def replayed(alerts: Path, n: int, out: Path, unique: bool = False) -> None:
             fh.write(json.dumps(copy, separators=(",", ":")) + "\n")
 
 
+def wazuh_documents(n: int, out: Path) -> None:
+    """N Wazuh documents from the shared samples, spread over four days and 40 agents."""
+    samples = [
+        json.loads(line)
+        for path in sorted(WAZUH_SAMPLES.glob("*.alerts.json"))
+        for line in path.open()
+        if line.strip()
+    ]
+    if not samples:
+        sys.exit(f"no Wazuh samples found in {WAZUH_SAMPLES}")
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    fired: dict[tuple[str, int], int] = {}
+    with out.open("w") as fh:
+        for k in range(n):
+            doc, agent = samples[k % len(samples)], k % WAZUH_AGENTS
+            ts = start + dt.timedelta(seconds=FOUR_DAYS * k / n)
+            key = (doc["rule"]["id"], agent)
+            fired[key] = fired.get(key, 0) + 1
+            fh.write(json.dumps(wazuh_copy(doc, k, agent, ts, fired[key]), separators=(",", ":")))
+            fh.write("\n")
+
+
+def wazuh_copy(doc: dict, k: int, agent: int, ts: dt.datetime, fired: int) -> dict:
+    """One sample as agent `agent` would send it at `ts`: id, times, counter and syslog line."""
+    name, syslog_time = f"host-{agent:02d}", ts.strftime("%b %d %H:%M:%S")
+    copy = {
+        **doc,
+        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}+0000",
+        "id": f"{int(ts.timestamp())}.{k:08d}",
+        "rule": {**doc["rule"], "firedtimes": fired},
+        "agent": {"id": f"{agent + 1:03d}", "name": name, "ip": f"10.20.0.{agent + 10}"},
+    }
+    if "full_log" in doc:  # "Sep 22 11:13:21 videoserver sudo: ...": the time and host change
+        rest = doc["full_log"].split(" ", 4)[4]
+        copy["full_log"] = f"{syslog_time} {name} {rest}"
+        predecoder = doc.get("predecoder", {})
+        copy["predecoder"] = {**predecoder, "timestamp": syslog_time, "hostname": name}
+    return copy
+
+
 def flooded(labelled: Path, n: int, work: Path) -> tuple[Path, Path]:
     """The scenario with its dirb alerts repeated until about N alerts: its CSV and alerts."""
     rows = scenario_rows(labelled)
@@ -69,40 +124,41 @@ def flooded(labelled: Path, n: int, work: Path) -> tuple[Path, Path]:
     return flood_csv, alerts_of(flood_csv, work / "flood.ndjson")
 
 
-def main(n: int, unique: bool, flood: bool) -> None:
+def main(n: int, mode: str) -> None:
     if not SCORER.is_file():
         sys.exit(f"scorer not found at {SCORER}: the shared/ folder must sit beside the repo")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         labelled, alerts = scenario_alerts(SCENARIO, work)
-        if flood:
+        big = work / "big.ndjson"
+        if mode == "flood":
             flood_csv, big = flooded(labelled, n, work)
             n = sum(1 for _ in big.open())
+        elif mode == "wazuh":
+            wazuh_documents(n, big)
         else:
-            big = work / "big.ndjson"
-            replayed(alerts, n, big, unique)
+            replayed(alerts, n, big, unique=mode == "unique")
         os.sync()  # the kernel writing this file back must not run during the timed triage
         floor = stdlib_parse_seconds(big)
         seconds, peak_mb, out = timed_triage(big, work)
         incidents = [json.loads(line) for line in out.open()]
         placed = sum(len(i["alert_ids"]) for i in incidents)
         size_mb = big.stat().st_size / 1e6
-        kind = " (every message unique)" if unique else " (a dirb flood)" if flood else ""
+        kind = KINDS[mode]
         print(
             f"{n:,} alerts{kind} ({size_mb:,.0f} MB) -> {len(incidents):,} incidents holding "
             f"{placed:,} alerts in {seconds:.1f}s end to end = {n / seconds:,.0f} alerts/s; "
             f"stdlib JSON parse {floor:.1f}s (ratio {seconds / floor:.1f}x); "
             f"peak RSS {peak_mb:,.0f} MB"
         )
-        if flood:
+        if mode == "flood":
             run = scores_of(flood_csv, out)
             shown = ("incidents", "depth", "noise_read", "contamination", "lost", "duplicated")
             print("scored: " + ", ".join(f"{k} {run[k]}" for k in shown))
 
 
 if __name__ == "__main__":
-    main(
-        int(sys.argv[1]) if len(sys.argv) > 1 else 634_000,
-        "unique" in sys.argv[2:],
-        "flood" in sys.argv[2:],
-    )
+    mode = sys.argv[2] if len(sys.argv) > 2 else "replay"
+    if mode not in KINDS:
+        sys.exit(f"unknown mode {mode!r}: one of {', '.join(KINDS)}")
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 634_000, mode)
