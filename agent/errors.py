@@ -27,6 +27,11 @@ class BadInput(VigieError):
     """Input that cannot be used as given; the message says why, for a human."""
 
 
+class InputChanged(BadInput):
+    """A file read earlier in the run no longer holds the document an alert came from (rewritten
+    or replaced while it was triaged): its document cannot be shown or stored as read."""
+
+
 class Conflict(VigieError):
     """The thing changed since the request was made (an incident someone already closed)."""
 

@@ -27,7 +27,7 @@ from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.errors import VigieError
 from agent.incidents import Evidence
 from agent.incremental import build_incidents
-from agent.models import ActionProposal, Alert, DeadLetter, Incident
+from agent.models import ActionProposal, Alert, DeadLetter, Incident, with_documents
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
 from agent.playbooks import Playbook, matching, propose
@@ -236,7 +236,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     runtime.context.progress("incidents", len(incidents))
     return {
         "incidents": incidents,
-        "samples": built.samples,
+        "samples": with_documents(built.samples),  # the stored ones: read back from files now
         "placed": built.placed,
         "evidence": built.evidence,
         "clusters": [],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +13,8 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+from agent.errors import InputChanged
 
 
 class Severity(StrEnum):
@@ -113,6 +116,11 @@ def distinct(sets: list[Entities]) -> list[Entities]:
     return list(dict(zip(map(id, sets), sets, strict=True)).values())
 
 
+#: Where a document sits in the file it was read from: (path, byte offset, length, CRC-32 of
+#: those bytes). A plain tuple: one crosses from a reader process for every alert.
+FileSpan = tuple[str, int, int, int]
+
+
 class Alert(BaseModel):
     """A normalised alert: an ECS subset on one severity scale, with the raw document untouched."""
 
@@ -130,10 +138,12 @@ class Alert(BaseModel):
     techniques: tuple[str, ...] = Field(default=(), description="ATT&CK technique ids, e.g. T1059")
     entities: Entities = Entities()
     message: str = ""
-    # The document as read, kept as its JSON bytes (a file line is kept as it was): a day of
-    # alerts held as parsed documents took twice the memory of the alerts themselves. `raw`
-    # parses it on demand; only the few alerts stored or shown ever need it.
-    raw_json: bytes = Field(default=b"{}", exclude=True, repr=False)
+    # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
+    # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held
+    # as parsed documents took twice the memory of the alerts themselves, and Wazuh's documents
+    # held as bytes still took as much as the alerts. `raw` parses it on demand; only the few
+    # alerts stored or shown ever need it.
+    raw_json: bytes | FileSpan = Field(default=b"{}", exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,12 +158,48 @@ class Alert(BaseModel):
     @computed_field(repr=False)  # type: ignore[prop-decorator]
     @property
     def raw(self) -> dict[str, Any]:
-        """The original document (attacker-controlled data: display it, never obey it)."""
+        """The original document (attacker-controlled data: display it, never obey it). Raises
+        `InputChanged` if it was left in a file that no longer holds it."""
+        data = self.document_json()
         try:
-            value = orjson.loads(self.raw_json)
+            value = orjson.loads(data)
         except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib parser takes them
-            value = json.loads(self.raw_json)
+            value = json.loads(data)
         return value if isinstance(value, dict) else {}
+
+    def document_json(self) -> bytes:
+        """The document's JSON as read: held, or read back from its file."""
+        raw = self.raw_json
+        return raw if isinstance(raw, bytes) else span_bytes(raw)
+
+    def with_document(self) -> Alert:
+        """This alert holding its document's bytes (itself, if it holds them already)."""
+        if isinstance(self.raw_json, bytes):
+            return self
+        return self.model_copy(update={"raw_json": span_bytes(self.raw_json)})
+
+
+def span_bytes(span: FileSpan) -> bytes:
+    """The bytes a span points to, checked against the CRC taken when they were read."""
+    path, start, length, crc = span
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read(length)
+    except OSError as exc:
+        raise InputChanged(f"{path} can no longer be read ({exc.strerror or exc})") from exc
+    if len(data) != length or zlib.crc32(data) != crc:
+        raise InputChanged(
+            f"{path} changed while it was triaged: byte {start} no longer holds the document"
+            " read there; run the triage again on a file that stays as it is"
+        )
+    return data
+
+
+def with_documents(alerts: list[Alert]) -> list[Alert]:
+    """These alerts holding their documents' bytes: before they are stored, so a changed file
+    fails the run before anything is written."""
+    return [a.with_document() for a in alerts]
 
 
 def raw_json(document: Any) -> bytes:

@@ -12,7 +12,10 @@ The cores are the budget, and this process is one of them: one worker fewer than
 started, and whenever the next chunk in file order is not ready yet, this process reads a chunk
 itself, from the end of the file (the workers take chunks from the front). What repeats of a
 document share (`Repeats.parts`: all but id, time and raw JSON) crosses over once per chunk,
-and each alert as a small tuple pointing to it. Alerts are built here as unpickling builds a
+and each alert as a small tuple pointing to it. An alert's document stays in the file: the
+alert holds where (`FileSpan`), and the few alerts stored with their incidents read it back
+(a changed file fails the run then, before anything is stored); a day of Wazuh's documents
+held in memory took as much as the alerts. Alerts are built here as unpickling builds a
 model, from a copy of their shared part's dict, without validating again what the normaliser
 made already typed. A chunk's result crosses through a file, not the pool's pipe: draining
 5 MB from a pipe takes the pipe's reader thread a hundred turns at the GIL, which this busy
@@ -32,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import weakref
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent.collector import gc_paused
-from agent.models import Alert, DeadLetter
+from agent.models import Alert, DeadLetter, FileSpan
 from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, rejected
 from agent.repeats import Parts
 from connectors.files import is_ndjson, ndjson_documents
@@ -56,8 +60,9 @@ assert ALERT_FIELDS[:2] == ("id", "timestamp") and ALERT_FIELDS[-1] == "raw_json
 
 #: What repeats share, in `SHARED_FIELDS` order.
 Shared = tuple[Any, ...]
-#: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp, raw).
-Packed = tuple[int, int, str, datetime, bytes]
+#: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp, and
+#: where its document sits in the file).
+Packed = tuple[int, int, str, datetime, FileSpan]
 #: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count.
 ChunkResult = tuple[list[Shared], list[Packed | DeadLetter], int]
 
@@ -282,6 +287,7 @@ def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
         data = fh.read(end - start)
     packing = Packing()
     out: list[Packed | DeadLetter] = []
+    where = os.path.abspath(path)
     for item in ndjson_documents(data, path, max_doc_bytes):
         if isinstance(item, DeadLetter):
             out.append(item)
@@ -291,7 +297,9 @@ def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
         except NormalizeError as exc:
             out.append(rejected(path, item.line, item.value, exc))
             continue
-        out.append(packing.pack(item.line, parts))
+        raw = cast(bytes, item.raw)  # an NDJSON line always has its bytes
+        span = (where, start + item.at, len(raw), zlib.crc32(raw))
+        out.append(packing.pack(item.line, parts, span))
     lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     return packing.shared, out, lines
 
@@ -305,14 +313,15 @@ class Packing:
         self._index: dict[int, int] = {}
         self._kept: list[dict[str, Any]] = []  # alive, so no other dict takes their ids
 
-    def pack(self, line: int, parts: Parts) -> Packed:
-        stable, alert_id, timestamp, raw_json = parts
+    def pack(self, line: int, parts: Parts, span: FileSpan) -> Packed:
+        """The alert as it crosses over, its document left in the file (`span`)."""
+        stable, alert_id, timestamp, _ = parts
         ref = self._index.get(id(stable))
         if ref is None:
             ref = self._index[id(stable)] = len(self.shared)
             self.shared.append(_shared(stable))
             self._kept.append(stable)
-        return line, ref, alert_id, timestamp, raw_json
+        return line, ref, alert_id, timestamp, span
 
 
 def _shared(f: dict[str, Any]) -> Shared:
@@ -359,7 +368,7 @@ assert tuple(_form(SHARED_FIELDS)) == ALERT_FIELDS
 assert _shared(_form(SHARED_FIELDS)) == SHARED_FIELDS
 
 
-def alert_of(form: dict[str, Any], alert_id: str, timestamp: datetime, raw_json: bytes) -> Alert:
+def alert_of(form: dict[str, Any], alert_id: str, timestamp: datetime, raw_json: FileSpan) -> Alert:
     """The alert, from its shared part as a dict in `ALERT_FIELDS` order, built the way
     unpickling builds a model (pydantic's `__setstate__` sets these four attributes; copying a
     dict and setting three keys is a fifth of the time of zipping thirteen)."""

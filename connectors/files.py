@@ -34,6 +34,7 @@ class Document(NamedTuple):
     line: int
     value: Any
     raw: bytes | None = None
+    at: int = -1  # where `raw` starts in the stream read (NDJSON only)
 
 
 Parsed = Document | DeadLetter
@@ -107,7 +108,13 @@ def _excerpt(raw: bytes | str) -> str:
 
 
 def _checked(
-    name: str, line: int, value: Any, brackets: int, raw: bytes | str, keep: bytes | None = None
+    name: str,
+    line: int,
+    value: Any,
+    brackets: int,
+    raw: bytes | str,
+    keep: bytes | None = None,
+    at: int = -1,
 ) -> Parsed:
     """Every document leaves here no deeper than MAX_DEPTH, so normalisers can skip the walk.
 
@@ -118,11 +125,13 @@ def _checked(
             check_depth(value)
         except NormalizeError as exc:
             return DeadLetter(source=name, line=line, reason=str(exc), excerpt=_excerpt(raw))
-    return Document(line, value, keep)
+    return Document(line, value, keep, at)
 
 
 def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
+    end = fh.tell()
     for n, line in enumerate(fh, 1):
+        at, end = end, end + len(line)
         if len(line) > max_bytes:
             yield DeadLetter(
                 source=name,
@@ -141,12 +150,14 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
                 continue  # a byte order mark alone: a blank line, as at the file's start
             try:
                 value, line = _without_bom(line, exc)
+                at += len(BOM)
             except orjson.JSONDecodeError as still:
                 yield DeadLetter(
                     source=name, line=n, reason=f"invalid JSON: {still}", excerpt=_excerpt(line)
                 )
                 continue
-        yield _checked(name, n, value, line.count(b"{") + line.count(b"["), line, line.rstrip())
+        brackets = line.count(b"{") + line.count(b"[")
+        yield _checked(name, n, value, brackets, line, line.rstrip(), at)
 
 
 def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes]:

@@ -20,7 +20,7 @@ def test_ndjson_bad_lines_become_dead_letters_and_reading_goes_on(tmp_path: Path
     f = tmp_path / "a.ndjson"
     f.write_text('{"a": 1}\n\n{"broken": \n{"a": 2}\n' + '{"big": "' + "x" * 300 + '"}\n')
     ok, dead = split(list(read_documents(f, max_doc_bytes=200)))
-    assert [(n, d["a"]) for n, d, _ in ok] == [(1, 1), (4, 2)]
+    assert [(n, d["a"]) for n, d, *_ in ok] == [(1, 1), (4, 2)]
     assert [(d.line, d.reason.split(":")[0]) for d in dead] == [
         (3, "invalid JSON"),
         (5, "document larger than 200 bytes"),
@@ -33,7 +33,7 @@ def test_json_array_is_streamed_across_chunks(tmp_path: Path) -> None:
     f.write_text(json.dumps(docs, indent=1))
     ok, dead = split(list(read_documents(f)))
     assert not dead
-    assert [d["i"] for _, d, _ in ok] == list(range(600))
+    assert [d["i"] for _, d, *_ in ok] == list(range(600))
     assert ok[1][0] > ok[0][0]  # line numbers advance
 
 
@@ -44,7 +44,7 @@ def test_single_object_and_concatenated_pretty_objects(tmp_path: Path) -> None:
     many = tmp_path / "many.json"
     many.write_text(json.dumps({"a": 1}, indent=2) + "\n{ oops\n" + json.dumps({"a": 2}, indent=2))
     ok, dead = split(list(read_documents(many)))
-    assert [d["a"] for _, d, _ in ok] == [1, 2]
+    assert [d["a"] for _, d, *_ in ok] == [1, 2]
     assert len(dead) == 1 and dead[0].line == 4  # "{ oops" follows a 3-line object
 
 
@@ -57,7 +57,7 @@ def test_content_after_a_closing_array_is_not_dropped(tmp_path: Path) -> None:
     f = tmp_path / "mixed.json"
     f.write_text('[{"a": 1}]\n{"a": 2}\n"stray"\n')
     items = list(read_documents(f))
-    assert [d for _, d, _ in (i for i in items if not isinstance(i, DeadLetter))] == [
+    assert [d for _, d, *_ in (i for i in items if not isinstance(i, DeadLetter))] == [
         {"a": 1},
         {"a": 2},
         "stray",
@@ -68,7 +68,7 @@ def test_a_truncated_array_is_reported_not_dropped_quietly(tmp_path: Path) -> No
     f = tmp_path / "cut.json"
     f.write_text('[{"i": 1},\n {"i": 2},\n')  # an export cut short: no closing bracket
     ok, dead = split(list(read_documents(f)))
-    assert [d["i"] for _, d, _ in ok] == [1, 2]
+    assert [d["i"] for _, d, *_ in ok] == [1, 2]
     assert len(dead) == 1 and "before its JSON array is closed" in dead[0].reason
     f.write_text("[")
     ok, dead = split(list(read_documents(f)))
@@ -79,7 +79,7 @@ def test_lines_skipped_after_a_broken_object_are_named_in_its_dead_letter(tmp_pa
     f = tmp_path / "broken.json"
     f.write_text('{"bad json\n[1, 2]\n{"x": 1,\n "y": 2}\n')  # not NDJSON: line 1 is no document
     ok, dead = split(list(read_documents(f)))
-    assert [d for _, d, _ in ok] == [{"x": 1, "y": 2}]
+    assert [d for _, d, *_ in ok] == [{"x": 1, "y": 2}]
     assert len(dead) == 1 and dead[0].line == 1 and "lines 1-2 skipped" in dead[0].reason
 
 
@@ -103,15 +103,17 @@ def test_a_byte_order_mark_is_ignored_at_the_start_of_a_file(
     f = tmp_path / f"{name}.json"
     f.write_bytes(BOM + body)
     ok, dead = split(list(read_documents(f)))
-    assert not dead and [d["a"] for _, d, _ in ok] == [1, 2]
+    assert not dead and [d["a"] for _, d, *_ in ok] == [1, 2]
 
 
 def test_a_byte_order_mark_starting_a_line_of_concatenated_exports_is_ignored() -> None:
     """`cat a.ndjson b.ndjson` of two such exports: one at a line's start, mid-file; it is
-    also how a reader worker's first chunk starts. The alert keeps the line without it."""
+    also how a reader worker's first chunk starts. The alert keeps the line without it, and
+    where that starts (a worker's alerts leave their documents in the file)."""
     data = BOM + b'{"a": 1}\n' + BOM + b'{"a": 2}\n{"a": \n'
     ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
-    assert [(n, d["a"], raw) for n, d, raw in ok] == [(1, 1, b'{"a": 1}'), (2, 2, b'{"a": 2}')]
+    assert [(n, d["a"], raw) for n, d, raw, _ in ok] == [(1, 1, b'{"a": 1}'), (2, 2, b'{"a": 2}')]
+    assert [data[at : at + len(raw)] for _, _, raw, at in ok] == [b'{"a": 1}', b'{"a": 2}']
     assert [(d.line, d.reason.split(":")[0]) for d in dead] == [(3, "invalid JSON")]
 
 
@@ -120,4 +122,4 @@ def test_a_line_holding_only_a_byte_order_mark_is_blank() -> None:
     of just its mark, which is no document (it was an "input data is empty" dead letter)."""
     data = b'{"a": 1}\n' + BOM + b"\n" + BOM + b" \n{}\n"
     ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
-    assert [n for n, _, _ in ok] == [1, 4] and dead == []
+    assert [n for n, *_ in ok] == [1, 4] and dead == []

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import agent.graph
 import agent.parallel_read as parallel_read
 from agent.analyst import OfflineAnalyst
+from agent.errors import InputChanged
 from agent.graph import TriageContext, run_triage
 from agent.models import Alert, DeadLetter
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ReadChunk
-from connectors.files import read_documents
+from agent.store.sqlite import SqliteStore
+from connectors.files import BOM, read_documents
 from tests.conftest import ecs, same_alert_as_validated
 
 
@@ -33,7 +37,8 @@ def messy_file(path: Path) -> Path:
             lines.append(json.dumps({**doc, "message": "x" * 3000}))  # over the size limit
         elif i % 73 == 0:
             lines.append("[1, 2]")  # JSON, not an object
-        lines.append(json.dumps(doc))
+        bom = "\ufeff" if i % 79 == 0 else ""  # files concatenated: a byte order mark mid-file
+        lines.append(bom + json.dumps(doc))
     path.write_text("\n".join(lines))  # no newline after the last line
     return path
 
@@ -57,6 +62,13 @@ def one_by_one(
     return [x for c in got for x in (c.items() if isinstance(c, ReadChunk) else [c])]
 
 
+def read_back(
+    items: list[tuple[str, int, Alert] | DeadLetter],
+) -> list[tuple[str, int, Alert] | DeadLetter]:
+    """The alerts holding their documents, read back from the file they were left in."""
+    return [x if isinstance(x, DeadLetter) else (x[0], x[1], x[2].with_document()) for x in items]
+
+
 @pytest.mark.parametrize("chunk_bytes", [700, 4096, 1 << 20])
 def test_parallel_reading_equals_serial_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
@@ -66,7 +78,9 @@ def test_parallel_reading_equals_serial_reading(
     chunked = list(parallel_read.read_parallel(str(path), 2000, workers=2))
     got = one_by_one(chunked)
     want = serial(path, 2000)
-    assert got == want
+    alerts = [x[2] for x in got if not isinstance(x, DeadLetter)]
+    assert all(isinstance(a.raw_json, tuple) for a in alerts)  # documents left in the file
+    assert read_back(got) == want  # and read back as the serial reader kept them
     if chunk_bytes == 700:  # many chunks hold no dead letter: those came whole
         assert sum(isinstance(c, ReadChunk) for c in chunked) > 10
     dead = [d for d in got if isinstance(d, DeadLetter)]
@@ -82,7 +96,11 @@ def test_alerts_cross_from_the_workers_with_the_types_validation_gives(
     tmp_path: Path, shared_data: Path
 ) -> None:
     lines = messy_file(tmp_path / "alerts.ndjson").read_text().splitlines()
-    docs = [json.loads(line) for line in lines if line.strip() and not line.startswith("{not")]
+    docs = [
+        json.loads(line.removeprefix("\ufeff"))
+        for line in lines
+        if line.strip() and not line.startswith("{not")
+    ]
     for path in (shared_data / "wazuh").glob("*.alerts.json"):
         docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for path in (shared_data / "elastic").glob("*.json"):
@@ -116,6 +134,86 @@ def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
 
     assert run(2) == run(1)
     assert used == [str(path)]  # the two-worker run went through the parallel reader
+
+
+def lines_by_id(data: bytes, max_bytes: int = 1 << 20) -> dict[str, bytes]:
+    """The file's alert documents as written (past a byte order mark), by their event id: the
+    first of each id, as the run keeps it, among the lines the reader takes."""
+    out: dict[str, bytes] = {}
+    for line in data.split(b"\n"):
+        if len(line) > max_bytes:
+            continue
+        try:
+            doc = json.loads(line.removeprefix(BOM))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and "event" in doc:
+            out.setdefault(doc["event"]["id"], line.removeprefix(BOM))
+    return out
+
+
+def test_an_alert_read_in_parallel_reads_its_document_back_or_says_the_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    got = one_by_one(parallel_read.read_parallel(str(path), 2000, workers=2))
+    alerts = [x[2] for x in got if not isinstance(x, DeadLetter)]
+    lines = lines_by_id(path.read_bytes(), 2000)
+    assert len(lines) > 300
+    for a in alerts:
+        assert a.document_json() == lines[a.id]
+        assert a.raw == json.loads(lines[a.id])
+    first, last = alerts[0], alerts[-1]
+    _, start, length, _ = first.raw_json
+    data = bytearray(path.read_bytes())
+    data[start + length - 2] ^= 1  # one bit of the first document, the file's size unchanged
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputChanged, match="changed while it was triaged"):
+        first.with_document()
+    assert last.with_document().raw["event"]["id"] == last.id  # the rest of the file holds
+    path.write_bytes(bytes(data[: last.raw_json[1] + 3]))  # cut short inside the last one
+    with pytest.raises(InputChanged, match="changed while it was triaged"):
+        _ = last.raw
+    path.unlink()
+    with pytest.raises(InputChanged, match="can no longer be read"):
+        _ = alerts[1].raw
+
+
+def test_a_file_rewritten_during_the_run_fails_it_before_anything_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = messy_file(tmp_path / "alerts.ndjson")
+    original = path.read_bytes()
+    monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    built = agent.graph.build_incidents
+
+    def rewritten_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        path.write_bytes(original.replace(b'"Rule 3"', b'"Rule 9"'))  # as a log rotation would
+        return built(*args, **kwargs)
+
+    def run(db: str) -> SqliteStore:
+        store = SqliteStore(tmp_path / db)
+        ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[], read_workers=2)
+        run_triage([str(path)], ctx)
+        return store
+
+    stored = run("kept.db")  # the file left alone: the stored samples hold their documents
+    samples = [a for i in stored.list_incidents() for a in stored.alerts_of(i.incident_id)]
+    assert samples and all(isinstance(a.raw_json, bytes) for a in samples)
+    lines = lines_by_id(original)
+    assert all(a.raw == json.loads(lines[a.id]) for a in samples)
+
+    monkeypatch.setattr(agent.graph, "build_incidents", rewritten_meanwhile)
+    store = SqliteStore(tmp_path / "changed.db")
+    saves: list[object] = []
+    monkeypatch.setattr(store, "save_triage", lambda *a, **k: saves.append(a))
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[], read_workers=2)
+    with pytest.raises(InputChanged, match="changed while it was triaged"):
+        run_triage([str(path)], ctx)
+    assert saves == []  # failed before the store was asked to write anything
+    assert store.list_incidents() == [] and store.dead_letters() == []
 
 
 def test_a_read_started_before_the_run_is_the_one_the_run_reads(
@@ -187,7 +285,7 @@ def test_chunks_the_reader_takes_from_the_end_keep_their_place_and_lines(
     got = one_by_one(read.chunked())
     chunks = len(parallel_read.chunks(str(path), 700))
     assert len(own) == chunks - parallel_read.AHEAD_PER_WORKER  # all but those sent first
-    assert got == serial(path, 2000)
+    assert read_back(got) == serial(path, 2000)
     assert not transit.exists()
 
 
