@@ -14,7 +14,7 @@ import marshal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -31,7 +31,7 @@ from agent.models import (
     raw_json,
     severity_for_risk,
 )
-from agent.repeats import Getter, Parts, Repeats, TimeOf
+from agent.repeats import Getter, MessageOf, Parts, Repeats, TimeOf
 
 MAX_DEPTH = 64
 
@@ -70,11 +70,15 @@ def _checked_object(doc: Any, depth_checked: bool) -> dict[str, Any]:
     return doc
 
 
-def normalise_fully(doc: dict[str, Any], raw: bytes | None) -> tuple[AlertFields, TimeOf]:
-    """Every document's full path: flattened, its format detected, normalised."""
+def normalise_fully(
+    doc: dict[str, Any], raw: bytes | None
+) -> tuple[AlertFields, TimeOf, MessageOf | None]:
+    """Every document's full path: flattened, its format detected, normalised; with how its
+    format reads a repeat's time and message (`agent/repeats.py`)."""
     fields = Fields(doc, raw)
     fmt = _detect(fields)
-    return fmt.normalise(doc, fields), fmt.time
+    values = fmt.normalise(doc, fields)
+    return values, fmt.time, fmt.message(fields, values["rule_name"])
 
 
 def alert_from_fields(values: AlertFields) -> Alert:
@@ -109,10 +113,12 @@ AlertFields = dict[str, Any]
 
 
 class Format(NamedTuple):
-    """How one source's documents become alert fields, and where its alerts keep their time."""
+    """How one source's documents become alert fields, where its alerts keep their time, and
+    how a repeat's message is read (given the document and its rule's name)."""
 
     normalise: Callable[[dict[str, Any], Fields], AlertFields]
     time: TimeOf
+    message: Callable[[Fields, str], MessageOf | None]
 
 
 def _detect(f: Fields) -> Format:
@@ -411,8 +417,32 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         tactics=tactics + [t for t in more_tactics if t not in tactics],
         techniques=techniques + [t for t in more_techniques if t not in techniques],
         entities=ecs_entities(f),
-        message=f.first("kibana.alert.reason", "message") or "",
+        message=message_text(ELASTIC_MESSAGE, "", f.get),
     )
+
+
+ELASTIC_MESSAGE = ("kibana.alert.reason", "message")
+MESSAGE_CHARS = 4096
+
+
+def elastic_message(f: Fields, rule_name: str) -> MessageOf:
+    return partial(message_text, ELASTIC_MESSAGE, "")
+
+
+def message_text(paths: tuple[str, ...], fallback: str, get: Getter) -> str:
+    """An alert's message: the first of these fields holding text (as `Fields.first` reads
+    them), else the fallback. A repeat reads it from its masked fields with the same code."""
+    for path in paths:
+        value = get(path)
+        if type(value) is str:
+            text = value.strip()
+            if text:
+                return text[:MESSAGE_CHARS]
+        elif value is not None:
+            found = strings(value)
+            if found:
+                return found[0][:MESSAGE_CHARS]
+    return fallback[:MESSAGE_CHARS]
 
 
 def wazuh_severity(level: Any) -> tuple[Severity, float]:
@@ -460,8 +490,14 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         tactics=tactics,
         techniques=techniques,
         entities=entities,
-        message=f.first("full_log", "data.alert.signature") or rule_name,
+        message=wazuh_message(f, rule_name)(f.get),
     )
+
+
+def wazuh_message(f: Fields, rule_name: str) -> MessageOf:
+    """The syslog line, else the Suricata signature, else the rule's description."""
+    fallback = f.first("data.alert.signature") or rule_name
+    return partial(message_text, ("full_log",), fallback)
 
 
 def ecs_time(get: Getter) -> datetime:
@@ -489,8 +525,15 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         tactics=tactics,
         techniques=techniques,
         entities=ecs_entities(f),
-        message=f.first("message") or "",
+        message=message_text(("message",), "", f.get),
     )
+
+
+def ecs_message(f: Fields, rule_name: str) -> MessageOf | None:
+    """None when the rule is named by the message: repeats of that document are not alike."""
+    if f.first("rule.name", "event.action") is None:
+        return None
+    return partial(message_text, ("message",), "")
 
 
 def _build(
@@ -528,7 +571,7 @@ def _build(
         "tactics": tuple(tactics),
         "techniques": tuple(techniques),
         "entities": entities,
-        "message": message[:4096],
+        "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }
 
@@ -542,9 +585,9 @@ def document_json(doc: Any) -> bytes:
         raise NormalizeError("invalid Unicode: a lone surrogate (\\ud800-\\udfff)") from None
 
 
-ELASTIC = Format(normalize_elastic, elastic_time)
-WAZUH = Format(normalize_wazuh, wazuh_time)
-ECS = Format(normalize_ecs, ecs_time)
+ELASTIC = Format(normalize_elastic, elastic_time, elastic_message)
+WAZUH = Format(normalize_wazuh, wazuh_time, wazuh_message)
+ECS = Format(normalize_ecs, ecs_time, ecs_message)
 _REPEATS = Repeats(normalise_fully, alert_id, document_json)
 
 SHARED_FIELDS_SET = set(Alert.model_fields)  # see alert_from_fields

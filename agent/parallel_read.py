@@ -11,8 +11,8 @@ LangGraph (`start_first`).
 The cores are the budget, and this process is one of them: one worker fewer than the cores is
 started, and whenever the next chunk in file order is not ready yet, this process reads a chunk
 itself, from the end of the file (the workers take chunks from the front). What repeats of a
-document share (`Repeats.parts`: all but id, time and raw JSON) crosses over once per chunk,
-and each alert as a small tuple pointing to it. An alert's document stays in the file: the
+document share (`Repeats.parts`: all but id, time, message and raw JSON) crosses over once per
+chunk, and each alert as a small tuple pointing to it. An alert's document stays in the file: the
 alert holds where (`FileSpan`), and the few alerts stored with their incidents read it back
 (a changed file fails the run then, before anything is stored); a day of Wazuh's documents
 held in memory took as much as the alerts. Alerts are built here as unpickling builds a
@@ -54,15 +54,16 @@ CHUNK_BYTES = 4 << 20
 AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is taken
 
 ALERT_FIELDS = tuple(Alert.model_fields)
-#: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last.
-SHARED_FIELDS = ALERT_FIELDS[2:-1]
-assert ALERT_FIELDS[:2] == ("id", "timestamp") and ALERT_FIELDS[-1] == "raw_json"
+#: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last
+#: (message, raw JSON).
+SHARED_FIELDS = ALERT_FIELDS[2:-2]
+assert ALERT_FIELDS[:2] == ("id", "timestamp") and ALERT_FIELDS[-2:] == ("message", "raw_json")
 
 #: What repeats share, in `SHARED_FIELDS` order.
 Shared = tuple[Any, ...]
-#: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp, and
-#: where its document sits in the file).
-Packed = tuple[int, int, str, datetime, FileSpan]
+#: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp,
+#: message, and where its document sits in the file).
+Packed = tuple[int, int, str, datetime, str, FileSpan]
 #: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count.
 ChunkResult = tuple[list[Shared], list[Packed | DeadLetter], int]
 
@@ -265,7 +266,7 @@ def built(result: ChunkResult) -> tuple[list[tuple[int, Alert] | DeadLetter], in
     shared, items, lines = result
     forms = list(map(_form, shared))
     return [
-        i if isinstance(i, DeadLetter) else (i[0], alert_of(forms[i[1]], i[2], i[3], i[4]))
+        i if isinstance(i, DeadLetter) else (i[0], alert_of(forms[i[1]], i[2], i[3], i[4], i[5]))
         for i in items
     ], lines
 
@@ -312,21 +313,23 @@ class Packing:
         self.shared: list[Shared] = []
         self._index: dict[int, int] = {}
         self._kept: list[dict[str, Any]] = []  # alive, so no other dict takes their ids
+        self._messages: dict[str, str] = {}  # one object per text: pickle sends it once
 
     def pack(self, line: int, parts: Parts, span: FileSpan) -> Packed:
         """The alert as it crosses over, its document left in the file (`span`)."""
-        stable, alert_id, timestamp, _ = parts
+        stable, alert_id, timestamp, message, _ = parts
         ref = self._index.get(id(stable))
         if ref is None:
             ref = self._index[id(stable)] = len(self.shared)
             self.shared.append(_shared(stable))
             self._kept.append(stable)
-        return line, ref, alert_id, timestamp, span
+        message = self._messages.setdefault(message, message)
+        return line, ref, alert_id, timestamp, message, span
 
 
 def _shared(f: dict[str, Any]) -> Shared:
-    """In `SHARED_FIELDS` order. Names and messages are interned: documents that differ in more
-    than id and time still share them, and pickle sends a string it has seen once per chunk."""
+    """In `SHARED_FIELDS` order. Names are interned: documents that differ in more than id,
+    time and message still share them, and pickle sends a string it has seen once per chunk."""
     return (
         f["source"],
         f["sensor"],
@@ -337,16 +340,13 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["tactics"],
         f["techniques"],
         f["entities"],
-        sys.intern(f["message"]),
     )
 
 
 def _form(shared: Shared) -> dict[str, Any]:
     """A shared part as an alert's fields, in `ALERT_FIELDS` order, its own left blank (a dict
     display: three times as fast as zipping the names)."""
-    source, sensor, rule_name, rule_id, severity, risk, tactics, techniques, entities, message = (
-        shared
-    )
+    source, sensor, rule_name, rule_id, severity, risk, tactics, techniques, entities = shared
     return {
         "id": None,
         "timestamp": None,
@@ -359,7 +359,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         "tactics": tactics,
         "techniques": techniques,
         "entities": entities,
-        "message": message,
+        "message": None,
         "raw_json": None,
     }
 
@@ -368,13 +368,16 @@ assert tuple(_form(SHARED_FIELDS)) == ALERT_FIELDS
 assert _shared(_form(SHARED_FIELDS)) == SHARED_FIELDS
 
 
-def alert_of(form: dict[str, Any], alert_id: str, timestamp: datetime, raw_json: FileSpan) -> Alert:
+def alert_of(
+    form: dict[str, Any], alert_id: str, timestamp: datetime, message: str, raw_json: FileSpan
+) -> Alert:
     """The alert, from its shared part as a dict in `ALERT_FIELDS` order, built the way
     unpickling builds a model (pydantic's `__setstate__` sets these four attributes; copying a
-    dict and setting three keys is a fifth of the time of zipping thirteen)."""
+    dict and setting four keys is a fifth of the time of zipping thirteen)."""
     values = form.copy()
     values["id"] = alert_id
     values["timestamp"] = timestamp
+    values["message"] = message
     values["raw_json"] = raw_json
     alert = _new_alert(Alert)
     _set(alert, "__dict__", values)

@@ -1,13 +1,16 @@
-"""Documents that repeat but for their id and time are normalised once.
+"""Documents that repeat but for their id, time and message are normalised once.
 
 Most of a day's alerts are repeats: one rule firing on one host sends the same document again and
-again, with only its id and timestamp new. Normalising walks every field of every document, so a
-repeat is recognised instead: the document with its id and time fields masked is the key, and a
-hit only reads the id and time again. A miss, or a document whose id or time field is ambiguous
-(set both as a dotted key and nested), takes the full path.
+again, with only its id, timestamp and message new (Wazuh's `full_log` carries the syslog time,
+and `rule.firedtimes` counts up). Normalising walks every field of every document, so a repeat is
+recognised instead: the document with those fields masked is the key, and a hit only reads the
+id, time and message again. A miss, or a document whose masked field is ambiguous (set both as a
+dotted key and nested, or an object), takes the full path.
 
-This is exact only because no normaliser reads the masked fields for anything but the id and the
-time; `tests/unit/test_repeats.py` holds every format to it. A feed with no repeats pays the key
+This is exact only because no normaliser reads the masked fields for anything but the id, the
+time and the message, and because a format whose document names its rule by its message (ECS
+without `rule.name`) says so, and such a document is not remembered;
+`tests/unit/test_repeats.py` holds every format to it. A feed with no repeats pays the key
 (a few µs), and stops paying it: when fewer than one look-up in `MIN_HIT_RATE` hits, the next
 `PAUSE` documents go straight to the full path. The memo lives as long as its process (a
 Celery worker's may live for days), so it keeps no alert's id, time or raw document, and starts
@@ -22,7 +25,8 @@ from typing import Any
 
 import orjson
 
-#: Where formats keep an alert's id and its time: the only fields a repeat may change.
+#: Where formats keep an alert's id, its time and its message, and counters no normaliser
+#: reads: the only fields a repeat may change.
 VOLATILE_PATHS = (
     "@timestamp",
     "timestamp",
@@ -31,22 +35,33 @@ VOLATILE_PATHS = (
     "kibana.alert.uuid",
     "_id",
     "id",
+    "message",
+    "kibana.alert.reason",
+    "full_log",
+    "predecoder.timestamp",
+    "rule.firedtimes",
 )
 _MASK = "\x00vigie-volatile"  # stands for any value but null, so a null still tells formats apart
 
 Getter = Callable[[str], Any]
 #: A format's reading of an alert's time from its id and time fields.
 TimeOf = Callable[[Getter], datetime]
-#: The full normalisation of a document: its alert fields, and how its format reads the time.
-Normalise = Callable[[dict[str, Any], bytes | None], tuple[dict[str, Any], TimeOf]]
-#: An alert's fields as (what its repeats share, id, timestamp, raw JSON): see `Repeats.parts`.
-Parts = tuple[dict[str, Any], str, datetime, bytes]
+#: A format's reading of an alert's message from its masked fields.
+MessageOf = Callable[[Getter], str]
+#: The full normalisation of a document: its alert fields, how its format reads the time, and
+#: how it reads the message of a repeat (None: the document's other fields depend on it).
+Normalise = Callable[
+    [dict[str, Any], bytes | None], tuple[dict[str, Any], TimeOf, MessageOf | None]
+]
+#: An alert's fields as (what its repeats share, id, timestamp, message, raw JSON): see
+#: `Repeats.parts`.
+Parts = tuple[dict[str, Any], str, datetime, str, bytes]
 IdOf = Callable[[dict[str, Any], Getter], str]
 RawOf = Callable[[Any], bytes]
 
 MAX_ENTRIES = 4096
 MAX_KEY_BYTES = 16 << 20  # keys are whole documents: a worker's memo stays this small
-_PER_ALERT = ("id", "timestamp", "raw_json")  # read again on every hit, so never kept
+_PER_ALERT = ("id", "timestamp", "message", "raw_json")  # read again on every hit, never kept
 WINDOW = 1024  # look-ups per hit-rate check
 MIN_HIT_RATE = 4  # at least one look-up in 4 must hit, or
 PAUSE = 16384  # this many documents skip the key
@@ -62,19 +77,25 @@ class Repeats:
         self._normalise = normalise
         self._id_of = id_of
         self._raw_of = raw_of
-        self._entries: dict[bytes, tuple[dict[str, Any], TimeOf]] = {}
+        self._entries: dict[bytes, tuple[dict[str, Any], TimeOf, MessageOf]] = {}
         self._key_bytes = 0
         self._looked = self._hits = self._paused = 0
 
     def fields(self, doc: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
-        stable, alert_id, timestamp, raw_json = self.parts(doc, raw)
-        return {**stable, "id": alert_id, "timestamp": timestamp, "raw_json": raw_json}
+        stable, alert_id, timestamp, message, raw_json = self.parts(doc, raw)
+        return {
+            **stable,
+            "id": alert_id,
+            "timestamp": timestamp,
+            "message": message,
+            "raw_json": raw_json,
+        }
 
     def parts(self, doc: dict[str, Any], raw: bytes | None) -> Parts:
         """The alert fields as what repeats share (the same dict for every repeat; never
-        change it) and what each alert has of its own: id, time and raw JSON. A document the
-        memo does not hold gives all its fields as the shared dict: read only the shared ones
-        from it."""
+        change it) and what each alert has of its own: id, time, message and raw JSON. A
+        document the memo does not hold gives all its fields as the shared dict: read only the
+        shared ones from it."""
         if self._paused:
             self._paused -= 1
             return _whole(self._normalise(doc, raw)[0])
@@ -85,25 +106,28 @@ class Repeats:
         self._count_lookup()
         entry = self._entries.get(key)
         if entry is None:
-            fields, time_of = self._normalise(doc, raw)
+            fields, time_of, message_of = self._normalise(doc, raw)
+            if message_of is None:  # its message names its rule: repeats are not alike
+                return _whole(fields)
             stable = {k: v for k, v in fields.items() if k not in _PER_ALERT}
-            self._remember(key, stable, time_of)
-            return stable, fields["id"], fields["timestamp"], fields["raw_json"]
+            self._remember(key, (stable, time_of, message_of))
+            return stable, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
         self._hits += 1
-        stable, time_of = entry
+        stable, time_of, message_of = entry
         get = values.get
         return (
             stable,
             self._id_of(doc, get),
             time_of(get),
+            message_of(get),
             raw if raw is not None else self._raw_of(doc),
         )
 
-    def _remember(self, key: bytes, stable: dict[str, Any], time_of: TimeOf) -> None:
+    def _remember(self, key: bytes, entry: tuple[dict[str, Any], TimeOf, MessageOf]) -> None:
         if len(self._entries) >= MAX_ENTRIES or self._key_bytes + len(key) > MAX_KEY_BYTES:
             self._entries.clear()
             self._key_bytes = 0
-        self._entries[key] = stable, time_of
+        self._entries[key] = entry
         self._key_bytes += len(key)
 
     def entries(self) -> int:
@@ -119,7 +143,7 @@ class Repeats:
 
 
 def _whole(fields: dict[str, Any]) -> Parts:
-    return fields, fields["id"], fields["timestamp"], fields["raw_json"]
+    return fields, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
 
 
 def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str], ...]]:
@@ -145,31 +169,33 @@ def mask_volatile(doc: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
     be encoded."""
     values: dict[str, Any] = {}
     chains: list[tuple[str, ...]] = []
-    for top in doc.keys() & _TOP_KEYS:  # most documents hold two or three of these
+    chain: tuple[str, ...]
+    for top in doc.keys() & _TOP_KEYS:  # most documents hold three or four of these
         node = doc[top]
         for path, rest in _TOPS[top]:
-            found: list[tuple[str, ...]]
-            if not rest:
-                found = [(top,)]
+            if not rest:  # the path is the key
+                value, chain = node, (top,)
             elif type(node) is not dict:
                 continue
             elif "." not in rest:  # the common case, a field one level down
                 if rest not in node:
                     continue
-                found = [(top, rest)]
+                value, chain = node[rest], (top, rest)
             else:
-                found = []
+                found: list[tuple[str, ...]] = []
                 _places(node, rest, (top,), found)
-            for chain in found:
+                if not found:
+                    continue
+                if len(found) > 1:
+                    return None  # set twice
+                chain = found[0]
                 value = _at(doc, chain)
-                if path in values or type(value) is dict or type(value) is list:
-                    return None  # set twice, or may hold fields that formats read
-                values[path] = value
-                if value is not None:
-                    chains.append(chain)
-    masked = doc
-    for where in chains:
-        masked = _replaced(masked, where)
+            if path in values or type(value) is dict or type(value) is list:
+                return None  # set twice, or may hold fields that formats read
+            values[path] = value
+            if value is not None:
+                chains.append(chain)
+    masked = _masked(doc, chains) if chains else doc
     try:
         return orjson.dumps(masked), values
     except TypeError:  # integers beyond 64 bits
@@ -196,11 +222,18 @@ def _at(node: Any, chain: tuple[str, ...]) -> Any:
     return node
 
 
-def _replaced(node: dict[str, Any], chain: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of `node` with the value at `chain` masked; only the dicts on the way are copied."""
-    copy = dict(node)
-    if len(chain) == 1:
-        copy[chain[0]] = _MASK
-    else:
-        copy[chain[0]] = _replaced(node[chain[0]], chain[1:])
-    return copy
+def _masked(doc: dict[str, Any], chains: list[tuple[str, ...]]) -> dict[str, Any]:
+    """A copy of `doc` with the value at each chain masked; only the dicts on the way are
+    copied, each once (a document's time, id and message share its top)."""
+    top = dict(doc)
+    made: set[int] = set()  # the copies made (alive in `top`, so their ids stay theirs)
+    for chain in chains:
+        node = top
+        for key in chain[:-1]:
+            child = node[key]
+            if id(child) not in made:
+                child = node[key] = dict(child)
+                made.add(id(child))
+            node = child
+        node[chain[-1]] = _MASK
+    return top

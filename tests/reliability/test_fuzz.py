@@ -31,6 +31,17 @@ scalars = st.one_of(
 )
 keys = st.sampled_from(
     [
+        "message",  # the message fields a repeat may change, and what a message falls back on
+        "full_log",
+        "kibana.alert.reason",
+        "reason",
+        "rule.name",
+        "event.action",
+        "rule.firedtimes",
+        "firedtimes",
+        "predecoder",
+        "predecoder.timestamp",
+        "data.alert.signature",
         "@timestamp",
         "timestamp",
         "rule",
@@ -118,10 +129,14 @@ def test_the_parallel_readers_unvalidated_alerts_equal_validated_ones(extra: dic
 
 
 @FUZZ
-@given(st.dictionaries(keys, json_values, max_size=8), st.lists(scalars, min_size=7, max_size=7))
+@given(
+    st.dictionaries(keys, json_values, max_size=8),
+    st.lists(scalars, min_size=len(repeats.VOLATILE_PATHS), max_size=len(repeats.VOLATILE_PATHS)),
+)
 def test_a_repeat_served_by_the_memo_normalises_as_in_full(extra: dict, fresh: list) -> None:
-    """Whatever else a document holds, giving its id and time fields other values and reading
-    it through the memo (after the first copy) ends as normalising it in full would."""
+    """Whatever else a document holds, giving its id, time and message fields other values
+    and reading it through the memo (after the first copy) ends as normalising it in full
+    would."""
     new_value = dict(zip(repeats.VOLATILE_PATHS, fresh, strict=True))
     for base in VALID_BASES:
         doc = {**base, **extra}

@@ -35,7 +35,29 @@ def example_docs() -> list[dict[str, Any]]:
     elastic = [parsed(line) for line in (EXAMPLES / "demo-elastic.ndjson").open()]
     wazuh = json.loads((EXAMPLES / "demo-wazuh.json").read_text())
     docs = [d for d in elastic + wazuh[:300] if isinstance(d, dict)]
-    return [*docs, elastic_doc(), ecs(1, 0, "Port scan")]
+    return [*docs, elastic_doc(), ecs(1, 0, "Port scan"), named_by_message(1)]
+
+
+def named_by_message(i: int, text: str = "Port scan from 203.0.113.9") -> dict[str, Any]:
+    """An ECS alert with no rule name or action: its message names its rule."""
+    doc = ecs(i, 0, "unused")
+    del doc["rule"]
+    return {**doc, "message": text}
+
+
+def wazuh_line(i: int, syslog_time: str, fired: int) -> dict[str, Any]:
+    """A Wazuh sshd alert as the manager writes each one: its own id, time, counter and line."""
+    return {
+        "timestamp": f"2026-01-05T10:00:0{i}.000+0000",
+        "id": f"1767607200.{i}",
+        "rule": {"level": 5, "description": "sshd: authentication failed.", "id": "5716"},
+        "agent": {"id": "001", "name": "web-01", "ip": "10.0.0.5"},
+        "rule.firedtimes": fired,
+        "predecoder": {"program_name": "sshd", "timestamp": syslog_time},
+        "full_log": f"{syslog_time} web-01 sshd[81{i}]: Failed password for root from 203.0.113.9",
+        "data": {"srcip": "203.0.113.9", "dstuser": "root"},
+        "decoder": {"name": "sshd"},
+    }
 
 
 def parsed(line: str) -> Any:
@@ -161,9 +183,49 @@ def test_the_memo_keeps_no_raw_document_and_bounds_its_keys(
     memo.fields(big, b"raw of the first")
     assert memo.fields(ecs(2, 0, "r", note="x" * 1500), None)["raw_json"] != b"raw of the first"
     assert memo.entries() == 1
-    kept = [stable for stable, _ in memo._entries.values()]
-    assert not any({"id", "timestamp", "raw_json"} & stable.keys() for stable in kept)
+    kept = [entry[0] for entry in memo._entries.values()]
+    assert not any({"id", "timestamp", "message", "raw_json"} & stable.keys() for stable in kept)
     memo.fields(ecs(3, 0, "r2", note="y" * 1500), None)
     assert memo.entries() == 2
     memo.fields(ecs(4, 0, "r3", note="z" * 1500), None)  # past 4,000 bytes of keys: started anew
     assert memo.entries() == 1
+
+
+def test_a_repeat_with_its_own_syslog_line_and_counter_is_served_with_its_own_message() -> None:
+    memo, calls = counted()
+    lines = [wazuh_line(i, f"Jan  5 10:00:0{i}", fired=i + 1) for i in range(3)]
+    got = [memo.fields(doc, None) for doc in lines]
+    assert len(calls) == 1  # the second and third were recognised as repeats
+    assert got == [normalise_fully(doc, None)[0] for doc in lines]
+    assert [g["message"] for g in got] == [doc["full_log"] for doc in lines]
+    assert len({g["message"] for g in got}) == 3
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {**wazuh_line(1, "Jan  5 10:00:01", 1), "full_log": ""},  # empty: the description
+        {**wazuh_line(1, "Jan  5 10:00:01", 1), "full_log": None},
+        {**wazuh_line(1, "Jan  5 10:00:01", 1), "full_log": 404},  # a number: as text
+        elastic_doc(**{"kibana.alert.reason": " "}),  # blank: the message field
+        ecs(1, 0, "r", message="  padded  "),
+    ],
+)
+def test_a_repeat_s_message_falls_back_as_the_full_path_s_does(doc: dict[str, Any]) -> None:
+    memo, calls = counted()
+    first = copy.deepcopy(doc)  # the memo learns the document from one with text in its message
+    for key in ("message", "full_log", "kibana.alert.reason"):
+        if doc.get(key) is not None:  # a null is kept in the key: it tells formats apart
+            first[key] = "seen first"
+    memo.fields(first, None)
+    assert memo.fields(doc, None) == normalise_fully(doc, None)[0]
+    assert len(calls) == 1
+
+
+def test_an_alert_named_by_its_message_is_never_taken_for_a_repeat() -> None:
+    memo, calls = counted()
+    docs = [named_by_message(i, f"Port scan from 203.0.113.{i}") for i in range(3)]
+    got = [memo.fields(doc, None) for doc in docs]
+    assert got == [normalise_fully(doc, None)[0] for doc in docs]
+    assert len({g["rule_name"] for g in got}) == 3
+    assert len(calls) == 3
