@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/tuning_bench.py
 	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/scale_bench.py 634000 unique
+	$(PY) benchmarks/scale_bench.py 634000 distinct
 	$(PY) benchmarks/scale_bench.py 634000 flood
 	$(PY) benchmarks/scale_bench.py 634000 wazuh
 	$(PY) benchmarks/approvals_bench.py 1000

@@ -1,7 +1,7 @@
 """Triage throughput at a day's scale: the AIT-ADS scenario replayed until N alerts (default
 634,000, the size of the largest AIT-ADS scenario), through `vigie triage` end to end.
 
-    .venv/bin/python benchmarks/scale_bench.py [N] [replay | unique | flood | wazuh]
+    .venv/bin/python benchmarks/scale_bench.py [N] [replay | unique | distinct | flood | wazuh]
 
 Each replay of the 45,544 real alerts is shifted four days later and given fresh ids, so the
 file holds N distinct alerts with the real mix of rules, hosts and bursts. Prints the time from
@@ -9,8 +9,10 @@ file to incidents JSONL, alerts/s, the stdlib JSON parse of the same file (the f
 peak RSS of the triage process and its reader workers.
 
 `unique` also numbers every alert's message, as a feed that logs a counter or a time in its
-messages does: no document then repeats another but for its id and time, so this measures the
-run without the repeats memo's help (`agent/repeats.py`).
+messages does: the repeats memo (`agent/repeats.py`) masks messages, so this measures what
+reading each alert's own message costs. `distinct` numbers a field the memo does not mask
+(`event.sequence`) instead: no document repeats another, and this measures the run without the
+memo's help.
 
 `flood` takes the largest scenarios' shape instead: the recorded four days once, with the web
 scan's dirb alerts repeated over 20 minutes until the file holds N alerts (the largest AIT-ADS
@@ -19,8 +21,8 @@ so the run is scored too.
 
 `wazuh` writes N Wazuh manager documents instead, made from the shared Wazuh samples
 (`../shared/data/wazuh/*.alerts.json`) over four days on 40 agents: each has its own id, time,
-`firedtimes` and syslog line, as the manager writes them, so none repeats another. They are
-about four times the size of the AIT-ADS ones, and each alert keeps its document as read.
+`firedtimes` and syslog line, as the manager writes them. They are about three times the size
+of the AIT-ADS ones.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ FOUR_DAYS = 4 * 86_400
 KINDS = {  # mode -> how the summary line names the file
     "replay": "",
     "unique": " (every message unique)",
+    "distinct": " (every document distinct)",
     "flood": " (a dirb flood)",
     "wazuh": " (Wazuh documents)",
 }
 
 
-def replayed(alerts: Path, n: int, out: Path, unique: bool = False) -> None:
+def replayed(alerts: Path, n: int, out: Path, numbered: str | None = None) -> None:
+    """The scenario's alerts repeated up to N, four days later each time, with fresh ids;
+    `numbered`: "message" numbers each message, "sequence" each `event.sequence`."""
     docs = [json.loads(line) for line in alerts.open()]
     with out.open("w") as fh:
         for k in range(n):
@@ -70,8 +75,10 @@ def replayed(alerts: Path, n: int, out: Path, unique: bool = False) -> None:
                 "@timestamp": ts.isoformat().replace("+00:00", "Z"),
                 "event": {**doc["event"], "id": f"scale-{k:08d}"},
             }
-            if unique:
+            if numbered == "message":
                 copy["message"] = f"{doc['message']} (#{k})"
+            elif numbered == "sequence":
+                copy["event"]["sequence"] = k
             fh.write(json.dumps(copy, separators=(",", ":")) + "\n")
 
 
@@ -137,7 +144,7 @@ def main(n: int, mode: str) -> None:
         elif mode == "wazuh":
             wazuh_documents(n, big)
         else:
-            replayed(alerts, n, big, unique=mode == "unique")
+            replayed(alerts, n, big, {"unique": "message", "distinct": "sequence"}.get(mode))
         os.sync()  # the kernel writing this file back must not run during the timed triage
         floor = stdlib_parse_seconds(big)
         seconds, peak_mb, out = timed_triage(big, work)
