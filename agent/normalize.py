@@ -426,6 +426,7 @@ MESSAGE_CHARS = 4096
 
 
 def elastic_message(f: Fields, rule_name: str) -> MessageOf:
+    """The alert's reason, else the event's message: neither feeds another field."""
     return partial(message_text, ELASTIC_MESSAGE, "")
 
 
