@@ -1,15 +1,17 @@
 """Documents that repeat but for their id, time and message are normalised once.
 
 Most of a day's alerts are repeats: one rule firing on one host sends the same document again and
-again, with only its id, timestamp and message new (Wazuh's `full_log` carries the syslog time,
-and `rule.firedtimes` counts up). Normalising walks every field of every document, so a repeat is
-recognised instead: the document with those fields masked is the key, and a hit only reads the
-id, time and message again. A miss, or a document whose masked field is ambiguous (set both as a
-dotted key and nested, or an object), takes the full path.
+again, with only its id, timestamp and message new (Wazuh's `full_log` carries the syslog time),
+and fields no normaliser reads (`rule.firedtimes` counts up; Suricata's flow id, ports and
+counters are each connection's own). Normalising walks every field of every document, so a
+repeat is recognised instead: the document with those fields masked is the key, and a hit only
+reads the id, time and message again. A miss, or a document whose masked field is ambiguous
+(set both as a dotted key and nested, or an id, time or message set to an object), takes the
+full path.
 
 This is exact only because no normaliser reads the masked fields for anything but the id, the
-time and the message, and because a format whose document names its rule by its message (ECS
-without `rule.name`) says so, and such a document is not remembered;
+time and the message (`UNREAD_PATHS` not at all), and because a format whose document names its
+rule by its message (ECS without `rule.name`) says so, and such a document is not remembered;
 `tests/unit/test_repeats.py` holds every format to it. A feed with no repeats pays the key
 (a few µs), and stops paying it: when fewer than one look-up in `MIN_HIT_RATE` hits, the next
 `PAUSE` documents go straight to the full path. The memo lives as long as its process (a
@@ -25,8 +27,7 @@ from typing import Any
 
 import orjson
 
-#: Where formats keep an alert's id, its time and its message, and counters no normaliser
-#: reads: the only fields a repeat may change.
+#: Where formats keep an alert's id, its time and its message: read again on every repeat.
 VOLATILE_PATHS = (
     "@timestamp",
     "timestamp",
@@ -38,9 +39,21 @@ VOLATILE_PATHS = (
     "message",
     "kibana.alert.reason",
     "full_log",
+)
+#: What one event has of its own that no normaliser reads (Wazuh's counter and syslog time,
+#: Suricata's flow, ports and times): masked whole, whatever it holds.
+UNREAD_PATHS = (
     "predecoder.timestamp",
     "rule.firedtimes",
+    "data.timestamp",
+    "data.flow_id",
+    "data.flow",
+    "data.src_port",
+    "data.dest_port",
+    "data.community_id",
+    "data.tx_id",
 )
+_UNREAD = frozenset(UNREAD_PATHS)
 _MASK = "\x00vigie-volatile"  # stands for any value but null, so a null still tells formats apart
 
 Getter = Callable[[str], Any]
@@ -146,33 +159,35 @@ def _whole(fields: dict[str, Any]) -> Parts:
     return fields, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
 
 
-def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str], ...]]:
-    """For each key a document may hold at its top, the volatile paths it may lead to, with the
-    rest of the path below it ("" when the key is the whole path)."""
-    tops: dict[str, list[tuple[str, str]]] = {}
+def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str, bool], ...]]:
+    """For each key a document may hold at its top, the masked paths it may lead to, with the
+    rest of the path below it ("" when the key is the whole path) and whether it is unread."""
+    tops: dict[str, list[tuple[str, str, bool]]] = {}
     for path in paths:
-        tops.setdefault(path, []).append((path, ""))
+        unread = path in _UNREAD
+        tops.setdefault(path, []).append((path, "", unread))
         dot = path.find(".")
         while dot != -1:
-            tops.setdefault(path[:dot], []).append((path, path[dot + 1 :]))
+            tops.setdefault(path[:dot], []).append((path, path[dot + 1 :], unread))
             dot = path.find(".", dot + 1)
     return {key: tuple(under) for key, under in tops.items()}
 
 
-_TOPS = _tops(VOLATILE_PATHS)
+_TOPS = _tops(VOLATILE_PATHS + UNREAD_PATHS)
 _TOP_KEYS = frozenset(_TOPS)
 
 
 def mask_volatile(doc: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
-    """The document's key with its id and time values masked, and those values by path; None
-    when a path is set in more than one place or to an object or a list, or the document cannot
-    be encoded."""
+    """The document's key with its id, time and message values masked, and those values by
+    path, and its unread per-event fields masked whole; None when a path is set in more than
+    one place, or an id, time or message to an object or a list, or the document cannot be
+    encoded."""
     values: dict[str, Any] = {}
     chains: list[tuple[str, ...]] = []
     chain: tuple[str, ...]
     for top in doc.keys() & _TOP_KEYS:  # most documents hold three or four of these
         node = doc[top]
-        for path, rest in _TOPS[top]:
+        for path, rest, unread in _TOPS[top]:
             if not rest:  # the path is the key
                 value, chain = node, (top,)
             elif type(node) is not dict:
@@ -190,6 +205,9 @@ def mask_volatile(doc: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
                     return None  # set twice
                 chain = found[0]
                 value = _at(doc, chain)
+            if unread:
+                chains.append(chain)  # whatever it holds: nothing reads it
+                continue
             if path in values or type(value) is dict or type(value) is list:
                 return None  # set twice, or may hold fields that formats read
             values[path] = value

@@ -21,8 +21,8 @@ so the run is scored too.
 
 `wazuh` writes N Wazuh manager documents instead, made from the shared Wazuh samples
 (`../shared/data/wazuh/*.alerts.json`) over four days on 40 agents: each has its own id, time,
-`firedtimes` and syslog line, as the manager writes them. They are about three times the size
-of the AIT-ADS ones.
+`firedtimes` and syslog line, as the manager writes them, and its Suricata alerts their own
+flow id, port and counters. They are about three times the size of the AIT-ADS ones.
 """
 
 from __future__ import annotations
@@ -119,7 +119,22 @@ def wazuh_copy(doc: dict, k: int, agent: int, ts: dt.datetime, fired: int) -> di
         copy["full_log"] = f"{syslog_time} {name} {rest}"
         predecoder = doc.get("predecoder", {})
         copy["predecoder"] = {**predecoder, "timestamp": syslog_time, "hostname": name}
+    if "flow_id" in doc.get("data", {}):  # Suricata's event: its own flow, ports and counters
+        copy["data"] = suricata_event(doc["data"], k, copy["timestamp"])
     return copy
+
+
+def suricata_event(data: dict, k: int, timestamp: str) -> dict:
+    """The sample's Suricata fields as another connection would give them."""
+    return {
+        **data,
+        "timestamp": timestamp,
+        "flow_id": f"{1410319123008366 + k * 7919}.000000",
+        "src_port": str(1024 + k % 60000),
+        "community_id": f"1:{k:027d}=",
+        "tx_id": str(k % 4),
+        "flow": {**data.get("flow", {}), "pkts_toserver": str(5 + k % 40), "start": timestamp},
+    }
 
 
 def flooded(labelled: Path, n: int, work: Path) -> tuple[Path, Path]:

@@ -77,14 +77,23 @@ def outcome(normalise: Any, doc: dict[str, Any]) -> Any:
 def retimed(doc: dict[str, Any], k: int) -> dict[str, Any]:
     """The same document with every id and time field it holds set anew."""
     stamp = f"2026-01-0{1 + k % 9}T0{k % 10}:00:00Z"
-    return revalued(doc, lambda path: stamp if "time" in path else f"id-{k}")
+    return revalued(
+        doc,
+        lambda path: (
+            {"n": k}  # what no normaliser reads may even become an object
+            if path in repeats.UNREAD_PATHS and k % 2
+            else stamp
+            if "time" in path
+            else f"id-{k}"
+        ),
+    )
 
 
 def revalued(doc: dict[str, Any], value_of: Any) -> dict[str, Any]:
-    """A copy of the document with each id and time field it holds (as a dotted key, or nested
-    key by key) set to `value_of(path)`."""
+    """A copy of the document with each field it holds that a repeat may change (as a dotted
+    key, or nested key by key) set to `value_of(path)`."""
     out = copy.deepcopy(doc)
-    for path in repeats.VOLATILE_PATHS:
+    for path in repeats.VOLATILE_PATHS + repeats.UNREAD_PATHS:
         node, *rest = path.split(".")
         holder: Any = out
         if path in holder:
@@ -229,3 +238,39 @@ def test_an_alert_named_by_its_message_is_never_taken_for_a_repeat() -> None:
     assert got == [normalise_fully(doc, None)[0] for doc in docs]
     assert len({g["rule_name"] for g in got}) == 3
     assert len(calls) == 3
+
+
+def suricata_event(i: int, src_ip: str = "203.0.113.9") -> dict[str, Any]:
+    """A Suricata alert through Wazuh: each connection has its own flow, ports and counters."""
+    return {
+        "timestamp": f"2026-01-05T10:00:0{i}.000+0000",
+        "id": f"1767607200.{i}",
+        "rule": {"level": 3, "description": "Suricata: Alert - ET SCAN", "id": "86601"},
+        "agent": {"id": "001", "name": "inetfw", "ip": "10.0.0.1"},
+        "decoder": {"name": "json"},
+        "data": {
+            "timestamp": f"2026-01-05T10:00:0{i}.123456+0000",
+            "flow_id": f"14103191230083{i}",
+            "src_ip": src_ip,
+            "src_port": str(40000 + i),
+            "dest_ip": "10.0.0.5",
+            "dest_port": "22",
+            "community_id": f"1:abc{i}=",
+            "tx_id": i,
+            "alert": {"signature": "ET SCAN Potential SSH Scan", "signature_id": "2001219"},
+            "flow": {"pkts_toserver": str(i + 1), "start": f"2026-01-05T10:00:0{i}Z"},
+        },
+    }
+
+
+def test_connections_of_one_suricata_alert_are_repeats_and_a_new_address_is_not() -> None:
+    memo, calls = counted()
+    events = [suricata_event(i) for i in range(3)]
+    events[2]["data"]["flow"] = None  # nothing reads it, whatever it holds
+    got = [memo.fields(doc, None) for doc in events]
+    assert got == [normalise_fully(doc, None)[0] for doc in events]
+    assert len(calls) == 1
+    other = suricata_event(3, src_ip="198.51.100.7")  # a field read for an entity: not a repeat
+    assert memo.fields(other, None) == normalise_fully(other, None)[0]
+    assert "198.51.100.7" in memo.fields(other, None)["entities"].ips
+    assert len(calls) == 2
