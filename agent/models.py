@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
@@ -174,18 +174,21 @@ class Alert(BaseModel):
 
     def with_document(self) -> Alert:
         """This alert holding its document's bytes (itself, if it holds them already)."""
-        if isinstance(self.raw_json, bytes):
-            return self
-        return self.model_copy(update={"raw_json": span_bytes(self.raw_json)})
+        return with_documents([self])[0]
 
 
-def span_bytes(span: FileSpan) -> bytes:
-    """The bytes a span points to, checked against the CRC taken when they were read."""
+def span_bytes(span: FileSpan, opened: dict[str, IO[bytes]] | None = None) -> bytes:
+    """The bytes a span points to, checked against the CRC taken when they were read.
+    `opened`: files already open, by path (this adds the ones it opens; the caller closes)."""
     path, start, length, crc = span
     try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read(length)
+        if opened is None:
+            with open(path, "rb") as fh:
+                data = _read_at(fh, start, length)
+        else:
+            if path not in opened:
+                opened[path] = open(path, "rb")  # noqa: SIM115 -- the caller closes it
+            data = _read_at(opened[path], start, length)
     except OSError as exc:
         raise InputChanged(f"{path} can no longer be read ({exc.strerror or exc})") from exc
     if len(data) != length or zlib.crc32(data) != crc:
@@ -196,10 +199,25 @@ def span_bytes(span: FileSpan) -> bytes:
     return data
 
 
+def _read_at(fh: IO[bytes], start: int, length: int) -> bytes:
+    fh.seek(start)
+    return fh.read(length)
+
+
 def with_documents(alerts: list[Alert]) -> list[Alert]:
     """These alerts holding their documents' bytes: before they are stored, so a changed file
-    fails the run before anything is written."""
-    return [a.with_document() for a in alerts]
+    fails the run before anything is written. Each file is opened once."""
+    opened: dict[str, IO[bytes]] = {}
+    try:
+        return [
+            a
+            if isinstance(a.raw_json, bytes)
+            else a.model_copy(update={"raw_json": span_bytes(a.raw_json, opened)})
+            for a in alerts
+        ]
+    finally:
+        for fh in opened.values():
+            fh.close()
 
 
 def raw_json(document: Any) -> bytes:

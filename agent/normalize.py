@@ -72,13 +72,14 @@ def _checked_object(doc: Any, depth_checked: bool) -> dict[str, Any]:
 
 def normalise_fully(
     doc: dict[str, Any], raw: bytes | None
-) -> tuple[AlertFields, TimeOf, MessageOf | None]:
+) -> tuple[AlertFields, TimeOf, Callable[[], MessageOf | None]]:
     """Every document's full path: flattened, its format detected, normalised; with how its
-    format reads a repeat's time and message (`agent/repeats.py`)."""
+    format reads a repeat's time and message (`agent/repeats.py`; the message's reader is
+    made only if the memo keeps the document)."""
     fields = Fields(doc, raw)
     fmt = _detect(fields)
     values = fmt.normalise(doc, fields)
-    return values, fmt.time, fmt.message(fields, values["rule_name"])
+    return values, fmt.time, partial(fmt.message, fields, values["rule_name"])
 
 
 def alert_from_fields(values: AlertFields) -> Alert:
@@ -432,7 +433,8 @@ def elastic_message(f: Fields, rule_name: str) -> MessageOf:
 
 def message_text(paths: tuple[str, ...], fallback: str, get: Getter) -> str:
     """An alert's message: the first of these fields holding text (as `Fields.first` reads
-    them), else the fallback. A repeat reads it from its masked fields with the same code."""
+    them, written out again here: a repeat has no `Fields`, only its masked values), else the
+    fallback. A repeat reads it from its masked fields with the same code."""
     for path in paths:
         value = get(path)
         if type(value) is str:

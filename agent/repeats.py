@@ -62,9 +62,10 @@ TimeOf = Callable[[Getter], datetime]
 #: A format's reading of an alert's message from its masked fields.
 MessageOf = Callable[[Getter], str]
 #: The full normalisation of a document: its alert fields, how its format reads the time, and
-#: how it reads the message of a repeat (None: the document's other fields depend on it).
+#: what makes the reader of a repeat's message (None: the document's other fields depend on it).
 Normalise = Callable[
-    [dict[str, Any], bytes | None], tuple[dict[str, Any], TimeOf, MessageOf | None]
+    [dict[str, Any], bytes | None],
+    tuple[dict[str, Any], TimeOf, Callable[[], MessageOf | None]],
 ]
 #: An alert's fields as (what its repeats share, id, timestamp, message, raw JSON): see
 #: `Repeats.parts`.
@@ -119,7 +120,8 @@ class Repeats:
         self._count_lookup()
         entry = self._entries.get(key)
         if entry is None:
-            fields, time_of, message_of = self._normalise(doc, raw)
+            fields, time_of, message_reader = self._normalise(doc, raw)
+            message_of = message_reader()
             if message_of is None:  # its message names its rule: repeats are not alike
                 return _whole(fields)
             stable = {k: v for k, v in fields.items() if k not in _PER_ALERT}
