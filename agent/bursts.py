@@ -21,6 +21,8 @@ BURST_TAIL = 4  # windows after an unusual one that share its burst (see Bursts)
 BURST_LEAD = 2  # windows before an unusual one that share its burst (see Bursts)
 #: A window at least this share of full burst points is part of an episode (see Bursts).
 BURST_EPISODE_SHARE = 0.25
+#: Quiet windows an episode may pause for between two unusual ones (see Bursts).
+BURST_EPISODE_PAUSE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,9 @@ class Bursts:
     each window less unusual than its first, and its later steps come after the tail of that
     first. Consecutive windows each worth at least BURST_EPISODE_SHARE of full points are one
     episode, and all of them (with the lead before and the tail after) share its most unusual
-    window's burst.
+    window's burst. An intruder runs one tool after another (a service scan, a directory scan,
+    a CMS scan), and a few minutes' pause between two leaves a quiet quarter hour: an episode
+    bridges up to BURST_EPISODE_PAUSE such windows.
     """
 
     rare_pairs: dict[int, int]
@@ -106,7 +110,7 @@ class Share(NamedTuple):
     share: float  # 0-1: the burst's share of full points
     pairs: int  # rare rule-host pairs in the window it comes from
     young: bool  # that window is in the store's first day of watching
-    windows: int = 1  # consecutive unusual windows it stands for (an episode: see Bursts)
+    windows: int = 1  # unusual windows of the episode it stands for (see Bursts)
 
 
 _NO_SHARE = Share(0.0, 0, False)
@@ -115,8 +119,9 @@ _NO_SHARE = Share(0.0, 0, False)
 def _spread(bursts: Bursts) -> dict[int, Share]:
     """Each window's burst: the most unusual share among the windows whose reach covers it.
     A window reaches from BURST_LEAD before it to BURST_TAIL after it; a run of consecutive
-    windows each worth BURST_EPISODE_SHARE or more (an episode) reaches as one, from the lead
-    before its first to the tail after its last, with its most unusual window's share."""
+    windows each worth BURST_EPISODE_SHARE or more (an episode, pausing for at most
+    BURST_EPISODE_PAUSE quiet windows) reaches as one, from the lead before its first to the
+    tail after its last, with its most unusual window's share."""
     shared: dict[int, Share] = {}
     unusual = []
     for window in sorted(bursts.rare_pairs):
@@ -125,7 +130,7 @@ def _spread(bursts: Bursts) -> dict[int, Share]:
             _reach(shared, window, window, own)
         if own.share >= BURST_EPISODE_SHARE:
             unusual.append(window)
-    for run in _consecutive(unusual):
+    for run in _episodes(unusual):
         if len(run) > 1:  # a lone window reaches on its own, above
             best = max(map(bursts.own, run))._replace(windows=len(run))
             _reach(shared, run[0], run[-1], best)
@@ -137,11 +142,12 @@ def _reach(shared: dict[int, Share], first: int, last: int, share: Share) -> Non
         shared[window] = max(share, shared.get(window, _NO_SHARE))
 
 
-def _consecutive(windows: list[int]) -> list[list[int]]:
-    """Sorted windows in runs of consecutive ones."""
+def _episodes(windows: list[int]) -> list[list[int]]:
+    """Sorted windows in runs where each follows the last after at most BURST_EPISODE_PAUSE
+    windows not in the list."""
     runs: list[list[int]] = []
     for window in windows:
-        if runs and runs[-1][-1] == window - 1:
+        if runs and window - runs[-1][-1] <= 1 + BURST_EPISODE_PAUSE:
             runs[-1].append(window)
         else:
             runs.append([window])

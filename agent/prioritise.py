@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from agent.attack import TACTIC_NAMES, ordered, tactic_rank
 from agent.baseline import BURST_WINDOW, DAY, RARE, Baseline
-from agent.bursts import BURST_LEAD, BURST_TAIL
+from agent.bursts import BURST_EPISODE_PAUSE, BURST_LEAD, BURST_TAIL
 from agent.models import PriorityFactor
 from agent.streams import Stream
 
@@ -33,6 +33,7 @@ CRITICALITY_POINTS_MAX = 15.0
 TUNING_SET_ASIDE_POINTS = BURST_POINTS * 0.5**2
 _TAIL_MINUTES = (BURST_TAIL + 1) * BURST_WINDOW // 60  # from the unusual window's start
 _LEAD_MINUTES = BURST_LEAD * BURST_WINDOW // 60
+_PAUSE_MINUTES = BURST_EPISODE_PAUSE * BURST_WINDOW // 60  # quiet windows within an episode
 
 _risk = operator.attrgetter("risk_score")
 
@@ -282,8 +283,8 @@ def _burst(streams: list[Stream], baseline: Baseline) -> PriorityFactor | None:
         return None
     when = (
         f"fired between {_LEAD_MINUTES} min before the first and {_TAIL_MINUTES} min after the "
-        f"start of the last of {found.windows} consecutive unusual windows, the most unusual "
-        "holding"
+        f"start of the last of {found.windows} unusual windows in one episode (pausing at most "
+        f"{_PAUSE_MINUTES} min), the most unusual holding"
         if found.windows > 1
         else f"fired between {_LEAD_MINUTES} min before and {_TAIL_MINUTES} min after the start "
         "of a window holding"

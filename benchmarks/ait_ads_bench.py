@@ -371,6 +371,8 @@ CHANGED: dict[str, Callable[[list[dict]], list[dict]]] = {
     "the quiet days before the attack repeated": quiet_days_repeated,
     "the attack without its scans (a quiet intruder)": without_scans,
     "the scans 60 times slower (87 min, not 87 s)": scans_slowed,
+    "the scans 120 times slower (174 min)": lambda rows: scans_slowed(rows, 120),
+    "the scans 240 times slower (348 min)": lambda rows: scans_slowed(rows, 240),
 }
 #: More changes, which grow the scenario several times over (skipped as the batch feeds are).
 GROWN: dict[str, Callable[[list[dict]], list[dict]]] = {

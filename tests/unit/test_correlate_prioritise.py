@@ -436,18 +436,40 @@ def test_a_slow_intrusion_s_unusual_windows_share_their_burst_as_one_episode() -
     after the last of those windows takes the first's full burst; one an hour and a half after
     it does not."""
     steps = [(6 * 60, 8), (6 * 60 + 15, 4), (6 * 60 + 30, 3), (6 * 60 + 45, 3), (7 * 60, 4)]
-    slow = [
-        alert(f"s{at}-{i}", at + i * 0.5, f"Scan step {at} {i}", f"srv{i % 3}")
-        for at, n in steps
-        for i in range(n)
-    ]
+    slow = _scans(steps)
     later = alert("later", 8 * 60 + 5, "Fan speed anomaly", "monitor3", module="anomaly")
     too_late = alert("late", 9 * 60 + 35, "Disk latency anomaly", "monitor4", module="anomaly")
     alerts = [*_routine(24), *slow, later, too_late]
     points, detail = _burst_of(alerts, "alater")  # 65 minutes after the last unusual window
     assert points == 40.0
-    assert "of 5 consecutive unusual windows, the most unusual holding 8 rare" in detail
+    assert "of 5 unusual windows in one episode (pausing at most 15 min)" in detail
+    assert "the most unusual holding 8 rare" in detail
     assert _burst_of(alerts, "alate")[0] < 1
+
+
+def _scans(steps: list[tuple[int, int]]) -> list:
+    """Rare rules on three hosts: `n` at each (minute, n) of `steps`."""
+    return [
+        alert(f"s{at}-{i}", at + i * 0.5, f"Scan step {at} {i}", f"srv{i % 3}")
+        for at, n in steps
+        for i in range(n)
+    ]
+
+
+def test_an_intrusion_pausing_a_quarter_hour_between_two_tools_is_one_episode() -> None:
+    """A service scan at 06:00, a few minutes' pause, then a directory scan from 06:30: the
+    quiet quarter hour between them does not split the episode, so a quiet alert in the hour
+    after the last unusual window takes the first's full burst. Two quiet quarter hours are a
+    pause too long: the later tool is an episode of its own, and shares only its own burst."""
+    later = alert("later", 8 * 60 + 5, "Fan speed anomaly", "monitor3", module="anomaly")
+    paused = _scans([(6 * 60, 8), (6 * 60 + 15, 4), (6 * 60 + 45, 4), (7 * 60, 3)])
+    points, detail = _burst_of([*_routine(24), *paused, later], "alater")
+    assert points == 40.0
+    assert "of 4 unusual windows in one episode" in detail
+    stopped = _scans([(6 * 60 - 15, 8), (6 * 60, 4), (6 * 60 + 45, 4), (7 * 60, 3)])
+    points, detail = _burst_of([*_routine(24), *stopped, later], "alater")
+    assert 1 < points < 40.0
+    assert "of 2 unusual windows in one episode" in detail and "holding 4 rare" in detail
 
 
 def _burst_of(alerts: list, first_id: str, baseline: Baseline | None = None) -> tuple[float, str]:
