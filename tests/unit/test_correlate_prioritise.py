@@ -457,8 +457,8 @@ def _scans(steps: list[tuple[int, int]]) -> list:
 
 
 def test_an_intrusion_pausing_a_quarter_hour_between_two_tools_is_one_episode() -> None:
-    """A service scan at 06:00, a few minutes' pause, then a directory scan from 06:30: the
-    quiet quarter hour between them does not split the episode, so a quiet alert in the hour
+    """A service scan from 06:00 to 06:30, a pause, then a directory scan from 06:45: the quiet
+    quarter hour between them (06:30) does not split the episode, so a quiet alert in the hour
     after the last unusual window takes the first's full burst. Two quiet quarter hours are a
     pause too long: the later tool is an episode of its own, and shares only its own burst."""
     later = alert("later", 8 * 60 + 5, "Fan speed anomaly", "monitor3", module="anomaly")
