@@ -112,10 +112,12 @@ class Repeats:
         shared ones from it."""
         if self._paused:
             self._paused -= 1
-            return _whole(self._normalise(doc, raw)[0])
+            fields = self._normalise(doc, raw)[0]
+            return _parts(fields, fields)
         masked = mask_volatile(doc)
         if masked is None:
-            return _whole(self._normalise(doc, raw)[0])
+            fields = self._normalise(doc, raw)[0]
+            return _parts(fields, fields)
         key, values = masked
         self._count_lookup()
         entry = self._entries.get(key)
@@ -123,10 +125,10 @@ class Repeats:
             fields, time_of, message_reader = self._normalise(doc, raw)
             message_of = message_reader()
             if message_of is None:  # its message names its rule: repeats are not alike
-                return _whole(fields)
+                return _parts(fields, fields)
             stable = {k: v for k, v in fields.items() if k not in _PER_ALERT}
             self._remember(key, (stable, time_of, message_of))
-            return stable, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
+            return _parts(stable, fields)
         self._hits += 1
         stable, time_of, message_of = entry
         get = values.get
@@ -157,8 +159,10 @@ class Repeats:
             self._looked = self._hits = 0
 
 
-def _whole(fields: dict[str, Any]) -> Parts:
-    return fields, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
+def _parts(shared: dict[str, Any], fields: dict[str, Any]) -> Parts:
+    """`shared` with the alert's own fields, read from `fields` (the shared dict itself, when
+    the memo keeps nothing: all its fields)."""
+    return shared, fields["id"], fields["timestamp"], fields["message"], fields["raw_json"]
 
 
 def _tops(paths: tuple[str, ...]) -> dict[str, tuple[tuple[str, str, bool], ...]]:
