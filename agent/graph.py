@@ -122,7 +122,7 @@ def _read_files(
         if early is not None:
             yield from early.chunked()
             continue
-        if worth_parallel(path, workers):
+        if worth_parallel(path, workers, max_doc_bytes):
             yield from read_parallel(path, max_doc_bytes, workers)
             continue
         for item in read_documents(path, max_doc_bytes):

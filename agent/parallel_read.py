@@ -77,8 +77,12 @@ def worker_count(setting: int) -> int:
     return os.cpu_count() or 1
 
 
-def worth_parallel(path: str, workers: int) -> bool:
-    return workers > 1 and Path(path).stat().st_size >= MIN_PARALLEL_BYTES and is_ndjson(path)
+def worth_parallel(path: str, workers: int, max_doc_bytes: int) -> bool:
+    return (
+        workers > 1
+        and Path(path).stat().st_size >= MIN_PARALLEL_BYTES
+        and is_ndjson(path, max_doc_bytes)
+    )
 
 
 def read_parallel(
@@ -94,7 +98,7 @@ def start_first(paths: list[str], max_doc_bytes: int, workers: int) -> dict[str,
     about to import LangGraph (1 to 2 s) has its first chunks read meanwhile. One file only, so
     one pool of workers runs at a time."""
     for path in paths:
-        if worth_parallel(path, workers):
+        if worth_parallel(path, workers, max_doc_bytes):
             return {path: ParallelRead(path, max_doc_bytes, workers)}
     return {}
 

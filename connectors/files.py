@@ -8,6 +8,7 @@ alert keeps instead of encoding the document again); anything unparsable comes o
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import re
@@ -28,6 +29,7 @@ BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 16
 _WS = b" \t\r\n"
 _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
+_INDENT_MAX = 256  # blanks before an object's "{" kept across chunks while skipping
 
 
 class Document(NamedTuple):
@@ -57,18 +59,18 @@ def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iter
     p = Path(path)
     with _open(p) as fh:
         _skip_bom(fh)
-        layout = _layout(fh)
+        layout = _layout(fh, max_doc_bytes)
         if layout == "ndjson":
             yield from _ndjson(fh, str(p), max_doc_bytes)
         else:
             yield from _json_values(fh, str(p), max_doc_bytes, array=layout == "array")
 
 
-def is_ndjson(path: str | Path) -> bool:
+def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
     """One document a line (what a parallel reader can cut at any line break)."""
     with _open(Path(path)) as fh:
         _skip_bom(fh)
-        return _layout(fh) == "ndjson"
+        return _layout(fh, max_doc_bytes) == "ndjson"
 
 
 def _skip_bom(fh: IO[bytes]) -> None:
@@ -81,20 +83,29 @@ def ndjson_documents(data: bytes, name: str, max_doc_bytes: int) -> Iterator[Par
     return _ndjson(io.BytesIO(data), name, max_doc_bytes)
 
 
-def _layout(fh: IO[bytes]) -> str:
+def _layout(fh: IO[bytes], max_doc_bytes: int) -> str:
     start = fh.tell()
     head = fh.read(_CHUNK)
     fh.seek(start)
     first = head.lstrip(_WS)[:1]
     if first == b"[":
         return "array"
-    if first == b"{" and not _first_line_is_json(head):
+    if first == b"{" and not _first_line_is_json(fh, max_doc_bytes):
         return "concatenated"
     return "ndjson"
 
 
-def _first_line_is_json(head: bytes) -> bool:
-    line = head.lstrip(_WS).split(b"\n", 1)[0]
+def _first_line_is_json(fh: IO[bytes], max_doc_bytes: int) -> bool:
+    """Whether the first line that is not blank holds a whole document, read to its end however
+    long. A line longer than any document may be is NDJSON's too: a pretty-printed object's
+    first line is short, and the NDJSON reader rejects that line alone and reads on."""
+    start = fh.tell()
+    line = b" "
+    while line and line.isspace():
+        line = fh.readline(max_doc_bytes + 1)
+    fh.seek(start)
+    if len(line) > max_doc_bytes:
+        return True
     try:
         orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -170,78 +181,117 @@ def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
     """A JSON array's elements, or a run of concatenated values, decoded incrementally."""
-    decoder = json.JSONDecoder()
-    buf = ""
-    line = 1
-    eof = False
-    pos = 0
-    if array:
-        buf = fh.read(_CHUNK).decode("utf-8", "replace")
-        pos = buf.index("[") + 1
-    while True:
-        # Skip separators, counting lines so errors can point at them.
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n,":
-                line += buf[pos] == "\n"
-                pos += 1
-            if pos < len(buf) or eof:
-                break
-            chunk = fh.read(_CHUNK)
-            eof = not chunk
-            buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
-        if pos >= len(buf):
-            if array:  # a truncated export: say so rather than end quietly
-                yield DeadLetter(
-                    source=name,
-                    line=line,
-                    reason="file ends before its JSON array is closed (truncated?)",
-                    excerpt="",
-                )
-            return
-        if array and buf[pos] == "]":  # the array ended; anything after it is read as values
-            array, pos = False, pos + 1
-            continue
-        try:
-            value, end = decoder.raw_decode(buf, pos)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            truncated = isinstance(exc, json.JSONDecodeError)
-            if truncated and not eof and len(buf) - pos <= max_bytes:
-                chunk = fh.read(_CHUNK)
-                eof = not chunk
-                buf, pos = buf[pos:] + chunk.decode("utf-8", "replace"), 0
+    return _Values(fh, name, max_bytes).read(array)
+
+
+class _Values:
+    """Values decoded a chunk at a time: the buffer holds what is left of the chunks read,
+    `pos` where the next value starts, `line` that position's line in the file."""
+
+    def __init__(self, fh: IO[bytes], name: str, max_bytes: int) -> None:
+        self.fh, self.name, self.max_bytes = fh, name, max_bytes
+        # Incremental: a character cut between two chunks stays whole.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+
+    def more(self) -> None:
+        """The next chunk, after what is left of the buffer."""
+        chunk = self.fh.read(_CHUNK)
+        self.eof = not chunk
+        self.buf = self.buf[self.pos :] + self._utf8.decode(chunk, final=self.eof)
+        self.pos = 0
+
+    def read(self, array: bool) -> Iterator[Parsed]:
+        decoder = json.JSONDecoder()
+        if array:
+            self.more()
+            self.pos = self.buf.index("[") + 1
+        while self.next_value():
+            buf, pos = self.buf, self.pos
+            if array and buf[pos] == "]":  # the array ended; anything after it is read as values
+                array, self.pos = False, pos + 1
                 continue
-            reason = (
-                f"invalid JSON: {exc.msg}"
-                if isinstance(exc, json.JSONDecodeError)
-                else f"nesting deeper than {MAX_DEPTH} levels"
-            )
-            # Resynchronise at the next line that opens an object, so later documents survive;
-            # the dead letter says which lines that skipped.
-            found = _NEXT_OBJECT.search(buf, pos + 1)
-            stop = found.start() + 1 if found else len(buf)
-            crossed = buf.count("\n", pos, stop)
-            if crossed > 1:
-                reason += f" (lines {line}-{line + crossed - 1} skipped, up to the next object)"
-            yield DeadLetter(
-                source=name,
-                line=line,
-                reason=reason,
-                excerpt=_excerpt(buf[pos : pos + 200]),
-            )
-            line += crossed
-            pos = stop
-            if not found and eof:
-                return
-            continue
-        if end - pos > max_bytes:
-            yield DeadLetter(
-                source=name,
-                line=line,
-                reason=f"document larger than {max_bytes} bytes",
-                excerpt=_excerpt(buf[pos : pos + 200]),
-            )
-        else:
-            brackets = buf.count("{", pos, end) + buf.count("[", pos, end)
-            yield _checked(name, line, value, brackets, buf[pos : pos + 200])
-        line += buf.count("\n", pos, end)
-        pos = end
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                if isinstance(exc, json.JSONDecodeError) and not self.eof:
+                    if len(buf) - pos <= self.max_bytes:
+                        self.more()  # the value may go on in the next chunk
+                        continue
+                    if _ran_out(exc, len(buf)):  # and it goes on past the limit
+                        yield self.skipped(f"document larger than {self.max_bytes} bytes")
+                        continue
+                yield self.skipped(_reason(exc))
+                continue
+            if end - pos > self.max_bytes:
+                yield self._dead(f"document larger than {self.max_bytes} bytes")
+            else:
+                brackets = buf.count("{", pos, end) + buf.count("[", pos, end)
+                yield _checked(self.name, self.line, value, brackets, buf[pos : pos + 200])
+            self.line += buf.count("\n", pos, end)
+            self.pos = end
+        if array:  # a truncated export: say so rather than end quietly
+            yield self._dead("file ends before its JSON array is closed (truncated?)", "")
+
+    def next_value(self) -> bool:
+        """On past separators (counting lines, so errors can point at them) to the next value;
+        False at the end of the file."""
+        while True:
+            buf, pos = self.buf, self.pos
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                self.line += buf[pos] == "\n"
+                pos += 1
+            self.pos = pos
+            if pos < len(buf):
+                return True
+            if self.eof:
+                return False
+            self.more()
+
+    def skipped(self, reason: str) -> DeadLetter:
+        """The value at `pos`, which did not parse, as one dead letter: reading resumes at the
+        next line that opens an object, however many chunks away, and the dead letter says
+        which lines that skipped."""
+        line, excerpt = self.line, _excerpt(self.buf[self.pos : self.pos + 200])
+        crossed, search_from = 0, self.pos + 1
+        while True:
+            found = _NEXT_OBJECT.search(self.buf, search_from)
+            stop = found.start() + 1 if found else self._kept_from()
+            crossed += self.buf.count("\n", self.pos, stop)
+            self.pos = stop
+            if found or self.eof:
+                break
+            self.more()  # only the tail that may start the next object is kept
+            search_from = 0
+        self.line += crossed
+        if crossed > 1:
+            reason += f" (lines {line}-{line + crossed - 1} skipped, up to the next object)"
+        return DeadLetter(source=self.name, line=line, reason=reason, excerpt=excerpt)
+
+    def _kept_from(self) -> int:
+        """Where the buffer's tail that the next chunk may turn into an object's start begins
+        (a line break and a few blanks); the buffer's end when there is none, or at the file's
+        end."""
+        newline = self.buf.rfind("\n")
+        tail = self.buf[newline + 1 :]
+        if self.eof or newline < self.pos or len(tail) > _INDENT_MAX or tail.strip(" \t"):
+            return len(self.buf)
+        return newline
+
+    def _dead(self, reason: str, excerpt: str | None = None) -> DeadLetter:
+        if excerpt is None:
+            excerpt = _excerpt(self.buf[self.pos : self.pos + 200])
+        return DeadLetter(source=self.name, line=self.line, reason=reason, excerpt=excerpt)
+
+
+def _ran_out(exc: json.JSONDecodeError, size: int) -> bool:
+    """Whether decoding stopped because the text ended, not on a mistake: at the end (a
+    literal or an escape cut short fails a few characters before it), or in a string never
+    closed (a line break inside one is an error of its own)."""
+    return exc.pos >= size - 8 or exc.msg.startswith("Unterminated string")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg}"
+    return f"nesting deeper than {MAX_DEPTH} levels"

@@ -7,7 +7,7 @@ import pytest
 
 from agent.errors import BadInput
 from agent.models import DeadLetter
-from connectors.files import ndjson_documents, read_documents
+from connectors.files import is_ndjson, ndjson_documents, read_documents
 
 
 def split(items: list) -> tuple[list, list[DeadLetter]]:
@@ -123,3 +123,50 @@ def test_a_line_holding_only_a_byte_order_mark_is_blank() -> None:
     data = b'{"a": 1}\n' + BOM + b"\n" + BOM + b" \n{}\n"
     ok, dead = split(list(ndjson_documents(data, "x.ndjson", 1 << 20)))
     assert [n for n, *_ in ok] == [1, 4] and dead == []
+
+
+def test_a_character_cut_between_two_chunks_stays_whole(tmp_path: Path) -> None:
+    """Arrays and concatenated exports are decoded 64 KiB at a time: a two-byte character
+    ("é") falling across a chunk's end came out as two replacement characters, and the
+    alert's text was changed."""
+    docs = [{"i": i, "message": "é" * 1000} for i in range(300)]  # ~600 KB: nine chunks
+    for name, text in (
+        ("array.json", json.dumps(docs, ensure_ascii=False)),
+        ("concatenated.json", "\n".join(json.dumps(d, ensure_ascii=False, indent=1) for d in docs)),
+    ):
+        f = tmp_path / name
+        f.write_text(text, encoding="utf-8")
+        ok, dead = split(list(read_documents(f)))
+        assert not dead
+        assert [d for _, d, *_ in ok] == docs, name
+
+
+def test_a_first_line_longer_than_the_layout_probe_is_still_ndjson(tmp_path: Path) -> None:
+    """The layout is judged on the file's first 64 KiB. A first NDJSON line longer than that
+    was taken for the start of a pretty-printed object: the file was read as concatenated
+    objects (no parallel reading), and an oversized first line became three "invalid JSON"
+    dead letters instead of one that says why."""
+    line = json.dumps({"a": 0, "pad": "x" * 100_000})  # valid, and longer than 64 KiB
+    rest = '{"a": 1}\n{"a": 2}\n'
+    f = tmp_path / "long.ndjson"
+    f.write_text(line + "\n" + rest)
+    assert is_ndjson(f)
+    ok, dead = split(list(read_documents(f)))
+    assert [(n, d["a"]) for n, d, *_ in ok] == [(1, 0), (2, 1), (3, 2)] and not dead
+    ok, dead = split(list(read_documents(f, max_doc_bytes=1000)))
+    assert [(n, d["a"]) for n, d, *_ in ok] == [(2, 1), (3, 2)]
+    assert [(d.line, d.reason) for d in dead] == [(1, "document larger than 1000 bytes")]
+
+
+def test_an_oversized_pretty_printed_object_is_one_dead_letter(tmp_path: Path) -> None:
+    """An object far larger than the limit (and than a chunk) in concatenated exports: one
+    dead letter saying it is too large, the lines it spans, and the next objects read. It
+    was three "invalid JSON" dead letters for one document."""
+    big = json.dumps({"a": 0, "pad": "x" * 200_000}, indent=1)  # 4 lines
+    f = tmp_path / "big.json"
+    f.write_text(big + "\n" + json.dumps({"a": 1}, indent=1) + "\n" + json.dumps({"a": 2}))
+    ok, dead = split(list(read_documents(f, max_doc_bytes=1000)))
+    assert [(n, d["a"]) for n, d, *_ in ok] == [(5, 1), (8, 2)]
+    assert [(d.line, d.reason) for d in dead] == [
+        (1, "document larger than 1000 bytes (lines 1-4 skipped, up to the next object)")
+    ]
