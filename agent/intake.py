@@ -19,7 +19,7 @@ from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
 from connectors.files import BOM
-from connectors.webhooks import PARSERS
+from connectors.webhooks import PARSERS, NotAnAlert
 
 # How long a signed webhook-id is remembered: longer than the 5-minute timestamp tolerance,
 # both ways, so a replay is refused for as long as its signature would still verify.
@@ -64,23 +64,31 @@ def accept(store: Store, source: str, body: bytes, replay_key: str | None = None
     valid: list[dict[str, Any]] = []
     dead: list[DeadLetter] = []
     for n, doc in enumerate(docs, 1):
-        try:
-            normalize(doc)
-        except NormalizeError as exc:
-            dead.append(
-                DeadLetter(
-                    source=f"webhook:{source}",
-                    line=n,
-                    reason=str(exc),
-                    excerpt=orjson.dumps(doc)[:200].decode("utf-8", "replace"),
-                )
-            )
-            continue
-        valid.append(doc)
+        if isinstance(doc, NotAnAlert):
+            dead.append(_dead_letter(source, n, doc.value, doc.reason))
+        elif (reason := _unreadable(doc)) is not None:
+            dead.append(_dead_letter(source, n, doc, reason))
+        else:
+            valid.append(doc)
     batch_id = uuid.uuid4().hex
     if not store.save_intake(batch_id, source, valid, dead, replay_key, REPLAY_WINDOW_SECONDS):
         raise AuthError("replayed webhook-id")
     return Intake(batch_id, len(valid), len(dead))
+
+
+def _dead_letter(source: str, n: int, value: Any, reason: str) -> DeadLetter:
+    excerpt = orjson.dumps(value)[:200].decode("utf-8", "replace")
+    return DeadLetter(source=f"webhook:{source}", line=n, reason=reason, excerpt=excerpt)
+
+
+def _unreadable(doc: dict[str, Any]) -> str | None:
+    """Why the document is no alert Vigie can triage, or None: checked before the 202, so
+    what is stored will triage."""
+    try:
+        normalize(doc)
+    except NormalizeError as exc:
+        return str(exc)
+    return None
 
 
 def process_pending(store: Store, ctx: TriageContext, limit: int = 500) -> dict[str, int]:

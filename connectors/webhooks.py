@@ -1,13 +1,16 @@
 """Inbound SIEM webhook bodies -> alert documents that `agent.normalize` understands.
 
 Each parser is lenient about the envelope (SIEM authors write these bodies by hand) and strict
-about what comes out: a list of JSON objects. A body that yields none raises `BadInput`.
+about what comes out: a list of JSON objects, and `NotAnAlert` for each item of a list that holds
+none (it becomes a dead letter; the rest of the batch is kept). A body that yields nothing at
+all raises `BadInput`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +18,28 @@ import orjson
 
 from agent.errors import BadInput
 
-Parser = Callable[[Any], list[dict[str, Any]]]
+
+@dataclass(frozen=True, slots=True)
+class NotAnAlert:
+    """An item of a body's list that holds no alert, and why."""
+
+    value: Any
+    reason: str
+
+
+Item = dict[str, Any] | NotAnAlert
+Parser = Callable[[Any], list[Item]]
+
+
+def _objects(items: Iterable[Any]) -> list[Item]:
+    """A list's items: its objects, and what else it holds as `NotAnAlert`."""
+    return [_object(d) for d in items]
+
+
+def _object(value: Any) -> Item:
+    if isinstance(value, dict):
+        return value
+    return NotAnAlert(value, f"expected a JSON object, got {type(value).__name__}")
 
 
 def _looks_like_alert(d: Any) -> bool:
@@ -36,18 +60,18 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def parse_elastic(body: Any) -> list[dict[str, Any]]:
+def parse_elastic(body: Any) -> list[Item]:
     """Kibana webhook connector: find the alert documents wherever the author put them."""
     body = _maybe_json(body)
     if isinstance(body, list):
-        return [d for d in body if isinstance(d, dict)]
+        return _objects(body)
     if _looks_like_alert(body):
         return [body]
     if isinstance(body, dict):
         for key in ("alerts", "context.alerts", "signals", "body"):
             found = _maybe_json(body.get(key))
             if isinstance(found, list):
-                return [d for d in found if isinstance(d, dict)]
+                return _objects(found)
             if isinstance(found, dict):
                 return parse_elastic(found)
         context = body.get("context")
@@ -56,20 +80,31 @@ def parse_elastic(body: Any) -> list[dict[str, Any]]:
     raise BadInput("no alert documents found in the Kibana webhook body")
 
 
-def parse_wazuh(body: Any) -> list[dict[str, Any]]:
-    """A raw Wazuh alert, or the integration envelope (`payload.all_fields`)."""
+def parse_wazuh(body: Any) -> list[Item]:
+    """A raw Wazuh alert, or the integration envelope (`payload.all_fields`); or a list of them."""
     if isinstance(body, list):
-        return [d for item in body for d in parse_wazuh(item)]
+        return [_wazuh_item(item) for item in body]
+    return [_wazuh_alert(body)]
+
+
+def _wazuh_item(item: Any) -> Item:
+    try:
+        return _wazuh_alert(item)
+    except BadInput as exc:
+        return NotAnAlert(item, str(exc))
+
+
+def _wazuh_alert(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadInput("a Wazuh webhook body must be a JSON object")
     if isinstance(body.get("rule"), dict):
-        return [body]
+        return body
     for path in (("payload", "all_fields"), ("all_fields",), ("payload",)):
         node: Any = body
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get("rule"), dict):
-            return [node]
+            return node
     raise BadInput("no Wazuh alert (rule.level) found in the body")
 
 
@@ -77,7 +112,7 @@ def _stable_id(*parts: Any) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
 
 
-def parse_splunk(body: Any) -> list[dict[str, Any]]:
+def parse_splunk(body: Any) -> list[Item]:
     """Splunk's webhook alert action: one result row plus the search's name and link."""
     if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
         raise BadInput("a Splunk webhook body needs a 'result' object")
@@ -118,13 +153,14 @@ def parse_splunk(body: Any) -> list[dict[str, Any]]:
     return [doc]
 
 
-def parse_grafana(body: Any) -> list[dict[str, Any]]:
+def parse_grafana(body: Any) -> list[Item]:
     """Grafana alerting: one document per firing alert."""
     if not isinstance(body, dict) or not isinstance(body.get("alerts"), list):
         raise BadInput("a Grafana webhook body needs an 'alerts' list")
-    docs = []
+    docs: list[Item] = []
     for a in body["alerts"]:
         if not isinstance(a, dict):
+            docs.append(_object(a))
             continue
         raw_labels, raw_notes = a.get("labels"), a.get("annotations")
         labels: dict[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
@@ -152,12 +188,12 @@ def parse_grafana(body: Any) -> list[dict[str, Any]]:
     return docs
 
 
-def parse_generic(body: Any) -> list[dict[str, Any]]:
+def parse_generic(body: Any) -> list[Item]:
     """One ECS alert, or a list of them."""
     if isinstance(body, dict):
         return [body]
     if isinstance(body, list):
-        return [d for d in body if isinstance(d, dict)]
+        return _objects(body)
     raise BadInput("expected an ECS alert object or a list of them")
 
 

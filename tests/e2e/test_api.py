@@ -137,6 +137,34 @@ def test_oversized_and_malformed_bodies(api: dict) -> None:
     assert c.post("/webhooks/nosuch", content=b"{}", headers=auth("gen-token")).status_code == 401
 
 
+def test_a_list_item_holding_no_alert_is_a_dead_letter_not_dropped(api: dict) -> None:
+    """Items of a body's list that are no object (or, for Wazuh, no Wazuh alert) were left
+    out quietly: `[1, 2]` answered 202 with nothing accepted and nothing rejected. Each is now a
+    dead letter saying why, and the list's alerts are kept."""
+    c = api["client"]
+    store = api["store"]
+    before = len(store.dead_letters())
+    body = json.dumps([brute_force("li1"), 7, "text", None]).encode()
+    r = c.post("/webhooks/generic", content=body, headers=auth("gen-token"))
+    assert r.status_code == 202 and (r.json()["accepted"], r.json()["rejected"]) == (1, 3)
+    wazuh = {
+        "timestamp": "2026-12-07T01:00:00.000+0000",
+        "rule": {"level": 10, "description": "sshd: brute force", "id": "5712"},
+        "agent": {"name": "web"},
+        "id": "1765069200.1",
+    }
+    body = json.dumps([wazuh, {"x": 1}]).encode()
+    r = c.post("/webhooks/wazuh", content=body, headers=signed(body, "list-w"))
+    assert r.status_code == 202 and (r.json()["accepted"], r.json()["rejected"]) == (1, 1)
+    reasons = [(d.line, d.reason) for d in store.dead_letters()[before:]]
+    assert sorted(reasons) == [
+        (2, "expected a JSON object, got int"),
+        (2, "no Wazuh alert (rule.level) found in the body"),
+        (3, "expected a JSON object, got str"),
+        (4, "expected a JSON object, got NoneType"),
+    ]
+
+
 def test_real_sample_payloads_of_every_source(api: dict) -> None:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data not present at {SHARED_DATA}")
