@@ -99,7 +99,7 @@ def _queue(settings: Settings, store: Store) -> ApprovalQueue:
 @app.command()
 def triage(
     input: Annotated[
-        list[Path], typer.Option("--input", "-i", help="NDJSON, JSON array or object")
+        list[Path], typer.Option("--input", "-i", help="NDJSON, JSON array or object; gzip or not")
     ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="incidents JSONL")] = None,
     top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,

@@ -1,5 +1,6 @@
 """Alert files: NDJSON (streamed line by line), a JSON array (streamed element by element), one
-JSON object, or concatenated pretty-printed objects. Never loads a whole file into memory.
+JSON object, or concatenated pretty-printed objects; any of them gzip-compressed (Wazuh rotates
+its `alerts.json` into daily `.json.gz` files). Never loads a whole file into memory.
 
 Each document comes out as a `Document` (line, value, and for NDJSON the line's bytes, which the
 alert keeps instead of encoding the document again); anything unparsable comes out as a
@@ -9,12 +10,14 @@ alert keeps instead of encoding the document again); anything unparsable comes o
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import orjson
 
@@ -26,6 +29,9 @@ MAX_DOC_BYTES = 1 << 20
 #: A UTF-8 byte order mark: Windows tools write one (PowerShell 5's `Out-File -Encoding utf8`),
 #: and RFC 8259 lets a reader ignore it. At a file's start, or a line's (files concatenated).
 BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+#: What a gzip stream raises when it is cut short or corrupt, part way through.
+_BROKEN_STREAM = (EOFError, gzip.BadGzipFile, zlib.error)
 _CHUNK = 1 << 16
 _WS = b" \t\r\n"
 _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
@@ -48,27 +54,50 @@ def check_readable(path: str | Path) -> None:
 
 
 def _open(p: Path) -> IO[bytes]:
+    """The file's bytes, decompressed when it is gzip (known by its first two bytes, not its
+    name)."""
     try:
-        return p.open("rb")
+        if not is_compressed(p):
+            return p.open("rb")
+        return cast(IO[bytes], gzip.open(p, "rb"))
     except OSError as exc:
         raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
 
 
+def is_compressed(path: str | Path) -> bool:
+    with Path(path).open("rb") as fh:
+        return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
 def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[Parsed]:
-    """Every document in the file, in order, as a `Document` or a `DeadLetter`."""
+    """Every document in the file, in order, as a `Document` or a `DeadLetter`. A compressed
+    file cut short or corrupt ends in a dead letter that says from which line nothing was read."""
     p = Path(path)
     with _open(p) as fh:
-        _skip_bom(fh)
-        layout = _layout(fh, max_doc_bytes)
-        if layout == "ndjson":
-            yield from _ndjson(fh, str(p), max_doc_bytes)
-        else:
-            yield from _json_values(fh, str(p), max_doc_bytes, array=layout == "array")
+        line = 0
+        try:
+            for item in _documents(fh, str(p), max_doc_bytes):
+                line = item.line or line
+                yield item
+        except _BROKEN_STREAM as exc:
+            reason = f"compressed file unreadable from here, nothing after it read ({exc})"
+            yield DeadLetter(source=str(p), line=line + 1, reason=reason, excerpt="")
+
+
+def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]:
+    _skip_bom(fh)
+    layout = _layout(fh, max_doc_bytes)
+    if layout == "ndjson":
+        return _ndjson(fh, name, max_doc_bytes)
+    return _json_values(fh, name, max_doc_bytes, array=layout == "array")
 
 
 def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
-    """One document a line (what a parallel reader can cut at any line break)."""
+    """One document a line in a plain file (what a parallel reader can cut at any byte offset
+    that starts a line: a compressed file has none)."""
     with _open(Path(path)) as fh:
+        if isinstance(fh, gzip.GzipFile):
+            return False
         _skip_bom(fh)
         return _layout(fh, max_doc_bytes) == "ndjson"
 

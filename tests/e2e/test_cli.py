@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -96,6 +97,20 @@ def test_mixed_file_every_valid_alert_in_exactly_one_incident(tmp_path: Path, mi
         "duplicate alert id",
     ):
         assert reason in r.stdout, reason
+
+
+def test_a_gzip_export_triages_as_its_content(tmp_path: Path, mixed_file) -> None:
+    """Wazuh's rotated `alerts.json.gz` as it is: the same incidents and the same five
+    rejections as the uncompressed file (every line was a dead letter of binary noise)."""
+    path, valid_ids = mixed_file
+    packed = tmp_path / "mixed.ndjson.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    out = tmp_path / "incidents.jsonl"
+    r = vigie(tmp_path, "triage", "-i", str(packed), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    placed = [a for line in out.read_text().splitlines() for a in json.loads(line)["alert_ids"]]
+    assert sorted(placed) == sorted(valid_ids)
+    assert "5 document(s) rejected" in r.stdout
 
 
 @pytest.mark.parametrize("where", ["a-file/incidents.jsonl", "."])

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,35 @@ def test_an_oversized_pretty_printed_object_is_one_dead_letter(tmp_path: Path) -
     assert [(d.line, d.reason) for d in dead] == [
         (1, "document larger than 1000 bytes (lines 1-4 skipped, up to the next object)")
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("alerts.ndjson.gz", '{"a": 1}\n{"a": 2}\n'),
+        ("export.json.gz", '[{"a": 1},\n {"a": 2}]'),
+        ("concatenated.gz", '{\n "a": 1\n}\n{\n "a": 2\n}\n'),
+        ("no-suffix", '{"a": 1}\n{"a": 2}\n'),  # known by its first bytes, not its name
+    ],
+)
+def test_a_gzip_file_is_read_as_its_content(tmp_path: Path, name: str, text: str) -> None:
+    """Wazuh rotates `alerts.json` into daily `.json.gz` files: each line of one was a dead
+    letter of binary noise."""
+    f = tmp_path / name
+    f.write_bytes(gzip.compress(text.encode()))
+    ok, dead = split(list(read_documents(f)))
+    assert not dead and [d["a"] for _, d, *_ in ok] == [1, 2]
+    assert not is_ndjson(f)  # a parallel reader cannot cut it at byte offsets
+
+
+def test_a_gzip_file_cut_short_ends_in_one_dead_letter(tmp_path: Path) -> None:
+    """A copy interrupted mid-file: the documents before the cut, then one dead letter saying
+    from which line nothing was read (it was a traceback)."""
+    lines = "".join(json.dumps({"i": i, "pad": os.urandom(32).hex()}) + "\n" for i in range(3000))
+    whole = gzip.compress(lines.encode())
+    f = tmp_path / "cut.ndjson.gz"
+    f.write_bytes(whole[: len(whole) // 2])
+    ok, dead = split(list(read_documents(f)))
+    assert 0 < len(ok) < 3000 and [d["i"] for _, d, *_ in ok] == list(range(len(ok)))
+    assert len(dead) == 1 and dead[0].reason.startswith("compressed file unreadable from here")
+    assert dead[0].line == len(ok) + 1
