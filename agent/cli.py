@@ -109,6 +109,8 @@ def triage(
 
     settings = _settings()
     for path in input:
+        if path.is_dir():
+            raise _fail(f"input is a folder, not a file: {path} (name its files: -i {path}/*)")
         if not path.is_file():
             raise _fail(f"input not found: {path}")
     if output is not None:

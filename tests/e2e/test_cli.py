@@ -193,6 +193,9 @@ def test_only_bad_input_exits_2(tmp_path: Path) -> None:
 def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     r = vigie(tmp_path, "triage", "--input", str(tmp_path / "nope.json"))
     assert r.returncode == 2 and "input not found" in r.stderr
+    (tmp_path / "exports").mkdir()  # a folder was "not found" too, which it plainly is not
+    r = vigie(tmp_path, "triage", "--input", str(tmp_path / "exports"))
+    assert r.returncode == 2 and "input is a folder, not a file" in r.stderr
 
 
 def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) -> None:
