@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def unwrapped(doc: dict[str, Any]) -> dict[str, Any]:
+    """The alert a document holds: a search hit as Elasticsearch and OpenSearch return it (and
+    as `elasticdump` writes one a line) holds it in `_source`, with the hit's `_id` added as a
+    sweep adds it, so an export and a sweep of one index give the same alert ids. Any other
+    document is its own."""
+    source = doc.get("_source")
+    if type(source) is not dict or ("_id" not in doc and "_index" not in doc):
+        return doc
+    return {**source, "_id": doc["_id"]} if "_id" in doc else source
+
+
 def strings(value: Any) -> list[str]:
     """Scalars (or lists of scalars) as non-empty strings; anything else is ignored."""
     if type(value) is str:  # the common case, first: this runs for every field of every alert

@@ -14,6 +14,7 @@ from typing import IO, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from agent.documents import unwrapped
 from agent.errors import InputChanged
 
 
@@ -165,7 +166,7 @@ class Alert(BaseModel):
             value = orjson.loads(data)
         except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib parser takes them
             value = json.loads(data)
-        return value if isinstance(value, dict) else {}
+        return unwrapped(value) if isinstance(value, dict) else {}
 
     def document_json(self) -> bytes:
         """The document's JSON as read: held, or read back from its file."""

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from agent.attack import is_technique_id, tactic_id
-from agent.documents import Fields, strings
+from agent.documents import Fields, strings, unwrapped
 from agent.errors import BadInput
 from agent.models import (
     SEVERITY_RISK,
@@ -67,7 +67,7 @@ def _checked_object(doc: Any, depth_checked: bool) -> dict[str, Any]:
         raise NormalizeError(f"expected a JSON object, got {type(doc).__name__}")
     if not depth_checked:
         check_depth(doc)
-    return doc
+    return unwrapped(doc)
 
 
 def normalise_fully(
@@ -140,6 +140,11 @@ def _detect(f: Fields) -> Format:
         return WAZUH
     if "@timestamp" in f.flat:
         return ECS
+    if isinstance(get("hits.hits"), list):
+        raise NormalizeError(
+            "a search response, not an alert: give its hits one a line (jq -c '.hits.hits[]'), "
+            "or let `vigie sweep` read the index"
+        )
     raise NormalizeError(
         "unrecognised document: no kibana.alert.* (Elastic), rule.level (Wazuh) or @timestamp (ECS)"
     )

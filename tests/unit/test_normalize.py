@@ -123,6 +123,31 @@ def test_real_wazuh_and_elastic_samples_normalise(shared_data) -> None:
     )
 
 
+def test_a_search_hit_is_read_as_the_alert_it_holds(shared_data) -> None:
+    """Alerts exported from Elasticsearch or the Wazuh indexer (elasticdump, a scroll saved
+    hit by hit) come wrapped: `_index`, `_id`, `_source`. They were "unrecognised documents".
+    A hit is now its `_source`, identified by the hit's `_id` as a sweep identifies it, and
+    its raw document is that alert (a playbook reads the Wazuh agent's id from it)."""
+    lines = (shared_data / "wazuh").glob("*.alerts.json")
+    wazuh = next(
+        doc
+        for path in sorted(lines)
+        for doc in map(json.loads, filter(str.strip, path.read_text().splitlines()))
+        if doc.get("agent", {}).get("id")
+    )
+    hit = {"_index": "wazuh-alerts-4.x-2026.12.07", "_id": "AZ3x", "_score": 1.0, "_source": wazuh}
+    for raw in (None, json.dumps(hit).encode()):  # as a webhook passes it, as a file line
+        alert = normalize(hit, raw=raw)
+        assert alert.id == "AZ3x" and alert.source == "wazuh"
+        assert alert.raw["agent"]["id"] == wazuh["agent"]["id"]
+        same = normalize({**wazuh, "_id": "AZ3x"})  # what a sweep makes of the same hit
+        assert alert.model_dump(exclude={"raw"}) == same.model_dump(exclude={"raw"})
+    with pytest.raises(NormalizeError, match="a search response, not an alert"):
+        normalize({"took": 3, "hits": {"total": {"value": 1}, "hits": [hit]}})
+    doc = ecs(1, 0, "r") | {"_source": {"not": "a hit"}}  # no _id or _index: its own document
+    assert normalize(doc).rule_name == "r"
+
+
 @pytest.mark.parametrize(
     ("doc", "reason"),
     [

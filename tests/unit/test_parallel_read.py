@@ -13,6 +13,7 @@ import pytest
 import agent.graph
 import agent.parallel_read as parallel_read
 from agent.analyst import OfflineAnalyst
+from agent.documents import unwrapped
 from agent.errors import InputChanged
 from agent.graph import TriageContext, run_triage
 from agent.models import Alert, DeadLetter
@@ -37,6 +38,9 @@ def messy_file(path: Path) -> Path:
             lines.append(json.dumps({**doc, "message": "x" * 3000}))  # over the size limit
         elif i % 73 == 0:
             lines.append("[1, 2]")  # JSON, not an object
+        elif i % 59 == 0:  # a search hit, as elasticdump writes them: its id is the hit's
+            source = {k: v for k, v in doc.items() if k != "event"}
+            lines.append(json.dumps({"_index": "alerts", "_id": f"hit{i}", "_source": source}))
         bom = "\ufeff" if i % 79 == 0 else ""  # files concatenated: a byte order mark mid-file
         lines.append(bom + json.dumps(doc))
     path.write_text("\n".join(lines))  # no newline after the last line
@@ -149,6 +153,8 @@ def lines_by_id(data: bytes, max_bytes: int = 1 << 20) -> dict[str, bytes]:
             continue
         if isinstance(doc, dict) and "event" in doc:
             out.setdefault(doc["event"]["id"], line.removeprefix(BOM))
+        elif isinstance(doc, dict) and "_source" in doc:
+            out.setdefault(doc["_id"], line.removeprefix(BOM))
     return out
 
 
@@ -161,9 +167,10 @@ def test_an_alert_read_in_parallel_reads_its_document_back_or_says_the_file_chan
     alerts = [x[2] for x in got if not isinstance(x, DeadLetter)]
     lines = lines_by_id(path.read_bytes(), 2000)
     assert len(lines) > 300
+    assert any(a.id.startswith("hit") for a in alerts)
     for a in alerts:
-        assert a.document_json() == lines[a.id]
-        assert a.raw == json.loads(lines[a.id])
+        assert a.document_json() == lines[a.id]  # a search hit's line as it was written
+        assert a.raw == unwrapped(json.loads(lines[a.id]))  # and the alert it holds
     first, last = alerts[0], alerts[-1]
     _, start, length, _ = first.raw_json
     data = bytearray(path.read_bytes())
@@ -203,7 +210,7 @@ def test_a_file_rewritten_during_the_run_fails_it_before_anything_is_stored(
     samples = [a for i in stored.list_incidents() for a in stored.alerts_of(i.incident_id)]
     assert samples and all(isinstance(a.raw_json, bytes) for a in samples)
     lines = lines_by_id(original)
-    assert all(a.raw == json.loads(lines[a.id]) for a in samples)
+    assert all(a.raw == unwrapped(json.loads(lines[a.id])) for a in samples)
 
     monkeypatch.setattr(agent.graph, "build_incidents", rewritten_meanwhile)
     store = SqliteStore(tmp_path / "changed.db")
