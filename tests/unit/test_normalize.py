@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
-from agent.models import Severity
+from agent.models import Severity, raw_json
 from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize
 from tests.conftest import ecs
 
@@ -209,3 +210,20 @@ def test_long_entity_values_are_read_but_not_remembered() -> None:
     name = "h" * (BY_VALUES_MAX_KEY + 1)
     assert normalize(ecs(1, 0, "Long host", host=name)).entities.hosts == (name,)
     assert max(map(len, ECS_ENTITIES.by_values), default=0) <= BY_VALUES_MAX_KEY
+
+
+def test_a_document_is_kept_in_bytes_of_its_own_size() -> None:
+    """orjson's bytes keep the 4 KiB buffer they were written in: every alert read from a JSON
+    array, a webhook or a sweep (whose documents are encoded again) held 4 KiB for a document
+    of 300 bytes, and 634,000 alerts of an array took 3.4 GB."""
+    docs = [ecs(i, 0, "Rule", "h1") for i in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [raw_json(d) for d in docs]
+        per_document = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert all(json.loads(b) == d for b, d in zip(kept, docs, strict=True))
+    assert per_document < 2 * max(map(len, kept))
+    assert normalize(docs[0]).raw_json == kept[0]  # what an alert keeps
