@@ -65,6 +65,7 @@ def _open(p: Path) -> IO[bytes]:
 
 
 def is_compressed(path: str | Path) -> bool:
+    """gzip's first two bytes: a rotated log's name need not say (`alerts.json.1`)."""
     with Path(path).open("rb") as fh:
         return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
 
