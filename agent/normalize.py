@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import marshal
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -161,11 +162,12 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 #: number's size says which unit it is in.
 _SECONDS = (EARLIEST.timestamp(), LATEST.timestamp())
 _MILLISECONDS = (EARLIEST.timestamp() * 1000, LATEST.timestamp() * 1000)
+_EPOCH_TEXT = re.compile(r"\s*\d{9,13}(\.\d+)?\s*", re.ASCII)
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
-    """ISO 8601 strings (with Z, +00:00 or +0000), or epoch seconds or milliseconds; naive
-    means UTC. Times before 1990 or from 2200 on are refused."""
+    """ISO 8601 strings (with Z, +00:00 or +0000), or epoch seconds or milliseconds (numbers, or
+    digits as text); naive means UTC. Times before 1990 or from 2200 on are refused."""
     if isinstance(value, bool) or value is None:
         raise NormalizeError(f"no usable timestamp in {field}")
     if isinstance(value, int | float):
@@ -181,6 +183,8 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         if ts.tzinfo is not UTC:  # "Z" and "+00:00" (most alerts) are already as they should be
             ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     except ValueError:
+        if _EPOCH_TEXT.fullmatch(value):  # epoch seconds or milliseconds, written as text
+            return parse_timestamp(float(value), field)
         raise NormalizeError(f"{field} is not an ISO 8601 timestamp: {value[:40]!r}") from None
     except OverflowError:  # the year 1 at +14:00
         raise NormalizeError(f"{field} out of range: {value[:40]!r}") from None

@@ -182,6 +182,22 @@ def test_epoch_seconds_and_milliseconds_are_told_apart_by_size() -> None:
         assert normalize(ecs(1, 0, "r") | {"@timestamp": number}).timestamp == iso
 
 
+def test_an_epoch_written_as_text_is_read_as_the_number() -> None:
+    """Producers that send `@timestamp` as a string of epoch seconds or milliseconds (what an
+    `epoch_millis` field takes) had every alert refused as "not an ISO 8601 timestamp". A
+    string of digits that is no ISO date (as "20220121" is) is now read as its number."""
+    iso = normalize(ecs(1, 0, "r") | {"@timestamp": "2022-01-21T00:00:09.5Z"}).timestamp
+    for text in ("1642723209.5", "1642723209500", " 1642723209500 "):
+        assert normalize(ecs(1, 0, "r") | {"@timestamp": text}).timestamp == iso
+    day = normalize(ecs(1, 0, "r") | {"@timestamp": "20220121"}).timestamp  # ISO's basic date
+    assert day.isoformat() == "2022-01-21T00:00:00+00:00"
+    for bad in ("12", "1e9", "-1642723209", "1642723209500000"):
+        with pytest.raises(NormalizeError, match="not an ISO 8601"):
+            normalize(ecs(1, 0, "r") | {"@timestamp": bad})
+    with pytest.raises(NormalizeError, match="out of range"):  # 1973: the bounds hold
+        normalize(ecs(1, 0, "r") | {"@timestamp": "100000000"})
+
+
 def test_absurd_nesting_is_refused() -> None:
     deep: dict = {"leaf": 1}
     for _ in range(100):
