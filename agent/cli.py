@@ -115,10 +115,8 @@ def triage(
             raise _fail(f"input not found: {path}")
     if output is not None:
         _writable(output)  # before the run: a day's triage must not end in a traceback
-    if settings.analyst == "mistral":
-        err.print(
-            "[yellow]Mistral analyst not available in this build; using the offline analyst[/]"
-        )
+    if settings.analyst == "mistral":  # say where the incidents go before any is sent
+        err.print(plain(_model_line(settings)), markup=False, highlight=False)
     store = open_store(settings.store_url)
     started = datetime.now(UTC)
     paths = [str(p) for p in input]
@@ -160,6 +158,8 @@ def triage(
         seconds,
         top,
     )
+    if settings.analyst == "mistral":
+        out.print(plain(_model_use(incidents, settings.llm_min_priority)), highlight=False)
     if known:  # a file triaged again: its alerts are where the earlier run put them
         out.print(
             f"[bold]{len(known):,}[/] alert(s) already in {len(set(known.values())):,} "
@@ -178,6 +178,27 @@ def _writable(output: Path) -> None:
             pass
     except OSError as exc:
         raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
+
+
+def _model_line(settings: Settings) -> str:
+    where = settings.mistral_url or "Mistral's API"
+    entities = "pseudonymised" if settings.pseudonymize else "NOT pseudonymised"
+    return (
+        f"analyst: Mistral {settings.mistral_model} at {where}, for incidents of priority "
+        f"{settings.llm_min_priority:g} or more; their entities {entities}"
+    )
+
+
+def _model_use(incidents: list[Incident], min_priority: float) -> str:
+    """How many incidents the model assessed: a model out of reach, a budget spent or an answer
+    citing nothing leaves the offline analyst's assessment, which says why in its notes."""
+    asked = sum(i.priority >= min_priority for i in incidents)
+    by_model = sum(bool(i.assessment and i.assessment.analyst == "mistral") for i in incidents)
+    return (
+        f"the model assessed {by_model} of the {asked} incident(s) at priority "
+        f"{min_priority:g} or more; the offline analyst assessed the rest (each says why in "
+        "its notes)"
+    )
 
 
 def _summary(

@@ -16,6 +16,7 @@ from agent.analyst import link_text
 from agent.models import args_hash
 from agent.store import open_store
 from tests.conftest import REPO, brute_force, ecs
+from tests.fakes.mistral_standin import MistralStandIn, sequence
 from tests.unit.test_approvals import proposal
 
 VIGIE = [sys.executable, "-m", "agent.cli"]
@@ -196,6 +197,34 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "exports").mkdir()  # a folder was "not found" too, which it plainly is not
     r = vigie(tmp_path, "triage", "--input", str(tmp_path / "exports"))
     assert r.returncode == 2 and "input is a folder, not a file" in r.stderr
+
+
+def test_triage_says_where_the_model_is_and_what_it_assessed(tmp_path: Path) -> None:
+    """With a Mistral key set, `vigie triage` printed "Mistral analyst not available in this
+    build; using the offline analyst" and then sent the incidents to the model: it now says
+    which model, where, and that entities are pseudonymised, before anything is sent, and how
+    many incidents the model assessed. Here the model answers 500: none, and the stand-in
+    saw the requests the line announced."""
+    server = MistralStandIn(sequence((500, {"message": "down"}, 0)))
+    try:
+        demo = str(REPO / "examples/demo-elastic.ndjson")
+        r = vigie(
+            tmp_path,
+            "triage",
+            "-i",
+            demo,
+            MISTRAL_API_KEY="test-key",
+            VIGIE_MISTRAL_URL=server.url,
+            VIGIE_LLM_MAX_RETRY_SECONDS="1",
+        )
+    finally:
+        server.close()
+    assert r.returncode == 0, r.stderr
+    assert "not available in this build" not in r.stderr + r.stdout
+    assert f"analyst: Mistral mistral-small-latest at {server.url}" in r.stderr
+    assert "their entities pseudonymised" in r.stderr
+    assert server.requests  # the model was asked, as announced
+    assert "the model assessed 0 of the " in r.stdout
 
 
 def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) -> None:
