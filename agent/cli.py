@@ -569,6 +569,8 @@ def sweep(
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     ctx = triage_context(settings, store)
+    if settings.analyst == "mistral":  # say where the incidents go before any is sent
+        err.print(plain(_model_line(settings)), markup=False, highlight=False)
     while True:
         with err.status("sweeping...") as status:
             try:
