@@ -19,6 +19,7 @@ from agent.playbooks import load_playbooks
 from agent.prioritise import PriorityConfig, Watchlist
 from agent.settings import Settings
 from agent.store import Store
+from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig
 from connectors.elasticsearch import SearchBackend
 
@@ -99,6 +100,8 @@ def triage_context(
         ctx.progress = progress
     if settings.broker_url:
         ctx.exclusive = triage_lock(settings.broker_url)
+    elif isinstance(store, SqliteStore):  # processes sharing one file: a lock beside it
+        ctx.exclusive = store.one_run_at_a_time
     if settings.outbound_webhooks:
         from agent.worker import emit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
@@ -132,11 +133,17 @@ def _index_entities(db: sqlite3.Connection, incidents: Iterable[Incident]) -> No
     )
 
 
+#: How long a triage run waits for another on the same file (`SqliteStore.one_run_at_a_time`).
+RUN_LOCK_WAIT_SECONDS = 600.0
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         p = Path(path)
+        self._run_lock: Path | None = None
         if str(p) != ":memory:":
             p.parent.mkdir(parents=True, exist_ok=True)
+            self._run_lock = p.with_name(f"{p.name}.run-lock")
         self._db = sqlite3.connect(
             str(p), timeout=30, isolation_level=None, check_same_thread=False
         )
@@ -164,6 +171,34 @@ class SqliteStore:
                 raise _translate(exc) from exc
 
     # --- triage results -----------------------------------------------------------------------
+
+    @contextmanager
+    def one_run_at_a_time(self) -> Iterator[None]:
+        """Held by a triage run from reading the open incidents it may extend to storing them.
+        Two processes on one file (a scheduled `vigie triage` and an analyst's, or the embedded
+        server's intake) each wrote back an incident the other had extended, and the first
+        one's alerts left it. A lock on a file beside the store's: the kernel releases it if
+        the process dies. Waits up to RUN_LOCK_WAIT_SECONDS, then raises `Transient`."""
+        if self._run_lock is None:  # in memory: no other process can open it
+            yield
+            return
+        with self._run_lock.open("a+b") as fh:
+            deadline = time.monotonic() + RUN_LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Transient(
+                            f"another triage run has held {self._run_lock} for "
+                            f"{RUN_LOCK_WAIT_SECONDS:g} s"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def save_triage(
         self,
