@@ -182,7 +182,11 @@ class SqliteStore:
         if self._run_lock is None:  # in memory: no other process can open it
             yield
             return
-        with self._run_lock.open("a+b") as fh:
+        try:
+            fh = self._run_lock.open("a+b")
+        except OSError as exc:  # a full or read-only disk: the run cannot store its results
+            raise Transient(f"cannot open {self._run_lock}: {exc.strerror or exc}") from exc
+        with fh:
             deadline = time.monotonic() + RUN_LOCK_WAIT_SECONDS
             while True:
                 try:

@@ -8,7 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.analyst import OfflineAnalyst
+from agent.errors import Transient
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import Alert, Assessment, Incident
 from agent.service import triage_context, triage_lock
@@ -81,3 +84,12 @@ def test_runs_on_one_sqlite_file_extending_one_incident_lose_no_alert(tmp_path: 
     expected = [f"a{first + n}" for first in (0, 10, 20, 30) for n in range(5)]
     assert len(incidents) == 1
     assert sorted(placed) == sorted(expected)
+
+
+def test_a_run_lock_that_cannot_be_opened_is_a_typed_error(tmp_path: Path) -> None:
+    """A full or read-only disk beside the store: the run stops with `Transient` (a worker's
+    task is retried, the command line says why), not an OSError traceback."""
+    store = SqliteStore(tmp_path / "v.db")
+    (tmp_path / "v.db.run-lock").mkdir()  # where the lock file goes: cannot be opened
+    with pytest.raises(Transient, match="cannot open"), store.one_run_at_a_time():
+        pass
