@@ -114,6 +114,8 @@ def triage(
         if not path.is_file():
             raise _fail(f"input not found: {path}")
     if output is not None:
+        if any(output.resolve() == path.resolve() for path in input):
+            raise _fail(f"the output would overwrite an input: {output}")
         _writable(output)  # before the run: a day's triage must not end in a traceback
     if settings.analyst == "mistral":  # say where the incidents go before any is sent
         err.print(plain(_model_line(settings)), markup=False, highlight=False)

@@ -199,6 +199,18 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "input is a folder, not a file" in r.stderr
 
 
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    """`-o` naming an input file replaced the day's alerts with the incidents at the run's end."""
+    f = tmp_path / "alerts.ndjson"
+    f.write_text(json.dumps(brute_force()) + "\n")
+    before = f.read_bytes()
+    same = tmp_path / "today.ndjson"
+    same.symlink_to(f)  # another name for the same file
+    r = vigie(tmp_path, "triage", "-i", str(f), "-o", str(same))
+    assert r.returncode == 2 and "would overwrite an input" in r.stderr
+    assert f.read_bytes() == before
+
+
 def test_triage_says_where_the_model_is_and_what_it_assessed(tmp_path: Path) -> None:
     """With a Mistral key set, `vigie triage` printed "Mistral analyst not available in this
     build; using the offline analyst" and then sent the incidents to the model: it now says
