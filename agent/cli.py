@@ -71,6 +71,15 @@ def _settings() -> Settings:
         raise _fail(f"invalid settings: {exc}") from exc
 
 
+def _store(settings: Settings) -> Store:
+    """The store VIGIE_STORE_URL names, or a clear error (a path that cannot hold a database,
+    an unknown scheme)."""
+    try:
+        return open_store(settings.store_url)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _tasks(settings: Settings, store: Store) -> None:
     """What follows a decision (its run, its outbound event) goes where the API's would: to the
     workers, or in embedded mode into this process, on this store."""
@@ -119,7 +128,7 @@ def triage(
         _writable(output)  # before the run: a day's triage must not end in a traceback
     if settings.analyst == "mistral":  # say where the incidents go before any is sent
         err.print(plain(_model_line(settings)), markup=False, highlight=False)
-    store = open_store(settings.store_url)
+    store = _store(settings)
     started = datetime.now(UTC)
     paths = [str(p) for p in input]
     reading: dict[str, ParallelRead] = {}
@@ -251,7 +260,7 @@ def approvals_list(
 ) -> None:
     """List proposals, highest-risk and oldest first."""
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     items = store.list_proposals(states=[status] if status else None)
     risk_rank = {"high": 0, "medium": 1, "low": 2}
     items.sort(key=lambda p: (risk_rank[p.risk.value], p.created_at, p.proposal_id))
@@ -311,7 +320,7 @@ def approvals_approve(
 ) -> None:
     """Approve a proposal; once approved by enough people it runs (once)."""
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     queue = _queue(settings, store)
 
     def act() -> ActionProposal:
@@ -330,7 +339,7 @@ def approvals_reject(
 ) -> None:
     """Reject a proposal with a reason."""
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     queue = _queue(settings, store)
     _decide(lambda: queue.reject(proposal_id, who, reason=reason), as_json)
 
@@ -341,7 +350,7 @@ def approvals_expire() -> None:
     from agent.execution import expire_pending, reap_stale
 
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     expired = expire_pending(store)
     reaped = reap_stale(store, timedelta(seconds=settings.execution_lease_seconds))
     out.print(f"{len(expired)} expired, {len(reaped)} marked outcome_unknown")
@@ -373,7 +382,7 @@ def incidents_list(
 
     only = _acted(lambda: status_shown(status))
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     ranked = store.list_incidents(
         limit=limit, status=only, min_priority=min_priority, involving=involving
     )
@@ -407,7 +416,7 @@ def incidents_show(
 ) -> None:
     """One incident: why it ranks where it does, why its alerts belong together, its timeline,
     the analyst's assessment, its closing and its proposed actions."""
-    store = open_store(_settings().store_url)
+    store = _store(_settings())
     record = incident_record(store, incident_id)
     if record is None:
         raise _fail(f"no such incident: {incident_id}", code=1)
@@ -455,7 +464,7 @@ def incidents_close(
     from agent.dispositions import dispose, dispose_each, verdict_of
 
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     queue = _queue(settings, store)
     closings = _acted(
         lambda: dispose_each(
@@ -507,7 +516,7 @@ def incidents_reopen(
     from agent.dispositions import reopen
 
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     inc = _acted(lambda: reopen(store, incident_id, reason, who))
     _tasks(settings, store)
     announcements.reopened(inc, who, reason)
@@ -519,7 +528,7 @@ def incidents_reopen(
 def incidents_tunings() -> None:
     """The rule-host pairs tuned as noise, and until when."""
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     items = store.tunings(datetime.now(UTC))
     table = Table(title=f"{len(items)} tuned rule-host pair(s)")
     for col in ("rule", "host", "verdict", "by", "incident", "until", "reason"):
@@ -548,7 +557,7 @@ def incidents_untune(
     from agent.dispositions import revoke
 
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     _acted(lambda: revoke(store, rule_id, host, reason, who))
     said = (escape(plain(x)) for x in (rule_id, host, who))
     out.print("tuning of {} on {} revoked by {}".format(*said), highlight=False)
@@ -565,7 +574,7 @@ def sweep(
     from agent.sweep import sweep as run_sweep
 
     settings = _settings()
-    store = open_store(settings.store_url)
+    store = _store(settings)
     try:
         backend = make_backend(settings)
     except ConfigError as exc:
@@ -689,7 +698,7 @@ def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = Non
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit trail's hash chain end to end."""
-    store = open_store(_settings().store_url)
+    store = _store(_settings())
     ok, bad = store.verify_audit()
     n = len(store.audit())
     if not ok:

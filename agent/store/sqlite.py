@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from agent.errors import Transient
+from agent.errors import ConfigError, Transient
 from agent.models import (
     ActionProposal,
     Alert,
@@ -141,14 +141,17 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         p = Path(path)
         self._run_lock: Path | None = None
-        if str(p) != ":memory:":
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._run_lock = p.with_name(f"{p.name}.run-lock")
-        self._db = sqlite3.connect(
-            str(p), timeout=30, isolation_level=None, check_same_thread=False
-        )
+        try:
+            if str(p) != ":memory:":
+                p.parent.mkdir(parents=True, exist_ok=True)
+                self._run_lock = p.with_name(f"{p.name}.run-lock")
+            self._db = sqlite3.connect(
+                str(p), timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:  # a path that cannot hold a database
+            raise ConfigError(f"cannot open the SQLite store at {p}: {exc}") from exc
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         earlier = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         self._db.executescript(_SCHEMA)

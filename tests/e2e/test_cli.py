@@ -385,6 +385,18 @@ def test_invalid_settings_are_refused_on_readable_lines(tmp_path: Path) -> None:
     assert "es_page_size\n" in r.stderr and "\\x0a" not in r.stderr
 
 
+def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    """An unknown scheme or a path that cannot hold a database ended in a traceback."""
+    (tmp_path / "a-file").write_text("")
+    for url, says in (
+        ("postgres://db/vigie", "unsupported store URL"),
+        (f"sqlite:///{tmp_path}/a-file/vigie.db", "cannot open the SQLite store"),
+        (f"sqlite:///{tmp_path}", "cannot open the SQLite store"),  # a folder
+    ):
+        r = vigie(tmp_path, "incidents", "list", VIGIE_STORE_URL=url)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, url
+
+
 def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
     missing = tmp_path / "alerts[/]today.ndjson"
     r = vigie(tmp_path, "triage", "--input", str(missing))
