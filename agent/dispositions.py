@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from agent.approvals import SYSTEM_IDENTITIES, person
 from agent.errors import ApprovalError, BadInput, Conflict, Forbidden, NotFound
 from agent.models import Disposal, Disposition, Incident, ProposalState, Tuning
 from agent.store import Store
@@ -75,7 +76,7 @@ def dispose(
 
     Raises BadInput (no reason, or tuning a true positive), Forbidden (tuning without the role),
     NotFound, or Conflict (someone disposed of it first)."""
-    reason = _reason(reason)
+    reason, actor = _reason(reason), _named(actor)
     if tune and verdict not in TUNABLE:
         raise BadInput(f"only an incident closed as {' or '.join(sorted(TUNABLE))} can tune")
     if tune and role is not None and role not in TUNING_ROLES:
@@ -187,7 +188,7 @@ def reopen(store: Store, incident_id: str, reason: str, actor: str) -> Incident:
     """Undo a closing made in error: the incident is open again and may be closed anew. Its
     tunings and the proposals its closing rejected stay as they are (ended or proposed anew
     on their own). Raises BadInput (no reason), NotFound, or Conflict (not closed by anyone)."""
-    reason = _reason(reason)
+    reason, actor = _reason(reason), _named(actor)
     if store.get_incident(incident_id) is None:
         raise NotFound(f"no incident {incident_id}")
     if not store.reopen(incident_id, actor, reason, datetime.now(UTC)):
@@ -196,6 +197,17 @@ def reopen(store: Store, incident_id: str, reason: str, actor: str) -> Incident:
     if opened is None:  # deleted meanwhile: stores never delete incidents
         raise NotFound(f"no incident {incident_id}")
     return opened
+
+
+def _named(actor: str) -> str:
+    """The person acting: a closing, a reopening or a tuning ended is theirs in the audit trail
+    and on the incident, so nobody's name and the system's own are refused, as for approvals."""
+    name = actor.strip()
+    if not name:
+        raise BadInput("the person acting must be named")
+    if person(name) in SYSTEM_IDENTITIES:
+        raise BadInput(f"{name!r} is a system identity: a person must act")
+    return name
 
 
 def _reason(text: str) -> str:
@@ -210,7 +222,7 @@ def revoke(
 ) -> None:
     """End a tuning early (a lead's call over the API, as tuning is). Raises BadInput (no
     reason), Forbidden, or NotFound (no tuning in force for the pair)."""
-    reason = _reason(reason)
+    reason, actor = _reason(reason), _named(actor)
     if role is not None and role not in TUNING_ROLES:
         raise Forbidden(f"revoking a tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
     if not store.revoke_tuning(rule_id, host, actor, reason):

@@ -10,7 +10,7 @@ import pytest
 from agent.analyst import OfflineAnalyst
 from agent.baseline import Baseline
 from agent.correlate import correlate
-from agent.dispositions import dispose
+from agent.dispositions import dispose, reopen, revoke
 from agent.errors import BadInput, Forbidden, NotFound
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import Incident, Tuning
@@ -130,6 +130,14 @@ def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_a
         dispose(store, inc.incident_id, "benign", "test box", "alice", tune=True, role="analyst")
     with pytest.raises(NotFound):
         dispose(store, "INC-nope", "benign", "test box", "alice")
+    # A closing is someone's: `--as ""` closed it "by " nobody, and the system could close too.
+    for nobody in ("", "   ", "vigie", " System "):
+        with pytest.raises(BadInput, match="person"):
+            dispose(store, inc.incident_id, "benign", "test box", nobody)
+        with pytest.raises(BadInput, match="person"):
+            reopen(store, inc.incident_id, "closed in error", nobody)
+        with pytest.raises(BadInput, match="person"):
+            revoke(store, "odd-dns", "srv3", "the job moved", nobody)
     assert store.get_incident(inc.incident_id).status == "open"  # nothing refused was written
     assert store.tunings(NOW) == [] and store.audit(inc.incident_id) == []
     dispose(store, inc.incident_id, "benign", "test box", "carol", tune=True, role="lead")
