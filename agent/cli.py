@@ -126,8 +126,7 @@ def triage(
         if any(output.resolve() == path.resolve() for path in input):
             raise _fail(f"the output would overwrite an input: {output}")
         _writable(output)  # before the run: a day's triage must not end in a traceback
-    if settings.analyst == "mistral":  # say where the incidents go before any is sent
-        err.print(plain(_model_line(settings)), markup=False, highlight=False)
+    _say_where_the_model_is(settings)
     store = _store(settings)
     started = datetime.now(UTC)
     paths = [str(p) for p in input]
@@ -191,13 +190,18 @@ def _writable(output: Path) -> None:
         raise _fail(f"cannot write {output} ({exc.strerror or exc})") from exc
 
 
-def _model_line(settings: Settings) -> str:
+def _say_where_the_model_is(settings: Settings) -> None:
+    """Before any incident is sent: which model, where, and whether entities are pseudonymised
+    (nothing when the offline analyst writes every assessment)."""
+    if settings.analyst != "mistral":
+        return
     where = settings.mistral_url or "Mistral's API"
     entities = "pseudonymised" if settings.pseudonymize else "NOT pseudonymised"
-    return (
+    line = (
         f"analyst: Mistral {settings.mistral_model} at {where}, for incidents of priority "
         f"{settings.llm_min_priority:g} or more; their entities {entities}"
     )
+    err.print(plain(line), markup=False, highlight=False)
 
 
 def _model_use(incidents: list[Incident], min_priority: float) -> str:
@@ -580,8 +584,7 @@ def sweep(
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     ctx = triage_context(settings, store)
-    if settings.analyst == "mistral":  # say where the incidents go before any is sent
-        err.print(plain(_model_line(settings)), markup=False, highlight=False)
+    _say_where_the_model_is(settings)
     while True:
         with err.status("sweeping...") as status:
             try:

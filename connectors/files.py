@@ -296,7 +296,7 @@ class _Values:
         self.line += crossed
         if crossed > 1:
             reason += f" (lines {line}-{line + crossed - 1} skipped, up to the next object)"
-        return DeadLetter(source=self.name, line=line, reason=reason, excerpt=excerpt)
+        return self._dead(reason, excerpt, line)
 
     def _kept_from(self) -> int:
         """Where the buffer's tail that the next chunk may turn into an object's start begins
@@ -308,10 +308,11 @@ class _Values:
             return len(self.buf)
         return newline
 
-    def _dead(self, reason: str, excerpt: str | None = None) -> DeadLetter:
+    def _dead(self, reason: str, excerpt: str | None = None, line: int | None = None) -> DeadLetter:
+        """A dead letter for the value at `pos` (or at `line`, with its `excerpt`)."""
         if excerpt is None:
             excerpt = _excerpt(self.buf[self.pos : self.pos + 200])
-        return DeadLetter(source=self.name, line=self.line, reason=reason, excerpt=excerpt)
+        return DeadLetter(source=self.name, line=line or self.line, reason=reason, excerpt=excerpt)
 
 
 def _ran_out(exc: json.JSONDecodeError, size: int) -> bool:
