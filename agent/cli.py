@@ -385,6 +385,8 @@ def incidents_list(
     from agent.api import status_shown
 
     only = _acted(lambda: status_shown(status))
+    if involving is not None and not involving.strip():
+        raise _fail("--involving needs a host, user or address; it was blank")
     settings = _settings()
     store = _store(settings)
     ranked = store.list_incidents(

@@ -146,6 +146,11 @@ def _detect(f: Fields) -> Format:
             "a search response, not an alert: give its hits one a line (jq -c '.hits.hits[]'), "
             "or let `vigie sweep` read the index"
         )
+    if get("_index") is not None and get("_id") is not None:
+        raise NormalizeError(
+            "a search hit without its _source: the index keeps no source "
+            '("_source": {"enabled": false}) or the search left it out'
+        )
     raise NormalizeError(
         "unrecognised document: no kibana.alert.* (Elastic), rule.level (Wazuh) or @timestamp (ECS)"
     )

@@ -86,7 +86,7 @@ def sweep(
     for page in backend.pages(
         cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
     ):
-        docs = [(h.index, n, {**h.source, "_id": h.id}) for n, h in enumerate(page, 1)]
+        docs = [(h.index, n, h.document()) for n, h in enumerate(page, 1)]
         state = run_triage_documents(docs, ctx)
         incidents = state.get("incidents", [])
         owner = dict(state.get("known", {}))
@@ -153,7 +153,9 @@ def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list
     """Each triaged alert acknowledged and tagged with its incident."""
     ops: list[dict[str, Any]] = []
     for hit in page:
-        source = {**hit.source, "_id": hit.id}
+        if hit.source is None:
+            continue  # a dead letter (no source to triage): left open for a human
+        source = hit.document()
         incident_id = owner.get(alert_id(source, Fields(source).get))
         if incident_id is None:
             continue  # a dead letter: left open in Kibana for a human

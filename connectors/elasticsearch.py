@@ -75,10 +75,20 @@ AUDIT_MAPPINGS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Hit:
+    """One alert as a search returns it. `source` is None when the index keeps no source
+    (`"_source": {"enabled": false}`): the hit then names the alert but does not hold it."""
+
     index: str
     id: str
-    source: dict[str, Any]
+    source: dict[str, Any] | None
     sort: list[Any]
+
+    def document(self) -> dict[str, Any]:
+        """What triage reads: the source with the hit's `_id` (an alert id of last resort), or
+        the bare hit, which triage turns into a dead letter saying why."""
+        if self.source is None:
+            return {"_index": self.index, "_id": self.id}
+        return {**self.source, "_id": self.id}
 
 
 class SearchBackend(Protocol):
@@ -202,7 +212,8 @@ class _Base:
                     raise translate(exc) from exc
                 pit = res.get("pit_id", pit) if pit is not None else None
                 hits = [
-                    Hit(h["_index"], h["_id"], h["_source"], h["sort"]) for h in res["hits"]["hits"]
+                    Hit(h["_index"], h["_id"], h.get("_source"), h["sort"])
+                    for h in res["hits"]["hits"]
                 ]
                 if not hits:
                     return

@@ -262,7 +262,9 @@ def create_app(
         min_priority: float = Query(default=0, ge=0, le=100),
         limit: int = Query(default=50, ge=1, le=500),
         offset: int = Query(default=0, ge=0, le=100_000),
-        involving: str | None = Query(default=None, min_length=1, max_length=MAX_ENTITY),
+        involving: str | None = Query(
+            default=None, min_length=1, max_length=MAX_ENTITY, pattern=r"\S"
+        ),
     ) -> dict[str, Any]:
         """Highest priority first, filtered and paged by the store; `involving`: only the
         incidents with this host, user or address (case aside)."""

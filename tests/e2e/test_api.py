@@ -217,6 +217,8 @@ def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
     assert involving["total"] == len(involving["items"]) >= 1
     too_long = {"involving": "x" * 300}
     assert c.get("/api/incidents", params=too_long, headers=auth("tok-alice")).status_code == 422
+    blank = {"involving": "  "}  # found nothing, as if no incident involved anyone
+    assert c.get("/api/incidents", params=blank, headers=auth("tok-alice")).status_code == 422
     pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
     isolate = next(p for p in pending if p["action"] == "isolate_host")
     path = f"/api/approvals/{isolate['proposal_id']}"

@@ -596,6 +596,8 @@ def test_incidents_list_reads_them_in_priority_order_with_what_ranks_each(tmp_pa
     ]
     nobody = vigie(tmp_path, "incidents", "list", "--involving", "[red]nobody")
     assert nobody.returncode == 0 and "no open incident involving [red]nobody" in nobody.stdout
+    blank = vigie(tmp_path, "incidents", "list", "--involving", " ")  # found nothing before
+    assert blank.returncode == 2 and "--involving needs a host" in blank.stderr
     bad = vigie(tmp_path, "incidents", "list", "--status", "shut")
     assert bad.returncode == 2 and "unknown status 'shut'" in bad.stderr
 

@@ -400,3 +400,36 @@ def test_a_bulk_item_refused_for_its_content_is_bad_input_and_one_refused_for_lo
     assert isinstance(bulk_failure([rejected, rejected]), RateLimited)
     assert type(bulk_failure([rejected, shard])) is Transient
     assert isinstance(bulk_failure([rejected, conflict]), BadInput)
+
+
+def test_alerts_in_an_index_that_keeps_no_source_are_dead_letters_with_the_reason(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """An index mapped with `"_source": {"enabled": false}` answers hits without `_source`.
+    Each failed the sweep with a KeyError at its page, so the checkpoint never moved; each
+    is now a dead letter saying so, the alerts of the other index are triaged, and the
+    source-less hits are left open (nothing written back to them)."""
+    seed(es, scenario(20)[:20])
+    es.client.indices.create(
+        index=INDEX + "-nosource", mappings={"_source": {"enabled": False}, **ALERT_MAPPINGS}
+    )
+    es.bulk(
+        [
+            op
+            for i in range(3)
+            for op in (
+                {"index": {"_index": INDEX + "-nosource", "_id": f"n{i}"}},
+                elastic_alert(100 + i, 3 + i, "hostN", "Rule N"),
+            )
+        ]
+    )
+    es.client.indices.refresh(index=INDEX + "-nosource")
+    cfg = SweepConfig(alerts_index=INDEX + "*", page_size=7)
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert (r.alerts_read, r.dead_letters) == (23, 3)
+    assert placed(ctx.store) == sorted(f"u{i:06d}" for i in range(20))
+    reasons = {d.reason for d in ctx.store.dead_letters()}
+    assert len(reasons) == 1 and reasons.pop().startswith("a search hit without its _source")
+    assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
+    left = es.client.search(index=INDEX + "-nosource", query={"match_all": {}}, source=False)
+    assert len(left["hits"]["hits"]) == 3

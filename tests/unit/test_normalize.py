@@ -145,6 +145,9 @@ def test_a_search_hit_is_read_as_the_alert_it_holds(shared_data) -> None:
         assert alert.model_dump(exclude={"raw"}) == same.model_dump(exclude={"raw"})
     with pytest.raises(NormalizeError, match="a search response, not an alert"):
         normalize({"took": 3, "hits": {"total": {"value": 1}, "hits": [hit]}})
+    bare = {k: v for k, v in hit.items() if k != "_source"}  # an index that keeps no source
+    with pytest.raises(NormalizeError, match="a search hit without its _source"):
+        normalize(bare)  # was "unrecognised document", as if the format were unknown
     doc = ecs(1, 0, "r") | {"_source": {"not": "a hit"}}  # no _id or _index: its own document
     assert normalize(doc).rule_name == "r"
 
