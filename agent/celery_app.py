@@ -5,8 +5,8 @@ The only module that builds the app at import: a worker process needs it to exis
 
 from __future__ import annotations
 
-from agent.settings import Settings
+from agent.settings import load_settings
 from agent.worker import create_app
 
-app = create_app(Settings())
+app = create_app(load_settings())
 import agent.worker  # noqa: E402,F401  (registers the shared tasks on this app)

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from textwrap import indent
 from typing import Annotated, TypeVar
 
 import orjson
@@ -22,7 +23,7 @@ from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFoun
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
-from agent.settings import Settings
+from agent.settings import Settings, load_settings
 from agent.store import Store, incident_record, open_store
 from agent.terminal import (
     assessed,
@@ -66,9 +67,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        return load_settings()
     except (ConfigError, ValueError) as exc:
-        raise _fail(f"invalid settings: {exc}") from exc
+        raise _fail("invalid settings:\n" + indent(str(exc), "  ")) from exc
 
 
 def _store(settings: Settings) -> Store:

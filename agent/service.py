@@ -17,7 +17,7 @@ from agent.graph import Progress, TriageContext, TriageState, run_triage
 from agent.parallel_read import ParallelRead, worker_count
 from agent.playbooks import load_playbooks
 from agent.prioritise import PriorityConfig, Watchlist
-from agent.settings import Settings
+from agent.settings import Settings, load_settings
 from agent.store import Store
 from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig
@@ -208,7 +208,7 @@ def api_from_environment() -> Any:
     handler.setFormatter(JsonFormatter())
     logging.getLogger("vigie").handlers = [handler]
     logging.getLogger("vigie").setLevel(logging.INFO)
-    settings = Settings()
+    settings = load_settings()
     return make_api(settings, open_store(settings.store_url))
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from agent.errors import ConfigError
 
@@ -42,13 +44,13 @@ class Settings(BaseSettings):
     # The Mistral analyst (VIGIE_LLM=mistral, or MISTRAL_API_KEY set).
     mistral_url: str | None = None  # the SDK's server_url: Mistral's API or a vLLM/Ollama server
     mistral_model: str = "mistral-small-latest"
-    llm_timeout_seconds: float = 60.0
-    llm_max_retry_seconds: float = 30.0
-    llm_max_concurrency: int = 4
-    llm_min_priority: float = 30.0
-    llm_tokens_per_incident: int = 4000
-    llm_tokens_per_run: int = 200_000
-    llm_max_tool_steps: int = 2
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retry_seconds: float = Field(default=30.0, ge=0)
+    llm_max_concurrency: int = Field(default=4, ge=1)
+    llm_min_priority: float = Field(default=30.0, ge=0, le=100)
+    llm_tokens_per_incident: int = Field(default=4000, ge=1)
+    llm_tokens_per_run: int = Field(default=200_000, ge=1)
+    llm_max_tool_steps: int = Field(default=2, ge=0)
     llm_audit_payload: Literal["hash", "full"] = "hash"
     pseudonymize: bool = True
     # Elasticsearch / OpenSearch sweeps (VIGIE_ES_*).
@@ -71,29 +73,28 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=60.0, gt=0)
     # HTTP API and webhooks (`vigie serve`).
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_port: int = Field(default=8080, ge=1, le=65535)
     api_tokens: SecretStr = SecretStr("")  # name:role:token,...  (roles: analyst, lead, admin)
     webhook_tokens: SecretStr = SecretStr("")  # source:token,...
     webhook_secrets: SecretStr = SecretStr("")  # source:whsec_...,...  (Standard Webhooks)
-    webhook_max_bytes: int = 5 << 20
+    webhook_max_bytes: int = Field(default=5 << 20, ge=1)
     #: Signed outbound webhooks, JSON: [{"url": "https://soar/hook", "secret": "whsec_..."}]
     outbound_webhooks: list[dict[str, str]] = Field(default_factory=list)
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.
-    broker_visibility_timeout: int = 3600
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
     # Reading input.
-    max_doc_bytes: int = 1 << 20
+    max_doc_bytes: int = Field(default=1 << 20, ge=1)
     #: Processes that parse and normalise a large NDJSON file (16 MB and up), the reading one
     #: included; 0: every core.
-    read_workers: int = 0
+    read_workers: int = Field(default=0, ge=0)
     # Correlation.
-    repeat_gap_seconds: float = 1800.0
-    link_window_seconds: float = 3600.0
-    hub_min_hosts: int = 8
-    incident_quiet_seconds: float = (
-        24 * 3600.0
-    )  # an incident this quiet closes; later alerts open a new one
+    repeat_gap_seconds: float = Field(default=1800.0, ge=0)
+    link_window_seconds: float = Field(default=3600.0, gt=0)
+    hub_min_hosts: int = Field(default=8, ge=2)
+    #: An incident this quiet closes; later alerts open a new one.
+    incident_quiet_seconds: float = Field(default=24 * 3600.0, gt=0)
     # Prioritisation: the site's critical hosts and identities, comma-separated names or
     # shell-style patterns, matched case-insensitively ("dc*,erp-prod,*-finance-*"; users:
     # "administrator,*-adm"). An incident involving one gains the criticality factor.
@@ -102,9 +103,10 @@ class Settings(BaseSettings):
     # How long an analyst's tuning (a rule on a host marked noise) holds before it lapses: a
     # rule that was noise may come to matter, and nobody reviews a tuning they forgot.
     tuning_days: int = Field(default=30, ge=1, le=365)
-    # Approvals.
-    approval_ttl_seconds: int = 24 * 3600
-    execution_lease_seconds: int = 300
+    # Approvals. They expire: a decision taken on a day-old picture is taken again. A TTL of
+    # 0 or less would make every proposal expired at birth.
+    approval_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    execution_lease_seconds: int = Field(default=300, gt=0)
     requester: str = "vigie"
     #: Approvers and their roles, "name:role,..." (roles: analyst, lead, admin). Empty means roles
     #: are not enforced, which production refuses.
@@ -150,3 +152,76 @@ class Settings(BaseSettings):
         if self.analyst == "mistral" and self.mistral_api_key is None:
             raise ConfigError("VIGIE_LLM=mistral needs MISTRAL_API_KEY")
         return self
+
+
+#: VIGIE_ variables that are not settings: read before Settings exists, or by the tools.
+NOT_SETTINGS = frozenset({"VIGIE_SECRETS_DIR", "VIGIE_AUDIT_STRICT", "VIGIE_BENCH_ALL"})
+#: Settings whose values an error must not quote.
+_SECRET = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if "SecretStr" in str(info.annotation) or name in ("targets", "outbound_webhooks")
+)
+
+
+def variable_names() -> dict[str, str]:
+    """Each environment variable a setting is read from, with the setting."""
+    names: dict[str, str] = {}
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [f"VIGIE_{field}"]
+        names.update({str(choice).upper(): field for choice in choices})
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Set VIGIE_ variables that no setting reads: a misspelt one would be ignored and its
+    setting left at its default (VIGIE_MISTRAL_ENDPOINT instead of VIGIE_MISTRAL_URL sends the
+    incidents to Mistral's API, not to the model on the premises)."""
+    known = variable_names().keys() | NOT_SETTINGS
+    return sorted(
+        name
+        for name, value in environ.items()
+        if name.upper().startswith("VIGIE_") and name.upper() not in known and value
+    )
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings, or a ConfigError naming each variable at fault on its own line."""
+    unknown = unknown_variables(environ)
+    if unknown:
+        known = sorted(variable_names())
+        raise ConfigError(
+            "\n".join(
+                f"{name} is not a setting" + _did_you_mean(name.upper(), known) for name in unknown
+            )
+        )
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_readable(exc)) from exc
+    except SettingsError as exc:  # a JSON setting that does not parse; say which, and where
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        variable = f"VIGIE_{field.upper()}" if field else "a JSON setting"
+        raise ConfigError(f"{variable} is not valid JSON: {exc.__cause__ or exc}") from exc
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.7)
+    if not close:
+        return " (the settings are in the README, under Configuration)"
+    *others, last = close
+    return f" (did you mean {', '.join(others) + ' or ' if others else ''}{last}?)"
+
+
+def _readable(exc: ValidationError) -> str:
+    """One line per setting at fault: its variable, the value given (never a secret's), and
+    what was wrong, without pydantic's type codes and links."""
+    names = {field: name for name, field in variable_names().items()}
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = names.get(field, field.upper() or "settings")
+        given = "" if field in _SECRET or "input" not in error else f"={error['input']!r}"
+        lines.append(f"{variable}{given}: {error['msg']}")
+    return "\n".join(lines)

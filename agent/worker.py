@@ -22,7 +22,7 @@ from agent.execution import (
     reap_stale,
     stranded,
 )
-from agent.settings import Settings
+from agent.settings import Settings, load_settings
 from agent.store import Store, open_store
 from connectors.actions.http import HttpActionRunner
 
@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> Celery:
 @cache
 def _services() -> tuple[Settings, Store, HttpActionRunner]:
     """Built on first use in each worker process, never at import."""
-    settings = Settings()
+    settings = load_settings()
     return settings, open_store(settings.store_url), HttpActionRunner(settings.targets)
 
 

@@ -382,7 +382,36 @@ def test_invalid_settings_are_refused_on_readable_lines(tmp_path: Path) -> None:
         tmp_path, "sweep", "--once", VIGIE_ES_URL="http://127.0.0.1:1", VIGIE_ES_PAGE_SIZE="0"
     )
     assert r.returncode == 2 and "invalid settings" in r.stderr
-    assert "es_page_size\n" in r.stderr and "\\x0a" not in r.stderr
+    assert "\n  VIGIE_ES_PAGE_SIZE='0': Input should be greater than or equal to 1" in r.stderr
+    assert "\\x0a" not in r.stderr and "errors.pydantic.dev" not in r.stderr
+
+
+def test_a_misspelt_or_out_of_range_setting_is_refused_with_what_was_meant(tmp_path: Path) -> None:
+    """A misspelt variable was ignored, its setting left at its default: with
+    VIGIE_MISTRAL_ENDPOINT for VIGIE_MISTRAL_URL, incidents would go to Mistral's API instead
+    of the model on the premises. A TTL of -5 s queued proposals born expired; each error
+    quoted pydantic's type codes and links, and a token's value."""
+    f = escalation(tmp_path, "Sudo to root", "web01", "bob")
+    r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_MISTRAL_ENDPOINT="http://llm:8000",
+              VIGIE_PSEUDONYMISE="false")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "VIGIE_MISTRAL_ENDPOINT is not a setting (did you mean" in r.stderr
+    assert "VIGIE_MISTRAL_URL?" in r.stderr
+    assert "VIGIE_PSEUDONYMISE is not a setting (did you mean VIGIE_PSEUDONYMIZE?)" in r.stderr
+    assert not (tmp_path / "v.db").exists()  # refused before anything ran
+    r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_APPROVAL_TTL_SECONDS="-5",
+              VIGIE_OUTBOUND_WEBHOOKS='[{"url": "https://soar", "secret": "whsec_LEAK"}, 3]',
+              VIGIE_READ_WORKERS="-1")  # fmt: skip
+    assert r.returncode == 2
+    assert "VIGIE_APPROVAL_TTL_SECONDS='-5': Input should be greater than 0" in r.stderr
+    assert "VIGIE_READ_WORKERS='-1': Input should be greater than or equal to 0" in r.stderr
+    assert "VIGIE_OUTBOUND_WEBHOOKS: Input should be a valid dictionary" in r.stderr
+    assert "LEAK" not in r.stderr and not (tmp_path / "v.db").exists()
+    r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_TARGETS='{"edr": {"token": "LEAK"')
+    assert r.returncode == 2 and "VIGIE_TARGETS is not valid JSON: " in r.stderr
+    assert "LEAK" not in r.stderr and "EnvSettingsSource" not in r.stderr
+    r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_APPROVAL_TTL_SECONDS="60")
+    assert r.returncode == 0, r.stderr
 
 
 def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
