@@ -19,7 +19,15 @@ from rich.text import Text
 
 from agent.approvals import approved_by
 from agent.dispositions import Closing
-from agent.errors import ApprovalError, BadInput, ConfigError, Conflict, NotFound, VigieError
+from agent.errors import (
+    ApprovalError,
+    BadInput,
+    ConfigError,
+    Conflict,
+    NotFound,
+    Transient,
+    VigieError,
+)
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
@@ -712,5 +720,18 @@ def audit_verify() -> None:
     out.print(f"[green]audit chain intact[/]: {n} events")
 
 
+def main() -> None:
+    """The `vigie` command. An error a command does not handle itself (a store that goes
+    down mid-command) ends in one line saying what failed, not a traceback: exit 1 if trying
+    again may work, 2 if the input or the settings must change first."""
+    try:
+        app()
+    except VigieError as exc:
+        code = 2 if isinstance(exc, BadInput | ConfigError) else 1
+        hint = "; try again once it is back" if isinstance(exc, Transient) else ""
+        said = str(exc).rstrip(". ") if hint else str(exc)
+        raise SystemExit(_fail(f"{said}{hint}", code=code).exit_code) from exc
+
+
 if __name__ == "__main__":
-    app()
+    main()

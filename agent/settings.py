@@ -7,8 +7,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from agent.errors import ConfigError
@@ -115,6 +124,24 @@ class Settings(BaseSettings):
     #: A playbook step whose target is not configured runs as a dry-run.
     targets: dict[str, Target] = Field(default_factory=dict)
 
+    @field_validator("es_url", "mistral_url")
+    @classmethod
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """A URL the clients can use, checked at start-up: the Elasticsearch client failed on
+        the first sweep with a traceback, and the OpenSearch one took "notaurl" for a host."""
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http:// or https:// URL with a host")
+        if info.field_name == "es_url" and port is None:  # 9200 or 443 behind a proxy: say it
+            raise ValueError(f"no port: write it, e.g. {parts.scheme}://{parts.hostname}:9200")
+        return url.strip()
+
     @property
     def analyst(self) -> Literal["offline", "mistral"]:
         """Mistral when asked for or when a key is set; otherwise the offline analyst."""
@@ -156,11 +183,13 @@ class Settings(BaseSettings):
 
 #: VIGIE_ variables that are not settings: read before Settings exists, or by the tools.
 NOT_SETTINGS = frozenset({"VIGIE_SECRETS_DIR", "VIGIE_AUDIT_STRICT", "VIGIE_BENCH_ALL"})
-#: Settings whose values an error must not quote.
+#: Settings whose values an error must not quote: secrets, and URLs that may hold a password.
 _SECRET = frozenset(
     name
     for name, info in Settings.model_fields.items()
-    if "SecretStr" in str(info.annotation) or name in ("targets", "outbound_webhooks")
+    if "SecretStr" in str(info.annotation)
+    or name in ("targets", "outbound_webhooks")
+    or name.endswith("_url")
 )
 
 
@@ -223,5 +252,5 @@ def _readable(exc: ValidationError) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         variable = names.get(field, field.upper() or "settings")
         given = "" if field in _SECRET or "input" not in error else f"={error['input']!r}"
-        lines.append(f"{variable}{given}: {error['msg']}")
+        lines.append(f"{variable}{given}: {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)

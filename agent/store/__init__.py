@@ -334,4 +334,7 @@ def open_store(url: str) -> Store:
         from agent.store.redis import RedisStore
 
         return RedisStore(url)
-    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH or redis://HOST/DB")
+    scheme = url.partition(":")[0]  # the rest may hold a password
+    raise ConfigError(
+        f"unsupported store URL ({scheme}:...): use sqlite:///PATH or redis://HOST/DB"
+    )

@@ -15,7 +15,7 @@ import pytest
 from agent.analyst import link_text
 from agent.models import args_hash
 from agent.store import open_store
-from tests.conftest import REPO, brute_force, ecs
+from tests.conftest import REPO, brute_force, ecs, free_port
 from tests.fakes.mistral_standin import MistralStandIn, sequence
 from tests.unit.test_approvals import proposal
 
@@ -390,7 +390,9 @@ def test_a_misspelt_or_out_of_range_setting_is_refused_with_what_was_meant(tmp_p
     """A misspelt variable was ignored, its setting left at its default: with
     VIGIE_MISTRAL_ENDPOINT for VIGIE_MISTRAL_URL, incidents would go to Mistral's API instead
     of the model on the premises. A TTL of -5 s queued proposals born expired; each error
-    quoted pydantic's type codes and links, and a token's value."""
+    quoted pydantic's type codes and links, and a token's value. A search server's URL without
+    a port ended the first sweep in a traceback (the OpenSearch client took "notaurl" for a
+    host name)."""
     f = escalation(tmp_path, "Sudo to root", "web01", "bob")
     r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_MISTRAL_ENDPOINT="http://llm:8000",
               VIGIE_PSEUDONYMISE="false")  # fmt: skip
@@ -410,6 +412,11 @@ def test_a_misspelt_or_out_of_range_setting_is_refused_with_what_was_meant(tmp_p
     r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_TARGETS='{"edr": {"token": "LEAK"')
     assert r.returncode == 2 and "VIGIE_TARGETS is not valid JSON: " in r.stderr
     assert "LEAK" not in r.stderr and "EnvSettingsSource" not in r.stderr
+    r = vigie(tmp_path, "sweep", "--once", VIGIE_ES_URL="https://vigie:LEAK@es.example.org",
+              VIGIE_MISTRAL_URL="localhost:8000")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "LEAK" not in r.stderr
+    assert "VIGIE_ES_URL: no port: write it, e.g. https://es.example.org:9200" in r.stderr
+    assert "VIGIE_MISTRAL_URL: not an http:// or https:// URL with a host" in r.stderr
     r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_APPROVAL_TTL_SECONDS="60")
     assert r.returncode == 0, r.stderr
 
@@ -418,12 +425,24 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
     """An unknown scheme or a path that cannot hold a database ended in a traceback."""
     (tmp_path / "a-file").write_text("")
     for url, says in (
-        ("postgres://db/vigie", "unsupported store URL"),
+        ("postgres://vigie:LEAK@db/vigie", "unsupported store URL (postgres:...)"),
         (f"sqlite:///{tmp_path}/a-file/vigie.db", "cannot open the SQLite store"),
         (f"sqlite:///{tmp_path}", "cannot open the SQLite store"),  # a folder
     ):
         r = vigie(tmp_path, "incidents", "list", VIGIE_STORE_URL=url)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, url
+        assert "LEAK" not in r.stderr  # the password in the URL
+
+
+def test_a_store_that_is_down_is_one_line_saying_so_not_a_traceback(tmp_path: Path) -> None:
+    """A Redis store out of reach raised its Transient error out of `vigie incidents list`,
+    `vigie approvals list`, ...: a traceback. Exit 1: trying again may work."""
+    down = f"redis://:LEAK@127.0.0.1:{free_port()}/0"
+    for command in (("incidents", "list"), ("approvals", "list"), ("incidents", "show", "I-1")):
+        r = vigie(tmp_path, *command, VIGIE_STORE_URL=down)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (command, r.stderr)
+        assert "error: store unavailable" in r.stderr and "try again once it is back" in r.stderr
+        assert "LEAK" not in r.stderr
 
 
 def test_an_error_quoting_input_prints_it_as_text(tmp_path: Path) -> None:
