@@ -31,7 +31,7 @@ from agent.errors import (
 from agent.models import ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
-from agent.settings import Settings, load_settings
+from agent.settings import Settings, load_settings, shown_url
 from agent.store import Store, incident_record, open_store
 from agent.terminal import (
     assessed,
@@ -204,7 +204,7 @@ def _say_where_the_model_is(settings: Settings) -> None:
     (nothing when the offline analyst writes every assessment)."""
     if settings.analyst != "mistral":
         return
-    where = settings.mistral_url or "Mistral's API"
+    where = shown_url(settings.mistral_url) if settings.mistral_url else "Mistral's API"
     entities = "pseudonymised" if settings.pseudonymize else "NOT pseudonymised"
     line = (
         f"analyst: Mistral {settings.mistral_model} at {where}, for incidents of priority "

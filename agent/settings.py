@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -254,3 +254,11 @@ def _readable(exc: ValidationError) -> str:
         given = "" if field in _SECRET or "input" not in error else f"={error['input']!r}"
         lines.append(f"{variable}{given}: {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be printed: without the user and password it may hold."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

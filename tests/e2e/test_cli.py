@@ -226,7 +226,7 @@ def test_triage_says_where_the_model_is_and_what_it_assessed(tmp_path: Path) -> 
             "-i",
             demo,
             MISTRAL_API_KEY="test-key",
-            VIGIE_MISTRAL_URL=server.url,
+            VIGIE_MISTRAL_URL=server.url.replace("://", "://vigie:LEAK@"),  # a proxy's login
             VIGIE_LLM_MAX_RETRY_SECONDS="1",
         )
     finally:
@@ -234,6 +234,7 @@ def test_triage_says_where_the_model_is_and_what_it_assessed(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     assert "not available in this build" not in r.stderr + r.stdout
     assert f"analyst: Mistral mistral-small-latest at {server.url}" in r.stderr
+    assert "LEAK" not in r.stderr + r.stdout
     assert "their entities pseudonymised" in r.stderr
     assert server.requests  # the model was asked, as announced
     assert "the model assessed 0 of the " in r.stdout
