@@ -3,6 +3,7 @@ every source's format) and the analyst API (tokens, roles, approvals bound to th
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,34 @@ def test_an_ndjson_body_is_one_alert_a_line(api: dict) -> None:
     bad = ("\n".join([lines[0], '{"broken": ', lines[1]])).encode()
     r = c.post("/webhooks/generic", content=bad, headers=auth("gen-token"))
     assert r.status_code == 400 and "neither JSON nor NDJSON: line 2" in r.text
+
+
+def test_a_gzipped_body_is_read_as_written_and_its_size_limit_holds_once_inflated(
+    api: dict,
+) -> None:
+    """Log shippers (Logstash's http output, Vector, Fluent Bit) may send
+    `Content-Encoding: gzip`: a 400 saying "str is not valid UTF-8" before. The signature is
+    checked on the body as written; a small body inflating past the limit is a 413."""
+    c = api["client"]
+    body = json.dumps([brute_force(f"gz{i}") for i in range(3)]).encode()
+    packed = gzip.compress(body[:40]) + gzip.compress(body[40:])  # two members, as gzip allows
+    headers = {**signed(body, "gz"), "content-encoding": "gzip"}
+    r = c.post("/webhooks/generic", content=packed, headers=headers)
+    assert r.status_code == 202 and r.json()["accepted"] == 3, r.text
+    tampered = gzip.compress(body.replace(b"gz0", b"gz9"))
+    r = c.post("/webhooks/generic", content=tampered, headers={**headers, **signed(body, "gz2")})
+    assert r.status_code == 401
+    bomb = gzip.compress(b"[" + b" " * 400_000 + b"]")  # 400 kB inflated, the limit is 200 kB
+    assert len(bomb) < 1_000
+    r = c.post("/webhooks/generic", content=bomb, headers={**auth("gen-token"), **headers})
+    assert r.status_code == 413 and "once decompressed" in r.text
+    for content, status in ((gzip.compress(body)[:-9], 400), (b"not gzip", 400)):
+        r = c.post("/webhooks/generic", content=content,
+                   headers={**auth("gen-token"), "content-encoding": "gzip"})  # fmt: skip
+        assert r.status_code == status and "not valid gzip" in r.text, r.text
+    r = c.post("/webhooks/generic", content=body,
+               headers={**auth("gen-token"), "content-encoding": "br"})  # fmt: skip
+    assert r.status_code == 415 and "send gzip or none" in r.text
 
 
 def test_oversized_and_malformed_bodies(api: dict) -> None:
