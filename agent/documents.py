@@ -6,7 +6,15 @@ document often mixes both; `Fields` flattens once so a dotted path finds the val
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
+
+import orjson
+
+#: How much of a rejected document its dead letter keeps for a human.
+EXCERPT_CHARS = 200
+_SHALLOW = reprlib.Repr()
+_SHALLOW.maxlevel, _SHALLOW.maxstring, _SHALLOW.maxother = 6, EXCERPT_CHARS, EXCERPT_CHARS
 
 
 def unwrapped(doc: dict[str, Any]) -> dict[str, Any]:
@@ -18,6 +26,16 @@ def unwrapped(doc: dict[str, Any]) -> dict[str, Any]:
     if type(source) is not dict or ("_id" not in doc and "_index" not in doc):
         return doc
     return {**source, "_id": doc["_id"]} if "_id" in doc else source
+
+
+def excerpt(value: Any) -> str:
+    """The start of a rejected document, as JSON. One JSON cannot encode (nested past
+    orjson's 254 levels, or holding a lone surrogate) is shown to a few levels, as Python
+    writes it: encoding it whole raised, and failed the webhook that brought it with a 500."""
+    try:
+        return orjson.dumps(value)[:EXCERPT_CHARS].decode("utf-8", "replace")
+    except TypeError:  # orjson.JSONEncodeError included
+        return _SHALLOW.repr(value)[:EXCERPT_CHARS]
 
 
 def strings(value: Any) -> list[str]:

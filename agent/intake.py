@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from agent.documents import excerpt
 from agent.errors import AuthError, BadInput
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import DeadLetter
@@ -77,8 +78,7 @@ def accept(store: Store, source: str, body: bytes, replay_key: str | None = None
 
 
 def _dead_letter(source: str, n: int, value: Any, reason: str) -> DeadLetter:
-    excerpt = orjson.dumps(value)[:200].decode("utf-8", "replace")
-    return DeadLetter(source=f"webhook:{source}", line=n, reason=reason, excerpt=excerpt)
+    return DeadLetter(source=f"webhook:{source}", line=n, reason=reason, excerpt=excerpt(value))
 
 
 def _unreadable(doc: dict[str, Any]) -> str | None:

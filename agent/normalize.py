@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from agent.attack import is_technique_id, tactic_id
-from agent.documents import Fields, strings, unwrapped
+from agent.documents import Fields, excerpt, strings, unwrapped
 from agent.errors import BadInput
 from agent.models import (
     SEVERITY_RISK,
@@ -95,7 +95,7 @@ def alert_from_fields(values: AlertFields) -> Alert:
 
 def rejected(source: str, line: int | None, doc: Any, exc: NormalizeError) -> DeadLetter:
     """The dead letter of a document that could not become an alert."""
-    return DeadLetter(source=source, line=line, reason=str(exc), excerpt=str(doc)[:200])
+    return DeadLetter(source=source, line=line, reason=str(exc), excerpt=excerpt(doc))
 
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:

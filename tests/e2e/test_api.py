@@ -147,6 +147,16 @@ def test_a_gzipped_body_is_read_as_written_and_its_size_limit_holds_once_inflate
     assert r.status_code == 415 and "send gzip or none" in r.text
 
 
+def test_a_document_nested_too_deep_to_encode_is_a_dead_letter_not_a_500(api: dict) -> None:
+    """orjson reads 1,024 levels and writes 254: the dead letter's excerpt of a document
+    nested 1,010 deep raised, and the webhook answered 500."""
+    deep = b'{"a": ' + b"[" * 1010 + b"]" * 1010 + b"}"
+    r = api["client"].post("/webhooks/generic", content=deep, headers=auth("gen-token"))
+    assert r.status_code == 202 and (r.json()["accepted"], r.json()["rejected"]) == (0, 1)
+    dead = api["store"].dead_letters()[-1]
+    assert dead.reason == "nesting deeper than 64 levels" and dead.excerpt.startswith("{'a': [[")
+
+
 def test_oversized_and_malformed_bodies(api: dict) -> None:
     c = api["client"]
     big = json.dumps([ecs(i, i, "r", "h", pad="x" * 1000) for i in range(300)]).encode()

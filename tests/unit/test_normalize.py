@@ -6,7 +6,7 @@ import tracemalloc
 import pytest
 
 from agent.models import Severity, raw_json
-from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize
+from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize, rejected
 from tests.conftest import ecs
 
 
@@ -246,3 +246,16 @@ def test_a_document_is_kept_in_bytes_of_its_own_size() -> None:
     assert all(json.loads(b) == d for b, d in zip(kept, docs, strict=True))
     assert per_document < 2 * max(map(len, kept))
     assert normalize(docs[0]).raw_json == kept[0]  # what an alert keeps
+
+
+def test_a_dead_letter_shows_the_start_of_its_document_as_json() -> None:
+    """A sweep's or a webhook's rejected document was kept as Python writes a dict
+    (`{'kibana.alert.rule.name': ...}`); one JSON cannot encode (a lone surrogate, which the
+    search client's parser lets through) is still shown, as Python writes it."""
+    doc = {"kibana.alert.rule.name": "No time", "n": 1}
+    dead = rejected("sweep", 3, doc, NormalizeError("no usable timestamp"))
+    assert json.loads(dead.excerpt) == doc
+    lone = rejected("sweep", 4, {"rule": "\ud800"}, NormalizeError("invalid Unicode"))
+    assert lone.excerpt == "{'rule': '\\ud800'}"
+    long = rejected("sweep", 5, {"x": "y" * 500}, NormalizeError("r"))
+    assert len(long.excerpt) == 200
