@@ -40,6 +40,7 @@ from agent.terminal import (
     incidents_table,
     plain,
     proposals_table,
+    rejected_table,
     some,
     text,
     timeline_table,
@@ -707,6 +708,26 @@ def playbooks_validate(directory: Annotated[Path | None, typer.Argument()] = Non
         steps = ", ".join(f"{s.action}({s.risk.value})" for s in b.steps)
         out.print(f"[green]ok[/] {escape(plain(b.name))}: {escape(plain(steps))}", highlight=False)
     out.print(f"{len(books)} playbook(s) valid in {d}")
+
+
+@app.command()
+def rejected(
+    limit: Annotated[int, typer.Option(min=1, help="documents shown")] = 20,
+    offset: Annotated[int, typer.Option(min=0, help="newest skipped")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
+) -> None:
+    """Documents that became no alert, newest first, with why: those of webhooks and sweeps
+    too, which have no run summary to show them."""
+    total, page = _store(_settings()).recent_dead_letters(limit, offset)
+    if as_json:
+        for d in page:
+            sys.stdout.write(d.model_dump_json() + "\n")
+        return
+    if not page:
+        out.print(f"no rejected document{' past the first ' + str(offset) if offset else ''}")
+        return
+    shown = f"{offset + 1}-{offset + len(page)}"
+    out.print(rejected_table(f"Rejected documents, newest first: {shown} of {total:,}", page))
 
 
 @audit_app.command("verify")

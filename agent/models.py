@@ -242,6 +242,7 @@ class DeadLetter(BaseModel):
     line: int | None = None
     reason: str
     excerpt: str = Field(default="", description="The first bytes of the document, for a human")
+    at: datetime | None = Field(default=None, description="When the store took it (when read)")
 
 
 class EntityLink(BaseModel):

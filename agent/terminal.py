@@ -10,7 +10,7 @@ from rich.text import Text
 from agent.analyst import link_text
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.models import ActionProposal, Incident, span_text
+from agent.models import ActionProposal, DeadLetter, Incident, span_text
 
 #: C0 and C1 control characters and DEL, shown as \xNN: an escape sequence in an alert could
 #: clear the analyst's screen, retitle the window or hide what follows it.
@@ -155,5 +155,22 @@ def proposals_table(proposals: list[ActionProposal]) -> Table:
             p.state.value,
             f"{len(approved_by(p.approvals))}/{p.required_approvals}",
             text(", ".join(f"{k}={v}" for k, v in p.args.items())),
+        )
+    return table
+
+
+def rejected_table(title: str, rejected: list[DeadLetter]) -> Table:
+    """Documents that became no alert, newest first: where each came from and why. The
+    excerpt is the sender's text."""
+    table = Table(title=title, title_justify="left")
+    for col in ("stored", "from", "reason", "document began"):
+        table.add_column(col, overflow="fold")
+    for d in rejected:
+        where = f"{d.source}:{d.line}" if d.line is not None else d.source
+        table.add_row(
+            d.at.strftime("%Y-%m-%d %H:%M:%S") if d.at else "",
+            text(where),
+            text(d.reason),
+            text(d.excerpt[:120]),
         )
     return table

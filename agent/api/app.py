@@ -412,6 +412,17 @@ def create_app(
             raise HTTPException(refusal_status(exc), str(exc)) from exc
         return {"incident_id": inc.incident_id, "status": inc.status, "reopened_by": who.name}
 
+    @app.get("/api/rejected")
+    def rejected(
+        who: Principal = Depends(principal),
+        limit: int = Query(default=50, ge=1, le=500),
+        offset: int = Query(default=0, ge=0, le=1_000_000),
+    ) -> dict[str, Any]:
+        """Documents that became no alert, newest first, with why and when they were stored:
+        a webhook's or a sweep's rejections, which no run summary shows."""
+        total, page = store.recent_dead_letters(limit, offset)
+        return {"total": total, "items": [d.model_dump(mode="json") for d in page]}
+
     @app.get("/api/tunings")
     def tunings(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         """The rule-host pairs tuned as noise, in force now."""

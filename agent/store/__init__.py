@@ -285,6 +285,11 @@ class Store(Protocol):
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
+    def recent_dead_letters(self, limit: int, offset: int = 0) -> tuple[int, list[DeadLetter]]:
+        """How many documents were rejected, and a page of them, newest first, each with when
+        it was stored: what a webhook or a sweep rejected has no run summary to show it."""
+        ...
+
     def close(self) -> None: ...
 
 

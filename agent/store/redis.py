@@ -767,6 +767,14 @@ class RedisStore:
             for r in rows
         ]
 
+    def recent_dead_letters(self, limit: int, offset: int = 0) -> tuple[int, list[DeadLetter]]:
+        total = self._guard(self._r.llen, "vigie:dead_letters")
+        if offset >= total or limit <= 0:
+            return total, []
+        first, last = -(offset + limit), -(offset + 1)  # the newest are at the list's end
+        rows = self._guard(self._r.lrange, "vigie:dead_letters", first, last)
+        return total, [DeadLetter.model_validate_json(r) for r in reversed(rows)]
+
     # --- proposals ----------------------------------------------------------------------------
 
     def get_proposal(self, proposal_id: str) -> ActionProposal | None:

@@ -496,6 +496,19 @@ class SqliteStore:
         )
         return [DeadLetter(source=s, line=n, reason=r, excerpt=e) for s, n, r, e in rows]
 
+    def recent_dead_letters(self, limit: int, offset: int = 0) -> tuple[int, list[DeadLetter]]:
+        (total,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+        rows = self._db.execute(
+            "SELECT source, line, reason, excerpt, at FROM dead_letters ORDER BY id DESC "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        page = [
+            DeadLetter(source=s, line=n, reason=r, excerpt=e, at=datetime.fromisoformat(at))
+            for s, n, r, e, at in rows
+        ]
+        return total, page
+
     # --- proposals ----------------------------------------------------------------------------
 
     def get_proposal(self, proposal_id: str) -> ActionProposal | None:

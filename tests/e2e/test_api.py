@@ -49,6 +49,15 @@ def test_signed_webhook_is_stored_then_triaged(api: dict) -> None:
     items = wait_incidents(c, 3)
     assert sorted(a for i in items for a in i["alert_ids"]) == ["a1", "a2", "a3"]
     assert api["store"].dead_letters()[0].reason.startswith("unrecognised document")
+    seen = c.get("/api/rejected", params={"limit": 500}, headers=auth("tok-alice")).json()
+    assert seen["total"] == len(api["store"].dead_letters()) == len(seen["items"]) >= 1
+    assert seen["items"][-1] | {"at": None} == {  # the oldest, this test's
+        "source": "webhook:generic",
+        "line": 4,
+        "reason": api["store"].dead_letters()[0].reason,
+        "excerpt": '{"no":"timestamp"}',
+        "at": None,
+    }
 
 
 @pytest.mark.parametrize("case", ["replay", "stale", "future", "tampered", "wrong-secret", "none"])

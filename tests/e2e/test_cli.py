@@ -114,6 +114,31 @@ def test_a_gzip_export_triages_as_its_content(tmp_path: Path, mixed_file) -> Non
     assert "5 document(s) rejected" in r.stdout
 
 
+def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mixed_file) -> None:
+    """The store kept every rejection, but only a run's own summary showed them: those of a
+    webhook or a sweep could not be read at all. Their excerpts are the sender's text."""
+    path, _ = mixed_file
+    assert vigie(tmp_path, "triage", "--input", str(path)).returncode == 0
+    evil = tmp_path / "evil.ndjson"
+    raw = '{"rule": "\x1b[2J\x1b]0;pwned\x07"}'  # JSON escapes them; a broken line does not
+    evil.write_text(raw + "\n" + json.dumps(brute_force("ok")) + "\n")
+    assert vigie(tmp_path, "triage", "--input", str(evil)).returncode == 0
+    listed = vigie(tmp_path, "rejected", "--json", "--limit", "100")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(Path(r["source"]).name, r["line"]) for r in rows] == [
+        ("evil.ndjson", 1), ("mixed.ndjson", 10), ("mixed.ndjson", 6), ("mixed.ndjson", 5),
+        ("mixed.ndjson", 4), ("mixed.ndjson", 2),
+    ]  # fmt: skip
+    assert all(r["at"] and r["reason"] for r in rows)
+    shown = vigie(tmp_path, "rejected", "--limit", "2")
+    assert shown.returncode == 0 and "Rejected documents, newest first: 1-2 of 6" in shown.stdout
+    assert "invalid JSON" in shown.stdout and "duplicate alert id" in shown.stdout
+    assert "\\x1b[2J" in shown.stdout
+    assert not {"\x1b", "\x07"} & set(shown.stdout)
+    past = vigie(tmp_path, "rejected", "--offset", "6")
+    assert past.returncode == 0 and "no rejected document past the first 6" in past.stdout
+
+
 @pytest.mark.parametrize("where", ["a-file/incidents.jsonl", "."])
 def test_an_output_that_cannot_be_written_fails_before_the_run(
     tmp_path: Path, mixed_file, where: str

@@ -16,7 +16,7 @@ import redis
 from agent import approvals
 from agent.errors import ApprovalError, Transient
 from agent.execution import execute_proposal, expire_pending, reap_stale
-from agent.models import ActionProposal, Disposition, Incident, ProposalState, args_hash
+from agent.models import ActionProposal, DeadLetter, Disposition, Incident, ProposalState, args_hash
 from agent.playbooks import proposal_id_for
 from agent.queue import ApprovalQueue
 from agent.store import RunHistory, Store
@@ -579,6 +579,26 @@ def test_intake_records_the_replay_key_with_the_batch(store: Store) -> None:
     assert store.save_intake("b3", "generic", docs, [], replay_key="webhook:generic:m2")
     assert store.save_intake("b4", "generic", docs, [])  # token-authenticated: no key
     assert sorted(b for b, _ in store.claim_intake(10)) == ["b1", "b3", "b4"]  # b2: nothing
+
+
+def test_rejected_documents_are_read_back_newest_first_a_page_at_a_time(store: Store) -> None:
+    """A webhook's or a sweep's rejections had no run summary to show them: the store kept
+    them, and nothing read them but the tests."""
+    assert store.recent_dead_letters(10) == (0, [])
+    before = datetime.now(UTC)
+    store.save_intake("b1", "webhook:generic", [], [DeadLetter(source="webhook:generic",
+                      line=i, reason=f"r{i}", excerpt="{") for i in (1, 2)])  # fmt: skip
+    store.save_triage([], [], [], [DeadLetter(source="f.ndjson", line=i, reason=f"r{i}")
+                      for i in (3, 4, 5)], actor="vigie")  # fmt: skip
+    total, page = store.recent_dead_letters(2)
+    assert total == 5 and [(d.source, d.reason) for d in page] == [
+        ("f.ndjson", "r5"),
+        ("f.ndjson", "r4"),
+    ]
+    assert all(d.at is not None and before <= d.at <= datetime.now(UTC) for d in page)
+    total, page = store.recent_dead_letters(2, offset=3)
+    assert total == 5 and [(d.line, d.excerpt) for d in page] == [(2, "{"), (1, "{")]
+    assert store.recent_dead_letters(2, offset=5) == (5, [])
 
 
 def test_replay_key_expires_after_its_window(store: Store) -> None:

@@ -63,6 +63,7 @@ def test_every_route_for_every_role_and_token_state(
         "incidents": c.get("/api/incidents", headers=h),
         "incident": c.get(f"/api/incidents/{incident}", headers=h),
         "approvals": c.get("/api/approvals", headers=h),
+        "rejected": c.get("/api/rejected", headers=h),
     }
     for route, r in reads.items():
         assert r.status_code in expected(route, state, None), (route, state, r.text)
