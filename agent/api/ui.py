@@ -356,6 +356,25 @@ def build_router(
             return refused(s, exc, back)
         return RedirectResponse(back, status_code=303)
 
+    @router.get("/rejected")
+    def rejected_page(
+        request: Request,
+        page_no: int = Query(default=1, ge=1, le=10_000, alias="page"),
+    ) -> HTMLResponse:
+        """Documents that became no alert, newest first: a webhook's or a sweep's
+        rejections have no run summary to show them."""
+        s = session_of(request)
+        start = (page_no - 1) * INCIDENTS_PER_PAGE
+        total, rejected = store.recent_dead_letters(INCIDENTS_PER_PAGE, start)
+        return page(
+            "rejected.html",
+            s=s,
+            rejected=rejected,
+            total=total,
+            page_no=page_no,
+            pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
+        )
+
     @router.get("/tunings")
     def tunings_page(request: Request) -> HTMLResponse:
         s = session_of(request)

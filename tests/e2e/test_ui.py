@@ -509,3 +509,24 @@ def test_an_incident_page_leads_to_every_incident_involving_its_hosts(
     listed = [a.get_attribute("href") for a in page.locator("table.incidents tbody tr a").all()]
     assert listed == [f"/incidents/{i.incident_id}" for i in on_host[:-1]]
     assert page.locator("span.hint").inner_text().startswith("2 incident(s)")
+
+
+def test_rejected_documents_are_listed_as_text_newest_first(api: dict, browser) -> None:  # type: ignore[no-untyped-def]
+    """What a webhook rejected could be read by no one: the store kept it, no page showed
+    it. Its excerpt is the sender's text, shown as text."""
+    hostile = "<img src=x onerror=window.__pwned=5>no time here"
+    body = json.dumps([{"message": hostile}, brute_force("ok1"), {"note": "older"}]).encode()
+    r = api["client"].post("/webhooks/generic", content=body, headers=signed(body, "rej"))
+    assert r.status_code == 202 and r.json()["rejected"] == 2
+    page, dialogs = signed_in(browser, api, "tok-alice")
+    page.click("nav a[href='/rejected']")
+    page.wait_for_selector("table.rejected")
+    rows = page.locator("table.rejected tr:has(td)")
+    assert rows.count() == 2
+    assert "webhook:generic:3" in rows.nth(0).inner_text()  # newest first: the last item
+    assert "webhook:generic:1" in rows.nth(1).inner_text()
+    assert page.get_by_text(hostile, exact=False).count() >= 1
+    assert "unrecognised document" in rows.nth(1).inner_text()
+    assert page.evaluate("window.__pwned") is None and dialogs == []
+    assert page.locator("img[src=x]").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "rejected.png"), full_page=True)
