@@ -121,7 +121,7 @@ def triage(
         list[Path], typer.Option("--input", "-i", help="NDJSON, JSON array or object; gzip or not")
     ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="incidents JSONL")] = None,
-    top: Annotated[int, typer.Option(help="incidents shown in the summary")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
     from agent.parallel_read import ParallelRead, start_first, worker_count
@@ -635,10 +635,14 @@ def sweep(
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="default VIGIE_API_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="default VIGIE_API_PORT")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="default VIGIE_API_PORT")
+    ] = None,
     workers: Annotated[
         int,
-        typer.Option(help="API processes (more than 1 needs VIGIE_BROKER_URL: no inline triage)"),
+        typer.Option(
+            min=1, help="API processes (more than 1 needs VIGIE_BROKER_URL: no inline triage)"
+        ),
     ] = 1,
 ) -> None:
     """Serve webhooks, the analyst API, /healthz, /readyz and /metrics (uvicorn)."""
@@ -660,7 +664,7 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="worker processes")] = 2,
     queues: Annotated[
         str, typer.Option(help="actions (approved actions, expiry) and/or triage (intake, sweeps)")
     ] = "actions,triage",
@@ -671,6 +675,13 @@ def worker(
     settings = _settings()
     if settings.embedded:
         raise _fail("VIGIE_BROKER_URL is not set: embedded mode runs tasks in-process")
+    from agent.worker import ACTIONS_QUEUE, TRIAGE_QUEUE
+
+    unknown = {q.strip() for q in queues.split(",")} - {ACTIONS_QUEUE, TRIAGE_QUEUE}
+    if unknown:  # a worker on a queue nobody sends to would wait forever, saying nothing
+        raise _fail(
+            f"unknown queue(s) {sorted(unknown)}: use {ACTIONS_QUEUE} and/or {TRIAGE_QUEUE}"
+        )
     from agent.celery_app import app as celery_app
 
     celery_app.worker_main(

@@ -746,3 +746,19 @@ def test_several_incidents_closed_in_one_command_each_on_its_own(tmp_path: Path)
     assert f"not closed: {ids[1]}: " in both.stderr and "INC-nope" in both.stderr
     assert [store.get_incident(i).status for i in ids] == ["closed"] * 3
     assert [e.kind for e in store.audit(ids[1])].count("incident.disposed") == 1
+
+
+def test_command_options_out_of_range_are_refused(tmp_path: Path) -> None:
+    """`vigie worker --queues action` (no such queue) started a worker that waited for tasks
+    nobody sends; `vigie triage --top -1` printed "Top -1 of N" and all but the last."""
+    r = vigie(tmp_path, "worker", "--queues", "actions,action",
+              VIGIE_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+    assert (
+        r.returncode == 2 and "unknown queue(s) ['action']: use actions and/or triage" in r.stderr
+    )
+    f = escalation(tmp_path, "Sudo to root", "web01", "bob")
+    r = vigie(tmp_path, "triage", "--input", str(f), "--top", "-1")
+    assert r.returncode == 2 and "--top" in r.stderr and not (tmp_path / "v.db").exists()
+    for option in (("--port", "0"), ("--workers", "0")):
+        r = vigie(tmp_path, "serve", *option)
+        assert r.returncode == 2 and option[0] in r.stderr, option
