@@ -257,6 +257,8 @@ def _summary(
             out.print(plain(f"  {n} x {reason}"), markup=False, highlight=False)
         for d in dead[:5]:
             out.print(plain(f"  {d.source}:{d.line}: {d.reason}"), markup=False, highlight=False)
+        if len(dead) > 5:
+            out.print(f"  ... `vigie rejected --limit {len(dead)}` lists them all", markup=False)
     else:
         out.print("0 documents rejected")
 
@@ -620,9 +622,10 @@ def sweep(
                     raise typer.Exit(1) from exc
                 r = None
         if r is not None:
+            listed = " (vigie rejected lists them)" if r.dead_letters else ""
             out.print(
                 f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
-                f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected; "
+                f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected{listed}; "
                 f"checkpoint {plain(str(r.checkpoint))}",  # sort values from alert documents
                 highlight=False,
                 markup=False,

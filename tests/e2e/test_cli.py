@@ -137,6 +137,10 @@ def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mix
     assert not {"\x1b", "\x07"} & set(shown.stdout)
     past = vigie(tmp_path, "rejected", "--offset", "6")
     assert past.returncode == 0 and "no rejected document past the first 6" in past.stdout
+    many = tmp_path / "many.ndjson"
+    many.write_text("{bad\n" * 7 + json.dumps(brute_force("ok2")) + "\n")
+    r = vigie(tmp_path, "triage", "--input", str(many))  # its summary shows five, and says so
+    assert r.returncode == 0 and "`vigie rejected --limit 7` lists them all" in r.stdout
 
 
 @pytest.mark.parametrize("where", ["a-file/incidents.jsonl", "."])
