@@ -35,6 +35,7 @@ from agent.settings import Settings, load_settings, shown_url
 from agent.store import Store, incident_record, open_store
 from agent.terminal import (
     assessed,
+    audit_table,
     belonging,
     factors_table,
     incidents_table,
@@ -742,6 +743,31 @@ def rejected(
         return
     shown = f"{offset + 1}-{offset + len(page)}"
     out.print(rejected_table(f"Rejected documents, newest first: {shown} of {total:,}", page))
+
+
+@audit_app.command("show")
+def audit_show(
+    subject: Annotated[
+        str | None, typer.Argument(help="an incident, a proposal or RULE@HOST; default: all")
+    ] = None,
+    after: Annotated[int, typer.Option(min=0, help="only events after this seq")] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="events shown")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document a line")] = False,
+) -> None:
+    """What happened, in order: who triaged, proposed, approved, ran, closed or tuned what.
+    Page on with --after, the last seq shown."""
+    events = _store(_settings()).audit(subject, after=after)
+    shown = events[:limit]
+    if as_json:
+        for e in shown:
+            sys.stdout.write(e.model_dump_json() + "\n")
+        return
+    if not shown:
+        out.print("no audit event" + (f" of {plain(subject)}" if subject else ""), markup=False)
+        return
+    out.print(audit_table(f"Audit events {shown[0].seq}-{shown[-1].seq}", shown))
+    if len(events) > limit:
+        out.print(f"{len(events) - limit:,} more: --after {shown[-1].seq}", markup=False)
 
 
 @audit_app.command("verify")

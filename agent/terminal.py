@@ -4,13 +4,14 @@ as `\\xNN`. The command line (`agent.cli`) prints what these build."""
 
 from __future__ import annotations
 
+import orjson
 from rich.table import Table
 from rich.text import Text
 
 from agent.analyst import link_text
 from agent.approvals import approved_by
 from agent.attack import TACTIC_NAMES
-from agent.models import ActionProposal, DeadLetter, Incident, span_text
+from agent.models import ActionProposal, AuditEvent, DeadLetter, Incident, span_text
 
 #: C0 and C1 control characters and DEL, shown as \xNN: an escape sequence in an alert could
 #: clear the analyst's screen, retitle the window or hide what follows it.
@@ -172,5 +173,22 @@ def rejected_table(title: str, rejected: list[DeadLetter]) -> Table:
             text(where),
             text(d.reason),
             text(d.excerpt[:120]),
+        )
+    return table
+
+
+def audit_table(title: str, events: list[AuditEvent]) -> Table:
+    """Audit events as recorded; subjects and data may quote alert content (a rule's name)."""
+    table = Table(title=title, title_justify="left")
+    for col in ("seq", "at (UTC)", "actor", "kind", "subject", "data"):
+        table.add_column(col, overflow="fold")
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            text(e.actor),
+            text(e.kind),
+            text(e.subject),
+            text(orjson.dumps(e.data).decode()[:300]),
         )
     return table

@@ -329,6 +329,21 @@ def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) 
         kinds = [e.kind for e in store.audit(pid)]
         assert kinds.count("proposal.executing") == 1 and kinds.count("proposal.succeeded") == 1
     assert vigie(tmp_path, "audit", "verify").returncode == 0
+    # The trail could be verified but not read from the command line.
+    trail = vigie(tmp_path, "audit", "show", isolate["proposal_id"], "--json")
+    events = [json.loads(line) for line in trail.stdout.splitlines()]
+    assert [e["seq"] for e in events] == [e.seq for e in store.audit(isolate["proposal_id"])]
+    assert [(e["actor"], e["kind"]) for e in events][:3] == [
+        ("vigie", "proposal.created"), ("alice", "proposal.pending"), ("bob", "proposal.approved"),
+    ]  # fmt: skip
+    shown = vigie(tmp_path, "audit", "show", isolate["proposal_id"], "--limit", "2")
+    assert shown.returncode == 0 and "proposal.created" in shown.stdout
+    assert f"{len(events) - 2:,} more: --after {events[1]['seq']}" in shown.stdout
+    rest = vigie(tmp_path, "audit", "show", isolate["proposal_id"], "--json",
+                 "--after", str(events[1]["seq"]))  # fmt: skip
+    assert [json.loads(line)["seq"] for line in rest.stdout.splitlines()] == [
+        e["seq"] for e in events[2:]
+    ]
 
 
 def test_reject_and_playbook_validation(tmp_path: Path) -> None:
