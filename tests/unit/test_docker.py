@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from agent.settings import REPO_ROOT, Settings
+from agent.settings import NOT_SETTINGS, REPO_ROOT, Settings, load_settings, variable_names
 
 DOCKER = REPO_ROOT / "docker"
 
@@ -109,8 +109,11 @@ def test_env_example_parses_as_settings(monkeypatch: pytest.MonkeyPatch) -> None
             key, value = line.split("=", 1)
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("VIGIE_ENV", "development")  # production needs real approvers
-    settings = Settings()
+    settings = load_settings()  # every name a setting, every value in range
     assert settings.analyst == "offline" and settings.llm_audit_payload == "hash"
+    compose = (DOCKER / "compose.yaml").read_text()
+    for name in set(re.findall(r"\bVIGIE_[A-Z0-9_]*[A-Z0-9]\b", compose)):
+        assert name in variable_names() or name in NOT_SETTINGS, name  # refused at start-up
 
 
 def test_dockerfile_is_multistage_pinned_non_root_with_healthcheck() -> None:
