@@ -62,8 +62,8 @@ class TriageContext:
     on_incident: Callable[[str, Incident], None] | None = None
     fallback: Analyst = field(default_factory=OfflineAnalyst)
     #: Held for a whole run, from reading the open incidents a batch may extend to storing the
-    #: result: two runs extending one incident at once would lose one's alerts. In-process runs
-    #: need nothing; workers share a Redis lock (see service.triage_context).
+    #: result: two runs extending one incident at once would lose one's alerts. The store's
+    #: `one_run_at_a_time` (see service.triage_context); nothing for a run without a store.
     exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
     #: Files whose reading began before the run (see `agent.parallel_read.start_first`).
     started: dict[str, ParallelRead] = field(default_factory=dict)

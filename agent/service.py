@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ from agent.playbooks import load_playbooks
 from agent.prioritise import PriorityConfig, Watchlist
 from agent.settings import Settings, load_settings
 from agent.store import Store
-from agent.store.sqlite import SqliteStore
 from agent.sweep import SweepConfig
 from connectors.elasticsearch import SearchBackend
 
@@ -58,22 +56,6 @@ def make_analyst(settings: Settings, store: Store | None) -> Analyst:
     )
 
 
-# How long a dead worker can hold the triage lock, and how long a run waits for it.
-TRIAGE_LOCK_SECONDS = 600.0
-
-
-def triage_lock(redis_url: str) -> Callable[[], AbstractContextManager[Any]]:
-    """One triage run at a time across workers (a run may extend incidents another is
-    extending). The lock expires, so a worker that dies holding it blocks others for at most
-    TRIAGE_LOCK_SECONDS; a run that cannot get it fails and its task is retried."""
-    from agent.worker import broker_redis
-
-    client = broker_redis(redis_url)
-    return lambda: client.lock(
-        "vigie:triage-lock", timeout=TRIAGE_LOCK_SECONDS, blocking_timeout=TRIAGE_LOCK_SECONDS
-    )
-
-
 def triage_context(
     settings: Settings, store: Store | None, progress: Progress | None = None
 ) -> TriageContext:
@@ -98,9 +80,7 @@ def triage_context(
     )
     if progress is not None:
         ctx.progress = progress
-    if settings.broker_url:
-        ctx.exclusive = triage_lock(settings.broker_url)
-    elif isinstance(store, SqliteStore):  # processes sharing one file: a lock beside it
+    if store is not None:  # every process using the store takes its turn, broker or not
         ctx.exclusive = store.one_run_at_a_time
     if settings.outbound_webhooks:
         from agent.worker import emit

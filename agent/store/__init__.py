@@ -8,6 +8,7 @@ compare-and-swap on `version`, and each one appends its audit event in the same 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
@@ -284,6 +285,12 @@ class Store(Protocol):
         ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
+
+    def one_run_at_a_time(self) -> AbstractContextManager[None]:
+        """Held by a triage run from reading the open incidents it may extend to storing them,
+        across every process using this store: two runs extending one incident at once would
+        lose one's alerts. Raises `Transient` after waiting too long."""
+        ...
 
     def recent_dead_letters(self, limit: int, offset: int = 0) -> tuple[int, list[DeadLetter]]:
         """How many documents were rejected, and a page of them, newest first, each with when

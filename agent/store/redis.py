@@ -9,7 +9,8 @@ if only the audit head moved, the transaction is retried.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -178,6 +179,13 @@ def _pair(member: bytes) -> tuple[str, str]:
     return rule, host
 
 
+#: The triage run lock (`RedisStore.one_run_at_a_time`), how long it holds without release,
+#: and how long a run waits for it.
+RUN_LOCK_KEY = "vigie:triage-lock"
+RUN_LOCK_SECONDS = 600.0
+RUN_LOCK_WAIT_SECONDS = 600.0
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
@@ -193,6 +201,27 @@ class RedisStore:
             if _refusing(exc):
                 raise Transient(f"store refusing writes: {exc}") from exc
             raise
+
+    @contextmanager
+    def one_run_at_a_time(self) -> Iterator[None]:
+        """Held by a triage run from reading the open incidents it may extend to storing them:
+        two runs extending one incident at once (two workers, or an analyst's `vigie triage`
+        beside them) each wrote it back, and the first one's alerts left it. A lock in the
+        store's own database, which every process using the store reaches; it expires after
+        RUN_LOCK_SECONDS, so a process that dies holding it blocks the others that long at
+        most. Waiting RUN_LOCK_WAIT_SECONDS raises `Transient` (a worker's task is retried)."""
+        lock = self._r.lock(
+            RUN_LOCK_KEY, timeout=RUN_LOCK_SECONDS, blocking_timeout=RUN_LOCK_WAIT_SECONDS
+        )
+        if not self._guard(lock.acquire):
+            raise Transient(
+                f"another triage run has held the store for {RUN_LOCK_WAIT_SECONDS:g} s"
+            )
+        try:
+            yield
+        finally:
+            with suppress(redis.RedisError):  # expired meanwhile, or the store went away
+                lock.release()
 
     def _optimistic(self, body: Callable[[Pipeline], T], *watched: str) -> T:
         """An optimistic transaction: `body` reads under WATCH of `watched`, then either returns

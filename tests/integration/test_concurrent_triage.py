@@ -14,11 +14,12 @@ from agent.analyst import OfflineAnalyst
 from agent.errors import Transient
 from agent.graph import TriageContext, run_triage_documents
 from agent.models import Alert, Assessment, Incident
-from agent.service import triage_context, triage_lock
+from agent.service import triage_context
 from agent.settings import Settings
+from agent.store import open_store
 from agent.store.redis import RedisStore
 from agent.store.sqlite import SqliteStore
-from tests.conftest import ecs
+from tests.conftest import ecs, free_port
 
 
 class SlowAnalyst(OfflineAnalyst):
@@ -41,7 +42,7 @@ def test_concurrent_runs_extending_one_incident_lose_no_alert(redis_url: str) ->
 
     def ctx() -> TriageContext:
         c = TriageContext(store=store, analyst=SlowAnalyst(), playbooks=[])
-        c.exclusive = triage_lock(redis_url)
+        c.exclusive = store.one_run_at_a_time
         return c
 
     run_triage_documents(batch(0, 0), ctx())  # the open incident
@@ -60,16 +61,22 @@ def test_concurrent_runs_extending_one_incident_lose_no_alert(redis_url: str) ->
     assert sorted(placed) == sorted(expected)  # ...and none of their alerts was overwritten
 
 
-def test_runs_on_one_sqlite_file_extending_one_incident_lose_no_alert(tmp_path: Path) -> None:
-    """Embedded, without a broker: a scheduled `vigie triage` and an analyst's, or the server's
-    webhook intake and a file, each with its own connection to the file. Two such processes
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_runs_on_one_store_extending_one_incident_lose_no_alert(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Without a broker: a scheduled `vigie triage` and an analyst's, or the server's webhook
+    intake and a file, each with its own connection to the store. Two such processes
     extending the same incidents lost 5,822 of 45,544 alerts from them (the alert index still
-    placed them there). Each run here has its own store object on the file, as a process has,
-    and its context from `triage_context`, as the command line builds it."""
-    settings = Settings(store_url=f"sqlite:///{tmp_path}/v.db", llm="offline")
+    placed them there). Each run here has its own store object, as a process has, and its
+    context from `triage_context`, as the command line builds it. A Redis store was not
+    locked at all without a broker (an analyst's `vigie triage` beside the workers), and the
+    workers locked in the broker's database, not the store's."""
+    url = f"sqlite:///{tmp_path}/v.db" if kind == "sqlite" else request.getfixturevalue("redis_url")
+    settings = Settings(store_url=url, llm="offline")
 
     def run(docs: list[tuple[str, int, dict]]) -> None:
-        ctx = triage_context(settings, SqliteStore(tmp_path / "v.db"))
+        ctx = triage_context(settings, open_store(url))
         ctx.analyst = SlowAnalyst()
         run_triage_documents(docs, ctx)
 
@@ -79,7 +86,7 @@ def test_runs_on_one_sqlite_file_extending_one_incident_lose_no_alert(tmp_path: 
         t.start()
     for t in runs:
         t.join(30)
-    incidents = SqliteStore(tmp_path / "v.db").list_incidents()
+    incidents = open_store(url).list_incidents()
     placed = [a for inc in incidents for a in inc.alert_ids]
     expected = [f"a{first + n}" for first in (0, 10, 20, 30) for n in range(5)]
     assert len(incidents) == 1
@@ -92,4 +99,25 @@ def test_a_run_lock_that_cannot_be_opened_is_a_typed_error(tmp_path: Path) -> No
     store = SqliteStore(tmp_path / "v.db")
     (tmp_path / "v.db.run-lock").mkdir()  # where the lock file goes: cannot be opened
     with pytest.raises(Transient, match="cannot open"), store.one_run_at_a_time():
+        pass
+
+
+def test_the_redis_run_lock_waits_then_is_a_typed_error(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run waits its turn, then gives up with `Transient` (a worker's task is retried);
+    a store out of reach is `Transient` too, not a redis-py exception."""
+    import agent.store.redis as redis_store
+
+    monkeypatch.setattr(redis_store, "RUN_LOCK_WAIT_SECONDS", 0.3)
+    holder, other = RedisStore(redis_url), RedisStore(redis_url)
+    with holder.one_run_at_a_time():
+        started = time.monotonic()
+        with pytest.raises(Transient, match="another triage run"), other.one_run_at_a_time():
+            pass
+        assert time.monotonic() - started >= 0.15  # it waited (redis-py tries every 0.1 s)
+    with other.one_run_at_a_time():  # released: the next run goes
+        pass
+    down = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(Transient, match="store unavailable"), down.one_run_at_a_time():
         pass
