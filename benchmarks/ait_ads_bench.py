@@ -176,6 +176,10 @@ def print_step_ranks(csv_path: Path, incidents: Path) -> None:
         print(f"  {step:24}{min(phases.values()):>6}   ({by_phase})")
 
 
+class NotInScenario(Exception):
+    """A change that needs an attack phase the scenario does not have: skipped, not scored."""
+
+
 #: Attack phases are the CSV's time labels; "false_positive" marks the benign periods.
 BENIGN_PHASE = "false_positive"
 DAY = 86400
@@ -269,8 +273,12 @@ def run_variants(
     title: str = "the attack moved",
 ) -> None:
     rows = scenario_rows(csv_path)
+    present = {r["time_label"] for r in rows}
     print_row(title, SHOWN)
     for name, (phases, seconds, from_start) in VARIANTS.items():
+        if phases and not phases & present:  # another scenario may lack, or name, a phase
+            print(f"{name:46}  skipped: no {' or '.join(sorted(phases))} phase in this scenario")
+            continue
         moved_csv, incidents = triaged(moved(rows, phases, seconds, from_start), work, triage)
         print_row(name, SHOWN, scores_of(moved_csv, incidents))
 
@@ -327,6 +335,8 @@ def web_scan_flooded(rows: list[dict], times: int = 95, spread: int = 1200) -> l
     """The dirb phase's alerts `times` over, spread across `spread` seconds. The four largest
     AIT-ADS scenarios are mostly one such flood (410,000 to 428,000 dirb alerts in 16 to 26
     minutes, by the dataset's published label counts); this one's dirb lasts 13 s."""
+    if not any(r["time_label"] == "dirb" for r in rows):
+        raise NotInScenario("no dirb phase in this scenario")
     out = list(rows)
     for r in rows:
         if r["time_label"] == "dirb":
@@ -351,6 +361,8 @@ def scans_slowed(rows: list[dict], times: int = 60) -> list[dict]:
     their start, and the attack's later steps moved by the time added: a careful attacker
     scanning slowly, whose rare rule-host pairs spread over many windows."""
     scan_times = [int(r["time"]) for r in rows if r["time_label"] in SCAN_PHASES]
+    if not scan_times:
+        raise NotInScenario(f"no {', '.join(sorted(SCAN_PHASES))} phase in this scenario")
     start, end = min(scan_times), max(scan_times)
     added = (end - start) * (times - 1)
     out = []
@@ -392,7 +404,12 @@ def run_changed(csv_path: Path, work: Path, recorded: Path, grown: bool = True) 
         if name in GROWN and not grown:
             print(f"{name:46}  skipped for a scenario this large; VIGIE_BENCH_ALL=1 runs it")
             continue
-        changed_csv, incidents = triaged(change(rows), work)
+        try:
+            changed_rows = change(rows)
+        except NotInScenario as exc:
+            print(f"{name:46}  skipped: {exc}")
+            continue
+        changed_csv, incidents = triaged(changed_rows, work)
         print_row(name, SHOWN, scores_of(changed_csv, incidents))
         if change is renamed:
             same = "yes" if ranking(incidents) == ranking(recorded) else "NO"
