@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from standardwebhooks.webhooks import Webhook
 
 from agent.errors import ConfigError
 
@@ -26,12 +28,57 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", ""}
 
 
-class Target(BaseSettings):
+def http_url(url: str, needs_port: bool = False) -> str:
+    """A URL the HTTP clients can use, checked at start-up rather than at its first use: the
+    Elasticsearch client failed on the first sweep with a traceback, the OpenSearch one took
+    "notaurl" for a host, and an action target's bad URL left an approved action's outcome
+    unknown. ValueError says what is wrong, never quoting the URL (it may hold a password)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL with a host")
+    if needs_port and port is None:  # 9200, or 443 behind a proxy: say which
+        raise ValueError(f"no port: write it, e.g. {parts.scheme}://{parts.hostname}:9200")
+    return url.strip()
+
+
+class Target(BaseModel):
     """Where a live action goes, and the secret it needs. Never written in a playbook."""
 
     url: str
     token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return http_url(url)
+
+
+class OutboundHook(BaseModel):
+    """Where incident and approval events are sent, and the Standard Webhooks secret that
+    signs them. Checked at start-up: a hook without a secret, or with one that is not base64,
+    failed each event's delivery task before anything was sent or audited."""
+
+    url: str
+    secret: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return http_url(url)
+
+    @field_validator("secret")
+    @classmethod
+    def _signs(cls, secret: SecretStr) -> SecretStr:
+        try:
+            Webhook(secret.get_secret_value())
+        except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
+            raise ValueError(f"not a Standard Webhooks secret (whsec_ + base64): {exc}") from None
+        return secret
 
 
 class Settings(BaseSettings):
@@ -88,7 +135,7 @@ class Settings(BaseSettings):
     webhook_secrets: SecretStr = SecretStr("")  # source:whsec_...,...  (Standard Webhooks)
     webhook_max_bytes: int = Field(default=5 << 20, ge=1)
     #: Signed outbound webhooks, JSON: [{"url": "https://soar/hook", "secret": "whsec_..."}]
-    outbound_webhooks: list[dict[str, str]] = Field(default_factory=list)
+    outbound_webhooks: list[OutboundHook] = Field(default_factory=list)
     broker_url: str | None = None
     #: Seconds before Redis redelivers an unacknowledged task (a worker that died). Execution is
     #: guarded by state, so a redelivery never runs an action twice.
@@ -127,20 +174,7 @@ class Settings(BaseSettings):
     @field_validator("es_url", "mistral_url")
     @classmethod
     def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
-        """A URL the clients can use, checked at start-up: the Elasticsearch client failed on
-        the first sweep with a traceback, and the OpenSearch one took "notaurl" for a host."""
-        if url is None:
-            return None
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"not a URL ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http:// or https:// URL with a host")
-        if info.field_name == "es_url" and port is None:  # 9200 or 443 behind a proxy: say it
-            raise ValueError(f"no port: write it, e.g. {parts.scheme}://{parts.hostname}:9200")
-        return url.strip()
+        return None if url is None else http_url(url, needs_port=info.field_name == "es_url")
 
     @property
     def analyst(self) -> Literal["offline", "mistral"]:

@@ -146,7 +146,7 @@ def outbound_task(evt: dict[str, Any]) -> list[str]:
     from connectors.outbound import Endpoint, OutboundWebhooks
 
     settings, store, _ = services()
-    endpoints = [Endpoint(e["url"], e["secret"]) for e in settings.outbound_webhooks]
+    endpoints = [Endpoint(e.url, e.secret.get_secret_value()) for e in settings.outbound_webhooks]
     failed = OutboundWebhooks(endpoints).deliver(evt)
     if failed:
         store.append_audit(

@@ -462,6 +462,18 @@ def test_a_misspelt_or_out_of_range_setting_is_refused_with_what_was_meant(tmp_p
     assert r.returncode == 2 and "Traceback" not in r.stderr and "LEAK" not in r.stderr
     assert "VIGIE_ES_URL: no port: write it, e.g. https://es.example.org:9200" in r.stderr
     assert "VIGIE_MISTRAL_URL: not an http:// or https:// URL with a host" in r.stderr
+    hooks = json.dumps([{"url": "https://soar.example/hook"}, {"url": "ftp://x", "secret": "x"},
+                        {"url": "https://soar.example/h2", "secret": "whsec_not base64!"}])  # fmt: skip
+    targets = json.dumps({"edr": {"url": "edr.example:443", "token": "LEAK"}})
+    r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_OUTBOUND_WEBHOOKS=hooks,
+              VIGIE_TARGETS=targets)  # fmt: skip
+    assert r.returncode == 2 and "LEAK" not in r.stderr and "not base64" not in r.stderr
+    said = [line.strip() for line in r.stderr.splitlines()]
+    assert "VIGIE_OUTBOUND_WEBHOOKS: Field required" in said  # the first hook's secret
+    assert "VIGIE_OUTBOUND_WEBHOOKS: not an http:// or https:// URL with a host" in said
+    assert any(line.startswith("VIGIE_OUTBOUND_WEBHOOKS: not a Standard Webhooks secret")
+               for line in said)  # fmt: skip
+    assert "VIGIE_TARGETS: not an http:// or https:// URL with a host" in said
     r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_APPROVAL_TTL_SECONDS="60")
     assert r.returncode == 0, r.stderr
 
