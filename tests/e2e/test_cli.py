@@ -462,8 +462,13 @@ def test_a_misspelt_or_out_of_range_setting_is_refused_with_what_was_meant(tmp_p
     assert r.returncode == 2 and "Traceback" not in r.stderr and "LEAK" not in r.stderr
     assert "VIGIE_ES_URL: no port: write it, e.g. https://es.example.org:9200" in r.stderr
     assert "VIGIE_MISTRAL_URL: not an http:// or https:// URL with a host" in r.stderr
-    hooks = json.dumps([{"url": "https://soar.example/hook"}, {"url": "ftp://x", "secret": "x"},
-                        {"url": "https://soar.example/h2", "secret": "whsec_not base64!"}])  # fmt: skip
+    hooks = json.dumps(
+        [
+            {"url": "https://soar.example/hook"},
+            {"url": "ftp://x", "secret": "x"},
+            {"url": "https://soar.example/h2", "secret": "whsec_not base64!"},
+        ]
+    )
     targets = json.dumps({"edr": {"url": "edr.example:443", "token": "LEAK"}})
     r = vigie(tmp_path, "triage", "--input", str(f), VIGIE_OUTBOUND_WEBHOOKS=hooks,
               VIGIE_TARGETS=targets)  # fmt: skip
