@@ -238,15 +238,20 @@ def variable_names() -> dict[str, str]:
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """Set VIGIE_ variables that no setting reads: a misspelt one would be ignored and its
-    setting left at its default (VIGIE_MISTRAL_ENDPOINT instead of VIGIE_MISTRAL_URL sends the
-    incidents to Mistral's API, not to the model on the premises)."""
+    """Set VIGIE_ variables, and files of VIGIE_SECRETS_DIR named like them, that no setting
+    reads: a misspelt one would be ignored and its setting left at its default
+    (VIGIE_MISTRAL_ENDPOINT instead of VIGIE_MISTRAL_URL sends the incidents to Mistral's
+    API, not to the model on the premises)."""
     known = variable_names().keys() | NOT_SETTINGS
-    return sorted(
-        name
-        for name, value in environ.items()
-        if name.upper().startswith("VIGIE_") and name.upper() not in known and value
-    )
+
+    def unknown(name: str) -> bool:
+        return name.upper().startswith("VIGIE_") and name.upper() not in known
+
+    found = [name for name, value in environ.items() if value and unknown(name)]
+    secrets = environ.get("VIGIE_SECRETS_DIR")
+    if secrets and Path(secrets).is_dir():
+        found += [str(p) for p in Path(secrets).iterdir() if p.is_file() and unknown(p.name)]
+    return sorted(found)
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -256,7 +261,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         known = sorted(variable_names())
         raise ConfigError(
             "\n".join(
-                f"{name} is not a setting" + _did_you_mean(name.upper(), known) for name in unknown
+                f"{name} is not a setting" + _did_you_mean(Path(name).name.upper(), known)
+                for name in unknown
             )
         )
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from agent.errors import ConfigError
 from agent.settings import load_settings
 
 
@@ -17,3 +20,20 @@ def test_a_target_takes_its_token_from_its_own_entry_never_from_the_environment(
     monkeypatch.setenv("VIGIE_TARGETS", '{"edr": {"url": "https://edr.example"}}')
     edr = load_settings().targets["edr"]
     assert edr.token is None and edr.headers == {}
+
+
+def test_a_misspelt_secret_file_is_refused_like_a_misspelt_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker and Kubernetes secrets are files named like the variables: a misspelt one was
+    ignored, its setting left unset, as a misspelt variable was."""
+    (tmp_path / "vigie_es_api_kye").write_text("k")
+    (tmp_path / "vigie_es_password").write_text("p")  # a real setting: fine
+    (tmp_path / "..data").mkdir()  # what a Kubernetes secret volume holds besides the files
+    monkeypatch.setenv("VIGIE_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="vigie_es_api_kye is not a setting") as refused:
+        load_settings()
+    assert "did you mean VIGIE_ES_API_KEY" in str(refused.value)
+    assert "vigie_es_password" not in str(refused.value)
+    (tmp_path / "vigie_es_api_kye").unlink()
+    load_settings()
