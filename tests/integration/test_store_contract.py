@@ -599,6 +599,8 @@ def test_rejected_documents_are_read_back_newest_first_a_page_at_a_time(store: S
     total, page = store.recent_dead_letters(2, offset=3)
     assert total == 5 and [(d.line, d.excerpt) for d in page] == [(2, "{"), (1, "{")]
     assert store.recent_dead_letters(2, offset=5) == (5, [])
+    total, page = store.recent_dead_letters(10, offset=3)  # fewer left than asked for
+    assert total == 5 and [d.line for d in page] == [2, 1]
 
 
 def test_replay_key_expires_after_its_window(store: Store) -> None:
