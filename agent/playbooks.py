@@ -8,6 +8,7 @@ step binds an entity kind, and its values come from the incident's own alerts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,11 @@ def _entity_values(kind: str, param: str, alerts: list[Alert], limit: int) -> li
         for v in a.entities.of(kind):
             counts[v] = counts.get(v, 0) + 1
             risk[v] = max(risk.get(v, 0.0), a.risk_score)
-    usable = [v for v in counts if problem(param, v) is None]
-    return sorted(usable, key=lambda v: (-risk[v], -counts[v], v))[:limit]
+    ranked = sorted(counts, key=lambda v: (-risk[v], -counts[v], v))
+    # Checked in that order until enough: an incident of a brute force from the internet holds
+    # tens of thousands of source addresses, and a step proposes a few.
+    usable = (v for v in ranked if problem(param, v) is None)
+    return list(itertools.islice(usable, limit))
 
 
 def _agent_id(host: str, alerts: list[Alert]) -> str | None:
