@@ -254,9 +254,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(found)
 
 
-def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    """The settings, or a ConfigError naming each variable at fault on its own line."""
-    unknown = unknown_variables(environ)
+def load_settings() -> Settings:
+    """The settings from the environment, or a ConfigError naming each variable at fault on
+    its own line."""
+    unknown = unknown_variables(os.environ)
     if unknown:
         known = sorted(variable_names())
         raise ConfigError(

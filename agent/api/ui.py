@@ -36,6 +36,7 @@ HERE = Path(__file__).parent
 COOKIE = "vigie_session"
 SESSION_SECONDS = 8 * 3600
 INCIDENTS_PER_PAGE = 50
+REJECTED_PER_PAGE = 50
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -364,15 +365,15 @@ def build_router(
         """Documents that became no alert, newest first: a webhook's or a sweep's
         rejections have no run summary to show them."""
         s = session_of(request)
-        start = (page_no - 1) * INCIDENTS_PER_PAGE
-        total, rejected = store.recent_dead_letters(INCIDENTS_PER_PAGE, start)
+        start = (page_no - 1) * REJECTED_PER_PAGE
+        total, rejected = store.recent_dead_letters(REJECTED_PER_PAGE, start)
         return page(
             "rejected.html",
             s=s,
             rejected=rejected,
             total=total,
             page_no=page_no,
-            pages=max(1, math.ceil(total / INCIDENTS_PER_PAGE)),
+            pages=max(1, math.ceil(total / REJECTED_PER_PAGE)),
         )
 
     @router.get("/tunings")
