@@ -144,8 +144,9 @@ def _first_line_is_json(fh: IO[bytes], max_doc_bytes: int) -> bool:
 
 
 def _excerpt(raw: bytes | str) -> str:
+    """The start of a rejected line, without the line break that ends it."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return text[:200]
+    return text[:200].rstrip("\r\n")
 
 
 def _checked(

@@ -130,6 +130,7 @@ def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mix
         ("mixed.ndjson", 4), ("mixed.ndjson", 2),
     ]  # fmt: skip
     assert all(r["at"] and r["reason"] for r in rows)
+    assert rows[-1]["excerpt"] == '{"truncated": '  # the line, without its line break
     shown = vigie(tmp_path, "rejected", "--limit", "2")
     assert shown.returncode == 0 and "Rejected documents, newest first: 1-2 of 6" in shown.stdout
     assert "invalid JSON" in shown.stdout and "duplicate alert id" in shown.stdout
