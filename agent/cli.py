@@ -652,9 +652,18 @@ def serve(
     """Serve webhooks, the analyst API, /healthz, /readyz and /metrics (uvicorn)."""
     import uvicorn
 
+    from agent.api.auth import ApiTokens, WebhookAuth
+
     settings = _settings()
     if workers > 1 and settings.embedded:
         raise _fail("--workers > 1 needs VIGIE_BROKER_URL: embedded triage runs in one process")
+    try:  # refused here, not in each API process uvicorn starts
+        ApiTokens(settings.api_tokens.get_secret_value())
+        WebhookAuth(
+            settings.webhook_tokens.get_secret_value(), settings.webhook_secrets.get_secret_value()
+        )
+    except ConfigError as exc:
+        raise _fail(f"invalid settings:\n  {exc}") from exc
     uvicorn.run(
         "agent.service:api_from_environment",
         factory=True,

@@ -59,15 +59,30 @@ def _pairs(spec: str) -> dict[str, str]:
     for item in filter(None, (x.strip() for x in spec.split(","))):
         source, sep, secret = item.partition(":")
         if not sep or not secret:
-            raise ConfigError(f"webhook credential for {source!r} is not source:secret")
+            raise ConfigError(
+                f"VIGIE_WEBHOOK_TOKENS or VIGIE_WEBHOOK_SECRETS entry for {source!r} is not "
+                "source:secret"
+            )
         out[source] = secret
     return out
+
+
+def _signer(source: str, secret: str) -> Webhook:
+    """The source's Standard Webhooks verifier; a secret that is none is a settings error,
+    said at start-up (it was a binascii traceback out of `vigie serve`)."""
+    try:
+        return Webhook(secret)
+    except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
+        raise ConfigError(
+            f"VIGIE_WEBHOOK_SECRETS entry for {source!r} is not a Standard Webhooks secret "
+            f"(whsec_ and base64): {exc}"
+        ) from None
 
 
 class WebhookAuth:
     def __init__(self, tokens: str, secrets: str) -> None:
         self._tokens = {s: _digest(t) for s, t in _pairs(tokens).items()}
-        self._signers = {s: Webhook(secret) for s, secret in _pairs(secrets).items()}
+        self._signers = {s: _signer(s, secret) for s, secret in _pairs(secrets).items()}
 
     def check(
         self,

@@ -799,3 +799,10 @@ def test_command_options_out_of_range_are_refused(tmp_path: Path) -> None:
     for option in (("--port", "0"), ("--workers", "0")):
         r = vigie(tmp_path, "serve", *option)
         assert r.returncode == 2 and option[0] in r.stderr, option
+    # A webhook secret that is none was a binascii traceback out of uvicorn's factory.
+    r = vigie(tmp_path, "serve", "--port", str(free_port()),
+              VIGIE_WEBHOOK_SECRETS="wazuh:whsec_LEAK1")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "LEAK" not in r.stderr
+    assert "VIGIE_WEBHOOK_SECRETS entry for 'wazuh' is not a Standard Webhooks secret" in r.stderr
+    r = vigie(tmp_path, "serve", "--port", str(free_port()), VIGIE_API_TOKENS="alice:analist:t")
+    assert r.returncode == 2 and "VIGIE_API_TOKENS entry for 'alice'" in r.stderr
