@@ -55,9 +55,16 @@ class ApiTokens:
 
 
 def _pairs(spec: str) -> dict[str, str]:
+    from connectors.webhooks import PARSERS
+
     out = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):
         source, sep, secret = item.partition(":")
+        if sep and source not in PARSERS:  # its sender would get 401s, and be told nothing
+            raise ConfigError(
+                f"VIGIE_WEBHOOK_TOKENS or VIGIE_WEBHOOK_SECRETS names no webhook source "
+                f"{source!r} (sources: {', '.join(sorted(PARSERS))})"
+            )
         if not sep or not secret:
             raise ConfigError(
                 f"VIGIE_WEBHOOK_TOKENS or VIGIE_WEBHOOK_SECRETS entry for {source!r} is not "

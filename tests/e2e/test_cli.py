@@ -806,3 +806,5 @@ def test_command_options_out_of_range_are_refused(tmp_path: Path) -> None:
     assert "VIGIE_WEBHOOK_SECRETS entry for 'wazuh' is not a Standard Webhooks secret" in r.stderr
     r = vigie(tmp_path, "serve", "--port", str(free_port()), VIGIE_API_TOKENS="alice:analist:t")
     assert r.returncode == 2 and "VIGIE_API_TOKENS entry for 'alice'" in r.stderr
+    r = vigie(tmp_path, "serve", "--port", str(free_port()), VIGIE_WEBHOOK_TOKENS="wazhu:t")
+    assert r.returncode == 2 and "names no webhook source 'wazhu'" in r.stderr
