@@ -133,6 +133,7 @@ def triage(
             raise _fail(f"input is a folder, not a file: {path} (name its files: -i {path}/*)")
         if not path.is_file():
             raise _fail(f"input not found: {path}")
+    input = _once_each(input)
     if output is not None:
         if any(output.resolve() == path.resolve() for path in input):
             raise _fail(f"the output would overwrite an input: {output}")
@@ -188,6 +189,18 @@ def triage(
         )
     if not state.get("alerts") and not known:
         raise _fail("no valid alert in the input", code=2)
+
+
+def _once_each(paths: list[Path]) -> list[Path]:
+    """The inputs, a file named twice (overlapping globs, a symlink) read once: its second
+    reading made every alert of it a "duplicate alert id" dead letter."""
+    kept: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in kept:
+            err.print(plain(f"{path} is {kept[path.resolve()]} again: read once"), markup=False)
+            continue
+        kept[path.resolve()] = path
+    return list(kept.values())
 
 
 def _writable(output: Path) -> None:

@@ -144,6 +144,21 @@ def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mix
     assert r.returncode == 0 and "`vigie rejected --limit 7` lists them all" in r.stdout
 
 
+def test_a_file_named_twice_is_read_once(tmp_path: Path, mixed_file) -> None:
+    """Overlapping globs, or a file and a symlink to it: the second reading made every alert
+    of the file a "duplicate alert id" dead letter (1,187 for the demo's Wazuh file)."""
+    path, valid_ids = mixed_file
+    (tmp_path / "link.ndjson").symlink_to(path)
+    out = tmp_path / "incidents.jsonl"
+    r = vigie(tmp_path, "triage", "-i", str(path), "-i", str(tmp_path / "link.ndjson"),
+              "-i", str(path), "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("again: read once") == 2
+    assert "5 document(s) rejected" in r.stdout  # the file's own five, not its alerts again
+    placed = [a for line in out.read_text().splitlines() for a in json.loads(line)["alert_ids"]]
+    assert sorted(placed) == sorted(valid_ids)
+
+
 @pytest.mark.parametrize("where", ["a-file/incidents.jsonl", "."])
 def test_an_output_that_cannot_be_written_fails_before_the_run(
     tmp_path: Path, mixed_file, where: str
