@@ -26,6 +26,9 @@ from agent.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", ""}
+#: The shortest bearer token production takes: API and webhook tokens are the only thing
+#: between the network and the approval queue, and the login page takes guesses.
+MIN_TOKEN_CHARS = 16
 
 
 def http_url(url: str, needs_port: bool = False) -> str:
@@ -171,6 +174,20 @@ class Settings(BaseSettings):
     #: A playbook step whose target is not configured runs as a dry-run.
     targets: dict[str, Target] = Field(default_factory=dict)
 
+    def _bearer_tokens(self) -> list[tuple[str, str]]:
+        """(whose, token) of every bearer token the API and the webhooks accept: analysts'
+        (name:role:token) and senders' (source:token)."""
+        api = [x.split(":", 2) for x in self.api_tokens.get_secret_value().split(",")]
+        hooks = [x.split(":", 1) for x in self.webhook_tokens.get_secret_value().split(",")]
+        return [
+            *((f"VIGIE_API_TOKENS {p[0].strip()!r}", p[2].strip()) for p in api if len(p) == 3),
+            *(
+                (f"VIGIE_WEBHOOK_TOKENS {p[0].strip()!r}", p[1].strip())
+                for p in hooks
+                if len(p) == 2
+            ),
+        ]
+
     @field_validator("es_url", "mistral_url")
     @classmethod
     def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
@@ -210,6 +227,12 @@ class Settings(BaseSettings):
             token = target.token.get_secret_value() if target.token else None
             if token is not None and token.strip().lower() in _PLACEHOLDERS:
                 raise ConfigError(f"target {name!r} has a placeholder token in production")
+        for whose, token in self._bearer_tokens():
+            if len(token) < MIN_TOKEN_CHARS or token.lower() in _PLACEHOLDERS:
+                raise ConfigError(
+                    f"{whose}'s token is too easy to guess for production: use "
+                    f"{MIN_TOKEN_CHARS} characters or more (openssl rand -hex 24)"
+                )
         if self.analyst == "mistral" and self.mistral_api_key is None:
             raise ConfigError("VIGIE_LLM=mistral needs MISTRAL_API_KEY")
         return self

@@ -37,3 +37,28 @@ def test_a_misspelt_secret_file_is_refused_like_a_misspelt_variable(
     assert "vigie_es_password" not in str(refused.value)
     (tmp_path / "vigie_es_api_kye").unlink()
     load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "whose"),
+    [
+        ("VIGIE_API_TOKENS", "alice:lead:hunter2", "VIGIE_API_TOKENS 'alice'"),
+        ("VIGIE_WEBHOOK_TOKENS", "wazuh:changeme", "VIGIE_WEBHOOK_TOKENS 'wazuh'"),
+    ],
+)
+def test_production_refuses_bearer_tokens_easy_to_guess(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, whose: str
+) -> None:
+    """A token of any length was taken, in production too: "a" opened the approval queue to
+    whoever tried it at the login page."""
+    monkeypatch.setenv("VIGIE_ENV", "production")
+    monkeypatch.setenv("VIGIE_APPROVERS", "alice:lead")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"{whose}'s token is too easy to guess") as refused:
+        load_settings()
+    assert value.rsplit(":", 1)[1] not in str(refused.value)  # the token is not quoted
+    monkeypatch.setenv(variable, value.rsplit(":", 1)[0] + ":" + "k3" * 12)
+    load_settings()  # 24 characters: taken
+    monkeypatch.setenv("VIGIE_ENV", "development")
+    monkeypatch.setenv(variable, value)
+    load_settings()  # a laptop's demo may use short ones
