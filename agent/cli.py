@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -119,15 +121,48 @@ def _queue(settings: Settings, store: Store) -> ApprovalQueue:
 @app.command()
 def triage(
     input: Annotated[
-        list[Path], typer.Option("--input", "-i", help="NDJSON, JSON array or object; gzip or not")
+        list[Path],
+        typer.Option(
+            "--input", "-i", help="NDJSON, JSON array or object; gzip or not; - reads stdin"
+        ),
     ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="incidents JSONL")] = None,
     top: Annotated[int, typer.Option(min=0, help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
+    settings = _settings()
+    with tempfile.TemporaryDirectory(prefix="vigie-piped-") as spool:
+        _triage_inputs(settings, _spooled(input, Path(spool)), output, top)
+
+
+def _spooled(paths: list[Path], spool: Path) -> list[Path]:
+    """The inputs as files. Standard input (`-`) or a pipe (`<(zcat a.gz)`, /dev/stdin) is
+    copied into `spool` first, as `stdin` or the pipe's name: the reader cuts a large file at
+    byte offsets, and reads alerts' documents back from it during the run."""
+    files: list[Path] = []
+    for path in paths:
+        piped = str(path) == "-" or (path.exists() and not path.is_file() and not path.is_dir())
+        if not piped:
+            files.append(path)
+            continue
+        copy = spool / ("stdin" if str(path) == "-" else path.name)
+        if copy.exists():
+            raise _fail(f"{path} is given twice: a stream can be read once")
+        if str(path) == "-" and sys.stdin.isatty():
+            raise _fail("-i -: nothing is piped to standard input")
+        with copy.open("wb") as fh:
+            if str(path) == "-":
+                shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
+            else:
+                with path.open("rb") as stream:
+                    shutil.copyfileobj(stream, fh, 1 << 20)
+        files.append(copy)
+    return files
+
+
+def _triage_inputs(settings: Settings, input: list[Path], output: Path | None, top: int) -> None:
     from agent.parallel_read import ParallelRead, start_first, worker_count
 
-    settings = _settings()
     for path in input:
         if path.is_dir():
             raise _fail(f"input is a folder, not a file: {path} (name its files: -i {path}/*)")

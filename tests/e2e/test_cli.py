@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,6 +143,29 @@ def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mix
     many.write_text("{bad\n" * 7 + json.dumps(brute_force("ok2")) + "\n")
     r = vigie(tmp_path, "triage", "--input", str(many))  # its summary shows five, and says so
     assert r.returncode == 0 and "`vigie rejected --limit 7` lists them all" in r.stdout
+
+
+def test_standard_input_is_read_as_a_file(tmp_path: Path, mixed_file) -> None:
+    """`zcat alerts.json.gz | vigie triage -i -` or `-i <(ssh host cat alerts.json)`: "input
+    not found: -" before. Compressed or not, the same incidents as the file."""
+    path, valid_ids = mixed_file
+    out = tmp_path / "incidents.jsonl"
+    env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/v.db", "COLUMNS": "200"}
+    r = subprocess.run(
+        [*VIGIE, "triage", "-i", "-", "-o", str(out)],
+        input=gzip.compress(path.read_bytes()),
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"5 document(s) rejected" in r.stdout and b"stdin:" in r.stdout
+    placed = [a for line in out.read_text().splitlines() for a in json.loads(line)["alert_ids"]]
+    assert sorted(placed) == sorted(valid_ids)
+    assert not list(Path(tempfile.gettempdir()).glob("vigie-piped-*/stdin"))  # nothing left
+    twice = subprocess.run([*VIGIE, "triage", "-i", "-", "-i", "-"], input=b"", env=env,
+                           capture_output=True, timeout=120)  # fmt: skip
+    assert twice.returncode == 2 and b"a stream can be read once" in twice.stderr
 
 
 def test_a_file_named_twice_is_read_once(tmp_path: Path, mixed_file) -> None:
