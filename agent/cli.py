@@ -7,6 +7,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import indent
@@ -141,21 +142,20 @@ def _spooled(paths: list[Path], spool: Path) -> list[Path]:
     byte offsets, and reads alerts' documents back from it during the run."""
     files: list[Path] = []
     for path in paths:
-        piped = str(path) == "-" or (path.exists() and not path.is_file() and not path.is_dir())
-        if not piped:
+        stdin = str(path) == "-"
+        if not (stdin or (path.exists() and not path.is_file() and not path.is_dir())):
             files.append(path)
             continue
-        copy = spool / ("stdin" if str(path) == "-" else path.name)
+        copy = spool / ("stdin" if stdin else path.name)
         if copy.exists():
             raise _fail(f"{path} is given twice: a stream can be read once")
-        if str(path) == "-" and sys.stdin.isatty():
+        if stdin and sys.stdin.isatty():
             raise _fail("-i -: nothing is piped to standard input")
-        with copy.open("wb") as fh:
-            if str(path) == "-":
-                shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
-            else:
-                with path.open("rb") as stream:
-                    shutil.copyfileobj(stream, fh, 1 << 20)
+        with (
+            copy.open("wb") as fh,
+            nullcontext(sys.stdin.buffer) if stdin else path.open("rb") as stream,
+        ):
+            shutil.copyfileobj(stream, fh, 1 << 20)
         files.append(copy)
     return files
 
@@ -231,10 +231,9 @@ def _once_each(paths: list[Path]) -> list[Path]:
     reading made every alert of it a "duplicate alert id" dead letter."""
     kept: dict[Path, Path] = {}
     for path in paths:
-        if path.resolve() in kept:
-            err.print(plain(f"{path} is {kept[path.resolve()]} again: read once"), markup=False)
-            continue
-        kept[path.resolve()] = path
+        first = kept.setdefault(path.resolve(), path)
+        if first is not path:
+            err.print(plain(f"{path} is {first} again: read once"), markup=False)
     return list(kept.values())
 
 

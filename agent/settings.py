@@ -77,11 +77,17 @@ class OutboundHook(BaseModel):
     @field_validator("secret")
     @classmethod
     def _signs(cls, secret: SecretStr) -> SecretStr:
-        try:
-            Webhook(secret.get_secret_value())
-        except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
-            raise ValueError(f"not a Standard Webhooks secret (whsec_ + base64): {exc}") from None
+        webhook_signer(secret.get_secret_value())
         return secret
+
+
+def webhook_signer(secret: str) -> Webhook:
+    """The Standard Webhooks signer and verifier of a secret, or ValueError saying why it is
+    none (never quoting it): outbound hooks and inbound sources alike."""
+    try:
+        return Webhook(secret)
+    except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
+        raise ValueError(f"not a Standard Webhooks secret (whsec_ and base64): {exc}") from None
 
 
 class Settings(BaseSettings):

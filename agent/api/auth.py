@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from agent.errors import AuthError, ConfigError
+from agent.settings import webhook_signer
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,9 @@ def _signer(source: str, secret: str) -> Webhook:
     """The source's Standard Webhooks verifier; a secret that is none is a settings error,
     said at start-up (it was a binascii traceback out of `vigie serve`)."""
     try:
-        return Webhook(secret)
-    except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
-        raise ConfigError(
-            f"VIGIE_WEBHOOK_SECRETS entry for {source!r} is not a Standard Webhooks secret "
-            f"(whsec_ and base64): {exc}"
-        ) from None
+        return webhook_signer(secret)
+    except ValueError as exc:
+        raise ConfigError(f"VIGIE_WEBHOOK_SECRETS entry for {source!r} is {exc}") from None
 
 
 class WebhookAuth:
