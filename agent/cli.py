@@ -133,14 +133,17 @@ def triage(
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
     settings = _settings()
     with tempfile.TemporaryDirectory(prefix="vigie-piped-") as spool:
-        _triage_inputs(settings, _spooled(input, Path(spool)), output, top)
+        files, names = _spooled(input, Path(spool))
+        _triage_inputs(settings, files, output, top, names)
 
 
-def _spooled(paths: list[Path], spool: Path) -> list[Path]:
-    """The inputs as files. Standard input (`-`) or a pipe (`<(zcat a.gz)`, /dev/stdin) is
-    copied into `spool` first, as `stdin` or the pipe's name: the reader cuts a large file at
-    byte offsets, and reads alerts' documents back from it during the run."""
+def _spooled(paths: list[Path], spool: Path) -> tuple[list[Path], dict[str, str]]:
+    """The inputs as files, and the name each copy is shown by. Standard input (`-`) or a pipe
+    (`<(zcat a.gz)`, /dev/stdin) is copied into `spool` first: the reader cuts a large file at
+    byte offsets, and reads alerts' documents back from it during the run. Its rejections
+    name `stdin` or the pipe, not a copy gone when the run ends."""
     files: list[Path] = []
+    names: dict[str, str] = {}
     for path in paths:
         stdin = str(path) == "-"
         if not (stdin or (path.exists() and not path.is_file() and not path.is_dir())):
@@ -157,10 +160,13 @@ def _spooled(paths: list[Path], spool: Path) -> list[Path]:
         ):
             shutil.copyfileobj(stream, fh, 1 << 20)
         files.append(copy)
-    return files
+        names[str(copy)] = "stdin" if stdin else str(path)
+    return files, names
 
 
-def _triage_inputs(settings: Settings, input: list[Path], output: Path | None, top: int) -> None:
+def _triage_inputs(
+    settings: Settings, input: list[Path], output: Path | None, top: int, names: dict[str, str]
+) -> None:
     from agent.parallel_read import ParallelRead, start_first, worker_count
 
     for path in input:
@@ -191,6 +197,7 @@ def _triage_inputs(settings: Settings, input: list[Path], output: Path | None, t
                 paths,
                 progress=lambda stage, n: status.update(f"{stage}: {n:,}"),
                 started=reading,
+                names=names,
             )
         except VigieError as exc:
             raise _fail(str(exc)) from exc

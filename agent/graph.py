@@ -67,6 +67,8 @@ class TriageContext:
     exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
     #: Files whose reading began before the run (see `agent.parallel_read.start_first`).
     started: dict[str, ParallelRead] = field(default_factory=dict)
+    #: What a rejection calls an input by, when not its path: `stdin` for its temporary copy.
+    names: dict[str, str] = field(default_factory=dict)
 
 
 #: A document to normalise: (source, line, value), plus its JSON bytes when a file reader has
@@ -156,12 +158,19 @@ def normalise(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, 
         "alerts": list(by_id.values()),
         "by_id": by_id,
         "documents": [],
-        "dead_letters": dead,
+        "dead_letters": _named(dead, runtime.context.names),
         "known": known,
     }
 
 
 PROGRESS_EVERY = 10000  # documents
+
+
+def _named(dead: list[DeadLetter], names: dict[str, str]) -> list[DeadLetter]:
+    """Rejections naming an input as the analyst gave it (see `TriageContext.names`)."""
+    if not names:
+        return dead
+    return [d.model_copy(update={"source": names.get(d.source, d.source)}) for d in dead]
 
 
 def _take(

@@ -105,10 +105,13 @@ def triage_files(
     paths: list[str],
     progress: Progress | None = None,
     started: dict[str, ParallelRead] | None = None,
+    names: dict[str, str] | None = None,
 ) -> TriageState:
-    """`started`: files whose reading the caller began (see `agent.parallel_read.start_first`)."""
+    """`started`: files whose reading the caller began (see `agent.parallel_read.start_first`);
+    `names`: what rejections call a file by, when not its path (a copy of standard input)."""
     ctx = triage_context(settings, store, progress)
     ctx.started = started or {}
+    ctx.names = names or {}
     return run_triage(paths, ctx)
 
 

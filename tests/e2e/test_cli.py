@@ -160,6 +160,9 @@ def test_standard_input_is_read_as_a_file(tmp_path: Path, mixed_file) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert b"5 document(s) rejected" in r.stdout and b"stdin:" in r.stdout
+    listed = subprocess.run([*VIGIE, "rejected", "--json"], env=env, capture_output=True)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {r["source"] for r in rows} == {"stdin"}, rows  # not a copy gone with the run
     placed = [a for line in out.read_text().splitlines() for a in json.loads(line)["alert_ids"]]
     assert sorted(placed) == sorted(valid_ids)
     assert not list(Path(tempfile.gettempdir()).glob("vigie-piped-*/stdin"))  # nothing left
