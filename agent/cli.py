@@ -49,6 +49,7 @@ from agent.terminal import (
     text,
     timeline_table,
 )
+from connectors.files import decompressed as decompress
 
 app = typer.Typer(
     help="Vigie: SOC alert triage that never acts without a human's approval.",
@@ -131,37 +132,65 @@ def triage(
     top: Annotated[int, typer.Option(min=0, help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
+    from agent.parallel_read import worker_count
+
     settings = _settings()
-    with tempfile.TemporaryDirectory(prefix="vigie-piped-") as spool:
-        files, names = _spooled(input, Path(spool))
+    files = _once_each(_existing(input))
+    with tempfile.TemporaryDirectory(prefix="vigie-spool-") as spool:
+        files, names = _spooled(files, Path(spool), worker_count(settings.read_workers) > 1)
         _triage_inputs(settings, files, output, top, names)
 
 
-def _spooled(paths: list[Path], spool: Path) -> tuple[list[Path], dict[str, str]]:
-    """The inputs as files, and the name each copy is shown by. Standard input (`-`) or a pipe
-    (`<(zcat a.gz)`, /dev/stdin) is copied into `spool` first: the reader cuts a large file at
-    byte offsets, and reads alerts' documents back from it during the run. Its rejections
-    name `stdin` or the pipe, not a copy gone when the run ends."""
+def _existing(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        if path.is_dir():
+            raise _fail(f"input is a folder, not a file: {path} (name its files: -i {path}/*)")
+        if str(path) != "-" and not path.exists():
+            raise _fail(f"input not found: {path}")
+    return paths
+
+
+def _spooled(paths: list[Path], spool: Path, unzip: bool) -> tuple[list[Path], dict[str, str]]:
+    """The inputs as plain files, and the name each copy is shown by. The reader cuts a large
+    file at byte offsets and reads alerts' documents back from it during the run, so standard
+    input (`-`) or a pipe (`<(ssh host cat a.json)`) is copied into `spool` first; with several
+    read workers, a gzip file (Wazuh's rotated days) is decompressed there, so they can share
+    it. Rejections name `stdin` or the file given, not a copy gone when the run ends."""
     files: list[Path] = []
     names: dict[str, str] = {}
-    for path in paths:
-        stdin = str(path) == "-"
-        if not (stdin or (path.exists() and not path.is_file() and not path.is_dir())):
-            files.append(path)
-            continue
-        copy = spool / ("stdin" if stdin else path.name)
-        if copy.exists():
-            raise _fail(f"{path} is given twice: a stream can be read once")
-        if stdin and sys.stdin.isatty():
-            raise _fail("-i -: nothing is piped to standard input")
+    for n, path in enumerate(paths):
+        shown = "stdin" if str(path) == "-" else str(path)
+        file = path
+        if str(path) == "-" or not path.is_file():
+            file = _copied(path, spool / (shown if shown == "stdin" else f"{n}-{path.name}"))
+        plain = decompress(file, spool / f"{n}-plain") if unzip else None
+        if plain is not None and file != path:
+            file.unlink()  # the compressed copy: only the plain one is read
+        file = plain or file
+        if file != path:
+            names[str(file)] = shown
+        files.append(file)
+    return files, names
+
+
+def _copied(stream: Path, copy: Path) -> Path:
+    if copy.exists():
+        raise _fail(f"{stream} is given twice: a stream can be read once")
+    stdin = str(stream) == "-"
+    if stdin and sys.stdin.isatty():
+        raise _fail("-i -: nothing is piped to standard input")
+    try:
         with (
             copy.open("wb") as fh,
-            nullcontext(sys.stdin.buffer) if stdin else path.open("rb") as stream,
+            nullcontext(sys.stdin.buffer) if stdin else stream.open("rb") as source,
         ):
-            shutil.copyfileobj(stream, fh, 1 << 20)
-        files.append(copy)
-        names[str(copy)] = "stdin" if stdin else str(path)
-    return files, names
+            shutil.copyfileobj(source, fh, 1 << 20)
+    except OSError as exc:
+        raise _fail(
+            f"cannot copy {stream} to {copy.parent} ({exc.strerror}): set TMPDIR to a folder "
+            "with room"
+        ) from exc
+    return copy
 
 
 def _triage_inputs(
@@ -169,12 +198,6 @@ def _triage_inputs(
 ) -> None:
     from agent.parallel_read import ParallelRead, start_first, worker_count
 
-    for path in input:
-        if path.is_dir():
-            raise _fail(f"input is a folder, not a file: {path} (name its files: -i {path}/*)")
-        if not path.is_file():
-            raise _fail(f"input not found: {path}")
-    input = _once_each(input)
     if output is not None:
         if any(output.resolve() == path.resolve() for path in input):
             raise _fail(f"the output would overwrite an input: {output}")
@@ -236,9 +259,9 @@ def _triage_inputs(
 def _once_each(paths: list[Path]) -> list[Path]:
     """The inputs, a file named twice (overlapping globs, a symlink) read once: its second
     reading made every alert of it a "duplicate alert id" dead letter."""
-    kept: dict[Path, Path] = {}
+    kept: dict[object, Path] = {}
     for path in paths:
-        first = kept.setdefault(path.resolve(), path)
+        first = kept.setdefault(object() if str(path) == "-" else path.resolve(), path)
         if first is not path:
             err.print(plain(f"{path} is {first} again: read once"), markup=False)
     return list(kept.values())

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,21 @@ def is_compressed(path: str | Path) -> bool:
     """gzip's first two bytes: a rotated log's name need not say (`alerts.json.1`)."""
     with Path(path).open("rb") as fh:
         return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def decompressed(path: Path, into: Path) -> Path | None:
+    """A gzip file's plain copy at `into`, for a reader that cuts files at byte offsets (see
+    `agent.parallel_read`); None when the file is not gzip, or its stream breaks part way (its
+    own reading says from which line), or the copy cannot be written (a full disk)."""
+    try:
+        if not is_compressed(path):
+            return None
+        with gzip.open(path, "rb") as src, into.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, *_BROKEN_STREAM):
+        into.unlink(missing_ok=True)
+        return None
+    return into
 
 
 def read_documents(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[Parsed]:

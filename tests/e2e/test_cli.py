@@ -113,6 +113,29 @@ def test_a_gzip_export_triages_as_its_content(tmp_path: Path, mixed_file) -> Non
     placed = [a for line in out.read_text().splitlines() for a in json.loads(line)["alert_ids"]]
     assert sorted(placed) == sorted(valid_ids)
     assert "5 document(s) rejected" in r.stdout
+    listed = vigie(tmp_path, "rejected", "--json")
+    assert {json.loads(line)["source"] for line in listed.stdout.splitlines()} == {str(packed)}
+
+
+def test_a_gzip_file_is_decompressed_for_the_parallel_reader(tmp_path: Path, mixed_file) -> None:
+    """A rotated Wazuh day was read by one process, the parallel reader cutting plain files
+    only: 634,000 alerts gzipped took 17.7 s, and 13.8 s decompressed first. A stream broken
+    part way is left to its own reading, which says from which line nothing was read."""
+    from agent.cli import _spooled
+    from connectors.files import is_ndjson
+
+    path, _ = mixed_file
+    packed = tmp_path / "a.json.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    broken = tmp_path / "b.json.gz"
+    broken.write_bytes(packed.read_bytes()[:-20])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    files, names = _spooled([packed, broken, path], spool, unzip=True)
+    assert files[0].read_bytes() == path.read_bytes() and is_ndjson(files[0])
+    assert files[1:] == [broken, path] and names == {str(files[0]): str(packed)}
+    assert list(spool.iterdir()) == [files[0]]  # nothing left of the broken one's copy
+    assert _spooled([packed], tmp_path, unzip=False) == ([packed], {})  # one read worker
 
 
 def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mixed_file) -> None:
