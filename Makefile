@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/scale_bench.py 634000 unique
 	$(PY) benchmarks/scale_bench.py 634000 distinct
+	$(PY) benchmarks/scale_bench.py 100000 hosts
 	$(PY) benchmarks/scale_bench.py 634000 flood
 	$(PY) benchmarks/scale_bench.py 634000 wazuh
 	$(PY) benchmarks/approvals_bench.py 1000

@@ -1,7 +1,7 @@
 """Triage throughput at a day's scale: the AIT-ADS scenario replayed until N alerts (default
 634,000, the size of the largest AIT-ADS scenario), through `vigie triage` end to end.
 
-    .venv/bin/python benchmarks/scale_bench.py [N] [replay | unique | distinct | flood | wazuh]
+    .venv/bin/python benchmarks/scale_bench.py [N] [replay|unique|distinct|hosts|flood|wazuh]
 
 Each replay of the 45,544 real alerts is shifted four days later and given fresh ids, so the
 file holds N distinct alerts with the real mix of rules, hosts and bursts. Prints the time from
@@ -12,7 +12,9 @@ peak RSS of the triage process and its reader workers.
 messages does: the repeats memo (`agent/repeats.py`) masks messages, so this measures what
 reading each alert's own message costs. `distinct` numbers a field the memo does not mask
 (`event.sequence`) instead: no document repeats another, and this measures the run without the
-memo's help.
+memo's help. `hosts` puts every alert on its own host, with its own address (a rule firing
+once on each endpoint of a fleet): no two alerts share a rule-host group, so each is stored whole
+as its group's sample.
 
 `flood` takes the largest scenarios' shape instead: the recorded four days once, with the web
 scan's dirb alerts repeated over 20 minutes until the file holds N alerts (the largest AIT-ADS
@@ -56,6 +58,7 @@ KINDS = {  # mode -> how the summary line names the file
     "replay": "",
     "unique": " (every message unique)",
     "distinct": " (every document distinct)",
+    "hosts": " (every alert on its own host)",
     "flood": " (a dirb flood)",
     "wazuh": " (Wazuh documents)",
 }
@@ -63,7 +66,8 @@ KINDS = {  # mode -> how the summary line names the file
 
 def replayed(alerts: Path, n: int, out: Path, numbered: str | None = None) -> None:
     """The scenario's alerts repeated up to N, four days later each time, with fresh ids;
-    `numbered`: "message" numbers each message, "sequence" each `event.sequence`."""
+    `numbered`: "message" numbers each message, "sequence" each `event.sequence`, "host"
+    each host's name and address."""
     docs = [json.loads(line) for line in alerts.open()]
     with out.open("w") as fh:
         for k in range(n):
@@ -79,6 +83,9 @@ def replayed(alerts: Path, n: int, out: Path, numbered: str | None = None) -> No
                 copy["message"] = f"{doc['message']} (#{k})"
             elif numbered == "sequence":
                 copy["event"]["sequence"] = k
+            elif numbered == "host":
+                address = f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"
+                copy["host"] = {"name": f"endpoint-{k:06d}", "ip": [address]}
             fh.write(json.dumps(copy, separators=(",", ":")) + "\n")
 
 
@@ -159,7 +166,12 @@ def main(n: int, mode: str) -> None:
         elif mode == "wazuh":
             wazuh_documents(n, big)
         else:
-            replayed(alerts, n, big, {"unique": "message", "distinct": "sequence"}.get(mode))
+            replayed(
+                alerts,
+                n,
+                big,
+                {"unique": "message", "distinct": "sequence", "hosts": "host"}.get(mode),
+            )
         os.sync()  # the kernel writing this file back must not run during the timed triage
         floor = stdlib_parse_seconds(big)
         seconds, peak_mb, out = timed_triage(big, work)

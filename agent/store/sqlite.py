@@ -250,9 +250,9 @@ class SqliteStore:
             )
             if history is not None:
                 _add_rule_history(db, history)
-            db.executemany(
+            db.executemany(  # one alert's JSON at a time: every alert of a run may be a sample
                 "INSERT OR REPLACE INTO alerts VALUES (?,?,?)",
-                [(a.id, owner.get(a.id, ""), _dump(a)) for a in alerts],
+                ((a.id, owner.get(a.id, ""), _dump(a)) for a in alerts),
             )
             new = []
             for p in proposals:
