@@ -11,6 +11,7 @@ the hash they saw, and a proposal whose stored arguments no longer match its has
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,10 @@ MAY_APPROVE: dict[str, frozenset[Risk]] = {
     "lead": frozenset({Risk.low, Risk.medium, Risk.high}),
     "admin": frozenset({Risk.low, Risk.medium, Risk.high}),
 }
+
+#: Unicode categories of characters a name cannot hold: control, format (zero-width, bidi
+#: overrides), line and paragraph separators, unassigned.
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
 
 TERMINAL = frozenset(
     {
@@ -59,15 +64,23 @@ def _require_pending(p: ActionProposal, now: datetime) -> None:
 
 
 def person(name: str) -> str:
-    """How names are compared: " Alice" and "alice" are one person, who cannot be both the
-    requester and an approver, or two approvers."""
-    return name.strip().casefold()
+    """How names are compared: " Alice", "alice" and "alice" in full-width letters (NFKC) are one
+    person, who cannot be both the requester and an approver, or two approvers."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def visible(name: str) -> bool:
+    """No control or invisible character: "al\u200bice" prints as "alice" in the audit trail,
+    and would count as a second person."""
+    return not any(unicodedata.category(c) in _UNSEEN for c in name)
 
 
 def _require_named(who: str) -> None:
     name = who.strip()
     if not name:
         raise ApprovalError("an approver must be named")
+    if not visible(name):
+        raise ApprovalError(f"{name!r}: a name holds no control or invisible character")
     if person(name) in SYSTEM_IDENTITIES:
         raise ApprovalError(f"{name!r} is a system identity and cannot decide")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from agent.approvals import SYSTEM_IDENTITIES, person
+from agent.approvals import SYSTEM_IDENTITIES, person, visible
 from agent.errors import ApprovalError, BadInput, Conflict, Forbidden, NotFound
 from agent.models import Disposal, Disposition, Incident, ProposalState, Tuning
 from agent.store import Store
@@ -205,6 +205,8 @@ def _named(actor: str) -> str:
     name = actor.strip()
     if not name:
         raise BadInput("the person acting must be named")
+    if not visible(name):
+        raise BadInput(f"{name!r}: a person's name holds no control or invisible character")
     if person(name) in SYSTEM_IDENTITIES:
         raise BadInput(f"{name!r} is a system identity: a person must act")
     return name

@@ -114,7 +114,14 @@ def test_execution_path_and_terminal_states() -> None:
 
 
 @pytest.mark.parametrize(
-    ("approver", "second"), [("alice", "Alice"), ("alice", " alice "), ("ALICE", "alice")]
+    ("approver", "second"),
+    [
+        ("alice", "Alice"),
+        ("alice", " alice "),
+        ("ALICE", "alice"),
+        ("alice", "\uff41\uff4c\uff49\uff43\uff45"),  # full-width letters: ran a high-risk action
+        ("\uff21lice", "alice"),
+    ],
 )
 def test_one_person_spelt_two_ways_is_still_one_approver(approver: str, second: str) -> None:
     p = proposal(Risk.high)
@@ -185,7 +192,17 @@ def test_an_edit_within_the_rules_ends_the_proposal(p: ActionProposal, change: d
     assert old.state is ProposalState.superseded and old.version == p.version + 1
 
 
-@pytest.mark.parametrize("who", ["vigie", "LLM", " "])
+@pytest.mark.parametrize("name", ["al\u200bice", "alice\u202e", "ali\x1bce", "a\u2028lice"])
+def test_a_name_with_an_invisible_character_is_refused(name: str) -> None:
+    """It prints as another person's name in the audit trail, and counted as a second person."""
+    p = approvals.approve(proposal(Risk.high), "alice", NOW, seen_hash=proposal().args_hash)
+    with pytest.raises(ApprovalError, match="invisible"):
+        approvals.approve(p, name, NOW, seen_hash=p.args_hash)
+    with pytest.raises(ApprovalError, match="invisible"):
+        approvals.reject(p, name, NOW, reason="no")
+
+
+@pytest.mark.parametrize("who", ["vigie", "LLM", " ", "\uff56\uff49\uff47\uff49\uff45"])
 def test_only_a_person_edits(who: str) -> None:
     with pytest.raises(ApprovalError, match=r"system identity|must be named"):
         approvals.supersede(BLOCK, who, NOW, {**BLOCK.args, "duration_hours": 48})

@@ -131,7 +131,8 @@ def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_a
     with pytest.raises(NotFound):
         dispose(store, "INC-nope", "benign", "test box", "alice")
     # A closing is someone's: `--as ""` closed it "by " nobody, and the system could close too.
-    for nobody in ("", "   ", "vigie", " System "):
+    # Full-width letters and invisible characters print as a name they are not.
+    for nobody in ("", "   ", "vigie", " System ", "\uff56\uff49\uff47\uff49\uff45", "car\u200bol"):
         with pytest.raises(BadInput, match="person"):
             dispose(store, inc.incident_id, "benign", "test box", nobody)
         with pytest.raises(BadInput, match="person"):
