@@ -842,7 +842,7 @@ def audit_show(
 ) -> None:
     """What happened, in order: who triaged, proposed, approved, ran, closed or tuned what.
     Page on with --after, the last seq shown."""
-    events = _store(_settings()).audit(subject, after=after)
+    events = _store(_settings()).audit(subject, after=after, limit=limit + 1)  # one: any more?
     shown = events[:limit]
     if as_json:
         for e in shown:
@@ -853,7 +853,7 @@ def audit_show(
         return
     out.print(audit_table(f"Audit events {shown[0].seq}-{shown[-1].seq}", shown))
     if len(events) > limit:
-        out.print(f"{len(events) - limit:,} more: --after {shown[-1].seq}", markup=False)
+        out.print(f"more: --after {shown[-1].seq}", markup=False)
 
 
 @audit_app.command("verify")

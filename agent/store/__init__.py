@@ -275,9 +275,12 @@ class Store(Protocol):
         self, actor: str, kind: str, subject: str, data: dict[str, Any]
     ) -> AuditEvent: ...
 
-    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+    def audit(
+        self, subject: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[AuditEvent]:
         """Audit events in order, of one subject if given, with seq greater than `after` (what
-        a reader that has seen up to `after` still needs, without re-reading the trail)."""
+        a reader that has seen up to `after` still needs, without re-reading the trail); the
+        first `limit` of them if given (a page, not the whole trail)."""
         ...
 
     def verify_audit(self) -> tuple[bool, int | None]:

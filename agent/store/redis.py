@@ -890,15 +890,18 @@ class RedisStore:
         event: AuditEvent = self._guard(self._optimistic, body, _HEAD)
         return event
 
-    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+    def audit(
+        self, subject: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[AuditEvent]:
         if subject is None:  # event seq n sits at index n - 1
-            rows = self._guard(self._r.lrange, _AUDIT, after, -1)
+            last = -1 if limit is None else after + limit - 1
+            rows = self._guard(self._r.lrange, _AUDIT, after, last)
         else:
             seqs = self._guard(self._r.lrange, f"vigie:audit:subject:{subject}", 0, -1)
+            wanted = [int(seq) for seq in seqs if int(seq) > after][:limit]
             with self._r.pipeline(transaction=False) as pipe:
-                for seq in seqs:
-                    if int(seq) > after:
-                        pipe.lindex(_AUDIT, int(seq) - 1)
+                for seq in wanted:
+                    pipe.lindex(_AUDIT, seq - 1)
                 rows = pipe.execute()
         return [AuditEvent.model_validate_json(r) for r in rows if r]
 

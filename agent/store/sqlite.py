@@ -595,12 +595,15 @@ class SqliteStore:
         with self._tx() as db:
             return self._append(db, actor, kind, subject, data)
 
-    def audit(self, subject: str | None = None, *, after: int = 0) -> list[AuditEvent]:
+    def audit(
+        self, subject: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[AuditEvent]:
         sql = "SELECT seq, at, actor, kind, subject, data, prev_hash, hash FROM audit WHERE seq > ?"
         params: tuple[Any, ...] = (after,)
         if subject:
             sql, params = sql + " AND subject=?", (after, subject)
-        rows = self._db.execute(sql + " ORDER BY seq", params).fetchall()
+        sql, params = sql + " ORDER BY seq LIMIT ?", (*params, -1 if limit is None else limit)
+        rows = self._db.execute(sql, params).fetchall()
         return [
             AuditEvent(
                 seq=s,

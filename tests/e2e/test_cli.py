@@ -404,7 +404,7 @@ def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) 
     ]  # fmt: skip
     shown = vigie(tmp_path, "audit", "show", isolate["proposal_id"], "--limit", "2")
     assert shown.returncode == 0 and "proposal.created" in shown.stdout
-    assert f"{len(events) - 2:,} more: --after {events[1]['seq']}" in shown.stdout
+    assert f"more: --after {events[1]['seq']}" in shown.stdout
     rest = vigie(tmp_path, "audit", "show", isolate["proposal_id"], "--json",
                  "--after", str(events[1]["seq"]))  # fmt: skip
     assert [json.loads(line)["seq"] for line in rest.stdout.splitlines()] == [

@@ -108,6 +108,10 @@ def test_audit_reads_only_what_comes_after_a_seq(store: Store) -> None:
     assert [e.seq for e in store.audit(after=3)] == [4, 5]
     assert [e.seq for e in store.audit(after=5)] == []
     assert [e.seq for e in store.audit("same", after=2)] == [4]
+    # A page, not the whole trail: `vigie audit show` read every event to show fifty.
+    assert [e.seq for e in store.audit(after=1, limit=2)] == [2, 3]
+    assert [e.seq for e in store.audit("same", limit=1)] == [2]
+    assert [e.seq for e in store.audit(after=4, limit=9)] == [5]
 
 
 def store_url(store: RedisStore) -> str:
