@@ -34,6 +34,10 @@ MAY_APPROVE: dict[str, frozenset[Risk]] = {
 #: overrides), line and paragraph separators, unassigned.
 _UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
 
+#: A comment or a rejection's reason, in characters: it is kept in the proposal and the audit
+#: trail of every later reader (the API refused longer ones; the command line took any).
+MAX_COMMENT = 2000
+
 TERMINAL = frozenset(
     {
         ProposalState.succeeded,
@@ -85,6 +89,11 @@ def _require_named(who: str) -> None:
         raise ApprovalError(f"{name!r} is a system identity and cannot decide")
 
 
+def _require_short(text: str) -> None:
+    if len(text) > MAX_COMMENT:
+        raise ApprovalError(f"{len(text):,} characters: a comment or reason holds {MAX_COMMENT:,}")
+
+
 def _require_person(p: ActionProposal, who: str) -> None:
     _require_named(who)
     if person(who) == person(p.requested_by):
@@ -115,6 +124,7 @@ def approve(
     allowed to approve the proposal's risk."""
     _require_pending(p, now)
     _require_person(p, who)
+    _require_short(comment)
     if role is not None and p.risk not in MAY_APPROVE.get(role, frozenset()):
         raise Forbidden(f"role {role!r} may not approve {p.risk.value}-risk actions")
     verify_integrity(p)
@@ -135,6 +145,7 @@ def reject(p: ActionProposal, who: str, now: datetime, *, reason: str) -> Action
     _require_person(p, who)
     if not reason.strip():
         raise ApprovalError("a rejection needs a reason")
+    _require_short(reason)
     approvals = [
         *p.approvals,
         Approval(approver=who, decision="reject", at=now, comment=reason, args_hash=p.args_hash),

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api import MAX_ENTITY, REFUSED, refusal_status
 from agent.api.auth import ApiTokens, Principal, WebhookAuth
+from agent.approvals import MAX_COMMENT
 from agent.dispositions import (
     MAX_CLOSED_AT_ONCE,
     MAX_REASON,
@@ -63,11 +64,11 @@ class JsonFormatter(logging.Formatter):
 
 class ApproveBody(BaseModel):
     args_hash: str = Field(min_length=8, max_length=64, description="the hash you reviewed")
-    comment: str = Field(default="", max_length=2000)
+    comment: str = Field(default="", max_length=MAX_COMMENT)
 
 
 class RejectBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=MAX_COMMENT)
 
 
 class RevokeBody(BaseModel):

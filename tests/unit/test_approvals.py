@@ -231,3 +231,16 @@ def test_an_approval_lapses_when_its_run_has_not_started_in_time() -> None:
     assert approvals.expire(twice, late).state is ProposalState.expired
     with pytest.raises(ApprovalError):
         approvals.expire(twice, late - timedelta(seconds=1))
+
+
+def test_a_comment_or_reason_has_a_bound_whoever_sends_it() -> None:
+    """The API refused a comment over 2,000 characters; the command line and the web form
+    stored any, in the proposal and the audit trail every reader loads."""
+    p = proposal(Risk.high)
+    long = "x" * (approvals.MAX_COMMENT + 1)
+    with pytest.raises(ApprovalError, match="holds 2,000"):
+        approvals.approve(p, "alice", NOW, seen_hash=p.args_hash, comment=long)
+    with pytest.raises(ApprovalError, match="holds 2,000"):
+        approvals.reject(p, "alice", NOW, reason=long)
+    done = approvals.approve(p, "alice", NOW, seen_hash=p.args_hash, comment=long[:-1])
+    assert done.approvals[-1].comment == long[:-1]
