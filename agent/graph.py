@@ -338,8 +338,14 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
                 kind = "incident.updated" if inc.incident_id in existed else "incident.created"
                 ctx.on_incident(kind, inc)
         if incidents:  # incidents quiet for a whole period before the newest alert they hold close
-            ctx.store.close_quiet(max(i.last_seen for i in incidents) - ctx.quiet_period)
+            ctx.store.close_quiet(_newest(incidents) - ctx.quiet_period)
     return {}
+
+
+def _newest(incidents: list[Incident]) -> datetime:
+    """The newest alert time, but never later than now: one alert from a sensor whose clock
+    runs a year ahead closed every open incident, and later alerts opened new ones."""
+    return min(max(i.last_seen for i in incidents), datetime.now(UTC))
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.analyst import OfflineAnalyst
@@ -132,6 +133,26 @@ def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     run_triage([write(tmp_path / "2.ndjson", [ecs(2, 60 * 30, "Web shell", "web")])], ctx)
     statuses = sorted((i.alert_ids[0], i.status) for i in store.list_incidents())
     assert statuses == [("a1", "closed"), ("a2", "open")]  # 30 h apart: a new incident
+
+
+def test_an_alert_from_a_clock_years_ahead_does_not_close_what_is_open(tmp_path: Path) -> None:
+    """Quiet periods count back from the newest alert: one from a sensor dated a year ahead
+    closed every open incident, so the next alerts of an attack opened a new one."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    now = datetime.now(UTC)
+
+    def at(doc: dict, when: datetime) -> dict:
+        return {**doc, "@timestamp": when.isoformat()}
+
+    run_triage([write(tmp_path / "1.ndjson", [at(ecs(1, 0, "Web shell", "web"), now)])], ctx)
+    ahead = at(ecs(2, 0, "Port scan", "printer"), now + timedelta(days=365))
+    run_triage([write(tmp_path / "2.ndjson", [ahead])], ctx)
+    statuses = sorted((i.alert_ids[0], i.status) for i in store.list_incidents())
+    assert statuses == [("a1", "open"), ("a2", "open")]
+    later = at(ecs(3, 0, "Web shell", "web"), now + timedelta(minutes=5))
+    run_triage([write(tmp_path / "3.ndjson", [later])], ctx)
+    assert any({"a1", "a3"} <= set(i.alert_ids) for i in store.list_incidents())  # extended
 
 
 def test_whole_chunks_from_reader_workers_keep_the_first_copy_of_a_repeated_id(
