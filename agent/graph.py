@@ -220,7 +220,7 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
     alerts = state.get("alerts", [])
     history = None
     if ctx.store is not None and alerts:
-        newest = max(map(_timestamp, alerts))  # alert times are UTC
+        newest = min(max(map(_timestamp, alerts)), datetime.now(UTC))  # see `_newest`
         since = (newest - timedelta(days=HISTORY_DAYS)).date()
         windows_from = int(newest.timestamp()) - WINDOW_HISTORY_SECONDS
         history = ctx.store.rule_history(since, windows_from=windows_from)

@@ -753,6 +753,7 @@ class RedisStore:
             )
         newest = max((d for d, _ in counts), default=None)
         if newest is not None:  # days past retention: their hashes expired, forget them too
+            newest = min(newest, datetime.now(UTC).date())  # a sensor's clock a year ahead
             oldest_kept = newest.toordinal() - RULE_HISTORY_DAYS
             pipe.zremrangebyscore(_RULE_DAYS, "-inf", oldest_kept)
             kept_from = (oldest_kept + 1 - _EPOCH_ORDINAL) * 86400  # the first kept day's start

@@ -670,6 +670,20 @@ def test_rule_history_adds_up_by_day_and_keeps_each_pairs_latest_day(store: Stor
     assert store.rule_history(d1).watched_from == start(d1)
 
 
+def test_a_day_from_a_clock_years_ahead_does_not_age_out_the_rule_history(store: Store) -> None:
+    """Redis forgets days past retention counted back from a run's newest day: one alert dated
+    a year ahead made it forget every real one, and each rule looked rare and new again."""
+    from datetime import timedelta
+
+    today = datetime.now(UTC).date()
+    store.save_triage([], [], [], [], actor="v", history=RunHistory({(today, "ssh"): 4}, {}))
+    ahead = today + timedelta(days=400)
+    store.save_triage([], [], [], [], actor="v", history=RunHistory({(ahead, "scan"): 1}, {}))
+    kept = store.rule_history(today - timedelta(days=7))
+    assert kept.counts == {"ssh": 4, "scan": 1}
+    assert kept.watched_from == datetime.combine(today, datetime.min.time(), UTC).timestamp()
+
+
 def test_a_runs_rule_history_is_stored_with_its_results_or_not_at_all(tmp_path) -> None:
     from datetime import date
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from agent.analyst import OfflineAnalyst
 from agent.errors import Transient
@@ -153,6 +154,31 @@ def test_an_alert_from_a_clock_years_ahead_does_not_close_what_is_open(tmp_path:
     later = at(ecs(3, 0, "Web shell", "web"), now + timedelta(minutes=5))
     run_triage([write(tmp_path / "3.ndjson", [later])], ctx)
     assert any({"a1", "a3"} <= set(i.alert_ids) for i in store.list_incidents())  # extended
+
+
+def test_a_batch_with_an_alert_from_ahead_is_judged_against_the_week_before_now(
+    tmp_path: Path,
+) -> None:
+    """Rarity and novelty read the store's week before the batch's newest alert: one dated a
+    year ahead read a week with nothing in it, and every rule of the batch looked new."""
+    asked: list[date] = []
+
+    class Watched(SqliteStore):
+        def rule_history(self, since: date, windows_from: int | None = None) -> Any:
+            asked.append(since)
+            return super().rule_history(since, windows_from)
+
+    ctx = TriageContext(store=Watched(tmp_path / "v.db"), analyst=OfflineAnalyst(), playbooks=[])
+    now = datetime.now(UTC)
+    batch = [
+        {**ecs(1, 0, "Web shell", "web"), "@timestamp": now.isoformat()},
+        {
+            **ecs(2, 0, "Port scan", "printer"),
+            "@timestamp": (now + timedelta(days=365)).isoformat(),
+        },
+    ]
+    run_triage([write(tmp_path / "1.ndjson", batch)], ctx)
+    assert asked == [(datetime.now(UTC) - timedelta(days=7)).date()]
 
 
 def test_whole_chunks_from_reader_workers_keep_the_first_copy_of_a_repeated_id(
