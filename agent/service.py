@@ -148,6 +148,7 @@ def sweep_config(settings: Settings) -> SweepConfig:
         tiebreaker=settings.es_tiebreaker,
         page_size=settings.es_page_size,
         only_open=settings.es_only_open,
+        lookback_seconds=settings.es_lookback_seconds,
         extra_filter=settings.es_extra_filter,
         kibana_writeback=settings.es_backend == "elasticsearch",
     )

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # points in time (OpenSearch < 2.4, Wazuh 4.3) or whose writes slow down under one.
     es_point_in_time: bool = True
     es_only_open: bool = True
+    # Each sweep reads again from this long before where the last one stopped: an alert indexed
+    # late (an agent back online, a slow pipeline) sorts before the checkpoint and was never
+    # read. Those read again are known by id, and cost a search, not a triage.
+    es_lookback_seconds: int = Field(default=300, ge=0, le=7 * 86_400)
     es_extra_filter: dict[str, Any] | None = None
     sweep_interval: float = Field(default=60.0, gt=0)
     # HTTP API and webhooks (`vigie serve`).

@@ -13,6 +13,7 @@ waiting are kept in the store with the checkpoint, so a crash delays them, never
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class SweepConfig:
     extra_filter: dict[str, Any] | None = None
     kibana_writeback: bool = True  # acknowledge and tag alerts (Elastic Security indices)
     incident_flush_pages: int = 10  # mirror touched incidents at least this often
+    lookback_seconds: int = 300  # read again from this long before the checkpoint (see _resume)
 
     @property
     def checkpoint_name(self) -> str:
@@ -58,8 +60,11 @@ class SweepResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _query(cfg: SweepConfig) -> dict[str, Any]:
+def _query(cfg: SweepConfig, since_ms: float | None = None) -> dict[str, Any]:
     filters: list[dict[str, Any]] = []
+    if since_ms is not None:
+        gte = {"gte": int(since_ms), "format": "epoch_millis"}
+        filters.append({"range": {"@timestamp": gte}})
     if cfg.only_open:
         filters.append({"term": {"kibana.alert.workflow_status": "open"}})
     if cfg.extra_filter:
@@ -83,9 +88,8 @@ def sweep(
     _mirror_audit(backend, store, cfg, pending)  # people's closings since the last sweep
     _flush_incidents(backend, store, cfg, pending)  # and what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
-    for page in backend.pages(
-        cfg.alerts_index, _query(cfg), sort, result.checkpoint, cfg.page_size
-    ):
+    after, since_ms = _resume(result.checkpoint, cfg.lookback_seconds, time.time() * 1000)
+    for page in backend.pages(cfg.alerts_index, _query(cfg, since_ms), sort, after, cfg.page_size):
         docs = [(h.index, n, h.document()) for n, h in enumerate(page, 1)]
         state = run_triage_documents(docs, ctx)
         incidents = state.get("incidents", [])
@@ -108,6 +112,21 @@ def sweep(
             progress(result)
     _flush_incidents(backend, store, cfg, pending)
     return result
+
+
+def _resume(
+    checkpoint: list[Any] | None, lookback_seconds: int, now_ms: float
+) -> tuple[list[Any] | None, float | None]:
+    """Where a sweep starts: after the checkpoint, or (with a lookback) from a time before it.
+    Sorting by `@timestamp`, an alert indexed after the sweep went past its time was never
+    read. And the checkpoint counts from no later than now: one alert dated a year ahead put
+    it there, and no alert of the year between was read."""
+    if checkpoint is None or not isinstance(checkpoint[0], int | float):
+        return checkpoint, None
+    at_ms = checkpoint[0] / 1e6 if checkpoint[0] > 1e15 else checkpoint[0]  # date_nanos
+    if lookback_seconds == 0 and at_ms <= now_ms:
+        return checkpoint, None
+    return None, min(at_ms, now_ms) - lookback_seconds * 1000
 
 
 def _flush_incidents(
@@ -159,6 +178,8 @@ def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list
         incident_id = owner.get(alert_id(source, Fields(source).get))
         if incident_id is None:
             continue  # a dead letter: left open in Kibana for a human
+        if _written_back(hit.source, incident_id, cfg):
+            continue  # read again (see `_resume`): already says so
         tag = f"vigie:{incident_id}"
         if cfg.kibana_writeback:
             tags = hit.source.get("kibana.alert.workflow_tags") or []
@@ -171,6 +192,15 @@ def _writeback(page: list[Hit], owner: dict[str, str], cfg: SweepConfig) -> list
             update = {"vigie": {"incident_id": incident_id}}
         ops += [{"update": {"_index": hit.index, "_id": hit.id}}, {"doc": update}]
     return ops
+
+
+def _written_back(source: dict[str, Any], incident_id: str, cfg: SweepConfig) -> bool:
+    if cfg.kibana_writeback:
+        tags = source.get("kibana.alert.workflow_tags")
+        acknowledged = source.get("kibana.alert.workflow_status") == "acknowledged"
+        return acknowledged and isinstance(tags, list) and f"vigie:{incident_id}" in tags
+    vigie = source.get("vigie")
+    return isinstance(vigie, dict) and vigie.get("incident_id") == incident_id
 
 
 #: Audit events of a person changing an incident outside triage: its document is mirrored again.

@@ -138,11 +138,54 @@ def test_sweep_pages_through_everything_and_writes_back(
     assert (again.alerts_read, again.alerts_new) == (0, 0)
 
 
+def index_now(es: ElasticsearchBackend, *docs: dict) -> None:
+    for d in docs:
+        es.bulk([{"index": {"_index": INDEX, "_id": d["kibana.alert.uuid"]}}, d])
+    es.client.indices.refresh(index=INDEX)
+
+
+def test_an_alert_indexed_late_is_still_read(es: ElasticsearchBackend, ctx: TriageContext) -> None:
+    """A sweep resumed after the last alert it read, in `@timestamp` order: one indexed later
+    with an earlier time (an agent back online, a slow pipeline) was never read. Each sweep
+    now reads again from `lookback_seconds` before; what it read before is known by id."""
+    seed(es, scenario(200))  # the newest open alert at 23:52:48
+    cfg = SweepConfig(page_size=100)
+    assert sweep(es, ctx.store, ctx, cfg).alerts_new == 200
+    index_now(es, elastic_alert(900, 1430, "host3", "Rule 3"))  # 23:50, indexed now
+    r = sweep(es, ctx.store, ctx, cfg)
+    assert (r.alerts_read, r.alerts_new) == (1, 1) and "u000900" in placed(ctx.store)
+    index_now(es, elastic_alert(901, 1372, "host3", "Rule 3"))  # an hour late
+    assert sweep(es, ctx.store, ctx, cfg).alerts_new == 0  # past the lookback
+    wider = SweepConfig(page_size=100, lookback_seconds=2 * 3600)
+    assert sweep(es, ctx.store, ctx, wider).alerts_new == 1
+
+
+def test_an_alert_dated_a_year_ahead_does_not_hide_the_ones_after_it(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """The checkpoint was the last alert's time: one from a sensor whose clock ran a year
+    ahead put it there, and no alert of the year between would have been read."""
+    now = datetime.now(UTC)
+    ahead = {
+        **elastic_alert(1, 0, "printer", "Odd"),
+        "@timestamp": (now + timedelta(days=365)).isoformat(),
+    }
+    seed(es, [ahead])
+    cfg = SweepConfig(page_size=100, only_open=False)  # the one ahead is read again, and known
+    assert sweep(es, ctx.store, ctx, cfg).alerts_new == 1
+    index_now(es, {**elastic_alert(2, 0, "web", "Web shell"), "@timestamp": now.isoformat()})
+    counted = CrashAfter(es, 0)  # counts the write-backs, dies at none
+    r = sweep(counted, ctx.store, ctx, cfg)  # type: ignore[arg-type]
+    assert (r.alerts_read, r.alerts_new) == (2, 1) and placed(ctx.store) == ["u000001", "u000002"]
+    assert counted.updated == ["u000002"]  # the one read again already says where it went
+
+
 class CrashAfter:
     """Wraps a backend; the write-back of page `n` dies as if the process were killed."""
 
     def __init__(self, inner: ElasticsearchBackend, n: int) -> None:
         self.inner, self.n, self.bulks = inner, n, 0
+        self.updated: list[str] = []
 
     def pages(self, *args: Any) -> Iterator[list[Hit]]:
         return self.inner.pages(*args)
@@ -151,6 +194,7 @@ class CrashAfter:
         self.inner.ensure_template(*args)
 
     def bulk(self, ops: list[dict[str, Any]]) -> None:
+        self.updated += [op["update"]["_id"] for op in ops if "update" in op]
         if any("update" in op for op in ops):
             self.bulks += 1
             if self.bulks == self.n:
@@ -433,3 +477,17 @@ def test_alerts_in_an_index_that_keeps_no_source_are_dead_letters_with_the_reaso
     assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
     left = es.client.search(index=INDEX + "-nosource", query={"match_all": {}}, source=False)
     assert len(left["hits"]["hits"]) == 3
+
+
+def test_where_a_sweep_resumes() -> None:
+    """After the checkpoint; from `lookback` before it; from no later than now; a `date_nanos`
+    sort value counted in nanoseconds; a sort value that is no time (a keyword) as it is."""
+    from agent.sweep import _resume
+
+    now = 1_800_000_000_000.0
+    assert _resume(None, 300, now) == (None, None)
+    assert _resume([1_700_000_000_000, "u1"], 0, now) == ([1_700_000_000_000, "u1"], None)
+    assert _resume([1_700_000_000_000, "u1"], 300, now) == (None, 1_700_000_000_000 - 300_000)
+    assert _resume([1_900_000_000_000, "u1"], 0, now) == (None, now)  # a year ahead
+    assert _resume([1_700_000_000_000_000_000, "u1"], 60, now) == (None, 1_700_000_000_000 - 60_000)
+    assert _resume(["2026-01-05", "u1"], 300, now) == (["2026-01-05", "u1"], None)
