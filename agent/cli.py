@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -128,7 +129,9 @@ def triage(
             "--input", "-i", help="NDJSON, JSON array or object; gzip or not; - reads stdin"
         ),
     ],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="incidents JSONL")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="incidents JSONL; - writes stdout")
+    ] = None,
     top: Annotated[int, typer.Option(min=0, help="incidents shown in the summary")] = 10,
 ) -> None:
     """Triage alert files into ranked incidents and queue proposed actions for approval."""
@@ -198,7 +201,9 @@ def _triage_inputs(
 ) -> None:
     from agent.parallel_read import ParallelRead, start_first, worker_count
 
-    if output is not None:
+    to_stdout = str(output) == "-"  # the incidents to stdout, the summary to stderr
+    said = err if to_stdout else out
+    if output is not None and not to_stdout:
         if any(output.resolve() == path.resolve() for path in input):
             raise _fail(f"the output would overwrite an input: {output}")
         _writable(output)  # before the run: a day's triage must not end in a traceback
@@ -229,12 +234,7 @@ def _triage_inputs(
                 read.close()
     incidents = state.get("incidents", [])
     if output is not None:
-        try:
-            with output.open("wb") as fh:
-                for inc in incidents:
-                    fh.write(orjson.dumps(inc.output_line()) + b"\n")
-        except OSError as exc:
-            raise _fail(f"cannot write {output} ({exc.strerror}); the run is stored") from exc
+        _write_incidents(incidents, output)
     seconds = (datetime.now(UTC) - started).total_seconds()
     known = state.get("known", {})
     _summary(
@@ -244,16 +244,34 @@ def _triage_inputs(
         len(state.get("alerts", [])),
         seconds,
         top,
+        said,
     )
     if settings.analyst == "mistral":
-        out.print(plain(_model_use(incidents, settings.llm_min_priority)), highlight=False)
+        said.print(plain(_model_use(incidents, settings.llm_min_priority)), highlight=False)
     if known:  # a file triaged again: its alerts are where the earlier run put them
-        out.print(
+        said.print(
             f"[bold]{len(known):,}[/] alert(s) already in {len(set(known.values())):,} "
             "incident(s) from an earlier run: left there"
         )
     if not state.get("alerts") and not known:
         raise _fail("no valid alert in the input", code=2)
+
+
+def _write_incidents(incidents: list[Incident], output: Path) -> None:
+    """The output contract, a line an incident, into `output` or (`-`) stdout."""
+    lines = (orjson.dumps(inc.output_line()) + b"\n" for inc in incidents)
+    if str(output) == "-":
+        try:
+            sys.stdout.buffer.writelines(lines)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted; the run is stored
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet at exit
+        return
+    try:
+        with output.open("wb") as fh:
+            fh.writelines(lines)
+    except OSError as exc:
+        raise _fail(f"cannot write {output} ({exc.strerror}); the run is stored") from exc
 
 
 def _once_each(paths: list[Path]) -> list[Path]:
@@ -311,6 +329,7 @@ def _summary(
     alerts: int,
     seconds: float,
     top: int,
+    out: Console = out,
 ) -> None:
     if incidents:  # an empty table says nothing the next line does not
         out.print(

@@ -194,6 +194,20 @@ def test_standard_input_is_read_as_a_file(tmp_path: Path, mixed_file) -> None:
     assert twice.returncode == 2 and b"a stream can be read once" in twice.stderr
 
 
+def test_dash_output_writes_the_incidents_to_stdout_and_the_summary_to_stderr(
+    tmp_path: Path, mixed_file
+) -> None:
+    """`vigie triage -i a.json -o - | jq`: `-o -` wrote a file named "-"."""
+    path, valid_ids = mixed_file
+    env = {**os.environ, "VIGIE_STORE_URL": f"sqlite:///{tmp_path}/v.db", "COLUMNS": "200"}
+    r = subprocess.run([*VIGIE, "triage", "-i", str(path), "-o", "-"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert sorted(a for inc in lines for a in inc["alert_ids"]) == sorted(valid_ids)
+    assert "5 document(s) rejected" in r.stderr and not (tmp_path / "-").exists()
+
+
 def test_a_file_named_twice_is_read_once(tmp_path: Path, mixed_file) -> None:
     """Overlapping globs, or a file and a symlink to it: the second reading made every alert
     of the file a "duplicate alert id" dead letter (1,187 for the demo's Wazuh file)."""
