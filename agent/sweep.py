@@ -44,6 +44,12 @@ class SweepConfig:
         return f"sweep:{self.alerts_index}"
 
     @property
+    def rejected_name(self) -> str:
+        """Hits rejected lately, with their times: read again within the lookback, they are
+        not rejected (and listed) once more."""
+        return f"sweep-rejected:{self.alerts_index}"
+
+    @property
     def pending_name(self) -> str:
         """Incidents touched but not yet mirrored into the incidents index."""
         return f"sweep-pending:{self.alerts_index}"
@@ -89,9 +95,16 @@ def sweep(
     _flush_incidents(backend, store, cfg, pending)  # and what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
     after, since_ms = _resume(result.checkpoint, cfg.lookback_seconds, time.time() * 1000)
+    rejected = _lately_rejected(store.get_checkpoint(cfg.rejected_name), since_ms)
     for page in backend.pages(cfg.alerts_index, _query(cfg, since_ms), sort, after, cfg.page_size):
-        docs = [(h.index, n, h.document()) for n, h in enumerate(page, 1)]
-        state = run_triage_documents(docs, ctx)
+        fresh = [h for h in page if _key(h) not in rejected]
+        docs = [(h.index, n, h.document()) for n, h in enumerate(fresh, 1)]
+        state = run_triage_documents(docs, ctx) if docs else {}
+        dead = state.get("dead_letters", [])
+        if dead:
+            hits = [fresh[d.line - 1] for d in dead if d.line]
+            rejected.update({_key(h): _sort_ms(h.sort) for h in hits})
+            store.set_checkpoint(cfg.rejected_name, sorted(map(list, rejected.items())))
         incidents = state.get("incidents", [])
         owner = dict(state.get("known", {}))
         owner.update({aid: inc.incident_id for inc in incidents for aid in inc.alert_ids})
@@ -105,13 +118,34 @@ def sweep(
         result.alerts_read += len(page)
         result.alerts_new += len(state.get("alerts", []))
         result.incidents_touched += len(incidents)
-        result.dead_letters += len(state.get("dead_letters", []))
+        result.dead_letters += len(dead)
         if result.pages % cfg.incident_flush_pages == 0:
             _flush_incidents(backend, store, cfg, pending)
         if progress is not None:
             progress(result)
     _flush_incidents(backend, store, cfg, pending)
     return result
+
+
+def _key(hit: Hit) -> str:
+    return f"{hit.index}/{hit.id}"
+
+
+def _sort_ms(sort: list[Any]) -> float:
+    """A hit's time from its sort values, in milliseconds (a `date_nanos` field's are in
+    nanoseconds); 0 if none."""
+    at = sort[0] if sort else None
+    if not isinstance(at, int | float):
+        return 0.0
+    return at / 1e6 if at > 1e15 else float(at)
+
+
+def _lately_rejected(stored: list[list[Any]] | None, since_ms: float | None) -> dict[str, float]:
+    """The hits rejected that this sweep may read again: those from `since_ms` on (none
+    without a lookback, which reads nothing twice)."""
+    if since_ms is None:
+        return {}
+    return {key: at for key, at in stored or [] if at >= since_ms}
 
 
 def _resume(
@@ -123,7 +157,7 @@ def _resume(
     it there, and no alert of the year between was read."""
     if checkpoint is None or not isinstance(checkpoint[0], int | float):
         return checkpoint, None
-    at_ms = checkpoint[0] / 1e6 if checkpoint[0] > 1e15 else checkpoint[0]  # date_nanos
+    at_ms = _sort_ms(checkpoint)
     if lookback_seconds == 0 and at_ms <= now_ms:
         return checkpoint, None
     return None, min(at_ms, now_ms) - lookback_seconds * 1000

@@ -324,6 +324,23 @@ def test_poisoned_alerts_in_the_index_become_dead_letters_and_the_sweep_goes_on(
     assert ctx.store.get_checkpoint(cfg.checkpoint_name) == r.checkpoint
 
 
+def test_a_rejected_alert_read_again_within_the_lookback_is_not_rejected_twice(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """Each sweep reads the last `lookback_seconds` again; an alert it rejected stays open,
+    so it came back in each, and was listed once more each time."""
+    docs = scenario(30)[:30]
+    docs[29]["kibana.alert.rule.name"] = "lone \ud800 rule"  # the newest: read again
+    seed(es, docs)
+    cfg = SweepConfig(page_size=10)
+    assert sweep(es, ctx.store, ctx, cfg).dead_letters == 1
+    late = elastic_alert(900, 1390, "host3", "Rule 3")  # 2 min before the newest, indexed late
+    index_now(es, late)
+    again = sweep(es, ctx.store, ctx, cfg)
+    assert (again.alerts_read, again.alerts_new, again.dead_letters) == (2, 1, 0)
+    assert len(ctx.store.dead_letters()) == 1
+
+
 def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(
     es: ElasticsearchBackend, ctx: TriageContext
 ) -> None:
