@@ -1,7 +1,8 @@
 """Reversible, per-run pseudonymisation of entities before anything leaves for an LLM.
 
 Host names, user names, IP addresses and e-mail addresses become stable tokens (HOST_1, USER_2,
-IP_3, EMAIL_1) in structured fields *and* inside free text; the analyst sees them restored. One
+IP_3, EMAIL_1) in structured fields *and* inside free text, in any case; the analyst sees them
+restored. One
 `Pseudonymizer` lives for one run, so the same value gets the same token across incidents.
 """
 
@@ -62,14 +63,17 @@ class Pseudonymizer:
         self._lock = threading.Lock()
 
     def token(self, kind: str, value: str) -> str:
+        """One token per value whatever its case: sensors and log lines spell a Windows host
+        or account as they please ("ws-fin-07", "WS-FIN-07"); the first spelling is restored."""
+        key = value.casefold()
         with self._lock:
-            existing = self._fwd.get(value)
+            existing = self._fwd.get(key)
             if existing is not None:
                 return existing
             n = self._counts.get(kind, 0) + 1
             self._counts[kind] = n
             tok = f"{kind}_{n}"
-            self._fwd[value] = tok
+            self._fwd[key] = tok
             self._rev[tok] = value
             self._pattern = None
             return tok
@@ -93,9 +97,11 @@ class Pseudonymizer:
     def _known(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._fwd:
-                values = sorted(self._fwd, key=len, reverse=True)
+                values = sorted(self._rev.values(), key=len, reverse=True)
                 alts = "|".join(re.escape(v) for v in values if len(v) >= 2)
-                self._pattern = re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])") if alts else None
+                self._pattern = (
+                    re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])", re.IGNORECASE) if alts else None
+                )
             return self._pattern
 
     def mask(self, text: str) -> str:
@@ -105,8 +111,12 @@ class Pseudonymizer:
         text = _IPV6.sub(lambda m: self.token("IP", m.group(0)), text)
         pattern = self._known()
         if pattern is not None:
-            text = pattern.sub(lambda m: self._fwd[m.group(0)], text)
+            text = pattern.sub(self._known_token, text)
         return text
+
+    def _known_token(self, m: re.Match[str]) -> str:
+        found = m.group(0)
+        return self._fwd.get(found.casefold()) or self.token("HOST", found)  # never left raw
 
     def unmask(self, text: str) -> str:
         return TOKEN.sub(lambda m: self._rev.get(m.group(0), m.group(0)), text)

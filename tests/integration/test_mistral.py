@@ -135,6 +135,24 @@ def test_grounded_answer_is_restored_and_nothing_raw_leaves(standin) -> None:
     assert "payload" not in recorded[0]  # hash and size only by default
 
 
+def test_entities_written_in_another_case_in_free_text_do_not_leave_raw(standin) -> None:
+    """Windows writes a host or an account in any case: "WEB-01" and "SVC-BACKUP" in a
+    message left as they were, beside the fields' "web-01" and "svc-backup" masked."""
+    alerts = attack_alerts()
+    loud = alerts[0].model_copy(
+        update={"message": "Accepted password for SVC-BACKUP on WEB-01.corp.example"}
+    )
+    inc, by_id = incident_of([loud, *alerts[1:]])
+    analyst, server = analyst_for(
+        standin, sequence((200, message(json.dumps(good_answer(inc.alert_ids))), 0))
+    )
+    analyst.assess(inc, by_id)
+    payload = json.dumps(server.requests[0]["body"]).casefold()
+    for raw in SECRET_VALUES:
+        assert raw.casefold() not in payload, raw
+    assert "for user_1 on host_1.corp.example" in payload  # one token whatever the case
+
+
 def test_invalid_output_is_retried_once_with_the_error(standin) -> None:
     inc, alerts = incident_of(attack_alerts())
     analyst, server = analyst_for(
