@@ -21,6 +21,22 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL)_\d+\b")
 
 
+def _short_host(host: str) -> str | None:
+    """A host name's first label (`web-01` of `web-01.corp.example`); None for an address."""
+    if "." not in host or _IPV4.fullmatch(host):
+        return None
+    return host.split(".", 1)[0] or None
+
+
+def _bare_user(user: str) -> str | None:
+    """The account of `CORP\\jdoe` or `jdoe@corp.example`; None when there is no domain."""
+    if "\\" in user:
+        return user.rsplit("\\", 1)[1] or None
+    if "@" in user:
+        return user.split("@", 1)[0] or None
+    return None
+
+
 class Masker(Protocol):
     """What prompts need: pseudonymisation on (`Pseudonymizer`) or off (values pass through)."""
 
@@ -59,6 +75,7 @@ class Pseudonymizer:
         self._fwd: dict[str, str] = {}
         self._rev: dict[str, str] = {}
         self._counts: dict[str, int] = {}
+        self._aliases: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
@@ -90,14 +107,24 @@ class Pseudonymizer:
         and links also name those of its earlier runs, whose alerts this run does not hold.
         (IP and e-mail addresses need no learning: their patterns find them in any text.)"""
         for h in hosts:
-            self.token("HOST", h)
+            self._alias(self.token("HOST", h), _short_host(h))
         for u in users:
-            self.token("USER", u)
+            self._alias(self.token("USER", u), _bare_user(u))
+
+    def _alias(self, tok: str, alias: str | None) -> None:
+        """Another spelling of a token's value, masked as it: the short name of a host known
+        by its FQDN, the account of `CORP\\jdoe` or `jdoe@corp`, as a log line writes them."""
+        if alias is None or len(alias) < 3:
+            return
+        with self._lock:
+            if self._fwd.setdefault(alias.casefold(), tok) == tok and alias not in self._aliases:
+                self._aliases.add(alias)
+                self._pattern = None
 
     def _known(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._fwd:
-                values = sorted(self._rev.values(), key=len, reverse=True)
+                values = sorted({*self._rev.values(), *self._aliases}, key=len, reverse=True)
                 alts = "|".join(re.escape(v) for v in values if len(v) >= 2)
                 self._pattern = (
                     re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])", re.IGNORECASE) if alts else None

@@ -153,6 +153,18 @@ def test_entities_written_in_another_case_in_free_text_do_not_leave_raw(standin)
     assert "for user_1 on host_1.corp.example" in payload  # one token whatever the case
 
 
+def test_a_host_by_its_short_name_and_an_account_without_its_domain_are_masked() -> None:
+    """Known as `db-07.corp.example` and `CORP\\ops-admin`, written `db-07` and `ops-admin`
+    in a log line: both left raw."""
+    from agent.pseudonymize import Pseudonymizer
+
+    p = Pseudonymizer()
+    p.register_names(["db-07.corp.example"], ["CORP\\ops-admin", "eve@corp.example"])
+    masked = p.mask("ops-admin and eve logged on to DB-07, then db-07.corp.example; 10.0.0.9")
+    assert masked == "USER_1 and USER_2 logged on to HOST_1, then HOST_1; IP_1"
+    assert p.unmask(masked).startswith("CORP\\ops-admin and eve@corp.example logged on to db-07.c")
+
+
 def test_invalid_output_is_retried_once_with_the_error(standin) -> None:
     inc, alerts = incident_of(attack_alerts())
     analyst, server = analyst_for(
