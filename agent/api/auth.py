@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from agent.approvals import SYSTEM_IDENTITIES, person, visible
 from agent.errors import AuthError, ConfigError
 from agent.settings import webhook_signer
 
@@ -39,7 +40,24 @@ class ApiTokens:
                 raise ConfigError(
                     f"VIGIE_API_TOKENS entry for {name or '?'!r} is not name:role:token"
                 )
-            self._by_digest[_digest(token)] = Principal(name, role)
+            self._add(_digest(token), Principal(name, role))
+
+    def _add(self, digest: str, new: Principal) -> None:
+        """Refused here, not at each decision: a system identity or an unseen character in a
+        name; a token given twice (one would act as the other); one person with two roles."""
+        if not visible(new.name) or person(new.name) in SYSTEM_IDENTITIES:
+            raise ConfigError(f"VIGIE_API_TOKENS entry for {new.name!r} names no person")
+        if digest in self._by_digest:
+            raise ConfigError(
+                f"VIGIE_API_TOKENS entries for {self._by_digest[digest].name!r} and "
+                f"{new.name!r} share one token"
+            )
+        for known in self._by_digest.values():
+            if person(known.name) == person(new.name) and known.role != new.role:
+                raise ConfigError(
+                    f"VIGIE_API_TOKENS gives {new.name!r} two roles ({known.role}, {new.role})"
+                )
+        self._by_digest[digest] = new
 
     def identify(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")

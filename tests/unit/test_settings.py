@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,23 @@ def test_production_refuses_bearer_tokens_easy_to_guess(
     monkeypatch.setenv("VIGIE_ENV", "development")
     monkeypatch.setenv(variable, value)
     load_settings()  # a laptop's demo may use short ones
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("vigie:lead:tok-v", "for 'vigie' names no person"),  # refused at each decision
+        ("al\u200bice:lead:tok-a", "names no person"),
+        ("alice:lead:same,bob:lead:same", "for 'alice' and 'bob' share one token"),
+        ("alice:analyst:tok-1,ALICE:lead:tok-2", "gives 'ALICE' two roles (analyst, lead)"),
+    ],
+)
+def test_api_tokens_that_cannot_work_as_written_are_refused_at_start(spec: str, said: str) -> None:
+    """Each was taken: a token shared by two names made one act as the other, and a system
+    identity's or an unseen character's name had every decision refused."""
+    from agent.api.auth import ApiTokens
+
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        ApiTokens(spec)
+    both = ApiTokens("alice:lead:tok-1,Alice:lead:tok-2")  # one person, two tokens: kept
+    assert both.identify("Bearer tok-2").name == "Alice"
