@@ -73,10 +73,12 @@ class ApiTokens:
         return {p.name: p.role for p in self._by_digest.values()}
 
 
-def _pairs(spec: str) -> dict[str, str]:
+def _pairs(spec: str) -> dict[str, list[str]]:
+    """Each source's secrets: several while one is rotated (the sender's old and new both
+    work until the old one is removed; a second entry replaced the first before)."""
     from connectors.webhooks import PARSERS
 
-    out = {}
+    out: dict[str, list[str]] = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):
         source, sep, secret = item.partition(":")
         if sep and source not in PARSERS:  # its sender would get 401s, and be told nothing
@@ -89,7 +91,7 @@ def _pairs(spec: str) -> dict[str, str]:
                 f"VIGIE_WEBHOOK_TOKENS or VIGIE_WEBHOOK_SECRETS entry for {source!r} is not "
                 "source:secret"
             )
-        out[source] = secret
+        out.setdefault(source, []).append(secret)
     return out
 
 
@@ -102,10 +104,23 @@ def _signer(source: str, secret: str) -> Webhook:
         raise ConfigError(f"VIGIE_WEBHOOK_SECRETS entry for {source!r} is {exc}") from None
 
 
+def _verify(signers: list[Webhook], body: bytes, headers: dict[str, str]) -> None:
+    """Signed with one of the source's secrets, or an `AuthError` saying why not."""
+    for signer in signers:
+        try:
+            signer.verify(body, headers, json_parse=False)
+            return
+        except WebhookVerificationError as exc:
+            failed = exc
+    raise AuthError(f"bad webhook signature: {failed}")
+
+
 class WebhookAuth:
     def __init__(self, tokens: str, secrets: str) -> None:
-        self._tokens = {s: _digest(t) for s, t in _pairs(tokens).items()}
-        self._signers = {s: _signer(s, secret) for s, secret in _pairs(secrets).items()}
+        self._tokens = {s: [_digest(t) for t in ts] for s, ts in _pairs(tokens).items()}
+        self._signers = {
+            s: [_signer(s, secret) for secret in secrets] for s, secrets in _pairs(secrets).items()
+        }
 
     def check(
         self,
@@ -118,14 +133,12 @@ class WebhookAuth:
         signed request, returns the replay key the intake must record with the batch (in one
         transaction, so a failed store leaves the id free for the sender's retry)."""
         if "webhook-signature" in headers and source in self._signers:
-            try:
-                self._signers[source].verify(body, headers, json_parse=False)
-            except WebhookVerificationError as exc:
-                raise AuthError(f"bad webhook signature: {exc}") from exc
+            _verify(self._signers[source], body, headers)
             return f"webhook:{source}:{headers.get('webhook-id')}"
-        expected = self._tokens.get(source)
         scheme, _, bearer = headers.get("authorization", "").partition(" ")
         offered = bearer.strip() if scheme.lower() == "bearer" else (query_token or "")
-        if expected and offered and hmac.compare_digest(expected, _digest(offered)):
+        known = self._tokens.get(source, [])
+        # Every digest compared, not the first match only: the time says nothing of which.
+        if offered and sum(hmac.compare_digest(d, _digest(offered)) for d in known):
             return None
         raise AuthError("unauthenticated webhook")
