@@ -1,8 +1,8 @@
 """Reversible, per-run pseudonymisation of entities before anything leaves for an LLM.
 
-Host names, user names, IP addresses and e-mail addresses become stable tokens (HOST_1, USER_2,
-IP_3, EMAIL_1) in structured fields *and* inside free text, in any case; the analyst sees them
-restored. One
+Host names, user names, IP addresses, e-mail addresses and the domains of hosts' FQDNs become
+stable tokens (HOST_1, USER_2, IP_3, EMAIL_1, DOMAIN_1) in structured fields *and* inside free
+text, in any case; the analyst sees them restored. One
 `Pseudonymizer` lives for one run, so the same value gets the same token across incidents.
 """
 
@@ -18,7 +18,7 @@ from agent.models import Alert
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL)_\d+\b")
+TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL|DOMAIN)_\d+\b")
 
 
 def _short_host(host: str) -> str | None:
@@ -26,6 +26,14 @@ def _short_host(host: str) -> str | None:
     if "." not in host or _IPV4.fullmatch(host):
         return None
     return host.split(".", 1)[0] or None
+
+
+def _host_domain(host: str) -> str | None:
+    """`corp.example` of `web-01.corp.example`; None for an address or a one-label suffix
+    (`pc.local`, `pc.lan`: nobody's in particular)."""
+    if _IPV4.fullmatch(host) or host.count(".") < 2:
+        return None
+    return host.split(".", 1)[1]
 
 
 def _bare_user(user: str) -> str | None:
@@ -76,6 +84,8 @@ class Pseudonymizer:
         self._rev: dict[str, str] = {}
         self._counts: dict[str, int] = {}
         self._aliases: set[str] = set()
+        self._domains: set[str] = set()
+        self._domain_pattern: re.Pattern[str] | None = None
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
@@ -108,6 +118,7 @@ class Pseudonymizer:
         (IP and e-mail addresses need no learning: their patterns find them in any text.)"""
         for h in hosts:
             self._alias(self.token("HOST", h), _short_host(h))
+            self._domain(h)
         for u in users:
             self._alias(self.token("USER", u), _bare_user(u))
 
@@ -121,10 +132,31 @@ class Pseudonymizer:
                 self._aliases.add(alias)
                 self._pattern = None
 
+    def _domain(self, host: str) -> None:
+        """The domain of a host known by its FQDN (`corp.example` of `web-01.corp.example`):
+        the organisation's own, named in URLs and in other hosts' names too."""
+        domain = _host_domain(host)
+        if domain is None or domain.casefold() in self._fwd:
+            return
+        self.token("DOMAIN", domain)
+        with self._lock:
+            self._domains.add(domain)
+            self._domain_pattern = None
+
+    def _in_domains(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._domain_pattern is None and self._domains:
+                alts = "|".join(map(re.escape, sorted(self._domains, key=len, reverse=True)))
+                self._domain_pattern = re.compile(
+                    rf"(?<![\w-])(?:{alts})(?![\w-]|\.\w)", re.IGNORECASE
+                )
+            return self._domain_pattern
+
     def _known(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._fwd:
-                values = sorted({*self._rev.values(), *self._aliases}, key=len, reverse=True)
+                names = {*self._rev.values(), *self._aliases} - self._domains  # see _in_domains
+                values = sorted(names, key=len, reverse=True)
                 alts = "|".join(re.escape(v) for v in values if len(v) >= 2)
                 self._pattern = (
                     re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])", re.IGNORECASE) if alts else None
@@ -139,6 +171,9 @@ class Pseudonymizer:
         pattern = self._known()
         if pattern is not None:
             text = pattern.sub(self._known_token, text)
+        domains = self._in_domains()  # then within names nobody registered (`dc02.corp.example`)
+        if domains is not None:
+            text = domains.sub(self._known_token, text)
         return text
 
     def _known_token(self, m: re.Match[str]) -> str:
