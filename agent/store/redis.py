@@ -8,6 +8,7 @@ if only the audit head moved, the transaction is retried.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -186,6 +187,15 @@ RUN_LOCK_SECONDS = 600.0
 RUN_LOCK_WAIT_SECONDS = 600.0
 
 
+def _keep(lock: Any, done: threading.Event) -> None:
+    """Renews a run's lock while the run lasts: a run longer than RUN_LOCK_SECONDS (a model
+    slow to answer, a very large file) lost it, and a second run could extend the incident
+    it was extending. A process that dies stops renewing, so the lock still expires."""
+    while not done.wait(RUN_LOCK_SECONDS / 3):
+        with suppress(redis.RedisError):  # a store away a moment: the next renewal may do
+            lock.extend(RUN_LOCK_SECONDS, replace_ttl=True)
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url)
@@ -211,15 +221,23 @@ class RedisStore:
         RUN_LOCK_SECONDS, so a process that dies holding it blocks the others that long at
         most. Waiting RUN_LOCK_WAIT_SECONDS raises `Transient` (a worker's task is retried)."""
         lock = self._r.lock(
-            RUN_LOCK_KEY, timeout=RUN_LOCK_SECONDS, blocking_timeout=RUN_LOCK_WAIT_SECONDS
+            RUN_LOCK_KEY,
+            timeout=RUN_LOCK_SECONDS,
+            blocking_timeout=RUN_LOCK_WAIT_SECONDS,
+            thread_local=False,  # renewed from another thread (see `_keep`)
         )
         if not self._guard(lock.acquire):
             raise Transient(
                 f"another triage run has held the store for {RUN_LOCK_WAIT_SECONDS:g} s"
             )
+        done = threading.Event()
+        keeper = threading.Thread(target=_keep, args=(lock, done), daemon=True)
+        keeper.start()
         try:
             yield
         finally:
+            done.set()
+            keeper.join()
             with suppress(redis.RedisError):  # expired meanwhile, or the store went away
                 lock.release()
 

@@ -121,3 +121,22 @@ def test_the_redis_run_lock_waits_then_is_a_typed_error(
     down = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(Transient, match="store unavailable"), down.one_run_at_a_time():
         pass
+
+
+def test_a_run_longer_than_the_redis_lock_s_lifetime_keeps_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock expires so that a process dying with it blocks the others for a while only;
+    a run lasting longer (a model slow to answer) lost it, and a second run could extend
+    the incident the first was extending. It is renewed while the run lasts."""
+    import agent.store.redis as redis_store
+
+    monkeypatch.setattr(redis_store, "RUN_LOCK_SECONDS", 0.6)
+    monkeypatch.setattr(redis_store, "RUN_LOCK_WAIT_SECONDS", 0.2)
+    holder, other = RedisStore(redis_url), RedisStore(redis_url)
+    with holder.one_run_at_a_time():
+        time.sleep(1.5)  # two and a half lifetimes
+        with pytest.raises(Transient, match="another triage run"), other.one_run_at_a_time():
+            pass
+    with other.one_run_at_a_time():
+        pass
