@@ -24,6 +24,7 @@ from agent.execution import (
 )
 from agent.settings import Settings, load_settings
 from agent.store import Store, open_store
+from agent.store.redis import renewed
 from connectors.actions.http import HttpActionRunner
 
 # Two queues, so an approved action never waits behind a long triage or sweep: a worker can
@@ -268,17 +269,16 @@ def sweep_task() -> dict[str, int] | str:
     from agent.sweep import sweep
 
     settings, store, _ = services()
+    lifetime = max(600.0, settings.sweep_interval * 10)
     lock = broker_redis(settings.broker_url or "").lock(
-        "vigie:sweep-lock", timeout=max(600.0, settings.sweep_interval * 10), blocking=False
+        "vigie:sweep-lock", timeout=lifetime, blocking=False, thread_local=False
     )
     if not lock.acquire():
         return "skipped: a sweep is running"
-    try:
+    with renewed(lock, lifetime):  # a sweep through a backlog outlasts it
         backend = make_backend(settings)
         r = sweep(backend, store, triage_context(settings, store), sweep_config(settings))
         return {"pages": r.pages, "alerts_read": r.alerts_read, "alerts_new": r.alerts_new}
-    finally:
-        lock.release()
 
 
 def enqueue_execution(proposal_id: str) -> None:

@@ -187,13 +187,28 @@ RUN_LOCK_SECONDS = 600.0
 RUN_LOCK_WAIT_SECONDS = 600.0
 
 
-def _keep(lock: Any, done: threading.Event) -> None:
-    """Renews a run's lock while the run lasts: a run longer than RUN_LOCK_SECONDS (a model
-    slow to answer, a very large file) lost it, and a second run could extend the incident
-    it was extending. A process that dies stops renewing, so the lock still expires."""
-    while not done.wait(RUN_LOCK_SECONDS / 3):
-        with suppress(redis.RedisError):  # a store away a moment: the next renewal may do
-            lock.extend(RUN_LOCK_SECONDS, replace_ttl=True)
+@contextmanager
+def renewed(lock: Any, lifetime: float) -> Iterator[None]:
+    """Renews a held lock (made with `thread_local=False`) every third of its `lifetime`
+    while the block runs, then releases it: work longer than the lifetime (a model slow to
+    answer, a sweep through a backlog) lost its lock, and a second run could do the same
+    work meanwhile. A process that dies stops renewing, so the lock still expires."""
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(lifetime / 3):
+            with suppress(redis.RedisError):  # a store away a moment: the next renewal may do
+                lock.extend(lifetime, replace_ttl=True)
+
+    keeper = threading.Thread(target=keep, daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+        with suppress(redis.RedisError):  # expired meanwhile, or the store went away
+            lock.release()
 
 
 class RedisStore:
@@ -224,22 +239,14 @@ class RedisStore:
             RUN_LOCK_KEY,
             timeout=RUN_LOCK_SECONDS,
             blocking_timeout=RUN_LOCK_WAIT_SECONDS,
-            thread_local=False,  # renewed from another thread (see `_keep`)
+            thread_local=False,  # renewed from another thread (see `renewed`)
         )
         if not self._guard(lock.acquire):
             raise Transient(
                 f"another triage run has held the store for {RUN_LOCK_WAIT_SECONDS:g} s"
             )
-        done = threading.Event()
-        keeper = threading.Thread(target=_keep, args=(lock, done), daemon=True)
-        keeper.start()
-        try:
+        with renewed(lock, RUN_LOCK_SECONDS):
             yield
-        finally:
-            done.set()
-            keeper.join()
-            with suppress(redis.RedisError):  # expired meanwhile, or the store went away
-                lock.release()
 
     def _optimistic(self, body: Callable[[Pipeline], T], *watched: str) -> T:
         """An optimistic transaction: `body` reads under WATCH of `watched`, then either returns
