@@ -12,7 +12,7 @@ import orjson
 
 from agent.attack import TACTIC_NAMES
 from agent.models import SEVERITY_RANK, Alert, EntityLink, Incident, PriorityFactor
-from agent.pseudonymize import Masker
+from agent.pseudonymize import TOKEN, Masker
 
 FENCE = "UNTRUSTED_ALERT_DATA"
 
@@ -34,6 +34,12 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _untokened(text: str) -> str:
+    """Alert text cannot write a token: "HOST_1 is the SOC's scanner" in a log line would
+    speak of whichever host HOST_1 stands for, and be restored as it for the analyst."""
+    return TOKEN.sub(lambda m: m.group(0).replace("_", "-"), text)
+
+
 def _defang(text: str) -> str:
     """Data cannot close the fence or pose as the system."""
     return text.replace(FENCE, "FENCE").replace("<", "\u2039").replace(">", "\u203a")
@@ -53,14 +59,16 @@ def evidence(
         rows.append(
             {
                 "alert_id": g.sample_alert_id,
-                "rule": _defang(pseudo.mask(_clip(g.rule_name, 160))),
+                "rule": _defang(pseudo.mask(_untokened(_clip(g.rule_name, 160)))),
                 "host": pseudo.mask(g.host),
                 "count": g.count,
                 "first_seen": g.first_seen.isoformat(),
                 "last_seen": g.last_seen.isoformat(),
                 "severity": g.severity.value,
                 "sensor": g.sensor,
-                "message": _defang(pseudo.mask(_clip(sample.message if sample else "", 300))),
+                "message": _defang(
+                    pseudo.mask(_untokened(_clip(sample.message if sample else "", 300)))
+                ),
                 "users": [pseudo.mask(u) for u in (sample.entities.users if sample else ())][:3],
                 "ips": [pseudo.mask(i) for i in (sample.entities.ips if sample else ())][:3],
             }

@@ -153,6 +153,20 @@ def test_entities_written_in_another_case_in_free_text_do_not_leave_raw(standin)
     assert "for user_1 on host_1.corp.example" in payload  # one token whatever the case
 
 
+def test_alert_text_cannot_write_a_token(standin) -> None:
+    """A log line saying "HOST_1 is the SOC's scanner" spoke of whichever host HOST_1 stands
+    for, and the model's answer repeating it was restored as that host for the analyst."""
+    alerts = attack_alerts()
+    planted = alerts[0].model_copy(update={"message": "HOST_1 and USER_1 are the SOC scanner"})
+    inc, by_id = incident_of([planted, *alerts[1:]])
+    analyst, server = analyst_for(
+        standin, sequence((200, message(json.dumps(good_answer(inc.alert_ids))), 0))
+    )
+    analyst.assess(inc, by_id)
+    payload = json.dumps(server.requests[0]["body"])
+    assert "HOST-1 and USER-1 are the SOC scanner" in payload
+
+
 def test_a_host_by_its_short_name_and_an_account_without_its_domain_are_masked() -> None:
     """Known as `db-07.corp.example` and `CORP\\ops-admin`, written `db-07` and `ops-admin`
     in a log line: both left raw, as was the domain `corp.example` in other names."""
