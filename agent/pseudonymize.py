@@ -2,8 +2,8 @@
 
 Host names, user names, IP addresses, e-mail addresses and the domains of hosts' FQDNs become
 stable tokens (HOST_1, USER_2, IP_3, EMAIL_1, DOMAIN_1) in structured fields *and* inside free
-text, in any case; the analyst sees them restored. One
-`Pseudonymizer` lives for one run, so the same value gets the same token across incidents.
+text, in any case; the analyst sees them restored. One `Pseudonymizer` lives for one run, so
+the same value gets the same token across incidents.
 """
 
 from __future__ import annotations

@@ -95,16 +95,13 @@ def sweep(
     _flush_incidents(backend, store, cfg, pending)  # and what a crashed sweep left unmirrored
     sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
     after, since_ms = _resume(result.checkpoint, cfg.lookback_seconds, time.time() * 1000)
-    rejected = _lately_rejected(store.get_checkpoint(cfg.rejected_name), since_ms)
+    rejected = _Rejected(store, cfg.rejected_name, since_ms)
     for page in backend.pages(cfg.alerts_index, _query(cfg, since_ms), sort, after, cfg.page_size):
-        fresh = [h for h in page if _key(h) not in rejected]
+        fresh = rejected.unseen(page)
         docs = [(h.index, n, h.document()) for n, h in enumerate(fresh, 1)]
         state = run_triage_documents(docs, ctx) if docs else {}
         dead = state.get("dead_letters", [])
-        if dead:
-            hits = [fresh[d.line - 1] for d in dead if d.line]
-            rejected.update({_key(h): _sort_ms(h.sort) for h in hits})
-            store.set_checkpoint(cfg.rejected_name, sorted(map(list, rejected.items())))
+        rejected.remember([fresh[d.line - 1] for d in dead if d.line])
         incidents = state.get("incidents", [])
         owner = dict(state.get("known", {}))
         owner.update({aid: inc.incident_id for inc in incidents for aid in inc.alert_ids})
@@ -127,10 +124,6 @@ def sweep(
     return result
 
 
-def _key(hit: Hit) -> str:
-    return f"{hit.index}/{hit.id}"
-
-
 def _sort_ms(sort: list[Any]) -> float:
     """A hit's time from its sort values, in milliseconds (a `date_nanos` field's are in
     nanoseconds); 0 if none."""
@@ -140,12 +133,23 @@ def _sort_ms(sort: list[Any]) -> float:
     return at / 1e6 if at > 1e15 else float(at)
 
 
-def _lately_rejected(stored: list[list[Any]] | None, since_ms: float | None) -> dict[str, float]:
-    """The hits rejected that this sweep may read again: those from `since_ms` on (none
-    without a lookback, which reads nothing twice)."""
-    if since_ms is None:
-        return {}
-    return {key: at for key, at in stored or [] if at >= since_ms}
+class _Rejected:
+    """The hits sweeps rejected lately, kept in the store by index and id with their times:
+    read again within the lookback, they are not rejected (and listed) once more. Only those
+    from `since_ms` on can come back (none without a lookback, which reads nothing twice)."""
+
+    def __init__(self, store: Store, name: str, since_ms: float | None) -> None:
+        self._store, self._name = store, name
+        kept = (store.get_checkpoint(name) or []) if since_ms is not None else []
+        self._at: dict[str, float] = {key: at for key, at in kept if at >= (since_ms or 0)}
+
+    def unseen(self, page: list[Hit]) -> list[Hit]:
+        return [h for h in page if f"{h.index}/{h.id}" not in self._at]
+
+    def remember(self, hits: list[Hit]) -> None:
+        if hits:
+            self._at.update({f"{h.index}/{h.id}": _sort_ms(h.sort) for h in hits})
+            self._store.set_checkpoint(self._name, sorted(map(list, self._at.items())))
 
 
 def _resume(

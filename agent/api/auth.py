@@ -106,6 +106,7 @@ def _signer(source: str, secret: str) -> Webhook:
 
 def _verify(signers: list[Webhook], body: bytes, headers: dict[str, str]) -> None:
     """Signed with one of the source's secrets, or an `AuthError` saying why not."""
+    failed: Exception = WebhookVerificationError("no secret")
     for signer in signers:
         try:
             signer.verify(body, headers, json_parse=False)
