@@ -1,6 +1,7 @@
 """Alert files: NDJSON (streamed line by line), a JSON array (streamed element by element), one
-JSON object, or concatenated pretty-printed objects; any of them gzip-compressed (Wazuh rotates
-its `alerts.json` into daily `.json.gz` files). Never loads a whole file into memory.
+JSON object, concatenated pretty-printed objects, or a search response (its hits, streamed);
+any of them gzip-compressed (Wazuh rotates its `alerts.json` into daily `.json.gz` files).
+Never loads a whole file into memory.
 
 Each document comes out as a `Document` (line, value, and for NDJSON the line's bytes, which the
 alert keeps instead of encoding the document again); anything unparsable comes out as a
@@ -36,6 +37,9 @@ _BROKEN_STREAM = (EOFError, gzip.BadGzipFile, zlib.error)
 _CHUNK = 1 << 16
 _WS = b" \t\r\n"
 _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
+#: A search response saved as it came (`curl .../_search > alerts.json`): its hits' array opens
+#: in its first bytes, no other array before it (`"took"`, `"_shards"`, `"hits": {"total"...`).
+_SEARCH_RESPONSE = re.compile(rb'\A\s*\{[^\[]*?"hits"\s*:\s*\{[^\[]*?"hits"\s*:\s*\[')
 _INDENT_MAX = 256  # blanks before an object's "{" kept across chunks while skipping
 
 
@@ -106,6 +110,8 @@ def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]
     layout = _layout(fh, max_doc_bytes)
     if layout == "ndjson":
         return _ndjson(fh, name, max_doc_bytes)
+    if layout == "search":  # its hits, each a document; what follows them is no alert
+        return _Values(fh, name, max_doc_bytes).read(array=True, only_the_array=True)
     return _json_values(fh, name, max_doc_bytes, array=layout == "array")
 
 
@@ -136,6 +142,8 @@ def _layout(fh: IO[bytes], max_doc_bytes: int) -> str:
     first = head.lstrip(_WS)[:1]
     if first == b"[":
         return "array"
+    if _SEARCH_RESPONSE.match(head):
+        return "search"
     if first == b"{" and not _first_line_is_json(fh, max_doc_bytes):
         return "concatenated"
     return "ndjson"
@@ -248,14 +256,19 @@ class _Values:
         self.buf = self.buf[self.pos :] + self._utf8.decode(chunk, final=self.eof)
         self.pos = 0
 
-    def read(self, array: bool) -> Iterator[Parsed]:
+    def read(self, array: bool, only_the_array: bool = False) -> Iterator[Parsed]:
+        """`only_the_array`: what follows the first array is not read (a search response's
+        aggregations after its hits)."""
         decoder = json.JSONDecoder()
         if array:
             self.more()
             self.pos = self.buf.index("[") + 1
+            self.line += self.buf.count("\n", 0, self.pos)
         while self.next_value():
             buf, pos = self.buf, self.pos
             if array and buf[pos] == "]":  # the array ended; anything after it is read as values
+                if only_the_array:
+                    return
                 array, self.pos = False, pos + 1
                 continue
             try:

@@ -50,6 +50,32 @@ def test_single_object_and_concatenated_pretty_objects(tmp_path: Path) -> None:
     assert len(dead) == 1 and dead[0].line == 4  # "{ oops" follows a 3-line object
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_search_response_saved_as_it_came_is_read_as_its_hits(
+    tmp_path: Path, indent: int | None
+) -> None:
+    """`curl .../_search?pretty > alerts.json`: a small one was refused ("a search response,
+    not an alert"); one over a document's size limit was cut at its first nested object, and
+    its hits read from there on, beside two dead letters. Aggregations after the hits are no
+    alerts."""
+    hits = [{"_index": "a", "_id": f"h{i}", "_source": {"n": i, "tags": ["x"]}} for i in range(3)]
+    response = {
+        "took": 3,
+        "timed_out": False,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": 3, "relation": "eq"}, "max_score": None, "hits": hits},
+        "aggregations": {"hosts": {"buckets": [{"key": "web", "doc_count": 3}]}},
+    }
+    f = tmp_path / "search.json"
+    text = json.dumps(response, indent=indent)
+    f.write_text(text)
+    docs = list(read_documents(f, max_doc_bytes=150))  # smaller than the response
+    assert [d.value for d in docs] == hits
+    lines = text.splitlines()  # each hit's line: where its object opens, before its "_index"
+    opens = [n for n, line in enumerate(lines[:-1], 1) if '"_index"' in lines[n]]
+    assert [d.line for d in docs] == (opens if indent else [1, 1, 1])
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="cannot read"):
         list(read_documents(tmp_path / "nope.json"))
@@ -204,3 +230,12 @@ def test_a_gzip_file_cut_short_ends_in_one_dead_letter(tmp_path: Path) -> None:
     assert 0 < len(ok) < 3000 and [d["i"] for _, d, *_ in ok] == list(range(len(ok)))
     assert len(dead) == 1 and dead[0].reason.startswith("compressed file unreadable from here")
     assert dead[0].line == len(ok) + 1
+
+
+def test_an_array_s_elements_count_the_lines_before_it(tmp_path: Path) -> None:
+    """Blank lines or a search response's fields before the array were not counted: every
+    dead letter of the file pointed that many lines too early."""
+    f = tmp_path / "a.json"
+    f.write_text('\n\n[\n{"a": 1},\n{"broken"\n]\n')
+    items = list(read_documents(f))
+    assert [(i.line, type(i).__name__) for i in items][:2] == [(4, "Document"), (5, "DeadLetter")]
