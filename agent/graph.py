@@ -8,6 +8,7 @@ analyst, playbooks, progress) comes in through the run's `TriageContext`.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypedDict
 
+import orjson
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -24,6 +26,7 @@ from agent.analyst import Analyst, OfflineAnalyst
 from agent.baseline import HISTORY_DAYS, Baseline, history_of
 from agent.collector import gc_paused
 from agent.correlate import Cluster, CorrelationConfig, correlate
+from agent.documents import excerpt
 from agent.errors import VigieError
 from agent.incidents import Evidence
 from agent.incremental import build_incidents
@@ -35,6 +38,8 @@ from agent.prioritise import PriorityConfig
 from agent.routine import recent_hours
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory, Store
 from connectors.files import check_readable, read_documents
+
+log = logging.getLogger(__name__)
 
 ANALYSE_CHUNK = 64
 
@@ -382,3 +387,63 @@ def run_triage_documents(documents: list[tuple[str, int, Any]], ctx: TriageConte
     with ctx.exclusive(), gc_paused():
         result: TriageState = build_graph().invoke({"documents": documents}, context=ctx)
     return result
+
+
+def run_triage_isolating(documents: list[tuple[str, int, Any]], ctx: TriageContext) -> TriageState:
+    """`run_triage_documents` for what a service reads unattended (webhook batches, sweep
+    pages): a document that makes triage fail (a bug meeting an input nobody foresaw) would
+    fail every retry of the lot, and hold every document queued after it. The documents are
+    triaged in halves until the failing ones stand alone; each becomes a dead letter holding
+    it whole, with the error. Typed errors (a store away) are not isolated: the caller
+    retries the lot."""
+    states, dead = _isolating(documents, ctx)
+    if not dead:
+        return states[0]
+    if ctx.store is not None:
+        ctx.store.save_triage([], [], [], dead, actor=ctx.requester)
+    return _merged(states, dead)
+
+
+def _isolating(
+    documents: list[tuple[str, int, Any]], ctx: TriageContext
+) -> tuple[list[TriageState], list[DeadLetter]]:
+    try:
+        return [run_triage_documents(documents, ctx)], []
+    except VigieError:
+        raise
+    except Exception as exc:  # the one place a bug is isolated (and logged)
+        if len(documents) == 1:
+            source, line, doc = documents[0]
+            log.exception("triage failed on %s:%s; kept as a dead letter", source, line)
+            return [], [_kept_whole(source, line, doc, exc)]
+        half = len(documents) // 2
+        first, dead_first = _isolating(documents[:half], ctx)
+        second, dead_second = _isolating(documents[half:], ctx)
+        return first + second, dead_first + dead_second
+
+
+def _kept_whole(source: str, line: int, doc: Any, exc: Exception) -> DeadLetter:
+    try:
+        whole = orjson.dumps(doc).decode()
+    except TypeError:
+        whole = excerpt(doc)
+    reason = f"triage failed on this document ({type(exc).__name__}: {exc}); kept whole here"
+    return DeadLetter(source=source, line=line, reason=reason[:500], excerpt=whole)
+
+
+def _merged(states: list[TriageState], dead: list[DeadLetter]) -> TriageState:
+    """What the runs of the parts did, as one run's state for the caller's counts."""
+    merged: TriageState = {
+        "alerts": [],
+        "incidents": [],
+        "proposals": [],
+        "dead_letters": list(dead),
+        "known": {},
+    }
+    for s in states:
+        merged["alerts"] += s.get("alerts", [])
+        merged["incidents"] += s.get("incidents", [])
+        merged["proposals"] += s.get("proposals", [])
+        merged["dead_letters"] += s.get("dead_letters", [])
+        merged["known"].update(s.get("known", {}))
+    return merged

@@ -15,7 +15,7 @@ import orjson
 
 from agent.documents import excerpt
 from agent.errors import AuthError, BadInput
-from agent.graph import TriageContext, run_triage_documents
+from agent.graph import TriageContext, run_triage_isolating
 from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
@@ -97,7 +97,7 @@ def process_pending(store: Store, ctx: TriageContext, limit: int = 500) -> dict[
     if not batches:
         return {"batches": 0, "alerts": 0, "incidents": 0}
     docs = [(f"webhook:{bid}", n, d) for bid, items in batches for n, d in enumerate(items, 1)]
-    state = run_triage_documents(docs, ctx)
+    state = run_triage_isolating(docs, ctx)
     store.finish_intake([bid for bid, _ in batches])
     return {
         "batches": len(batches),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.documents import Fields
-from agent.graph import TriageContext, run_triage_documents
+from agent.graph import TriageContext, run_triage_isolating
 from agent.models import Incident
 from agent.normalize import alert_id
 from agent.store import Store
@@ -99,7 +99,7 @@ def sweep(
     for page in backend.pages(cfg.alerts_index, _query(cfg, since_ms), sort, after, cfg.page_size):
         fresh = rejected.unseen(page)
         docs = [(h.index, n, h.document()) for n, h in enumerate(fresh, 1)]
-        state = run_triage_documents(docs, ctx) if docs else {}
+        state = run_triage_isolating(docs, ctx) if docs else {}
         dead = state.get("dead_letters", [])
         rejected.remember([fresh[d.line - 1] for d in dead if d.line])
         incidents = state.get("incidents", [])

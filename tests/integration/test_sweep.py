@@ -341,6 +341,33 @@ def test_a_rejected_alert_read_again_within_the_lookback_is_not_rejected_twice(
     assert len(ctx.store.dead_letters()) == 1
 
 
+def test_an_alert_triage_fails_on_does_not_stop_every_sweep_at_its_page(
+    es: ElasticsearchBackend, tmp_path: Path
+) -> None:
+    """A bug one alert meets failed its page in every sweep: the checkpoint never moved again.
+    The alert is now a dead letter holding it whole, and the sweep goes on."""
+    from agent.models import Alert, Assessment, Incident
+
+    class Poisoned:
+        name = "offline"
+
+        def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
+            if "u000003" in incident.alert_ids:
+                raise KeyError("nobody foresaw this")
+            return OfflineAnalyst().assess(incident, alerts)
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=Poisoned(), playbooks=[])  # type: ignore[arg-type]
+    docs = scenario(10)[:10]
+    seed(es, docs)
+    r = sweep(es, store, ctx, SweepConfig(page_size=5))
+    assert (r.pages, r.alerts_read, r.dead_letters) == (2, 10, 1)
+    assert placed(store) == sorted(d["kibana.alert.uuid"] for i, d in enumerate(docs) if i != 3)
+    (dead,) = store.dead_letters()
+    assert "KeyError" in dead.reason and '"u000003"' in dead.excerpt
+    assert store.get_checkpoint(SweepConfig().checkpoint_name) == r.checkpoint
+
+
 def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(
     es: ElasticsearchBackend, ctx: TriageContext
 ) -> None:

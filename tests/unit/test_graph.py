@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.analyst import OfflineAnalyst
 from agent.errors import Transient
-from agent.graph import TriageContext, run_triage, run_triage_documents
+from agent.graph import TriageContext, run_triage, run_triage_documents, run_triage_isolating
 from agent.models import Alert, Assessment, Incident
 from agent.normalize import normalize
 from agent.parallel_read import ReadChunk
@@ -24,6 +26,41 @@ class BrokenAnalyst:
 
     def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
         raise Transient("endpoint unreachable")
+
+
+class PoisonedAnalyst:
+    """A bug that one input meets: any incident holding alert `apoison` raises."""
+
+    name = "offline"
+
+    def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
+        if "apoison" in incident.alert_ids:
+            raise KeyError("nobody foresaw this")
+        return OfflineAnalyst().assess(incident, alerts)
+
+
+def test_a_document_triage_fails_on_is_kept_whole_and_holds_back_no_other(tmp_path: Path) -> None:
+    """A webhook batch or a sweep page whose triage raised was retried whole, and failed
+    again: its documents, and every batch claimed with it, were never triaged."""
+    from agent.intake import process_pending
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=PoisonedAnalyst(), playbooks=[])  # type: ignore[arg-type]
+    good = [ecs(1, 0, "Web shell", "web"), ecs(2, 1, "Port scan", "fw")]
+    poisoned = [ecs(3, 2, "Sudo", "db"), ecs("poison", 3, "Odd", "printer"), ecs(4, 4, "Ok", "mx")]
+    docs = [("webhook:b2", n, d) for n, d in enumerate(poisoned, 1)]
+    with pytest.raises(KeyError):
+        run_triage_documents(docs, ctx)  # a plain run fails on it
+    store.save_intake("b1", "generic", good, [])
+    store.save_intake("b2", "generic", poisoned, [])
+    counts = process_pending(store, ctx)
+    assert counts["batches"] == 2 and store.claim_intake(10, stale_after=0) == []  # all done
+    placed = sorted(a for i in store.list_incidents() for a in i.alert_ids)
+    assert placed == ["a1", "a2", "a3", "a4"]
+    (dead,) = store.dead_letters()
+    assert (dead.source, dead.line) == ("webhook:b2", 2) and "KeyError" in dead.reason
+    assert json.loads(dead.excerpt) == poisoned[1]  # kept whole, not an excerpt
+    assert run_triage_isolating([("s", 1, ecs(9, 5, "Ok", "mx"))], ctx)["incidents"]
 
 
 def test_only_bad_input_still_stores_its_dead_letters(tmp_path: Path) -> None:
