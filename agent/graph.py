@@ -399,6 +399,8 @@ def run_triage_isolating(documents: list[tuple[str, int, Any]], ctx: TriageConte
     states, dead = _isolating(documents, ctx)
     if not dead:
         return states[0]
+    if not states and len(documents) > 1:  # nothing went through: no input is to blame
+        raise SystemicFailure(dead[0].reason)
     if ctx.store is not None:
         ctx.store.save_triage([], [], [], dead, actor=ctx.requester)
     return _merged(states, dead)
@@ -412,14 +414,27 @@ def _isolating(
     except VigieError:
         raise
     except Exception as exc:  # the one place a bug is isolated (and logged)
+        if isinstance(exc, SystemicFailure):
+            raise
         if len(documents) == 1:
             source, line, doc = documents[0]
             log.exception("triage failed on %s:%s; kept as a dead letter", source, line)
             return [], [_kept_whole(source, line, doc, exc)]
         half = len(documents) // 2
         first, dead_first = _isolating(documents[:half], ctx)
+        if len(dead_first) > MAX_ISOLATED:  # so many: the error is not theirs
+            raise SystemicFailure(dead_first[0].reason) from exc
         second, dead_second = _isolating(documents[half:], ctx)
         return first + second, dead_first + dead_second
+
+
+#: More documents than this failing triage alone, in one lot: the fault is not theirs (a store
+#: gone wrong, a bug every input meets), and the lot fails as it came, for a retry.
+MAX_ISOLATED = 10
+
+
+class SystemicFailure(RuntimeError):
+    """Triage failed on every part of a lot, or on too many documents alone to blame them."""
 
 
 def _kept_whole(source: str, line: int, doc: Any, exc: Exception) -> DeadLetter:

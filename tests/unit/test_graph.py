@@ -63,6 +63,26 @@ def test_a_document_triage_fails_on_is_kept_whole_and_holds_back_no_other(tmp_pa
     assert run_triage_isolating([("s", 1, ecs(9, 5, "Ok", "mx"))], ctx)["incidents"]
 
 
+def test_a_failure_every_document_meets_is_not_blamed_on_them(tmp_path: Path) -> None:
+    """A bug every input meets (or a store gone wrong) is no document's fault: the lot fails
+    for a retry, rather than each document becoming a dead letter."""
+    from agent.graph import SystemicFailure
+
+    class Broken:
+        name = "offline"
+
+        def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
+            raise KeyError("every input")
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=Broken(), playbooks=[])  # type: ignore[arg-type]
+    for n in (2, 40):
+        docs = [("webhook:b", i, ecs(i, i, f"Rule {i}", f"h{i}")) for i in range(1, n + 1)]
+        with pytest.raises(SystemicFailure, match="KeyError"):
+            run_triage_isolating(docs, ctx)
+    assert store.dead_letters() == [] and store.list_incidents() == []
+
+
 def test_only_bad_input_still_stores_its_dead_letters(tmp_path: Path) -> None:
     f = tmp_path / "bad.ndjson"
     f.write_text("nope\n{}\n")
