@@ -50,6 +50,15 @@ def _looks_like_alert(d: Any) -> bool:
     )
 
 
+def _search_hits(body: dict[str, Any]) -> list[Any] | None:
+    """A search response's hits: what a Watcher webhook action posts as `ctx.payload`, or a
+    script as the search's answer. Each is a hit wrapping its alert (`_index`, `_id`,
+    `_source`), which triage reads as such."""
+    hits = body.get("hits")
+    inner = hits.get("hits") if isinstance(hits, dict) else None
+    return inner if isinstance(inner, list) else None
+
+
 def _maybe_json(value: Any) -> Any:
     """`{{context.alerts}}` wrapped in quotes arrives as a JSON string: decode it."""
     if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
@@ -68,7 +77,10 @@ def parse_elastic(body: Any) -> list[Item]:
     if _looks_like_alert(body):
         return [body]
     if isinstance(body, dict):
-        for key in ("alerts", "context.alerts", "signals", "body"):
+        hits = _search_hits(body)
+        if hits is not None:
+            return _objects(hits)
+        for key in ("alerts", "context.alerts", "signals", "body", "payload"):
             found = _maybe_json(body.get(key))
             if isinstance(found, list):
                 return _objects(found)
@@ -189,9 +201,10 @@ def parse_grafana(body: Any) -> list[Item]:
 
 
 def parse_generic(body: Any) -> list[Item]:
-    """One ECS alert, or a list of them."""
+    """One ECS alert, or a list of them, or a search response's hits."""
     if isinstance(body, dict):
-        return [body]
+        hits = _search_hits(body)
+        return [body] if hits is None else _objects(hits)
     if isinstance(body, list):
         return _objects(body)
     raise BadInput("expected an ECS alert object or a list of them")

@@ -128,6 +128,24 @@ def test_an_ndjson_body_is_one_alert_a_line(api: dict) -> None:
     assert r.status_code == 400 and "neither JSON nor NDJSON: line 2" in r.text
 
 
+def test_a_watcher_posting_its_search_response_delivers_its_hits(api: dict) -> None:
+    """An Elasticsearch Watcher's webhook action posts `ctx.payload`, a search response: 400
+    "no alert documents found" from the elastic source, and one dead letter from generic."""
+    c = api["client"]
+    hits = [{"_index": "logs", "_id": f"w{i}", "_source": brute_force(f"wt{i}")} for i in range(3)]
+    payload = {"took": 2, "_shards": {"total": 1}, "hits": {"total": {"value": 3}, "hits": hits}}
+    for body in (payload, {"watch_id": "ssh", "payload": payload}):
+        raw = json.dumps(body).encode()
+        r = c.post("/webhooks/elastic", content=raw, headers=signed(raw, f"w-{len(body)}"))
+        assert r.status_code == 202 and r.json() | {"batch_id": ""} == {
+            "accepted": 3,
+            "rejected": 0,
+            "batch_id": "",
+        }, r.text
+    r = c.post("/webhooks/generic", content=json.dumps(payload), headers=auth("gen-token"))
+    assert r.status_code == 202 and r.json()["accepted"] == 3
+
+
 def test_a_gzipped_body_is_read_as_written_and_its_size_limit_holds_once_inflated(
     api: dict,
 ) -> None:
