@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from agent.models import DeadLetter
 from tests.conftest import REPO, brute_force, ecs
 from tests.e2e.conftest import signed
 
@@ -515,6 +516,8 @@ def test_rejected_documents_are_listed_as_text_newest_first(api: dict, browser) 
     """What a webhook rejected could be read by no one: the store kept it, no page showed
     it. Its excerpt is the sender's text, shown as text."""
     hostile = "<img src=x onerror=window.__pwned=5>no time here"
+    kept = DeadLetter(source="webhook:b0", line=1, reason="triage failed", excerpt="z" * 5000)
+    api["store"].save_triage([], [], [], [kept], actor="vigie")  # as triage keeps one it failed on
     body = json.dumps([{"message": hostile}, brute_force("ok1"), {"note": "older"}]).encode()
     r = api["client"].post("/webhooks/generic", content=body, headers=signed(body, "rej"))
     assert r.status_code == 202 and r.json()["rejected"] == 2
@@ -522,8 +525,10 @@ def test_rejected_documents_are_listed_as_text_newest_first(api: dict, browser) 
     page.click("nav a[href='/rejected']")
     page.wait_for_selector("table.rejected")
     rows = page.locator("table.rejected tr:has(td)")
-    assert rows.count() == 2
+    assert rows.count() == 3
     assert "webhook:generic:3" in rows.nth(0).inner_text()  # newest first: the last item
+    assert "5000 characters in all" in rows.nth(2).inner_text()  # its start, not 5,000 z's
+    assert rows.nth(2).inner_text().count("z") == 300
     assert "webhook:generic:1" in rows.nth(1).inner_text()
     assert page.get_by_text(hostile, exact=False).count() >= 1
     assert "unrecognised document" in rows.nth(1).inner_text()
