@@ -411,21 +411,24 @@ def _isolating(
 ) -> tuple[list[TriageState], list[DeadLetter]]:
     try:
         return [run_triage_documents(documents, ctx)], []
-    except VigieError:
+    except (VigieError, SystemicFailure):
         raise
     except Exception as exc:  # the one place a bug is isolated (and logged)
-        if isinstance(exc, SystemicFailure):
-            raise
         if len(documents) == 1:
             source, line, doc = documents[0]
             log.exception("triage failed on %s:%s; kept as a dead letter", source, line)
             return [], [_kept_whole(source, line, doc, exc)]
         half = len(documents) // 2
-        first, dead_first = _isolating(documents[:half], ctx)
-        if len(dead_first) > MAX_ISOLATED:  # so many: the error is not theirs
-            raise SystemicFailure(dead_first[0].reason) from exc
+        first, dead = _isolating(documents[:half], ctx)
+        _few(dead, exc)
         second, dead_second = _isolating(documents[half:], ctx)
-        return first + second, dead_first + dead_second
+        _few(dead + dead_second, exc)
+        return first + second, dead + dead_second
+
+
+def _few(dead: list[DeadLetter], exc: Exception) -> None:
+    if len(dead) > MAX_ISOLATED:  # so many: the error is not theirs
+        raise SystemicFailure(dead[0].reason) from exc
 
 
 #: More documents than this failing triage alone, in one lot: the fault is not theirs (a store
