@@ -346,18 +346,10 @@ def test_an_alert_triage_fails_on_does_not_stop_every_sweep_at_its_page(
 ) -> None:
     """A bug one alert meets failed its page in every sweep: the checkpoint never moved again.
     The alert is now a dead letter holding it whole, and the sweep goes on."""
-    from agent.models import Alert, Assessment, Incident
-
-    class Poisoned:
-        name = "offline"
-
-        def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
-            if "u000003" in incident.alert_ids:
-                raise KeyError("nobody foresaw this")
-            return OfflineAnalyst().assess(incident, alerts)
+    from tests.fakes.poisoned_analyst import PoisonedAnalyst
 
     store = SqliteStore(tmp_path / "v.db")
-    ctx = TriageContext(store=store, analyst=Poisoned(), playbooks=[])  # type: ignore[arg-type]
+    ctx = TriageContext(store=store, analyst=PoisonedAnalyst("u000003"), playbooks=[])  # type: ignore[arg-type]
     docs = scenario(10)[:10]
     seed(es, docs)
     r = sweep(es, store, ctx, SweepConfig(page_size=5))

@@ -19,6 +19,7 @@ from agent.playbooks import load_playbooks
 from agent.settings import REPO_ROOT
 from agent.store.sqlite import SqliteStore
 from tests.conftest import ecs
+from tests.fakes.poisoned_analyst import PoisonedAnalyst
 
 
 class BrokenAnalyst:
@@ -28,24 +29,13 @@ class BrokenAnalyst:
         raise Transient("endpoint unreachable")
 
 
-class PoisonedAnalyst:
-    """A bug that one input meets: any incident holding alert `apoison` raises."""
-
-    name = "offline"
-
-    def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
-        if "apoison" in incident.alert_ids:
-            raise KeyError("nobody foresaw this")
-        return OfflineAnalyst().assess(incident, alerts)
-
-
 def test_a_document_triage_fails_on_is_kept_whole_and_holds_back_no_other(tmp_path: Path) -> None:
     """A webhook batch or a sweep page whose triage raised was retried whole, and failed
     again: its documents, and every batch claimed with it, were never triaged."""
     from agent.intake import process_pending
 
     store = SqliteStore(tmp_path / "v.db")
-    ctx = TriageContext(store=store, analyst=PoisonedAnalyst(), playbooks=[])  # type: ignore[arg-type]
+    ctx = TriageContext(store=store, analyst=PoisonedAnalyst("apoison"), playbooks=[])  # type: ignore[arg-type]
     good = [ecs(1, 0, "Web shell", "web"), ecs(2, 1, "Port scan", "fw")]
     poisoned = [ecs(3, 2, "Sudo", "db"), ecs("poison", 3, "Odd", "printer"), ecs(4, 4, "Ok", "mx")]
     docs = [("webhook:b2", n, d) for n, d in enumerate(poisoned, 1)]
