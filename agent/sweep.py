@@ -69,7 +69,7 @@ class SweepResult:
 def _query(cfg: SweepConfig, since_ms: float | None = None) -> dict[str, Any]:
     filters: list[dict[str, Any]] = []
     if since_ms is not None:
-        gte = {"gte": int(since_ms), "format": "epoch_millis"}
+        gte = {"gte": int(since_ms)}  # epoch ms: a date field reads a number so by default
         filters.append({"range": {"@timestamp": gte}})
     if cfg.only_open:
         filters.append({"term": {"kibana.alert.workflow_status": "open"}})
@@ -159,8 +159,8 @@ def _resume(
     Sorting by `@timestamp`, an alert indexed after the sweep went past its time was never
     read. And the checkpoint counts from no later than now: one alert dated a year ahead put
     it there, and no alert of the year between was read."""
-    if checkpoint is None or not isinstance(checkpoint[0], int | float):
-        return checkpoint, None
+    if checkpoint is None or not isinstance(checkpoint[0], int | float) or checkpoint[0] < 1e11:
+        return checkpoint, None  # no date's epoch ms or ns (a number field's): as it is
     at_ms = _sort_ms(checkpoint)
     if lookback_seconds == 0 and at_ms <= now_ms:
         return checkpoint, None

@@ -517,7 +517,8 @@ def test_alerts_in_an_index_that_keeps_no_source_are_dead_letters_with_the_reaso
 
 def test_where_a_sweep_resumes() -> None:
     """After the checkpoint; from `lookback` before it; from no later than now; a `date_nanos`
-    sort value counted in nanoseconds; a sort value that is no time (a keyword) as it is."""
+    sort value counted in nanoseconds; a sort value that is no date's (a keyword, a number
+    field's seconds) as it is."""
     from agent.sweep import _resume
 
     now = 1_800_000_000_000.0
@@ -527,3 +528,4 @@ def test_where_a_sweep_resumes() -> None:
     assert _resume([1_900_000_000_000, "u1"], 0, now) == (None, now)  # a year ahead
     assert _resume([1_700_000_000_000_000_000, "u1"], 60, now) == (None, 1_700_000_000_000 - 60_000)
     assert _resume(["2026-01-05", "u1"], 300, now) == (["2026-01-05", "u1"], None)
+    assert _resume([1_700_000_000, "u1"], 300, now) == ([1_700_000_000, "u1"], None)  # seconds
