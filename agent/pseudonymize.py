@@ -121,6 +121,7 @@ class Pseudonymizer:
             self._domain(h)
         for u in users:
             self._alias(self.token("USER", u), _bare_user(u))
+            self._netbios(u)
 
     def _alias(self, tok: str, alias: str | None) -> None:
         """Another spelling of a token's value, masked as it: the short name of a host known
@@ -142,6 +143,13 @@ class Pseudonymizer:
         with self._lock:
             self._domains.add(domain)
             self._domain_pattern = None
+
+    def _netbios(self, user: str) -> None:
+        """The Windows domain of `CORP\\jdoe`, masked like a name (`CORP\\alice` where only
+        `alice` is known left `CORP` raw)."""
+        domain = user.rsplit("\\", 1)[0] if "\\" in user else ""
+        if len(domain) >= 3 and domain.casefold() not in self._fwd:
+            self.token("DOMAIN", domain)
 
     def _in_domains(self) -> re.Pattern[str] | None:
         with self._lock:

@@ -168,21 +168,27 @@ def test_alert_text_cannot_write_a_token(standin) -> None:
 
 
 def test_a_host_by_its_short_name_and_an_account_without_its_domain_are_masked() -> None:
-    """Known as `db-07.corp.example` and `CORP\\ops-admin`, written `db-07` and `ops-admin`
+    """Known as `db-07.corp.example` and `EXAMPLE\\ops-admin`, written `db-07` and `ops-admin`
     in a log line: both left raw, as was the domain `corp.example` in other names."""
     from agent.pseudonymize import Pseudonymizer
 
     p = Pseudonymizer()
-    p.register_names(["db-07.corp.example"], ["CORP\\ops-admin", "eve@corp.example"])
+    p.register_names(["db-07.corp.example"], ["EXAMPLE\\ops-admin", "eve@corp.example"])
     masked = p.mask("ops-admin and eve logged on to DB-07, then db-07.corp.example; 10.0.0.9")
     assert masked == "USER_1 and USER_2 logged on to HOST_1, then HOST_1; IP_1"
-    assert p.unmask(masked).startswith("CORP\\ops-admin and eve@corp.example logged on to db-07.c")
+    assert p.unmask(masked).startswith(
+        "EXAMPLE\\ops-admin and eve@corp.example logged on to db-07.c"
+    )
     # The organisation's domain, in a URL or a host nobody registered; not a longer one.
     masked = p.mask("GET https://intranet.corp.example/x from dc02.CORP.example; corp.example.org")
     assert masked == "GET https://intranet.DOMAIN_1/x from dc02.DOMAIN_1; corp.example.org"
     assert p.unmask(masked) == "GET https://intranet.corp.example/x from dc02.corp.example; " + (
         "corp.example.org"
     )
+    # A Windows domain, known from one account, wherever another is written with it.
+    windows = Pseudonymizer()
+    windows.register_names([], ["ACME\\ops-admin", "alice"])
+    assert windows.mask("ACME\\alice and acme\\bob") == "DOMAIN_1\\USER_2 and DOMAIN_1\\bob"
 
 
 def test_invalid_output_is_retried_once_with_the_error(standin) -> None:
