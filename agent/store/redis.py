@@ -206,7 +206,7 @@ def renewed(lock: Any, lifetime: float) -> Iterator[None]:
         yield
     finally:
         done.set()
-        keeper.join()
+        keeper.join(timeout=5)  # a renewal stuck on a store that hangs must not hold the run
         with suppress(redis.RedisError):  # expired meanwhile, or the store went away
             lock.release()
 
