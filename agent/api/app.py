@@ -516,13 +516,18 @@ def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]
     state = {"running": False, "dirty": False}
 
     def loop() -> None:
-        while True:
+        try:
+            while True:
+                with guard:
+                    if not state["dirty"]:
+                        state["running"] = False
+                        return
+                    state["dirty"] = False
+                run()
+        except BaseException:  # the store away, say: the next webhook starts a runner again
             with guard:
-                if not state["dirty"]:
-                    state["running"] = False
-                    return
-                state["dirty"] = False
-            run()
+                state["running"] = False
+            raise  # logged by Starlette; the batches wait in the store
 
     def schedule(background: BackgroundTasks) -> None:
         with guard:

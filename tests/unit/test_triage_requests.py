@@ -26,3 +26,32 @@ def test_a_burst_asks_once_then_once_more_after_the_last_batch() -> None:
         assert len(asks) == 3
 
     asyncio.run(burst())
+
+
+def test_an_embedded_runner_that_failed_starts_again_with_the_next_webhook() -> None:
+    """Embedded mode: a run that raised (the store away a moment) left the runner marked as
+    running, so no later webhook started one: its batches waited in the store until restart."""
+    import pytest
+    from starlette.background import BackgroundTasks
+
+    from agent.api.app import embedded_triage
+    from agent.errors import Transient
+
+    runs: list[str] = []
+
+    def run() -> None:
+        runs.append("run")
+        if len(runs) == 1:
+            raise Transient("store unavailable")
+
+    schedule = embedded_triage(run)
+    for attempt in range(2):
+        background = BackgroundTasks()
+        schedule(background)
+        assert len(background.tasks) == 1, attempt  # a runner is started each time
+        if attempt == 0:
+            with pytest.raises(Transient):
+                background.tasks[0].func()
+        else:
+            background.tasks[0].func()
+    assert runs == ["run", "run"]
