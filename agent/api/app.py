@@ -509,9 +509,13 @@ def _known_sources() -> set[str]:
     return set(PARSERS)
 
 
-def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]:
+def embedded_triage(
+    run: Callable[[], Any], retry_seconds: float = 30.0
+) -> Callable[[BackgroundTasks], None]:
     """Embedded mode: triage in this process after the response. A burst of webhooks makes
-    one runner that loops while new batches keep arriving, not one run per request."""
+    one runner that loops while new batches keep arriving, not one run per request. A run
+    that fails (the store away a moment) is tried again after `retry_seconds`, as a worker's
+    beat would: it left the runner marked running, and nothing triaged until a restart."""
     guard = threading.Lock()
     state = {"running": False, "dirty": False}
 
@@ -524,10 +528,13 @@ def embedded_triage(run: Callable[[], Any]) -> Callable[[BackgroundTasks], None]
                         return
                     state["dirty"] = False
                 run()
-        except BaseException:  # the store away, say: the next webhook starts a runner again
+        except Exception:
             with guard:
-                state["running"] = False
-            raise  # logged by Starlette; the batches wait in the store
+                state["dirty"] = True  # its batches still wait in the store
+            retry = threading.Timer(retry_seconds, loop)
+            retry.daemon = True
+            retry.start()  # the runner stays marked running: the retry is it
+            raise  # logged by Starlette (or the timer's thread)
 
     def schedule(background: BackgroundTasks) -> None:
         with guard:
