@@ -46,3 +46,9 @@ class Forbidden(ApprovalError):
 
 class ConfigError(VigieError):
     """Settings that cannot work together, refused at start-up rather than mid-run."""
+
+
+class SystemicFailure(VigieError):
+    """Triage failed on every part of a lot, or on too many documents alone to blame them: a
+    fault of the run (a store gone wrong, a bug every input meets), not of an input. The lot
+    is left as it came, for a later try."""

@@ -27,7 +27,7 @@ from agent.baseline import HISTORY_DAYS, Baseline, history_of
 from agent.collector import gc_paused
 from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.documents import excerpt
-from agent.errors import VigieError
+from agent.errors import SystemicFailure, VigieError
 from agent.incidents import Evidence
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident, with_documents
@@ -411,7 +411,7 @@ def _isolating(
 ) -> tuple[list[TriageState], list[DeadLetter]]:
     try:
         return [run_triage_documents(documents, ctx)], []
-    except (VigieError, SystemicFailure):
+    except VigieError:  # typed (a store away, a systemic failure below): the lot is retried
         raise
     except Exception as exc:  # the one place a bug is isolated (and logged)
         if len(documents) == 1:
@@ -434,10 +434,6 @@ def _few(dead: list[DeadLetter], exc: Exception) -> None:
 #: More documents than this failing triage alone, in one lot: the fault is not theirs (a store
 #: gone wrong, a bug every input meets), and the lot fails as it came, for a retry.
 MAX_ISOLATED = 10
-
-
-class SystemicFailure(RuntimeError):
-    """Triage failed on every part of a lot, or on too many documents alone to blame them."""
 
 
 def _kept_whole(source: str, line: int, doc: Any, exc: Exception) -> DeadLetter:

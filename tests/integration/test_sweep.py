@@ -358,6 +358,16 @@ def test_an_alert_triage_fails_on_does_not_stop_every_sweep_at_its_page(
     (dead,) = store.dead_letters()
     assert "KeyError" in dead.reason and '"u000003"' in dead.excerpt
     assert store.get_checkpoint(SweepConfig().checkpoint_name) == r.checkpoint
+    # A failure every alert meets is no alert's: a typed error, the checkpoint left where it was
+    # (`vigie sweep` says so and sweeps again; it ended in a traceback for an untyped one).
+    from agent.errors import SystemicFailure, VigieError
+
+    index_now(es, *(elastic_alert(50 + i, 1430 + i, "host9", "Odd") for i in range(3)))
+    broken = TriageContext(store=store, analyst=PoisonedAnalyst(None), playbooks=[])  # type: ignore[arg-type]
+    with pytest.raises(SystemicFailure) as failed:
+        sweep(es, store, broken, SweepConfig(page_size=5))
+    assert isinstance(failed.value, VigieError)
+    assert store.get_checkpoint(SweepConfig().checkpoint_name) == r.checkpoint
 
 
 def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(

@@ -56,16 +56,10 @@ def test_a_document_triage_fails_on_is_kept_whole_and_holds_back_no_other(tmp_pa
 def test_a_failure_every_document_meets_is_not_blamed_on_them(tmp_path: Path) -> None:
     """A bug every input meets (or a store gone wrong) is no document's fault: the lot fails
     for a retry, rather than each document becoming a dead letter."""
-    from agent.graph import SystemicFailure
-
-    class Broken:
-        name = "offline"
-
-        def assess(self, incident: Incident, alerts: dict[str, Alert]) -> Assessment:
-            raise KeyError("every input")
+    from agent.errors import SystemicFailure
 
     store = SqliteStore(tmp_path / "v.db")
-    ctx = TriageContext(store=store, analyst=Broken(), playbooks=[])  # type: ignore[arg-type]
+    ctx = TriageContext(store=store, analyst=PoisonedAnalyst(None), playbooks=[])  # type: ignore[arg-type]
     for n in (2, 40):
         docs = [("webhook:b", i, ecs(i, i, f"Rule {i}", f"h{i}")) for i in range(1, n + 1)]
         with pytest.raises(SystemicFailure, match="KeyError"):
