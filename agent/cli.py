@@ -138,10 +138,11 @@ def triage(
     from agent.parallel_read import worker_count
 
     settings = _settings()
+    workers = worker_count(settings.read_workers)
     files = _once_each(_existing(input))
     with tempfile.TemporaryDirectory(prefix="vigie-spool-") as spool:
-        files, names = _spooled(files, Path(spool), worker_count(settings.read_workers) > 1)
-        _triage_inputs(settings, files, output, top, names)
+        files, names = _spooled(files, Path(spool), unzip=workers > 1)
+        _triage_inputs(settings, files, output, top, names, workers)
 
 
 def _existing(paths: list[Path]) -> list[Path]:
@@ -162,10 +163,11 @@ def _spooled(paths: list[Path], spool: Path, unzip: bool) -> tuple[list[Path], d
     files: list[Path] = []
     names: dict[str, str] = {}
     for n, path in enumerate(paths):
-        shown = "stdin" if str(path) == "-" else str(path)
+        stdin = str(path) == "-"
+        shown = "stdin" if stdin else str(path)
         file = path
-        if str(path) == "-" or not path.is_file():
-            file = _copied(path, spool / (shown if shown == "stdin" else f"{n}-{path.name}"))
+        if stdin or not path.is_file():
+            file = _copied(path, spool / ("stdin" if stdin else f"{n}-{path.name}"))
         plain = decompress(file, spool / f"{n}-plain") if unzip else None
         if plain is not None and file != path:
             file.unlink()  # the compressed copy: only the plain one is read
@@ -197,9 +199,14 @@ def _copied(stream: Path, copy: Path) -> Path:
 
 
 def _triage_inputs(
-    settings: Settings, input: list[Path], output: Path | None, top: int, names: dict[str, str]
+    settings: Settings,
+    input: list[Path],
+    output: Path | None,
+    top: int,
+    names: dict[str, str],
+    workers: int,
 ) -> None:
-    from agent.parallel_read import ParallelRead, start_first, worker_count
+    from agent.parallel_read import ParallelRead, start_first
 
     to_stdout = str(output) == "-"  # the incidents to stdout, the summary to stderr
     said = err if to_stdout else out
@@ -215,7 +222,6 @@ def _triage_inputs(
     with err.status("triaging...") as status:
         try:
             # A large file's workers start reading now, while LangGraph takes 1-2 s to import.
-            workers = worker_count(settings.read_workers)
             reading = start_first(paths, settings.max_doc_bytes, workers)
             from agent.service import triage_files
 

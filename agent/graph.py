@@ -225,7 +225,7 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
     alerts = state.get("alerts", [])
     history = None
     if ctx.store is not None and alerts:
-        newest = min(max(map(_timestamp, alerts)), datetime.now(UTC))  # see `_newest`
+        newest = _newest(map(_timestamp, alerts))
         since = (newest - timedelta(days=HISTORY_DAYS)).date()
         windows_from = int(newest.timestamp()) - WINDOW_HISTORY_SECONDS
         history = ctx.store.rule_history(since, windows_from=windows_from)
@@ -343,14 +343,15 @@ def queue(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]
                 kind = "incident.updated" if inc.incident_id in existed else "incident.created"
                 ctx.on_incident(kind, inc)
         if incidents:  # incidents quiet for a whole period before the newest alert they hold close
-            ctx.store.close_quiet(_newest(incidents) - ctx.quiet_period)
+            ctx.store.close_quiet(_newest(i.last_seen for i in incidents) - ctx.quiet_period)
     return {}
 
 
-def _newest(incidents: list[Incident]) -> datetime:
-    """The newest alert time, but never later than now: one alert from a sensor whose clock
-    runs a year ahead closed every open incident, and later alerts opened new ones."""
-    return min(max(i.last_seen for i in incidents), datetime.now(UTC))
+def _newest(times: Iterable[datetime]) -> datetime:
+    """The newest of these alert times, but never later than now: one alert from a sensor
+    whose clock ran a year ahead closed every open incident (later alerts opened new ones),
+    and judged its batch against the store's empty week before it."""
+    return min(max(times), datetime.now(UTC))
 
 
 @cache

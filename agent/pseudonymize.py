@@ -45,6 +45,16 @@ def _bare_user(user: str) -> str | None:
     return None
 
 
+def _any_of(values: Iterable[str], not_after: str, not_before: str) -> re.Pattern[str] | None:
+    """Any of these values (the longest first), in any case, between characters that are not
+    `not_after` and not `not_before`; None when there is none to find."""
+    ordered = sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
+    if not ordered:
+        return None
+    alts = "|".join(map(re.escape, ordered))
+    return re.compile(rf"(?<!{not_after})(?:{alts})(?!{not_before})", re.IGNORECASE)
+
+
 class Masker(Protocol):
     """What prompts need: pseudonymisation on (`Pseudonymizer`) or off (values pass through)."""
 
@@ -148,27 +158,22 @@ class Pseudonymizer:
         """The Windows domain of `CORP\\jdoe`, masked like a name (`CORP\\alice` where only
         `alice` is known left `CORP` raw)."""
         domain = user.rsplit("\\", 1)[0] if "\\" in user else ""
-        if len(domain) >= 3 and domain.casefold() not in self._fwd:
+        if len(domain) >= 3:
             self.token("DOMAIN", domain)
 
     def _in_domains(self) -> re.Pattern[str] | None:
+        """Domains within any name, as a name's suffix too, but not a longer domain's start."""
         with self._lock:
-            if self._domain_pattern is None and self._domains:
-                alts = "|".join(map(re.escape, sorted(self._domains, key=len, reverse=True)))
-                self._domain_pattern = re.compile(
-                    rf"(?<![\w-])(?:{alts})(?![\w-]|\.\w)", re.IGNORECASE
-                )
+            if self._domain_pattern is None:
+                self._domain_pattern = _any_of(self._domains, r"[\w-]", r"[\w-]|\.\w")
             return self._domain_pattern
 
     def _known(self) -> re.Pattern[str] | None:
+        """Known values and their aliases as whole names (domains: see `_in_domains`)."""
         with self._lock:
-            if self._pattern is None and self._fwd:
-                names = {*self._rev.values(), *self._aliases} - self._domains  # see _in_domains
-                values = sorted(names, key=len, reverse=True)
-                alts = "|".join(re.escape(v) for v in values if len(v) >= 2)
-                self._pattern = (
-                    re.compile(rf"(?<![\w.-])(?:{alts})(?![\w-])", re.IGNORECASE) if alts else None
-                )
+            if self._pattern is None:
+                names = {*self._rev.values(), *self._aliases} - self._domains
+                self._pattern = _any_of(names, r"[\w.-]", r"[\w-]")
             return self._pattern
 
     def mask(self, text: str) -> str:
