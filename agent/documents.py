@@ -20,12 +20,17 @@ _SHALLOW.maxlevel, _SHALLOW.maxstring, _SHALLOW.maxother = 6, EXCERPT_CHARS, EXC
 def unwrapped(doc: dict[str, Any]) -> dict[str, Any]:
     """The alert a document holds: a search hit as Elasticsearch and OpenSearch return it (and
     as `elasticdump` writes one a line) holds it in `_source`, with the hit's `_id` added as a
-    sweep adds it, so an export and a sweep of one index give the same alert ids. Any other
-    document is its own."""
+    sweep adds it, so an export and a sweep of one index give the same alert ids. Kibana's
+    `esArchiver` (`{"type": "doc", "value": {"index", "id", "source"}}`) holds it likewise.
+    Any other document is its own."""
     source = doc.get("_source")
-    if type(source) is not dict or ("_id" not in doc and "_index" not in doc):
-        return doc
-    return {**source, "_id": doc["_id"]} if "_id" in doc else source
+    if type(source) is dict and ("_id" in doc or "_index" in doc):
+        return {**source, "_id": doc["_id"]} if "_id" in doc else source
+    if doc.get("type") == "doc" and type(value := doc.get("value")) is dict:
+        archived = value.get("source")
+        if type(archived) is dict and "index" in value:
+            return {**archived, "_id": value["id"]} if "id" in value else archived
+    return doc
 
 
 def excerpt(value: Any) -> str:

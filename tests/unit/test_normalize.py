@@ -7,8 +7,9 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from agent.models import Severity, raw_json
+from agent.models import DeadLetter, Severity, raw_json
 from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize, rejected
+from connectors.files import read_documents
 from tests.conftest import ecs
 
 
@@ -152,6 +153,23 @@ def test_a_search_hit_is_read_as_the_alert_it_holds(shared_data) -> None:
         normalize(bare)  # was "unrecognised document", as if the format were unknown
     doc = ecs(1, 0, "r") | {"_source": {"not": "a hit"}}  # no _id or _index: its own document
     assert normalize(doc).rule_name == "r"
+
+
+def test_kibana_es_archiver_documents_are_read_as_the_alert_they_hold(shared_data) -> None:
+    """Kibana's `esArchiver` keeps an index's documents as pretty-printed objects, each
+    `{"type": "doc", "value": {"index", "id", "source"}}`: the shared indicator-match alert
+    was an "unrecognised document". It is its `source`, identified by the document's id."""
+    path = shared_data / "elastic/kibana_es_archive_threat_match_alert_8.1.0.json"
+    docs = [d for d in read_documents(path) if not isinstance(d, DeadLetter)]
+    assert len(docs) == 1
+    archived = docs[0].value
+    alert = normalize(archived)
+    assert (alert.source, alert.rule_name) == ("elastic", "threat-match-rule")
+    assert alert.id == archived["value"]["id"]
+    assert alert.entities.hosts == ("security-linux-1",)
+    assert alert.raw == {**archived["value"]["source"], "_id": archived["value"]["id"]}
+    not_archived = ecs(1, 0, "r") | {"type": "doc", "value": {"source": {"x": 1}}}  # no index
+    assert normalize(not_archived).rule_name == "r"
 
 
 @pytest.mark.parametrize(
