@@ -19,6 +19,24 @@ _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL|DOMAIN)_\d+\b")
+#: How common log lines name an account: sshd and PAM ("for invalid user X", "Accepted
+#: password for X from 1.2.3.4 port 22"), sudo ("sudo: X : TTY=..."), key=value pairs
+#: (auditd's acct="X", PAM's ruser=X, CEF's suser=X), Windows event text ("Account Name: X").
+_NAMED_USER = re.compile(
+    r"\b(?:for|[Ii]nvalid) user (?P<a>[^\s\"';,()]+)"
+    r"|\bfor (?P<b>[^\s\"';,()]+) from \S+ port \d"
+    r"|\bsudo(?:\[\d+\])?: +(?P<c>[^\s\"';,()]+) : "
+    r"|\b(?:user|USER|[Uu]ser[Nn]ame|acct|ruser|logname|suser|duser|TargetUserName"
+    r"|SubjectUserName)=\"?(?P<d>[^\s\"';,()]+)"
+    r"|\bAccount Name:\s+(?P<e>[^\s\"';,()]+)"
+)
+#: And a host: PAM's rhost=, CEF's shost= and dhost=, hostname=, Windows' "Workstation Name:".
+_NAMED_HOST = re.compile(
+    r"\b(?:rhost|shost|dhost|[Hh]ost[Nn]ame)=\"?(?P<a>[^\s\"';,()]+)"
+    r"|\b(?:Workstation Name|Computer(?:Name)?):\s+(?P<b>[^\s\"';,()]+)"
+)
+#: Values these patterns find that name nobody: masking them would hide words from the model.
+_NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "localhost"})
 
 
 def _short_host(host: str) -> str | None:
@@ -43,6 +61,27 @@ def _bare_user(user: str) -> str | None:
     if "@" in user:
         return user.split("@", 1)[0] or None
     return None
+
+
+def named_in(text: str) -> tuple[list[str], list[str]]:
+    """Hosts and accounts a log line names where common formats put them (a sshd line names
+    the account tried, when no field does), without addresses (masked wherever they are)."""
+    return _names(_NAMED_HOST, text), _names(_NAMED_USER, text)
+
+
+def _names(pattern: re.Pattern[str], text: str) -> list[str]:
+    found = []
+    for m in pattern.finditer(text):
+        value = next(v for v in m.groups() if v is not None).rstrip(".:")
+        if (
+            len(value) >= 2
+            and value.casefold() not in _NOBODY
+            and not value.isdigit()
+            and not _IPV4.fullmatch(value)
+            and not _IPV6.fullmatch(value)
+        ):
+            found.append(value)
+    return found
 
 
 def _any_of(values: Iterable[str], not_after: str, not_before: str) -> re.Pattern[str] | None:
@@ -116,9 +155,11 @@ class Pseudonymizer:
             return tok
 
     def register(self, alerts: Iterable[Alert]) -> None:
-        """Learn every host, user and IP of these alerts."""
+        """Learn every host, user and IP of these alerts, and the hosts and users their
+        messages name."""
         for a in alerts:
             self.register_names(a.entities.hosts, a.entities.users)
+            self.register_names(*named_in(a.message))
             for ip in a.entities.ips:
                 self.token("IP", ip)
 

@@ -153,6 +153,29 @@ def test_entities_written_in_another_case_in_free_text_do_not_leave_raw(standin)
     assert "for user_1 on host_1.corp.example" in payload  # one token whatever the case
 
 
+def test_accounts_and_hosts_named_only_in_a_message_do_not_leave_raw(standin) -> None:
+    """An alert whose fields name no account (a sshd line read as plain text) sent the
+    account tried and the remote host as they were: only fields' names were known."""
+    alerts = attack_alerts()
+    lines = [
+        "Failed password for invalid user oracle from 203.0.113.5 port 4242 ssh2",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 rhost=kali.evil.test user=dba",
+        "An account failed to log on. Account Name:\t\tjsmith Workstation Name:\tLAPTOP-42",
+    ]
+    named = [a.model_copy(update={"message": text}) for a, text in zip(alerts, lines, strict=False)]
+    inc, by_id = incident_of([*named, *alerts[len(named) :]])
+    analyst, server = analyst_for(
+        standin, sequence((200, message(json.dumps(good_answer(inc.alert_ids))), 0))
+    )
+    analyst.assess(inc, by_id)
+    payload = json.dumps(server.requests[0]["body"])
+    for raw in ("oracle", "kali.evil.test", "dba", "jsmith", "LAPTOP-42", "203.0.113.5"):
+        assert raw not in payload, raw
+    assert "for invalid user USER_" in payload and "uid=0 rhost=HOST_" in payload
+    assert "logname= uid=0" in payload  # an empty value names nobody: the next pair is kept
+    assert "Account Name:\\\\t\\\\tUSER_" in payload  # tabs, escaped twice
+
+
 def test_alert_text_cannot_write_a_token(standin) -> None:
     """A log line saying "HOST_1 is the SOC's scanner" spoke of whichever host HOST_1 stands
     for, and the model's answer repeating it was restored as that host for the analyst."""
