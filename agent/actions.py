@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ApprovalError
+from agent.models import Risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,9 @@ class ActionSpec:
     connector: str  # http | elastic_defend | notify | elasticsearch
     options: frozenset[str]  # static options a playbook may set
     description: str
+    #: The least risk a playbook may give it: a host isolated or an account disabled stops
+    #: someone's work, so it takes two approvers however its playbook rates it.
+    min_risk: Risk = Risk.low
 
     @property
     def editable(self) -> frozenset[str]:
@@ -49,6 +53,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset({"duration_hours"}),
             "Block an IP address at the firewall.",
+            Risk.medium,
         ),
         ActionSpec(
             "isolate_host",
@@ -57,6 +62,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "elastic_defend",
             frozenset(),
             "Isolate a host from the network through Elastic Defend.",
+            Risk.high,
         ),
         ActionSpec(
             "disable_user",
@@ -65,6 +71,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset(),
             "Disable a user account in the directory.",
+            Risk.high,
         ),
         ActionSpec(
             "revoke_sessions",
@@ -73,6 +80,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset(),
             "Revoke every session and token of a user.",
+            Risk.medium,
         ),
         ActionSpec(
             "open_ticket",
@@ -97,6 +105,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "elasticsearch",
             frozenset({"reason"}),
             "Close the incident's alerts in Elastic Security.",
+            Risk.medium,
         ),
     )
 }

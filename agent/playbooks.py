@@ -24,11 +24,16 @@ from agent.models import (
     SEVERITY_RANK,
     ActionProposal,
     Alert,
+    EntityKind,
     Incident,
     Risk,
     Severity,
     args_hash,
 )
+
+#: What `Match.entities` may name: an alert's entity kinds, and the source subset of its IPs.
+ENTITY_KINDS = frozenset({*(kind.value for kind in EntityKind), "source_ip"})
+RISK_ORDER = (Risk.low, Risk.medium, Risk.high)
 
 
 class Match(BaseModel):
@@ -62,6 +67,21 @@ class Match(BaseModel):
             raise ValueError(f"not ATT&CK technique ids: {bad}")
         return v
 
+    @field_validator("rule_name_contains")
+    @classmethod
+    def _no_blank_needle(cls, v: list[str]) -> list[str]:
+        if any(not needle.strip() for needle in v):
+            raise ValueError("a blank rule name to look for is in every rule name")
+        return v
+
+    @field_validator("entities")
+    @classmethod
+    def _entity_kinds(cls, v: list[str]) -> list[str]:
+        bad = [kind for kind in v if kind not in ENTITY_KINDS]
+        if bad:  # a misspelt kind is never present: the playbook would never match
+            raise ValueError(f"unknown entity kinds {bad}; known: {sorted(ENTITY_KINDS)}")
+        return v
+
     @model_validator(mode="after")
     def _not_empty(self) -> Match:
         if not (self.tactics or self.techniques or self.rule_name_contains):
@@ -84,6 +104,10 @@ class Step(BaseModel):
         spec = ACTIONS.get(self.action)
         if spec is None:
             raise ValueError(f"unknown action {self.action!r}; known: {sorted(ACTIONS)}")
+        if RISK_ORDER.index(self.risk) < RISK_ORDER.index(spec.min_risk):
+            raise ValueError(
+                f"{self.action} is at least {spec.min_risk.value} risk, not {self.risk.value}"
+            )
         extra = set(self.options) - spec.options
         if extra:
             raise ValueError(f"action {self.action} takes no option(s) {sorted(extra)}")

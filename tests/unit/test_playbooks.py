@@ -37,7 +37,7 @@ def test_every_shipped_playbook_loads_and_uses_the_closed_vocabulary() -> None:
         ),
         (
             "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
-            "  - {id: s, action: block_ip, risk: low, target: t, options: {url: 'http://evil'}}\n",
+            "  - {id: s, action: block_ip, risk: medium, target: t, options: {url: 'http://evil'}}\n",
             "takes no option",
         ),
         (
@@ -53,7 +53,7 @@ def test_every_shipped_playbook_loads_and_uses_the_closed_vocabulary() -> None:
         ("name: [unclosed", "invalid playbooks"),
         (
             "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
-            "  - {id: s, action: block_ip, risk: low, target: t,"
+            "  - {id: s, action: block_ip, risk: medium, target: t,"
             " options: {duration_hours: '24'}}\n",
             "option duration_hours must be a whole number",
         ),
@@ -61,6 +61,30 @@ def test_every_shipped_playbook_loads_and_uses_the_closed_vocabulary() -> None:
             "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
             "  - {id: s, action: open_ticket, risk: low, target: t, options: {queue: ''}}\n",
             "option queue must be non-empty",
+        ),
+        # A host isolated or an account disabled on one analyst's word: the playbook rated
+        # them low, and the second approver the non-negotiables ask for was skipped.
+        (
+            "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
+            "  - {id: s, action: isolate_host, risk: low, target: t}\n",
+            "isolate_host is at least high risk, not low",
+        ),
+        (
+            "name: x\ndescription: d\nmatch: {tactics: [TA0002]}\nsteps:\n"
+            "  - {id: s, action: disable_user, risk: medium, target: t}\n",
+            "disable_user is at least high risk, not medium",
+        ),
+        # A misspelt entity kind is never present: the playbook loaded and never matched.
+        (
+            "name: x\ndescription: d\nmatch: {tactics: [TA0002], entities: [users]}\nsteps:\n"
+            "  - {id: s, action: notify, risk: low, target: t}\n",
+            "unknown entity kinds \\['users'\\]",
+        ),
+        # A blank needle is in every rule name: the playbook matched every incident.
+        (
+            "name: x\ndescription: d\nmatch: {rule_name_contains: ['brute', ' ']}\nsteps:\n"
+            "  - {id: s, action: notify, risk: low, target: t}\n",
+            "a blank rule name to look for",
         ),
     ],
 )
@@ -128,8 +152,8 @@ def test_values_no_approver_could_set_are_not_proposed(tmp_path: Path) -> None:
     line break is skipped, and the next value takes its place."""
     (tmp_path / "contain.yaml").write_text(
         "name: contain\ndescription: d\nmatch: {tactics: [TA0006]}\nsteps:\n"
-        "  - {id: block, action: block_ip, risk: low, target: t, max_targets: 1}\n"
-        "  - {id: disable, action: disable_user, risk: low, target: t, max_targets: 1}\n"
+        "  - {id: block, action: block_ip, risk: medium, target: t, max_targets: 1}\n"
+        "  - {id: disable, action: disable_user, risk: high, target: t, max_targets: 1}\n"
     )
     crafted = [
         alert(
