@@ -21,10 +21,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agent.approvals import approved_by
+from agent.approvals import approved_by, person
 from agent.dispositions import Closing
 from agent.errors import (
     ApprovalError,
+    AuthError,
     BadInput,
     ConfigError,
     Conflict,
@@ -94,6 +95,35 @@ def _store(settings: Settings) -> Store:
         return open_store(settings.store_url)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
+
+
+#: The person's own API token (one of VIGIE_API_TOKENS), which proves `--as` in production.
+TOKEN_VARIABLE = "VIGIE_TOKEN"
+
+
+def _person(settings: Settings, who: str) -> str:
+    """Who a decision is recorded for. In production the command line proves it as the API
+    does, with the person's API token (`VIGIE_TOKEN`, or typed when asked): a name typed
+    alone let one person approve a high-risk action as two approvers. In development,
+    `--as` is taken as given."""
+    if settings.env != "production":
+        return who
+    from agent.api.auth import ApiTokens
+
+    if not settings.api_tokens.get_secret_value().strip():
+        raise _fail("production: a decision needs your API token, and VIGIE_API_TOKENS has none", 1)
+    token = os.environ.get(TOKEN_VARIABLE, "")
+    if not token and sys.stdin.isatty():
+        token = typer.prompt(f"{who}'s API token", hide_input=True, default="", show_default=False)
+    if not token:
+        raise _fail(f"production: set {TOKEN_VARIABLE} to your API token (VIGIE_API_TOKENS)", 1)
+    try:
+        principal = ApiTokens(settings.api_tokens.get_secret_value()).identify(f"Bearer {token}")
+    except (AuthError, ConfigError) as exc:
+        raise _fail(f"{TOKEN_VARIABLE}: {exc}", 1) from exc
+    if person(principal.name) != person(who):
+        raise _fail(f"{TOKEN_VARIABLE} is {principal.name}'s token, not {who}'s", 1)
+    return principal.name
 
 
 def _tasks(settings: Settings, store: Store) -> None:
@@ -439,6 +469,7 @@ def approvals_approve(
 ) -> None:
     """Approve a proposal; once approved by enough people it runs (once)."""
     settings = _settings()
+    who = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
 
@@ -458,6 +489,7 @@ def approvals_reject(
 ) -> None:
     """Reject a proposal with a reason."""
     settings = _settings()
+    who = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
     _decide(lambda: queue.reject(proposal_id, who, reason=reason), as_json)
@@ -585,6 +617,7 @@ def incidents_close(
     from agent.dispositions import dispose, dispose_each, verdict_of
 
     settings = _settings()
+    who = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
     closings = _acted(
@@ -637,6 +670,7 @@ def incidents_reopen(
     from agent.dispositions import reopen
 
     settings = _settings()
+    who = _person(settings, who)
     store = _store(settings)
     inc = _acted(lambda: reopen(store, incident_id, reason, who))
     _tasks(settings, store)
@@ -678,6 +712,7 @@ def incidents_untune(
     from agent.dispositions import revoke
 
     settings = _settings()
+    who = _person(settings, who)
     store = _store(settings)
     _acted(lambda: revoke(store, rule_id, host, reason, who))
     said = (escape(plain(x)) for x in (rule_id, host, who))

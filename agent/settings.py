@@ -248,8 +248,11 @@ class Settings(BaseSettings):
         return self
 
 
-#: VIGIE_ variables that are not settings: read before Settings exists, or by the tools.
-NOT_SETTINGS = frozenset({"VIGIE_SECRETS_DIR", "VIGIE_AUDIT_STRICT", "VIGIE_BENCH_ALL"})
+#: VIGIE_ variables that are not settings: read before Settings exists, by the tools, or a
+#: person's own API token for the command line (`VIGIE_TOKEN`).
+NOT_SETTINGS = frozenset(
+    {"VIGIE_SECRETS_DIR", "VIGIE_AUDIT_STRICT", "VIGIE_BENCH_ALL", "VIGIE_TOKEN"}
+)
 #: Settings whose values an error must not quote: secrets, and URLs that may hold a password.
 _SECRET = frozenset(
     name

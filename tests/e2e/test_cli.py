@@ -31,7 +31,13 @@ def vigie(
     env.pop("MISTRAL_API_KEY", None)
     env |= settings
     return subprocess.run(
-        [*VIGIE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [*VIGIE, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,  # never a terminal: a command that would ask, says instead
     )
 
 
@@ -424,6 +430,49 @@ def test_approve_records_the_approver_and_runs_the_dry_run_once(tmp_path: Path) 
     assert [json.loads(line)["seq"] for line in rest.stdout.splitlines()] == [
         e["seq"] for e in events[2:]
     ]
+
+
+def test_in_production_a_decision_at_the_terminal_needs_the_persons_own_token(
+    tmp_path: Path,
+) -> None:
+    """`--as` was a typed name: one person approved the demo's host isolation twice, as
+    `alice` and as `bob`, and it ran. In production the command line now proves who decides
+    with that person's API token, as the API does."""
+    alice, bob = "a" * 24, "b" * 24
+    production = {
+        "VIGIE_ENV": "production",
+        "VIGIE_APPROVERS": "alice:lead,bob:lead",
+        "VIGIE_API_TOKENS": f"alice:lead:{alice},bob:lead:{bob}",
+    }
+    demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
+    assert vigie(tmp_path, "triage", "-i", demo[0], "-i", demo[1], **production).returncode == 0
+    listed = vigie(tmp_path, "approvals", "list", "--json", "--status", "pending", **production)
+    pending = [json.loads(line) for line in listed.stdout.splitlines()]
+    isolate = next(p for p in pending if p["action"] == "isolate_host")["proposal_id"]
+
+    def approve(who: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return vigie(tmp_path, "approvals", "approve", isolate, "--as", who, "--json",
+                     **production, **env)  # fmt: skip
+
+    untokened = approve("alice")
+    assert untokened.returncode == 1 and "set VIGIE_TOKEN to your API token" in untokened.stderr
+    assert approve("alice", VIGIE_TOKEN="c" * 24).returncode == 1  # nobody's token
+    first = approve("alice", VIGIE_TOKEN=alice)
+    assert first.returncode == 0 and json.loads(first.stdout)["state"] == "pending", first.stderr
+    posing = approve("bob", VIGIE_TOKEN=alice)
+    assert posing.returncode == 1 and "alice's token, not bob's" in posing.stderr
+    incident = json.loads(first.stdout)["incident_id"]
+    closing = vigie(tmp_path, "incidents", "close", incident, "--as", "bob",
+                    "--verdict", "benign", "--reason", "r", **production)  # fmt: skip
+    assert closing.returncode == 1 and "set VIGIE_TOKEN" in closing.stderr  # not closed
+    from agent.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "v.db")
+    assert [a.approver for a in store.get_proposal(isolate).approvals] == ["alice"]
+    assert store.get_proposal(isolate).state.value == "pending"
+    second = approve("bob", VIGIE_TOKEN=bob)
+    assert json.loads(second.stdout)["state"] == "succeeded", second.stderr
+    assert vigie(tmp_path, "approvals", "list", **production).returncode == 0  # reading: no token
 
 
 def test_reject_and_playbook_validation(tmp_path: Path) -> None:
