@@ -21,7 +21,7 @@ class ActionSpec:
     name: str
     entity: str | None  # which entity kind the action acts on (None: the incident itself)
     param: str  # the argument name that carries the entity value
-    connector: str  # http | elastic_defend | notify | elasticsearch
+    connector: str  # http | elastic_defend | notify | kibana_alerts
     options: frozenset[str]  # static options a playbook may set
     description: str
     #: The least risk a playbook may give it: a host isolated or an account disabled stops
@@ -102,7 +102,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "close_alerts",
             None,
             "incident_id",
-            "elasticsearch",
+            "kibana_alerts",
             frozenset({"reason"}),
             "Close the incident's alerts in Elastic Security.",
             Risk.medium,

@@ -17,6 +17,9 @@ from agent.errors import AuthError, BadInput, RateLimited, Transient
 from agent.models import ActionProposal
 from agent.settings import Target
 
+#: The connectors whose requests go to Kibana's API: it refuses a POST without `kbn-xsrf`.
+KIBANA = frozenset({"elastic_defend", "kibana_alerts"})
+
 
 def build_request(p: ActionProposal, target: Target | None) -> dict[str, Any]:
     """method, url, json body for this proposal; secrets are added only when sending."""
@@ -34,7 +37,7 @@ def build_request(p: ActionProposal, target: Target | None) -> dict[str, Any]:
                 "comment": f"Vigie {p.incident_id} proposal {p.proposal_id}",
             },
         }
-    if spec.connector == "elasticsearch":
+    if spec.connector == "kibana_alerts":
         return {
             "method": "POST",
             "url": f"{base}/api/detection_engine/signals/status",
@@ -86,7 +89,7 @@ class HttpActionRunner:
         }
         if target.token is not None:
             headers["authorization"] = f"Bearer {target.token.get_secret_value()}"
-        if ACTIONS[p.action].connector == "elastic_defend":
+        if ACTIONS[p.action].connector in KIBANA:  # Kibana refuses a POST without it (400)
             headers["kbn-xsrf"] = "vigie"
         try:
             resp = self._client.request(

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,42 +23,7 @@ from agent.settings import Settings
 from agent.store.redis import RedisStore
 from agent.worker import create_app
 from tests.conftest import REPO, RedisServer, free_port
-
-
-class Target:
-    """A firewall/directory API stand-in: records every call; `/hang/...` never answers."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        self.keys: list[str] = []  # idempotency keys (proposal ids) of the calls
-        self.release = threading.Event()
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                target.calls.append((self.path, body))
-                target.keys.append(self.headers.get("idempotency-key", ""))
-                if self.path.startswith("/hang"):
-                    target.release.wait(30)
-                try:  # a hung call's caller (a killed worker) may be gone by now
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(b'{"ok": true}')
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
+from tests.fakes.action_target import Target
 
 
 class Worker:
