@@ -157,11 +157,14 @@ class Pseudonymizer:
     def register(self, alerts: Iterable[Alert]) -> None:
         """Learn every host, user and IP of these alerts, and the hosts and users their
         messages name."""
+        messages: dict[str, None] = {}  # in order: tokens are numbered as values are met
         for a in alerts:
             self.register_names(a.entities.hosts, a.entities.users)
-            self.register_names(*named_in(a.message))
             for ip in a.entities.ips:
                 self.token("IP", ip)
+            messages[a.message] = None
+        for message in messages:  # an incident's repeats share a few messages
+            self.register_names(*named_in(message))
 
     def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None:
         """Learn hosts and users named beyond the alerts at hand: an extended incident's groups
