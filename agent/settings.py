@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,18 @@ def http_url(url: str, needs_port: bool = False) -> str:
     if needs_port and port is None:  # 9200, or 443 behind a proxy: say which
         raise ValueError(f"no port: write it, e.g. {parts.scheme}://{parts.hostname}:9200")
     return url.strip()
+
+
+def _in_clear(url: str) -> bool:
+    """Plain http:// to another machine (loopback stays on this one: a TLS sidecar, a tunnel)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
 
 
 class Target(BaseModel):
@@ -245,7 +258,25 @@ class Settings(BaseSettings):
                 )
         if self.analyst == "mistral" and self.mistral_api_key is None:
             raise ConfigError("VIGIE_LLM=mistral needs MISTRAL_API_KEY")
+        self._no_credentials_in_clear()
         return self
+
+    def _no_credentials_in_clear(self) -> None:
+        """Production sends no credential over plain http:// beyond this machine: a firewall's
+        or a directory's token, or the search cluster's key, readable on every hop between.
+        (The model's key is left to its URL: a model served beside Vigie, on the compose
+        network, takes none it checks.)"""
+        for name, target in self.targets.items():
+            if target.token is not None and _in_clear(target.url):
+                raise ConfigError(
+                    f"target {name!r} would send its token in clear (http://): use https://"
+                )
+        credentials = self.es_api_key is not None or self.es_password is not None
+        if credentials and self.es_url is not None and _in_clear(self.es_url):
+            raise ConfigError(
+                "VIGIE_ES_URL would carry the cluster's credentials in clear (http://): "
+                "use https://"
+            )
 
 
 #: VIGIE_ variables that are not settings: read before Settings exists, by the tools, or a

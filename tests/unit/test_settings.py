@@ -83,3 +83,40 @@ def test_api_tokens_that_cannot_work_as_written_are_refused_at_start(spec: str, 
         ApiTokens(spec)
     both = ApiTokens("alice:lead:tok-1,Alice:lead:tok-2")  # one person, two tokens: kept
     assert both.identify("Bearer tok-2").name == "Alice"
+
+
+@pytest.mark.parametrize(
+    ("variable", "template", "extra", "said"),
+    [
+        (
+            "VIGIE_TARGETS",
+            '{"firewall": {"url": "%s/fw", "token": "T"}}',
+            {},
+            "target 'firewall' would send its token in clear",
+        ),
+        (
+            "VIGIE_ES_URL",
+            "%s:9200",
+            {"VIGIE_ES_PASSWORD": "p" * 20},
+            "VIGIE_ES_URL would carry the cluster's credentials in clear",
+        ),
+    ],
+)
+def test_production_sends_no_credential_in_clear_to_another_machine(
+    monkeypatch: pytest.MonkeyPatch, variable: str, template: str, extra: dict, said: str
+) -> None:
+    """A firewall's token, or the cluster's password, went over plain http:// in production:
+    readable on every hop between."""
+    monkeypatch.setenv("VIGIE_ENV", "production")
+    monkeypatch.setenv("VIGIE_APPROVERS", "alice:lead")
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(variable, template % "http://fw.corp.example")
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_settings()
+    for fine in ("https://fw.corp.example", "http://127.0.0.1", "http://localhost"):
+        monkeypatch.setenv(variable, template % fine)
+        load_settings()  # encrypted, or not leaving this machine
+    monkeypatch.setenv(variable, template % "http://fw.corp.example")
+    monkeypatch.setenv("VIGIE_ENV", "development")  # a laptop's lab
+    load_settings()
