@@ -29,6 +29,7 @@ from agent.errors import (
     BadInput,
     ConfigError,
     Conflict,
+    Forbidden,
     NotFound,
     Transient,
     VigieError,
@@ -101,13 +102,14 @@ def _store(settings: Settings) -> Store:
 TOKEN_VARIABLE = "VIGIE_TOKEN"
 
 
-def _person(settings: Settings, who: str) -> str:
-    """Who a decision is recorded for. In production the command line proves it as the API
-    does, with the person's API token (`VIGIE_TOKEN`, or typed when asked): a name typed
-    alone let one person approve a high-risk action as two approvers. In development,
-    `--as` is taken as given."""
+def _person(settings: Settings, who: str) -> tuple[str, str | None]:
+    """Who a decision is recorded for, and their API role. In production the command line
+    proves it as the API does, with the person's API token (`VIGIE_TOKEN`, or typed when
+    asked): a name typed alone let one person approve a high-risk action as two approvers,
+    and an analyst tune as a lead. In development, `--as` is taken as given, with no role
+    (a local operator's: tuning allowed)."""
     if settings.env != "production":
-        return who
+        return who, None
     from agent.api.auth import ApiTokens
 
     if not settings.api_tokens.get_secret_value().strip():
@@ -123,7 +125,7 @@ def _person(settings: Settings, who: str) -> str:
         raise _fail(f"{TOKEN_VARIABLE}: {exc}", 1) from exc
     if person(principal.name) != person(who):
         raise _fail(f"{TOKEN_VARIABLE} is {principal.name}'s token, not {who}'s", 1)
-    return principal.name
+    return principal.name, principal.role
 
 
 def _tasks(settings: Settings, store: Store) -> None:
@@ -469,7 +471,7 @@ def approvals_approve(
 ) -> None:
     """Approve a proposal; once approved by enough people it runs (once)."""
     settings = _settings()
-    who = _person(settings, who)
+    who, _ = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
 
@@ -489,7 +491,7 @@ def approvals_reject(
 ) -> None:
     """Reject a proposal with a reason."""
     settings = _settings()
-    who = _person(settings, who)
+    who, _ = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
     _decide(lambda: queue.reject(proposal_id, who, reason=reason), as_json)
@@ -514,7 +516,7 @@ def _acted(act: Callable[[], T]) -> T:
         return act()
     except BadInput as exc:
         raise _fail(str(exc)) from exc
-    except (NotFound, Conflict) as exc:
+    except (NotFound, Conflict, Forbidden) as exc:
         raise _fail(str(exc), code=1) from exc
 
 
@@ -617,7 +619,7 @@ def incidents_close(
     from agent.dispositions import dispose, dispose_each, verdict_of
 
     settings = _settings()
-    who = _person(settings, who)
+    who, role = _person(settings, who)
     store = _store(settings)
     queue = _queue(settings, store)
     closings = _acted(
@@ -630,6 +632,7 @@ def incidents_close(
                 reason,
                 who,
                 tune=tune,
+                role=role,
                 tuning_for=timedelta(days=settings.tuning_days),
                 queue=queue,
             ),
@@ -670,7 +673,7 @@ def incidents_reopen(
     from agent.dispositions import reopen
 
     settings = _settings()
-    who = _person(settings, who)
+    who, _ = _person(settings, who)
     store = _store(settings)
     inc = _acted(lambda: reopen(store, incident_id, reason, who))
     _tasks(settings, store)
@@ -712,9 +715,9 @@ def incidents_untune(
     from agent.dispositions import revoke
 
     settings = _settings()
-    who = _person(settings, who)
+    who, role = _person(settings, who)
     store = _store(settings)
-    _acted(lambda: revoke(store, rule_id, host, reason, who))
+    _acted(lambda: revoke(store, rule_id, host, reason, who, role=role))
     said = (escape(plain(x)) for x in (rule_id, host, who))
     out.print("tuning of {} on {} revoked by {}".format(*said), highlight=False)
 

@@ -436,13 +436,14 @@ def test_in_production_a_decision_at_the_terminal_needs_the_persons_own_token(
     tmp_path: Path,
 ) -> None:
     """`--as` was a typed name: one person approved the demo's host isolation twice, as
-    `alice` and as `bob`, and it ran. In production the command line now proves who decides
-    with that person's API token, as the API does."""
-    alice, bob = "a" * 24, "b" * 24
+    `alice` and as `bob`, and it ran; an analyst tuned noise out as a lead would. In
+    production the command line now proves who decides with that person's API token, and
+    their role bounds what they may do, as the API's does."""
+    alice, bob, carol = "a" * 24, "b" * 24, "c" * 24
     production = {
         "VIGIE_ENV": "production",
-        "VIGIE_APPROVERS": "alice:lead,bob:lead",
-        "VIGIE_API_TOKENS": f"alice:lead:{alice},bob:lead:{bob}",
+        "VIGIE_APPROVERS": "alice:lead,bob:lead,carol:analyst",
+        "VIGIE_API_TOKENS": f"alice:lead:{alice},bob:lead:{bob},carol:analyst:{carol}",
     }
     demo = [str(REPO / "examples/demo-elastic.ndjson"), str(REPO / "examples/demo-wazuh.json")]
     assert vigie(tmp_path, "triage", "-i", demo[0], "-i", demo[1], **production).returncode == 0
@@ -456,7 +457,7 @@ def test_in_production_a_decision_at_the_terminal_needs_the_persons_own_token(
 
     untokened = approve("alice")
     assert untokened.returncode == 1 and "set VIGIE_TOKEN to your API token" in untokened.stderr
-    assert approve("alice", VIGIE_TOKEN="c" * 24).returncode == 1  # nobody's token
+    assert approve("alice", VIGIE_TOKEN="d" * 24).returncode == 1  # nobody's token
     first = approve("alice", VIGIE_TOKEN=alice)
     assert first.returncode == 0 and json.loads(first.stdout)["state"] == "pending", first.stderr
     posing = approve("bob", VIGIE_TOKEN=alice)
@@ -465,6 +466,10 @@ def test_in_production_a_decision_at_the_terminal_needs_the_persons_own_token(
     closing = vigie(tmp_path, "incidents", "close", incident, "--as", "bob",
                     "--verdict", "benign", "--reason", "r", **production)  # fmt: skip
     assert closing.returncode == 1 and "set VIGIE_TOKEN" in closing.stderr  # not closed
+    tuning = vigie(tmp_path, "incidents", "close", incident, "--as", "carol", "--tune",
+                   "--verdict", "benign", "--reason", "r",
+                   **production, VIGIE_TOKEN=carol)  # fmt: skip
+    assert tuning.returncode == 1 and "tuning needs the" in tuning.stderr  # an analyst's token
     from agent.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "v.db")
