@@ -239,9 +239,25 @@ class Settings(BaseSettings):
             roles[name] = role
         return roles
 
+    def _one_role_each(self) -> None:
+        """A person has one role: the command line reads it from VIGIE_APPROVERS, the API and
+        the UI from VIGIE_API_TOKENS, and two that disagree let an analyst of one approve a
+        high-risk action through the other."""
+        from agent.approvals import person
+
+        api = [x.split(":", 2) for x in self.api_tokens.get_secret_value().split(",")]
+        tokens = {person(p[0]): p[1].strip() for p in api if len(p) == 3}
+        for name, role in (self.approver_roles() or {}).items():
+            other = tokens.get(person(name), role)
+            if other != role:
+                raise ConfigError(
+                    f"{name!r} is {role} in VIGIE_APPROVERS but {other} in VIGIE_API_TOKENS"
+                )
+
     @model_validator(mode="after")
     def _enforce_real_secrets(self) -> Settings:
         self.approver_roles()  # refuse malformed entries at start-up
+        self._one_role_each()
         if self.env != "production":
             return self
         if not self.approvers.strip():

@@ -120,3 +120,16 @@ def test_production_sends_no_credential_in_clear_to_another_machine(
     monkeypatch.setenv(variable, template % "http://fw.corp.example")
     monkeypatch.setenv("VIGIE_ENV", "development")  # a laptop's lab
     load_settings()
+
+
+def test_a_person_has_one_role_for_the_command_line_and_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command line reads roles from VIGIE_APPROVERS, the API from VIGIE_API_TOKENS: an
+    analyst in one and a lead in the other approved high-risk actions at the terminal."""
+    monkeypatch.setenv("VIGIE_APPROVERS", "alice:lead,bob:analyst")
+    monkeypatch.setenv("VIGIE_API_TOKENS", f"Alice:analyst:{'a' * 24},bob:analyst:{'b' * 24}")
+    with pytest.raises(ConfigError, match="'alice' is lead in VIGIE_APPROVERS but analyst in"):
+        load_settings()
+    monkeypatch.setenv("VIGIE_API_TOKENS", f"Alice:lead:{'a' * 24},carol:analyst:{'c' * 24}")
+    load_settings()  # the same role, and people in one list only: taken
