@@ -179,3 +179,21 @@ def check_edit(action: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> N
 def _same(a: Any, b: Any) -> bool:
     """Equal and of one type: 1 and True are equal in Python, not in the hashed arguments."""
     return type(a) is type(b) and a == b
+
+
+def typed_like(old: Any, value: str) -> Any:
+    """An edited value typed as the argument it replaces (a duration stays a number): the
+    web form and the command line give text."""
+    if isinstance(old, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(old, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ApprovalError(f"{value!r} is not a whole number") from None
+    if isinstance(old, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ApprovalError(f"{value!r} is not a number") from None
+    return value

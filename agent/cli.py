@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import indent
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from agent.actions import typed_like
 from agent.approvals import approved_by, person
 from agent.dispositions import Closing
 from agent.errors import (
@@ -480,6 +481,42 @@ def approvals_approve(
         return queue.get(proposal_id)
 
     _decide(act, as_json)
+
+
+@approvals_app.command("edit")
+def approvals_edit(
+    proposal_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    changes: Annotated[
+        list[str],
+        typer.Option("--set", help="NAME=VALUE: the entity acted on or a playbook option"),
+    ],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change a pending proposal's arguments: a new proposal replaces it, and needs fresh
+    approvals from others than you."""
+    settings = _settings()
+    who, _ = _person(settings, who)
+    store = _store(settings)
+    queue = _queue(settings, store)
+
+    def act() -> ActionProposal:
+        args = queue.get(proposal_id).args
+        return queue.edit_values(proposal_id, who, _values(changes, args))
+
+    _decide(act, as_json)
+
+
+def _values(changes: list[str], args: dict[str, Any]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs, each typed as the argument it replaces."""
+    out: dict[str, Any] = {}
+    for change in changes:
+        name, sep, value = change.partition("=")
+        if not sep or not name.strip():
+            raise ApprovalError(f"{change!r} is not NAME=VALUE")
+        name = name.strip()
+        out[name] = typed_like(args.get(name, value), value)
+    return out
 
 
 @approvals_app.command("reject")

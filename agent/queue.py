@@ -111,6 +111,10 @@ class ApprovalQueue:
         )
         return replacement
 
+    def edit_values(self, proposal_id: str, who: str, changes: dict[str, Any]) -> ActionProposal:
+        """`edit`, given only the arguments that change (the API's and the command line's)."""
+        return self.edit(proposal_id, who, {**self.get(proposal_id).args, **changes})
+
     def _commit(
         self,
         old: ActionProposal,

@@ -67,6 +67,14 @@ class ApproveBody(BaseModel):
     comment: str = Field(default="", max_length=MAX_COMMENT)
 
 
+class EditBody(BaseModel):
+    args: dict[str, str | int | float | bool] = Field(
+        min_length=1,
+        description="the arguments to change and their new values (the entity acted on, the "
+        "playbook's options); the others stay as proposed",
+    )
+
+
 class RejectBody(BaseModel):
     reason: str = Field(min_length=1, max_length=MAX_COMMENT)
 
@@ -447,7 +455,9 @@ def create_app(
             for p in store.list_proposals(states=[state] if state else None)
         ]
 
-    def decide(fn: Callable[[], ActionProposal]) -> dict[str, Any]:
+    def decide(fn: Callable[[], ActionProposal], timed: bool = True) -> dict[str, Any]:
+        """`timed`: a decision on the proposal, whose wait the latency metric counts (an
+        edit's replacement is new: its wait starts now)."""
         try:
             p = fn()
         except NotFound as exc:
@@ -456,7 +466,8 @@ def create_app(
             raise HTTPException(403, str(exc)) from exc
         except ApprovalError as exc:
             raise HTTPException(409, str(exc)) from exc
-        metrics.approval_latency.observe((datetime.now(UTC) - p.created_at).total_seconds())
+        if timed:
+            metrics.approval_latency.observe((datetime.now(UTC) - p.created_at).total_seconds())
         return p.model_dump(mode="json")
 
     @app.post("/api/approvals/{proposal_id}/approve", responses={403: {}, 404: {}, 409: {}})
@@ -469,6 +480,14 @@ def create_app(
                 proposal_id, who.name, seen_hash=body.args_hash, comment=body.comment
             )
         )
+
+    @app.post("/api/approvals/{proposal_id}/edit", responses={403: {}, 404: {}, 409: {}})
+    def edit(
+        proposal_id: str, body: EditBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        """Changed arguments make a new proposal, which needs fresh approvals from others than
+        its editor; the edited one ends `superseded`. The new proposal is returned."""
+        return decide(lambda: queue.edit_values(proposal_id, who.name, body.args), timed=False)
 
     @app.post("/api/approvals/{proposal_id}/reject", responses={403: {}, 404: {}, 409: {}})
     def reject(

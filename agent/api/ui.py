@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from agent.actions import ACTIONS
+from agent.actions import ACTIONS, typed_like
 from agent.api import MAX_ENTITY, REFUSED, refusal_status, status_shown
 from agent.api.auth import ApiTokens, Principal
 from agent.approvals import approved_by
@@ -455,7 +455,9 @@ def build_router(
             # Only the editable arguments are read from the form; the others are shown as text.
             editable = _editable(current.action)
             new_args = {
-                k: _typed(v, str(form[f"arg_{k}"])) if k in editable and f"arg_{k}" in form else v
+                k: typed_like(v, str(form[f"arg_{k}"]))
+                if k in editable and f"arg_{k}" in form
+                else v
                 for k, v in current.args.items()
             }
             return queue.edit(proposal_id, s.principal.name, new_args)
@@ -473,20 +475,3 @@ def _editable(action: str) -> frozenset[str]:
     """The arguments of this action an edit may change (none for an unknown action)."""
     spec = ACTIONS.get(action)
     return spec.editable if spec is not None else frozenset()
-
-
-def _typed(old: Any, value: str) -> Any:
-    """Keep the argument's type (an edited duration stays a number)."""
-    if isinstance(old, bool):
-        return value.lower() in ("1", "true", "yes")
-    if isinstance(old, int):
-        try:
-            return int(value)
-        except ValueError:
-            raise ApprovalError(f"{value!r} is not a whole number") from None
-    if isinstance(old, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise ApprovalError(f"{value!r} is not a number") from None
-    return value

@@ -324,6 +324,54 @@ def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
     )
 
 
+def test_a_proposal_is_edited_over_the_api_and_the_edit_needs_others_approvals(
+    api: dict,
+) -> None:
+    """Edits were the web page's alone: a SOAR or a script on the API could approve or
+    reject a block, not shorten it. The edit makes a new proposal; its editor may not
+    approve it; what cannot be edited is refused with the reason."""
+    c = api["client"]
+    body = attack_batch()
+    assert c.post("/webhooks/generic", content=body, headers=signed(body, "e1")).status_code == 202
+    wait_incidents(c, 3)
+    pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
+    block = next(p for p in pending if p["action"] == "block_ip")
+    path = f"/api/approvals/{block['proposal_id']}"
+    refused = {
+        "target": "elsewhere",  # not editable
+        "duration_hours": 0,  # out of range
+        "url": "http://evil",  # no such argument
+    }
+    for name, value in refused.items():
+        r = c.post(f"{path}/edit", json={"args": {name: value}}, headers=auth("tok-alice"))
+        assert r.status_code == 409, (name, r.text)
+    r = c.post(f"{path}/edit", json={"args": {"duration_hours": 4}}, headers=auth("tok-alice"))
+    assert r.status_code == 200, r.text
+    new = r.json()
+    assert new["args"] == {**block["args"], "duration_hours": 4}
+    assert new["supersedes"] == block["proposal_id"] and new["requested_by"] == "alice"
+    assert api["store"].get_proposal(block["proposal_id"]).state.value == "superseded"
+    mine = c.post(
+        f"/api/approvals/{new['proposal_id']}/approve",
+        json={"args_hash": new["args_hash"]},
+        headers=auth("tok-alice"),
+    )
+    assert mine.status_code == 409 and "cannot approve it" in mine.text  # her own request
+    again = c.post(f"{path}/edit", json={"args": {"duration_hours": 2}}, headers=auth("tok-bob"))
+    assert again.status_code == 409  # superseded: edit the new one
+    r = c.post(
+        f"/api/approvals/{new['proposal_id']}/approve",
+        json={"args_hash": new["args_hash"]},
+        headers=auth("tok-bob"),
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while (ran := api["store"].get_proposal(new["proposal_id"])).state.value != "succeeded":
+        assert time.monotonic() < deadline, ran.state
+        time.sleep(0.05)
+    assert ran.result["request"]["json"]["duration_hours"] == 4  # what was approved ran
+
+
 def test_health_readiness_metrics_and_openapi(api: dict) -> None:
     c = api["client"]
     assert c.get("/healthz").json() == {"status": "ok"}

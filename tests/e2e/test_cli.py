@@ -480,6 +480,29 @@ def test_in_production_a_decision_at_the_terminal_needs_the_persons_own_token(
     assert vigie(tmp_path, "approvals", "list", **production).returncode == 0  # reading: no token
 
 
+def test_a_proposal_is_edited_at_the_terminal(tmp_path: Path) -> None:
+    """Edits were the web page's alone. `approvals edit` makes the new proposal, typed as
+    the arguments it replaces; what is no NAME=VALUE, no number or not editable is refused."""
+    demo = str(REPO / "examples/demo-elastic.ndjson")
+    assert vigie(tmp_path, "triage", "--input", demo).returncode == 0
+    listed = vigie(tmp_path, "approvals", "list", "--json", "--status", "pending")
+    block = next(json.loads(x) for x in listed.stdout.splitlines() if '"block_ip"' in x)
+    pid = block["proposal_id"]
+    for bad, said in (
+        ("duration_hours", "is not NAME=VALUE"),
+        ("duration_hours=soon", "is not a whole number"),
+        ("target=elsewhere", "target cannot be edited"),
+    ):
+        r = vigie(tmp_path, "approvals", "edit", pid, "--as", "alice", "--set", bad)
+        assert r.returncode == 1 and said in r.stderr, (bad, r.stderr)
+    r = vigie(tmp_path, "approvals", "edit", pid, "--as", "alice", "--json",
+              "--set", "duration_hours=4", "--set", "ip=198.51.100.4")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stdout)
+    assert new["args"] == {**block["args"], "duration_hours": 4, "ip": "198.51.100.4"}
+    assert new["state"] == "pending" and new["proposal_id"] != pid
+
+
 def test_reject_and_playbook_validation(tmp_path: Path) -> None:
     r = vigie(tmp_path, "playbooks", "validate")
     assert r.returncode == 0 and "playbook(s) valid" in r.stdout
