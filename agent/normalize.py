@@ -230,6 +230,8 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
                 ip = ipaddress.ip_address(v)
             except ValueError:
                 continue
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped  # Windows' "::ffff:10.0.0.5": the IPv4 host others name
             if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
                 continue
             text = str(ip)
@@ -335,17 +337,54 @@ ECS_ENTITIES = EntitySpec(
     ("urls", ("url.full", "url.original"), None, False),
     ("domains", ("url.domain", "destination.domain", "dns.question.name"), None, False),
 )
+#: Windows event channel fields as Wazuh decodes them (`data.win.eventdata.*`, camelCase):
+#: a failed logon's account and address, Sysmon's process, file and DNS query.
+_WIN = "data.win.eventdata."
 WAZUH_ENTITIES = EntitySpec(
     ("hosts", ("agent.name",), 1, False),
-    ("users", ("data.srcuser", "data.dstuser", "data.user"), None, False),
-    ("ips", ("data.srcip", "data.src_ip", "data.dstip", "data.dest_ip", "agent.ip"), None, True),
-    ("source_ips", ("data.srcip", "data.src_ip"), None, True),
-    ("processes", ("data.command",), 1, False),
-    ("files", ("syscheck.path",), None, False),
+    (
+        "users",
+        (
+            "data.srcuser",
+            "data.dstuser",
+            "data.user",
+            "data.audit.acct",
+            _WIN + "targetUserName",
+            _WIN + "subjectUserName",
+            _WIN + "user",
+        ),
+        None,
+        False,
+    ),
+    (
+        "ips",
+        (
+            "data.srcip",
+            "data.src_ip",
+            "data.dstip",
+            "data.dest_ip",
+            _WIN + "ipAddress",
+            _WIN + "sourceIp",
+            _WIN + "destinationIp",
+            "agent.ip",
+        ),
+        None,
+        True,
+    ),
+    (
+        "source_ips",
+        ("data.srcip", "data.src_ip", _WIN + "ipAddress", _WIN + "sourceIp"),
+        None,
+        True,
+    ),
+    ("processes", ("data.command", _WIN + "image", "data.audit.exe"), 1, False),
+    ("files", ("syscheck.path", _WIN + "targetFilename"), None, False),
     ("hashes", ("syscheck.sha256_after", "syscheck.md5_after"), None, False),
     ("urls", ("data.url", "data.http.url"), None, False),
-    ("domains", ("data.http.hostname", "data.dns.rrname"), None, False),
+    ("domains", ("data.http.hostname", "data.dns.rrname", _WIN + "queryName"), None, False),
 )
+#: What Windows and Linux logs write where a name is absent: no entity.
+NO_NAME = frozenset({"-", "N/A", "(unknown)"})
 #: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
 #: Documents of one feed share a handful of shapes, so each shape is planned once.
 Plan = tuple[tuple[int, tuple[str, ...], int | None, bool], ...]
@@ -387,7 +426,7 @@ def _entities_read(f: Fields, spec: EntitySpec) -> Entities:
     plan = _plan(spec, present)
     values: list[tuple[str, ...]] = [()] * len(spec.rows)
     for row, paths, limit, ip in plan:
-        found = f.all(*paths)
+        found = [v for v in f.all(*paths) if v not in NO_NAME]
         values[row] = clean_ips(found) if ip else tuple(found[:limit] if limit else found)
     key = tuple(values)
     entities = _ENTITY_CACHE.get(key)

@@ -291,6 +291,8 @@ def _by_ipaddress(values: tuple[str, ...]) -> tuple[str, ...]:
             ip = ipaddress.ip_address(v)
         except ValueError:
             continue
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # "::ffff:10.0.0.5" is the IPv4 host
         if not (ip.is_loopback or ip.is_unspecified or ip.is_link_local) and str(ip) not in out:
             out.append(str(ip))
     return tuple(out)

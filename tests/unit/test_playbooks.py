@@ -294,3 +294,54 @@ def test_the_evidence_reads_the_highest_severity_and_the_earlier_alerts_of_an_ex
 
 
 TECHNIQUE = {"tactic": {"id": "TA0002"}, "technique": [{"id": "T1059"}]}
+
+
+def windows_failed_logon(n: int) -> dict:
+    """A failed network logon (event 4625) as Wazuh's event channel decoder writes it."""
+    return {
+        "timestamp": f"2026-01-05T09:00:{n:02d}.000+0000",
+        "id": f"win-{n}",
+        "rule": {
+            "level": 10,
+            "id": "60204",
+            "description": "Multiple Windows logon failures",
+            "groups": ["windows", "windows_security", "authentication_failures"],
+            "mitre": {"id": ["T1110"], "tactic": ["Credential Access"]},
+        },
+        "agent": {"id": "007", "name": "windows11_finance", "ip": "192.168.100.161"},
+        "data": {
+            "win": {
+                "system": {"eventID": "4625", "computer": "WIN11-FIN.corp.example"},
+                "eventdata": {
+                    "targetUserName": "Administrator",
+                    "subjectUserName": "-",
+                    "ipAddress": "::ffff:192.168.100.154",
+                    "workstationName": "kali",
+                    "logonType": "3",
+                },
+            }
+        },
+    }
+
+
+def test_a_windows_brute_force_through_wazuh_names_its_account_and_source() -> None:
+    """Wazuh's Windows alerts (`data.win.eventdata.*`) gave no user and no address: the
+    account tried and the attacker's address linked nothing, and the brute-force playbook,
+    which needs a source address, proposed no block. Windows' "-" is nobody, and its
+    IPv4-mapped address is the IPv4 host other sensors name."""
+    alerts = [normalize(windows_failed_logon(n)) for n in range(3)]
+    assert {a.entities.users for a in alerts} == {("Administrator",)}
+    assert {a.entities.source_ips for a in alerts} == {("192.168.100.154",)}
+    props = shipped_proposals(alerts)
+    assert [p.args["ip"] for p in props if p.action == "block_ip"] == ["192.168.100.154"]
+    sysmon = windows_failed_logon(9)
+    sysmon["data"]["win"]["eventdata"] = {
+        "image": "C:\\Windows\\System32\\rundll32.exe",
+        "user": "CORP\\jdoe",
+        "targetFilename": "C:\\Users\\jdoe\\AppData\\Local\\Temp\\x.dll",
+        "queryName": "c2.example.net",
+    }
+    e = normalize(sysmon).entities
+    assert e.processes == ("C:\\Windows\\System32\\rundll32.exe",) and e.users == ("CORP\\jdoe",)
+    assert e.files == ("C:\\Users\\jdoe\\AppData\\Local\\Temp\\x.dll",)
+    assert e.domains == ("c2.example.net",)
