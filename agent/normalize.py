@@ -273,14 +273,27 @@ def risk_number(value: Any, field: str) -> float | None:
     return risk
 
 
+#: Other tools' words for the four severities: Sigma's and Splunk's `informational`, syslog's
+#: levels, Defender's `Informational`. An alert saying one was a dead letter.
+SEVERITY_WORDS = {
+    **{w: Severity.low for w in ("informational", "info", "information", "notice", "debug")},
+    **{w: Severity.medium for w in ("moderate", "warning", "warn")},
+    **{w: Severity.high for w in ("severe", "error", "major")},
+    **{w: Severity.critical for w in ("emergency", "alert", "fatal")},
+}
+
+
 def severity_name(value: Any, field: str) -> Severity | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise NormalizeError(f"{field} must be a string, got {type(value).__name__}")
+    word = value.strip().lower()
     try:
-        return Severity(value.strip().lower())
+        return Severity(word)
     except ValueError:
+        if word in SEVERITY_WORDS:
+            return SEVERITY_WORDS[word]
         raise NormalizeError(f"{field} is not low/medium/high/critical: {value[:40]!r}") from None
 
 
@@ -335,7 +348,12 @@ ECS_ENTITIES = EntitySpec(
     ("files", ("file.path",), None, False),
     ("hashes", ("file.hash.sha256", "process.hash.sha256", "file.hash.md5"), None, False),
     ("urls", ("url.full", "url.original"), None, False),
-    ("domains", ("url.domain", "destination.domain", "dns.question.name"), None, False),
+    (
+        "domains",
+        ("url.domain", "destination.domain", "source.domain", "dns.question.name"),
+        None,
+        False,
+    ),
 )
 #: Windows event channel fields as Wazuh decodes them (`data.win.eventdata.*`, camelCase):
 #: a failed logon's account and address, Sysmon's process, file and DNS query.

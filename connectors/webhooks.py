@@ -9,6 +9,7 @@ all raises `BadInput`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from typing import Any
 import orjson
 
 from agent.errors import BadInput
+from agent.models import Severity
+from agent.normalize import SEVERITY_WORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +154,41 @@ def parse_splunk(body: Any) -> list[Item]:
         },
         "message": str(body.get("results_link") or ""),
     }
-    for src, dst in (
-        ("host", "host"),
-        ("src", "source"),
-        ("src_ip", "source"),
-        ("dest", "destination"),
-        ("user", "user"),
-    ):
+    for src, dst, key in SPLUNK_FIELDS:
         value = r.get(src)
-        if isinstance(value, str) and value:
-            key = "name" if dst in ("host", "user") else "ip"
-            doc.setdefault(dst, {})[key] = value
+        if isinstance(value, str) and value.strip():
+            if key == "ip" and not _is_ip(value):
+                key = "domain"  # CIM's src and dest are often host names
+            doc.setdefault(dst, {}).setdefault(key, value.strip())
+    severity = r.get("urgency") or r.get("severity")  # Splunk ES notables; CIM
+    if isinstance(severity, str) and _known_severity(severity):
+        doc["rule"]["severity"] = severity.strip()  # a word of its own is left out, not refused
     return [doc]
+
+
+def _known_severity(word: str) -> bool:
+    word = word.strip().lower()
+    return word in SEVERITY_WORDS or word in Severity.__members__
+
+
+#: A result's CIM fields and where they go in the alert (the first present wins).
+SPLUNK_FIELDS = (
+    ("host", "host", "name"),
+    ("src_ip", "source", "ip"),
+    ("src", "source", "ip"),
+    ("dest_ip", "destination", "ip"),
+    ("dest", "destination", "ip"),
+    ("user", "user", "name"),
+    ("src_user", "user", "name"),
+)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def parse_grafana(body: Any) -> list[Item]:

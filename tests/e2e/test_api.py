@@ -402,6 +402,43 @@ def test_a_splunk_time_out_of_range_is_one_rejected_alert(api: dict) -> None:
     assert "out of range" in api["store"].dead_letters()[-1].reason
 
 
+def splunk_alerts(c: httpx.Client) -> list[dict]:
+    """The alerts of every incident so far."""
+    listed = c.get("/api/incidents", headers=auth("tok-alice")).json()["items"]
+    return [
+        a
+        for i in listed
+        for a in c.get(f"/api/incidents/{i['incident_id']}", headers=auth("tok-alice")).json()[
+            "alerts"
+        ]
+    ]
+
+
+def test_a_splunk_notable_gives_its_urgency_and_names_its_hosts(api: dict) -> None:
+    """Splunk's CIM `src` and `dest` are often host names: they went to `source.ip` and
+    were dropped as no address, and a notable's `urgency` was not read."""
+    c = api["client"]
+    rows = {
+        "n1": {"src": "ws-7.corp.example", "dest": "10.0.0.5", "urgency": "critical"},
+        "n2": {"src_ip": "203.0.113.9", "dest": "dc01", "src_user": "jdoe", "urgency": "P1"},
+    }
+    for sid, row in rows.items():
+        body = json.dumps(
+            {"result": {"_time": 1767603600, **row}, "sid": sid, "search_name": "Brute force"}
+        ).encode()
+        r = c.post("/webhooks/splunk", content=body, headers=auth("splunk-token"))
+        assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+    deadline = time.monotonic() + 15
+    while len(alerts := splunk_alerts(c)) < 2:  # each webhook's batch triaged in turn
+        assert time.monotonic() < deadline, alerts
+        time.sleep(0.1)
+    by_ip = {tuple(a["entities"]["ips"]): a for a in alerts}
+    first, second = by_ip[("10.0.0.5",)], by_ip[("203.0.113.9",)]
+    assert first["severity"] == "critical" and first["entities"]["domains"] == ["ws-7.corp.example"]
+    assert second["entities"]["users"] == ["jdoe"] and second["entities"]["domains"] == ["dc01"]
+    assert second["severity"] == "low"  # a word of its own: left out, the alert kept
+
+
 def test_an_analyst_closes_an_incident_and_only_a_lead_tunes_its_noise(api: dict) -> None:
     """Over HTTP: every analyst may record a verdict; tuning later ranks is a lead's call; an
     incident is closed once; each refusal says why and writes nothing."""

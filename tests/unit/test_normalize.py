@@ -155,6 +155,26 @@ def test_a_search_hit_is_read_as_the_alert_it_holds(shared_data) -> None:
     assert normalize(doc).rule_name == "r"
 
 
+@pytest.mark.parametrize(
+    ("word", "severity"),
+    [
+        ("informational", "low"),  # Sigma's, Splunk's and Defender's lowest
+        ("Info", "low"),
+        ("moderate", "medium"),
+        ("warning", "medium"),
+        ("error", "high"),
+        ("emergency", "critical"),
+    ],
+)
+def test_other_tools_words_for_a_severity_are_read(word: str, severity: str) -> None:
+    """An ECS alert whose rule said `informational` was a dead letter, lost to its incident."""
+    assert normalize(ecs(1, 0, "r") | {"rule": {"name": "r", "severity": word}}).severity == (
+        severity
+    )
+    with pytest.raises(NormalizeError, match="is not low/medium/high/critical: 'P1'"):
+        normalize(ecs(1, 0, "r") | {"rule": {"name": "r", "severity": "P1"}})
+
+
 def test_kibana_es_archiver_documents_are_read_as_the_alert_they_hold(shared_data) -> None:
     """Kibana's `esArchiver` keeps an index's documents as pretty-printed objects, each
     `{"type": "doc", "value": {"index", "id", "source"}}`: the shared indicator-match alert
