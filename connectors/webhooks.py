@@ -217,13 +217,23 @@ def parse_grafana(body: Any) -> list[Item]:
         severity = str(labels.get("severity", "")).lower()
         if severity in ("low", "medium", "high", "critical"):
             doc["rule"]["severity"] = severity
-        host = labels.get("instance") or labels.get("host")
-        if isinstance(host, str):
-            doc["host"] = {"name": host}
+        host = labels.get("host") or labels.get("instance")
+        if isinstance(host, str) and _without_port(host):
+            doc["host"] = {"name": _without_port(host)}
         docs.append(doc)
     if not docs:
         raise BadInput("the Grafana body holds no alert")
     return docs
+
+
+def _without_port(instance: str) -> str:
+    """Prometheus' `instance` label is the scraped target, `node1:9100` or `[::1]:9100`: the
+    host is the name other sensors give it, without the exporter's port."""
+    text = instance.strip()
+    if text.startswith("[") and "]" in text:
+        return text[1 : text.index("]")]
+    name, sep, port = text.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else text
 
 
 def parse_generic(body: Any) -> list[Item]:
