@@ -248,6 +248,9 @@ class _Values:
         # Incremental: a character cut between two chunks stays whole.
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+        #: The blanks before the value at `pos` on its line; None when it does not start
+        #: its line (after another value, a comma or the array's bracket).
+        self.indent: str | None = ""
 
     def more(self) -> None:
         """The next chunk, after what is left of the buffer."""
@@ -264,6 +267,7 @@ class _Values:
             self.more()
             self.pos = self.buf.index("[") + 1
             self.line += self.buf.count("\n", 0, self.pos)
+            self.indent = None
         while self.next_value():
             buf, pos = self.buf, self.pos
             if array and buf[pos] == "]":  # the array ended; anything after it is read as values
@@ -289,7 +293,7 @@ class _Values:
                 brackets = buf.count("{", pos, end) + buf.count("[", pos, end)
                 yield _checked(self.name, self.line, value, brackets, buf[pos : pos + 200])
             self.line += buf.count("\n", pos, end)
-            self.pos = end
+            self.pos, self.indent = end, None
         if array:  # a truncated export: say so rather than end quietly
             yield self._dead("file ends before its JSON array is closed (truncated?)", "")
 
@@ -299,7 +303,15 @@ class _Values:
         while True:
             buf, pos = self.buf, self.pos
             while pos < len(buf) and buf[pos] in " \t\r\n,":
-                self.line += buf[pos] == "\n"
+                char = buf[pos]
+                if char == "\n":
+                    self.line, self.indent = self.line + 1, ""
+                elif self.indent is not None:
+                    self.indent = (
+                        self.indent + char
+                        if char in " \t" and len(self.indent) < _INDENT_MAX
+                        else None
+                    )
                 pos += 1
             self.pos = pos
             if pos < len(buf):
@@ -314,12 +326,14 @@ class _Values:
         which lines that skipped."""
         line, excerpt = self.line, _excerpt(self.buf[self.pos : self.pos + 200])
         crossed, search_from = 0, self.pos + 1
+        next_object = self._next_object_like_this()
         while True:
-            found = _NEXT_OBJECT.search(self.buf, search_from)
+            found = next_object.search(self.buf, search_from)
             stop = found.start() + 1 if found else self._kept_from()
             crossed += self.buf.count("\n", self.pos, stop)
             self.pos = stop
             if found or self.eof:
+                self.indent = "" if found else None  # reading goes on at a line's start
                 break
             self.more()  # only the tail that may start the next object is kept
             search_from = 0
@@ -327,6 +341,16 @@ class _Values:
         if crossed > 1:
             reason += f" (lines {line}-{line + crossed - 1} skipped, up to the next object)"
         return self._dead(reason, excerpt, line)
+
+    def _next_object_like_this(self) -> re.Pattern[str]:
+        """Where the next value starts: a line opening an object as indented as the one at
+        `pos` (`jq`'s objects at the margin, an array's elements two blanks in). A line
+        indented deeper opens an object nested in the one skipped: read as documents, an
+        oversized object's nested items became alerts. Any indentation, when the value
+        at `pos` does not start its line."""
+        if self.indent is None:
+            return _NEXT_OBJECT
+        return re.compile(r"\n" + re.escape(self.indent) + r"\{")
 
     def _kept_from(self) -> int:
         """Where the buffer's tail that the next chunk may turn into an object's start begins

@@ -200,6 +200,26 @@ def test_an_oversized_pretty_printed_object_is_one_dead_letter(tmp_path: Path) -
     ]
 
 
+@pytest.mark.parametrize("layout", ["concatenated", "array"])
+def test_the_objects_nested_in_an_oversized_one_are_not_read_as_documents(
+    tmp_path: Path, layout: str
+) -> None:
+    """Skipping an oversized pretty-printed object resumed at the next line opening an
+    object, however indented: its nested items, each on its own line, were read as 4,000
+    documents (alerts, when shaped like them). Reading resumes at a line opening an object
+    as indented as the skipped one."""
+    nested = [{"event": {"id": f"n{i}"}, "pad": "x" * 40} for i in range(4000)]
+    docs = [{"a": 0}, {"a": 1, "related": nested}, {"a": 2}]
+    f = tmp_path / "big.json"
+    if layout == "array":  # elements two blanks in, as json.dumps(indent=2) writes them
+        f.write_text(json.dumps(docs, indent=2))
+    else:  # objects at the margin, as jq writes them
+        f.write_text("\n".join(json.dumps(d, indent=2) for d in docs) + "\n")
+    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    assert [d.get("a") for _, d, *_ in ok] == [0, 2]
+    assert len(dead) == 1 and dead[0].reason.startswith("document larger than 100000 bytes")
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [
