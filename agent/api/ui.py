@@ -7,6 +7,7 @@ session cookie is HttpOnly + SameSite=Strict, and every form carries a per-sessi
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
@@ -51,25 +52,45 @@ class Session:
 
 
 class Sessions:
-    """In-memory sessions: a restart logs analysts out, which is the safe failure."""
+    """Web sessions, kept in the store: every API process knows them (`vigie serve --workers
+    N` runs several, and a login held in one process's memory was unknown to the next
+    request's), and a logout ends them in all. A session speaks for its person only while
+    their token does: one removed from VIGIE_API_TOKENS, or given another role, is logged
+    out at the restart that applies it."""
 
-    def __init__(self) -> None:
-        self._by_id: dict[str, Session] = {}
+    def __init__(self, store: Store, tokens: ApiTokens) -> None:
+        self._store, self._roles = store, tokens.roles()
 
     def create(self, principal: Principal) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
         session = Session(principal, secrets.token_urlsafe(32), time.time() + SESSION_SECONDS)
-        self._by_id[sid] = session
+        data = {
+            "name": principal.name,
+            "role": principal.role,
+            "csrf": session.csrf,
+            "expires": session.expires,
+        }
+        self._store.save_session(_key(sid), data, datetime.fromtimestamp(session.expires, UTC))
         return sid, session
 
     def get(self, sid: str | None) -> Session | None:
-        session = self._by_id.get(sid or "")
-        if session is None or session.expires < time.time():
+        if not sid:
             return None
-        return session
+        data = self._store.get_session(_key(sid), datetime.now(UTC))
+        if data is None or data["expires"] < time.time():
+            return None
+        if self._roles.get(data["name"]) != data["role"]:
+            return None
+        return Session(Principal(data["name"], data["role"]), data["csrf"], data["expires"])
 
     def drop(self, sid: str | None) -> None:
-        self._by_id.pop(sid or "", None)
+        if sid:
+            self._store.drop_session(_key(sid))
+
+
+def _key(sid: str) -> str:
+    """What the store keeps of a session cookie: a leaked store leaks no live cookie."""
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def _env() -> Environment:
@@ -148,7 +169,7 @@ def build_router(
     them (`create_app`)."""
     router = APIRouter(include_in_schema=False)
     env = _env()
-    sessions = Sessions()
+    sessions = Sessions(store, tokens)
 
     def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = env.get_template(name).render(**ctx)

@@ -811,6 +811,17 @@ class RedisStore:
     def set_checkpoint(self, name: str, value: Any) -> None:
         self._guard(self._r.set, f"vigie:checkpoint:{name}", orjson.dumps(value))
 
+    def save_session(self, key: str, data: dict[str, Any], expires: datetime) -> None:
+        ttl_ms = max(1, int((expires - datetime.now(UTC)).total_seconds() * 1000))
+        self._guard(self._r.psetex, f"vigie:session:{key}", ttl_ms, orjson.dumps(data))
+
+    def get_session(self, key: str, now: datetime) -> dict[str, Any] | None:
+        raw = self._guard(self._r.get, f"vigie:session:{key}")  # expired: gone by its TTL
+        return orjson.loads(raw) if raw else None
+
+    def drop_session(self, key: str) -> None:
+        self._guard(self._r.delete, f"vigie:session:{key}")
+
     def alerts_of(self, incident_id: str) -> list[Alert]:
         raw = self._guard(self._r.hvals, f"vigie:alerts:{incident_id}")
         return sorted((Alert.model_validate_json(d) for d in raw), key=lambda a: a.timestamp)

@@ -66,6 +66,8 @@ CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 CREATE TABLE IF NOT EXISTS alert_index (
   alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+  key TEXT PRIMARY KEY, data BLOB NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rule_days (
   day TEXT NOT NULL, rule_id TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, rule_id));
 CREATE TABLE IF NOT EXISTS rule_hosts (
@@ -473,6 +475,24 @@ class SqliteStore:
             db.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?,?)", (name, orjson.dumps(value))
             )
+
+    def save_session(self, key: str, data: dict[str, Any], expires: datetime) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))  # logins end
+            db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?,?,?)",
+                (key, orjson.dumps(data), expires.timestamp()),
+            )
+
+    def get_session(self, key: str, now: datetime) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT data FROM sessions WHERE key=? AND expires > ?", (key, now.timestamp())
+        ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def drop_session(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE key=?", (key,))
 
     def count_incidents(
         self,

@@ -4,15 +4,19 @@ login, the queue, an incident, approve and reject, and hostile alert content sho
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from agent.models import DeadLetter
+from agent.store.sqlite import SqliteStore
 from tests.conftest import REPO, brute_force, ecs
-from tests.e2e.conftest import signed
+from tests.e2e.conftest import api_settings, serve, signed
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -535,3 +539,43 @@ def test_rejected_documents_are_listed_as_text_newest_first(api: dict, browser) 
     assert page.evaluate("window.__pwned") is None and dialogs == []
     assert page.locator("img[src=x]").count() == 0
     page.screenshot(path=str(ARTIFACTS / "rejected.png"), full_page=True)
+
+
+def test_a_login_holds_on_every_api_process_and_a_logout_ends_it_on_all(
+    tmp_path: Path,
+) -> None:
+    """`vigie serve --workers 2` (the compose file's) ran two processes, each with the
+    sessions it had made in memory: a login answered by one was unknown to the other, and
+    the analyst was sent back to the login page one request in two. Here, two apps on one
+    store, as two processes are."""
+    settings = api_settings(tmp_path)
+    with (
+        serve(settings, SqliteStore(tmp_path / "v.db")) as one,
+        serve(settings, SqliteStore(tmp_path / "v.db")) as other,
+    ):
+        r = one["client"].post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+        cookie = {"vigie_session": r.cookies["vigie_session"]}
+        page = other["client"].get("/", cookies=cookie, follow_redirects=False)
+        assert page.status_code == 200 and "bob" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None  # the form the other process wrote, with the session's token
+        out = one["client"].post(
+            "/logout", data={"csrf": csrf.group(1)}, cookies=cookie, follow_redirects=False
+        )
+        assert out.status_code == 303
+        gone = other["client"].get("/", cookies=cookie, follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"] == "/login"
+    carol = api_settings(tmp_path).model_copy(
+        update={"api_tokens": SecretStr("carol:admin:tok-carol")}
+    )
+    with serve(carol, SqliteStore(tmp_path / "v.db")) as restarted:
+        c = restarted["client"]
+        c.post("/login", data={"token": "tok-carol"}, follow_redirects=False)
+        assert c.get("/", follow_redirects=False).status_code == 200
+    demoted = api_settings(tmp_path).model_copy(
+        update={"api_tokens": SecretStr("carol:lead:tok-carol")}
+    )
+    with serve(demoted, SqliteStore(tmp_path / "v.db")) as restarted:
+        restarted["client"].cookies.update(c.cookies)
+        gone = restarted["client"].get("/", follow_redirects=False)
+        assert gone.status_code == 303  # her session spoke for her old role

@@ -961,3 +961,18 @@ def test_a_redis_quiet_closing_never_writes_over_a_person_s_closing_made_meanwhi
     stored = store.get_incident(incident.incident_id)
     assert stored is not None and stored.status == "closed"
     assert stored.disposition == closing
+
+
+def test_web_sessions_are_kept_until_they_expire_or_end(store: Store) -> None:
+    """Every API process reads sessions from the store: one held in a process's memory was
+    unknown to the next request, served by another (`vigie serve --workers 2`)."""
+    now = datetime.now(UTC)
+    data = {"name": "alice", "role": "lead", "csrf": "c", "expires": 1.0}
+    store.save_session("k1", data, now + timedelta(hours=1))
+    store.save_session("k2", data, now + timedelta(milliseconds=300))
+    assert store.get_session("k1", now) == data and store.get_session("k2", now) == data
+    assert store.get_session("nobody", now) is None
+    time.sleep(0.4)
+    assert store.get_session("k2", datetime.now(UTC)) is None  # expired
+    store.drop_session("k1")
+    assert store.get_session("k1", datetime.now(UTC)) is None  # logged out
