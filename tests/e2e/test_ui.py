@@ -554,16 +554,14 @@ def test_a_login_holds_on_every_api_process_and_a_logout_ends_it_on_all(
         serve(settings, SqliteStore(tmp_path / "v.db")) as other,
     ):
         r = one["client"].post("/login", data={"token": "tok-bob"}, follow_redirects=False)
-        cookie = {"vigie_session": r.cookies["vigie_session"]}
-        page = other["client"].get("/", cookies=cookie, follow_redirects=False)
+        other["client"].cookies.set("vigie_session", r.cookies["vigie_session"])
+        page = other["client"].get("/", follow_redirects=False)
         assert page.status_code == 200 and "bob" in page.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf is not None  # the form the other process wrote, with the session's token
-        out = one["client"].post(
-            "/logout", data={"csrf": csrf.group(1)}, cookies=cookie, follow_redirects=False
-        )
+        out = one["client"].post("/logout", data={"csrf": csrf.group(1)}, follow_redirects=False)
         assert out.status_code == 303
-        gone = other["client"].get("/", cookies=cookie, follow_redirects=False)
+        gone = other["client"].get("/", follow_redirects=False)
         assert gone.status_code == 303 and gone.headers["location"] == "/login"
     carol = api_settings(tmp_path).model_copy(
         update={"api_tokens": SecretStr("carol:admin:tok-carol")}
