@@ -7,8 +7,8 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import indent
@@ -841,15 +841,33 @@ def serve(
         )
     except ConfigError as exc:
         raise _fail(f"invalid settings:\n  {exc}") from exc
-    uvicorn.run(
-        "agent.service:api_from_environment",
-        factory=True,
-        workers=workers,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        access_log=False,
-        log_config=None,
-    )
+    with _metrics_shared(workers):
+        uvicorn.run(
+            "agent.service:api_from_environment",
+            factory=True,
+            workers=workers,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            access_log=False,
+            log_config=None,
+        )
+
+
+@contextmanager
+def _metrics_shared(workers: int) -> Iterator[None]:
+    """For several API processes, a fresh directory where each writes its Prometheus counters,
+    so that a scrape answered by any sums them all (`agent.api.app.Metrics`); removed at the
+    end. One set by the operator (`PROMETHEUS_MULTIPROC_DIR`) is theirs: used, kept."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    shared = tempfile.mkdtemp(prefix="vigie-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # inherited by the processes uvicorn starts
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 @app.command()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -19,10 +20,12 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -110,38 +113,49 @@ class Accepted(BaseModel):
 
 
 class Metrics:
+    """The API's Prometheus metrics. Under `vigie serve --workers N`, each process counts its
+    own requests: with `PROMETHEUS_MULTIPROC_DIR` set (`vigie serve` sets it for N > 1),
+    counters go to files there and every scrape sums all processes' (one process's alone,
+    whichever answered, made counters jump back and forth). Store gauges are read at scrape."""
+
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry()
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        own = None if shared else self.registry  # shared: the files are what is scraped
+        if shared:
+            MultiProcessCollector(self.registry, path=shared)
         self.alerts_in = Counter(
-            "vigie_alerts_in_total",
-            "Alerts accepted by webhooks",
-            ["source"],
-            registry=self.registry,
+            "vigie_alerts_in_total", "Alerts accepted by webhooks", ["source"], registry=own
         )
         self.rejected = Counter(
-            "vigie_alerts_rejected_total",
-            "Webhook documents rejected",
-            ["source"],
-            registry=self.registry,
+            "vigie_alerts_rejected_total", "Webhook documents rejected", ["source"], registry=own
         )
         self.requests = Counter(
-            "vigie_http_requests_total",
-            "HTTP requests",
-            ["route", "status"],
-            registry=self.registry,
+            "vigie_http_requests_total", "HTTP requests", ["route", "status"], registry=own
         )
         self.approval_latency = Histogram(
             "vigie_approval_latency_seconds",
             "From proposal to decision",
-            registry=self.registry,
+            registry=own,
             buckets=(60, 300, 900, 3600, 4 * 3600, 24 * 3600),
         )
-        incidents = Gauge("vigie_incidents", "Incidents stored", registry=self.registry)
-        pending = Gauge(
-            "vigie_queue_depth", "Proposals waiting for approval", registry=self.registry
+        self.registry.register(StoreGauges(store))
+
+
+class StoreGauges(Collector):
+    """What the store holds, read when scraped: the same whichever process answers."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "vigie_incidents", "Incidents stored", value=self.store.count_incidents()
         )
-        incidents.set_function(store.count_incidents)
-        pending.set_function(lambda: len(store.list_proposals(states=[ProposalState.pending])))
+        pending = self.store.list_proposals(states=[ProposalState.pending])
+        yield GaugeMetricFamily(
+            "vigie_queue_depth", "Proposals waiting for approval", value=len(pending)
+        )
 
 
 class RequestLog:
