@@ -1,8 +1,11 @@
 """Sweep benchmark: N alerts in a local search server (osmem-server), swept into incidents end
 to end (read, triage, store, write-back), with memory sampled after every page.
 
-    .venv/bin/python benchmarks/sweep_bench.py [N] [pit|no-pit] [PAGE]
+    .venv/bin/python benchmarks/sweep_bench.py [N] [pit|no-pit] [PAGE] [again]
         # defaults: 100,000 alerts, from a point in time, pages of 1,000
+        # again: as a Wazuh indexer is swept (every alert read, whatever its status; nothing
+        # written back), then a second sweep with nothing new: what reading the last
+        # VIGIE_ES_LOOKBACK_SECONDS again costs
 
 osmem-server slows every write down about twentyfold once a point in time has been opened on the
 index (and stays slow after it is closed), so `no-pit` (VIGIE_ES_POINT_IN_TIME=false) shows what
@@ -38,7 +41,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-def main(n: int, point_in_time: bool, page_size: int) -> None:
+def main(n: int, point_in_time: bool, page_size: int, again: bool = False) -> None:
     server = OsmemServer.start(seed=[], freeze=False, japanese=False)
     try:
         es = ElasticsearchBackend(
@@ -64,9 +67,20 @@ def main(n: int, point_in_time: bool, page_size: int) -> None:
             def progress(r: SweepResult) -> None:
                 samples.append(rss_mb())
 
+            cfg = SweepConfig(page_size=page_size)
+            if again:  # the Wazuh indexer's settings: no workflow status to filter or write
+                cfg = SweepConfig(page_size=page_size, only_open=False, kibana_writeback=False)
             start = time.perf_counter()
-            r = sweep(es, store, ctx, SweepConfig(page_size=page_size), progress=progress)
+            r = sweep(es, store, ctx, cfg, progress=progress)
             seconds = time.perf_counter() - start
+            if again:
+                t0 = time.perf_counter()
+                second = sweep(es, store, ctx, cfg)
+                print(
+                    f"a second sweep, nothing new: {second.alerts_read:,} alerts read again "
+                    f"(the last {cfg.lookback_seconds} s before the checkpoint), "
+                    f"{second.alerts_new:,} new, in {time.perf_counter() - t0:.1f}s"
+                )
         quarter = max(1, len(samples) // 4)
         mode = "point in time" if point_in_time else "search_after only"
         print(
@@ -94,4 +108,5 @@ if __name__ == "__main__":
         int(args[0]) if args else 100_000,
         point_in_time=(args[1] if len(args) > 1 else "pit") != "no-pit",
         page_size=int(args[2]) if len(args) > 2 else 1000,
+        again=len(args) > 3 and args[3] == "again",
     )
