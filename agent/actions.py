@@ -53,7 +53,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset({"duration_hours"}),
             "Block an IP address at the firewall.",
-            Risk.medium,
+            min_risk=Risk.medium,
         ),
         ActionSpec(
             "isolate_host",
@@ -62,7 +62,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "elastic_defend",
             frozenset(),
             "Isolate a host from the network through Elastic Defend.",
-            Risk.high,
+            min_risk=Risk.high,
         ),
         ActionSpec(
             "disable_user",
@@ -71,7 +71,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset(),
             "Disable a user account in the directory.",
-            Risk.high,
+            min_risk=Risk.high,
         ),
         ActionSpec(
             "revoke_sessions",
@@ -80,7 +80,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "http",
             frozenset(),
             "Revoke every session and token of a user.",
-            Risk.medium,
+            min_risk=Risk.medium,
         ),
         ActionSpec(
             "open_ticket",
@@ -105,7 +105,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "kibana_alerts",
             frozenset({"reason"}),
             "Close the incident's alerts in Elastic Security.",
-            Risk.medium,
+            min_risk=Risk.medium,
         ),
     )
 }
