@@ -35,6 +35,8 @@ _NAMED_HOST = re.compile(
     r"\b(?:rhost|shost|dhost|[Hh]ost[Nn]ame)=\"?(?P<a>[^\s\"';,()]+)"
     r"|\b(?:Workstation Name|Computer(?:Name)?):\s+(?P<b>[^\s\"';,()]+)"
 )
+#: Windows event text names an account, then its domain: `CORP\\jsmith`, so `CORP` is masked too.
+_ACCOUNT = re.compile(r"\bAccount Name:\s+([^\s\"';,()]+)\s+Account Domain:\s+([^\s\"';,()]+)")
 #: Values these patterns find that name nobody: masking them would hide words from the model.
 _NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "localhost"})
 
@@ -66,7 +68,12 @@ def _bare_user(user: str) -> str | None:
 def named_in(text: str) -> tuple[list[str], list[str]]:
     """Hosts and accounts a log line names where common formats put them (a sshd line names
     the account tried, when no field does), without addresses (masked wherever they are)."""
-    return _names(_NAMED_HOST, text), _names(_NAMED_USER, text)
+    accounts = [
+        f"{domain}\\{name}"
+        for name, domain in _ACCOUNT.findall(text)
+        if len(name) >= 2 and len(domain) >= 2  # Windows writes "-" for none
+    ]
+    return _names(_NAMED_HOST, text), _names(_NAMED_USER, text) + accounts
 
 
 def _names(pattern: re.Pattern[str], text: str) -> list[str]:

@@ -160,7 +160,8 @@ def test_accounts_and_hosts_named_only_in_a_message_do_not_leave_raw(standin) ->
     lines = [
         "Failed password for invalid user oracle from 203.0.113.5 port 4242 ssh2",
         "pam_unix(sshd:auth): authentication failure; logname= uid=0 rhost=kali.evil.test user=dba",
-        "An account failed to log on. Account Name:\t\tjsmith Workstation Name:\tLAPTOP-42",
+        "An account failed to log on. Account Name:\t\tjsmith Account Domain:\t\tACMECORP"
+        " Workstation Name:\tLAPTOP-42",
     ]
     named = [a.model_copy(update={"message": text}) for a, text in zip(alerts, lines, strict=False)]
     inc, by_id = incident_of([*named, *alerts[len(named) :]])
@@ -169,7 +170,15 @@ def test_accounts_and_hosts_named_only_in_a_message_do_not_leave_raw(standin) ->
     )
     analyst.assess(inc, by_id)
     payload = json.dumps(server.requests[0]["body"])
-    for raw in ("oracle", "kali.evil.test", "dba", "jsmith", "LAPTOP-42", "203.0.113.5"):
+    for raw in (
+        "oracle",
+        "kali.evil.test",
+        "dba",
+        "jsmith",
+        "ACMECORP",
+        "LAPTOP-42",
+        "203.0.113.5",
+    ):
         assert raw not in payload, raw
     assert "for invalid user USER_" in payload and "uid=0 rhost=HOST_" in payload
     assert "logname= uid=0" in payload  # an empty value names nobody: the next pair is kept
