@@ -149,12 +149,18 @@ class StoreGauges(Collector):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """With the store away, `vigie_store_up` 0 and the counters still scraped (the whole
+        scrape failed with it, and what the API had counted went unseen when it mattered)."""
+        try:
+            incidents = self.store.count_incidents()
+            pending = len(self.store.list_proposals(states=[ProposalState.pending]))
+        except Transient:
+            yield GaugeMetricFamily("vigie_store_up", "Whether the store answered", value=0)
+            return
+        yield GaugeMetricFamily("vigie_store_up", "Whether the store answered", value=1)
+        yield GaugeMetricFamily("vigie_incidents", "Incidents stored", value=incidents)
         yield GaugeMetricFamily(
-            "vigie_incidents", "Incidents stored", value=self.store.count_incidents()
-        )
-        pending = self.store.list_proposals(states=[ProposalState.pending])
-        yield GaugeMetricFamily(
-            "vigie_queue_depth", "Proposals waiting for approval", value=len(pending)
+            "vigie_queue_depth", "Proposals waiting for approval", value=pending
         )
 
 

@@ -381,6 +381,7 @@ def test_health_readiness_metrics_and_openapi(api: dict) -> None:
     text = c.get("/metrics").text
     assert 'vigie_alerts_in_total{source="generic"} 3.0' in text
     assert "vigie_queue_depth" in text and "vigie_http_requests_total" in text
+    assert "vigie_store_up 1.0" in text
     spec = c.get("/openapi.json").json()
     assert {"/webhooks/{source}", "/api/incidents", "/api/approvals/{proposal_id}/approve"} <= set(
         spec["paths"]

@@ -110,6 +110,13 @@ def test_webhook_intake_answers_503_while_the_store_cannot_write(
         assert r.status_code == 503 and r.headers["retry-after"]
         if fault == "down":  # a full store still reads: the API stays ready for the rest
             assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
+            # What the API counted is still scraped, with the store said to be down (the
+            # whole scrape was a 503).
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert scraped.status_code == 200 and "vigie_store_up 0.0" in scraped.text
+            assert 'vigie_http_requests_total{route="/webhooks/{source}",status="503"} 1.0' in (
+                scraped.text
+            )
         mend(server)
         r = httpx.post(url, content=body, timeout=10)  # the sender retries
         assert r.status_code == 202 and r.json()["accepted"] == 1
