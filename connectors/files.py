@@ -16,6 +16,7 @@ import io
 import json
 import re
 import shutil
+import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ MAX_DOC_BYTES = 1 << 20
 #: and RFC 8259 lets a reader ignore it. At a file's start, or a line's (files concatenated).
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
+#: UTF-16's byte order marks: Windows PowerShell 5 writes UTF-16 with `>` and `Out-File`
+#: (`Get-WinEvent ... | ConvertTo-Json > alerts.json`).
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 #: What a gzip stream raises when it is cut short or corrupt, part way through.
 _BROKEN_STREAM = (EOFError, gzip.BadGzipFile, zlib.error)
 _CHUNK = 1 << 16
@@ -62,11 +66,40 @@ def _open(p: Path) -> IO[bytes]:
     """The file's bytes, decompressed when it is gzip (known by its first two bytes, not its
     name)."""
     try:
-        if not is_compressed(p):
-            return p.open("rb")
-        return cast(IO[bytes], gzip.open(p, "rb"))
+        if is_compressed(p):
+            return cast(IO[bytes], gzip.open(p, "rb"))
+        if is_utf16(p):
+            return _as_utf8(p)
+        return p.open("rb")
     except OSError as exc:
         raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
+
+
+def is_utf16(path: str | Path) -> bool:
+    """A UTF-16 text file, known by its byte order mark: every line of one was a dead letter."""
+    with Path(path).open("rb") as fh:
+        return fh.read(2) in UTF16_BOMS
+
+
+def _as_utf8(p: Path) -> IO[bytes]:
+    """A UTF-16 file's text as UTF-8, in a temporary file gone when closed (the readers read
+    bytes, and seek)."""
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - returned open: the caller's `with` closes it
+    try:
+        _transcode(p, out)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return cast(IO[bytes], out)
+
+
+def _transcode(p: Path, out: IO[bytes]) -> None:
+    """UTF-16 (either byte order, its mark dropped) into UTF-8; line breaks kept as written,
+    so lines are numbered as in the file; a broken sequence becomes U+FFFD."""
+    with p.open(encoding="utf-16", errors="replace", newline="") as src:
+        while chunk := src.read(1 << 20):
+            out.write(chunk.encode())
 
 
 def is_compressed(path: str | Path) -> bool:
@@ -76,10 +109,15 @@ def is_compressed(path: str | Path) -> bool:
 
 
 def decompressed(path: Path, into: Path) -> Path | None:
-    """A gzip file's plain copy at `into`, for a reader that cuts files at byte offsets (see
-    `agent.parallel_read`); None when the file is not gzip, or its stream breaks part way (its
-    own reading says from which line), or the copy cannot be written (a full disk)."""
+    """A gzip file's plain copy at `into`, or a UTF-16 file's UTF-8 copy, for a reader that
+    cuts files at byte offsets (see `agent.parallel_read`); None when the file is neither, or
+    its stream breaks part way (its own reading says from which line), or the copy cannot be
+    written (a full disk)."""
     try:
+        if is_utf16(path):
+            with into.open("wb") as dst:
+                _transcode(path, dst)
+            return into
         if not is_compressed(path):
             return None
         with gzip.open(path, "rb") as src, into.open("wb") as dst:
@@ -118,6 +156,8 @@ def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]
 def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
     """One document a line in a plain file (what a parallel reader can cut at any byte offset
     that starts a line: a compressed file has none)."""
+    if is_utf16(path):  # read through a UTF-8 copy: its offsets are not the file's
+        return False
     with _open(Path(path)) as fh:
         if isinstance(fh, gzip.GzipFile):
             return False

@@ -126,7 +126,8 @@ def test_a_gzip_export_triages_as_its_content(tmp_path: Path, mixed_file) -> Non
 def test_a_gzip_file_is_decompressed_for_the_parallel_reader(tmp_path: Path, mixed_file) -> None:
     """A rotated Wazuh day was read by one process, the parallel reader cutting plain files
     only: 634,000 alerts gzipped took 17.7 s, and 13.8 s decompressed first. A stream broken
-    part way is left to its own reading, which says from which line nothing was read."""
+    part way is left to its own reading, which says from which line nothing was read. A
+    UTF-16 file is copied as UTF-8 likewise."""
     from agent.cli import _spooled
     from connectors.files import is_ndjson
 
@@ -142,6 +143,10 @@ def test_a_gzip_file_is_decompressed_for_the_parallel_reader(tmp_path: Path, mix
     assert files[1:] == [broken, path] and names == {str(files[0]): str(packed)}
     assert list(spool.iterdir()) == [files[0]]  # nothing left of the broken one's copy
     assert _spooled([packed], tmp_path, unzip=False) == ([packed], {})  # one read worker
+    wide = tmp_path / "powershell.json"  # Windows PowerShell 5's `>`: UTF-16
+    wide.write_text(path.read_text(), encoding="utf-16")
+    (copy,), _ = _spooled([wide], spool, unzip=True)
+    assert copy.read_bytes() == path.read_bytes() and is_ndjson(copy) and not is_ndjson(wide)
 
 
 def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mixed_file) -> None:

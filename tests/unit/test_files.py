@@ -239,6 +239,30 @@ def test_a_gzip_file_is_read_as_its_content(tmp_path: Path, name: str, text: str
     assert not is_ndjson(f)  # a parallel reader cannot cut it at byte offsets
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+@pytest.mark.parametrize(
+    ("text", "broken_line"),
+    [
+        ('{"a": 1, "who": "Jérôme"}\r\n{"broken": \r\n{"a": 2}\r\n', 2),  # Windows line ends
+        ('[\r\n  {"a": 1, "who": "Jérôme"},\r\n  {"broken": },\r\n  {"a": 2}\r\n]\r\n', 3),
+    ],
+)
+def test_a_utf16_file_is_read_as_its_text(
+    tmp_path: Path, encoding: str, text: str, broken_line: int
+) -> None:
+    """Windows PowerShell 5 writes UTF-16 (`ConvertTo-Json > alerts.json`): each of its
+    lines was a dead letter of NUL bytes. It is read as text, its lines numbered as in the
+    file; and a parallel reader, which cuts files at byte offsets, is not given it."""
+    f = tmp_path / "alerts.json"
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # Python's "utf-16" writes its own
+    f.write_bytes((bom + text).encode(encoding))
+    assert f.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+    ok, dead = split(list(read_documents(f)))
+    assert [d["a"] for _, d, *_ in ok] == [1, 2] and ok[0][1]["who"] == "Jérôme"
+    assert len(dead) == 1 and dead[0].line == broken_line and "invalid JSON" in dead[0].reason
+    assert not is_ndjson(f)
+
+
 def test_a_gzip_file_cut_short_ends_in_one_dead_letter(tmp_path: Path) -> None:
     """A copy interrupted mid-file: the documents before the cut, then one dead letter saying
     from which line nothing was read (it was a traceback)."""
