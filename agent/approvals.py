@@ -2,6 +2,7 @@
 
     pending -> approved (after the required number of distinct approvers) -> executing
             -> succeeded | failed | outcome_unknown
+    outcome_unknown -> succeeded | failed (a person settles it, from what the target shows)
     pending -> rejected | expired | superseded
     approved -> expired (its run had not started when the approval lapsed)
 
@@ -221,6 +222,23 @@ def outcome_unknown(p: ActionProposal, now: datetime, why: str) -> ActionProposa
         p,
         state=ProposalState.outcome_unknown,
         result={**(p.result or {}), "unknown_since": now.isoformat(), "why": why},
+    )
+
+
+def settle(p: ActionProposal, who: str, now: datetime, *, ran: bool, reason: str) -> ActionProposal:
+    """outcome_unknown -> succeeded | failed, as a person found it on the target (the block is
+    in the firewall, or not): the run is never repeated, and what they saw is recorded."""
+    if p.state is not ProposalState.outcome_unknown:
+        raise ApprovalError(f"{p.proposal_id} is {p.state.value}, not outcome_unknown")
+    _require_named(who)
+    if not reason.strip():
+        raise ApprovalError("settling an outcome needs what was found on the target")
+    _require_short(reason)
+    found = {"by": who.strip(), "at": now.isoformat(), "ran": ran, "reason": reason}
+    return _moved(
+        p,
+        state=ProposalState.succeeded if ran else ProposalState.failed,
+        result={**(p.result or {}), "settled": found},
     )
 
 

@@ -483,6 +483,28 @@ def approvals_approve(
     _decide(act, as_json)
 
 
+@approvals_app.command("settle")
+def approvals_settle(
+    proposal_id: str,
+    who: Annotated[str, typer.Option("--as", help="your name, as recorded in the audit trail")],
+    reason: Annotated[str, typer.Option(help="what you found on the target")],
+    ran: Annotated[
+        bool | None,
+        typer.Option("--ran/--not-run", help="whether the target shows the action done"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Settle a run whose outcome is unknown (a worker died mid-run), from what the target
+    shows: it is never run again."""
+    if ran is None:
+        raise _fail("say what the target shows: --ran or --not-run")
+    settings = _settings()
+    who, _ = _person(settings, who)
+    store = _store(settings)
+    queue = _queue(settings, store)
+    _decide(lambda: queue.settle(proposal_id, who, ran=ran, reason=reason), as_json)
+
+
 @approvals_app.command("edit")
 def approvals_edit(
     proposal_id: str,

@@ -111,6 +111,14 @@ class ApprovalQueue:
         )
         return replacement
 
+    def settle(self, proposal_id: str, who: str, *, ran: bool, reason: str) -> ActionProposal:
+        """A run whose outcome is unknown, settled by a person who checked the target."""
+        p = self.get(proposal_id)
+        self._role(who)
+        new = approvals.settle(p, who, self._clock(), ran=ran, reason=reason)
+        self._commit(p, new, who, {"ran": ran, "reason": reason})
+        return new
+
     def edit_values(self, proposal_id: str, who: str, changes: dict[str, Any]) -> ActionProposal:
         """`edit`, given only the arguments that change (the API's and the command line's)."""
         return self.edit(proposal_id, who, {**self.get(proposal_id).args, **changes})

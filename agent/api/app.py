@@ -78,6 +78,11 @@ class EditBody(BaseModel):
     )
 
 
+class SettleBody(BaseModel):
+    ran: bool = Field(description="whether the target shows the action done")
+    reason: str = Field(min_length=1, max_length=MAX_COMMENT, description="what was found")
+
+
 class RejectBody(BaseModel):
     reason: str = Field(min_length=1, max_length=MAX_COMMENT)
 
@@ -508,6 +513,17 @@ def create_app(
         """Changed arguments make a new proposal, which needs fresh approvals from others than
         its editor; the edited one ends `superseded`. The new proposal is returned."""
         return decide(lambda: queue.edit_values(proposal_id, who.name, body.args), timed=False)
+
+    @app.post("/api/approvals/{proposal_id}/settle", responses={403: {}, 404: {}, 409: {}})
+    def settle(
+        proposal_id: str, body: SettleBody, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
+        """A run whose outcome is unknown, settled from what the target shows: it never runs
+        again; who found what is recorded."""
+        return decide(
+            lambda: queue.settle(proposal_id, who.name, ran=body.ran, reason=body.reason),
+            timed=False,
+        )
 
     @app.post("/api/approvals/{proposal_id}/reject", responses={403: {}, 404: {}, 409: {}})
     def reject(

@@ -372,6 +372,32 @@ def test_a_proposal_is_edited_over_the_api_and_the_edit_needs_others_approvals(
     assert ran.result["request"]["json"]["duration_hours"] == 4  # what was approved ran
 
 
+def test_a_run_of_unknown_outcome_is_settled_over_the_api(api: dict) -> None:
+    """What the analyst found on the target, recorded in their name: the proposal leaves
+    outcome_unknown, and is never run again."""
+    from agent import approvals
+    from tests.unit.test_approvals import proposal
+
+    store, c = api["store"], api["client"]
+    now = datetime.now(UTC)
+    p = proposal(created_at=now, expires_at=now + timedelta(hours=1))
+    store.save_triage([], [], [p], [], actor="vigie")
+    p = store.get_proposal(p.proposal_id)
+    steps = [approvals.approve(p, "alice", now, seen_hash=p.args_hash)]
+    steps.append(approvals.start(steps[-1], now))
+    steps.append(approvals.outcome_unknown(steps[-1], now, "the worker died"))
+    for old, new in zip([p, *steps], steps, strict=False):
+        assert store.transition(old, new, actor="worker")
+    path = f"/api/approvals/{p.proposal_id}/settle"
+    body = {"ran": False, "reason": "no such rule in the firewall"}
+    assert c.post(path, json=body).status_code == 401
+    assert c.post(path, json={**body, "reason": ""}, headers=auth("tok-bob")).status_code == 422
+    r = c.post(path, json=body, headers=auth("tok-bob"))
+    assert r.status_code == 200 and r.json()["state"] == "failed", r.text
+    assert r.json()["result"]["settled"]["by"] == "bob"
+    assert c.post(path, json=body, headers=auth("tok-carol")).status_code == 409  # settled
+
+
 def test_health_readiness_metrics_and_openapi(api: dict) -> None:
     c = api["client"]
     assert c.get("/healthz").json() == {"status": "ok"}

@@ -477,6 +477,35 @@ def test_crash_mid_run_is_reaped_to_outcome_unknown(store: Store) -> None:
     )
 
 
+def test_an_unknown_outcome_is_settled_by_a_person_and_never_run_again(store: Store) -> None:
+    """outcome_unknown was the end: the analyst who checked the firewall could record what
+    they found nowhere, and the proposal stayed unknown in every list."""
+    runner = CountingRunner(fail=Transient("timed out"))
+    now = datetime.now(UTC)
+    p = fresh(store, proposal(created_at=now, expires_at=now + timedelta(hours=1)))
+    queue = queue_for(store, runner)
+    with pytest.raises(ApprovalError, match="not outcome_unknown"):
+        queue.settle(p.proposal_id, "bob", ran=True, reason="in the firewall")  # pending
+    queue.approve(p.proposal_id, "alice")
+    execute_proposal(store, runner, p.proposal_id)
+    for who, reason, refused in (
+        ("vigie", "seen", "system identity"),
+        ("bob", "  ", "needs what was found"),
+    ):
+        with pytest.raises(ApprovalError, match=refused):
+            queue.settle(p.proposal_id, who, ran=True, reason=reason)
+    settled = queue.settle(p.proposal_id, "bob", ran=True, reason="the block is in the firewall")
+    assert settled.state is ProposalState.succeeded
+    assert store.get_proposal(p.proposal_id) == settled
+    assert settled.result["settled"]["by"] == "bob" and settled.result["settled"]["ran"] is True
+    with pytest.raises(ApprovalError, match="not outcome_unknown"):
+        queue.settle(p.proposal_id, "carol", ran=False, reason="changed my mind")
+    execute_proposal(store, runner, p.proposal_id)  # a late delivery
+    assert runner.calls == [p.proposal_id]  # never run again
+    events = [(e.actor, e.kind) for e in store.audit(p.proposal_id)]
+    assert events[-2:] == [("worker", "proposal.outcome_unknown"), ("bob", "proposal.succeeded")]
+
+
 def test_an_approved_action_whose_approval_lapsed_never_runs(store: Store) -> None:
     """Approved two hours ago, with an hour's validity, and the workers were down since: the
     delivery that finally comes expires it instead of running it, and so does the sweep."""
