@@ -461,6 +461,23 @@ def build_router(
         back = _back(store.get_proposal(proposal_id))
         return decided(s, lambda: queue.reject(proposal_id, s.principal.name, reason=reason), back)
 
+    @router.post("/proposals/{proposal_id}/settle")
+    def settle(
+        request: Request,
+        proposal_id: str,
+        csrf: str = Form(""),
+        ran: Literal["true", "false"] = Form(...),
+        reason: str = Form(...),
+    ) -> Response:
+        """A run of unknown outcome, settled from what the target shows."""
+        s = session_of(request)
+        check_csrf(s, csrf)
+        back = _back(store.get_proposal(proposal_id))
+        done = ran == "true"
+        return decided(
+            s, lambda: queue.settle(proposal_id, s.principal.name, ran=done, reason=reason), back
+        )
+
     @router.post("/proposals/{proposal_id}/edit")
     async def edit(request: Request, proposal_id: str) -> Response:
         """Edited arguments become a new proposal that needs fresh approvals (from others)."""

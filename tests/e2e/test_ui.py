@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.models import DeadLetter
+from agent.models import DeadLetter, ProposalState
 from agent.store.sqlite import SqliteStore
 from tests.conftest import REPO, brute_force, ecs
 from tests.e2e.conftest import api_settings, serve, signed
@@ -577,3 +577,36 @@ def test_a_login_holds_on_every_api_process_and_a_logout_ends_it_on_all(
         restarted["client"].cookies.update(c.cookies)
         gone = restarted["client"].get("/", follow_redirects=False)
         assert gone.status_code == 303  # her session spoke for her old role
+
+
+def test_a_run_of_unknown_outcome_is_settled_on_its_incident_page(api: dict) -> None:
+    """The page showed `outcome_unknown` and nothing to do about it."""
+    from datetime import timedelta
+
+    from agent import approvals
+
+    seed(api)
+    store, c = api["store"], api["client"]
+    p = store.list_proposals(states=[ProposalState.pending])[0]
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    steps = [approvals.approve(p, "alice", now, seen_hash=p.args_hash)]
+    if steps[-1].state is ProposalState.pending:  # high risk: a second approver
+        steps.append(approvals.approve(steps[-1], "carol", now, seen_hash=p.args_hash))
+    steps.append(approvals.start(steps[-1], now))
+    steps.append(approvals.outcome_unknown(steps[-1], now, "the worker died"))
+    for old, new in zip([p, *steps], steps, strict=False):
+        assert store.transition(old, new, actor="worker")
+    c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    html = c.get(f"/incidents/{p.incident_id}").text
+    assert f'action="/proposals/{p.proposal_id}/settle"' in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert csrf is not None
+    form = {"csrf": csrf.group(1), "ran": "true", "reason": "the host is isolated in Kibana"}
+    r = c.post(f"/proposals/{p.proposal_id}/settle", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    settled = store.get_proposal(p.proposal_id)
+    assert settled.state is ProposalState.succeeded and settled.result["settled"]["by"] == "bob"
+    assert (
+        f'action="/proposals/{p.proposal_id}/settle"'
+        not in c.get(f"/incidents/{p.incident_id}").text
+    )
