@@ -16,7 +16,7 @@ from agent import repeats
 from agent.errors import BadInput
 from agent.models import DeadLetter, raw_json
 from agent.normalize import alert_id, normalise_fully, normalize
-from connectors.files import BOM, GZIP_MAGIC, read_documents
+from connectors.files import BOM, GZIP_MAGIC, UTF16_BOMS, read_documents
 from connectors.webhooks import PARSERS, NotAnAlert
 from tests.conftest import ecs, same_alert_as_validated
 from tests.unit.test_repeats import outcome, revalued
@@ -203,6 +203,7 @@ def test_webhook_parsers_return_documents_or_bad_input(source: str, body: object
 @example(lines=[b"\xef\xbb\xbf"])  # found by a local run: a byte order mark alone is blank
 @example(lines=[b'{"a": 1}', b"\xef\xbb\xbf"])
 @example(lines=[b"\x1f\x8b", b"\x00"])  # found by a local run: gzip's magic, then no stream
+@example(lines=[b"\xfe\xff", b"\x00"])  # found by CI: UTF-16's mark, then no whole character
 def test_file_reader_turns_anything_into_documents_or_dead_letters(
     tmp_path: Path, lines: list[bytes]
 ) -> None:
@@ -219,6 +220,8 @@ def test_file_reader_turns_anything_into_documents_or_dead_letters(
     nonblank = [line for line in lines if line.replace(b"\n", b" ").removeprefix(BOM).strip()]
     if f.read_bytes().startswith(GZIP_MAGIC):  # gzip's first bytes: read as a compressed file
         assert outcomes  # never JSON (no JSON text starts so): its broken stream is reported
+    elif f.read_bytes()[:2] in UTF16_BOMS:  # read as UTF-16 text: its lines are not these
+        assert outcomes
     elif nonblank and nonblank[0].removeprefix(BOM).lstrip()[:1] not in (b"[", b"{"):
         assert len(outcomes) == len(nonblank)  # NDJSON: every non-blank line accounted for
     elif nonblank:
