@@ -252,6 +252,7 @@ def build_router(
             risk=risk,
             action=action,
             actions=sorted({p.action for p in store.list_proposals()}),
+            unknown=store.list_proposals(states=[ProposalState.outcome_unknown]),
         )
 
     @router.get("/fragments/queue")

@@ -597,6 +597,8 @@ def test_a_run_of_unknown_outcome_is_settled_on_its_incident_page(api: dict) -> 
     for old, new in zip([p, *steps], steps, strict=False):
         assert store.transition(old, new, actor="worker")
     c.post("/login", data={"token": "tok-bob"}, follow_redirects=False)
+    queue = c.get("/").text  # the queue says there is one to settle, and where
+    assert f'href="/incidents/{p.incident_id}#proposal-{p.proposal_id}"' in queue
     html = c.get(f"/incidents/{p.incident_id}").text
     assert f'action="/proposals/{p.proposal_id}/settle"' in html
     csrf = re.search(r'name="csrf" value="([^"]+)"', html)
@@ -610,3 +612,4 @@ def test_a_run_of_unknown_outcome_is_settled_on_its_incident_page(api: dict) -> 
         f'action="/proposals/{p.proposal_id}/settle"'
         not in c.get(f"/incidents/{p.incident_id}").text
     )
+    assert 'id="outcome-unknown"' not in c.get("/").text
