@@ -35,7 +35,7 @@ from agent.errors import (
     Transient,
     VigieError,
 )
-from agent.models import ActionProposal, Incident, ProposalState
+from agent.models import RISK_RANK, ActionProposal, Incident, ProposalState
 from agent.playbooks import load_playbooks
 from agent.queue import ApprovalQueue
 from agent.settings import Settings, load_settings, shown_url
@@ -414,8 +414,7 @@ def approvals_list(
     settings = _settings()
     store = _store(settings)
     items = store.list_proposals(states=[status] if status else None)
-    risk_rank = {"high": 0, "medium": 1, "low": 2}
-    items.sort(key=lambda p: (risk_rank[p.risk.value], p.created_at, p.proposal_id))
+    items.sort(key=lambda p: (-RISK_RANK[p.risk], p.created_at, p.proposal_id))
     if as_json:
         for p in items:
             sys.stdout.write(orjson.dumps(_proposal_row(p)).decode() + "\n")

@@ -431,6 +431,10 @@ class Risk(StrEnum):
     high = "high"
 
 
+#: Risks in order, as severities are: a playbook's floor, the command line's sort.
+RISK_RANK: dict[Risk, int] = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
+
+
 class ProposalState(StrEnum):
     pending = "pending"
     approved = "approved"

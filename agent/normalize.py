@@ -288,13 +288,16 @@ def severity_name(value: Any, field: str) -> Severity | None:
         return None
     if not isinstance(value, str):
         raise NormalizeError(f"{field} must be a string, got {type(value).__name__}")
-    word = value.strip().lower()
-    try:
-        return Severity(word)
-    except ValueError:
-        if word in SEVERITY_WORDS:
-            return SEVERITY_WORDS[word]
-        raise NormalizeError(f"{field} is not low/medium/high/critical: {value[:40]!r}") from None
+    severity = severity_word(value)
+    if severity is None:
+        raise NormalizeError(f"{field} is not low/medium/high/critical: {value[:40]!r}")
+    return severity
+
+
+def severity_word(word: str) -> Severity | None:
+    """The severity a word names, in any case, ours or another tool's; None for no severity."""
+    word = word.strip().lower()
+    return SEVERITY_WORDS.get(word) or Severity.__members__.get(word)
 
 
 def threat_ids(threat: Any) -> tuple[list[str], list[str]]:

@@ -21,6 +21,7 @@ from agent.attack import is_technique_id, tactic_id
 from agent.errors import BadInput
 from agent.incidents import Evidence
 from agent.models import (
+    RISK_RANK,
     SEVERITY_RANK,
     ActionProposal,
     Alert,
@@ -33,7 +34,6 @@ from agent.models import (
 
 #: What `Match.entities` may name: an alert's entity kinds, and the source subset of its IPs.
 ENTITY_KINDS = frozenset({*(kind.value for kind in EntityKind), "source_ip"})
-RISK_ORDER = (Risk.low, Risk.medium, Risk.high)
 
 
 class Match(BaseModel):
@@ -104,7 +104,7 @@ class Step(BaseModel):
         spec = ACTIONS.get(self.action)
         if spec is None:
             raise ValueError(f"unknown action {self.action!r}; known: {sorted(ACTIONS)}")
-        if RISK_ORDER.index(self.risk) < RISK_ORDER.index(spec.min_risk):
+        if RISK_RANK[self.risk] < RISK_RANK[spec.min_risk]:
             raise ValueError(
                 f"{self.action} is at least {spec.min_risk.value} risk, not {self.risk.value}"
             )

@@ -79,7 +79,14 @@ class ApprovalQueue:
 
     def edit(self, proposal_id: str, who: str, new_args: dict[str, Any]) -> ActionProposal:
         """Changed arguments make a new proposal that needs fresh approvals; the old one ends."""
+        return self._edit(self.get(proposal_id), who, new_args)
+
+    def edit_values(self, proposal_id: str, who: str, changes: dict[str, Any]) -> ActionProposal:
+        """`edit`, given only the arguments that change (the API's and the command line's)."""
         p = self.get(proposal_id)
+        return self._edit(p, who, {**p.args, **changes})
+
+    def _edit(self, p: ActionProposal, who: str, new_args: dict[str, Any]) -> ActionProposal:
         self._role(who)
         now = self._clock()
         old = approvals.supersede(p, who, now, new_args)
@@ -118,10 +125,6 @@ class ApprovalQueue:
         new = approvals.settle(p, who, self._clock(), ran=ran, reason=reason)
         self._commit(p, new, who, {"ran": ran, "reason": reason})
         return new
-
-    def edit_values(self, proposal_id: str, who: str, changes: dict[str, Any]) -> ActionProposal:
-        """`edit`, given only the arguments that change (the API's and the command line's)."""
-        return self.edit(proposal_id, who, {**self.get(proposal_id).args, **changes})
 
     def _commit(
         self,

@@ -200,10 +200,9 @@ class Settings(BaseSettings):
     def _bearer_tokens(self) -> list[tuple[str, str]]:
         """(whose, token) of every bearer token the API and the webhooks accept: analysts'
         (name:role:token) and senders' (source:token)."""
-        api = [x.split(":", 2) for x in self.api_tokens.get_secret_value().split(",")]
         hooks = [x.split(":", 1) for x in self.webhook_tokens.get_secret_value().split(",")]
         return [
-            *((f"VIGIE_API_TOKENS {p[0].strip()!r}", p[2].strip()) for p in api if len(p) == 3),
+            *((f"VIGIE_API_TOKENS {name!r}", token) for name, _, token in self._api_entries()),
             *(
                 (f"VIGIE_WEBHOOK_TOKENS {p[0].strip()!r}", p[1].strip())
                 for p in hooks
@@ -239,14 +238,19 @@ class Settings(BaseSettings):
             roles[name] = role
         return roles
 
+    def _api_entries(self) -> list[tuple[str, str, str]]:
+        """VIGIE_API_TOKENS' well-formed entries as (name, role, token); `agent.api.auth.
+        ApiTokens` refuses the others."""
+        split = (x.split(":", 2) for x in self.api_tokens.get_secret_value().split(","))
+        return [(p[0].strip(), p[1].strip(), p[2].strip()) for p in split if len(p) == 3]
+
     def _one_role_each(self) -> None:
         """A person has one role: the command line reads it from VIGIE_APPROVERS, the API and
         the UI from VIGIE_API_TOKENS, and two that disagree let an analyst of one approve a
         high-risk action through the other."""
         from agent.approvals import person
 
-        api = [x.split(":", 2) for x in self.api_tokens.get_secret_value().split(",")]
-        tokens = {person(p[0]): p[1].strip() for p in api if len(p) == 3}
+        tokens = {person(name): role for name, role, _ in self._api_entries()}
         for name, role in (self.approver_roles() or {}).items():
             other = tokens.get(person(name), role)
             if other != role:

@@ -20,7 +20,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, Any, Literal, NamedTuple, cast
 
 import orjson
 
@@ -63,22 +63,26 @@ def check_readable(path: str | Path) -> None:
 
 
 def _open(p: Path) -> IO[bytes]:
-    """The file's bytes, decompressed when it is gzip (known by its first two bytes, not its
-    name)."""
+    """The file's bytes, decompressed when it is gzip, as UTF-8 when it is UTF-16."""
     try:
-        if is_compressed(p):
+        packing = _packing(p)
+        if packing == "gzip":
             return cast(IO[bytes], gzip.open(p, "rb"))
-        if is_utf16(p):
+        if packing == "utf-16":
             return _as_utf8(p)
         return p.open("rb")
     except OSError as exc:
         raise BadInput(f"cannot read {p}: {exc.strerror or exc}") from exc
 
 
-def is_utf16(path: str | Path) -> bool:
-    """A UTF-16 text file, known by its byte order mark: every line of one was a dead letter."""
+def _packing(path: str | Path) -> Literal["gzip", "utf-16", "plain"]:
+    """What the file's first two bytes say it is, not its name (a rotated log is
+    `alerts.json.1`): gzip, UTF-16 (every line of one was a dead letter), or plain."""
     with Path(path).open("rb") as fh:
-        return fh.read(2) in UTF16_BOMS
+        head = fh.read(2)
+    if head == GZIP_MAGIC:
+        return "gzip"
+    return "utf-16" if head in UTF16_BOMS else "plain"
 
 
 def _as_utf8(p: Path) -> IO[bytes]:
@@ -102,23 +106,18 @@ def _transcode(p: Path, out: IO[bytes]) -> None:
             out.write(chunk.encode())
 
 
-def is_compressed(path: str | Path) -> bool:
-    """gzip's first two bytes: a rotated log's name need not say (`alerts.json.1`)."""
-    with Path(path).open("rb") as fh:
-        return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
-
-
 def decompressed(path: Path, into: Path) -> Path | None:
     """A gzip file's plain copy at `into`, or a UTF-16 file's UTF-8 copy, for a reader that
     cuts files at byte offsets (see `agent.parallel_read`); None when the file is neither, or
     its stream breaks part way (its own reading says from which line), or the copy cannot be
     written (a full disk)."""
     try:
-        if is_utf16(path):
+        packing = _packing(path)
+        if packing == "utf-16":
             with into.open("wb") as dst:
                 _transcode(path, dst)
             return into
-        if not is_compressed(path):
+        if packing == "plain":
             return None
         with gzip.open(path, "rb") as src, into.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
@@ -156,11 +155,9 @@ def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]
 def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
     """One document a line in a plain file (what a parallel reader can cut at any byte offset
     that starts a line: a compressed file has none)."""
-    if is_utf16(path):  # read through a UTF-8 copy: its offsets are not the file's
+    if _packing(path) != "plain":  # read decompressed or as UTF-8: no offset is the file's
         return False
     with _open(Path(path)) as fh:
-        if isinstance(fh, gzip.GzipFile):
-            return False
         _skip_bom(fh)
         return _layout(fh, max_doc_bytes) == "ndjson"
 

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 
 from agent.errors import BadInput
-from agent.models import Severity
-from agent.normalize import SEVERITY_WORDS
+from agent.normalize import severity_word
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +160,9 @@ def parse_splunk(body: Any) -> list[Item]:
                 key = "domain"  # CIM's src and dest are often host names
             doc.setdefault(dst, {}).setdefault(key, value.strip())
     severity = r.get("urgency") or r.get("severity")  # Splunk ES notables; CIM
-    if isinstance(severity, str) and _known_severity(severity):
+    if isinstance(severity, str) and severity_word(severity) is not None:
         doc["rule"]["severity"] = severity.strip()  # a word of its own is left out, not refused
     return [doc]
-
-
-def _known_severity(word: str) -> bool:
-    word = word.strip().lower()
-    return word in SEVERITY_WORDS or word in Severity.__members__
 
 
 #: A result's CIM fields and where they go in the alert (the first present wins).
@@ -218,8 +212,9 @@ def parse_grafana(body: Any) -> list[Item]:
         if severity in ("low", "medium", "high", "critical"):
             doc["rule"]["severity"] = severity
         host = labels.get("host") or labels.get("instance")
-        if isinstance(host, str) and _without_port(host):
-            doc["host"] = {"name": _without_port(host)}
+        name = _without_port(host) if isinstance(host, str) else ""
+        if name:
+            doc["host"] = {"name": name}
         docs.append(doc)
     if not docs:
         raise BadInput("the Grafana body holds no alert")
