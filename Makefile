@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/scale_bench.py 634000
 	$(PY) benchmarks/scale_bench.py 634000 unique
 	$(PY) benchmarks/scale_bench.py 634000 distinct
+	$(PY) benchmarks/scale_bench.py 634000 array
+	$(PY) benchmarks/scale_bench.py 634000 pretty
 	$(PY) benchmarks/scale_bench.py 100000 hosts
 	$(PY) benchmarks/scale_bench.py 634000 flood
 	$(PY) benchmarks/scale_bench.py 634000 wazuh

@@ -1,8 +1,14 @@
-"""Large NDJSON files parsed and normalised on every core.
+"""Large alert files parsed and normalised on every core.
 
 Reading a day's export spends most of its time parsing and normalising documents one by one.
-Above a size threshold, the file is cut into chunks at line breaks and worker processes turn
-each chunk into alert fields and dead letters; this process builds the alerts, in file order.
+Above a size threshold, the file is cut into chunks and worker processes turn each chunk into
+alert fields and dead letters; this process builds the alerts, in file order. NDJSON is cut at
+line breaks. A JSON array (or concatenated objects) is cut where an object seems to start (a
+comma or a closing brace, then blanks, then `{`), which may be inside a string: a chunk is
+taken only if the one before ended exactly at its start, which by induction from the file's
+start puts every cut between two values; from the first chunk that is not so, or that holds
+anything the serial reader treats its own way (a value that does not parse), this process
+reads on serially (`connectors.files.value_documents` and `values_from`).
 Workers are spawned, not forked: the parent may already hold threads (LangGraph's). Line
 numbers stay the file's, so a dead letter points where the serial reader's would. Workers start
 reading as soon as a `ParallelRead` exists, so `vigie triage` starts them before it imports
@@ -31,12 +37,13 @@ import multiprocessing
 import operator
 import os
 import pickle
+import re
 import shutil
 import sys
 import tempfile
 import weakref
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.pool import AsyncResult
@@ -47,11 +54,20 @@ from agent.collector import gc_paused
 from agent.models import Alert, DeadLetter, FileSpan
 from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, rejected
 from agent.repeats import Parts
-from connectors.files import is_ndjson, ndjson_documents
+from connectors.files import (
+    BOM,
+    Misaligned,
+    Parsed,
+    layout_of,
+    ndjson_documents,
+    value_documents,
+    values_from,
+)
 
 MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is taken
+MERGED_CHUNKS = 3  # chunks of values read as one, at most, when a cut fell inside a value
 
 ALERT_FIELDS = tuple(Alert.model_fields)
 #: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last
@@ -62,10 +78,15 @@ assert ALERT_FIELDS[:2] == ("id", "timestamp") and ALERT_FIELDS[-2:] == ("messag
 #: What repeats share, in `SHARED_FIELDS` order.
 Shared = tuple[Any, ...]
 #: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp,
-#: message, and where its document sits in the file).
-Packed = tuple[int, int, str, datetime, str, FileSpan]
-#: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count.
+#: message, and where its document sits in the file, or rarely its bytes).
+Packed = tuple[int, int, str, datetime, str, FileSpan | bytes]
+#: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count; None
+#: for a chunk of values the serial reader must read (`Misaligned`).
 ChunkResult = tuple[list[Shared], list[Packed | DeadLetter], int]
+#: A chunk to read: (path, start, end, max_doc_bytes, layout, is it the file's last).
+Task = tuple[str, int, int, int, str, bool]
+#: Layouts read in parallel: a search response is not (its hits are few, and pages of them).
+PARALLEL_LAYOUTS = frozenset({"ndjson", "array", "concatenated"})
 
 
 def worker_count(setting: int) -> int:
@@ -81,15 +102,14 @@ def worth_parallel(path: str, workers: int, max_doc_bytes: int) -> bool:
     return (
         workers > 1
         and Path(path).stat().st_size >= MIN_PARALLEL_BYTES
-        and is_ndjson(path, max_doc_bytes)
+        and layout_of(path, max_doc_bytes) in PARALLEL_LAYOUTS
     )
 
 
-def read_parallel(
-    path: str, max_doc_bytes: int, workers: int
-) -> Iterator[ReadChunk | tuple[str, int, Alert] | DeadLetter]:
-    """Every alert of an NDJSON file as (path, line, alert), or a dead letter, in file order;
-    chunks without a dead letter come whole (`ParallelRead.chunked`)."""
+def read_parallel(path: str, max_doc_bytes: int, workers: int) -> Iterator[Read]:
+    """Every alert of a file as (path, line, alert), or a dead letter, in file order (or, read
+    on serially, as a document); chunks without a dead letter come whole
+    (`ParallelRead.chunked`)."""
     return ParallelRead(path, max_doc_bytes, workers).chunked()
 
 
@@ -118,8 +138,13 @@ class ReadChunk:
             yield self.path, line + self.lines_before, alert
 
 
+#: What a read yields: a clean chunk whole, an alert with its place, a dead letter, or (read
+#: on serially) a document as (path, line, value, its bytes).
+Read = ReadChunk | tuple[str, int, Alert] | tuple[str, int, Any, bytes | None] | DeadLetter
+
+
 class ParallelRead:
-    """One NDJSON file read by worker processes, which start at once and read ahead."""
+    """One file read by worker processes, which start at once and read ahead."""
 
     def __init__(self, path: str, max_doc_bytes: int, workers: int) -> None:
         self.path = path
@@ -128,38 +153,84 @@ class ParallelRead:
         # a read started and then dropped leaves nothing behind. (A killed process's are
         # removed by the next read: `results_dir`.)
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
-        self._tasks = [
-            (path, start, end, max_doc_bytes) for start, end in chunks(path, CHUNK_BYTES)
+        layout = layout_of(path, max_doc_bytes)
+        if layout not in PARALLEL_LAYOUTS:
+            raise ValueError(f"{path} cannot be read in parallel (layout: {layout})")
+        self._array = layout == "array"
+        self._max_doc_bytes = max_doc_bytes
+        cut = chunks if layout == "ndjson" else value_chunks
+        bounds = cut(path, CHUNK_BYTES)
+        self._tasks: list[Task] = [
+            (path, start, end, max_doc_bytes, layout, end == bounds[-1][1]) for start, end in bounds
         ]
         processes = max(1, workers - 1)
         self._pool = multiprocessing.get_context("spawn").Pool(processes)
         self._ahead = AHEAD_PER_WORKER * processes
-        self._pending: collections.deque[AsyncResult[ChunkResult | str]] = collections.deque()
+        self._pending: collections.deque[AsyncResult[ChunkResult | str | None]] = (
+            collections.deque()
+        )
         self._sent = 0  # chunks handed to the workers, from the front
         self._own = len(self._tasks)  # chunks from here on are read by this process
         self._send()
 
-    def chunked(self) -> Iterator[ReadChunk | tuple[str, int, Alert] | DeadLetter]:
+    def chunked(self) -> Iterator[Read]:
         """Every alert as (path, line, alert), or a dead letter, in file order; a chunk without
-        a dead letter comes whole, for its reader to take in a few C-level steps."""
-        lines_before = 0
-        own: list[tuple[list[tuple[int, Alert] | DeadLetter], int]] = []  # from the end back
+        a dead letter comes whole, for its reader to take in a few C-level steps. From a chunk
+        of values the workers could not read on, documents, read serially."""
+        lines_before, next_index = 0, 0
+        results = self._in_order()
         try:
-            with self._pool:  # stopped at the end, or when the reader of this stops early
-                while self._pending:
-                    if not self._front_ready() and self._sent < self._own:
-                        self._own -= 1
-                        own.append(built(normalise_chunk(self._tasks[self._own])))
-                        continue
-                    items, lines = built(received(self._pending.popleft().get()))
-                    self._send()
-                    yield from self._placed(items, lines_before)
-                    lines_before += lines
-            for items, lines in reversed(own):
+            for index, result in results:
+                if index < next_index:
+                    continue  # read merged into the chunk before it
+                next_index = index + 1
+                if result is None:
+                    result, next_index = self._merged(index)
+                if result is None:
+                    results.close()  # stops the workers
+                    yield from self._serially(self._tasks[index][1], lines_before)
+                    return
+                items, lines = built(result)
                 yield from self._placed(items, lines_before)
                 lines_before += lines
         finally:
+            results.close()
             self._remove_dir()
+
+    def _in_order(self) -> Generator[tuple[int, ChunkResult | None]]:
+        """Each chunk's result with its index, in file order: the workers', then this process's
+        own, read from the end back while the workers' next was not ready."""
+        taken, own = 0, []
+        with self._pool:  # stopped at the end, or when the reader of this stops early
+            while self._pending:
+                if not self._front_ready() and self._sent < self._own:
+                    self._own -= 1
+                    own.append(normalise_chunk(self._tasks[self._own]))
+                    continue
+                result = received(self._pending.popleft().get())
+                self._send()
+                yield taken, result
+                taken += 1
+        yield from enumerate(reversed(own), start=self._own)
+
+    def _merged(self, index: int) -> tuple[ChunkResult | None, int]:
+        """A chunk of values that did not end where the next one starts (the cut fell inside
+        a value: a nested object's start, a string's `},{`), read here with the chunks after
+        it, up to `MERGED_CHUNKS` in all; with the index of the chunk to read next."""
+        path, start, _, max_doc_bytes, layout, _ = self._tasks[index]
+        for after in range(index + 1, min(index + MERGED_CHUNKS, len(self._tasks))):
+            _, _, end, _, _, last = self._tasks[after]
+            result = normalise_chunk((path, start, end, max_doc_bytes, layout, last))
+            if result is not None:
+                return result, after + 1
+        return None, index + 1
+
+    def _serially(self, start: int, lines_before: int) -> Iterator[Read]:
+        """The file's values from byte `start` on, as the serial reader reads them."""
+        for item in values_from(
+            self.path, start, lines_before + 1, self._max_doc_bytes, self._array
+        ):
+            yield item if isinstance(item, DeadLetter) else (self.path, *item[:2], item.raw)
 
     def _send(self) -> None:
         """Keep the workers a few chunks ahead, short of the chunks this process took."""
@@ -173,7 +244,7 @@ class ParallelRead:
 
     def _placed(
         self, items: list[tuple[int, Alert] | DeadLetter], lines_before: int
-    ) -> Iterator[ReadChunk | tuple[str, int, Alert] | DeadLetter]:
+    ) -> Iterator[Read]:
         """A chunk's items with the file's line numbers: whole when it holds no dead letter."""
         if not any(map(_is_dead, items)):
             clean = cast(list[tuple[int, Alert]], items)
@@ -240,12 +311,57 @@ def chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def worker_chunk(task: tuple[str, int, int, int, str]) -> ChunkResult | str:
+#: Where a value may start, after the one before: its comma or closing brace, blanks, `{`.
+_VALUE_START = re.compile(rb"[,}][ \t\r\n]*(?=\{)")
+#: The file's first object, past a byte order mark and the array's bracket.
+_FIRST_VALUE = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\[?[ \t\r\n]*\{")
+_SCAN_BYTES = 1 << 20
+
+
+def value_start(head: bytes) -> re.Pattern[bytes]:
+    """Where the file's values seem to start, from how its first one does. When it starts its
+    line, the others are taken to start theirs as indented (`jq`'s and PowerShell's arrays, and
+    objects concatenated at the margin): a line break cannot sit inside a JSON string, and the
+    indentation skips the nested objects. Else (`[{...}, {...}]`) any comma or brace before a
+    `{`."""
+    first = _FIRST_VALUE.match(head)
+    if first is None:
+        return _VALUE_START
+    indent = head[: first.end() - 1].rsplit(b"\n", 1)[-1].removeprefix(BOM)
+    if indent.strip(b" \t\r"):
+        return _VALUE_START
+    return re.compile(rb"[,}][ \t\r]*\n" + re.escape(indent) + rb"(?=\{)")
+
+
+def value_chunks(path: str, chunk_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges about `chunk_bytes` each, cut where an object seems to start. Only seems:
+    the cut may fall in a string (see `connectors.files.value_documents`)."""
+    size = Path(path).stat().st_size
+    bounds = [0]
+    with open(path, "rb") as fh:
+        pattern = value_start(fh.read(_SCAN_BYTES))
+        at = chunk_bytes
+        while at < size:
+            fh.seek(at)
+            window = fh.read(_SCAN_BYTES)
+            found = pattern.search(window)
+            if found is None:  # one value longer than the window, or the file's end
+                at += max(1, len(window) - 64)  # the blanks of a cut at the edge, read again
+                continue
+            bounds.append(at + found.end())
+            at = bounds[-1] + chunk_bytes
+    bounds.append(size)
+    return list(itertools.pairwise(bounds))
+
+
+def worker_chunk(task: tuple[str, int, int, int, str, bool, str]) -> ChunkResult | str | None:
     """In a worker: `normalise_chunk`, its result left in a file of the reader's directory
     (named by the chunk's start), or sent back through the pipe if it cannot be written."""
     with gc_paused():
-        result = normalise_chunk(task[:4])
-    name = os.path.join(task[4], f"{task[1]}.pickle")
+        result = normalise_chunk(task[:6])
+    if result is None:
+        return None
+    name = os.path.join(task[6], f"{task[1]}.pickle")
     try:
         with open(name, "wb") as fh:
             pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -254,7 +370,7 @@ def worker_chunk(task: tuple[str, int, int, int, str]) -> ChunkResult | str:
     return name
 
 
-def received(result: ChunkResult | str) -> ChunkResult:
+def received(result: ChunkResult | str | None) -> ChunkResult | None:
     """A worker's result, read back from its file."""
     if not isinstance(result, str):
         return result
@@ -283,17 +399,33 @@ _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 
 
-def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
+def normalise_chunk(task: Task) -> ChunkResult | None:
     """One chunk's documents as packed alerts, or dead letters (lines counted from the chunk's
-    start; the reader shifts them)."""
-    path, start, end, max_doc_bytes = task
+    start; the reader shifts them); None for values to read serially (`Misaligned`)."""
+    path, start, end, max_doc_bytes, layout, last = task
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
+    if layout == "ndjson":
+        lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+        return *packed(ndjson_documents(data, path, max_doc_bytes), path, start), lines
+    array, first = layout == "array", start == 0
+    values = value_documents(data, path, max_doc_bytes, array=array, first=first, last=last)
+    try:
+        # A chunk of values ends mid-line: the next one's first line is this one's last.
+        return *packed(values, path, start), data.count(b"\n")
+    except Misaligned:
+        return None
+
+
+def packed(
+    documents: Iterator[Parsed], path: str, start: int
+) -> tuple[list[Shared], list[Packed | DeadLetter]]:
+    """Documents read from `path` at byte `start` as packed alerts and dead letters."""
     packing = Packing()
     out: list[Packed | DeadLetter] = []
     where = os.path.abspath(path)
-    for item in ndjson_documents(data, path, max_doc_bytes):
+    for item in documents:
         if isinstance(item, DeadLetter):
             out.append(item)
             continue
@@ -302,11 +434,10 @@ def normalise_chunk(task: tuple[str, int, int, int]) -> ChunkResult:
         except NormalizeError as exc:
             out.append(rejected(path, item.line, item.value, exc))
             continue
-        raw = cast(bytes, item.raw)  # an NDJSON line always has its bytes
-        span = (where, start + item.at, len(raw), zlib.crc32(raw))
-        out.append(packing.pack(item.line, parts, span))
-    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    return packing.shared, out, lines
+        raw = item.raw
+        kept = parts[4] if raw is None else (where, start + item.at, len(raw), zlib.crc32(raw))
+        out.append(packing.pack(item.line, parts, kept))
+    return packing.shared, out
 
 
 class Packing:
@@ -319,7 +450,7 @@ class Packing:
         self._kept: list[dict[str, Any]] = []  # alive, so no other dict takes their ids
         self._messages: dict[str, str] = {}  # one object per text: pickle sends it once
 
-    def pack(self, line: int, parts: Parts, span: FileSpan) -> Packed:
+    def pack(self, line: int, parts: Parts, span: FileSpan | bytes) -> Packed:
         """The alert as it crosses over, its document left in the file (`span`)."""
         stable, alert_id, timestamp, message, _ = parts
         ref = self._index.get(id(stable))
@@ -373,7 +504,11 @@ assert _shared(_form(SHARED_FIELDS)) == SHARED_FIELDS
 
 
 def alert_of(
-    form: dict[str, Any], alert_id: str, timestamp: datetime, message: str, raw_json: FileSpan
+    form: dict[str, Any],
+    alert_id: str,
+    timestamp: datetime,
+    message: str,
+    raw_json: FileSpan | bytes,
 ) -> Alert:
     """The alert, from its shared part as a dict in `ALERT_FIELDS` order, built the way
     unpickling builds a model (pydantic's `__setstate__` sets these four attributes; copying a

@@ -1,7 +1,8 @@
 """Triage throughput at a day's scale: the AIT-ADS scenario replayed until N alerts (default
 634,000, the size of the largest AIT-ADS scenario), through `vigie triage` end to end.
 
-    .venv/bin/python benchmarks/scale_bench.py [N] [replay|unique|distinct|hosts|flood|wazuh]
+    .venv/bin/python benchmarks/scale_bench.py [N] [replay|unique|distinct|hosts|flood|wazuh|
+                                                    array|pretty]
 
 Each replay of the 45,544 real alerts is shifted four days later and given fresh ids, so the
 file holds N distinct alerts with the real mix of rules, hosts and bursts. Prints the time from
@@ -20,6 +21,10 @@ as its group's sample.
 scan's dirb alerts repeated over 20 minutes until the file holds N alerts (the largest AIT-ADS
 scenario is 428,239 dirb alerts in 20 minutes amid six days of noise). Its labels come along,
 so the run is scored too.
+
+`array` writes the `distinct` documents as one JSON array, an element a line; `pretty` as
+`jq .` prints one (two blanks of indentation, a field a line). Their parse floor is that of the
+same documents as NDJSON.
 
 `wazuh` writes N Wazuh manager documents instead, made from the shared Wazuh samples
 (`../shared/data/wazuh/*.alerts.json`) over four days on 40 agents: each has its own id, time,
@@ -61,6 +66,18 @@ KINDS = {  # mode -> how the summary line names the file
     "hosts": " (every alert on its own host)",
     "flood": " (a dirb flood)",
     "wazuh": " (Wazuh documents)",
+    "array": " (every document distinct, a JSON array, an element a line)",
+    "pretty": " (every document distinct, a JSON array as jq prints it)",
+}
+
+
+#: What each replay mode numbers (see `replayed`).
+NUMBERED = {
+    "unique": "message",
+    "distinct": "sequence",
+    "array": "sequence",
+    "pretty": "sequence",
+    "hosts": "host",
 }
 
 
@@ -87,6 +104,17 @@ def replayed(alerts: Path, n: int, out: Path, numbered: str | None = None) -> No
                 address = f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"
                 copy["host"] = {"name": f"endpoint-{k:06d}", "ip": [address]}
             fh.write(json.dumps(copy, separators=(",", ":")) + "\n")
+
+
+def as_array(ndjson: Path, out: Path, pretty: bool) -> Path:
+    """The NDJSON file's documents as one JSON array: an element a line, or indented."""
+    with ndjson.open() as src, out.open("w") as fh:
+        fh.write("[\n")
+        for n, line in enumerate(src):
+            text = json.dumps(json.loads(line), indent=2) if pretty else line.rstrip("\n")
+            fh.write((",\n" if n else "") + ("  " + text.replace("\n", "\n  ") if pretty else text))
+        fh.write("\n]\n")
+    return out
 
 
 def wazuh_documents(n: int, out: Path) -> None:
@@ -170,10 +198,12 @@ def main(n: int, mode: str) -> None:
                 alerts,
                 n,
                 big,
-                {"unique": "message", "distinct": "sequence", "hosts": "host"}.get(mode),
+                NUMBERED.get(mode),
             )
-        os.sync()  # the kernel writing this file back must not run during the timed triage
         floor = stdlib_parse_seconds(big)
+        if mode in ("array", "pretty"):
+            big = as_array(big, work / "big.json", pretty=mode == "pretty")
+        os.sync()  # the kernel writing this file back must not run during the timed triage
         seconds, peak_mb, out = timed_triage(big, work)
         incidents = [json.loads(line) for line in out.open()]
         placed = sum(len(i["alert_ids"]) for i in incidents)

@@ -155,11 +155,18 @@ def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]
 def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
     """One document a line in a plain file (what a parallel reader can cut at any byte offset
     that starts a line: a compressed file has none)."""
-    if _packing(path) != "plain":  # read decompressed or as UTF-8: no offset is the file's
-        return False
+    return layout_of(path, max_doc_bytes) == "ndjson"
+
+
+def layout_of(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> str | None:
+    """How a plain file holds its documents: "ndjson", "array", "concatenated" or "search";
+    None for a compressed or UTF-16 file (read decompressed or as UTF-8: no byte offset is
+    the file's)."""
+    if _packing(path) != "plain":
+        return None
     with _open(Path(path)) as fh:
         _skip_bom(fh)
-        return _layout(fh, max_doc_bytes) == "ndjson"
+        return _layout(fh, max_doc_bytes)
 
 
 def _skip_bom(fh: IO[bytes]) -> None:
@@ -276,6 +283,113 @@ def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Itera
     return _Values(fh, name, max_bytes).read(array)
 
 
+class Misaligned(Exception):
+    """A piece of an array or of concatenated values that `value_documents` cannot read as
+    the serial reader would: the caller reads on from the piece's start with `values_from`."""
+
+
+_SEPARATORS = re.compile(r"[ \t\r\n,]*")  # what `_Values.next_value` skips between values
+#: A `\\uD800`-`\\uDFFF` escape: it may leave a lone surrogate, which no UTF-8 can hold; the
+#: serial reader's alert then fails on encoding its document, which this one must do too.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_DECODER = json.JSONDecoder()
+_LINE_MAX = 1 << 16  # how far a line break is looked for after a value's start
+
+
+def value_documents(
+    data: bytes, name: str, max_bytes: int, *, array: bool, first: bool, last: bool
+) -> Iterator[Parsed]:
+    """The documents of a piece of a JSON array (or of concatenated values) cut just before a
+    value starts, numbered from the piece's first line, each with its bytes and where they
+    start. Everything read as `_Values` reads it; raises `Misaligned` at whatever `_Values`
+    treats otherwise (a value that does not parse, is too large or runs past the piece, the
+    array's end with more after it, bytes that are not UTF-8), and at a value that does not
+    end where the next piece starts: so a cut that fell inside a value (a string holding
+    `},{`) is never read as values. `first`: the file's start (its byte order mark, the
+    array's bracket); `last`: the file's end (the array must close)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise Misaligned(str(exc)) from exc
+    plain, surrogates = data.isascii(), bool(_SURROGATE_ESCAPE.search(text))
+    pos = 1 if first and text.startswith("\ufeff") else 0
+    if first and array:
+        pos = text.index("[", pos) + 1
+    line, size = 1 + text.count("\n", 0, pos), len(text)
+    byte_at = char_at = 0  # a character's position and its byte offset (text is not ASCII)
+    while True:
+        start = _SEPARATORS.match(text, pos).end()  # type: ignore[union-attr]
+        line += text.count("\n", pos, start)
+        if start == size:
+            break
+        if array and text[start] == "]":
+            if last and _SEPARATORS.fullmatch(text, start + 1):
+                return
+            raise Misaligned("values after the array")
+        value, end = _value_at(text, start)
+        if end - start > max_bytes:
+            raise Misaligned("too large")
+        raw: bytes | None
+        if plain:
+            raw, at = data[start:end], start
+        else:
+            byte_at += len(text[char_at:start].encode())
+            raw, at = text[start:end].encode(), byte_at
+            byte_at, char_at = byte_at + len(raw), end
+        if surrogates and _SURROGATE_ESCAPE.search(text, start, end):
+            raw = None  # encoded from the value, as the serial reader does (and fails)
+        brackets = text.count("{", start, end) + text.count("[", start, end)
+        yield _checked(name, line, value, brackets, text[start : start + 200], raw, at)
+        line += text.count("\n", start, end)
+        pos = end
+    if array and last:
+        raise Misaligned("the array is not closed")
+
+
+def _value_at(text: str, start: int) -> tuple[Any, int]:
+    """The value at `start` and where it ends. One that fills the rest of its line (up to a
+    comma: an array written one element a line) is parsed by orjson, three times as fast,
+    which takes no input the standard parser reads otherwise (it refuses what it would read
+    differently: NaN, integers beyond 64 bits, lone surrogates); any other by the standard
+    parser, as `_Values` parses."""
+    end = text.find("\n", start, start + _LINE_MAX)
+    while end > start and text[end - 1] in " \t\r,":
+        end -= 1
+    if end > start:  # a line break within reach (else one long line: the other parser)
+        try:
+            return orjson.loads(text[start:end]), end
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return _DECODER.raw_decode(text, start)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise Misaligned(str(exc)) from exc
+
+
+def values_from(path: str, start: int, line: int, max_bytes: int, array: bool) -> Iterator[Parsed]:
+    """The documents of an array (or of concatenated values) from byte `start`, where a value
+    starts, on `line`: the serial reading of what `value_documents` could not read."""
+    if start == 0:
+        yield from read_documents(path, max_bytes)
+        return
+    with open(path, "rb") as fh:
+        fh.seek(max(0, start - _INDENT_MAX - 1))
+        before = fh.read(min(start, _INDENT_MAX + 1))
+        values = _Values(fh, path, max_bytes)
+        values.line, values.indent = line, _indent(before, start)
+        fh.seek(start)
+        yield from values.read(array, inside=True)
+
+
+def _indent(before: bytes, start: int) -> str | None:
+    """The blanks before a value on its line (`_Values.indent`), from the bytes before it."""
+    newline = before.rfind(b"\n")
+    if newline < 0 and start > len(before):
+        return None  # a longer line than any indentation
+    blanks = before[newline + 1 :]
+    return blanks.decode() if not blanks.strip(b" \t") else None
+
+
 class _Values:
     """Values decoded a chunk at a time: the buffer holds what is left of the chunks read,
     `pos` where the next value starts, `line` that position's line in the file."""
@@ -296,11 +410,13 @@ class _Values:
         self.buf = self.buf[self.pos :] + self._utf8.decode(chunk, final=self.eof)
         self.pos = 0
 
-    def read(self, array: bool, only_the_array: bool = False) -> Iterator[Parsed]:
+    def read(
+        self, array: bool, only_the_array: bool = False, inside: bool = False
+    ) -> Iterator[Parsed]:
         """`only_the_array`: what follows the first array is not read (a search response's
-        aggregations after its hits)."""
+        aggregations after its hits); `inside`: reading starts past the array's bracket."""
         decoder = json.JSONDecoder()
-        if array:
+        if array and not inside:
             self.more()
             self.pos = self.buf.index("[") + 1
             self.line += self.buf.count("\n", 0, self.pos)

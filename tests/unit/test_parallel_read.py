@@ -3,6 +3,7 @@ same line numbers, in the same order, whatever the chunking."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -227,8 +228,8 @@ def test_a_read_started_before_the_run_is_the_one_the_run_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = messy_file(tmp_path / "alerts.ndjson")
-    small = tmp_path / "small.json"
-    small.write_text(json.dumps([ecs("s1", 0, "Rule 1", "h1")]))  # an array: read serially
+    small = tmp_path / "small.json.gz"  # compressed: read serially
+    small.write_bytes(gzip.compress(json.dumps([ecs("s1", 0, "Rule 1", "h1")]).encode()))
     monkeypatch.setattr(parallel_read, "MIN_PARALLEL_BYTES", 1)
     monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
     started = parallel_read.start_first([str(small), str(path)], 2000, workers=2)
@@ -298,7 +299,7 @@ def test_chunks_the_reader_takes_from_the_end_keep_their_place_and_lines(
 
 def test_a_worker_s_result_crosses_through_a_file_or_else_the_pipe(tmp_path: Path) -> None:
     path = messy_file(tmp_path / "alerts.ndjson")
-    task = (str(path), 0, path.stat().st_size, 2000)
+    task = (str(path), 0, path.stat().st_size, 2000, "ndjson", True)
     direct = parallel_read.normalise_chunk(task)
     name = parallel_read.worker_chunk((*task, str(tmp_path)))
     assert isinstance(name, str) and Path(name).parent == tmp_path
@@ -398,6 +399,7 @@ def test_a_worker_reads_its_chunk_with_the_cycle_collector_paused(
         return real(task)
 
     monkeypatch.setattr(parallel_read, "normalise_chunk", watched)
-    name = parallel_read.worker_chunk((str(path), 0, path.stat().st_size, 2000, str(tmp_path)))
+    task = (str(path), 0, path.stat().st_size, 2000, "ndjson", True, str(tmp_path))
+    name = parallel_read.worker_chunk(task)
     assert read_with_collector == [False] and gc.isenabled()
     assert parallel_read.received(name)[1]  # the chunk's alerts, read back

@@ -1,0 +1,195 @@
+"""JSON arrays and concatenated objects read in parallel must read as the serial reader reads
+them: same alerts, same dead letters, same lines, in the same order, whether each chunk was
+read by a worker or, from a cut the workers could not trust, serially."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import agent.parallel_read as parallel_read
+from agent.models import Alert, DeadLetter
+from agent.normalize import NormalizeError, normalize, rejected
+from agent.parallel_read import ReadChunk
+from connectors.files import read_documents
+from tests.conftest import ecs
+
+#: A message an attacker wrote to look like the gap between two array elements.
+FAKE_GAP = 'x"}, {"@timestamp": "2024-01-01T00:00:00Z", "event": {"id": "forged"}}, {"y": "'
+
+
+def docs(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        doc = ecs(i, i * 0.5, f"Rule {i % 7}", f"h{i % 5}")
+        if i % 9 == 0:
+            doc["message"] = FAKE_GAP.replace('"', "'") if i % 2 else "x},{y}, {z"
+        if i % 11 == 0:
+            doc["message"] = f"connexion refusée à l'hôte ★ {i}"  # not ASCII
+        out.append(doc)
+    return out
+
+
+def settled(items: Iterable[Any]) -> list[tuple[str, int, dict[str, Any]] | DeadLetter]:
+    """Each alert as its fields and document (however it holds its document's bytes), each
+    document the reader left to the run normalised as the run would."""
+    out: list[tuple[str, int, dict[str, Any]] | DeadLetter] = []
+    for item in items:
+        for one in item.items() if isinstance(item, ReadChunk) else [item]:
+            if isinstance(one, DeadLetter):
+                out.append(one)
+                continue
+            path, line, value = one[:3]
+            if not isinstance(value, Alert):
+                try:
+                    value = normalize(value, raw=one[3])
+                except NormalizeError as exc:
+                    out.append(rejected(path, line, value, exc))
+                    continue
+            out.append((path, line, value.model_dump()))
+    return out
+
+
+def serial(path: Path, max_bytes: int) -> list[tuple[str, int, dict[str, Any]] | DeadLetter]:
+    return settled(
+        (str(path), d.line, d.value, d.raw) if not isinstance(d, DeadLetter) else d
+        for d in read_documents(path, max_bytes)
+    )
+
+
+def parallel(path: Path, max_bytes: int) -> list[Any]:
+    return list(parallel_read.read_parallel(str(path), max_bytes, workers=2))
+
+
+LAYOUTS = {
+    "one a line": lambda d: (
+        "[\n" + ",\n".join(json.dumps(x, ensure_ascii=False) for x in d) + "\n]\n"
+    ),
+    "pretty": lambda d: "\ufeff" + json.dumps(d, indent=2, ensure_ascii=False),
+    "one line": lambda d: json.dumps(d, ensure_ascii=False),
+    "concatenated": lambda d: "\n".join(json.dumps(x, indent=4) for x in d),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("chunk_bytes", [300, 4096])
+def test_a_clean_file_is_read_by_the_workers_as_the_serial_reader_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, chunk_bytes: int
+) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_text(LAYOUTS[layout](docs(300)), encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", chunk_bytes)
+    got = parallel(path, 5000)
+    assert settled(got) == serial(path, 5000)
+    assert len(settled(got)) == 300 and not any(isinstance(x, DeadLetter) for x in settled(got))
+    assert all(isinstance(c, ReadChunk) for c in got)  # every chunk from a worker, none serial
+    alerts = [a for c in got for a in c.alerts]
+    assert all(isinstance(a.raw_json, tuple) for a in alerts)  # documents left in the file
+    assert len(got) > 10 if chunk_bytes == 300 else len(got) > 1
+    forged = [a for a in alerts if a.id == "forged"]
+    assert forged == []  # a gap written in a message is not a gap
+
+
+@pytest.mark.parametrize(
+    "flaw",
+    ["invalid", "not an object", "too large", "truncated", "after the end", "lone surrogate"],
+)
+@pytest.mark.parametrize("layout", ["one a line", "pretty"])
+def test_a_flawed_array_reads_on_serially_from_the_flaw_s_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flaw: str, layout: str
+) -> None:
+    text = LAYOUTS[layout](docs(300))
+    middle = text.index('"a150"')
+    element = text.rindex("{", 0, text.rindex('"@timestamp"', 0, middle))
+    if flaw == "invalid":
+        text = text[:element] + "{not json, " + text[element:]
+    elif flaw == "not an object":
+        text = text[:element] + "[1, 2], " + text[element:]
+    elif flaw == "too large":
+        text = text[:element] + json.dumps({"m": "x" * 6000}) + ", " + text[element:]
+    elif flaw == "truncated":
+        text = text[: middle + 200]
+    elif flaw == "after the end":
+        text = text.rstrip() + "\n" + json.dumps(ecs("after", 0, "Rule 1"))
+    else:
+        text = text.replace('"a150"', '"a150", "note": "\\ud800"')
+    path = tmp_path / "alerts.json"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 1000)
+    got = parallel(path, 5000)
+    want = serial(path, 5000)
+    assert settled(got) == want
+    assert any(isinstance(x, DeadLetter) for x in want) or flaw == "after the end"
+    assert isinstance(got[0], ReadChunk)  # the chunks before the flaw came from the workers
+    serially = [x for x in got if isinstance(x, tuple) and not isinstance(x[2], Alert)]
+    assert serially or flaw in ("not an object", "lone surrogate")  # read serially after it
+
+
+def test_a_cut_inside_a_string_is_never_read_as_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every cut a chunk could start at sits inside one long message: each chunk but the
+    first starts inside a string, which its worker may well parse as values."""
+    doc = ecs(1, 0, "Rule 1", message="".join(FAKE_GAP for _ in range(200)))
+    path = tmp_path / "alerts.json"
+    path.write_text(json.dumps([doc, ecs(2, 1, "Rule 2")]), encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 500)
+    assert len(parallel_read.value_chunks(str(path), 500)) > 5
+    got = settled(parallel(path, 1 << 20))
+    assert [x[2]["id"] for x in got if not isinstance(x, DeadLetter)] == ["a1", "a2"]
+    assert got == serial(path, 1 << 20)
+
+
+class _ThreadContext:
+    """The spawn context's stand-in: workers as threads, so many files can be read quickly.
+    Everything else (cuts, chunk results through files, order, merging, reading on serially)
+    is the reader's own."""
+
+    Pool = ThreadPool
+
+
+texts = st.text(alphabet='ab"\\{}[],: \n\té★\ud800', max_size=30) | st.sampled_from(
+    [FAKE_GAP, "x},{y", "}\n{", '"}, {"a": 1}', "]"]
+)
+flaws = st.sampled_from(["", "{not json", "[1, 2]", "]", "\ufeff", '{"a": NaN}', "{}"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    messages=st.lists(texts, min_size=1, max_size=25),
+    layout=st.sampled_from(list(LAYOUTS)),
+    flaw=flaws,
+    flaw_at=st.integers(min_value=0, max_value=10_000),
+    cut=st.integers(min_value=0, max_value=10_000),
+    chunk_bytes=st.integers(min_value=40, max_value=3000),
+)
+def test_any_array_reads_in_chunks_as_it_reads_serially(
+    tmp_path_factory: pytest.TempPathFactory,
+    messages: list[str],
+    layout: str,
+    flaw: str,
+    flaw_at: int,
+    cut: int,
+    chunk_bytes: int,
+) -> None:
+    text = LAYOUTS[layout]([ecs(i, i, "Rule 1", message=m) for i, m in enumerate(messages)])
+    at = flaw_at % (len(text) + 1)
+    text = text[:at] + flaw + text[at:]
+    if cut % 5 == 0:  # a file cut short
+        text = text[: cut % (len(text) + 1)]
+    path = tmp_path_factory.mktemp("fuzz") / "alerts.json"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    if parallel_read.layout_of(str(path), 2000) not in parallel_read.PARALLEL_LAYOUTS:
+        return  # the flaw made it no array (e.g. NDJSON): not this reader's
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parallel_read.multiprocessing, "get_context", lambda _: _ThreadContext)
+        patch.setattr(parallel_read, "CHUNK_BYTES", chunk_bytes)
+        got = parallel(path, 2000)
+    assert settled(got) == serial(path, 2000)
