@@ -67,7 +67,7 @@ from connectors.files import (
 MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is taken
-MERGED_CHUNKS = 3  # chunks of values read as one, at most, when a cut fell inside a value
+MERGED_CHUNKS = 4  # chunks of values read as one, at most, when a cut fell inside a value
 
 ALERT_FIELDS = tuple(Alert.model_fields)
 #: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last

@@ -44,6 +44,8 @@ _NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
 #: A search response saved as it came (`curl .../_search > alerts.json`): its hits' array opens
 #: in its first bytes, no other array before it (`"took"`, `"_shards"`, `"hits": {"total"...`).
 _SEARCH_RESPONSE = re.compile(rb'\A\s*\{[^\[]*?"hits"\s*:\s*\{[^\[]*?"hits"\s*:\s*\[')
+_IN_STRING = re.compile(r'["\\]')  # what ends a string, or escapes its next character
+_STRUCTURE = re.compile(r'["{}\[\]]')  # outside strings: what opens one, or a bracket
 _INDENT_MAX = 256  # blanks before an object's "{" kept across chunks while skipping
 
 
@@ -328,7 +330,17 @@ def value_documents(
             raise Misaligned("values after the array")
         value, end = _value_at(text, start)
         if end - start > max_bytes:
-            raise Misaligned("too large")
+            if not _after_another(text, start, first):
+                raise Misaligned("too large")  # read on from the next line opening an object
+            yield DeadLetter(
+                source=name,
+                line=line,
+                reason=f"document larger than {max_bytes} bytes",
+                excerpt=_excerpt(text[start : start + 200]),
+            )
+            line += text.count("\n", start, end)
+            pos = end
+            continue
         raw: bytes | None
         if plain:
             raw, at = data[start:end], start
@@ -344,6 +356,17 @@ def value_documents(
         pos = end
     if array and last:
         raise Misaligned("the array is not closed")
+
+
+def _after_another(text: str, start: int, first: bool) -> bool:
+    """Whether the value at `start` follows something else on its line (a comma, the array's
+    bracket), as `_Values.indent` tells: too large, such a value is skipped to its end
+    (`_Values.oversized`). False when unknown: the line began in the piece before."""
+    newline = text.rfind("\n", 0, start)
+    before = text[newline + 1 : start]
+    if newline < 0 and first:
+        before = before.removeprefix("\ufeff")  # the file's mark, which `_Values` never sees
+    return bool(before.strip(" \t"))
 
 
 def _value_at(text: str, start: int) -> tuple[Any, int]:
@@ -436,7 +459,7 @@ class _Values:
                         self.more()  # the value may go on in the next chunk
                         continue
                     if _ran_out(exc, len(buf)):  # and it goes on past the limit
-                        yield self.skipped(f"document larger than {self.max_bytes} bytes")
+                        yield self.oversized()
                         continue
                 yield self.skipped(_reason(exc))
                 continue
@@ -469,6 +492,54 @@ class _Values:
             self.pos = pos
             if pos < len(buf):
                 return True
+            if self.eof:
+                return False
+            self.more()
+
+    def oversized(self) -> DeadLetter:
+        """The value at `pos`, longer than the limit, as one dead letter. One that does not start
+        its line (an array on one line, as `json.dumps` writes a list) is skipped to its end, a
+        chunk at a time, however far: no line break after it may open the next value, and
+        reading on from the next one did not resume before the file's end. Else as `skipped`."""
+        reason = f"document larger than {self.max_bytes} bytes"
+        if self.indent is not None or self.buf[self.pos] not in "{[":
+            return self.skipped(reason)
+        line, excerpt = self.line, _excerpt(self.buf[self.pos : self.pos + 200])
+        if not self._past_value():
+            reason += "; the file ends inside it"
+        return self._dead(reason, excerpt, line)
+
+    def _past_value(self) -> bool:
+        """Move `pos` past the object or array starting there, following its strings and
+        brackets across chunks, the buffer holding one chunk at a time; False if the file
+        ends first."""
+        depth, in_string, escaped = 0, False, False
+        while True:
+            buf, i = self.buf, self.pos + escaped  # an escape cut at a chunk's end: its char
+            escaped = False
+            while True:
+                found = (_IN_STRING if in_string else _STRUCTURE).search(buf, i)
+                if found is None:
+                    i = len(buf)
+                    break
+                char, i = found.group(), found.end()
+                if char == "\\":
+                    if i == len(buf):
+                        escaped = True
+                        break
+                    i += 1
+                elif char == '"':
+                    in_string = not in_string
+                elif char in "{[":
+                    depth += 1
+                else:
+                    depth -= 1
+                    if depth == 0:
+                        self.line += buf.count("\n", self.pos, i)
+                        self.pos, self.indent = i, None
+                        return True
+            self.line += buf.count("\n", self.pos, i)
+            self.pos = len(buf)
             if self.eof:
                 return False
             self.more()

@@ -220,6 +220,32 @@ def test_the_objects_nested_in_an_oversized_one_are_not_read_as_documents(
     assert len(dead) == 1 and dead[0].reason.startswith("document larger than 100000 bytes")
 
 
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_an_oversized_element_of_a_one_line_array_is_skipped_to_its_end(
+    tmp_path: Path, shift: int
+) -> None:
+    """`json.dumps` of a list writes one line: skipping an oversized element resumed at the
+    next line opening an object, and there is none, so the 1,998 alerts after it were one dead
+    letter ending in "truncated?". Its strings hold brackets, escaped quotes and an escape
+    cut at a chunk's end (`shift` moves them across the boundary)."""
+    pad = "x" * shift + '\\"}]{[,' * 40_000
+    docs = [{"a": 0}, {"a": 1, "pad": pad, "nested": [{"b": "]"}] * 100}] + [
+        {"a": n} for n in range(2, 2000)
+    ]
+    f = tmp_path / "one-line.json"
+    f.write_text(json.dumps(docs))
+    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    assert [d["a"] for _, d, *_ in ok] == [0, *range(2, 2000)]
+    assert [(d.line, d.reason) for d in dead] == [(1, "document larger than 100000 bytes")]
+    f.write_text(json.dumps(docs)[:200_000])  # cut short inside it
+    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    assert [d["a"] for _, d, *_ in ok] == [0]
+    assert [d.reason for d in dead] == [
+        "document larger than 100000 bytes; the file ends inside it",
+        "file ends before its JSON array is closed (truncated?)",
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [

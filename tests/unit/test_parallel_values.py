@@ -132,6 +132,24 @@ def test_a_flawed_array_reads_on_serially_from_the_flaw_s_chunk(
     assert serially or flaw in ("not an object", "lone surrogate")  # read serially after it
 
 
+def test_a_too_large_element_of_a_one_line_array_is_a_dead_letter_of_its_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one line, the serial reader skips a too large element to its end: so does a worker,
+    and the chunks after it are still the workers'."""
+    items: list[dict[str, Any]] = docs(300)
+    items[150] = {**items[150], "pad": "x}, {" * 1600}  # 8 kB: over two chunks
+    path = tmp_path / "alerts.json"
+    path.write_text(LAYOUTS["one line"](items), encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    got = parallel(path, 5000)
+    assert settled(got) == serial(path, 5000)
+    dead = [x for x in settled(got) if isinstance(x, DeadLetter)]
+    assert [d.reason for d in dead] == ["document larger than 5000 bytes"]
+    assert not [x for x in got if isinstance(x, tuple) and not isinstance(x[2], Alert)]
+    assert isinstance(got[-1], ReadChunk)  # the last chunk whole, from a worker
+
+
 def test_a_cut_inside_a_string_is_never_read_as_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,7 +176,20 @@ class _ThreadContext:
 texts = st.text(alphabet='ab"\\{}[],: \n\té★\ud800', max_size=30) | st.sampled_from(
     [FAKE_GAP, "x},{y", "}\n{", '"}, {"a": 1}', "]"]
 )
-flaws = st.sampled_from(["", "{not json", "[1, 2]", "]", "\ufeff", '{"a": NaN}', "{}"])
+flaws = st.sampled_from(
+    [
+        "",
+        "{not json",
+        "[1, 2]",
+        "]",
+        "\ufeff",
+        '{"a": NaN}',
+        "{}",
+        json.dumps({"pad": "x" * 2500}) + ",",  # too large, within one read of `_Values`
+        json.dumps({"pad": "x}, {" * 25_000}) + ",",  # and beyond several
+        json.dumps({"n": list(range(20_000))}) + ",",
+    ]
+)
 
 
 @settings(max_examples=120, deadline=None)
