@@ -164,8 +164,8 @@ class Alert(BaseModel):
         data = self.document_json()
         try:
             value = orjson.loads(data)
-        except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib parser takes them
-            value = json.loads(data)
+        except orjson.JSONDecodeError:  # integers beyond 64 bits, a raw tab in a string
+            value = json.loads(data, strict=False)
         return unwrapped(value) if isinstance(value, dict) else {}
 
     def document_json(self) -> bytes:

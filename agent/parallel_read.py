@@ -435,7 +435,11 @@ def packed(
             out.append(rejected(path, item.line, item.value, exc))
             continue
         raw = item.raw
-        kept = parts[4] if raw is None else (where, start + item.at, len(raw), zlib.crc32(raw))
+        kept: FileSpan | bytes
+        if raw is None or item.at < 0:  # encoded again, or repaired: not the file's bytes
+            kept = parts[4]
+        else:
+            kept = (where, start + item.at, len(raw), zlib.crc32(raw))
         out.append(packing.pack(item.line, parts, kept))
     return packing.shared, out
 

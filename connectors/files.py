@@ -264,10 +264,14 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
                 value, line = _without_bom(line, exc)
                 at += len(BOM)
             except orjson.JSONDecodeError as still:
-                yield DeadLetter(
-                    source=name, line=n, reason=f"invalid JSON: {still}", excerpt=_excerpt(line)
-                )
-                continue
+                repaired = _repaired(line)
+                if repaired is None:
+                    yield DeadLetter(
+                        source=name, line=n, reason=f"invalid JSON: {still}", excerpt=_excerpt(line)
+                    )
+                    continue
+                value, line = repaired
+                at = -1  # its bytes are not the file's: the alert keeps them
         brackets = line.count(b"{") + line.count(b"[")
         yield _checked(name, n, value, brackets, line, line.rstrip(), at)
 
@@ -278,6 +282,28 @@ def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes
         raise error
     line = line[len(BOM) :]
     return orjson.loads(line), line
+
+
+def _repaired(line: bytes) -> tuple[Any, bytes] | None:
+    """A line that is JSON but for bytes that are not UTF-8, or raw control characters (a tab)
+    in its strings: its value, each such byte read as U+FFFD, and that value's JSON. Wazuh's
+    alerts.json carries a logged line's bytes as they came (a Windows program's name,
+    wazuh#2514), and one such byte an attacker put in a user agent kept the alert out of
+    Wazuh's indexer (wazuh#38561): a dead letter here, out of every incident. None for anything
+    else orjson refuses (NaN, integers beyond 64 bits, lone surrogates: refused still)."""
+    line = line.removeprefix(BOM)
+    if line.lstrip()[:1] != b"{":  # no alert (a syslog line in the wrong file): not read again
+        return None
+    text = line.decode("utf-8", "replace")
+    try:
+        value = json.loads(text, strict=False, parse_constant=_no_constant)
+        return value, orjson.dumps(value)
+    except (ValueError, TypeError, RecursionError):  # orjson's encode error is a TypeError
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON value")
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
@@ -294,7 +320,7 @@ _SEPARATORS = re.compile(r"[ \t\r\n,]*")  # what `_Values.next_value` skips betw
 #: A `\\uD800`-`\\uDFFF` escape: it may leave a lone surrogate, which no UTF-8 can hold; the
 #: serial reader's alert then fails on encoding its document, which this one must do too.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(strict=False)  # as `_Values` decodes
 _LINE_MAX = 1 << 16  # how far a line break is looked for after a value's start
 
 
@@ -438,7 +464,7 @@ class _Values:
     ) -> Iterator[Parsed]:
         """`only_the_array`: what follows the first array is not read (a search response's
         aggregations after its hits); `inside`: reading starts past the array's bracket."""
-        decoder = json.JSONDecoder()
+        decoder = json.JSONDecoder(strict=False)  # a raw tab in a string, as `_repaired` reads
         if array and not inside:
             self.more()
             self.pos = self.buf.index("[") + 1

@@ -5,11 +5,13 @@ import json
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agent.errors import BadInput
 from agent.models import DeadLetter
 from connectors.files import is_ndjson, ndjson_documents, read_documents
+from tests.conftest import ecs
 
 
 def split(items: list) -> tuple[list, list[DeadLetter]]:
@@ -309,3 +311,31 @@ def test_an_array_s_elements_count_the_lines_before_it(tmp_path: Path) -> None:
     f.write_text('\n\n[\n{"a": 1},\n{"broken"\n]\n')
     items = list(read_documents(f))
     assert [(i.line, type(i).__name__) for i in items][:2] == [(4, "Document"), (5, "DeadLetter")]
+
+
+def test_a_line_with_bytes_that_are_not_utf8_is_read_with_them_replaced(tmp_path: Path) -> None:
+    """Wazuh's alerts.json carries a logged line's bytes that are not UTF-8 (a Windows program
+    name, wazuh#2514), and one such byte in a user agent kept an alert out of Wazuh's indexer
+    (wazuh#38561: "a working detection-evasion primitive"). Here it made the alert a dead
+    letter, out of every incident. Each such byte is read as U+FFFD, as Wazuh now writes it;
+    raw control characters in a string (a tab) are kept."""
+    good = ecs(1, 0, "Rule 1")
+    evading = ecs(2, 1, "Web attack", user_agent={"original": "curl/8.0 \udcff"})
+    tabbed = ecs(3, 2, "Rule 3", message="Account Name:\t\tjdoe")
+    lines = [
+        json.dumps(good).encode(),
+        json.dumps(evading, ensure_ascii=False).encode("utf-8", "surrogateescape"),
+        json.dumps(tabbed).replace("\\t", "\t").encode(),
+        b'{"broken": ',  # still no JSON: a dead letter, as before
+        b'{"a": NaN, "b": "\xff"}',  # nor is NaN, however its bytes are read
+    ]
+    assert b"\xff" in lines[1] and b"\t" in lines[2]
+    f = tmp_path / "alerts.json"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    ok, dead = split(list(read_documents(f)))
+    assert [(n, d["event"]["id"]) for n, d, *_ in ok] == [(1, "a1"), (2, "a2"), (3, "a3")]
+    assert ok[1][1]["user_agent"]["original"] == "curl/8.0 \ufffd"
+    assert ok[2][1]["message"] == "Account Name:\t\tjdoe"
+    assert [d.line for d in dead] == [4, 5]
+    for _, value, raw, *_ in ok:
+        assert orjson.loads(raw) == value  # the bytes kept are JSON, and this document

@@ -97,6 +97,25 @@ def test_parallel_reading_equals_serial_reading(
         assert len(parallel_read.chunks(str(path), chunk_bytes)) > 20  # really cut in pieces
 
 
+def test_lines_read_repaired_are_read_so_by_the_workers_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line with a byte that is not UTF-8, or a raw tab in a string, is read repaired: its
+    alert keeps the repaired JSON, not a place in the file, which holds other bytes."""
+    path = messy_file(tmp_path / "alerts.ndjson")
+    with path.open("ab") as fh:
+        for i in range(400, 440):
+            doc = ecs(i, i * 0.5, f"Rule {i % 7}", f"h{i % 5}", message=f"m{i}\t\udcff")
+            text = json.dumps(doc, ensure_ascii=False).replace("\\t", "\t")
+            fh.write(b"\n" + text.encode("utf-8", "surrogateescape"))
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    got = one_by_one(parallel_read.read_parallel(str(path), 2000, workers=2))
+    assert read_back(got) == serial(path, 2000)
+    repaired = [x[2] for x in got if not isinstance(x, DeadLetter) and "\t" in x[2].message]
+    assert len(repaired) == 40 and all(isinstance(a.raw_json, bytes) for a in repaired)
+    assert all(a.raw["message"].endswith("\t\ufffd") for a in repaired)
+
+
 def test_alerts_cross_from_the_workers_with_the_types_validation_gives(
     tmp_path: Path, shared_data: Path
 ) -> None:

@@ -150,6 +150,23 @@ def test_a_too_large_element_of_a_one_line_array_is_a_dead_letter_of_its_chunk(
     assert isinstance(got[-1], ReadChunk)  # the last chunk whole, from a worker
 
 
+def test_an_element_with_a_raw_tab_keeps_its_place_in_the_file_and_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw tab in a string is no JSON, yet common (Windows event text): read, as the serial
+    reader reads it, and its document read back from the file, where it stays."""
+    items = docs(300)
+    items[100]["message"] = "Account Name:\t\tjdoe"
+    path = tmp_path / "alerts.json"
+    path.write_text(LAYOUTS["one a line"](items).replace("\\t", "\t"), encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    got = parallel(path, 5000)
+    assert settled(got) == serial(path, 5000)
+    (tabbed,) = [a for c in got for a in c.alerts if "\t" in a.message]
+    assert isinstance(tabbed.raw_json, tuple) and b"\t" in tabbed.document_json()
+    assert tabbed.raw["message"] == "Account Name:\t\tjdoe"
+
+
 def test_a_cut_inside_a_string_is_never_read_as_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,6 +202,7 @@ flaws = st.sampled_from(
         "\ufeff",
         '{"a": NaN}',
         "{}",
+        '{"@timestamp": "2026-01-05T09:00:00Z", "rule": {"name": "R"}, "message": "a\tb"},',
         json.dumps({"pad": "x" * 2500}) + ",",  # too large, within one read of `_Values`
         json.dumps({"pad": "x}, {" * 25_000}) + ",",  # and beyond several
         json.dumps({"n": list(range(20_000))}) + ",",
