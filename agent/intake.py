@@ -19,7 +19,7 @@ from agent.graph import TriageContext, run_triage_isolating
 from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
-from connectors.files import BOM
+from connectors.files import BOM, repaired_json
 from connectors.webhooks import PARSERS, NotAnAlert
 
 # How long a signed webhook-id is remembered: longer than the 5-minute timestamp tolerance,
@@ -41,6 +41,8 @@ def _payload(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         not_json = BadInput(f"body is not valid JSON: {exc}")
+    if (repaired := repaired_json(body)) is not None:  # a byte that is not UTF-8, a raw tab
+        return repaired
     lines = [line for line in body.split(b"\n") if line.strip()]
     if len(lines) < 2:
         raise not_json
@@ -49,6 +51,9 @@ def _payload(body: bytes) -> Any:
         try:
             docs.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
+            if (repaired := repaired_json(line)) is not None:
+                docs.append(repaired)
+                continue
             # A first line that is not JSON: not NDJSON either, and the JSON error says more.
             ndjson = BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}")
             raise (not_json if n == 1 else ndjson) from exc

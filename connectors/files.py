@@ -285,21 +285,29 @@ def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes
 
 
 def _repaired(line: bytes) -> tuple[Any, bytes] | None:
-    """A line that is JSON but for bytes that are not UTF-8, or raw control characters (a tab)
-    in its strings: its value, each such byte read as U+FFFD, and that value's JSON. Wazuh's
-    alerts.json carries a logged line's bytes as they came (a Windows program's name,
-    wazuh#2514), and one such byte an attacker put in a user agent kept the alert out of
-    Wazuh's indexer (wazuh#38561): a dead letter here, out of every incident. None for anything
-    else orjson refuses (NaN, integers beyond 64 bits, lone surrogates: refused still)."""
+    """A line holding an object that is JSON but for bytes that are not UTF-8 or raw control
+    characters in its strings (`repaired_json`): its value, and that value's JSON."""
     line = line.removeprefix(BOM)
     if line.lstrip()[:1] != b"{":  # no alert (a syslog line in the wrong file): not read again
         return None
-    text = line.decode("utf-8", "replace")
+    value = repaired_json(line)
+    return None if value is None else (value, orjson.dumps(value))
+
+
+def repaired_json(data: bytes) -> Any | None:
+    """JSON but for bytes that are not UTF-8, or raw control characters (a tab) in its strings:
+    its value, each such byte read as U+FFFD. Wazuh's alerts.json carries a logged line's bytes
+    as they came (a Windows program's name, wazuh#2514), and one such byte an attacker put in a
+    user agent kept the alert out of Wazuh's indexer (wazuh#38561): a dead letter here, out of
+    every incident. None for anything else orjson refuses (NaN, integers beyond 64 bits, lone
+    surrogates: refused still, as nothing downstream can encode them)."""
+    text = data.removeprefix(BOM).decode("utf-8", "replace")
     try:
         value = json.loads(text, strict=False, parse_constant=_no_constant)
-        return value, orjson.dumps(value)
+        orjson.dumps(value)  # encodable, as it will be stored
     except (ValueError, TypeError, RecursionError):  # orjson's encode error is a TypeError
         return None
+    return value
 
 
 def _no_constant(name: str) -> Any:

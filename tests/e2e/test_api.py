@@ -128,6 +128,26 @@ def test_an_ndjson_body_is_one_alert_a_line(api: dict) -> None:
     assert r.status_code == 400 and "neither JSON nor NDJSON: line 2" in r.text
 
 
+def test_a_body_with_a_byte_that_is_not_utf8_is_accepted_with_it_replaced(api: dict) -> None:
+    """One byte an attacker put in a logged field (a user agent) that the shipper passed on
+    raw: the whole body was refused, every alert in it with the attacker's (wazuh#38561 is
+    that evasion against Wazuh's indexer). The byte reads as U+FFFD; a raw tab is kept."""
+    c = api["client"]
+    evading = brute_force("ua") | {"user_agent": {"original": "curl/8.0 \udcff"}}
+    raw = json.dumps([evading], ensure_ascii=False).encode("utf-8", "surrogateescape")
+    assert b"\xff" in raw
+    r = c.post("/webhooks/generic", content=raw, headers=auth("gen-token"))
+    assert r.status_code == 202 and r.json() == {**r.json(), "accepted": 1, "rejected": 0}
+    lines = [json.dumps(brute_force(f"t{i}")) for i in range(2)]
+    tabbed = lines[1].replace('"SSH brute force"', '"SSH\tbrute force"')
+    body = (lines[0] + "\n" + tabbed + "\n").encode()
+    r = c.post("/webhooks/generic", content=body, headers=auth("gen-token"))
+    assert r.status_code == 202 and r.json()["accepted"] == 2
+    nan = json.dumps([brute_force("n")]).replace('"SSH brute force"', "NaN").encode() + b"\xff"
+    r = c.post("/webhooks/generic", content=nan, headers=auth("gen-token"))
+    assert r.status_code == 400  # NaN is no JSON, however its bytes are read
+
+
 def test_a_watcher_posting_its_search_response_delivers_its_hits(api: dict) -> None:
     """An Elasticsearch Watcher's webhook action posts `ctx.payload`, a search response: 400
     "no alert documents found" from the elastic source, and one dead letter from generic."""
