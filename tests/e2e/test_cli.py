@@ -155,7 +155,7 @@ def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mix
     path, _ = mixed_file
     assert vigie(tmp_path, "triage", "--input", str(path)).returncode == 0
     evil = tmp_path / "evil.ndjson"
-    raw = '{"rule": "\x1b[2J\x1b]0;pwned\x07"}'  # JSON escapes them; a broken line does not
+    raw = '{"rule": "\x1b[2J\x1b]0;pwned\x07",'  # JSON escapes them; a broken line does not
     evil.write_text(raw + "\n" + json.dumps(brute_force("ok")) + "\n")
     assert vigie(tmp_path, "triage", "--input", str(evil)).returncode == 0
     listed = vigie(tmp_path, "rejected", "--json", "--limit", "100")
