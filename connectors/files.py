@@ -245,33 +245,39 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
     for n, line in enumerate(fh, 1):
         at, end = end, end + len(line)
         if len(line) > max_bytes:
-            yield DeadLetter(
-                source=name,
-                line=n,
-                reason=f"document larger than {max_bytes} bytes",
-                excerpt=_excerpt(line[:200]),
-            )
+            shortened = _shortened(line, max_bytes)
+            if shortened is None:
+                yield DeadLetter(
+                    source=name,
+                    line=n,
+                    reason=f"document larger than {max_bytes} bytes",
+                    excerpt=_excerpt(line[:200]),
+                )
+                continue
+            (value, line), at = shortened, -1  # not the file's bytes: the alert keeps them
+        elif line.isspace():  # blank; asked without copying the line, as strip() would
             continue
-        if line.isspace():  # blank; asked without copying the line, as strip() would
-            continue
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            # Looked at only when parsing failed: no cost to the lines that parse.
-            if line.startswith(BOM) and not line[len(BOM) :].strip():
-                continue  # a byte order mark alone: a blank line, as at the file's start
+        else:
             try:
-                value, line = _without_bom(line, exc)
-                at += len(BOM)
-            except orjson.JSONDecodeError as still:
-                repaired = _repaired(line)
-                if repaired is None:
-                    yield DeadLetter(
-                        source=name, line=n, reason=f"invalid JSON: {still}", excerpt=_excerpt(line)
-                    )
-                    continue
-                value, line = repaired
-                at = -1  # its bytes are not the file's: the alert keeps them
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                # Looked at only when parsing failed: no cost to the lines that parse.
+                if line.startswith(BOM) and not line[len(BOM) :].strip():
+                    continue  # a byte order mark alone: a blank line, as at the file's start
+                try:
+                    value, line = _without_bom(line, exc)
+                    at += len(BOM)
+                except orjson.JSONDecodeError as still:
+                    repaired = _repaired(line)
+                    if repaired is None:
+                        yield DeadLetter(
+                            source=name,
+                            line=n,
+                            reason=f"invalid JSON: {still}",
+                            excerpt=_excerpt(line),
+                        )
+                        continue
+                    (value, line), at = repaired, -1  # not the file's bytes, as above
         brackets = line.count(b"{") + line.count(b"[")
         yield _checked(name, n, value, brackets, line, line.rstrip(), at)
 
@@ -282,6 +288,54 @@ def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes
         raise error
     line = line[len(BOM) :]
     return orjson.loads(line), line
+
+
+#: How much larger than the limit a line may be and still be read, its longest strings
+#: shortened (`_shortened`).
+SHORTENED_FROM = 16
+_SHORTENED_KEY = "vigie.shortened"
+
+
+def _shortened(line: bytes, max_bytes: int) -> tuple[Any, bytes] | None:
+    """A document over the limit, its longest strings cut until it is within it, and a field
+    saying so (`vigie.shortened`: the bytes it had, the characters each long string kept).
+    A command line of megabytes is the attacker's to write, and a document over the limit was
+    only a dead letter, out of every incident. None when it is more than `SHORTENED_FROM` times
+    the limit, no object, or over it still (its many small fields)."""
+    if len(line) > SHORTENED_FROM * max_bytes:
+        return None
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value = repaired_json(line) if line.removeprefix(BOM).lstrip()[:1] == b"{" else None
+    try:
+        check_depth(value)
+    except NormalizeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    keep = 1 << 16
+    while keep >= 1 << 8:
+        note = {"bytes": len(line.rstrip()), "kept": keep}
+        cut = {**_cut(value, keep), _SHORTENED_KEY: note}
+        data = orjson.dumps(cut)
+        if len(data) <= max_bytes:
+            return cut, data
+        keep >>= 2
+    return None
+
+
+def _cut(value: Any, keep: int) -> Any:
+    """`value` with every string longer than `keep` characters cut to them, and saying so."""
+    if isinstance(value, str):
+        if len(value) <= keep:
+            return value
+        return f"{value[:keep]}... [{len(value) - keep:,} characters cut by Vigie]"
+    if isinstance(value, dict):
+        return {k: _cut(v, keep) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v, keep) for v in value]
+    return value
 
 
 def _repaired(line: bytes) -> tuple[Any, bytes] | None:

@@ -339,3 +339,33 @@ def test_a_line_with_bytes_that_are_not_utf8_is_read_with_them_replaced(tmp_path
     assert [d.line for d in dead] == [4, 5]
     for _, value, raw, *_ in ok:
         assert orjson.loads(raw) == value  # the bytes kept are JSON, and this document
+
+
+def test_a_document_over_the_limit_is_read_with_its_longest_strings_cut(tmp_path: Path) -> None:
+    """A command line of megabytes is the attacker's to write: over the limit, the whole alert
+    was a dead letter, out of every incident. Up to 16 times the limit, its longest strings are
+    cut until it fits, and it says so; beyond that, or when cutting strings is not enough (many
+    small fields), a dead letter still."""
+    long = "powershell -enc " + "QUJD" * 40_000  # 160 kB
+    lines = [
+        ecs(1, 0, "Rule 1"),
+        ecs(2, 1, "Encoded PowerShell", process={"command_line": long, "name": "powershell"}),
+        ecs(3, 2, "Rule 3", message="y" * 2_000_000),  # over 16 times the limit
+        ecs(4, 3, "Rule 4", many={f"k{i}": i for i in range(20_000)}),  # 250 kB of small fields
+    ]
+    f = tmp_path / "alerts.ndjson"
+    f.write_text("\n".join(json.dumps(d) for d in lines) + "\n")
+    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    assert [(n, d["event"]["id"]) for n, d, *_ in ok] == [(1, "a1"), (2, "a2")]
+    _, value, raw, *_ = ok[1]
+    cut = value["process"]["command_line"]
+    assert cut == long[:65_536] + f"... [{len(long) - 65_536:,} characters cut by Vigie]"
+    assert (
+        value["process"]["name"] == "powershell" and value["rule"]["name"] == "Encoded PowerShell"
+    )
+    assert value["vigie.shortened"] == {"bytes": len(json.dumps(lines[1])), "kept": 65_536}
+    assert orjson.loads(raw) == value and len(raw) <= 100_000
+    assert [(d.line, d.reason) for d in dead] == [
+        (3, "document larger than 100000 bytes"),
+        (4, "document larger than 100000 bytes"),
+    ]

@@ -36,7 +36,7 @@ def messy_file(path: Path) -> Path:
         elif i % 67 == 0:
             lines.append(json.dumps({"no": "timestamp"}))  # parses, cannot be an alert
         elif i % 71 == 0:
-            lines.append(json.dumps({**doc, "message": "x" * 3000}))  # over the size limit
+            lines.append(json.dumps({**doc, "message": "x" * 40_000}))  # too large to shorten
         elif i % 73 == 0:
             lines.append("[1, 2]")  # JSON, not an object
         elif i % 59 == 0:  # a search hit, as elasticdump writes them: its id is the hit's
@@ -114,6 +114,23 @@ def test_lines_read_repaired_are_read_so_by_the_workers_too(
     repaired = [x[2] for x in got if not isinstance(x, DeadLetter) and "\t" in x[2].message]
     assert len(repaired) == 40 and all(isinstance(a.raw_json, bytes) for a in repaired)
     assert all(a.raw["message"].endswith("\t\ufffd") for a in repaired)
+
+
+def test_documents_read_shortened_are_read_so_by_the_workers_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line over the limit, its long strings cut: its alert keeps the shortened JSON."""
+    path = messy_file(tmp_path / "alerts.ndjson")
+    with path.open("a") as fh:
+        for i in range(400, 420):
+            doc = ecs(i, i * 0.5, f"Rule {i % 7}", f"h{i % 5}", message="z" * (3000 + i))
+            fh.write("\n" + json.dumps(doc))
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
+    got = one_by_one(parallel_read.read_parallel(str(path), 2000, workers=2))
+    assert read_back(got) == serial(path, 2000)
+    cut = [x[2] for x in got if not isinstance(x, DeadLetter) and x[2].message.startswith("zz")]
+    assert len(cut) == 20 and all(isinstance(a.raw_json, bytes) for a in cut)
+    assert all(a.raw["vigie.shortened"]["kept"] == 1024 for a in cut)
 
 
 def test_alerts_cross_from_the_workers_with_the_types_validation_gives(
