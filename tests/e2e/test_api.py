@@ -28,6 +28,19 @@ def wait_incidents(client: httpx.Client, n: int) -> list[dict]:
         time.sleep(0.05)
 
 
+def wait_pending(client: httpx.Client, action: str) -> dict:
+    """The first pending proposal of `action`, waited for as the incidents are: under a full
+    test run the webhook's triage may still be running when its incidents are first asked."""
+    deadline = time.monotonic() + 20
+    while True:
+        pending = client.get("/api/approvals", headers=auth("tok-alice")).json()
+        found = [p for p in pending if p["action"] == action]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no {action} pending; pending: {pending}"
+        time.sleep(0.05)
+
+
 def attack_batch() -> bytes:
     return json.dumps(
         [
@@ -305,8 +318,8 @@ def test_analyst_api_roles_and_hash_bound_approvals(api: dict) -> None:
     assert c.get("/api/incidents", params=too_long, headers=auth("tok-alice")).status_code == 422
     blank = {"involving": "  "}  # found nothing, as if no incident involved anyone
     assert c.get("/api/incidents", params=blank, headers=auth("tok-alice")).status_code == 422
+    isolate = wait_pending(c, "isolate_host")
     pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
-    isolate = next(p for p in pending if p["action"] == "isolate_host")
     path = f"/api/approvals/{isolate['proposal_id']}"
     r = c.post(
         f"{path}/approve", json={"args_hash": isolate["args_hash"]}, headers=auth("tok-alice")
@@ -354,8 +367,7 @@ def test_a_proposal_is_edited_over_the_api_and_the_edit_needs_others_approvals(
     body = attack_batch()
     assert c.post("/webhooks/generic", content=body, headers=signed(body, "e1")).status_code == 202
     wait_incidents(c, 3)
-    pending = c.get("/api/approvals", headers=auth("tok-alice")).json()
-    block = next(p for p in pending if p["action"] == "block_ip")
+    block = wait_pending(c, "block_ip")
     path = f"/api/approvals/{block['proposal_id']}"
     refused = {
         "target": "elsewhere",  # not editable
