@@ -56,6 +56,7 @@ from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, reje
 from agent.repeats import Parts
 from connectors.files import (
     BOM,
+    SHORTENED_FROM,
     Misaligned,
     Parsed,
     layout_of,
@@ -67,7 +68,9 @@ from connectors.files import (
 MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is taken
-MERGED_CHUNKS = 4  # chunks of values read as one, at most, when a cut fell inside a value
+#: How far chunks of values are read as one when a cut fell inside a value: this many chunks,
+#: and the largest document cut to fit (`connectors.files.SHORTENED_FROM` times the limit).
+MERGED_CHUNKS = 4
 
 ALERT_FIELDS = tuple(Alert.model_fields)
 #: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last
@@ -216,10 +219,13 @@ class ParallelRead:
     def _merged(self, index: int) -> tuple[ChunkResult | None, int]:
         """A chunk of values that did not end where the next one starts (the cut fell inside
         a value: a nested object's start, a string's `},{`), read here with the chunks after
-        it, up to `MERGED_CHUNKS` in all; with the index of the chunk to read next."""
+        it, as far as `MERGED_CHUNKS` says; with the index of the chunk to read next."""
         path, start, _, max_doc_bytes, layout, _ = self._tasks[index]
-        for after in range(index + 1, min(index + MERGED_CHUNKS, len(self._tasks))):
+        reach = MERGED_CHUNKS * CHUNK_BYTES + SHORTENED_FROM * max_doc_bytes
+        for after in range(index + 1, len(self._tasks)):
             _, _, end, _, _, last = self._tasks[after]
+            if end - start > reach:
+                break
             result = normalise_chunk((path, start, end, max_doc_bytes, layout, last))
             if result is not None:
                 return result, after + 1

@@ -297,28 +297,36 @@ _SHORTENED_KEY = "vigie.shortened"
 
 
 def _shortened(line: bytes, max_bytes: int) -> tuple[Any, bytes] | None:
-    """A document over the limit, its longest strings cut until it is within it, and a field
-    saying so (`vigie.shortened`: the bytes it had, the characters each long string kept).
-    A command line of megabytes is the attacker's to write, and a document over the limit was
-    only a dead letter, out of every incident. None when it is more than `SHORTENED_FROM` times
-    the limit, no object, or over it still (its many small fields)."""
+    """An NDJSON line over the limit, read and shortened (`shortened`); None if it cannot be."""
     if len(line) > SHORTENED_FROM * max_bytes:
-        return None
+        return None  # not even parsed
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
         value = repaired_json(line) if line.removeprefix(BOM).lstrip()[:1] == b"{" else None
+    return shortened(value, len(line.rstrip()), max_bytes)
+
+
+def shortened(value: Any, size: int, max_bytes: int) -> tuple[Any, bytes] | None:
+    """A document over the limit (`size` bytes), its longest strings cut until it is within
+    it, and a field saying so (`vigie.shortened`: the bytes it had, the characters each long
+    string kept), with its JSON. A command line of megabytes is the attacker's to write, and a
+    document over the limit was only a dead letter, out of every incident. None when it is
+    more than `SHORTENED_FROM` times the limit, no object, or over it still (its many small
+    fields)."""
+    if size > SHORTENED_FROM * max_bytes or not isinstance(value, dict):
+        return None
     try:
         check_depth(value)
     except NormalizeError:
         return None
-    if not isinstance(value, dict):
-        return None
     keep = 1 << 16
     while keep >= 1 << 8:
-        note = {"bytes": len(line.rstrip()), "kept": keep}
-        cut = {**_cut(value, keep), _SHORTENED_KEY: note}
-        data = orjson.dumps(cut)
+        cut = {**_cut(value, keep), _SHORTENED_KEY: {"bytes": size, "kept": keep}}
+        try:
+            data = orjson.dumps(cut)
+        except TypeError:  # integers beyond 64 bits, a lone surrogate: nothing can store it
+            return None
         if len(data) <= max_bytes:
             return cut, data
         keep >>= 2
@@ -418,14 +426,19 @@ def value_documents(
             raise Misaligned("values after the array")
         value, end = _value_at(text, start)
         if end - start > max_bytes:
-            if not _after_another(text, start, first):
-                raise Misaligned("too large")  # read on from the next line opening an object
-            yield DeadLetter(
-                source=name,
-                line=line,
-                reason=f"document larger than {max_bytes} bytes",
-                excerpt=_excerpt(text[start : start + 200]),
-            )
+            doc_bytes = end - start if plain else len(text[start:end].encode())
+            cut = shortened(value, doc_bytes, max_bytes)
+            if cut is not None:
+                yield Document(line, *cut)  # its bytes are not the file's: the alert keeps them
+            elif doc_bytes <= SHORTENED_FROM * max_bytes or _after_another(text, start, first):
+                yield DeadLetter(
+                    source=name,
+                    line=line,
+                    reason=f"document larger than {max_bytes} bytes",
+                    excerpt=_excerpt(text[start : start + 200]),
+                )
+            else:  # `_Values` reads on from the next line opening an object (`skipped`)
+                raise Misaligned("too large")
             line += text.count("\n", start, end)
             pos = end
             continue
@@ -514,9 +527,9 @@ class _Values:
         #: its line (after another value, a comma or the array's bracket).
         self.indent: str | None = ""
 
-    def more(self) -> None:
+    def more(self, at_least: int = _CHUNK) -> None:
         """The next chunk, after what is left of the buffer."""
-        chunk = self.fh.read(_CHUNK)
+        chunk = self.fh.read(max(_CHUNK, at_least))
         self.eof = not chunk
         self.buf = self.buf[self.pos :] + self._utf8.decode(chunk, final=self.eof)
         self.pos = 0
@@ -543,8 +556,10 @@ class _Values:
                 value, end = decoder.raw_decode(buf, pos)
             except (json.JSONDecodeError, RecursionError) as exc:
                 if isinstance(exc, json.JSONDecodeError) and not self.eof:
-                    if len(buf) - pos <= self.max_bytes:
-                        self.more()  # the value may go on in the next chunk
+                    if len(buf) - pos <= SHORTENED_FROM * self.max_bytes:
+                        # It may go on in the next chunk; as long again: a value of megabytes
+                        # is decoded a few times, not once every chunk.
+                        self.more(len(buf) - pos)
                         continue
                     if _ran_out(exc, len(buf)):  # and it goes on past the limit
                         yield self.oversized()
@@ -552,7 +567,11 @@ class _Values:
                 yield self.skipped(_reason(exc))
                 continue
             if end - pos > self.max_bytes:
-                yield self._dead(f"document larger than {self.max_bytes} bytes")
+                too_large = self._too_large(value, buf[pos:end])
+                if too_large is None:  # as when it ran past the buffer (`oversized`)
+                    yield self.skipped(f"document larger than {self.max_bytes} bytes")
+                    continue
+                yield too_large
             else:
                 brackets = buf.count("{", pos, end) + buf.count("[", pos, end)
                 yield _checked(self.name, self.line, value, brackets, buf[pos : pos + 200])
@@ -583,6 +602,18 @@ class _Values:
             if self.eof:
                 return False
             self.more()
+
+    def _too_large(self, value: Any, text: str) -> Parsed | None:
+        """A value read whole but over the limit: shortened (`shortened`), or a dead letter;
+        None for one `SHORTENED_FROM` times the limit that starts its line, to skip as
+        `oversized` skips it: whether the buffer held it whole must not change the outcome."""
+        size = len(text.encode(errors="replace"))
+        cut = shortened(value, size, self.max_bytes)
+        if cut is not None:
+            return Document(self.line, *cut)
+        if size > SHORTENED_FROM * self.max_bytes and self.indent is not None:
+            return None
+        return self._dead(f"document larger than {self.max_bytes} bytes")
 
     def oversized(self) -> DeadLetter:
         """The value at `pos`, longer than the limit, as one dead letter. One that does not start

@@ -229,21 +229,22 @@ def test_an_oversized_element_of_a_one_line_array_is_skipped_to_its_end(
     """`json.dumps` of a list writes one line: skipping an oversized element resumed at the
     next line opening an object, and there is none, so the 1,998 alerts after it were one dead
     letter ending in "truncated?". Its strings hold brackets, escaped quotes and an escape
-    cut at a chunk's end (`shift` moves them across the boundary)."""
+    cut at a chunk's end (`shift` moves them across the boundary). Over 16 times the limit: not
+    read whole to be cut to fit."""
     pad = "x" * shift + '\\"}]{[,' * 40_000
     docs = [{"a": 0}, {"a": 1, "pad": pad, "nested": [{"b": "]"}] * 100}] + [
         {"a": n} for n in range(2, 2000)
     ]
     f = tmp_path / "one-line.json"
     f.write_text(json.dumps(docs))
-    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    ok, dead = split(list(read_documents(f, max_doc_bytes=10_000)))
     assert [d["a"] for _, d, *_ in ok] == [0, *range(2, 2000)]
-    assert [(d.line, d.reason) for d in dead] == [(1, "document larger than 100000 bytes")]
+    assert [(d.line, d.reason) for d in dead] == [(1, "document larger than 10000 bytes")]
     f.write_text(json.dumps(docs)[:200_000])  # cut short inside it
-    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    ok, dead = split(list(read_documents(f, max_doc_bytes=10_000)))
     assert [d["a"] for _, d, *_ in ok] == [0]
     assert [d.reason for d in dead] == [
-        "document larger than 100000 bytes; the file ends inside it",
+        "document larger than 10000 bytes; the file ends inside it",
         "file ends before its JSON array is closed (truncated?)",
     ]
 
@@ -369,3 +370,20 @@ def test_a_document_over_the_limit_is_read_with_its_longest_strings_cut(tmp_path
         (3, "document larger than 100000 bytes"),
         (4, "document larger than 100000 bytes"),
     ]
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_an_array_element_over_the_limit_is_read_with_its_longest_strings_cut(
+    tmp_path: Path, indent: int | None
+) -> None:
+    """As an NDJSON line is: on one line (`json.dumps` of a list) or as `jq .` prints it."""
+    long = "powershell -enc " + "QUJD" * 40_000  # 160 kB
+    docs = [ecs(i, i, "Rule 1") for i in range(3)]
+    docs[1]["process"] = {"command_line": long}
+    f = tmp_path / "alerts.json"
+    f.write_text(json.dumps(docs, indent=indent))
+    ok, dead = split(list(read_documents(f, max_doc_bytes=100_000)))
+    assert not dead and [d["event"]["id"] for _, d, *_ in ok] == ["a0", "a1", "a2"]
+    _, value, raw, *_ = ok[1]
+    assert value["process"]["command_line"].startswith(long[:65_536] + "... [")
+    assert value["vigie.shortened"]["kept"] == 65_536 and orjson.loads(raw) == value

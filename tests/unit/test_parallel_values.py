@@ -112,8 +112,8 @@ def test_a_flawed_array_reads_on_serially_from_the_flaw_s_chunk(
         text = text[:element] + "{not json, " + text[element:]
     elif flaw == "not an object":
         text = text[:element] + "[1, 2], " + text[element:]
-    elif flaw == "too large":
-        text = text[:element] + json.dumps({"m": "x" * 6000}) + ", " + text[element:]
+    elif flaw == "too large":  # over 16 times the limit: not even cut to fit
+        text = text[:element] + json.dumps({"m": "x" * 90_000}) + ", " + text[element:]
     elif flaw == "truncated":
         text = text[: middle + 200]
     elif flaw == "after the end":
@@ -132,20 +132,24 @@ def test_a_flawed_array_reads_on_serially_from_the_flaw_s_chunk(
     assert serially or flaw in ("not an object", "lone surrogate")  # read serially after it
 
 
-def test_a_too_large_element_of_a_one_line_array_is_a_dead_letter_of_its_chunk(
+def test_a_too_large_element_of_a_one_line_array_is_read_by_its_chunk_s_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On one line, the serial reader skips a too large element to its end: so does a worker,
-    and the chunks after it are still the workers'."""
+    """Over the limit, an element is read with its long strings cut (up to 16 times the limit)
+    or, on one line, skipped to its end as one dead letter: by a worker as by the serial
+    reader, and the chunks after it are still the workers'."""
     items: list[dict[str, Any]] = docs(300)
-    items[150] = {**items[150], "pad": "x}, {" * 1600}  # 8 kB: over two chunks
+    items[100] = {**items[100], "pad": "x}, {" * 1000}  # 5 kB: cut to fit 1 kB
+    items[200] = {**items[200], "pad": "x}, {" * 4000}  # 20 kB: over 16 times 1 kB
     path = tmp_path / "alerts.json"
     path.write_text(LAYOUTS["one line"](items), encoding="utf-8")
-    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)
-    got = parallel(path, 5000)
-    assert settled(got) == serial(path, 5000)
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 8192)
+    got = parallel(path, 1000)
+    assert settled(got) == serial(path, 1000)
     dead = [x for x in settled(got) if isinstance(x, DeadLetter)]
-    assert [d.reason for d in dead] == ["document larger than 5000 bytes"]
+    assert [d.reason for d in dead] == ["document larger than 1000 bytes"]
+    cut = [x[2] for x in settled(got) if not isinstance(x, DeadLetter) and x[2]["id"] == "a100"]
+    assert cut and cut[0]["raw"]["vigie.shortened"]["kept"] == 256
     assert not [x for x in got if isinstance(x, tuple) and not isinstance(x[2], Alert)]
     assert isinstance(got[-1], ReadChunk)  # the last chunk whole, from a worker
 
@@ -203,8 +207,10 @@ flaws = st.sampled_from(
         '{"a": NaN}',
         "{}",
         '{"@timestamp": "2026-01-05T09:00:00Z", "rule": {"name": "R"}, "message": "a\tb"},',
-        json.dumps({"pad": "x" * 2500}) + ",",  # too large, within one read of `_Values`
-        json.dumps({"pad": "x}, {" * 25_000}) + ",",  # and beyond several
+        json.dumps({"pad": "x" * 2500}) + ",",  # too large: cut to fit
+        json.dumps({"pad": "x}, {" * 4000}) + ",",  # 20 kB: cut to fit
+        json.dumps({"n": list(range(5000))}) + ",",  # 24 kB that no cut brings within 2 kB
+        json.dumps({"pad": "x}, {" * 25_000}) + ",",  # over 16 times the limit: skipped
         json.dumps({"n": list(range(20_000))}) + ",",
     ]
 )
