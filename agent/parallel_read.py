@@ -414,7 +414,9 @@ def normalise_chunk(task: Task) -> ChunkResult | None:
         data = fh.read(end - start)
     if layout == "ndjson":
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-        return *packed(ndjson_documents(data, path, max_doc_bytes), path, start), lines
+        mark = len(BOM) if start == 0 and data.startswith(BOM) else 0  # skipped, as serially
+        documents = ndjson_documents(data[mark:], path, max_doc_bytes)
+        return *packed(documents, path, start + mark), lines
     array, first = layout == "array", start == 0
     values = value_documents(data, path, max_doc_bytes, array=array, first=first, last=last)
     try:

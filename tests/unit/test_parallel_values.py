@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import agent.parallel_read as parallel_read
@@ -217,6 +217,12 @@ flaws = st.sampled_from(
 
 
 @settings(max_examples=120, deadline=None)
+# Found by `make test`: a byte order mark, then no array (NDJSON): its first line's excerpt
+# held the mark in a worker's chunk, not in the serial reader's.
+@example(messages=[""], layout="pretty", flaw="]", flaw_at=1, cut=1, chunk_bytes=40)
+# And two marks (NDJSON again): a worker read its chunk from the file's first byte, not past
+# the first mark as the serial reader does.
+@example(messages=[""], layout="pretty", flaw="\ufeff", flaw_at=0, cut=1, chunk_bytes=40)
 @given(
     messages=st.lists(texts, min_size=1, max_size=25),
     layout=st.sampled_from(list(LAYOUTS)),
