@@ -19,7 +19,8 @@ from agent.graph import TriageContext, run_triage_isolating
 from agent.models import DeadLetter
 from agent.normalize import NormalizeError, normalize
 from agent.store import Store
-from connectors.files import BOM, repaired_json
+from connectors.files import BOM
+from connectors.lenient import repaired_json
 from connectors.webhooks import PARSERS, NotAnAlert
 
 # How long a signed webhook-id is remembered: longer than the 5-minute timestamp tolerance,

@@ -6,9 +6,10 @@ alert fields and dead letters; this process builds the alerts, in file order. ND
 line breaks. A JSON array (or concatenated objects) is cut where an object seems to start (a
 comma or a closing brace, then blanks, then `{`), which may be inside a string: a chunk is
 taken only if the one before ended exactly at its start, which by induction from the file's
-start puts every cut between two values; from the first chunk that is not so, or that holds
-anything the serial reader treats its own way (a value that does not parse), this process
-reads on serially (`connectors.files.value_documents` and `values_from`).
+start puts every cut between two values. A chunk that does not (a cut inside a value) is read
+again with the chunks after it (`ParallelRead._merged`); one that holds anything the serial
+reader treats its own way (a value that does not parse) is read from there on serially, as
+the serial reader reads it (`connectors.files.value_documents` and `values_from`).
 Workers are spawned, not forked: the parent may already hold threads (LangGraph's). Line
 numbers stay the file's, so a dead letter points where the serial reader's would. Workers start
 reading as soon as a `ParallelRead` exists, so `vigie triage` starts them before it imports
@@ -56,7 +57,6 @@ from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, reje
 from agent.repeats import Parts
 from connectors.files import (
     BOM,
-    SHORTENED_FROM,
     Misaligned,
     Parsed,
     layout_of,
@@ -64,12 +64,13 @@ from connectors.files import (
     value_documents,
     values_from,
 )
+from connectors.lenient import SHORTENED_FROM
 
 MIN_PARALLEL_BYTES = 16 << 20  # below this, starting workers costs more than it saves
 CHUNK_BYTES = 4 << 20
 AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is taken
 #: How far chunks of values are read as one when a cut fell inside a value: this many chunks,
-#: and the largest document cut to fit (`connectors.files.SHORTENED_FROM` times the limit).
+#: and the largest document cut to fit (`connectors.lenient.SHORTENED_FROM` times the limit).
 MERGED_CHUNKS = 4
 
 ALERT_FIELDS = tuple(Alert.model_fields)
@@ -83,8 +84,7 @@ Shared = tuple[Any, ...]
 #: An alert as it crosses over: (line in chunk, index of its shared part, id, timestamp,
 #: message, and where its document sits in the file, or rarely its bytes).
 Packed = tuple[int, int, str, datetime, str, FileSpan | bytes]
-#: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count; None
-#: for a chunk of values the serial reader must read (`Misaligned`).
+#: One chunk's outcome: its shared parts, its alerts or dead letters, and its line count.
 ChunkResult = tuple[list[Shared], list[Packed | DeadLetter], int]
 #: A chunk to read: (path, start, end, max_doc_bytes, layout, is it the file's last).
 Task = tuple[str, int, int, int, str, bool]
