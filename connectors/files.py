@@ -387,14 +387,14 @@ def _after_another(text: str, start: int, first: bool) -> bool:
 
 def _value_at(text: str, start: int) -> tuple[Any, int]:
     """The value at `start` and where it ends. One that fills the rest of its line (up to a
-    comma: an array written one element a line) is parsed by orjson, three times as fast,
-    which takes no input the standard parser reads otherwise (it refuses what it would read
-    differently: NaN, integers beyond 64 bits, lone surrogates); any other by the standard
-    parser, as `_Values` parses."""
-    end = text.find("\n", start, start + _LINE_MAX)
-    while end > start and text[end - 1] in " \t\r,":
-        end -= 1
-    if end > start:  # a line break within reach (else one long line: the other parser)
+    comma: an array written one element a line), or an object printed a field a line, is
+    parsed by orjson, three times as fast, which takes no input the standard parser reads
+    otherwise (it refuses what it would read differently: NaN, integers beyond 64 bits, lone
+    surrogates, raw control characters), and only the whole of what it is given: so where the
+    value was guessed to end is where it ends. Any other by the standard parser, as `_Values`
+    parses."""
+    end = _pretty_end(text, start) if text.startswith("{\n", start) else _line_end(text, start)
+    if end > start:
         try:
             return orjson.loads(text[start:end]), end
         except orjson.JSONDecodeError:
@@ -403,6 +403,26 @@ def _value_at(text: str, start: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, start)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise Misaligned(str(exc)) from exc
+
+
+def _line_end(text: str, start: int) -> int:
+    """Where a value filling the rest of its line would end (before a comma); -1 when no line
+    break is within reach (one long line)."""
+    end = text.find("\n", start, start + _LINE_MAX)
+    while end > start and text[end - 1] in " \t\r,":
+        end -= 1
+    return end
+
+
+def _pretty_end(text: str, start: int) -> int:
+    """Where an object printed a field a line (`jq .`, `json.dumps(indent=2)`) would end: at
+    the first line closing it as indented as it opens; -1 when it opens no line of its own."""
+    newline = text.rfind("\n", 0, start)
+    indent = text[newline + 1 : start]
+    if newline < 0 or indent.strip(" \t"):
+        return -1
+    close = text.find(f"\n{indent}}}", start)
+    return -1 if close < 0 else close + len(indent) + 2
 
 
 def values_from(path: str, start: int, line: int, max_bytes: int, array: bool) -> Iterator[Parsed]:
