@@ -57,6 +57,7 @@ from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, reje
 from agent.repeats import Parts
 from connectors.files import (
     BOM,
+    LINE_BACK,
     Misaligned,
     Parsed,
     layout_of,
@@ -410,7 +411,8 @@ def normalise_chunk(task: Task) -> ChunkResult | None:
     start; the reader shifts them); None for values to read serially (`Misaligned`)."""
     path, start, end, max_doc_bytes, layout, last = task
     with open(path, "rb") as fh:
-        fh.seek(start)
+        fh.seek(max(0, start - LINE_BACK))
+        before = fh.read(start - fh.tell())  # how the first line begins, for values
         data = fh.read(end - start)
     if layout == "ndjson":
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
@@ -418,7 +420,9 @@ def normalise_chunk(task: Task) -> ChunkResult | None:
         documents = ndjson_documents(data[mark:], path, max_doc_bytes)
         return *packed(documents, path, start + mark), lines
     array, first = layout == "array", start == 0
-    values = value_documents(data, path, max_doc_bytes, array=array, first=first, last=last)
+    values = value_documents(
+        data, path, max_doc_bytes, array=array, first=first, last=last, before=before
+    )
     try:
         # A chunk of values ends mid-line: the next one's first line is this one's last.
         return *packed(values, path, start), data.count(b"\n")

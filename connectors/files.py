@@ -310,7 +310,14 @@ _LINE_MAX = 1 << 16  # how far a line break is looked for after a value's start
 
 
 def value_documents(
-    data: bytes, name: str, max_bytes: int, *, array: bool, first: bool, last: bool
+    data: bytes,
+    name: str,
+    max_bytes: int,
+    *,
+    array: bool,
+    first: bool,
+    last: bool,
+    before: bytes = b"",
 ) -> Iterator[Parsed]:
     """The documents of a piece of a JSON array (or of concatenated values) cut just before a
     value starts, numbered from the piece's first line, each with its bytes and where they
@@ -319,7 +326,8 @@ def value_documents(
     array's end with more after it, bytes that are not UTF-8), and at a value that does not
     end where the next piece starts: so a cut that fell inside a value (a string holding
     `},{`) is never read as values. `first`: the file's start (its byte order mark, the
-    array's bracket); `last`: the file's end (the array must close)."""
+    array's bracket); `last`: the file's end (the array must close); `before`: the bytes
+    before the piece, up to `LINE_BACK` (how its first line begins)."""
     try:
         text = data.decode()
     except UnicodeDecodeError as exc:
@@ -345,7 +353,9 @@ def value_documents(
             cut = shortened(value, doc_bytes, max_bytes)
             if cut is not None:
                 yield Document(line, *cut)  # its bytes are not the file's: the alert keeps them
-            elif doc_bytes <= SHORTENED_FROM * max_bytes or _after_another(text, start, first):
+            elif doc_bytes <= SHORTENED_FROM * max_bytes or _after_another(
+                text, start, first, before
+            ):
                 yield DeadLetter(
                     source=name,
                     line=line,
@@ -374,15 +384,25 @@ def value_documents(
         raise Misaligned("the array is not closed")
 
 
-def _after_another(text: str, start: int, first: bool) -> bool:
+#: How many bytes before a piece its reader is given: enough to tell whether its first value
+#: starts its line, as `_Values.indent` tells it.
+LINE_BACK = _INDENT_MAX + 1
+
+
+def _after_another(text: str, start: int, first: bool, before: bytes) -> bool:
     """Whether the value at `start` follows something else on its line (a comma, the array's
     bracket), as `_Values.indent` tells: too large, such a value is skipped to its end
-    (`_Values.oversized`). False when unknown: the line began in the piece before."""
+    (`_Values.oversized`). At the piece's start, `before` tells how the line began."""
     newline = text.rfind("\n", 0, start)
-    before = text[newline + 1 : start]
+    line = text[newline + 1 : start]
     if newline < 0 and first:
-        before = before.removeprefix("\ufeff")  # the file's mark, which `_Values` never sees
-    return bool(before.strip(" \t"))
+        line = line.removeprefix("\ufeff")  # the file's mark, which `_Values` never sees
+    elif newline < 0:
+        cut = before.rfind(b"\n")
+        if cut < 0 and len(before) >= LINE_BACK:
+            return True  # longer than any indentation `_Values` keeps: none, as after a value
+        line = before[cut + 1 :].removeprefix(BOM).decode(errors="replace") + line
+    return bool(line.strip(" \t"))
 
 
 def _value_at(text: str, start: int) -> tuple[Any, int]:

@@ -154,6 +154,27 @@ def test_a_too_large_element_of_a_one_line_array_is_read_by_its_chunk_s_worker(
     assert isinstance(got[-1], ReadChunk)  # the last chunk whole, from a worker
 
 
+def test_a_piece_opening_with_a_too_large_element_is_read_by_its_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece of a one-line array that opens on an element over 16 times the limit: its
+    worker reads how the line began before the piece (after a comma), so skips the element as
+    the serial reader does; the rest of the file was read serially."""
+    items = [ecs(i, i, "Rule 1") for i in range(300)]
+    items[150]["pad"] = "x" * 20_000
+    text = json.dumps(items)
+    big = text.index('{"@timestamp"', text.index('"a150"') - 80)
+    path = tmp_path / "alerts.json"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", big - 2)  # cut just before it
+    assert parallel_read.value_chunks(str(path), big - 2)[1][0] == big
+    got = parallel(path, 1000)
+    assert settled(got) == serial(path, 1000)
+    dead = [x for x in settled(got) if isinstance(x, DeadLetter)]
+    assert [d.reason for d in dead] == ["document larger than 1000 bytes"]
+    assert not [x for x in got if isinstance(x, tuple) and not isinstance(x[2], Alert)]
+
+
 def test_an_element_with_a_raw_tab_keeps_its_place_in_the_file_and_reads_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
