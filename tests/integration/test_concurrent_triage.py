@@ -140,3 +140,28 @@ def test_a_run_longer_than_the_redis_lock_s_lifetime_keeps_it(
             pass
     with other.one_run_at_a_time():
         pass
+
+
+def test_a_thread_never_reads_another_thread_s_transaction_half_done(tmp_path: Path) -> None:
+    """The SQLite store's one connection is shared by its threads (the API's and the embedded
+    triage's): a read between a transaction's statements saw them uncommitted, as the web API
+    once listed an incident before its proposals. A read waits for the transaction; this one
+    is rolled back, so the read must see nothing of it."""
+    store = SqliteStore(tmp_path / "v.db")
+    written, seen = threading.Event(), threading.Event()
+    read: list[object] = []
+
+    def reader() -> None:
+        written.wait(5)
+        read.append(store.get_checkpoint("half-done"))
+        seen.set()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    with pytest.raises(RuntimeError), store._tx() as db:
+        db.execute("INSERT INTO checkpoints VALUES (?, ?)", ("half-done", b'"x"'))
+        written.set()
+        seen.wait(0.5)  # the read, had it not waited for the transaction
+        raise RuntimeError("rolled back")
+    thread.join(5)
+    assert read == [None]
