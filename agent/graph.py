@@ -32,7 +32,7 @@ from agent.incidents import Evidence
 from agent.incremental import build_incidents
 from agent.models import ActionProposal, Alert, DeadLetter, Incident, with_documents
 from agent.normalize import NormalizeError, normalize, rejected
-from agent.parallel_read import ParallelRead, ReadChunk, read_parallel, worth_parallel
+from agent.parallel_read import ParallelRead, ReadChunk, parallel_layout, read_parallel
 from agent.playbooks import Playbook, matching, propose
 from agent.prioritise import PriorityConfig
 from agent.routine import recent_hours
@@ -129,8 +129,8 @@ def _read_files(
         if early is not None:
             yield from early.chunked()
             continue
-        if worth_parallel(path, workers, max_doc_bytes):
-            yield from read_parallel(path, max_doc_bytes, workers)
+        if layout := parallel_layout(path, workers, max_doc_bytes):
+            yield from read_parallel(path, max_doc_bytes, workers, layout)
             continue
         for item in read_documents(path, max_doc_bytes):
             yield item if isinstance(item, DeadLetter) else (path, item.line, item.value, item.raw)

@@ -37,28 +37,34 @@ class Intake:
 
 def _payload(body: bytes) -> Any:
     """One JSON document, or NDJSON (one alert a line, as Fluent Bit's `json_lines` format and
-    Vector's newline-delimited framing post them) as the list of its lines' documents."""
+    Vector's newline-delimited framing post them) as the list of its lines' documents; either
+    repaired where a byte is not UTF-8 or a string holds a raw tab (`repaired_json`)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         not_json = BadInput(f"body is not valid JSON: {exc}")
-    if (repaired := repaired_json(body)) is not None:  # a byte that is not UTF-8, a raw tab
-        return repaired
     lines = [line for line in body.split(b"\n") if line.strip()]
-    if len(lines) < 2:
-        raise not_json
-    docs = []
-    for n, line in enumerate(lines, 1):
-        try:
-            docs.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if (repaired := repaired_json(line)) is not None:
-                docs.append(repaired)
-                continue
-            # A first line that is not JSON: not NDJSON either, and the JSON error says more.
-            ndjson = BadInput(f"body is neither JSON nor NDJSON: line {n}: {exc}")
-            raise (not_json if n == 1 else ndjson) from exc
+    docs = [_line_value(lines[0])] if len(lines) > 1 else []
+    if not docs or isinstance(docs[0], orjson.JSONDecodeError):  # one document, not NDJSON
+        repaired = repaired_json(body)
+        if repaired is None:
+            raise not_json
+        return repaired
+    for n, line in enumerate(lines[1:], 2):
+        value = _line_value(line)
+        if isinstance(value, orjson.JSONDecodeError):
+            raise BadInput(f"body is neither JSON nor NDJSON: line {n}: {value}") from value
+        docs.append(value)
     return docs
+
+
+def _line_value(line: bytes) -> Any:
+    """An NDJSON line's document, repaired if need be; else orjson's error (no document is)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        repaired = repaired_json(line)
+        return exc if repaired is None else repaired
 
 
 def accept(store: Store, source: str, body: bytes, replay_key: str | None = None) -> Intake:

@@ -102,19 +102,22 @@ def worker_count(setting: int) -> int:
     return os.cpu_count() or 1
 
 
-def worth_parallel(path: str, workers: int, max_doc_bytes: int) -> bool:
-    return (
-        workers > 1
-        and Path(path).stat().st_size >= MIN_PARALLEL_BYTES
-        and layout_of(path, max_doc_bytes) in PARALLEL_LAYOUTS
-    )
+def parallel_layout(path: str, workers: int, max_doc_bytes: int) -> str | None:
+    """The file's layout if it is worth reading in parallel (large, and cut at byte offsets);
+    else None."""
+    if workers < 2 or Path(path).stat().st_size < MIN_PARALLEL_BYTES:
+        return None
+    layout = layout_of(path, max_doc_bytes)
+    return layout if layout in PARALLEL_LAYOUTS else None
 
 
-def read_parallel(path: str, max_doc_bytes: int, workers: int) -> Iterator[Read]:
+def read_parallel(
+    path: str, max_doc_bytes: int, workers: int, layout: str | None = None
+) -> Iterator[Read]:
     """Every alert of a file as (path, line, alert), or a dead letter, in file order (or, read
     on serially, as a document); chunks without a dead letter come whole
-    (`ParallelRead.chunked`)."""
-    return ParallelRead(path, max_doc_bytes, workers).chunked()
+    (`ParallelRead.chunked`). `layout`: the file's, if known (`parallel_layout`)."""
+    return ParallelRead(path, max_doc_bytes, workers, layout).chunked()
 
 
 def start_first(paths: list[str], max_doc_bytes: int, workers: int) -> dict[str, ParallelRead]:
@@ -122,8 +125,8 @@ def start_first(paths: list[str], max_doc_bytes: int, workers: int) -> dict[str,
     about to import LangGraph (1 to 2 s) has its first chunks read meanwhile. One file only, so
     one pool of workers runs at a time."""
     for path in paths:
-        if worth_parallel(path, workers, max_doc_bytes):
-            return {path: ParallelRead(path, max_doc_bytes, workers)}
+        if layout := parallel_layout(path, workers, max_doc_bytes):
+            return {path: ParallelRead(path, max_doc_bytes, workers, layout)}
     return {}
 
 
@@ -150,14 +153,16 @@ Read = ReadChunk | tuple[str, int, Alert] | tuple[str, int, Any, bytes | None] |
 class ParallelRead:
     """One file read by worker processes, which start at once and read ahead."""
 
-    def __init__(self, path: str, max_doc_bytes: int, workers: int) -> None:
+    def __init__(
+        self, path: str, max_doc_bytes: int, workers: int, layout: str | None = None
+    ) -> None:
         self.path = path
         self._dir = results_dir()  # the chunks' results, in transit
         # Removed when read or closed, and else when this is collected or the process exits:
         # a read started and then dropped leaves nothing behind. (A killed process's are
         # removed by the next read: `results_dir`.)
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
-        layout = layout_of(path, max_doc_bytes)
+        layout = layout or layout_of(path, max_doc_bytes)
         if layout not in PARALLEL_LAYOUTS:
             raise ValueError(f"{path} cannot be read in parallel (layout: {layout})")
         self._array = layout == "array"
@@ -411,8 +416,8 @@ def normalise_chunk(task: Task) -> ChunkResult | None:
     start; the reader shifts them); None for values to read serially (`Misaligned`)."""
     path, start, end, max_doc_bytes, layout, last = task
     with open(path, "rb") as fh:
-        fh.seek(max(0, start - LINE_BACK))
-        before = fh.read(start - fh.tell())  # how the first line begins, for values
+        fh.seek(start if layout == "ndjson" else max(0, start - LINE_BACK))
+        before = fh.read(start - fh.tell())  # how a piece of values' first line begins
         data = fh.read(end - start)
     if layout == "ndjson":
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)

@@ -155,12 +155,6 @@ def _documents(fh: IO[bytes], name: str, max_doc_bytes: int) -> Iterator[Parsed]
     return _json_values(fh, name, max_doc_bytes, array=layout == "array")
 
 
-def is_ndjson(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> bool:
-    """One document a line in a plain file (what a parallel reader can cut at any byte offset
-    that starts a line: a compressed file has none)."""
-    return layout_of(path, max_doc_bytes) == "ndjson"
-
-
 def layout_of(path: str | Path, max_doc_bytes: int = MAX_DOC_BYTES) -> str | None:
     """How a plain file holds its documents: "ndjson", "array", "concatenated" or "search";
     None for a compressed or UTF-16 file (read decompressed or as UTF-8: no byte offset is
@@ -263,32 +257,33 @@ def _ndjson(fh: IO[bytes], name: str, max_bytes: int) -> Iterator[Parsed]:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 # Looked at only when parsing failed: no cost to the lines that parse.
-                if line.startswith(BOM) and not line[len(BOM) :].strip():
+                again = _read_again(line, exc)
+                if again is None:
                     continue  # a byte order mark alone: a blank line, as at the file's start
-                try:
-                    value, line = _without_bom(line, exc)
-                    at += len(BOM)
-                except orjson.JSONDecodeError as still:
-                    repaired = repaired_line(line)
-                    if repaired is None:
-                        yield DeadLetter(
-                            source=name,
-                            line=n,
-                            reason=f"invalid JSON: {still}",
-                            excerpt=_excerpt(line),
-                        )
-                        continue
-                    (value, line), at = repaired, -1  # not the file's bytes, as above
+                if isinstance(again, str):
+                    yield DeadLetter(source=name, line=n, reason=again, excerpt=_excerpt(line))
+                    continue
+                value, line, skipped = again
+                at = -1 if skipped < 0 else at + skipped
         brackets = line.count(b"{") + line.count(b"[")
         yield _checked(name, n, value, brackets, line, line.rstrip(), at)
 
 
-def _without_bom(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes]:
-    """The line parsed past a leading byte order mark; else the parse error, again."""
+def _read_again(line: bytes, error: orjson.JSONDecodeError) -> tuple[Any, bytes, int] | str | None:
+    """A line orjson refused, read again: past a byte order mark (files concatenated), or
+    repaired (`repaired_line`), as (value, its bytes, bytes skipped at its start; -1 when they
+    are not the file's); None for a mark alone; else why it is no document."""
     if not line.startswith(BOM):
-        raise error
-    line = line[len(BOM) :]
-    return orjson.loads(line), line
+        repaired = repaired_line(line)
+        return f"invalid JSON: {error}" if repaired is None else (*repaired, -1)
+    rest = line[len(BOM) :]
+    if not rest.strip():
+        return None
+    try:
+        return orjson.loads(rest), rest, len(BOM)
+    except orjson.JSONDecodeError as still:
+        repaired = repaired_line(line)
+        return f"invalid JSON: {still}" if repaired is None else (*repaired, -1)
 
 
 def _json_values(fh: IO[bytes], name: str, max_bytes: int, array: bool) -> Iterator[Parsed]:
@@ -364,20 +359,18 @@ def value_documents(
                 )
             else:  # `_Values` reads on from the next line opening an object (`skipped`)
                 raise Misaligned("too large")
-            line += text.count("\n", start, end)
-            pos = end
-            continue
-        raw: bytes | None
-        if plain:
-            raw, at = data[start:end], start
         else:
-            byte_at += len(text[char_at:start].encode())
-            raw, at = text[start:end].encode(), byte_at
-            byte_at, char_at = byte_at + len(raw), end
-        if surrogates and _SURROGATE_ESCAPE.search(text, start, end):
-            raw = None  # encoded from the value, as the serial reader does (and fails)
-        brackets = text.count("{", start, end) + text.count("[", start, end)
-        yield _checked(name, line, value, brackets, text[start : start + 200], raw, at)
+            raw: bytes | None
+            if plain:
+                raw, at = data[start:end], start
+            else:
+                byte_at += len(text[char_at:start].encode())
+                raw, at = text[start:end].encode(), byte_at
+                byte_at, char_at = byte_at + len(raw), end
+            if surrogates and _SURROGATE_ESCAPE.search(text, start, end):
+                raw = None  # encoded from the value, as the serial reader does (and fails)
+            brackets = text.count("{", start, end) + text.count("[", start, end)
+            yield _checked(name, line, value, brackets, text[start : start + 200], raw, at)
         line += text.count("\n", start, end)
         pos = end
     if array and last:

@@ -129,7 +129,7 @@ def test_a_gzip_file_is_decompressed_for_the_parallel_reader(tmp_path: Path, mix
     part way is left to its own reading, which says from which line nothing was read. A
     UTF-16 file is copied as UTF-8 likewise."""
     from agent.cli import _spooled
-    from connectors.files import is_ndjson
+    from connectors.files import layout_of
 
     path, _ = mixed_file
     packed = tmp_path / "a.json.gz"
@@ -139,14 +139,18 @@ def test_a_gzip_file_is_decompressed_for_the_parallel_reader(tmp_path: Path, mix
     spool = tmp_path / "spool"
     spool.mkdir()
     files, names = _spooled([packed, broken, path], spool, unzip=True)
-    assert files[0].read_bytes() == path.read_bytes() and is_ndjson(files[0])
+    assert files[0].read_bytes() == path.read_bytes() and layout_of(files[0]) == "ndjson"
     assert files[1:] == [broken, path] and names == {str(files[0]): str(packed)}
     assert list(spool.iterdir()) == [files[0]]  # nothing left of the broken one's copy
     assert _spooled([packed], tmp_path, unzip=False) == ([packed], {})  # one read worker
     wide = tmp_path / "powershell.json"  # Windows PowerShell 5's `>`: UTF-16
     wide.write_text(path.read_text(), encoding="utf-16")
     (copy,), _ = _spooled([wide], spool, unzip=True)
-    assert copy.read_bytes() == path.read_bytes() and is_ndjson(copy) and not is_ndjson(wide)
+    assert (
+        copy.read_bytes() == path.read_bytes()
+        and layout_of(copy) == "ndjson"
+        and layout_of(wide) != "ndjson"
+    )
 
 
 def test_rejected_documents_are_listed_newest_first_with_why(tmp_path: Path, mixed_file) -> None:

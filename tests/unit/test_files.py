@@ -10,7 +10,7 @@ import pytest
 
 from agent.errors import BadInput
 from agent.models import DeadLetter
-from connectors.files import is_ndjson, ndjson_documents, read_documents
+from connectors.files import layout_of, ndjson_documents, read_documents
 from tests.conftest import ecs
 
 
@@ -180,7 +180,7 @@ def test_a_first_line_longer_than_the_layout_probe_is_still_ndjson(tmp_path: Pat
     rest = '{"a": 1}\n{"a": 2}\n'
     f = tmp_path / "long.ndjson"
     f.write_text(line + "\n" + rest)
-    assert is_ndjson(f)
+    assert layout_of(f) == "ndjson"
     ok, dead = split(list(read_documents(f)))
     assert [(n, d["a"]) for n, d, *_ in ok] == [(1, 0), (2, 1), (3, 2)] and not dead
     ok, dead = split(list(read_documents(f, max_doc_bytes=1000)))
@@ -265,7 +265,7 @@ def test_a_gzip_file_is_read_as_its_content(tmp_path: Path, name: str, text: str
     f.write_bytes(gzip.compress(text.encode()))
     ok, dead = split(list(read_documents(f)))
     assert not dead and [d["a"] for _, d, *_ in ok] == [1, 2]
-    assert not is_ndjson(f)  # a parallel reader cannot cut it at byte offsets
+    assert layout_of(f) != "ndjson"  # a parallel reader cannot cut it at byte offsets
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
@@ -289,7 +289,7 @@ def test_a_utf16_file_is_read_as_its_text(
     ok, dead = split(list(read_documents(f)))
     assert [d["a"] for _, d, *_ in ok] == [1, 2] and ok[0][1]["who"] == "Jérôme"
     assert len(dead) == 1 and dead[0].line == broken_line and "invalid JSON" in dead[0].reason
-    assert not is_ndjson(f)
+    assert layout_of(f) != "ndjson"
 
 
 def test_a_gzip_file_cut_short_ends_in_one_dead_letter(tmp_path: Path) -> None:
