@@ -25,7 +25,7 @@ from agent.attack import known_techniques, tactic_id
 from agent.errors import BadInput
 from agent.models import Alert, Assessment, Incident, Severity
 from agent.prompts import SYSTEM, evidence, retry_message, user_message
-from agent.pseudonymize import TOKEN, Masker, Passthrough, Pseudonymizer
+from agent.pseudonymize import TOKEN, Masker, Passthrough, Pseudonymizer, sub_addresses
 from connectors.mistral import ChatModel, ChatResult
 
 
@@ -346,7 +346,7 @@ class MistralAnalyst:
 
         text = TOKEN.sub(check, text)
         if isinstance(pseudo, Pseudonymizer):
-            text = _RAW_IP.sub(lambda m: _unverified(m, notes), text)
+            text = sub_addresses(text, lambda address: _unverified(address, notes))
         return pseudo.unmask(text)
 
     def _offline(self, incident: Incident, alerts: dict[str, Alert], why: str) -> Assessment:
@@ -355,11 +355,8 @@ class MistralAnalyst:
         return a
 
 
-_RAW_IP = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
-
-
-def _unverified(m: re.Match[str], notes: list[str]) -> str:
-    notes.append(f"dropped raw address {m.group(0)} (not a token we issued)")
+def _unverified(address: str, notes: list[str]) -> str:
+    notes.append(f"dropped raw address {address} (not a token we issued)")
     return "[unverified entity]"
 
 

@@ -8,37 +8,111 @@ the same value gets the same token across incidents.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from agent.models import Alert
 
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}(?![\w:])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL|DOMAIN)_\d+\b")
-#: How common log lines name an account: sshd and PAM ("for invalid user X", "Accepted
-#: password for X from 1.2.3.4 port 22"), sudo ("sudo: X : TTY=..."), key=value pairs
-#: (auditd's acct="X", PAM's ruser=X, CEF's suser=X), Windows event text ("Account Name: X").
+#: What may be an IPv6 address, as written (`fe80::1%eth0`, `::ffff:10.0.0.5`): two colons at
+#: least; `_ipv6` keeps what `ipaddress` reads as one. A time of day (`10:00:00`) is none.
+_IPV6_LIKE = re.compile(
+    r"(?<![\w:.%])(?=[0-9a-fA-F.]*:[0-9a-fA-F.]*:)[0-9a-fA-F:.]++(?:%[\w-]++)?+(?![\w%])"
+)
+#: A hardware address (`00:1a:2b:3c:4d:5e`, Windows' `00-1A-2B-3C-4D-5E`): a device, and its owner.
+_MAC = re.compile(r"(?<![\w:-])[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}(?![\w:-])")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]+(?:\.[\w-]+)+")
+TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL|DOMAIN|MAC)_\d+\b")
+#: A name as log lines write it: not the brackets, quotes or punctuation around it.
+_V = r"[^\s\"'`;,()\[\]<>]+"
+#: How common log lines name an account (each group a name). OpenSSH and PAM ("for invalid user
+#: X", "Accepted password for X from 1.2.3.4 port 22", "session opened for user root by
+#: X(uid=1000)", "authenticating user X"), su ("(to root) X on pts/0"), sudo ("sudo: X :
+#: TTY=..."), shadow-utils ("new user: name=X", "add 'X' to group", "password changed for X"),
+#: systemd ("Session 12 of User X"), login ("FAILED LOGIN 1 FROM tty1 FOR X"), Dovecot
+#: ("pam(X,1.2.3.4)", "imap(X)"), vsftpd ("[X] FAIL LOGIN"), ProFTPD ("USER X:"), cron ("(X)
+#: CMD"), pkexec, polkit ("unix-user:X"), Apache's access log ("1.2.3.4 - X [07/Dec/2026:"),
+#: key=value pairs (auditd's acct="X" and AUID="X", PAM's ruser=X, CEF's suser=X, Dovecot's
+#: user=<X>, Postfix's sasl_username=X), Windows event text ("Account Name: X", "Logon
+#: Account: X", Sysmon's "User: CORP\\X").
 _NAMED_USER = re.compile(
-    r"\b(?:for|[Ii]nvalid) user (?P<a>[^\s\"';,()]+)"
-    r"|\bfor (?P<b>[^\s\"';,()]+) from \S+ port \d"
-    r"|\bsudo(?:\[\d+\])?: +(?P<c>[^\s\"';,()]+) : "
-    r"|\b(?:user|USER|[Uu]ser[Nn]ame|acct|ruser|logname|suser|duser|TargetUserName"
-    r"|SubjectUserName)=\"?(?P<d>[^\s\"';,()]+)"
-    r"|\bAccount Name:\s+(?P<e>[^\s\"';,()]+)"
+    rf"\b(?:for|[Ii]nvalid|authenticating|[Dd]isconnected from) user '?({_V})"
+    rf"|\bfor ({_V}) from \S+ port \d"
+    rf"|\bUser ({_V}) from \S+ not allowed"
+    rf"|\bby ({_V})\(uid=\d+\)"
+    rf"|\(to ({_V})\) ({_V}) on "
+    rf"|\bsu for ({_V}) by ({_V})"
+    rf"|\bsudo(?:\[\d+\])?: +({_V}) : "
+    rf"|\bnew user: name=({_V})"
+    rf"|\b(?:add|change|lock|unlock|delete|modify) user '({_V})'"
+    rf"|\badd '({_V})' to (?:shadow )?group|\bowned by '({_V})'"
+    rf"|\bpassword changed for ({_V})"
+    rf"|\b[Ss]ession \S+ of [Uu]ser ({_V})"
+    rf"|\bFAILED LOGIN .{{0,60}}? FOR '?({_V})"
+    rf"|\b(?:pam|passwd-file|passwd|shadow|ldap|sql|checkpassword)\(({_V}),"
+    rf"|\b(?:imap|pop3|lmtp|submission|managesieve)\(({_V})\)"
+    rf"|\[({_V})\] (?:OK|FAIL) |\bUSER ({_V}): "
+    rf"|\(({_V})\) CMD |\bpkexec(?:\[\d+\])?: ({_V}): |\bunix-user:({_V})"
+    rf"|\S \S+ ({_V}) \[\d{{1,2}}/\w{{3}}/\d{{4}}:"
+    rf"|\b(?:user|USER|[Uu]ser[Nn]ame|acct|ruser|logname|suser|duser|sasl_username"
+    rf"|TargetUserName|SubjectUserName|(?:A|E|S|FS|O)?UID)=[\"<]?({_V})"
+    rf"|\b(?:Account Name|Logon Account|User):\s+({_V})"
 )
-#: And a host: PAM's rhost=, CEF's shost= and dhost=, hostname=, Windows' "Workstation Name:".
+#: And a host: PAM's rhost=, CEF's shost= and dhost=, hostname=, sshd's "from X port 22",
+#: Postfix's "X[1.2.3.4]", Samba's "workstation [X]", Windows' "Workstation Name:", "Source
+#: Workstation:", "Caller Computer Name:".
 _NAMED_HOST = re.compile(
-    r"\b(?:rhost|shost|dhost|[Hh]ost[Nn]ame)=\"?(?P<a>[^\s\"';,()]+)"
-    r"|\b(?:Workstation Name|Computer(?:Name)?):\s+(?P<b>[^\s\"';,()]+)"
+    rf"\b(?:rhost|shost|dhost|[Hh]ost[Nn]ame)=\"?({_V})"
+    rf"|\bfrom ({_V}) port \d"
+    rf"|(?<![\w.-])([A-Za-z][\w.-]*+)\[(?:\d{{1,3}}\.){{3}}\d{{1,3}}\]"
+    rf"|\bworkstation \[({_V})\]"
+    rf"|\b(?:Workstation Name|Source Workstation|Computer(?: ?Name)?):\s+({_V})"
 )
-#: Windows event text names an account, then its domain: `CORP\\jsmith`, so `CORP` is masked too.
-_ACCOUNT = re.compile(r"\bAccount Name:\s+([^\s\"';,()]+)\s+Account Domain:\s+([^\s\"';,()]+)")
+#: Accounts written with their Windows domain: Windows event text (`Account Name: X Account
+#: Domain: CORP`) and Samba (`user [CORP]\\[X]`), so `CORP` is masked too.
+_ACCOUNTS = (
+    re.compile(rf"\bAccount Name:\s+(?P<name>{_V})\s+Account Domain:\s+(?P<domain>{_V})"),
+    re.compile(rf"\buser \[(?P<domain>{_V})\]\\\[(?P<name>{_V})\]"),
+)
 #: Values these patterns find that name nobody: masking them would hide words from the model.
 _NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "localhost"})
+
+
+def _ipv6(candidate: str) -> str | None:
+    """The IPv6 address a candidate is (its IPv4 address if it is one written as IPv6, as
+    Windows writes `::ffff:10.0.0.5`), or None: a time, `::`, `a::b` in code."""
+    address = candidate.split("%", 1)[0]
+    if not any(c.isdigit() for c in address) and address.count(":") - address.count("::") < 3:
+        return None
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return None
+    mapped = parsed.ipv4_mapped
+    return str(mapped) if mapped is not None else candidate
+
+
+def is_address(value: str) -> bool:
+    """Whether the value is an IP address (names are learnt; addresses are found anywhere)."""
+    return bool(_IPV4.fullmatch(value)) or (
+        _IPV6_LIKE.fullmatch(value) is not None and _ipv6(value) is not None
+    )
+
+
+def sub_addresses(text: str, replace: Callable[[str], str]) -> str:
+    """Each IP address in the text replaced (given the address: an IPv4 one written as IPv6
+    is given as IPv4)."""
+
+    def ipv6(m: re.Match[str]) -> str:
+        found = m.group(0)
+        written = found.rstrip(".")  # a sentence's full stop
+        address = _ipv6(written)
+        return found if address is None else replace(address) + found[len(written) :]
+
+    return _IPV4.sub(lambda m: replace(m.group(0)), _IPV6_LIKE.sub(ipv6, text))
 
 
 def _short_host(host: str) -> str | None:
@@ -69,9 +143,10 @@ def named_in(text: str) -> tuple[list[str], list[str]]:
     """Hosts and accounts a log line names where common formats put them (a sshd line names
     the account tried, when no field does), without addresses (masked wherever they are)."""
     accounts = [
-        f"{domain}\\{name}"
-        for name, domain in _ACCOUNT.findall(text)
-        if len(name) >= 2 and len(domain) >= 2  # Windows writes "-" for none
+        f"{m['domain']}\\{m['name']}"
+        for pattern in _ACCOUNTS
+        for m in pattern.finditer(text)
+        if len(m["name"]) >= 2 and len(m["domain"]) >= 2  # Windows writes "-" for none
     ]
     return _names(_NAMED_HOST, text), _names(_NAMED_USER, text) + accounts
 
@@ -79,15 +154,14 @@ def named_in(text: str) -> tuple[list[str], list[str]]:
 def _names(pattern: re.Pattern[str], text: str) -> list[str]:
     found = []
     for m in pattern.finditer(text):
-        value = next(v for v in m.groups() if v is not None).rstrip(".:")
-        if (
-            len(value) >= 2
-            and value.casefold() not in _NOBODY
-            and not value.isdigit()
-            and not _IPV4.fullmatch(value)
-            and not _IPV6.fullmatch(value)
-        ):
-            found.append(value)
+        for value in (v.rstrip(".:") for v in m.groups() if v is not None):
+            if (
+                len(value) >= 2
+                and value.casefold() not in _NOBODY
+                and not value.isdigit()
+                and not is_address(value)
+            ):
+                found.append(value)
     return found
 
 
@@ -228,10 +302,10 @@ class Pseudonymizer:
             return self._pattern
 
     def mask(self, text: str) -> str:
-        """Known values and any IP or e-mail address in the text become tokens."""
+        """Known values and any address (IP, e-mail, hardware) in the text become tokens."""
         text = _EMAIL.sub(lambda m: self.token("EMAIL", m.group(0)), text)
-        text = _IPV4.sub(lambda m: self.token("IP", m.group(0)), text)
-        text = _IPV6.sub(lambda m: self.token("IP", m.group(0)), text)
+        text = _MAC.sub(lambda m: self.token("MAC", m.group(0)), text)
+        text = sub_addresses(text, lambda address: self.token("IP", address))
         pattern = self._known()
         if pattern is not None:
             text = pattern.sub(self._known_token, text)

@@ -256,7 +256,7 @@ def test_bogus_citations_techniques_and_entities_are_dropped_and_recorded(standi
     body = good_answer(
         inc.alert_ids,
         techniques=["T1110", "T9999"],
-        summary="HOST_1 talked to HOST_77 and 198.51.100.9.",
+        summary="HOST_1 talked to HOST_77 and 198.51.100.9, then 2001:db8::77.",
     )
     body["claims"].append({"text": "made up", "alert_ids": ["no-such-alert"]})
     body["claims"][0]["alert_ids"].append("ghost-id")
@@ -265,8 +265,16 @@ def test_bogus_citations_techniques_and_entities_are_dropped_and_recorded(standi
     assert a.analyst == "mistral" and "ghost-id" not in a.cited_alert_ids
     assert a.techniques == ["T1110"]
     assert "HOST_77" not in a.summary and "198.51.100.9" not in a.summary
+    assert "2001:db8::77" not in a.summary  # an IPv6 address, compressed as people write it
     notes = " | ".join(a.notes)
-    for expected in ("ghost-id", "no valid citation", "T9999", "HOST_77", "198.51.100.9"):
+    for expected in (
+        "ghost-id",
+        "no valid citation",
+        "T9999",
+        "HOST_77",
+        "198.51.100.9",
+        "2001:db8::77",
+    ):
         assert expected in notes, expected
 
 
