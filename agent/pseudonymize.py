@@ -82,9 +82,10 @@ _NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "loc
 
 
 def _ipv6(candidate: str) -> str | None:
-    """The IPv6 address a candidate is (its IPv4 address if it is one written as IPv6, as
-    Windows writes `::ffff:10.0.0.5`), or None: a time, `::`, `a::b` in code."""
-    address = candidate.split("%", 1)[0]
+    """The IPv6 address a candidate is, as `ipaddress` writes it (as the normaliser keeps a
+    field's: one token for `2001:DB8:0::1` and `2001:db8::1`), or its IPv4 address if it is one
+    written as IPv6 (Windows' `::ffff:10.0.0.5`); None for a time, `::`, `a::b` in code."""
+    address, zone, scope = candidate.partition("%")
     if not any(c.isdigit() for c in address) and address.count(":") - address.count("::") < 3:
         return None
     try:
@@ -92,7 +93,7 @@ def _ipv6(candidate: str) -> str | None:
     except ValueError:
         return None
     mapped = parsed.ipv4_mapped
-    return str(mapped) if mapped is not None else candidate
+    return str(mapped) if mapped is not None else f"{parsed}{zone}{scope}"
 
 
 def is_address(value: str) -> bool:

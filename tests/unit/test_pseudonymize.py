@@ -155,7 +155,8 @@ def test_ipv6_addresses_are_masked_as_they_are_written() -> None:
         "and ::ffff:10.0.0.5, then fe80::2."
     )
     assert out == f"IP_2 and [IP_3]:443 and IP_4 and IP_5 and {ipv4.split()[1]}, then IP_6.", out
-    assert p.unmask("IP_3") == "2001:db8::1"
+    assert p.unmask("IP_3") == "2001:db8::1" and p.unmask("IP_2") == "fe80::1%eth0"
+    assert p.mask("2001:DB8:0::1") == "IP_3"  # the address however written, as fields keep it
 
 
 def test_hardware_addresses_are_masked_as_such() -> None:
