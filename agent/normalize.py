@@ -215,6 +215,18 @@ def alert_id(doc: dict[str, Any], get: Getter) -> str:
     return f"sha256-{digest[:32]}"
 
 
+#: What Wazuh's PAM decoder keeps after an account's name: pam_unix writes "session opened for
+#: user jdoe(uid=1000)", and `data.dstuser` holds "jdoe(uid=1000)" where sshd's says "jdoe".
+_UID_SUFFIX = re.compile(r"\(uid=\d+\)$")
+
+
+def clean_users(values: list[str]) -> list[str]:
+    """Account names as other sensors write them: one account, one entity (linked, matched by
+    playbooks, given to actions), whether or not PAM added its uid."""
+    kept = [_UID_SUFFIX.sub("", v) if v.endswith(")") else v for v in values]
+    return list(dict.fromkeys(v for v in kept if v))
+
+
 def clean_ips(values: list[str]) -> tuple[str, ...]:
     """Valid, routable-or-private addresses only: loopback and unspecified link nothing."""
     return _clean_ips(tuple(values)) if values else ()
@@ -448,7 +460,11 @@ def _entities_read(f: Fields, spec: EntitySpec) -> Entities:
     values: list[tuple[str, ...]] = [()] * len(spec.rows)
     for row, paths, limit, ip in plan:
         found = [v for v in f.all(*paths) if v not in NO_NAME]
-        values[row] = clean_ips(found) if ip else tuple(found[:limit] if limit else found)
+        if ip:
+            values[row] = clean_ips(found)
+        else:
+            kept = clean_users(found) if spec.rows[row][0] == "users" else found
+            values[row] = tuple(kept[:limit] if limit else kept)
     key = tuple(values)
     entities = _ENTITY_CACHE.get(key)
     if entities is None:

@@ -341,3 +341,26 @@ def test_plain_ipv4_addresses_are_kept_as_ipaddress_would_keep_them(values: list
     from agent.normalize import _clean_ips
 
     assert _clean_ips(tuple(values)) == _by_ipaddress(tuple(values))
+
+
+def test_an_account_is_one_entity_whether_or_not_pam_wrote_its_uid(shared_data) -> None:
+    """Wazuh's PAM decoder keeps pam_unix's `(uid=0)` in `data.dstuser`: the shared samples'
+    session alerts named `root(uid=0)`, their sudo alerts `root`, two accounts to link by,
+    match playbooks on and hand to actions (`disable_account` of "jdoe(uid=1000)")."""
+    docs = [
+        json.loads(line)
+        for path in sorted((shared_data / "wazuh").glob("*.alerts.json"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    sessions = [normalize(d) for d in docs if "(uid=" in str(d.get("data", {}).get("dstuser"))]
+    assert sessions and all(a.entities.users == ("root",) for a in sessions)
+    opened = {
+        "timestamp": "2026-12-07T10:00:00.000+0000",
+        "rule": {"level": 3, "id": "5501", "description": "PAM: Login session opened."},
+        "agent": {"id": "001", "name": "web-01"},
+        "data": {"dstuser": "jdoe(uid=1000)", "srcuser": "jdoe(uid=1000)", "uid": "0"},
+        "full_log": "su: pam_unix(su:session): session opened for user jdoe(uid=1000) by (uid=0)",
+        "id": "1765101600.1",
+    }
+    assert normalize(opened).entities.users == ("jdoe",)
