@@ -227,5 +227,9 @@ def revoke(
     reason, actor = _reason(reason), _named(actor)
     if role is not None and role not in TUNING_ROLES:
         raise Forbidden(f"revoking a tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
-    if not store.revoke_tuning(rule_id, host, actor, reason):
+    # Hosts are read in lower case, as tunings record them; one made before keeps its spelling.
+    if not (
+        store.revoke_tuning(rule_id, host.lower(), actor, reason)
+        or store.revoke_tuning(rule_id, host, actor, reason)
+    ):
         raise NotFound(f"no tuning of {rule_id!r} on {host!r}")

@@ -218,12 +218,18 @@ def alert_id(doc: dict[str, Any], get: Getter) -> str:
 #: What Wazuh's PAM decoder keeps after an account's name: pam_unix writes "session opened for
 #: user jdoe(uid=1000)", and `data.dstuser` holds "jdoe(uid=1000)" where sshd's says "jdoe".
 _UID_SUFFIX = re.compile(r"\(uid=\d+\)$")
+#: The entity kinds that are names, read in lower case.
+_NAMES = frozenset({"hosts", "users"})
 
 
-def clean_users(values: list[str]) -> list[str]:
-    """Account names as other sensors write them: one account, one entity (linked, matched by
-    playbooks, given to actions), whether or not PAM added its uid."""
-    kept = [_UID_SUFFIX.sub("", v) if v.endswith(")") else v for v in values]
+def clean_names(values: list[str], accounts: bool) -> list[str]:
+    """Host and account names as one entity each however a sensor writes them (linked,
+    matched by playbooks, given to actions): in lower case, as names of either kind are
+    compared (Windows' agent `WS-FIN-07` is Elastic Agent's `ws-fin-07`, a logon's `JDoe` the
+    directory's `jdoe`), and an account without the uid PAM may add."""
+    kept = (v.lower() for v in values)
+    if accounts:
+        kept = (_UID_SUFFIX.sub("", v) if v.endswith(")") else v for v in kept)
     return list(dict.fromkeys(v for v in kept if v))
 
 
@@ -463,7 +469,8 @@ def _entities_read(f: Fields, spec: EntitySpec) -> Entities:
         if ip:
             values[row] = clean_ips(found)
         else:
-            kept = clean_users(found) if spec.rows[row][0] == "users" else found
+            kind = spec.rows[row][0]
+            kept = clean_names(found, kind == "users") if kind in _NAMES else found
             values[row] = tuple(kept[:limit] if limit else kept)
     key = tuple(values)
     entities = _ENTITY_CACHE.get(key)

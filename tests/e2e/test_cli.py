@@ -568,7 +568,7 @@ def test_alert_content_prints_as_text_never_as_terminal_markup(tmp_path: Path) -
     """Rule, host and user names are attacker-controlled: rich markup in them must neither
     restyle the terminal nor crash it ("[/]" closes nothing), in the summary, the approval
     queue or a decision."""
-    user = "[/]svc[bold red] APPROVED[/]"
+    user = "[/]svc[bold red] approved[/]"  # lower case: account names are read so
     f = escalation(tmp_path, "Privilege escalation [/] via pkexec", "web[/]01", user)
     triaged = vigie(tmp_path, "triage", "--input", str(f))
     assert triaged.returncode == 0, triaged.stderr

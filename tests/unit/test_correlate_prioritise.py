@@ -275,6 +275,19 @@ def test_a_host_link_names_the_sensors_that_corroborate_it() -> None:
     assert (link.value, link.sensors) == ("db", [])
 
 
+def test_a_host_and_an_account_are_one_entity_whichever_case_a_sensor_writes() -> None:
+    """Windows' Wazuh agent says `WS-FIN-07` and a logon `JDoe`, Elastic Agent `ws-fin-07` and
+    `jdoe`: two incidents, and the execution-then-persistence on one host unseen."""
+    seen = [
+        alert("e1", 0, "PowerShell download", "WS-FIN-07", user={"name": "JDoe"}, tactic="TA0002"),
+        alert("w1", 2, "New scheduled task", "ws-fin-07", user={"name": "jdoe"}, tactic="TA0003"),
+    ]
+    (cluster,) = correlate(seen)
+    assert {a.entities.hosts for a in cluster.alerts} == {("ws-fin-07",)}
+    assert {(link.kind, link.value) for link in cluster.links} >= {("host", "ws-fin-07")}
+    assert {a.entities.users for a in cluster.alerts} == {("jdoe",)}
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)
@@ -1020,10 +1033,10 @@ def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:
     }
     assert "criticality" not in factor["aplain"]
     assert host.priority == pytest.approx(plain.priority + 10)
-    assert factor["ahost"]["criticality"].detail == "critical host(s): DC01"
+    assert factor["ahost"]["criticality"].detail == "critical host(s): dc01"  # as names are read
     assert both.priority == pytest.approx(plain.priority + 15)
     assert factor["aboth"]["criticality"].detail == (
-        "critical host(s): dc02; critical identity(s): ALICE-ADM"
+        "critical host(s): dc02; critical identity(s): alice-adm"
     )
 
 

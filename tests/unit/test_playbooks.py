@@ -330,7 +330,7 @@ def test_a_windows_brute_force_through_wazuh_names_its_account_and_source() -> N
     which needs a source address, proposed no block. Windows' "-" is nobody, and its
     IPv4-mapped address is the IPv4 host other sensors name."""
     alerts = [normalize(windows_failed_logon(n)) for n in range(3)]
-    assert {a.entities.users for a in alerts} == {("Administrator",)}
+    assert {a.entities.users for a in alerts} == {("administrator",)}  # names in lower case
     assert {a.entities.source_ips for a in alerts} == {("192.168.100.154",)}
     props = shipped_proposals(alerts)
     assert [p.args["ip"] for p in props if p.action == "block_ip"] == ["192.168.100.154"]
@@ -342,6 +342,6 @@ def test_a_windows_brute_force_through_wazuh_names_its_account_and_source() -> N
         "queryName": "c2.example.net",
     }
     e = normalize(sysmon).entities
-    assert e.processes == ("C:\\Windows\\System32\\rundll32.exe",) and e.users == ("CORP\\jdoe",)
+    assert e.processes == ("C:\\Windows\\System32\\rundll32.exe",) and e.users == ("corp\\jdoe",)
     assert e.files == ("C:\\Users\\jdoe\\AppData\\Local\\Temp\\x.dll",)
     assert e.domains == ("c2.example.net",)
