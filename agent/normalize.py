@@ -422,6 +422,15 @@ WAZUH_ENTITIES = EntitySpec(
     ("urls", ("data.url", "data.http.url"), None, False),
     ("domains", ("data.http.hostname", "data.dns.rrname", _WIN + "queryName"), None, False),
 )
+#: The agent id Wazuh gives what its manager decodes itself: its own logs, and the syslog every
+#: device and server sends it (wazuh#6739), each alert naming the manager as its agent.
+MANAGER_AGENT_ID = "000"
+#: Those alerts' host is the one the syslog header names (`predecoder.hostname`), else the
+#: manager's: a firewall's, a switch's and a relayed server's alerts were all the manager's
+#: (one host linking them all, and its playbooks isolating the manager).
+WAZUH_MANAGER_ENTITIES = EntitySpec(
+    ("hosts", ("predecoder.hostname", "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
+)
 #: What Windows and Linux logs write where a name is absent: no entity.
 NO_NAME = frozenset({"-", "N/A", "(unknown)"})
 #: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
@@ -597,7 +606,8 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     rule_name = f.first("rule.description") or "(no description)"
     tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
     techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
-    entities = entities_of(f, WAZUH_ENTITIES)
+    manager = f.get("agent.id") == MANAGER_AGENT_ID
+    entities = entities_of(f, WAZUH_MANAGER_ENTITIES if manager else WAZUH_ENTITIES)
     return _build(
         doc,
         f,

@@ -364,3 +364,29 @@ def test_an_account_is_one_entity_whether_or_not_pam_wrote_its_uid(shared_data) 
         "id": "1765101600.1",
     }
     assert normalize(opened).entities.users == ("jdoe",)
+
+
+def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
+    """What the manager decodes itself carries agent 000, the manager's name: the syslog of a
+    firewall and of a relayed server (wazuh#6739) were all the manager's alerts, one host
+    linking them and the host a playbook would isolate. The syslog header names the host."""
+
+    def relayed(n: int, hostname: str | None) -> dict:
+        doc = {
+            "timestamp": "2026-12-07T10:00:00.000+0000",
+            "rule": {"level": 5, "id": "5710", "description": "sshd: invalid user."},
+            "agent": {"id": "000", "name": "wazuh-manager"},
+            "manager": {"name": "wazuh-manager"},
+            "full_log": f"Dec  7 10:00:0{n} {hostname} sshd[7]: Invalid user oracle from 1.2.3.4",
+            "location": "192.168.7.67",
+            "id": f"1765101600.{n}",
+        }
+        if hostname is not None:
+            doc["predecoder"] = {"timestamp": f"Dec  7 10:00:0{n}", "hostname": hostname}
+        return doc
+
+    assert normalize(relayed(1, "FW-01")).entities.hosts == ("fw-01",)
+    assert normalize(relayed(2, "web-02")).entities.hosts == ("web-02",)
+    assert normalize(relayed(3, None)).entities.hosts == ("wazuh-manager",)  # nothing better
+    own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "web-02.corp.example"}}
+    assert normalize(own).entities.hosts == ("web-02.corp.example",)  # an agent's own name
