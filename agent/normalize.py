@@ -431,6 +431,12 @@ MANAGER_AGENT_ID = "000"
 WAZUH_MANAGER_ENTITIES = EntitySpec(
     ("hosts", ("predecoder.hostname", "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
 )
+#: A Windows event's own machine (`WS-FIN-07.corp.example`): a collector's agent reading the
+#: events other machines forward it (Windows Event Forwarding, wazuh#2136) names itself.
+_WIN_COMPUTER = "data.win.system.computer"
+WAZUH_FORWARDED_ENTITIES = EntitySpec(
+    ("hosts", (_WIN_COMPUTER, "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
+)
 #: What Windows and Linux logs write where a name is absent: no entity.
 NO_NAME = frozenset({"-", "N/A", "(unknown)"})
 #: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
@@ -606,8 +612,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     rule_name = f.first("rule.description") or "(no description)"
     tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
     techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
-    manager = f.get("agent.id") == MANAGER_AGENT_ID
-    entities = entities_of(f, WAZUH_MANAGER_ENTITIES if manager else WAZUH_ENTITIES)
+    entities = entities_of(f, _wazuh_entities(f))
     return _build(
         doc,
         f,
@@ -623,6 +628,26 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=entities,
         message=wazuh_message(f, rule_name)(f.get),
     )
+
+
+def _wazuh_entities(f: Fields) -> EntitySpec:
+    """Where a Wazuh alert's host is: its agent's name, but for what the manager decodes itself
+    and for Windows events forwarded to a collector's agent (Windows Event Forwarding: the
+    event's computer is another machine than the agent's)."""
+    if f.get("agent.id") == MANAGER_AGENT_ID:
+        return WAZUH_MANAGER_ENTITIES
+    computer, agent = f.get(_WIN_COMPUTER), f.get("agent.name")
+    forwarded = (
+        isinstance(computer, str)
+        and isinstance(agent, str)
+        and bool(computer)
+        and _first_label(computer) != _first_label(agent)
+    )
+    return WAZUH_FORWARDED_ENTITIES if forwarded else WAZUH_ENTITIES
+
+
+def _first_label(name: str) -> str:
+    return name.split(".", 1)[0].lower()
 
 
 def wazuh_message(f: Fields, rule_name: str) -> MessageOf:

@@ -390,3 +390,35 @@ def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
     assert normalize(relayed(3, None)).entities.hosts == ("wazuh-manager",)  # nothing better
     own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "web-02.corp.example"}}
     assert normalize(own).entities.hosts == ("web-02.corp.example",)  # an agent's own name
+
+
+def test_windows_events_forwarded_to_a_collector_are_their_own_machine_s() -> None:
+    """A collector's agent reading the ForwardedEvents channel (Windows Event Forwarding,
+    wazuh#2136) named itself as the host of every machine's events: one host linking them."""
+
+    def logon(n: int, computer: str, agent: str) -> dict:
+        return {
+            "timestamp": "2026-12-07T10:00:00.000+0000",
+            "rule": {"level": 5, "id": "60122", "description": "Logon failure."},
+            "agent": {"id": "012", "name": agent},
+            "data": {
+                "win": {
+                    "system": {"eventID": "4625", "channel": "Security", "computer": computer},
+                    "eventdata": {"targetUserName": "jdoe", "ipAddress": "10.0.0.5"},
+                }
+            },
+            "location": "EventChannel",
+            "id": f"1765101600.{n}",
+        }
+
+    forwarded = [
+        logon(1, "SERVER-01.corp.example", "wec-01"),
+        logon(2, "WS-07.corp.example", "wec-01"),
+    ]
+    assert [normalize(d).entities.hosts for d in forwarded] == [
+        ("server-01.corp.example",),
+        ("ws-07.corp.example",),
+    ]
+    own = normalize(logon(3, "WS-FIN-07.corp.example", "WS-FIN-07"))
+    assert own.entities.hosts == ("ws-fin-07",)  # its own agent: the agent's name, as before
+    assert own.entities.users == ("jdoe",) and normalize(forwarded[0]).entities.users == ("jdoe",)
