@@ -376,6 +376,13 @@ ECS_ENTITIES = EntitySpec(
         False,
     ),
 )
+#: Winlogbeat's and Elastic Agent's name of a Windows event's own machine: a collector of
+#: Windows Event Forwarding reading other machines' events is `host.name`.
+_WINLOG_COMPUTER = "winlog.computer_name"
+ECS_FORWARDED_ENTITIES = EntitySpec(
+    ("hosts", (_WINLOG_COMPUTER, "host.name", "host.hostname"), 1, False),
+    *ECS_ENTITIES.rows[1:],
+)
 #: Windows event channel fields as Wazuh decodes them (`data.win.eventdata.*`, camelCase):
 #: a failed logon's account and address, Sysmon's process, file and DNS query.
 _WIN = "data.win.eventdata."
@@ -515,7 +522,21 @@ def _plan(spec: EntitySpec, present: set[str]) -> Plan:
 
 
 def ecs_entities(f: Fields) -> Entities:
+    computer = f.flat.get(_WINLOG_COMPUTER)  # a Windows event's only: one lookup for the rest
+    if computer is not None and _forwarded(computer, f.first("host.name", "host.hostname")):
+        return entities_of(f, ECS_FORWARDED_ENTITIES)
     return entities_of(f, ECS_ENTITIES)
+
+
+def _forwarded(computer: Any, reader: Any) -> bool:
+    """Whether a Windows event's own machine is another than the one that read it (a collector
+    of Windows Event Forwarding, its events named after itself)."""
+    return (
+        isinstance(computer, str)
+        and isinstance(reader, str)
+        and bool(computer)
+        and _first_label(computer) != _first_label(reader)
+    )
 
 
 # --- per-format normalisers ---------------------------------------------------------------------
@@ -636,13 +657,7 @@ def _wazuh_entities(f: Fields) -> EntitySpec:
     event's computer is another machine than the agent's)."""
     if f.get("agent.id") == MANAGER_AGENT_ID:
         return WAZUH_MANAGER_ENTITIES
-    computer, agent = f.get(_WIN_COMPUTER), f.get("agent.name")
-    forwarded = (
-        isinstance(computer, str)
-        and isinstance(agent, str)
-        and bool(computer)
-        and _first_label(computer) != _first_label(agent)
-    )
+    forwarded = _forwarded(f.get(_WIN_COMPUTER), f.get("agent.name"))
     return WAZUH_FORWARDED_ENTITIES if forwarded else WAZUH_ENTITIES
 
 

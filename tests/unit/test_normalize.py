@@ -422,3 +422,19 @@ def test_windows_events_forwarded_to_a_collector_are_their_own_machine_s() -> No
     own = normalize(logon(3, "WS-FIN-07.corp.example", "WS-FIN-07"))
     assert own.entities.hosts == ("ws-fin-07",)  # its own agent: the agent's name, as before
     assert own.entities.users == ("jdoe",) and normalize(forwarded[0]).entities.users == ("jdoe",)
+
+
+def test_a_windows_event_winlogbeat_read_on_a_collector_is_its_own_machine_s() -> None:
+    """The same with Winlogbeat or Elastic Agent on the collector: `host.name` is the
+    collector's, `winlog.computer_name` the machine's whose event it is."""
+
+    def event(n: int, computer: str, host: str) -> dict:
+        return ecs(n, 0, "Logon failure", host, winlog={"computer_name": computer})
+
+    assert normalize(event(1, "SERVER-01.corp.example", "wec-01")).entities.hosts == (
+        "server-01.corp.example",
+    )
+    assert normalize(event(2, "ws-fin-07.corp.example", "WS-FIN-07")).entities.hosts == (
+        "ws-fin-07",
+    )
+    assert normalize(ecs(3, 0, "Logon failure", "wec-01")).entities.hosts == ("wec-01",)
