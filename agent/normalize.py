@@ -539,6 +539,10 @@ def _forwarded(computer: Any, reader: Any) -> bool:
     )
 
 
+def _first_label(name: str) -> str:
+    return name.split(".", 1)[0].lower()
+
+
 # --- per-format normalisers ---------------------------------------------------------------------
 
 
@@ -659,10 +663,6 @@ def _wazuh_entities(f: Fields) -> EntitySpec:
         return WAZUH_MANAGER_ENTITIES
     forwarded = _forwarded(f.get(_WIN_COMPUTER), f.get("agent.name"))
     return WAZUH_FORWARDED_ENTITIES if forwarded else WAZUH_ENTITIES
-
-
-def _first_label(name: str) -> str:
-    return name.split(".", 1)[0].lower()
 
 
 def wazuh_message(f: Fields, rule_name: str) -> MessageOf:
