@@ -434,9 +434,15 @@ WAZUH_ENTITIES = EntitySpec(
 MANAGER_AGENT_ID = "000"
 #: Those alerts' host is the one the syslog header names (`predecoder.hostname`), else the
 #: manager's: a firewall's, a switch's and a relayed server's alerts were all the manager's
-#: (one host linking them all, and its playbooks isolating the manager).
+#: (one host linking them all, and its playbooks isolating the manager). A syslog header is
+#: its sender's word, so the address it came from (`location`, a path for the manager's own
+#: files, which names no address) is among the alert's: the analyst sees who said so.
 WAZUH_MANAGER_ENTITIES = EntitySpec(
-    ("hosts", ("predecoder.hostname", "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
+    ("hosts", ("predecoder.hostname", "agent.name"), 1, False),
+    *(
+        (kind, (*paths, "location"), limit, ip) if kind == "ips" else (kind, paths, limit, ip)
+        for kind, paths, limit, ip in WAZUH_ENTITIES.rows[1:]
+    ),
 )
 #: A Windows event's own machine (`WS-FIN-07.corp.example`): a collector's agent reading the
 #: events other machines forward it (Windows Event Forwarding, wazuh#2136) names itself.

@@ -386,6 +386,10 @@ def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
         return doc
 
     assert normalize(relayed(1, "FW-01")).entities.hosts == ("fw-01",)
+    # The header is the sender's word: the address it came from stays beside it.
+    assert "192.168.7.67" in normalize(relayed(1, "FW-01")).entities.ips
+    local = {**relayed(5, "wazuh-manager"), "location": "/var/log/auth.log"}
+    assert normalize(local).entities.ips == ()  # the manager's own file names no address
     assert normalize(relayed(2, "web-02")).entities.hosts == ("web-02",)
     assert normalize(relayed(3, None)).entities.hosts == ("wazuh-manager",)  # nothing better
     own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "web-02.corp.example"}}
