@@ -226,11 +226,19 @@ def clean_names(values: list[str], accounts: bool) -> list[str]:
     """Host and account names as one entity each however a sensor writes them (linked,
     matched by playbooks, given to actions): in lower case, as names of either kind are
     compared (Windows' agent `WS-FIN-07` is Elastic Agent's `ws-fin-07`, a logon's `JDoe` the
-    directory's `jdoe`), and an account without the uid PAM may add."""
+    directory's `jdoe`), and an account without the uid PAM may add or the Windows domain
+    Sysmon writes before it (`CORP\\jdoe`, where a logon's event names `jdoe` and its domain
+    apart, as ECS's `user.name` and `user.domain` do)."""
     kept = (v.lower() for v in values)
     if accounts:
-        kept = (_UID_SUFFIX.sub("", v) if v.endswith(")") else v for v in kept)
+        kept = (_account(v) for v in kept)
     return list(dict.fromkeys(v for v in kept if v))
+
+
+def _account(name: str) -> str:
+    if name.endswith(")"):
+        name = _UID_SUFFIX.sub("", name)
+    return name.rpartition("\\")[2] if "\\" in name else name
 
 
 def clean_ips(values: list[str]) -> tuple[str, ...]:

@@ -342,6 +342,7 @@ def test_a_windows_brute_force_through_wazuh_names_its_account_and_source() -> N
         "queryName": "c2.example.net",
     }
     e = normalize(sysmon).entities
-    assert e.processes == ("C:\\Windows\\System32\\rundll32.exe",) and e.users == ("corp\\jdoe",)
+    assert e.processes == ("C:\\Windows\\System32\\rundll32.exe",)
+    assert e.users == ("jdoe",)  # as the logon events name the account: its domain apart
     assert e.files == ("C:\\Users\\jdoe\\AppData\\Local\\Temp\\x.dll",)
     assert e.domains == ("c2.example.net",)
