@@ -59,7 +59,7 @@ _NAMED_USER = re.compile(
     rf"|\S \S+ ({_V}) \[\d{{1,2}}/\w{{3}}/\d{{4}}:"
     rf"|\b(?:user|USER|[Uu]ser[Nn]ame|acct|ruser|logname|suser|duser|sasl_username"
     rf"|TargetUserName|SubjectUserName|(?:A|E|S|FS|O)?UID)=[\"<]?({_V})"
-    rf"|\b(?:Account Name|Logon Account|User):\s+({_V})"
+    rf"|\b(?:Account Name|Logon Account|(?:Parent|Target|Source)?User):\s+({_V})"
 )
 #: And a host: PAM's rhost=, CEF's shost= and dhost=, hostname=, sshd's "from X port 22",
 #: Postfix's "X[1.2.3.4]", Samba's "workstation [X]", Windows' "Workstation Name:", "Source
@@ -256,8 +256,12 @@ class Pseudonymizer:
             self._alias(self.token("HOST", h), _short_host(h))
             self._domain(h)
         for u in users:
-            self._alias(self.token("USER", u), _bare_user(u))
-            self._netbios(u)
+            domain, _, account = u.rpartition("\\")
+            if len(domain) >= 3 and account:  # `CORP\jdoe` is DOMAIN_1\USER_1: one token for
+                self.token("DOMAIN", domain)  # jdoe however written, CORP masked with anyone
+                self.token("USER", account)
+            else:
+                self._alias(self.token("USER", u), _bare_user(u))
 
     def _alias(self, tok: str, alias: str | None) -> None:
         """Another spelling of a token's value, masked as it: the short name of a host known
@@ -279,13 +283,6 @@ class Pseudonymizer:
         with self._lock:
             self._domains.add(domain)
             self._domain_pattern = None
-
-    def _netbios(self, user: str) -> None:
-        """The Windows domain of `CORP\\jdoe`, masked like a name (`CORP\\alice` where only
-        `alice` is known left `CORP` raw)."""
-        domain = user.rsplit("\\", 1)[0] if "\\" in user else ""
-        if len(domain) >= 3:
-            self.token("DOMAIN", domain)
 
     def _in_domains(self) -> re.Pattern[str] | None:
         """Domains within any name, as a name's suffix too, but not a longer domain's start."""

@@ -208,9 +208,10 @@ def test_a_host_by_its_short_name_and_an_account_without_its_domain_are_masked()
     p.register_names(["db-07.corp.example"], ["EXAMPLE\\ops-admin", "eve@corp.example"])
     masked = p.mask("ops-admin and eve logged on to DB-07, then db-07.corp.example; 10.0.0.9")
     assert masked == "USER_1 and USER_2 logged on to HOST_1, then HOST_1; IP_1"
-    assert p.unmask(masked).startswith(
-        "EXAMPLE\\ops-admin and eve@corp.example logged on to db-07.c"
+    assert p.unmask(masked).startswith(  # an account with its Windows domain: each apart
+        "ops-admin and eve@corp.example logged on to db-07.c"
     )
+    assert p.mask("EXAMPLE\\ops-admin") == "DOMAIN_2\\USER_1"  # one token for one person
     # The organisation's domain, in a URL or a host nobody registered; not a longer one.
     masked = p.mask("GET https://intranet.corp.example/x from dc02.CORP.example; corp.example.org")
     assert masked == "GET https://intranet.DOMAIN_1/x from dc02.DOMAIN_1; corp.example.org"

@@ -165,3 +165,21 @@ def test_hardware_addresses_are_masked_as_such() -> None:
     out = p.mask("DHCPACK on 10.0.0.5 to 00:1a:2b:3c:4d:5e (ws-fin-07); 00-1A-2B-3C-4D-5F")
     assert out == "DHCPACK on IP_1 to MAC_1 (ws-fin-07); MAC_2"
     assert TOKEN.fullmatch("MAC_2") and p.unmask(out).endswith("00-1A-2B-3C-4D-5F")
+
+
+def test_an_account_and_its_windows_domain_are_masked_apart_one_token_a_person() -> None:
+    """Sysmon writes `CORP\\jdoe` where the alert's account is `jdoe`: the model read jdoe as
+    two people (`USER_1`, `USER_2`), and `ParentUser: CORP\\svc-x` left the parent's account
+    raw."""
+    from agent.normalize import normalize
+    from tests.conftest import ecs
+
+    doc = ecs(1, 0, "Process Create", "ws-07", user={"name": "CORP\\jdoe"})
+    doc["message"] = "Process Create: Image: C:\\x.exe User: CORP\\jdoe ParentUser: CORP\\svc-x"
+    alert = normalize(doc)
+    p = Pseudonymizer()
+    p.register([alert])
+    assert p.mask(alert.message) == (
+        "Process Create: Image: C:\\x.exe User: DOMAIN_1\\USER_1 ParentUser: DOMAIN_1\\USER_2"
+    )
+    assert p.mask("jdoe") == "USER_1"
