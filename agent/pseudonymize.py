@@ -256,9 +256,11 @@ class Pseudonymizer:
             self._alias(self.token("HOST", h), _short_host(h))
             self._domain(h)
         for u in users:
+            # `CORP\jdoe` is DOMAIN_1\USER_1: one token for jdoe however written, and CORP
+            # masked beside anyone.
             domain, _, account = u.rpartition("\\")
-            if len(domain) >= 3 and account:  # `CORP\jdoe` is DOMAIN_1\USER_1: one token for
-                self.token("DOMAIN", domain)  # jdoe however written, CORP masked with anyone
+            if len(domain) >= 3 and len(account) >= 2:
+                self.token("DOMAIN", domain)
                 self.token("USER", account)
             else:
                 self._alias(self.token("USER", u), _bare_user(u))
