@@ -458,8 +458,9 @@ _WIN_COMPUTER = "data.win.system.computer"
 WAZUH_FORWARDED_ENTITIES = EntitySpec(
     ("hosts", (_WIN_COMPUTER, "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
 )
-#: What Windows and Linux logs write where a name is absent: no entity.
-NO_NAME = frozenset({"-", "N/A", "(unknown)"})
+#: What Windows and Linux logs write where a name is absent: no entity. `localhost` is every
+#: machine's name for itself (a device's syslog header, an unnamed box): it would link them all.
+NO_NAME = frozenset({"-", "N/A", "(unknown)", "localhost", "localhost.localdomain"})
 #: The rows of a spec that one document shape fills: (row, paths present, limit, addresses?).
 #: Documents of one feed share a handful of shapes, so each shape is planned once.
 Plan = tuple[tuple[int, tuple[str, ...], int | None, bool], ...]

@@ -392,6 +392,9 @@ def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
     assert normalize(local).entities.ips == ()  # the manager's own file names no address
     assert normalize(relayed(2, "web-02")).entities.hosts == ("web-02",)
     assert normalize(relayed(3, None)).entities.hosts == ("wazuh-manager",)  # nothing better
+    # Every machine's name for itself names none of them: two such devices are not one host.
+    assert normalize(relayed(6, "localhost")).entities.hosts == ("wazuh-manager",)
+    assert normalize(ecs(7, 0, "Odd process", "localhost")).entities.hosts == ()
     own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "web-02.corp.example"}}
     assert normalize(own).entities.hosts == ("web-02.corp.example",)  # an agent's own name
 
