@@ -32,6 +32,26 @@ from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
 from agent.routine import RecentHours, Routine, background_of, watched_hours
 
 MAX_LINK_SAMPLE = 20
+#: Accounts every machine has its own of (Linux's root and service users, Windows' service
+#: principals): `root` on two hosts is two accounts, and linking by it glued unrelated hosts'
+#: alerts minutes apart. Their alerts still link on their host.
+LOCAL_ACCOUNTS = frozenset(
+    {
+        "root",
+        "daemon",
+        "nobody",
+        "www-data",
+        "system",
+        "local service",
+        "network service",
+        "anonymous logon",
+    }
+)
+
+
+def linking_users(users: Iterable[str]) -> set[str]:
+    """The accounts that can link alerts across hosts: not the machine-local ones."""
+    return {u for u in users if u not in LOCAL_ACCOUNTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +97,8 @@ class Run:
 
     @property
     def users(self) -> set[str]:
-        return {u for e in self.entities for u in e.users}
+        """The run's accounts that can link it to another host's runs (`linking_users`)."""
+        return linking_users(u for e in self.entities for u in e.users)
 
     @property
     def first(self) -> float:
@@ -339,6 +360,8 @@ def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     keys: dict[tuple[EntityKind, str], None] = {}
     for entities in run.entities:
         keys.update(dict.fromkeys(entities.pairs()))
+    for user in [k for k in keys if k[0] is EntityKind.user and k[1] in LOCAL_ACCOUNTS]:
+        del keys[user]
     return keys
 
 

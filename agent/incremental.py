@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from agent.attack import stage_of
 from agent.baseline import Baseline
-from agent.correlate import Cluster, CorrelationConfig, Run, progression_link
+from agent.correlate import Cluster, CorrelationConfig, Run, linking_users, progression_link
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
 from agent.prioritise import PriorityConfig
@@ -110,8 +110,11 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
 
 
 def _hosts_and_users(cluster: Cluster) -> tuple[set[str], set[str]]:
+    """The hosts and accounts a cluster may join an open incident by (not `root` of another
+    machine: `linking_users`)."""
     entities = [e for run in cluster.runs for e in run.entities]
-    return {h for e in entities for h in e.hosts}, {u for e in entities for u in e.users}
+    hosts = {h for e in entities for h in e.hosts}
+    return hosts, linking_users(u for e in entities for u in e.users)
 
 
 def _add(built: Built, cluster: Cluster, made: Assembled, extended: Incident | None) -> None:

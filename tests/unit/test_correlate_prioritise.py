@@ -1104,3 +1104,38 @@ def test_streams_join_whatever_their_order_in_time() -> None:
     joined_up = joined(streams_of_alerts(newer), streams_of_alerts(older))
     assert [(s.first.id, s.last.id, s.count) for s in joined_up] == [("ao1", "an2", 4)]
     assert _stream_view(joined_up) == _stream_view(streams_of_alerts(older + newer))
+
+
+def test_root_on_two_machines_is_two_accounts_and_links_nothing_between_them(
+    tmp_path,
+) -> None:
+    """`root` (or Windows' SYSTEM) on web-01 and db-02 minutes apart made one incident "linked
+    by user root", in one batch, through a progression, and across batches; a person's account
+    still links two machines."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs
+
+    seen = [
+        alert(1, 0, "Sudo to root", "web-01", user={"name": "root"}),
+        alert(2, 3, "Cron job changed", "db-02", user={"name": "root"}),
+        alert(3, 5, "Service installed", "ws-07", user={"name": "NT AUTHORITY\\SYSTEM"}),
+        alert(4, 6, "New service", "ws-08", user={"name": "SYSTEM"}),
+        alert(5, 120, "Exploit public app", "web-03", user={"name": "root"}, tactic="TA0001"),
+        alert(6, 180, "Sudo escalation", "db-04", user={"name": "root"}, tactic="TA0004"),
+        alert(7, 200, "VPN logon", "vpn-01", user={"name": "alice"}),
+        alert(8, 203, "Mailbox export", "mail-01", user={"name": "alice"}),
+    ]
+    assert sorted(ids(correlate(seen))) == [
+        ["a1"], ["a2"], ["a3"], ["a4"], ["a5"], ["a6"], ["a7", "a8"]
+    ]  # fmt: skip
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    for n, (host, rule, minutes) in enumerate(
+        [("web-01", "Sudo to root", 0), ("db-02", "Cron", 10)]
+    ):
+        doc = ecs(f"b{n}", minutes, rule, host, user={"name": "root"})
+        run_triage_documents([("t", 1, doc)], ctx)
+    listed = store.list_incidents(limit=10)
+    assert sorted(i.alert_ids for i in listed) == [["ab0"], ["ab1"]]
