@@ -359,10 +359,12 @@ def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
     process's string hashing, and with it the order of an incident's links)."""
     keys: dict[tuple[EntityKind, str], None] = {}
     for entities in run.entities:
-        keys.update(dict.fromkeys(entities.pairs()))
-    for user in [k for k in keys if k[0] is EntityKind.user and k[1] in LOCAL_ACCOUNTS]:
-        del keys[user]
+        keys.update(dict.fromkeys(p for p in entities.pairs() if not _local_account(p)))
     return keys
+
+
+def _local_account(pair: tuple[EntityKind, str]) -> bool:
+    return pair[0] is EntityKind.user and pair[1] in LOCAL_ACCOUNTS
 
 
 def _cluster(runs: list[Run]) -> Cluster:

@@ -367,6 +367,19 @@ class EntitySpec:
         self.ordered = tuple(sorted(self.paths))
         self.by_values: dict[bytes, Entities] = {}
 
+    def hosts_from(self, *paths: str, more_ips: tuple[str, ...] = ()) -> EntitySpec:
+        """This spec with its host read from `paths` (the first present), and its addresses
+        from `more_ips` too."""
+        hosts, *rows = self.rows
+        assert hosts[0] == "hosts"
+        return EntitySpec(
+            (hosts[0], paths, hosts[2], hosts[3]),
+            *(
+                (kind, (*found, *more_ips) if kind == "ips" else found, limit, ip)
+                for kind, found, limit, ip in rows
+            ),
+        )
+
 
 ECS_ENTITIES = EntitySpec(
     ("hosts", ("host.name", "host.hostname"), 1, False),
@@ -387,10 +400,7 @@ ECS_ENTITIES = EntitySpec(
 #: Winlogbeat's and Elastic Agent's name of a Windows event's own machine: a collector of
 #: Windows Event Forwarding reading other machines' events is `host.name`.
 _WINLOG_COMPUTER = "winlog.computer_name"
-ECS_FORWARDED_ENTITIES = EntitySpec(
-    ("hosts", (_WINLOG_COMPUTER, "host.name", "host.hostname"), 1, False),
-    *ECS_ENTITIES.rows[1:],
-)
+ECS_FORWARDED_ENTITIES = ECS_ENTITIES.hosts_from(_WINLOG_COMPUTER, "host.name", "host.hostname")
 #: Windows event channel fields as Wazuh decodes them (`data.win.eventdata.*`, camelCase):
 #: a failed logon's account and address, Sysmon's process, file and DNS query.
 _WIN = "data.win.eventdata."
@@ -445,19 +455,13 @@ MANAGER_AGENT_ID = "000"
 #: (one host linking them all, and its playbooks isolating the manager). A syslog header is
 #: its sender's word, so the address it came from (`location`, a path for the manager's own
 #: files, which names no address) is among the alert's: the analyst sees who said so.
-WAZUH_MANAGER_ENTITIES = EntitySpec(
-    ("hosts", ("predecoder.hostname", "agent.name"), 1, False),
-    *(
-        (kind, (*paths, "location"), limit, ip) if kind == "ips" else (kind, paths, limit, ip)
-        for kind, paths, limit, ip in WAZUH_ENTITIES.rows[1:]
-    ),
+WAZUH_MANAGER_ENTITIES = WAZUH_ENTITIES.hosts_from(
+    "predecoder.hostname", "agent.name", more_ips=("location",)
 )
 #: A Windows event's own machine (`WS-FIN-07.corp.example`): a collector's agent reading the
 #: events other machines forward it (Windows Event Forwarding, wazuh#2136) names itself.
 _WIN_COMPUTER = "data.win.system.computer"
-WAZUH_FORWARDED_ENTITIES = EntitySpec(
-    ("hosts", (_WIN_COMPUTER, "agent.name"), 1, False), *WAZUH_ENTITIES.rows[1:]
-)
+WAZUH_FORWARDED_ENTITIES = WAZUH_ENTITIES.hosts_from(_WIN_COMPUTER, "agent.name")
 #: What Windows and Linux logs write where a name is absent: no entity. `localhost` is every
 #: machine's name for itself (a device's syslog header, an unnamed box): it would link them all.
 NO_NAME = frozenset({"-", "N/A", "(unknown)", "localhost", "localhost.localdomain"})
@@ -676,8 +680,10 @@ def _wazuh_entities(f: Fields) -> EntitySpec:
     event's computer is another machine than the agent's)."""
     if f.get("agent.id") == MANAGER_AGENT_ID:
         return WAZUH_MANAGER_ENTITIES
-    forwarded = _forwarded(f.get(_WIN_COMPUTER), f.get("agent.name"))
-    return WAZUH_FORWARDED_ENTITIES if forwarded else WAZUH_ENTITIES
+    computer = f.flat.get(_WIN_COMPUTER)  # a Windows event's only
+    if computer is not None and _forwarded(computer, f.get("agent.name")):
+        return WAZUH_FORWARDED_ENTITIES
+    return WAZUH_ENTITIES
 
 
 def wazuh_message(f: Fields, rule_name: str) -> MessageOf:

@@ -27,12 +27,9 @@ import orjson
 from agent.errors import BadInput
 from agent.models import DeadLetter
 from agent.normalize import MAX_DEPTH, NormalizeError, check_depth
-from connectors.lenient import SHORTENED_FROM, repaired_line, shortened, shortened_line
+from connectors.lenient import BOM, SHORTENED_FROM, repaired_line, shortened, shortened_line
 
 MAX_DOC_BYTES = 1 << 20
-#: A UTF-8 byte order mark: Windows tools write one (PowerShell 5's `Out-File -Encoding utf8`),
-#: and RFC 8259 lets a reader ignore it. At a file's start, or a line's (files concatenated).
-BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
 #: UTF-16's byte order marks: Windows PowerShell 5 writes UTF-16 with `>` and `Out-File`
 #: (`Get-WinEvent ... | ConvertTo-Json > alerts.json`).

@@ -15,7 +15,9 @@ import orjson
 
 from agent.normalize import NormalizeError, check_depth
 
-_BOM = codecs.BOM_UTF8
+#: A UTF-8 byte order mark: Windows tools write one (PowerShell 5's `Out-File -Encoding utf8`),
+#: and RFC 8259 lets a reader ignore it. At a file's start, or a line's (files concatenated).
+BOM = codecs.BOM_UTF8
 
 #: How much larger than the limit a line may be and still be read, its longest strings
 #: shortened (`shortened_line`).
@@ -30,7 +32,7 @@ def shortened_line(line: bytes, max_bytes: int) -> tuple[Any, bytes] | None:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        value = repaired_json(line) if line.removeprefix(_BOM).lstrip()[:1] == b"{" else None
+        value = repaired_json(line) if _opens_object(line) else None
     return shortened(value, len(line.rstrip()), max_bytes)
 
 
@@ -76,11 +78,14 @@ def _cut(value: Any, keep: int) -> Any:
 def repaired_line(line: bytes) -> tuple[Any, bytes] | None:
     """A line holding an object that is JSON but for bytes that are not UTF-8 or raw control
     characters in its strings (`repaired_json`): its value, and that value's JSON."""
-    line = line.removeprefix(_BOM)
-    if line.lstrip()[:1] != b"{":  # no alert (a syslog line in the wrong file): not read again
+    if not _opens_object(line):  # no alert (a syslog line in the wrong file): not read again
         return None
     value = repaired_json(line)
     return None if value is None else (value, orjson.dumps(value))
+
+
+def _opens_object(line: bytes) -> bool:
+    return line.removeprefix(BOM).lstrip()[:1] == b"{"
 
 
 def repaired_json(data: bytes) -> Any | None:
@@ -90,7 +95,7 @@ def repaired_json(data: bytes) -> Any | None:
     user agent kept the alert out of Wazuh's indexer (wazuh#38561): a dead letter here, out of
     every incident. None for anything else orjson refuses (NaN, integers beyond 64 bits, lone
     surrogates: refused still, as nothing downstream can encode them)."""
-    text = data.removeprefix(_BOM).decode("utf-8", "replace")
+    text = data.removeprefix(BOM).decode("utf-8", "replace")
     try:
         value = json.loads(text, strict=False, parse_constant=_no_constant)
         orjson.dumps(value)  # encodable, as it will be stored
