@@ -226,13 +226,24 @@ def clean_names(values: list[str], accounts: bool) -> list[str]:
     """Host and account names as one entity each however a sensor writes them (linked,
     matched by playbooks, given to actions): in lower case, as names of either kind are
     compared (Windows' agent `WS-FIN-07` is Elastic Agent's `ws-fin-07`, a logon's `JDoe` the
-    directory's `jdoe`), and an account without the uid PAM may add or the Windows domain
-    Sysmon writes before it (`CORP\\jdoe`, where a logon's event names `jdoe` and its domain
-    apart, as ECS's `user.name` and `user.domain` do)."""
+    directory's `jdoe`); a host by its machine name (`machine_name`); an account without the
+    uid PAM may add or the Windows domain Sysmon writes before it (`CORP\\jdoe`, where a
+    logon's event names `jdoe` and its domain apart, as ECS's `user.name` and `user.domain`
+    do)."""
     kept = (v.lower() for v in values)
-    if accounts:
-        kept = (_account(v) for v in kept)
-    return list(dict.fromkeys(v for v in kept if v))
+    kept = (_account(v) for v in kept) if accounts else (machine_name(v) for v in kept)
+    return list(dict.fromkeys(v for v in kept if v and v not in NO_NAME))
+
+
+def machine_name(host: str) -> str:
+    """A host by its machine name, the first label of a DNS name: Elastic Agent may name a
+    host `ws-fin-07.corp.example` where its Wazuh agent and its syslog say `ws-fin-07`, as
+    Windows names its own machine in one form or the other (the Windows domain is dropped from
+    an account alike). An address (a host named by its IP) stays whole."""
+    first, dot, _ = host.partition(".")
+    if not dot or not first or ":" in host or first.isdigit() or _ipv4_kept(host) is not None:
+        return host
+    return first
 
 
 def _account(name: str) -> str:

@@ -55,9 +55,11 @@ class Watchlist:
             object.__setattr__(self, "_match", re.compile(joined).match)
 
     @classmethod
-    def parse(cls, text: str) -> Watchlist:
-        """From a comma-separated setting; blanks ignored."""
-        return cls(tuple(p.strip() for p in text.split(",") if p.strip()))
+    def parse(cls, text: str, fold: Callable[[str], str] | None = None) -> Watchlist:
+        """From a comma-separated setting; blanks ignored; each pattern through `fold`, as the
+        names it is matched against were (hosts by their machine name)."""
+        patterns = (p.strip().lower() for p in text.split(",") if p.strip())
+        return cls(tuple(map(fold, patterns)) if fold else tuple(patterns))
 
     def hits(self, names: Iterable[str]) -> list[str]:
         """The names on the list, each once, sorted."""

@@ -77,6 +77,10 @@ _ACCOUNTS = (
     re.compile(rf"\bAccount Name:\s+(?P<name>{_V})\s+Account Domain:\s+(?P<domain>{_V})"),
     re.compile(rf"\buser \[(?P<domain>{_V})\]\\\[(?P<name>{_V})\]"),
 )
+#: A host's token followed by a DNS suffix: hosts are read by machine name, and a log line
+#: names `ws-fin-07.corp.example`; the suffix is the organisation's domain, masked as such. Two
+#: labels at least (`HOST_1.log` is a file).
+_HOST_SUFFIX = re.compile(r"\b(HOST_\d+)\.([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?![\w-])")
 #: Values these patterns find that name nobody: masking them would hide words from the model.
 _NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "localhost"})
 
@@ -237,8 +241,8 @@ class Pseudonymizer:
             return tok
 
     def register(self, alerts: Iterable[Alert]) -> None:
-        """Learn every host, user and IP of these alerts, and the hosts and users their
-        messages name."""
+        """Learn every host, user and IP of these alerts, and the hosts, users and domains
+        their messages name."""
         messages: dict[str, None] = {}  # in order: tokens are numbered as values are met
         for a in alerts:
             self.register_names(a.entities.hosts, a.entities.users)
@@ -247,6 +251,8 @@ class Pseudonymizer:
             messages[a.message] = None
         for message in messages:  # an incident's repeats share a few messages
             self.register_names(*named_in(message))
+        for message in messages:  # the domains their hosts are written with, before any is
+            self.mask(message)  # masked (`HOST_1.corp.example`): each text masks them all
 
     def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None:
         """Learn hosts and users named beyond the alerts at hand: an extended incident's groups
@@ -279,12 +285,21 @@ class Pseudonymizer:
         """The domain of a host known by its FQDN (`corp.example` of `web-01.corp.example`):
         the organisation's own, named in URLs and in other hosts' names too."""
         domain = _host_domain(host)
-        if domain is None or domain.casefold() in self._fwd:
-            return
-        self.token("DOMAIN", domain)
+        if domain is not None:
+            self._learn_domain(domain)
+
+    def _learn_domain(self, domain: str) -> str:
+        known = self._fwd.get(domain.casefold())
+        if known is not None:
+            return known
+        tok = self.token("DOMAIN", domain)
         with self._lock:
             self._domains.add(domain)
             self._domain_pattern = None
+        return tok
+
+    def _host_suffix(self, m: re.Match[str]) -> str:
+        return f"{m.group(1)}.{self._learn_domain(m.group(2))}"
 
     def _in_domains(self) -> re.Pattern[str] | None:
         """Domains within any name, as a name's suffix too, but not a longer domain's start."""
@@ -308,7 +323,7 @@ class Pseudonymizer:
         text = sub_addresses(text, lambda address: self.token("IP", address))
         pattern = self._known()
         if pattern is not None:
-            text = pattern.sub(self._known_token, text)
+            text = _HOST_SUFFIX.sub(self._host_suffix, pattern.sub(self._known_token, text))
         domains = self._in_domains()  # then within names nobody registered (`dc02.corp.example`)
         if domains is not None:
             text = domains.sub(self._known_token, text)

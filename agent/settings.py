@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     incident_quiet_seconds: float = Field(default=24 * 3600.0, gt=0)
     # Prioritisation: the site's critical hosts and identities, comma-separated names or
     # shell-style patterns, matched case-insensitively ("dc*,erp-prod,*-finance-*"; users:
-    # "administrator,*-adm"). An incident involving one gains the criticality factor.
+    # "administrator,*-adm"). An incident involving one gains the criticality factor. Hosts
+    # are matched by machine name, as they are read (`dc01.corp.example` is `dc01`).
     critical_assets: str = ""
     critical_identities: str = ""
     # How long an analyst's tuning (a rule on a host marked noise) holds before it lapses: a
@@ -209,6 +210,20 @@ class Settings(BaseSettings):
                 if len(p) == 2
             ),
         ]
+
+    @field_validator("critical_assets")
+    @classmethod
+    def _machine_patterns(cls, text: str) -> str:
+        """A pattern of a DNS domain's hosts (`*.corp.example`) would match every host, since
+        hosts are matched by their machine name: refused rather than read so."""
+        for pattern in (p.strip() for p in text.split(",")):
+            first, dot, _ = pattern.partition(".")
+            if dot and first and not first.strip("*?"):
+                raise ValueError(
+                    f"{pattern!r} would match every host: hosts are matched by machine name "
+                    "(`dc01.corp.example` is `dc01`), so name them or a pattern of their names"
+                )
+        return text
 
     @field_validator("es_url", "mistral_url")
     @classmethod

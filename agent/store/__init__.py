@@ -26,6 +26,7 @@ from agent.models import (
     Reopening,
     Tuning,
 )
+from agent.normalize import machine_name
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
@@ -75,6 +76,13 @@ def entity_value(value: str) -> str:
     """A host, user or address as incidents are looked up by it: sensors spell host names in
     either case, and an analyst types them as they remember them."""
     return value.strip().casefold()
+
+
+def entity_lookups(value: str) -> list[str]:
+    """The values an analyst's `involving` finds incidents by: as typed, and for a host typed
+    with its DNS domain (`ws-fin-07.corp.example`), the machine name hosts are read by."""
+    typed = entity_value(value)
+    return list(dict.fromkeys((typed, machine_name(typed))))
 
 
 def entity_values(inc: Incident) -> set[str]:

@@ -39,6 +39,7 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
+    entity_lookups,
     entity_value,
     entity_values,
     reopened,
@@ -504,17 +505,19 @@ class RedisStore:
             self._index_closed_once()
         tag = uuid4().hex
         found, kept = f"vigie:incidents:found:{tag}", f"vigie:incidents:kept:{tag}"
+        either = f"vigie:incidents:either:{tag}"
 
         def read() -> tuple[list[bytes], int]:
             with self._r.pipeline() as pipe:
-                pipe.zinterstore(found, {"vigie:incidents": 1, _k_involving(value): 0})
+                pipe.zunionstore(either, [_k_involving(v) for v in entity_lookups(value)])
+                pipe.zinterstore(found, {"vigie:incidents": 1, either: 0})
                 if status is not None:
                     of_status = _OPEN if status == "open" else _CLOSED
                     pipe.zinterstore(kept, {found: 1, of_status: 0})
                 key = found if status is None else kept
                 pipe.zrevrangebyscore(key, "+inf", min_priority, start=offset, num=limit)
                 pipe.zcount(key, min_priority, "+inf")
-                pipe.delete(found, kept)
+                pipe.delete(found, kept, either)
                 *_, ids, total, _ = pipe.execute()
             return ids, int(total)
 

@@ -32,7 +32,7 @@ from agent.store import (
     RuleHistory,
     RunHistory,
     disposed,
-    entity_value,
+    entity_lookups,
     entity_values,
     reopened,
     run_records,
@@ -684,6 +684,10 @@ def _incident_filter(
         where.append("status = ?")
         args.append(status)
     if involving is not None:
-        where.append("incident_id IN (SELECT incident_id FROM incident_entities WHERE value = ?)")
-        args.append(entity_value(involving))
+        values = entity_lookups(involving)
+        marks = ", ".join("?" * len(values))
+        where.append(
+            f"incident_id IN (SELECT incident_id FROM incident_entities WHERE value IN ({marks}))"
+        )
+        args.extend(values)
     return "WHERE " + " AND ".join(where), tuple(args)

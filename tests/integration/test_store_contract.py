@@ -236,7 +236,7 @@ def test_incidents_are_found_by_a_host_user_or_address_they_involve(
             incident(10, ["WEB-01"], ("alice",)),
             incident(20, ["db-02"], (), ("203.0.113.9",)),
             incident(30, ["web-01", "db-02"], ("root",), ("203.0.113.9",)),
-            incident(40, ["mail"]),
+            incident(40, ["mail"], ("john.smith",)),
         ],
         [],
         [],
@@ -255,6 +255,11 @@ def test_incidents_are_found_by_a_host_user_or_address_they_involve(
     assert ids(involving="web-01", min_priority=20, limit=1, offset=1) == ["INC-030"]
     assert ids(involving="203.0.113.9") == ["INC-030", "INC-020"]
     assert ids(involving="alice") == ["INC-010"] and ids(involving="nobody") == []
+    # Hosts are read by machine name: one typed with its DNS domain is found; a dotted
+    # account is found as typed.
+    assert ids(involving="Web-01.corp.example") == ["INC-050", "INC-030", "INC-010"]
+    assert store.count_incidents(involving="db-02.corp.example", status="open") == 1
+    assert ids(involving="John.Smith") == ["INC-040"] and ids(involving="john") == []
     assert store.count_incidents(involving="web-01") == 3
     assert store.count_incidents(involving="db-02", status="open") == 1
     assert store.count_incidents(involving="db-02", status="closed", min_priority=40) == 0

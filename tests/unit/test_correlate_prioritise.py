@@ -288,6 +288,18 @@ def test_a_host_and_an_account_are_one_entity_whichever_case_a_sensor_writes() -
     assert {a.entities.users for a in cluster.alerts} == {("jdoe",)}
 
 
+def test_a_host_is_one_entity_whether_a_sensor_writes_its_dns_name_or_its_machine_name() -> None:
+    """Elastic Agent names `ws-fin-07.corp.example` where Wazuh's agent says `WS-FIN-07`:
+    two incidents, and the execution-then-persistence on one host unseen."""
+    seen = [
+        alert("e1", 0, "PowerShell download", "ws-fin-07.corp.example", tactic="TA0002"),
+        alert("w1", 2, "New scheduled task", "WS-FIN-07", module="wazuh", tactic="TA0003"),
+    ]
+    (cluster,) = correlate(seen)
+    assert {a.entities.hosts for a in cluster.alerts} == {("ws-fin-07",)}
+    assert {(link.kind, link.value) for link in cluster.links} >= {("host", "ws-fin-07")}
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)
@@ -1004,10 +1016,21 @@ def test_a_watchlist_matches_names_and_patterns_whatever_their_case() -> None:
     from agent.prioritise import Watchlist
 
     listed = Watchlist.parse(" DC*, erp-prod ,, *-adm ")
-    assert listed.patterns == ("DC*", "erp-prod", "*-adm")
+    assert listed.patterns == ("dc*", "erp-prod", "*-adm")
     names = ["dc01", "DC02", "erp-prod", "erp-prod2", "web", "bob-adm", "adm-bob", "dc01"]
     assert listed.hits(names) == ["DC02", "bob-adm", "dc01", "erp-prod"]
     assert Watchlist.parse(" , ").hits(names) == []
+
+
+def test_a_critical_host_listed_by_its_dns_name_matches_the_machine_it_names() -> None:
+    """Hosts are read by machine name: an inventory's `ERP-PROD.corp.example` and
+    `dc*.corp.example` name the hosts `erp-prod` and `dc01` (the service's watchlist)."""
+    from agent.normalize import machine_name
+    from agent.prioritise import Watchlist
+
+    listed = Watchlist.parse("ERP-PROD.corp.example, dc*.corp.example", fold=machine_name)
+    assert listed.hits(["erp-prod", "dc01", "web", "erp-prod2"]) == ["dc01", "erp-prod"]
+    assert Watchlist.parse("ERP-PROD.corp.example").hits(["erp-prod"]) == []  # not folded
 
 
 def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:

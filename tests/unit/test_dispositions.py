@@ -143,8 +143,9 @@ def test_a_disposal_needs_a_reason_a_noise_verdict_to_tune_and_a_lead_over_the_a
     assert store.tunings(NOW) == [] and store.audit(inc.incident_id) == []
     dispose(store, inc.incident_id, "benign", "test box", "carol", tune=True, role="lead")
     assert [t.actor for t in store.tunings(datetime.now(UTC))] == ["carol"]
-    # Hosts are read in lower case: one typed as remembered ends the tuning of the host.
-    revoke(store, "odd-dns", "SRV3", "the job moved", "carol", role="lead")
+    # Hosts are read by machine name in lower case: one typed as remembered, with its DNS
+    # domain, ends the tuning of the host.
+    revoke(store, "odd-dns", "SRV3.corp.example", "the job moved", "carol", role="lead")
     assert store.tunings(datetime.now(UTC)) == []
 
 

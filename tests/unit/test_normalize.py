@@ -395,8 +395,8 @@ def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
     # Every machine's name for itself names none of them: two such devices are not one host.
     assert normalize(relayed(6, "localhost")).entities.hosts == ("wazuh-manager",)
     assert normalize(ecs(7, 0, "Odd process", "localhost")).entities.hosts == ()
-    own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "web-02.corp.example"}}
-    assert normalize(own).entities.hosts == ("web-02.corp.example",)  # an agent's own name
+    own = {**relayed(4, "web-02"), "agent": {"id": "007", "name": "app-07.corp.example"}}
+    assert normalize(own).entities.hosts == ("app-07",)  # an agent's own name
 
 
 def test_windows_events_forwarded_to_a_collector_are_their_own_machine_s() -> None:
@@ -422,13 +422,34 @@ def test_windows_events_forwarded_to_a_collector_are_their_own_machine_s() -> No
         logon(1, "SERVER-01.corp.example", "wec-01"),
         logon(2, "WS-07.corp.example", "wec-01"),
     ]
-    assert [normalize(d).entities.hosts for d in forwarded] == [
-        ("server-01.corp.example",),
-        ("ws-07.corp.example",),
-    ]
+    assert [normalize(d).entities.hosts for d in forwarded] == [("server-01",), ("ws-07",)]
     own = normalize(logon(3, "WS-FIN-07.corp.example", "WS-FIN-07"))
     assert own.entities.hosts == ("ws-fin-07",)  # its own agent: the agent's name, as before
     assert own.entities.users == ("jdoe",) and normalize(forwarded[0]).entities.users == ("jdoe",)
+
+
+def test_a_host_is_its_machine_name_however_a_sensor_writes_its_dns_name() -> None:
+    """Elastic Agent may name a host by its DNS name where its Wazuh agent, its syslog and
+    Windows' logon events name the machine: one host. A host named by address stays whole;
+    the DNS name of `localhost` names no host, as `localhost` does not."""
+    named = {
+        "WS-FIN-07.corp.example": ("ws-fin-07",),
+        "ws-fin-07.corp.example.": ("ws-fin-07",),
+        "ws-fin-07": ("ws-fin-07",),
+        "10.0.0.5": ("10.0.0.5",),
+        "2001:db8::5": ("2001:db8::5",),
+        "123.corp.example": ("123.corp.example",),
+        "localhost.corp.example": (),
+    }
+    seen = {h: normalize(ecs(n, 0, "r", h)).entities.hosts for n, h in enumerate(named)}
+    assert seen == named
+    wazuh = {
+        "timestamp": "2026-12-07T10:00:00.000+0000",
+        "rule": {"level": 5, "id": "5710", "description": "sshd: invalid user"},
+        "agent": {"id": "012", "name": "DB-02.corp.example"},
+        "id": "1765101600.9",
+    }
+    assert normalize(wazuh).entities.hosts == ("db-02",)
 
 
 def test_a_windows_event_winlogbeat_read_on_a_collector_is_its_own_machine_s() -> None:
@@ -438,9 +459,7 @@ def test_a_windows_event_winlogbeat_read_on_a_collector_is_its_own_machine_s() -
     def event(n: int, computer: str, host: str) -> dict:
         return ecs(n, 0, "Logon failure", host, winlog={"computer_name": computer})
 
-    assert normalize(event(1, "SERVER-01.corp.example", "wec-01")).entities.hosts == (
-        "server-01.corp.example",
-    )
+    assert normalize(event(1, "SERVER-01.corp.example", "wec-01")).entities.hosts == ("server-01",)
     assert normalize(event(2, "ws-fin-07.corp.example", "WS-FIN-07")).entities.hosts == (
         "ws-fin-07",
     )

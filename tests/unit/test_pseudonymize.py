@@ -183,3 +183,23 @@ def test_an_account_and_its_windows_domain_are_masked_apart_one_token_a_person()
         "Process Create: Image: C:\\x.exe User: DOMAIN_1\\USER_1 ParentUser: DOMAIN_1\\USER_2"
     )
     assert p.mask("jdoe") == "USER_1"
+
+
+def test_a_host_read_by_its_machine_name_keeps_its_dns_domain_masked() -> None:
+    """Hosts are read by machine name (`ws-fin-07` of `ws-fin-07.corp.example`): the alert's
+    own text still writes the DNS name, and the organisation's domain left as
+    `HOST_1.corp.example`, in that text and in a URL of an earlier one."""
+    from agent.normalize import normalize
+    from tests.conftest import ecs
+
+    first = normalize(
+        ecs(1, 0, "Download", "ws-fin-07", message="GET http://intranet.corp.example/")
+    )
+    second = normalize(ecs(2, 1, "Beacon", "WS-FIN-07.corp.example"))
+    assert second.entities.hosts == ("ws-fin-07",)
+    p = Pseudonymizer()
+    p.register([first, second])
+    masked = [p.mask(a.message) for a in (first, second)]
+    assert masked == ["GET http://intranet.DOMAIN_1/", "Beacon on HOST_1.DOMAIN_1"]
+    assert p.unmask(masked[1]) == "Beacon on ws-fin-07.corp.example"
+    assert p.mask("wrote ws-fin-07.log") == "wrote HOST_1.log"  # a file, not a domain

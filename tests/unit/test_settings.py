@@ -133,3 +133,15 @@ def test_a_person_has_one_role_for_the_command_line_and_the_api(
         load_settings()
     monkeypatch.setenv("VIGIE_API_TOKENS", f"Alice:lead:{'a' * 24},carol:analyst:{'c' * 24}")
     load_settings()  # the same role, and people in one list only: taken
+
+
+def test_a_critical_host_pattern_of_a_dns_domain_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hosts are matched by their machine name (`dc01.corp.example` is `dc01`): the pattern
+    `*.corp.example` would make every host critical, so it is refused with why."""
+    monkeypatch.setenv("VIGIE_CRITICAL_ASSETS", "dc01.corp.example, *.corp.example")
+    with pytest.raises(ConfigError, match=r"'\*\.corp\.example' would match every host"):
+        load_settings()
+    monkeypatch.setenv("VIGIE_CRITICAL_ASSETS", "dc01.corp.example, erp-*.corp.example")
+    assert load_settings().critical_assets == "dc01.corp.example, erp-*.corp.example"
