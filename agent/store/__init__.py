@@ -227,7 +227,9 @@ class Store(Protocol):
     def rule_history(self, since: date, windows_from: int | None = None) -> RuleHistory:
         """How often each rule fired on each day from `since` on, summed, the rule-host pairs
         seen from `since` on, and the pairs of each time window starting at or after
-        `windows_from` (epoch seconds; None: no windows)."""
+        `windows_from` (epoch seconds; None: no windows). Its reads need not be one
+        snapshot: only a triage run writes rule history, and a run reads it and stores its
+        own under `one_run_at_a_time`, which every run with a store holds."""
         ...
 
     def save_intake(
