@@ -32,26 +32,36 @@ from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
 from agent.routine import RecentHours, Routine, background_of, watched_hours
 
 MAX_LINK_SAMPLE = 20
-#: Accounts every machine has its own of (Linux's root and service users, Windows' service
-#: principals): `root` on two hosts is two accounts, and linking by it glued unrelated hosts'
-#: alerts minutes apart. Their alerts still link on their host.
+#: Accounts every machine has its own of (Linux's root and the service users its packages
+#: create, Windows' service principals, built-in and virtual accounts): `root` on two hosts is
+#: two accounts, and linking by it glued unrelated hosts' alerts minutes apart. Their alerts
+#: still link on their host. A person's or a domain's account (`administrator` of the
+#: domain, `svc-backup`) links hosts.
 LOCAL_ACCOUNTS = frozenset(
     {
-        "root",
-        "daemon",
-        "nobody",
-        "www-data",
-        "system",
-        "local service",
-        "network service",
-        "anonymous logon",
+        # Linux: Debian's and Red Hat's base system users, and those of common services
+        "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+        "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "nfsnobody",
+        "operator", "adm", "ftp", "sshd", "_apt", "syslog", "messagebus", "dbus", "polkitd",
+        "rpc", "rpcuser", "chrony", "ntp", "postfix", "apache", "nginx", "mysql", "postgres",
+        # Windows: service principals, built-in local accounts
+        "system", "local service", "network service", "anonymous logon", "guest",
+        "defaultaccount", "wdagutilityaccount",
     }
-)
+)  # fmt: skip
+#: And those numbered per machine or per session: systemd's (`systemd-network`), Windows'
+#: Desktop Window Manager and font driver sessions (`dwm-1`, `umfd-0`).
+LOCAL_ACCOUNT_PREFIXES = ("systemd-", "dwm-", "umfd-")
+
+
+def local_account(name: str) -> bool:
+    """Whether every machine has its own account of this name (`LOCAL_ACCOUNTS`)."""
+    return name in LOCAL_ACCOUNTS or name.startswith(LOCAL_ACCOUNT_PREFIXES)
 
 
 def linking_users(users: Iterable[str]) -> set[str]:
     """The accounts that can link alerts across hosts: not the machine-local ones."""
-    return {u for u in users if u not in LOCAL_ACCOUNTS}
+    return {u for u in users if not local_account(u)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +374,7 @@ def _run_entities(run: Run) -> dict[tuple[EntityKind, str], None]:
 
 
 def _local_account(pair: tuple[EntityKind, str]) -> bool:
-    return pair[0] is EntityKind.user and pair[1] in LOCAL_ACCOUNTS
+    return pair[0] is EntityKind.user and local_account(pair[1])
 
 
 def _cluster(runs: list[Run]) -> Cluster:

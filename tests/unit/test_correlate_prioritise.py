@@ -1162,3 +1162,24 @@ def test_root_on_two_machines_is_two_accounts_and_links_nothing_between_them(
         run_triage_documents([("t", 1, doc)], ctx)
     listed = store.list_incidents(limit=10)
     assert sorted(i.alert_ids for i in listed) == [["ab0"], ["ab1"]]
+
+
+@pytest.mark.parametrize(
+    "account",
+    ["postgres", "sshd", "systemd-network", "UMFD-0", "DWM-1", "WS-07\\Guest", "_apt"],
+)
+def test_service_and_virtual_accounts_every_machine_has_link_no_two_hosts(account: str) -> None:
+    """Packages' service users (`postgres` on two database servers), systemd's, and Windows'
+    per-session virtual accounts (`UMFD-0`, `DWM-1`) are each machine's own, as root is; a
+    domain's `administrator` and a service account of the directory still link."""
+    apart = [
+        alert(1, 0, "Odd login", "db-01", user={"name": account}),
+        alert(2, 3, "Odd login", "db-02", user={"name": account}),
+    ]
+    assert sorted(ids(correlate(apart))) == [["a1"], ["a2"]]
+    for person in ("CORP\\Administrator", "svc-backup"):
+        linked = [
+            alert(1, 0, "Odd login", "db-01", user={"name": person}),
+            alert(2, 3, "Odd login", "db-02", user={"name": person}),
+        ]
+        assert ids(correlate(linked)) == [["a1", "a2"]]
