@@ -80,6 +80,8 @@ def link_text(link: EntityLink) -> str:
     """One reason the alerts belong together, in words (the summary and `vigie incidents show`)."""
     if link.kind == "rule":
         what = f"one rule sweeping hosts ({link.value})"
+    elif link.kind == "sequence":
+        what = f"one sequence its detection rule matched ({link.value})"
     elif link.kind == "progression":
         stages = " then ".join(TACTIC_NAMES.get(t, t) for t in link.tactics)
         what = f"ATT&CK progression on {link.value} ({stages})"

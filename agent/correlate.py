@@ -334,6 +334,31 @@ def stage_runs(runs: list[Run], cfg: CorrelationConfig) -> None:
         run.stage = stage_of(t for tactics in set(map(_tactics_of, run.alerts)) for t in tactics)
 
 
+def _sequences(runs: list[Run]) -> dict[str, list[int]]:
+    """The runs holding each detection-engine sequence's alerts, where two runs or more do
+    (Elastic's EQL sequence: an alert for each event and the sequence's own share a group id).
+    Its rule matched them as one story however far apart in time or across hosts, so they link
+    whatever the window; background runs link nothing, as ever."""
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, run in enumerate(runs):  # runs come in the order of their first alert
+        if not run.background:
+            for group in dict.fromkeys(g for e in run.entities for g in e.sequences):
+                by_group[group].append(i)
+    return {group: members for group, members in by_group.items() if len(members) > 1}
+
+
+def _sequence_link(group: str, members: list[int], runs: list[Run]) -> EntityLink:
+    """The link of one sequence's runs: named by its rule, sampling its own alerts."""
+    grouped = (a.id for i in members for a in runs[i].alerts if group in a.entities.sequences)
+    firsts = [runs[i].first for i in members]
+    return EntityLink(
+        kind="sequence",
+        value=runs[members[0]].alerts[0].rule_name,
+        alert_ids=list(itertools.islice(grouped, MAX_LINK_SAMPLE)),
+        gap_seconds=max(map(operator.sub, firsts[1:], firsts), default=0.0),
+    )
+
+
 @dataclass(slots=True)
 class _Chain:
     """Runs one entity links, each within the link window of the ones before it: one link."""
@@ -411,7 +436,8 @@ def correlate(
         if len(chain.runs) > 1
     ]
     sweeps = _sweeps(runs, cfg)
-    for members in sweeps:
+    sequences = _sequences(runs)
+    for members in (*sweeps, *sequences.values()):
         for i in members[1:]:
             uf.union(members[0], i)
     stage_runs(runs, cfg)
@@ -446,6 +472,8 @@ def correlate(
                 gap_seconds=max(map(operator.sub, firsts[1:], firsts), default=0.0),
             )
         )
+    for group, members in sequences.items():
+        clusters[uf.find(members[0])].links.append(_sequence_link(group, members, runs))
     for step in progressions:
         clusters[uf.find(step.earlier)].links.append(step.link(runs))
     return sorted(clusters.values(), key=lambda c: (c.runs[0].first, c.runs[0].alerts[0].id))

@@ -79,6 +79,12 @@ class Entities(BaseModel):
     hashes: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    sequences: tuple[str, ...] = Field(
+        default=(),
+        description="The alert group its detection engine made it part of (Elastic's EQL "
+        "sequence: its building-block alerts and the sequence's own share "
+        "`kibana.alert.group.id`). Not an observable: it links, and is no entity to show.",
+    )
 
     def pairs(self) -> list[tuple[EntityKind, str]]:
         """Every (kind, value), in a stable order."""
@@ -249,10 +255,12 @@ class EntityLink(BaseModel):
     """One reason alerts belong together: they share this entity, or (kind "rule") this rule
     swept several hosts within minutes, or (kind "progression") on this host or of this user
     the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
-    alerts' last stage, then the later alerts' first). `sensors`: several sensors saw the
-    linked alerts (corroboration). `gap_seconds`: how far apart in time the link reached."""
+    alerts' last stage, then the later alerts' first), or (kind "sequence") this rule of
+    their detection engine matched them as one sequence of events (Elastic's EQL sequence).
+    `sensors`: several sensors saw the linked alerts (corroboration). `gap_seconds`: how far
+    apart in time the link reached."""
 
-    kind: EntityKind | Literal["rule", "progression"]
+    kind: EntityKind | Literal["rule", "progression", "sequence"]
     value: str
     alert_ids: list[str]
     tactics: list[str] = Field(default_factory=list)

@@ -407,6 +407,7 @@ ECS_ENTITIES = EntitySpec(
         None,
         False,
     ),
+    ("sequences", ("kibana.alert.group.id", "signal.group.id"), 1, False),
 )
 #: Winlogbeat's and Elastic Agent's name of a Windows event's own machine: a collector of
 #: Windows Event Forwarding reading other machines' events is `host.name`.

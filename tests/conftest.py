@@ -57,6 +57,41 @@ def brute_force(i: int | str = 1, minutes: float = 0, host: str = "web") -> dict
     )
 
 
+def eql_sequence_alerts(group: str | None) -> list[dict[str, Any]]:
+    """An Elastic EQL sequence `by user.name` (a logon on one host, two hours later a process
+    on another), as Kibana writes it: an alert for each event (a building block, its event's
+    time in `original_time`) and the sequence's own alert, written once the sequence closed,
+    holding only the fields they share: no host."""
+    rule = {
+        "kibana.alert.rule.name": "Logon then remote tool by one account",
+        "kibana.alert.rule.rule_id": "eql-logon-then-tool",
+        "kibana.alert.severity": "high",
+        "kibana.alert.risk_score": 73,
+    }
+    grouped = {"kibana.alert.group.id": group} if group else {}
+
+    def event(uuid: str, at: str, host: str | None, **more: object) -> dict[str, Any]:
+        return {
+            **rule,
+            **grouped,
+            "@timestamp": "2026-12-07T12:05:00Z",
+            "kibana.alert.uuid": uuid,
+            "kibana.alert.original_time": at,
+            "user": {"name": "jdoe"},
+            **({"host": {"name": host}} if host else {}),
+            **more,
+        }
+
+    def block(n: int) -> dict[str, Any]:
+        return {"kibana.alert.building_block_type": "default", "kibana.alert.group.index": n}
+
+    return [
+        event("bb-1", "2026-12-07T10:00:00Z", "ws-07", **block(0)),
+        event("bb-2", "2026-12-07T12:00:00Z", "srv-db", **block(1)),
+        {**event("shell", "", None), "kibana.alert.original_time": None},
+    ]
+
+
 def alert(*args: Any, **kwargs: Any) -> Alert:
     return normalize(ecs(*args, **kwargs))
 

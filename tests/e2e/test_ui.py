@@ -613,3 +613,17 @@ def test_a_run_of_unknown_outcome_is_settled_on_its_incident_page(api: dict) -> 
         not in c.get(f"/incidents/{p.incident_id}").text
     )
     assert 'id="outcome-unknown"' not in c.get("/").text
+
+
+def test_an_incident_page_says_a_detection_rule_matched_its_alerts_as_one_sequence(
+    api: dict,
+) -> None:
+    from agent.correlate import correlate
+    from agent.normalize import normalize
+    from tests.conftest import eql_sequence_alerts
+
+    (cluster,) = correlate([normalize(d) for d in eql_sequence_alerts("grp-9f2")])
+    assert (
+        "one sequence its detection rule matched: <code>Logon then remote tool by one "
+        "account</code> (3 alerts, up to 2.0 h apart)"
+    ) in incident_page(api, cluster)

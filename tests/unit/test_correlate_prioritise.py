@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from agent.analyst import link_text
 from agent.baseline import RARE, Baseline
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
-from tests.conftest import T0, alert
+from tests.conftest import T0, alert, eql_sequence_alerts
 
 
 def ids(clusters) -> list[list[str]]:
@@ -298,6 +299,23 @@ def test_a_host_is_one_entity_whether_a_sensor_writes_its_dns_name_or_its_machin
     (cluster,) = correlate(seen)
     assert {a.entities.hosts for a in cluster.alerts} == {("ws-fin-07",)}
     assert {(link.kind, link.value) for link in cluster.links} >= {("host", "ws-fin-07")}
+
+
+def test_an_eql_sequence_s_alerts_are_one_incident_however_far_apart() -> None:
+    """Elastic's EQL sequence rule matched a logon on ws-07 and a process on srv-db two hours
+    later as one sequence: its alerts were two incidents (the account's link reaches an
+    hour); they share the sequence's group id, and are one, linked by it."""
+    from agent.normalize import normalize
+
+    seen = [normalize(d) for d in eql_sequence_alerts("grp-9f2")]
+    (cluster,) = correlate(seen)
+    assert sorted(a.id for a in cluster.alerts) == ["bb-1", "bb-2", "shell"]
+    (link,) = [link for link in cluster.links if link.kind == "sequence"]
+    assert link.value == "Logon then remote tool by one account"
+    assert sorted(link.alert_ids) == ["bb-1", "bb-2", "shell"] and link.gap_seconds >= 7200
+    assert "one sequence its detection rule matched" in link_text(link)
+    apart = [normalize(d) for d in eql_sequence_alerts(None)]  # the same without the id
+    assert sorted(ids(correlate(apart))) == [["bb-1"], ["bb-2", "shell"]]
 
 
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:

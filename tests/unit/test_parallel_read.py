@@ -22,7 +22,7 @@ from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ReadChunk
 from agent.store.sqlite import SqliteStore
 from connectors.files import BOM, read_documents
-from tests.conftest import ecs, same_alert_as_validated
+from tests.conftest import ecs, eql_sequence_alerts, same_alert_as_validated
 
 
 def messy_file(path: Path) -> Path:
@@ -146,6 +146,7 @@ def test_alerts_cross_from_the_workers_with_the_types_validation_gives(
         docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for path in (shared_data / "elastic").glob("*.json"):
         docs.append(json.loads(path.read_text()))
+    docs += eql_sequence_alerts("grp-1")  # an EQL sequence's group id among the entities
     checked = [doc for doc in docs if isinstance(doc, dict)]
     assert len(checked) > 300
     for doc in checked:
