@@ -21,6 +21,7 @@ from agent.models import (
     Explanation,
     Incident,
     Severity,
+    all_fields_set,
     distinct,
     distinct_entities,
 )
@@ -90,16 +91,18 @@ def incident_id_for(first_alert_id: str) -> str:
 def groups_of(streams: list[Stream]) -> list[AlertGroup]:
     """Repeats of one rule on one host, collapsed into counts with first and last seen."""
     groups = [
-        AlertGroup(
-            rule_id=s.rule_id,
-            rule_name=s.first.rule_name,
-            host=s.host,
-            count=s.count,
-            first_seen=s.first.timestamp,
-            last_seen=s.last.timestamp,
-            sample_alert_id=s.first.id,
-            severity=s.top.severity,
-            sensor=s.first.sensor,
+        all_fields_set(  # one a stream: one an alert where each alert has a host of its own
+            AlertGroup(
+                rule_id=s.rule_id,
+                rule_name=s.first.rule_name,
+                host=s.host,
+                count=s.count,
+                first_seen=s.first.timestamp,
+                last_seen=s.last.timestamp,
+                sample_alert_id=s.first.id,
+                severity=s.top.severity,
+                sensor=s.first.sensor,
+            )
         )
         for s in streams
     ]

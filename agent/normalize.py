@@ -29,6 +29,7 @@ from agent.models import (
     DeadLetter,
     Entities,
     Severity,
+    all_fields_set,
     raw_json,
     severity_for_risk,
 )
@@ -530,8 +531,8 @@ def _entities_read(f: Fields, spec: EntitySpec) -> Entities:
     if entities is None:
         if len(_ENTITY_CACHE) >= 65536:
             _ENTITY_CACHE.clear()
-        entities = Entities.model_validate(
-            {row[0]: v for row, v in zip(spec.rows, key, strict=True)}
+        entities = all_fields_set(
+            Entities.model_validate({row[0]: v for row, v in zip(spec.rows, key, strict=True)})
         )
         _ENTITY_CACHE[key] = entities
     return entities

@@ -52,8 +52,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent.collector import gc_paused
-from agent.models import Alert, DeadLetter, FileSpan
-from agent.normalize import SHARED_FIELDS_SET, NormalizeError, alert_parts, rejected
+from agent.models import Alert, DeadLetter, FileSpan, all_fields_set
+from agent.normalize import (
+    SHARED_FIELDS_SET,
+    NormalizeError,
+    alert_parts,
+    rejected,
+)
 from agent.repeats import Parts
 from connectors.files import (
     BOM,
@@ -396,6 +401,8 @@ def received(result: ChunkResult | str | None) -> ChunkResult | None:
 def built(result: ChunkResult) -> tuple[list[tuple[int, Alert] | DeadLetter], int]:
     """A chunk's alerts, built, each with its line in the chunk."""
     shared, items, lines = result
+    for part in shared:  # unpickled, each entity set with a set of field names of its own
+        all_fields_set(part[-1])
     forms = list(map(_form, shared))
     return [
         i if isinstance(i, DeadLetter) else (i[0], alert_of(forms[i[1]], i[2], i[3], i[4], i[5]))

@@ -14,9 +14,12 @@ import pytest
 import agent.graph
 import agent.parallel_read as parallel_read
 from agent.analyst import OfflineAnalyst
+from agent.baseline import Baseline
+from agent.correlate import correlate
 from agent.documents import unwrapped
 from agent.errors import InputChanged
 from agent.graph import TriageContext, run_triage
+from agent.incidents import build_incident
 from agent.models import Alert, DeadLetter
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ReadChunk
@@ -176,6 +179,27 @@ def test_triage_of_a_large_file_uses_the_workers_and_loses_nothing(
 
     assert run(2) == run(1)
     assert used == [str(path)]  # the two-worker run went through the parallel reader
+
+
+def test_alerts_of_their_own_hosts_share_one_set_of_entity_field_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pydantic keeps a set of the fields set on each model (728 bytes): one per alert where
+    each has a host of its own (a rule firing once on each endpoint of a fleet), read here or
+    unpickled from a worker. Every entity set shares one; copying one leaves it as it was."""
+    path = tmp_path / "fleet.ndjson"
+    path.write_text("".join(json.dumps(ecs(i, i, "Update", f"ep-{i}")) + "\n" for i in range(60)))
+    monkeypatch.setattr(parallel_read, "CHUNK_BYTES", 4096)  # chunks from each worker
+    read = [x[2] for x in one_by_one(parallel_read.read_parallel(str(path), 1 << 20, workers=2))]
+    alone = [normalize(ecs(100 + i, i, "Update", f"ep-x{i}")) for i in range(3)]
+    names = {id(a.entities.__pydantic_fields_set__) for a in (*read, *alone)}
+    assert len(read) == 60 and len({a.entities.hosts for a in read}) == 60 and len(names) == 1
+    moved = read[0].entities.model_copy(update={"hosts": ("elsewhere",)})
+    assert moved.hosts == ("elsewhere",) and read[1].entities.hosts == ("ep-1",)
+    assert read[1].entities.__pydantic_fields_set__ == set(type(moved).model_fields)
+    # An incident's groups, one for each host's stream, share one too.
+    groups = [g for c in correlate(read) for g in build_incident(c, Baseline()).groups]
+    assert len(groups) == 60 and len({id(g.__pydantic_fields_set__) for g in groups}) == 1
 
 
 def lines_by_id(data: bytes, max_bytes: int = 1 << 20) -> dict[str, bytes]:
