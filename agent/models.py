@@ -134,11 +134,16 @@ def all_fields_set(model: _Model) -> _Model:
     half of a small model's memory where each alert has its own (a fleet's endpoints each with
     its own host, a scan's sources). For models given every field; the set already holds
     every name a later assignment would add, and copying a model copies it."""
-    names = _ALL_FIELDS.get(type(model))
-    if names is None:
-        names = _ALL_FIELDS[type(model)] = set(type(model).model_fields)
-    object.__setattr__(model, "__pydantic_fields_set__", names)
+    object.__setattr__(model, "__pydantic_fields_set__", fields_set_of(type(model)))
     return model
+
+
+def fields_set_of(cls: type[BaseModel]) -> set[str]:
+    """The one set of the class's field names its models share (`all_fields_set`)."""
+    names = _ALL_FIELDS.get(cls)
+    if names is None:
+        names = _ALL_FIELDS[cls] = set(cls.model_fields)
+    return names
 
 
 #: Where a document sits in the file it was read from: (path, byte offset, length, CRC-32 of

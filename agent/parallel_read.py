@@ -52,13 +52,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent.collector import gc_paused
-from agent.models import Alert, DeadLetter, FileSpan, all_fields_set
-from agent.normalize import (
-    SHARED_FIELDS_SET,
-    NormalizeError,
-    alert_parts,
-    rejected,
-)
+from agent.models import Alert, DeadLetter, FileSpan, all_fields_set, fields_set_of
+from agent.normalize import NormalizeError, alert_parts, rejected
 from agent.repeats import Parts
 from connectors.files import (
     BOM,
@@ -80,6 +75,7 @@ AHEAD_PER_WORKER = 4  # chunks handed to each worker before its first result is 
 MERGED_CHUNKS = 4
 
 ALERT_FIELDS = tuple(Alert.model_fields)
+ALERT_FIELDS_SET = fields_set_of(Alert)  # what every alert was given: one set for all
 #: The fields repeats share: all but an alert's own, which come first (id, timestamp) and last
 #: (message, raw JSON).
 SHARED_FIELDS = ALERT_FIELDS[2:-2]
@@ -548,7 +544,7 @@ def alert_of(
     values["raw_json"] = raw_json
     alert = _new_alert(Alert)
     _set(alert, "__dict__", values)
-    _set(alert, "__pydantic_fields_set__", SHARED_FIELDS_SET)
+    _set(alert, "__pydantic_fields_set__", ALERT_FIELDS_SET)
     _set(alert, "__pydantic_extra__", None)
     _set(alert, "__pydantic_private__", None)
     return alert

@@ -194,6 +194,7 @@ def test_alerts_of_their_own_hosts_share_one_set_of_entity_field_names(
     alone = [normalize(ecs(100 + i, i, "Update", f"ep-x{i}")) for i in range(3)]
     names = {id(a.entities.__pydantic_fields_set__) for a in (*read, *alone)}
     assert len(read) == 60 and len({a.entities.hosts for a in read}) == 60 and len(names) == 1
+    assert len({id(a.__pydantic_fields_set__) for a in (*read, *alone)}) == 1  # alerts' too
     moved = read[0].entities.model_copy(update={"hosts": ("elsewhere",)})
     assert moved.hosts == ("elsewhere",) and read[1].entities.hosts == ("ep-1",)
     assert read[1].entities.__pydantic_fields_set__ == set(type(moved).model_fields)
