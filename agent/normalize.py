@@ -229,7 +229,7 @@ def clean_names(values: list[str], accounts: bool) -> list[str]:
     logon's event names `jdoe` and its domain apart, as ECS's `user.name` and `user.domain`
     do)."""
     kept = (v.lower() for v in values)
-    kept = (_account(v) for v in kept) if accounts else (machine_name(v) for v in kept)
+    kept = (account_name(v) for v in kept) if accounts else (machine_name(v) for v in kept)
     return list(dict.fromkeys(v for v in kept if v and v not in NO_NAME))
 
 
@@ -244,7 +244,8 @@ def machine_name(host: str) -> str:
     return first
 
 
-def _account(name: str) -> str:
+def account_name(name: str) -> str:
+    """An account (in lower case) without the uid PAM adds or the Windows domain before it."""
     if name.endswith(")"):
         name = _UID_SUFFIX.sub("", name)
     return name.rpartition("\\")[2] if "\\" in name else name

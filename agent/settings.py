@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     # Prioritisation: the site's critical hosts and identities, comma-separated names or
     # shell-style patterns, matched case-insensitively ("dc*,erp-prod,*-finance-*"; users:
     # "administrator,*-adm"). An incident involving one gains the criticality factor. Hosts
-    # are matched by machine name, as they are read (`dc01.corp.example` is `dc01`).
+    # are matched by machine name, as they are read (`dc01.corp.example` is `dc01`), and
+    # accounts without their Windows domain (`CORP\administrator` is `administrator`).
     critical_assets: str = ""
     critical_identities: str = ""
     # How long an analyst's tuning (a rule on a host marked noise) holds before it lapses: a
@@ -211,17 +212,27 @@ class Settings(BaseSettings):
             ),
         ]
 
-    @field_validator("critical_assets")
+    @field_validator("critical_assets", "critical_identities")
     @classmethod
-    def _machine_patterns(cls, text: str) -> str:
-        """A pattern of a DNS domain's hosts (`*.corp.example`) would match every host, since
-        hosts are matched by their machine name: refused rather than read so."""
+    def _named_patterns(cls, text: str, info: ValidationInfo) -> str:
+        """A pattern of a domain's hosts (`*.corp.example`) or accounts (`CORP\\*`) would
+        match every one, since hosts are matched by machine name and accounts without their
+        Windows domain: refused rather than read so."""
+        hosts = info.field_name == "critical_assets"
         for pattern in (p.strip() for p in text.split(",")):
-            first, dot, _ = pattern.partition(".")
-            if dot and first and not first.strip("*?"):
+            if hosts:
+                name, cut, _ = pattern.partition(".")
+            else:
+                _, cut, name = pattern.rpartition("\\")
+            if cut and name and not name.strip("*?"):
+                kind, example = (
+                    ("host", "`dc01.corp.example` is `dc01`")
+                    if hosts
+                    else ("account", "`CORP\\jdoe` is `jdoe`")
+                )
                 raise ValueError(
-                    f"{pattern!r} would match every host: hosts are matched by machine name "
-                    "(`dc01.corp.example` is `dc01`), so name them or a pattern of their names"
+                    f"{pattern!r} would match every {kind}: {kind}s are matched by the name "
+                    f"they are read by ({example}), so name them or a pattern of their names"
                 )
         return text
 

@@ -1051,6 +1051,17 @@ def test_a_critical_host_listed_by_its_dns_name_matches_the_machine_it_names() -
     assert Watchlist.parse("ERP-PROD.corp.example").hits(["erp-prod"]) == []  # not folded
 
 
+def test_a_critical_account_listed_with_its_windows_domain_matches_the_account() -> None:
+    """Accounts are read without their Windows domain or PAM's uid: an inventory's
+    `CORP\\Administrator` and `*\\svc-*` name `administrator` and `svc-backup`."""
+    from agent.normalize import account_name
+    from agent.prioritise import Watchlist
+
+    listed = Watchlist.parse("CORP\\Administrator, *\\svc-*", fold=account_name)
+    names = ["administrator", "svc-backup", "jdoe", "corp"]
+    assert listed.hits(names) == ["administrator", "svc-backup"]
+
+
 def test_a_critical_host_or_identity_lifts_an_incident_above_its_twin() -> None:
     """The same alert on an ordinary host, a critical host and by a critical identity."""
     from agent.prioritise import PriorityConfig, Watchlist

@@ -145,3 +145,15 @@ def test_a_critical_host_pattern_of_a_dns_domain_is_refused(
         load_settings()
     monkeypatch.setenv("VIGIE_CRITICAL_ASSETS", "dc01.corp.example, erp-*.corp.example")
     assert load_settings().critical_assets == "dc01.corp.example, erp-*.corp.example"
+
+
+def test_a_critical_account_pattern_of_a_windows_domain_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Accounts are matched without their Windows domain (`CORP\\jdoe` is `jdoe`): `CORP\\*`
+    would make every account critical."""
+    monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "CORP\\administrator, CORP\\*")
+    with pytest.raises(ConfigError, match=r"would match every account"):
+        load_settings()
+    monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "CORP\\administrator, *\\svc-*")
+    assert load_settings().critical_identities == "CORP\\administrator, *\\svc-*"
