@@ -26,7 +26,7 @@ from agent.models import (
     Reopening,
     Tuning,
 )
-from agent.normalize import machine_name
+from agent.normalize import account_name, machine_name
 
 #: (rule id, host) -> the latest day it fired.
 RulePairs = Mapping[tuple[str, str], date]
@@ -79,10 +79,11 @@ def entity_value(value: str) -> str:
 
 
 def entity_lookups(value: str) -> list[str]:
-    """The values an analyst's `involving` finds incidents by: as typed, and for a host typed
-    with its DNS domain (`ws-fin-07.corp.example`), the machine name hosts are read by."""
+    """The values an analyst's `involving` finds incidents by: as typed, and as names are
+    read: a host typed with its DNS domain (`ws-fin-07.corp.example`) by its machine name, an
+    account typed with its Windows domain (`CORP\\jdoe`) without it."""
     typed = entity_value(value)
-    return list(dict.fromkeys((typed, machine_name(typed))))
+    return list(dict.fromkeys((typed, machine_name(typed), account_name(typed))))
 
 
 def entity_values(inc: Incident) -> set[str]:

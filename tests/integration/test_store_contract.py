@@ -260,6 +260,7 @@ def test_incidents_are_found_by_a_host_user_or_address_they_involve(
     assert ids(involving="Web-01.corp.example") == ["INC-050", "INC-030", "INC-010"]
     assert store.count_incidents(involving="db-02.corp.example", status="open") == 1
     assert ids(involving="John.Smith") == ["INC-040"] and ids(involving="john") == []
+    assert ids(involving="CORP\\alice") == ["INC-010"]  # as accounts are read
     assert store.count_incidents(involving="web-01") == 3
     assert store.count_incidents(involving="db-02", status="open") == 1
     assert store.count_incidents(involving="db-02", status="closed", min_priority=40) == 0
