@@ -237,11 +237,13 @@ def machine_name(host: str) -> str:
     """A host by its machine name, the first label of a DNS name: Elastic Agent may name a
     host `ws-fin-07.corp.example` where its Wazuh agent and its syslog say `ws-fin-07`, as
     Windows names its own machine in one form or the other (the Windows domain is dropped from
-    an account alike). An address (a host named by its IP) stays whole."""
-    first, dot, _ = host.partition(".")
+    an account alike). An address (a host named by its IP) stays whole, and so does a name
+    whose last label is a number, which no DNS domain ends in (`ubuntu-22.04`, a lab's
+    machine named after its system, is not `ubuntu-22`)."""
+    first, dot, rest = host.partition(".")
     if not dot or not first or ":" in host or first.isdigit():  # an IPv4 address's too
         return host
-    return first
+    return host if rest.rpartition(".")[2].isdigit() else first
 
 
 def account_name(name: str) -> str:

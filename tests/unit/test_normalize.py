@@ -439,6 +439,8 @@ def test_a_host_is_its_machine_name_however_a_sensor_writes_its_dns_name() -> No
         "10.0.0.5": ("10.0.0.5",),
         "2001:db8::5": ("2001:db8::5",),
         "123.corp.example": ("123.corp.example",),
+        "ubuntu-22.04": ("ubuntu-22.04",),  # a version, not a domain: not `ubuntu-22`
+        "Ubuntu-22.10": ("ubuntu-22.10",),
         "localhost.corp.example": (),
     }
     seen = {h: normalize(ecs(n, 0, "r", h)).entities.hosts for n, h in enumerate(named)}
