@@ -17,6 +17,7 @@ window, or the quiet period for a background stream) before the incident's first
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ from agent.baseline import Baseline
 from agent.correlate import Cluster, CorrelationConfig, Run, linking_users, progression_link
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
+from agent.normalize import account_name, machine_name
 from agent.prioritise import PriorityConfig
 from agent.store import Store
 
@@ -93,8 +95,8 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
         return None
     hosts, users = _hosts_and_users(cluster)
     for kind, theirs, ours in (
-        (EntityKind.host, incident.hosts, hosts),
-        (EntityKind.user, incident.users, users),
+        (EntityKind.host, _hosts_as_read(incident.hosts), hosts),
+        (EntityKind.user, _users_as_read(incident.users), users),
     ):
         both = sorted(ours.intersection(theirs))
         if kind is EntityKind.host:  # the host it joins on: the incident's latest alert there
@@ -107,6 +109,18 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
                 gap_seconds=max(0.0, step_to(cluster.times, incident)),
             )
     return None
+
+
+def _hosts_as_read(stored: Iterable[str]) -> set[str]:
+    """An incident's hosts as alerts name them now: one stored before hosts were read in lower
+    case and by machine name holds `WS-FIN-07.corp.example` where later alerts say
+    `ws-fin-07`, and they must extend it."""
+    return {machine_name(h.lower()) for h in stored}
+
+
+def _users_as_read(stored: Iterable[str]) -> set[str]:
+    """An incident's accounts as alerts name them now (`CORP\\JDoe` stored is `jdoe`)."""
+    return {account_name(u.lower()) for u in stored}
 
 
 def _hosts_and_users(cluster: Cluster) -> tuple[set[str], set[str]]:
@@ -139,10 +153,12 @@ class _Candidates:
         for inc in incidents:
             if inc.explanation.background:
                 self.background.append(inc)
-            for key in {*(f"h:{h}" for h in inc.hosts), *(f"u:{u}" for u in inc.users)}:
+            hosts, users = _hosts_as_read(inc.hosts), _users_as_read(inc.users)
+            for key in {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}:
                 self.by_entity.setdefault(key, []).append(inc)
         self.streams = {
-            inc.incident_id: {(g.rule_id, g.host) for g in inc.groups} for inc in self.background
+            inc.incident_id: {(g.rule_id, machine_name(g.host.lower())) for g in inc.groups}
+            for inc in self.background
         }
 
     def sharing(self, hosts: set[str], users: set[str]) -> list[Incident]:
@@ -199,9 +215,9 @@ def _last_on(incident: Incident, hosts: set[str], users: set[str]) -> datetime:
     incident holding them all, and its web-server alerts at 09:30 must not make the mail
     server's 10:00 logins its continuation. Per host, from its groups; a shared user (whose
     alerts are not kept per user) counts from the incident's last alert."""
-    if not users.isdisjoint(incident.users):
+    if not users.isdisjoint(_users_as_read(incident.users)):
         return incident.last_seen
-    on = [g.last_seen for g in incident.groups if g.host in hosts]
+    on = [g.last_seen for g in incident.groups if machine_name(g.host.lower()) in hosts]
     return max(on) if on else incident.last_seen
 
 
@@ -218,7 +234,8 @@ def _progression(
     low, high = _starts(first), before[1]
     if high >= low:
         return None
-    shared = sorted(({first.host} | first.users) & {*incident.hosts, *incident.users})
+    known = _hosts_as_read(incident.hosts) | _users_as_read(incident.users)
+    shared = sorted(({first.host} | first.users) & known)
     if not shared:
         return None
     return progression_link(shared[0], [first.alerts[0].id], high, low, gap)

@@ -135,6 +135,39 @@ def test_a_later_batch_extends_the_open_incident_and_a_reread_adds_nothing(tmp_p
     assert sorted(placed) == ["a1", "a2", "a3", "a4"]  # nothing twice
 
 
+def test_an_incident_stored_with_names_as_written_is_extended_by_names_as_read(
+    tmp_path: Path,
+) -> None:
+    """A store written before hosts were read in lower case and by machine name, and accounts
+    without their Windows domain, holds `WS-FIN-07.corp.example` and `CORP\\JDoe`: the next
+    batch's alerts on `ws-fin-07` by `jdoe` opened another incident beside the open one."""
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    (made,) = run_triage_documents([("t", 1, ecs(1, 0, "Web shell", "ws-fin-07"))], ctx)[
+        "incidents"
+    ]
+    old = made.model_copy(  # as an earlier version stored it
+        update={
+            "hosts": ["WS-FIN-07.corp.example"],
+            "users": ["CORP\\JDoe"],
+            "groups": [
+                g.model_copy(update={"host": "WS-FIN-07.corp.example"}) for g in made.groups
+            ],
+        }
+    )
+    store.save_triage([old], [], [], [], actor="vigie")
+    by_host = [("t", 2, ecs(2, 20, "Odd process", "ws-fin-07"))]
+    by_user = [("t", 3, ecs(3, 30, "Odd logon", "srv-02", user={"name": "jdoe"}))]
+    run_triage_documents(by_host, ctx)
+    run_triage_documents(by_user, ctx)
+    (grown,) = store.list_incidents(limit=10)
+    assert grown.incident_id == made.incident_id and grown.alert_ids == ["a1", "a2", "a3"]
+    assert [(x.kind, x.value) for x in grown.explanation.links][-2:] == [
+        ("host", "ws-fin-07"),
+        ("user", "jdoe"),
+    ]
+
+
 def test_a_later_batch_joins_through_a_host_only_near_the_incident_s_last_alert_there(
     tmp_path: Path,
 ) -> None:
