@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from agent.correlate import Cluster
 from agent.models import Tuning
+from agent.normalize import machine_name
 from agent.routine import per_period
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
@@ -145,8 +146,9 @@ class Baseline:
         or novelty, but in an unusual window (see `prioritise`). Windows are left as they are:
         how unusual a quarter hour was is a fact of the network, and an intrusion's side
         effects often trip routine rules; so a tuning lowers only the incidents holding a
-        tuned pair, and raises none."""
-        self.tuned = {(t.rule_id, t.host): t for t in tunings}
+        tuned pair, and raises none. A tuning stored before hosts were read in lower case and
+        by machine name holds the host as written then: it is taken as hosts are read now."""
+        self.tuned = {(t.rule_id, machine_name(t.host.lower())): t for t in tunings}
 
     def knows_a_day(self) -> bool:
         """Whether the windows known (the store's and the batch's) span a day: fewer have not

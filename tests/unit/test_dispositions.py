@@ -68,6 +68,9 @@ def test_a_tuned_pair_loses_its_rarity_but_the_attack_around_it_keeps_its_tactic
     elsewhere = streams_of_alerts([alert(3, 0, "Odd DNS", "srv4")])
     _, factors = prioritise(elsewhere, baseline)
     assert "tuning" not in points(factors) and points(factors)["rarity"] > 0
+    # A tuning an earlier version stored with the host as written quiets the host as read.
+    baseline.tune([tuning("odd-dns", "SRV3.corp.example")])
+    assert prioritise(streams, baseline)[0] == after
 
 
 def _triage(store: SqliteStore, docs: list[dict]) -> list[Incident]:
