@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from agent.correlate import Cluster
 from agent.models import Tuning
-from agent.normalize import machine_name
+from agent.normalize import read_host
 from agent.routine import per_period
 from agent.store import WINDOW_HISTORY_SECONDS, RuleHistory, RunHistory
 
@@ -148,7 +148,7 @@ class Baseline:
         effects often trip routine rules; so a tuning lowers only the incidents holding a
         tuned pair, and raises none. A tuning stored before hosts were read in lower case and
         by machine name holds the host as written then: it is taken as hosts are read now."""
-        self.tuned = {(t.rule_id, machine_name(t.host.lower())): t for t in tunings}
+        self.tuned = {(t.rule_id, read_host(t.host)): t for t in tunings}
 
     def knows_a_day(self) -> bool:
         """Whether the windows known (the store's and the batch's) span a day: fewer have not

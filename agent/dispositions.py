@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from agent.approvals import SYSTEM_IDENTITIES, person, visible
 from agent.errors import ApprovalError, BadInput, Conflict, Forbidden, NotFound
 from agent.models import Disposal, Disposition, Incident, ProposalState, Tuning
-from agent.normalize import machine_name
+from agent.normalize import read_host
 from agent.store import Store
 
 if TYPE_CHECKING:
@@ -230,6 +230,6 @@ def revoke(
         raise Forbidden(f"revoking a tuning needs the {' or '.join(sorted(TUNING_ROLES))} role")
     # Hosts are read by machine name in lower case, as tunings record them; one made before
     # keeps its spelling.
-    spellings = dict.fromkeys((machine_name(host.lower()), host.lower(), host))
+    spellings = dict.fromkeys((read_host(host), host.lower(), host))
     if not any(store.revoke_tuning(rule_id, h, actor, reason) for h in spellings):
         raise NotFound(f"no tuning of {rule_id!r} on {host!r}")

@@ -26,7 +26,7 @@ from agent.baseline import Baseline
 from agent.correlate import Cluster, CorrelationConfig, Run, linking_users, progression_link
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
-from agent.normalize import account_name, machine_name
+from agent.normalize import read_account, read_host
 from agent.prioritise import PriorityConfig
 from agent.store import Store
 
@@ -115,12 +115,12 @@ def _hosts_as_read(stored: Iterable[str]) -> set[str]:
     """An incident's hosts as alerts name them now: one stored before hosts were read in lower
     case and by machine name holds `WS-FIN-07.corp.example` where later alerts say
     `ws-fin-07`, and they must extend it."""
-    return {machine_name(h.lower()) for h in stored}
+    return set(map(read_host, stored))
 
 
 def _users_as_read(stored: Iterable[str]) -> set[str]:
     """An incident's accounts as alerts name them now (`CORP\\JDoe` stored is `jdoe`)."""
-    return {account_name(u.lower()) for u in stored}
+    return set(map(read_account, stored))
 
 
 def _hosts_and_users(cluster: Cluster) -> tuple[set[str], set[str]]:
@@ -157,7 +157,7 @@ class _Candidates:
             for key in {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}:
                 self.by_entity.setdefault(key, []).append(inc)
         self.streams = {
-            inc.incident_id: {(g.rule_id, machine_name(g.host.lower())) for g in inc.groups}
+            inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
         }
 
@@ -217,7 +217,7 @@ def _last_on(incident: Incident, hosts: set[str], users: set[str]) -> datetime:
     alerts are not kept per user) counts from the incident's last alert."""
     if not users.isdisjoint(_users_as_read(incident.users)):
         return incident.last_seen
-    on = [g.last_seen for g in incident.groups if machine_name(g.host.lower()) in hosts]
+    on = [g.last_seen for g in incident.groups if read_host(g.host) in hosts]
     return max(on) if on else incident.last_seen
 
 

@@ -228,9 +228,19 @@ def clean_names(values: list[str], accounts: bool) -> list[str]:
     uid PAM may add or the Windows domain Sysmon writes before it (`CORP\\jdoe`, where a
     logon's event names `jdoe` and its domain apart, as ECS's `user.name` and `user.domain`
     do)."""
-    kept = (v.lower() for v in values)
-    kept = (account_name(v) for v in kept) if accounts else (machine_name(v) for v in kept)
+    kept = map(read_account if accounts else read_host, values)
     return list(dict.fromkeys(v for v in kept if v and v not in NO_NAME))
+
+
+def read_host(name: str) -> str:
+    """A host's name as alerts are read (`clean_names`): also what a name stored by an earlier
+    version (`WS-FIN-07.corp.example`) or typed by a person is compared as."""
+    return machine_name(name.lower())
+
+
+def read_account(name: str) -> str:
+    """An account's name as alerts are read (`CORP\\JDoe` is `jdoe`), as `read_host`."""
+    return account_name(name.lower())
 
 
 def machine_name(host: str) -> str:
@@ -567,12 +577,8 @@ def _forwarded(computer: Any, reader: Any) -> bool:
         isinstance(computer, str)
         and isinstance(reader, str)
         and bool(computer)
-        and _first_label(computer) != _first_label(reader)
+        and read_host(computer) != read_host(reader)
     )
-
-
-def _first_label(name: str) -> str:
-    return name.split(".", 1)[0].lower()
 
 
 # --- per-format normalisers ---------------------------------------------------------------------

@@ -251,8 +251,8 @@ class Pseudonymizer:
             messages[a.message] = None
         for message in messages:  # an incident's repeats share a few messages
             self.register_names(*named_in(message))
-        for message in messages:  # the domains their hosts are written with, before any is
-            self.mask(message)  # masked (`HOST_1.corp.example`): each text masks them all
+        for message in messages:  # the domains their hosts are written with, before any text
+            self._learn_host_domains(message)  # is masked: each text masks them all
 
     def register_names(self, hosts: Iterable[str], users: Iterable[str]) -> None:
         """Learn hosts and users named beyond the alerts at hand: an extended incident's groups
@@ -297,6 +297,13 @@ class Pseudonymizer:
             self._domains.add(domain)
             self._domain_pattern = None
         return tok
+
+    def _learn_host_domains(self, text: str) -> None:
+        """The domains a text writes after a known host (`ws-fin-07.corp.example`)."""
+        pattern = self._known()
+        if pattern is not None:
+            for m in _HOST_SUFFIX.finditer(pattern.sub(self._known_token, text)):
+                self._learn_domain(m.group(2))
 
     def _host_suffix(self, m: re.Match[str]) -> str:
         return f"{m.group(1)}.{self._learn_domain(m.group(2))}"

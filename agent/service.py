@@ -13,7 +13,7 @@ from agent.analyst import Analyst, OfflineAnalyst
 from agent.correlate import CorrelationConfig
 from agent.errors import ConfigError
 from agent.graph import Progress, TriageContext, TriageState, run_triage
-from agent.normalize import account_name, machine_name
+from agent.normalize import read_account, read_host
 from agent.parallel_read import ParallelRead, worker_count
 from agent.playbooks import load_playbooks
 from agent.prioritise import PriorityConfig, Watchlist
@@ -70,8 +70,8 @@ def triage_context(
             hub_min_hosts=settings.hub_min_hosts,
         ),
         priority=PriorityConfig(
-            critical_assets=Watchlist.parse(settings.critical_assets, fold=machine_name),
-            critical_identities=Watchlist.parse(settings.critical_identities, fold=account_name),
+            critical_assets=Watchlist.parse(settings.critical_assets, fold=read_host),
+            critical_identities=Watchlist.parse(settings.critical_identities, fold=read_account),
         ),
         requester=settings.requester,
         approval_ttl=timedelta(seconds=settings.approval_ttl_seconds),

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from standardwebhooks.webhooks import Webhook
 
 from agent.errors import ConfigError
+from agent.normalize import read_account, read_host
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", ""}
@@ -219,12 +220,10 @@ class Settings(BaseSettings):
         match every one, since hosts are matched by machine name and accounts without their
         Windows domain: refused rather than read so."""
         hosts = info.field_name == "critical_assets"
+        read = read_host if hosts else read_account
         for pattern in (p.strip() for p in text.split(",")):
-            if hosts:
-                name, cut, _ = pattern.partition(".")
-            else:
-                _, cut, name = pattern.rpartition("\\")
-            if cut and name and not name.strip("*?"):
+            name = read(pattern)
+            if name != pattern.lower() and name and not name.strip("*?"):
                 kind, example = (
                     ("host", "`dc01.corp.example` is `dc01`")
                     if hosts
