@@ -39,6 +39,8 @@ class OfflineAnalyst:
         ]
         for g in groups[:5]:
             times = f"x{g.count}" if g.count > 1 else "once"
+            if g.suppressed:
+                times += f", and {g.suppressed} repeat(s) the SIEM suppressed"
             lines.append(
                 f"{g.severity.value}: {g.rule_name} on {g.host} ({times}) [{g.sample_alert_id}]."
             )

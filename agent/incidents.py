@@ -97,8 +97,9 @@ def groups_of(streams: list[Stream]) -> list[AlertGroup]:
                 rule_name=s.first.rule_name,
                 host=s.host,
                 count=s.count,
-                first_seen=s.first.timestamp,
-                last_seen=s.last.timestamp,
+                suppressed=s.suppressed,
+                first_seen=s.first_seen,
+                last_seen=s.last_seen,
                 sample_alert_id=s.first.id,
                 severity=s.top.severity,
                 sensor=s.first.sensor,
@@ -174,25 +175,26 @@ def assemble(
     background = all(r.background for r in cluster.runs) and (
         old.explanation.background if old else True
     )
+    groups = _merge_groups(extends.groups if extends else [], groups_of(new))
     priority, factors = prioritise(
         streams,
         baseline,
         cfg,
         count=len(old.alert_ids) + len(new_alerts) if old else None,
+        suppressed=sum(g.suppressed for g in groups),
         hosts=hosts,
         users=users,
         background=background,
     )
     links, more_links = _capped_links(old, cluster.links)
-    groups = _merge_groups(extends.groups if extends else [], groups_of(new))
     marks = {mark for s in streams for mark in s.marks}
     tactics = ordered(list(tactics_first_seen(streams)) + (extends.tactics if extends else []))
     top = max(groups, key=lambda g: (g.severity != "low", baseline.rarity(g.rule_id), g.count))
     title = f"{top.rule_name} on {top.host}"
     if len({g.rule_id for g in groups}) > 1:
         title += f" (+{len({g.rule_id for g in groups}) - 1} related rule(s))"
-    first_seen = min(s.first.timestamp for s in streams)
-    last_seen = max(s.last.timestamp for s in streams)
+    first_seen = min(s.first_seen for s in streams)
+    last_seen = max(s.last_seen for s in streams)
     incident = Incident(
         incident_id=old.incident_id if old else incident_id_for(new_alerts[0].id),
         alert_ids=[*(old.alert_ids if old else []), *map(_id, new_alerts)],
@@ -296,6 +298,7 @@ def _merge_groups(old: list[AlertGroup], new: list[AlertGroup]) -> list[AlertGro
             by_key[(g.rule_id, g.host)] = prev.model_copy(
                 update={
                     "count": prev.count + g.count,
+                    "suppressed": prev.suppressed + g.suppressed,
                     "first_seen": min(prev.first_seen, g.first_seen),
                     "last_seen": max(prev.last_seen, g.last_seen),
                 }

@@ -151,6 +151,18 @@ def fields_set_of(cls: type[BaseModel]) -> set[str]:
 FileSpan = tuple[str, int, int, int]
 
 
+class Suppressed(BaseModel):
+    """Repeats a SIEM folded into one alert before Vigie read it: Elastic's alert suppression
+    writes one alert for a rule's matches on the same values within its window, and counts
+    the rest (`kibana.alert.suppression.*`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int = Field(ge=1, description="Events folded in, beyond the alert's own")
+    first_seen: datetime | None = Field(default=None, description="None: the alert did not say")
+    last_seen: datetime | None = None
+
+
 class Alert(BaseModel):
     """A normalised alert: an ECS subset on one severity scale, with the raw document untouched."""
 
@@ -167,6 +179,7 @@ class Alert(BaseModel):
     tactics: tuple[str, ...] = Field(default=(), description="ATT&CK tactic ids, e.g. TA0002")
     techniques: tuple[str, ...] = Field(default=(), description="ATT&CK technique ids, e.g. T1059")
     entities: Entities = Entities()
+    suppressed: Suppressed | None = None
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
     # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held
@@ -313,6 +326,10 @@ class AlertGroup(BaseModel):
     rule_name: str
     host: str
     count: int
+    suppressed: int = Field(
+        default=0,
+        description="Events the SIEM folded into these alerts (alert suppression), beyond count",
+    )
     first_seen: datetime
     last_seen: datetime
     sample_alert_id: str

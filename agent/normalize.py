@@ -29,6 +29,7 @@ from agent.models import (
     DeadLetter,
     Entities,
     Severity,
+    Suppressed,
     all_fields_set,
     raw_json,
     severity_for_risk,
@@ -615,6 +616,36 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         techniques=techniques + [t for t in more_techniques if t not in techniques],
         entities=ecs_entities(f),
         message=message_text(ELASTIC_MESSAGE, "", f.get),
+        suppressed=elastic_suppression(f.get),
+    )
+
+
+_SUPPRESSION = "kibana.alert.suppression."
+
+
+def elastic_suppression(get: Getter) -> Suppressed | None:
+    """The rule's other matches Elastic's alert suppression folded into this alert (it writes
+    one alert for matches on the same values within its window and counts the rest), and when
+    the first and last of them were seen; None when it folded none. Kibana updates the alert
+    in place as more come: this is the count when the alert was read."""
+    count = get(_SUPPRESSION + "docs_count")
+    if count is None:
+        return None
+    if isinstance(count, str) and count.isdigit():  # as text, or as a float some exports
+        count = int(count)  # write every number as
+    elif isinstance(count, float) and count.is_integer():
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise NormalizeError(
+            f"{_SUPPRESSION}docs_count must be a whole number of at least 0, got {count!r:.40}"
+        )
+    if count == 0:
+        return None
+    start, end = (get(_SUPPRESSION + edge) for edge in ("start", "end"))
+    return Suppressed(
+        count=count,
+        first_seen=None if start is None else parse_timestamp(start, _SUPPRESSION + "start"),
+        last_seen=None if end is None else parse_timestamp(end, _SUPPRESSION + "end"),
     )
 
 
@@ -762,6 +793,7 @@ def _build(
     techniques: list[str],
     entities: Entities,
     message: str,
+    suppressed: Suppressed | None = None,
 ) -> AlertFields:
     """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
@@ -782,6 +814,7 @@ def _build(
         "tactics": tuple(tactics),
         "techniques": tuple(techniques),
         "entities": entities,
+        "suppressed": suppressed,
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

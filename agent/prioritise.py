@@ -83,6 +83,7 @@ def prioritise(
     cfg: PriorityConfig | None = None,
     *,
     count: int | None = None,
+    suppressed: int = 0,
     hosts: Iterable[str] = (),
     users: Iterable[str] = (),
     background: bool = False,
@@ -91,7 +92,8 @@ def prioritise(
 
     An extended incident passes the streams of its stored sample (a few alerts per rule and
     host, which keeps every rule, tactic, sensor and rule-host pair) joined with the new
-    alerts'; `count` is then its true size. `hosts` and `users`: all the incident's so far
+    alerts'; `count` is then its true size. `suppressed`: events its SIEM folded into its
+    alerts beyond that (volume counts them). `hosts` and `users`: all the incident's so far
     (the criticality factor reads them).
     `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
     burst factor, since firing all day it fires in every window, the unusual one included."""
@@ -115,7 +117,7 @@ def prioritise(
         _diversity(starts, rarity),
         _tactics(streams),
         _sensors(streams),
-        _volume(count if count is not None else sum(s.count for s in streams)),
+        _volume(count if count is not None else sum(s.count for s in streams), suppressed),
     ]
     if burst is not None:
         factors.append(burst)
@@ -267,11 +269,12 @@ def _sensors(streams: list[Stream]) -> PriorityFactor:
     return PriorityFactor(name="sensors", points=float(min(10, 5 * (len(most) - 1))), detail=detail)
 
 
-def _volume(count: int) -> PriorityFactor:
+def _volume(count: int, suppressed: int) -> PriorityFactor:
+    folded = f" and {suppressed} repeat(s) the SIEM folded into them" if suppressed else ""
     return PriorityFactor(
         name="volume",
-        points=round(min(5.0, math.log10(max(1, count))), 2),
-        detail=f"{count} alert(s); volume is capped at 5 points",
+        points=round(min(5.0, math.log10(max(1, count + suppressed))), 2),
+        detail=f"{count} alert(s){folded}; volume is capped at 5 points",
     )
 
 

@@ -73,6 +73,8 @@ def evidence(
                 "ips": [pseudo.mask(i) for i in (sample.entities.ips if sample else ())][:3],
             }
         )
+        if g.suppressed:  # repeats the SIEM folded into these alerts, beyond count
+            rows[-1]["suppressed"] = g.suppressed
     return {
         "incident_id": incident.incident_id,
         "priority": incident.priority,

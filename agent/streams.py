@@ -7,10 +7,11 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from agent.baseline import windows_of
 from agent.correlate import Run, host_of
-from agent.models import Alert, Severity
+from agent.models import Alert, Severity, Suppressed
 
 _time = operator.attrgetter("timestamp")
 #: What a stream reads from each alert, as a row.
@@ -19,6 +20,7 @@ _pair = operator.itemgetter(0, 1)
 _third = operator.itemgetter(2)
 _fourth = operator.itemgetter(3)
 _fifth = operator.itemgetter(4)
+_suppressed = operator.attrgetter("suppressed")
 
 
 #: Distinct (tactics, techniques), each with the earliest time it was seen.
@@ -37,6 +39,11 @@ class Stream:
     last: Alert
     top: Alert  # the earliest of its highest-risk alerts
     count: int
+    #: Events the SIEM folded into its alerts (`Alert.suppressed`), beyond `count`; with
+    #: them, when the stream was first and last seen.
+    suppressed: int
+    first_seen: datetime
+    last_seen: datetime
     windows: set[int]  # burst windows it fired in
     sensors: set[str]
     severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
@@ -53,6 +60,8 @@ class Stream:
         risks = list(map(_third, rows))
         # Each distinct (tactics, techniques) with its earliest time, which is written last.
         marks = dict(zip(map(_pair, reversed(rows)), reversed(times), strict=True))
+        folded = [s for s in map(_suppressed, alerts) if s is not None]
+        first, last = alerts[0].timestamp, alerts[-1].timestamp
         return cls(
             rule_id=rule_id,
             host=host,
@@ -60,6 +69,9 @@ class Stream:
             last=alerts[-1],
             top=alerts[risks.index(max(risks))],  # the earliest of the riskiest
             count=len(alerts),
+            suppressed=sum(s.count for s in folded),
+            first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
+            last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
             severities=set(map(_fifth, rows)),
@@ -91,11 +103,19 @@ class Stream:
             last=last,
             top=top,
             count=self.count + other.count,
+            suppressed=self.suppressed + other.suppressed,
+            first_seen=min(self.first_seen, other.first_seen),
+            last_seen=max(self.last_seen, other.last_seen),
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
             severities=self.severities | other.severities,
             marks=marks,
         )
+
+
+def _ends(folded: list[Suppressed], edge: str) -> list[datetime]:
+    """The folded repeats' first or last times, where their alerts said."""
+    return [t for t in map(operator.attrgetter(edge), folded) if t is not None]
 
 
 def streams_of_runs(runs: Iterable[Run]) -> list[Stream]:

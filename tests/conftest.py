@@ -223,3 +223,35 @@ try:
         _hsettings.load_profile("ci")
 except ImportError:  # hypothesis is a dev dependency
     pass
+
+
+def suppressed_alerts() -> list[dict[str, Any]]:
+    """Elastic's alert suppression on one rule `by host.name`, as Kibana writes it: an alert
+    for the first match in each window, counting the matches it folded in
+    (`kibana.alert.suppression.docs_count`, the first and last in `start` and `end`), and
+    the same rule's alert on that host before suppression was turned on."""
+    rule = {
+        "kibana.alert.rule.name": "LSASS memory read by unsigned process",
+        "kibana.alert.rule.rule_id": "lsass-read",
+        "kibana.alert.severity": "high",
+        "kibana.alert.risk_score": 73,
+        "host": {"name": "ws-07"},
+    }
+
+    def folding(uuid: str, start: str, end: str, count: int) -> dict[str, Any]:
+        return {
+            **rule,
+            "@timestamp": start,
+            "kibana.alert.uuid": uuid,
+            "kibana.alert.original_time": start,
+            "kibana.alert.suppression.terms": [{"field": "host.name", "value": ["ws-07"]}],
+            "kibana.alert.suppression.docs_count": count,
+            "kibana.alert.suppression.start": start,
+            "kibana.alert.suppression.end": end,
+        }
+
+    return [
+        {**rule, "@timestamp": "2026-12-07T09:50:00Z", "kibana.alert.uuid": "plain"},
+        folding("window-1", "2026-12-07T10:00:00Z", "2026-12-07T10:40:00Z", 57),
+        folding("window-2", "2026-12-07T11:00:00Z", "2026-12-07T11:20:00Z", 3),
+    ]

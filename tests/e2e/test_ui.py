@@ -627,3 +627,14 @@ def test_an_incident_page_says_a_detection_rule_matched_its_alerts_as_one_sequen
         "one sequence its detection rule matched: <code>Logon then remote tool by one "
         "account</code> (3 alerts, up to 2.0 h apart)"
     ) in incident_page(api, cluster)
+
+
+def test_an_incident_page_counts_the_repeats_elastic_suppressed(api: dict) -> None:
+    from agent.correlate import correlate
+    from agent.normalize import normalize
+    from tests.conftest import suppressed_alerts
+
+    (cluster,) = correlate([normalize(d) for d in suppressed_alerts()])
+    page = incident_page(api, cluster)
+    assert '<td class="num">3 <span class="muted">+60 suppressed</span></td>' in page
+    assert "3 alert(s) and 60 repeat(s) the SIEM folded into them" in page

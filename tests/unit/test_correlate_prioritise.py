@@ -7,7 +7,7 @@ from agent.baseline import RARE, Baseline
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
-from tests.conftest import T0, alert, eql_sequence_alerts
+from tests.conftest import T0, alert, eql_sequence_alerts, suppressed_alerts
 
 
 def ids(clusters) -> list[list[str]]:
@@ -316,6 +316,43 @@ def test_an_eql_sequence_s_alerts_are_one_incident_however_far_apart() -> None:
     assert "one sequence its detection rule matched" in link_text(link)
     apart = [normalize(d) for d in eql_sequence_alerts(None)]  # the same without the id
     assert sorted(ids(correlate(apart))) == [["bb-1"], ["bb-2", "shell"]]
+
+
+def test_repeats_elastic_suppressed_count_in_their_group_its_span_and_volume() -> None:
+    """Elastic's suppression folded 57 and 3 matches into two alerts: the group said 3 and
+    ended when the last alert began. It counts the alerts and, apart, the repeats folded into
+    them, and is last seen when the last of those was, as is the incident (which a quiet
+    period closes from then); volume counts them; a later batch's add up."""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from agent.analyst import OfflineAnalyst
+    from agent.normalize import normalize
+    from agent.terminal import timeline_table
+
+    first, *rest = [normalize(d) for d in suppressed_alerts()]
+    (cluster,) = correlate([first, *rest])
+    inc = build_incident(cluster, Baseline())
+    (group,) = inc.groups
+    assert (group.count, group.suppressed) == (3, 60)
+    assert (group.first_seen, group.last_seen) == (
+        first.timestamp,
+        datetime.fromisoformat("2026-12-07T11:20:00Z"),
+    )
+    assert (inc.first_seen, inc.last_seen) == (group.first_seen, group.last_seen)
+    (volume,) = [f for f in inc.explanation.priority_factors if f.name == "volume"]
+    assert volume.points == 1.8  # log10(63)
+    assert volume.detail.startswith("3 alert(s) and 60 repeat(s) the SIEM folded into them")
+    summary = OfflineAnalyst().assess(inc, {}).summary
+    assert "(x3, and 60 repeat(s) the SIEM suppressed)" in summary
+    console = Console(width=200, record=True)
+    console.print(timeline_table(inc))
+    assert "3 +60 suppressed" in console.export_text()
+    # the incident's stored sample holds two of them: counts come from its groups
+    (again,) = correlate([normalize({**suppressed_alerts()[2], "kibana.alert.uuid": "w3"})])
+    grown = build_incident(again, Baseline(), extends=inc, prior=[first])
+    assert (grown.groups[0].count, grown.groups[0].suppressed) == (4, 63)
 
 
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 
 import hypothesis
@@ -52,6 +53,34 @@ def test_elastic_uses_effective_severity_and_original_time() -> None:
     assert a.entities.users == ("admin",)
     assert a.id == "uuid-1"
     assert a.raw["kibana.alert.rule.rule_id"] == "rule-1"  # raw kept untouched
+
+
+def test_elastic_alert_suppression_counts_the_matches_it_folded_in() -> None:
+    """Kibana's alert suppression writes one alert for a rule's matches on the same values
+    within its window and counts the rest: the count and its span are read. Folding none (0)
+    is a plain alert; a count that is no whole number is bad input, and says which field."""
+    from datetime import datetime
+
+    from agent.models import Suppressed
+    from tests.conftest import suppressed_alerts
+
+    plain, window, _ = [normalize(d) for d in suppressed_alerts()]
+    assert plain.suppressed is None
+    assert window.suppressed == Suppressed(
+        count=57,
+        first_seen=datetime.fromisoformat("2026-12-07T10:00:00Z"),
+        last_seen=datetime.fromisoformat("2026-12-07T10:40:00Z"),
+    )
+    field = "kibana.alert.suppression.docs_count"
+    assert normalize(elastic_doc(**{field: 0})).suppressed is None
+    assert normalize(elastic_doc(**{field: 4})).suppressed == Suppressed(count=4)  # no span
+    assert normalize(elastic_doc(**{field: "12"})).suppressed == Suppressed(count=12)
+    assert normalize(elastic_doc(**{field: 12.0})).suppressed == Suppressed(count=12)
+    for bad in (-1, 2.5, "many", True, {"n": 3}):
+        with pytest.raises(NormalizeError, match=re.escape(f"{field} must be a whole number")):
+            normalize(elastic_doc(**{field: bad}))
+    with pytest.raises(NormalizeError, match=r"kibana\.alert\.suppression\.end is not an ISO"):
+        normalize(elastic_doc(**{field: 3, "kibana.alert.suppression.end": "soon"}))
 
 
 def test_alert_id_precedence() -> None:
