@@ -180,6 +180,10 @@ class Alert(BaseModel):
     techniques: tuple[str, ...] = Field(default=(), description="ATT&CK technique ids, e.g. T1059")
     entities: Entities = Entities()
     suppressed: Suppressed | None = None
+    building_block: bool = Field(
+        default=False,
+        description="An input to other rules (Elastic's building-block rules): not for the queue",
+    )
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
     # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held

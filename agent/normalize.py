@@ -617,6 +617,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=ecs_entities(f),
         message=message_text(ELASTIC_MESSAGE, "", f.get),
         suppressed=elastic_suppression(f.get),
+        building_block=f.get("kibana.alert.building_block_type") is not None,
     )
 
 
@@ -794,6 +795,7 @@ def _build(
     entities: Entities,
     message: str,
     suppressed: Suppressed | None = None,
+    building_block: bool = False,
 ) -> AlertFields:
     """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
@@ -815,6 +817,7 @@ def _build(
         "techniques": tuple(techniques),
         "entities": entities,
         "suppressed": suppressed,
+        "building_block": building_block,
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

@@ -109,6 +109,12 @@ def prioritise(
         if tuned and not set_aside
         else streams
     )
+    blocks = [s for s in counted if s.building_blocks]
+    if blocks:  # inputs to other rules: evidence, not a rare detection of their own
+        counted = [s for s in counted if not s.building_blocks]
+        # An EQL sequence's event alerts are building blocks of its rule, which counts through
+        # the sequence's own alert.
+        blocks = [s for s in blocks if s.rule_id not in {c.rule_id for c in counted}]
     starts = _starts(counted)
     rarity = {rule: baseline.rarity(rule) for rule in starts}
     factors = [
@@ -126,11 +132,17 @@ def prioritise(
         factors.append(novelty)
     if tuned:
         factors.append(_tuning(tuned, baseline, set_aside))
+    if blocks:
+        factors.append(_building_blocks(blocks))
     critical = _criticality(cfg, hosts, users)
     if critical is not None:
         factors.append(critical)
     total = sum(f.points for f in factors)
     return round(min(100.0, total), 2), factors
+
+
+#: Rarity's and diversity's detail when no rule counts.
+NOTHING_COUNTED = "no rule here counts: each is tuned as noise on its host or a building block"
 
 
 def _severity(streams: list[Stream]) -> PriorityFactor:
@@ -149,9 +161,7 @@ def _rarity(
     from it (more than `MOMENT`): starting with it, it is the same event seen again. `starts`:
     each rule's first time (`_starts`); `rarity`: each rule's, from the baseline."""
     if not streams:
-        return PriorityFactor(
-            name="rarity", points=0.0, detail="every rule here is tuned as noise on its host"
-        )
+        return PriorityFactor(name="rarity", points=0.0, detail=NOTHING_COUNTED)
     rules = {s.rule_id: s.first.rule_name for s in reversed(streams)}  # each rule's first name
     # Equally rare, the earliest counts as the rarest: which rules start apart from it must
     # not hang on names.
@@ -200,7 +210,7 @@ def _diversity(starts: dict[str, float], rarity: dict[str, float]) -> PriorityFa
         return PriorityFactor(
             name="rule_diversity",
             points=0.0,
-            detail="every rule here is tuned as noise on its host",
+            detail=NOTHING_COUNTED,
         )
     rare = [start for rule, start in starts.items() if rarity[rule] >= RARE]
     moments = _moments(sorted(rare))
@@ -355,6 +365,23 @@ def _tuning(tuned: list[Stream], baseline: Baseline, set_aside: bool) -> Priorit
         name=name,
         points=0.0,
         detail=f"{pairs} rule-host pair(s) tuned as noise, {said}{more}: {effect}",
+    )
+
+
+def _building_blocks(blocks: list[Stream]) -> PriorityFactor:
+    """No points: which rules are building blocks, whose rarity and novelty do not count."""
+    rules = sorted({s.first.rule_name for s in blocks})
+    names = ", ".join(repr(r) for r in rules[:3]) + (
+        f" and {len(rules) - 3} more" if len(rules) > 3 else ""
+    )
+    return PriorityFactor(
+        name="building_blocks",
+        points=0.0,
+        detail=(
+            f"{len(rules)} rule(s) here are building blocks ({names}): Elastic marks their alerts"
+            " as inputs to other rules and hides them from its alerts table by default; their"
+            " rarity and novelty are not counted"
+        ),
     )
 
 

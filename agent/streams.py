@@ -21,6 +21,7 @@ _third = operator.itemgetter(2)
 _fourth = operator.itemgetter(3)
 _fifth = operator.itemgetter(4)
 _suppressed = operator.attrgetter("suppressed")
+_building_block = operator.attrgetter("building_block")
 
 
 #: Distinct (tactics, techniques), each with the earliest time it was seen.
@@ -44,6 +45,8 @@ class Stream:
     suppressed: int
     first_seen: datetime
     last_seen: datetime
+    #: Every alert of it is a building block (`Alert.building_block`): an input to other rules.
+    building_blocks: bool
     windows: set[int]  # burst windows it fired in
     sensors: set[str]
     severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
@@ -72,6 +75,7 @@ class Stream:
             suppressed=sum(s.count for s in folded),
             first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
+            building_blocks=all(map(_building_block, alerts)),  # most stop at the first
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
             severities=set(map(_fifth, rows)),
@@ -106,6 +110,7 @@ class Stream:
             suppressed=self.suppressed + other.suppressed,
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
+            building_blocks=self.building_blocks and other.building_blocks,
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
             severities=self.severities | other.severities,

@@ -355,6 +355,55 @@ def test_repeats_elastic_suppressed_count_in_their_group_its_span_and_volume() -
     assert (grown.groups[0].count, grown.groups[0].suppressed) == (4, 63)
 
 
+def test_building_block_alerts_are_evidence_not_a_rare_detection_of_their_own() -> None:
+    """Elastic's building-block rules write alerts as inputs to other rules (its alerts table
+    hides them by default): a rare one scored as a rare detection of its own. Their rarity and
+    novelty no longer count, and the incident says so; a detection linked to them counts as
+    before; an EQL sequence's event alerts (building blocks of its rule) leave the rule
+    counted through the sequence's own alert."""
+    from datetime import timedelta
+
+    from agent.models import Incident
+    from agent.normalize import normalize
+
+    def elastic(uuid: str, minute: int, rule: str, block: bool) -> Alert:
+        return normalize(
+            {
+                "kibana.alert.rule.name": rule,
+                "kibana.alert.severity": "low",
+                "kibana.alert.risk_score": 21,
+                "@timestamp": (T0 + timedelta(minutes=minute)).isoformat(),
+                "kibana.alert.uuid": uuid,
+                "host": {"name": "ws-07"},
+                **({"kibana.alert.building_block_type": "default"} if block else {}),
+            }
+        )
+
+    def one(alerts: list[Alert]) -> dict[str, PriorityFactor]:
+        (cluster,) = correlate(alerts)
+        incident: Incident = build_incident(cluster, Baseline())
+        return {f.name: f for f in incident.explanation.priority_factors}
+
+    assert elastic("b", 0, "Unusual parent", True).building_block
+    plain = one([elastic("p", 0, "Unusual parent", False)])
+    assert plain["rarity"].points > 0 and "building_blocks" not in plain
+    blocks = one([elastic("b", 0, "Unusual parent", True)])
+    assert blocks["rarity"].points == 0 and blocks["rule_diversity"].points == 0
+    assert blocks["rarity"].detail.startswith("no rule here counts")
+    assert "1 rule(s) here are building blocks ('Unusual parent')" in (
+        blocks["building_blocks"].detail
+    )
+    assert sum(f.points for f in blocks.values()) < sum(f.points for f in plain.values())
+    mixed = one(
+        [elastic("b", 0, "Unusual parent", True), elastic("d", 2, "Credential dump", False)]
+    )
+    assert mixed["rarity"].points == plain["rarity"].points
+    assert "'Credential dump'" in mixed["rarity"].detail
+    assert "Unusual parent" not in mixed["rarity"].detail
+    sequence = one([normalize(d) for d in eql_sequence_alerts("grp-9f2")])
+    assert sequence["rarity"].points > 0 and "building_blocks" not in sequence
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)
