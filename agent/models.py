@@ -184,6 +184,11 @@ class Alert(BaseModel):
         default=False,
         description="An input to other rules (Elastic's building-block rules): not for the queue",
     )
+    critical: tuple[str, ...] = Field(
+        default=(),
+        description="Its host and account its SIEM rates high or extreme impact (Elastic's "
+        "asset criticality), as `host:name` and `user:name`, names as read",
+    )
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
     # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held

@@ -618,7 +618,34 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         message=message_text(ELASTIC_MESSAGE, "", f.get),
         suppressed=elastic_suppression(f.get),
         building_block=f.get("kibana.alert.building_block_type") is not None,
+        critical=asset_criticality(f),
     )
+
+
+#: Elastic's asset criticality levels (its entity analytics' `high_impact`, ...) that make a
+#: host or account critical here, as `VIGIE_CRITICAL_ASSETS` and `_IDENTITIES` do.
+CRITICAL_IMPACTS = frozenset({"high_impact", "extreme_impact"})
+#: Where an alert carries them (Kibana 8.13 wrote `kibana.alert.*.criticality_level`), and
+#: the field naming what it rates, as Kibana looks it up.
+_CRITICALITY = (
+    ("host", ("host.asset.criticality", "kibana.alert.host.criticality_level"), "host.name"),
+    ("user", ("user.asset.criticality", "kibana.alert.user.criticality_level"), "user.name"),
+)
+
+
+def asset_criticality(f: Fields) -> tuple[str, ...]:
+    """The alert's host and account its SIEM rates high or extreme impact: a SOC that rated its
+    assets in Elastic need not list them again for Vigie."""
+    rated: list[str] = []
+    for kind, levels, named in _CRITICALITY:
+        level = f.first(*levels)
+        if level is None or level.lower().replace(" ", "_") not in CRITICAL_IMPACTS:
+            continue
+        name = f.first(named)
+        read = name and (read_host(name) if kind == "host" else read_account(name))
+        if read and read not in NO_NAME:
+            rated.append(f"{kind}:{read}")
+    return tuple(rated)
 
 
 _SUPPRESSION = "kibana.alert.suppression."
@@ -769,6 +796,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         techniques=techniques,
         entities=ecs_entities(f),
         message=message_text(("message",), "", f.get),
+        critical=asset_criticality(f),
     )
 
 
@@ -796,6 +824,7 @@ def _build(
     message: str,
     suppressed: Suppressed | None = None,
     building_block: bool = False,
+    critical: tuple[str, ...] = (),
 ) -> AlertFields:
     """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
@@ -818,6 +847,7 @@ def _build(
         "entities": entities,
         "suppressed": suppressed,
         "building_block": building_block,
+        "critical": critical,
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

@@ -503,6 +503,7 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["entities"],
         f["suppressed"],
         f["building_block"],
+        f["critical"],
     )
 
 
@@ -521,6 +522,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         entities,
         folded,
         block,
+        critical,
     ) = shared
     return {
         "id": None,
@@ -536,6 +538,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         "entities": entities,
         "suppressed": folded,
         "building_block": block,
+        "critical": critical,
         "message": None,
         "raw_json": None,
     }

@@ -134,7 +134,8 @@ def prioritise(
         factors.append(_tuning(tuned, baseline, set_aside))
     if blocks:
         factors.append(_building_blocks(blocks))
-    critical = _criticality(cfg, hosts, users)
+    rated = frozenset().union(*(s.critical for s in streams))
+    critical = _criticality(cfg, hosts, users, rated)
     if critical is not None:
         factors.append(critical)
     total = sum(f.points for f in factors)
@@ -386,18 +387,20 @@ def _building_blocks(blocks: list[Stream]) -> PriorityFactor:
 
 
 def _criticality(
-    cfg: PriorityConfig, hosts: Iterable[str], users: Iterable[str]
+    cfg: PriorityConfig, hosts: Iterable[str], users: Iterable[str], rated: frozenset[str]
 ) -> PriorityFactor | None:
     """The site's crown jewels: a critical host or identity involved is worth reading, whatever
-    else the incident shows. The detail names what matched, never the patterns."""
-    parts = [
-        (what, hit)
-        for what, hit in (
-            ("host", cfg.critical_assets.hits(hosts)),
-            ("identity", cfg.critical_identities.hits(users)),
-        )
-        if hit
-    ]
+    else the incident shows. Listed in the settings, or rated so by the SIEM (`rated`:
+    `host:name`, `user:name`). The detail names what matched, never the patterns."""
+    parts = []
+    for what, kind, names, listed in (
+        ("host", "host", list(hosts), cfg.critical_assets),
+        ("identity", "user", list(users), cfg.critical_identities),
+    ):
+        by_siem = sorted({n for n in names if f"{kind}:{n}" in rated})
+        hit = sorted({*listed.hits(names), *by_siem})
+        if hit:
+            parts.append((what, hit, by_siem))
     if not parts:
         return None
     return PriorityFactor(
@@ -406,6 +409,11 @@ def _criticality(
         detail="; ".join(
             f"critical {what}(s): {', '.join(hit[:5])}"
             + (f" (+{len(hit) - 5})" if len(hit) > 5 else "")
-            for what, hit in parts
+            + (
+                f" (rated so by the SIEM's asset criticality: {', '.join(by_siem[:5])})"
+                if by_siem
+                else ""
+            )
+            for what, hit, by_siem in parts
         ),
     )

@@ -8,6 +8,7 @@ import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
 from agent.baseline import windows_of
 from agent.correlate import Run, host_of
@@ -22,6 +23,7 @@ _fourth = operator.itemgetter(3)
 _fifth = operator.itemgetter(4)
 _suppressed = operator.attrgetter("suppressed")
 _building_block = operator.attrgetter("building_block")
+_critical = operator.attrgetter("critical")
 
 
 #: Distinct (tactics, techniques), each with the earliest time it was seen.
@@ -47,6 +49,8 @@ class Stream:
     last_seen: datetime
     #: Every alert of it is a building block (`Alert.building_block`): an input to other rules.
     building_blocks: bool
+    #: Its alerts' hosts and accounts their SIEM rates critical (`Alert.critical`).
+    critical: frozenset[str]
     windows: set[int]  # burst windows it fired in
     sensors: set[str]
     severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
@@ -76,6 +80,7 @@ class Stream:
             first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
             building_blocks=all(map(_building_block, alerts)),  # most stop at the first
+            critical=frozenset(chain.from_iterable(map(_critical, alerts))),
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
             severities=set(map(_fifth, rows)),
@@ -111,6 +116,7 @@ class Stream:
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
             building_blocks=self.building_blocks and other.building_blocks,
+            critical=self.critical | other.critical,
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
             severities=self.severities | other.severities,

@@ -404,6 +404,50 @@ def test_building_block_alerts_are_evidence_not_a_rare_detection_of_their_own() 
     assert sequence["rarity"].points > 0 and "building_blocks" not in sequence
 
 
+def test_a_host_its_siem_rates_critical_counts_as_a_listed_one() -> None:
+    """A SOC that rated its assets in Elastic (asset criticality, copied into each alert) had
+    to list them again in VIGIE_CRITICAL_ASSETS: an alert on a high-impact host gained
+    nothing. It counts as a listed one now, and the detail says who rated it; a host listed
+    and rated counts once, with an identity the SIEM rates the factor's maximum."""
+    from agent.normalize import normalize
+    from agent.prioritise import (
+        CRITICALITY_POINTS,
+        CRITICALITY_POINTS_MAX,
+        PriorityConfig,
+        Watchlist,
+    )
+
+    def criticality(cfg: PriorityConfig | None = None, **rated: str) -> PriorityFactor | None:
+        doc = {
+            "kibana.alert.rule.name": "Credential dump",
+            "kibana.alert.severity": "high",
+            "@timestamp": T0.isoformat(),
+            "kibana.alert.uuid": "a1",
+            "host": {"name": "dc01.corp.example"},
+            "user": {"name": "CORP\\jdoe"},
+            **rated,
+        }
+        (cluster,) = correlate([normalize(doc)])
+        factors = build_incident(cluster, Baseline(), cfg).explanation.priority_factors
+        return next((f for f in factors if f.name == "criticality"), None)
+
+    assert criticality() is None
+    assert criticality(**{"host.asset.criticality": "medium_impact"}) is None
+    host = criticality(**{"host.asset.criticality": "high_impact"})
+    assert host is not None and host.points == CRITICALITY_POINTS
+    assert host.detail == "critical host(s): dc01 (rated so by the SIEM's asset criticality: dc01)"
+    listed = PriorityConfig(critical_assets=Watchlist.parse("dc01"))
+    both = criticality(listed, **{"host.asset.criticality": "high_impact"})
+    assert both is not None and both.points == CRITICALITY_POINTS
+    assert both.detail.startswith("critical host(s): dc01 (rated so")
+    rated = {"host.asset.criticality": "high_impact", "user.asset.criticality": "extreme_impact"}
+    most = criticality(**rated)
+    assert most is not None and most.points == CRITICALITY_POINTS_MAX
+    assert "; critical identity(s): jdoe (rated so by the SIEM's asset criticality: jdoe)" in (
+        most.detail
+    )
+
+
 def test_flood_of_one_benign_rule_ranks_below_a_short_multi_step_chain() -> None:
     flood = [
         alert(f"f{i}", i * 0.5, "Blocked connection", "fw", severity="medium") for i in range(5000)

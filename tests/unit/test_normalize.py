@@ -83,6 +83,25 @@ def test_elastic_alert_suppression_counts_the_matches_it_folded_in() -> None:
         normalize(elastic_doc(**{field: 3, "kibana.alert.suppression.end": "soon"}))
 
 
+def test_elastic_asset_criticality_rates_the_alert_s_host_and_account() -> None:
+    """Elastic's entity analytics writes the criticality a SOC gave a host or account into
+    its alerts (`host.asset.criticality`; Kibana 8.13 wrote `kibana.alert.host.criticality_level`):
+    high and extreme impact make it critical here, named as read."""
+    assert normalize(elastic_doc()).critical == ()
+    rated = elastic_doc(
+        **{"host.asset.criticality": "extreme_impact", "user.asset.criticality": "high_impact"}
+    )
+    rated["host"] = {"name": "WEB-01.corp.example"}
+    rated["user"] = {"name": "CORP\\Admin"}
+    assert normalize(rated).critical == ("host:web-01", "user:admin")
+    for level in ("medium_impact", "low_impact", "unassigned"):
+        assert normalize(elastic_doc(**{"host.asset.criticality": level})).critical == ()
+    legacy = elastic_doc(**{"kibana.alert.user.criticality_level": "High Impact"})
+    assert normalize(legacy).critical == ("user:admin",)
+    ecs_rated = ecs("e1", 0, "Login", "db-01", **{"host.asset.criticality": "high_impact"})
+    assert normalize(ecs_rated).critical == ("host:db-01",)
+
+
 def test_alert_id_precedence() -> None:
     assert normalize(elastic_doc(event={"id": "ev-9"})).id == "ev-9"
     doc = elastic_doc()
