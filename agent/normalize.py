@@ -631,11 +631,14 @@ _CRITICALITY = (
     ("host", ("host.asset.criticality", "kibana.alert.host.criticality_level"), "host.name"),
     ("user", ("user.asset.criticality", "kibana.alert.user.criticality_level"), "user.name"),
 )
+_CRITICALITY_LEVELS = frozenset(path for _, levels, _ in _CRITICALITY for path in levels)
 
 
 def asset_criticality(f: Fields) -> tuple[str, ...]:
     """The alert's host and account its SIEM rates high or extreme impact: a SOC that rated its
     assets in Elastic need not list them again for Vigie."""
+    if _CRITICALITY_LEVELS.isdisjoint(f.flat):  # most alerts: four lookups, made in C
+        return ()
     rated: list[str] = []
     for kind, levels, named in _CRITICALITY:
         level = f.first(*levels)
@@ -659,9 +662,10 @@ def elastic_suppression(get: Getter) -> Suppressed | None:
     count = get(_SUPPRESSION + "docs_count")
     if count is None:
         return None
-    if isinstance(count, str) and count.isdigit():  # as text, or as a float some exports
-        count = int(count)  # write every number as
-    elif isinstance(count, float) and count.is_integer():
+    # "57" as text, or 57.0 as exports that write every number as a float do
+    if (isinstance(count, str) and count.isdigit()) or (
+        isinstance(count, float) and count.is_integer()
+    ):
         count = int(count)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise NormalizeError(

@@ -114,7 +114,8 @@ def prioritise(
         counted = [s for s in counted if not s.building_blocks]
         # An EQL sequence's event alerts are building blocks of its rule, which counts through
         # the sequence's own alert.
-        blocks = [s for s in blocks if s.rule_id not in {c.rule_id for c in counted}]
+        rules = {s.rule_id for s in counted}
+        blocks = [s for s in blocks if s.rule_id not in rules]
     starts = _starts(counted)
     rarity = {rule: baseline.rarity(rule) for rule in starts}
     factors = [

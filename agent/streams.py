@@ -24,6 +24,9 @@ _fifth = operator.itemgetter(4)
 _suppressed = operator.attrgetter("suppressed")
 _building_block = operator.attrgetter("building_block")
 _critical = operator.attrgetter("critical")
+#: One empty set for every stream with nothing critical: Python makes a new one each time
+#: (216 bytes), and a fleet's endpoints make a stream each.
+_NOTHING_CRITICAL: frozenset[str] = frozenset()
 
 
 #: Distinct (tactics, techniques), each with the earliest time it was seen.
@@ -67,7 +70,7 @@ class Stream:
         risks = list(map(_third, rows))
         # Each distinct (tactics, techniques) with its earliest time, which is written last.
         marks = dict(zip(map(_pair, reversed(rows)), reversed(times), strict=True))
-        folded = [s for s in map(_suppressed, alerts) if s is not None]
+        folded: list[Suppressed] = list(filter(None, map(_suppressed, alerts)))
         first, last = alerts[0].timestamp, alerts[-1].timestamp
         return cls(
             rule_id=rule_id,
@@ -80,7 +83,7 @@ class Stream:
             first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
             building_blocks=all(map(_building_block, alerts)),  # most stop at the first
-            critical=frozenset(chain.from_iterable(map(_critical, alerts))),
+            critical=frozenset(chain.from_iterable(map(_critical, alerts))) or _NOTHING_CRITICAL,
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
             severities=set(map(_fifth, rows)),
@@ -116,7 +119,7 @@ class Stream:
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
             building_blocks=self.building_blocks and other.building_blocks,
-            critical=self.critical | other.critical,
+            critical=self.critical | other.critical if other.critical else self.critical,
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
             severities=self.severities | other.severities,
