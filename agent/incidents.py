@@ -110,6 +110,11 @@ def groups_of(streams: list[Stream]) -> list[AlertGroup]:
     return sorted(groups, key=lambda g: (g.first_seen, g.rule_id))
 
 
+#: The sequences an incident remembers for later batches: the latest (a sequence's alerts are
+#: written together, when it closes).
+MAX_SEQUENCES = 50
+
+
 def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
@@ -205,6 +210,11 @@ def assemble(
         hosts=_unique(hosts),
         users=_unique(users),
         ips=_unique([*(old.ips if old else []), *(i for e in entities for i in e.ips)]),
+        sequences=list(
+            dict.fromkeys(
+                [*(old.sequences if old else []), *(q for e in entities for q in e.sequences)]
+            )
+        )[-MAX_SEQUENCES:],
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
         groups=groups,

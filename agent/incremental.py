@@ -7,8 +7,11 @@ incident is open (a day's file makes one background stream of a rule that fires 
 day; batches must too). A cluster whose first ATT&CK stage follows an open incident's last, on
 a host or user they share, joins it hours later too, as runs do within a batch (a
 *progression*, see `agent.correlate`). Addresses do not link across runs: without the whole
-history, a shared server address is too likely to be infrastructure. The join is recorded as a
-link in the incident's explanation: the progression, or the host (else user) both share.
+history, a shared server address is too likely to be infrastructure. A cluster holding alerts
+of a detection-engine sequence an open incident holds (Elastic's EQL group id) joins it
+whatever the gap, as within a batch: a sweep's page may end between a sequence's alerts. The
+join is recorded as a link in the incident's explanation: the sequence, the progression, or
+the host (else user) both share.
 
 Batches may come out of time order (a late delivery, an old file replayed into the live store): a
 cluster older than an open incident joins it only if it ends within the same reach (the link
@@ -89,10 +92,20 @@ def _anchored(progression: EntityLink, incident: Incident) -> EntityLink:
 
 def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
     """What a cluster that joins an open incident shares with it, as the link that explains the
-    join: a host (else a user) of both, from the incident's latest alert to the cluster's first.
+    join: a sequence of both, else a host (else a user) of both, from the incident's latest
+    alert to the cluster's first.
     A background stream's join has none: its reason is the routine it continues."""
     if all(r.background for r in cluster.runs) or not incident.alert_ids:
         return None
+    shared = _sequences_of(cluster).intersection(incident.sequences)
+    if shared:
+        first = next(a for a in cluster.alerts if not shared.isdisjoint(a.entities.sequences))
+        return EntityLink(
+            kind="sequence",
+            value=first.rule_name,
+            alert_ids=[incident.alert_ids[-1], first.id],
+            gap_seconds=max(0.0, step_to(cluster.times, incident)),
+        )
     hosts, users = _hosts_and_users(cluster)
     for kind, theirs, ours in (
         (EntityKind.host, _hosts_as_read(incident.hosts), hosts),
@@ -154,19 +167,29 @@ class _Candidates:
             if inc.explanation.background:
                 self.background.append(inc)
             hosts, users = _hosts_as_read(inc.hosts), _users_as_read(inc.users)
-            for key in {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}:
+            for key in {*_keys(hosts, users), *(f"q:{q}" for q in inc.sequences)}:
                 self.by_entity.setdefault(key, []).append(inc)
         self.streams = {
             inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
         }
 
-    def sharing(self, hosts: set[str], users: set[str]) -> list[Incident]:
+    def sharing(self, hosts: set[str], users: set[str], sequences: set[str]) -> list[Incident]:
         seen: dict[str, Incident] = {}
-        for key in {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}:
+        for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences)}:
             for inc in self.by_entity.get(key, []):
                 seen[inc.incident_id] = inc
         return list(seen.values())
+
+
+def _keys(hosts: Iterable[str], users: Iterable[str]) -> set[str]:
+    return {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}
+
+
+def _sequences_of(cluster: Cluster) -> set[str]:
+    """The detection-engine sequences the cluster's alerts belong to (not a background run's:
+    those link nothing, as within a batch)."""
+    return {q for r in cluster.runs if not r.background for e in r.entities for q in e.sequences}
 
 
 def _match(
@@ -176,7 +199,8 @@ def _match(
     joins the open background incident holding all its rule-host streams; any other joins one
     that shares a host or user and is not background, within the link window of the
     incident's last alert on what they share (`_last_on`), or later when the cluster's ATT&CK
-    stage follows the incident's (with the progression that links them).
+    stage follows the incident's (with the progression that links them), or at any time when
+    they hold alerts of one sequence (preferred: their rule said they are one story).
     A cluster older than the incident (a late delivery, a file replayed into the live store)
     joins it only if it ends within the same reach before the incident's first alert: the
     link window, or `quiet` seconds for a background stream."""
@@ -187,25 +211,33 @@ def _match(
     streams = {(r.rule_id, r.host) for r in cluster.runs}
     hosts: set[str] = set()
     users: set[str] = set()
+    sequences: set[str] = set()
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
         hosts, users = _hosts_and_users(cluster)
-        pool = [i for i in candidates.sharing(hosts, users) if not i.explanation.background]
+        sequences = _sequences_of(cluster)
+        pool = [
+            i for i in candidates.sharing(hosts, users, sequences) if not i.explanation.background
+        ]
     best: tuple[Incident, EntityLink | None] | None = None
+    best_key: tuple[bool, datetime] | None = None
     for inc in pool:
+        # one sequence its rule matched: however far apart, as within a batch
+        in_sequence = not sequences.isdisjoint(inc.sequences)
         ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it
-        if ahead > reach_back:
+        if ahead > reach_back and not in_sequence:
             continue
         last = inc.last_seen if background else _last_on(inc, hosts, users)
         gap = (start - last).total_seconds()
         progression = None
-        if not background and gap > corr.link_window:
+        if not background and gap > corr.link_window and not in_sequence:
             progression = _progression(cluster, inc, gap, corr)
             if progression is None:
                 continue
-        if best is None or inc.last_seen > best[0].last_seen:
-            best = inc, progression
+        key = (in_sequence, inc.last_seen)  # a shared sequence first, then the latest
+        if best_key is None or key > best_key:
+            best, best_key = (inc, progression), key
     return best
 
 

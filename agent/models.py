@@ -446,6 +446,11 @@ class Incident(BaseModel):
     hosts: list[str] = Field(default_factory=list)
     users: list[str] = Field(default_factory=list)
     ips: list[str] = Field(default_factory=list)
+    sequences: list[str] = Field(
+        default_factory=list,
+        description="Detection-engine sequences its alerts belong to (Elastic's EQL group ids, "
+        "the latest 50): a later batch's alerts of one extend it",
+    )
     tactics: list[str] = Field(default_factory=list)
     techniques: list[str] = Field(default_factory=list)
     groups: list[AlertGroup] = Field(default_factory=list)

@@ -201,6 +201,35 @@ def test_a_later_batch_joins_through_a_host_only_near_the_incident_s_last_alert_
     assert [(x.kind, x.value) for x in joined if x.kind == "host"][-1] == ("host", "web")
 
 
+def test_a_later_batch_s_alerts_of_an_eql_sequence_extend_its_incident_hours_on(
+    tmp_path: Path,
+) -> None:
+    """An EQL sequence's first event alert came in one sweep page, the rest two hours later in
+    the next: the second page's alerts opened an incident of their own (the account's link
+    reaches an hour). They extend the first's now, linked by the sequence, as in one batch."""
+    from tests.conftest import eql_sequence_alerts
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    first, *rest = eql_sequence_alerts("grp-9f2")
+    (inc,) = run_triage([write(tmp_path / "1.ndjson", [first])], ctx)["incidents"]
+    assert inc.sequences == ["grp-9f2"]
+    run_triage([write(tmp_path / "2.ndjson", rest)], ctx)
+    (grown,) = store.list_incidents()
+    assert grown.incident_id == inc.incident_id
+    assert sorted(grown.alert_ids) == ["bb-1", "bb-2", "shell"]
+    (link,) = [x for x in grown.explanation.links if x.kind == "sequence" and "bb-1" in x.alert_ids]
+    assert link.value == "Logon then remote tool by one account" and link.gap_seconds >= 7200
+    assert link.alert_ids == ["bb-1", "bb-2"]
+    # another sequence of the rule, by the same account two hours on, is a story of its own
+    later = {"@timestamp": "2026-12-07T14:05:00Z", "kibana.alert.group.id": "grp-77a"}
+    other = [{**d, **later} for d in eql_sequence_alerts("x")[1:]]
+    other[0] |= {"kibana.alert.uuid": "bb-2b", "kibana.alert.original_time": "2026-12-07T14:00:00Z"}
+    other[1] |= {"kibana.alert.uuid": "shell-b"}
+    run_triage([write(tmp_path / "3.ndjson", other)], ctx)
+    assert len(store.list_incidents()) == 2
+
+
 def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "v.db")
     ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
