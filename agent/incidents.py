@@ -119,6 +119,11 @@ def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
 
+def _latest(values: Iterable[str], limit: int) -> list[str]:
+    """`_unique`, keeping the last ones."""
+    return list(dict.fromkeys(values))[-limit:]
+
+
 class Prior:
     """What an extended incident already holds, as `assemble` reads it: its stored alerts, then
     what earlier clusters of the batch added. Kept up to date cluster by cluster: re-reading all
@@ -210,11 +215,10 @@ def assemble(
         hosts=_unique(hosts),
         users=_unique(users),
         ips=_unique([*(old.ips if old else []), *(i for e in entities for i in e.ips)]),
-        sequences=list(
-            dict.fromkeys(
-                [*(old.sequences if old else []), *(q for e in entities for q in e.sequences)]
-            )
-        )[-MAX_SEQUENCES:],
+        sequences=_latest(
+            [*(old.sequences if old else []), *(q for e in entities for q in e.sequences)],
+            MAX_SEQUENCES,
+        ),
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
         groups=groups,

@@ -645,9 +645,8 @@ def asset_criticality(f: Fields) -> tuple[str, ...]:
         if level is None or level.lower().replace(" ", "_") not in CRITICAL_IMPACTS:
             continue
         name = f.first(named)
-        read = name and (read_host(name) if kind == "host" else read_account(name))
-        if read and read not in NO_NAME:
-            rated.append(f"{kind}:{read}")
+        if name is not None:  # as entities are read: `-` and `localhost` name nobody
+            rated += (f"{kind}:{n}" for n in clean_names([name], accounts=kind == "user"))
     return tuple(rated)
 
 
