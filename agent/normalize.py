@@ -217,6 +217,9 @@ def alert_id(doc: dict[str, Any], get: Getter) -> str:
 #: What Wazuh's PAM decoder keeps after an account's name: pam_unix writes "session opened for
 #: user jdoe(uid=1000)", and `data.dstuser` holds "jdoe(uid=1000)" where sshd's says "jdoe".
 _UID_SUFFIX = re.compile(r"\(uid=\d+\)$")
+#: The domain of a user principal name (`corp.example` of `jdoe@corp.example`, a Kerberos realm
+#: `CORP.EXAMPLE` in lower case): DNS labels.
+_UPN_DOMAIN = re.compile(r"[a-z0-9-]++(?:\.[a-z0-9-]++)*+")
 #: The entity kinds that are names, read in lower case.
 _NAMES = frozenset({"hosts", "users"})
 
@@ -226,9 +229,9 @@ def clean_names(values: list[str], accounts: bool) -> list[str]:
     matched by playbooks, given to actions): in lower case, as names of either kind are
     compared (Windows' agent `WS-FIN-07` is Elastic Agent's `ws-fin-07`, a logon's `JDoe` the
     directory's `jdoe`); a host by its machine name (`machine_name`); an account without the
-    uid PAM may add or the Windows domain Sysmon writes before it (`CORP\\jdoe`, where a
+    uid PAM may add, the Windows domain Sysmon writes before it (`CORP\\jdoe`, where a
     logon's event names `jdoe` and its domain apart, as ECS's `user.name` and `user.domain`
-    do)."""
+    do) or a principal name's domain after it (`account_name`)."""
     kept = map(read_account if accounts else read_host, values)
     return list(dict.fromkeys(v for v in kept if v and v not in NO_NAME))
 
@@ -258,10 +261,19 @@ def machine_name(host: str) -> str:
 
 
 def account_name(name: str) -> str:
-    """An account (in lower case) without the uid PAM adds or the Windows domain before it."""
+    """An account (in lower case) without the uid PAM adds, the Windows domain before it or
+    the DNS domain of a user principal name after it (`jdoe@corp.example`, as Entra ID,
+    Office 365 and Kerberos write the account Windows' logons name `jdoe`: Elastic's Azure
+    pipeline splits it so, into `user.name` and `user.domain`)."""
     if name.endswith(")"):
         name = _UID_SUFFIX.sub("", name)
-    return name.rpartition("\\")[2] if "\\" in name else name
+    if "\\" in name:
+        name = name.rpartition("\\")[2]
+    if "@" in name:
+        account, _, domain = name.rpartition("@")
+        if account and _UPN_DOMAIN.fullmatch(domain):
+            return account
+    return name
 
 
 def clean_ips(values: list[str]) -> tuple[str, ...]:
@@ -278,7 +290,10 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
             try:
                 ip = ipaddress.ip_address(v)
             except ValueError:
-                continue
+                try:
+                    ip = ipaddress.ip_address(_without_port(v))
+                except ValueError:
+                    continue
             if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped  # Windows' "::ffff:10.0.0.5": the IPv4 host others name
             if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
@@ -287,6 +302,16 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
         if text and text not in out:
             out.append(text)
     return tuple(out)
+
+
+def _without_port(v: str) -> str:
+    """The address of `203.0.113.9:51234` or `[2001:db8::1]:443`, as Office 365's audit log
+    writes a client's (`ClientIP`); anything else as it is."""
+    if v.startswith("["):
+        address, bracket, port = v[1:].partition("]:")
+        return address if bracket and port.isdigit() else v
+    address, colon, port = v.partition(":")
+    return address if colon and port.isdigit() else v
 
 
 def _ipv4_kept(v: str) -> str | None:
@@ -435,6 +460,7 @@ WAZUH_ENTITIES = EntitySpec(
         (
             "data.srcuser",
             "data.dstuser",
+            "data.office365.UserId",  # a user principal name (see `account_name`)
             "data.user",
             "data.audit.acct",
             _WIN + "targetUserName",
@@ -454,6 +480,7 @@ WAZUH_ENTITIES = EntitySpec(
             _WIN + "ipAddress",
             _WIN + "sourceIp",
             _WIN + "destinationIp",
+            "data.office365.ClientIP",
             "agent.ip",
         ),
         None,
@@ -461,7 +488,13 @@ WAZUH_ENTITIES = EntitySpec(
     ),
     (
         "source_ips",
-        ("data.srcip", "data.src_ip", _WIN + "ipAddress", _WIN + "sourceIp"),
+        (
+            "data.srcip",
+            "data.src_ip",
+            _WIN + "ipAddress",
+            _WIN + "sourceIp",
+            "data.office365.ClientIP",
+        ),
         None,
         True,
     ),

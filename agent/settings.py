@@ -216,9 +216,9 @@ class Settings(BaseSettings):
     @field_validator("critical_assets", "critical_identities")
     @classmethod
     def _named_patterns(cls, text: str, info: ValidationInfo) -> str:
-        """A pattern of a domain's hosts (`*.corp.example`) or accounts (`CORP\\*`) would
-        match every one, since hosts are matched by machine name and accounts without their
-        Windows domain: refused rather than read so."""
+        """A pattern of a domain's hosts (`*.corp.example`) or accounts (`CORP\\*`,
+        `*@corp.example`) would match every one, since hosts are matched by machine name and
+        accounts without their domain: refused rather than read so."""
         hosts = info.field_name == "critical_assets"
         read = read_host if hosts else read_account
         for pattern in (p.strip() for p in text.split(",")):
@@ -227,7 +227,7 @@ class Settings(BaseSettings):
                 kind, example = (
                     ("host", "`dc01.corp.example` is `dc01`")
                     if hosts
-                    else ("account", "`CORP\\jdoe` is `jdoe`")
+                    else ("account", "`CORP\\jdoe` and `jdoe@corp.example` are `jdoe`")
                 )
                 raise ValueError(
                     f"{pattern!r} would match every {kind}: {kind}s are matched by the name "

@@ -289,6 +289,22 @@ def test_a_host_and_an_account_are_one_entity_whichever_case_a_sensor_writes() -
     assert {a.entities.users for a in cluster.alerts} == {("jdoe",)}
 
 
+def test_an_account_is_one_entity_whether_named_by_its_upn_or_its_logon_name() -> None:
+    """Entra ID, Office 365 and Kerberos name an account by its user principal name
+    (`JDoe@Corp.Example`), Windows' logons by `CORP\\jdoe` or `jdoe`: a sign-in from a new
+    country and, minutes later, a scheduled task on the person's workstation were two
+    incidents. A name that only holds an `@` is no principal name and stays whole."""
+    seen = [
+        alert("s1", 0, "Sign-in from new country", "o365", user={"name": "JDoe@Corp.Example"}),
+        alert("w1", 4, "New scheduled task", "ws-fin-07", user={"name": "CORP\\jdoe"}),
+    ]
+    (cluster,) = correlate(seen)
+    assert {a.entities.users for a in cluster.alerts} == {("jdoe",)}
+    assert ("user", "jdoe") in {(link.kind, link.value) for link in cluster.links}
+    odd = alert("x1", 0, "Odd login", "ws-07", user={"name": "jdoe@pts/0"})
+    assert odd.entities.users == ("jdoe@pts/0",)
+
+
 def test_a_host_is_one_entity_whether_a_sensor_writes_its_dns_name_or_its_machine_name() -> None:
     """Elastic Agent names `ws-fin-07.corp.example` where Wazuh's agent says `WS-FIN-07`:
     two incidents, and the execution-then-persistence on one host unseen."""

@@ -414,6 +414,32 @@ def test_an_account_is_one_entity_whether_or_not_pam_wrote_its_uid(shared_data) 
     assert normalize(opened).entities.users == ("jdoe",)
 
 
+def test_an_office_365_event_through_wazuh_names_its_account_and_client_address() -> None:
+    """Wazuh's Office 365 module writes the account as its user principal name and the
+    client's address with its port (`data.office365.UserId`, `ClientIP`): neither was read,
+    so a mailbox rule set from an attacker's address linked to nothing."""
+    doc = {
+        "timestamp": "2026-12-07T10:00:00.000+0000",
+        "rule": {"level": 6, "id": "91532", "description": "Office 365: New-InboxRule"},
+        "agent": {"id": "000", "name": "wazuh-manager"},
+        "data": {
+            "integration": "office365",
+            "office365": {
+                "UserId": "JDoe@Corp.Example",
+                "ClientIP": "203.0.113.9:51234",
+                "Operation": "New-InboxRule",
+            },
+        },
+        "location": "office365",
+        "id": "1765101600.7",
+    }
+    alert = normalize(doc)
+    assert alert.entities.users == ("jdoe",)
+    assert alert.entities.source_ips == ("203.0.113.9",)
+    doc["data"]["office365"]["ClientIP"] = "[2001:db8::9]:443"
+    assert normalize(doc).entities.source_ips == ("2001:db8::9",)
+
+
 def test_syslog_the_wazuh_manager_decoded_is_the_sending_host_s() -> None:
     """What the manager decodes itself carries agent 000, the manager's name: the syslog of a
     firewall and of a relayed server (wazuh#6739) were all the manager's alerts, one host

@@ -150,10 +150,14 @@ def test_a_critical_host_pattern_of_a_dns_domain_is_refused(
 def test_a_critical_account_pattern_of_a_windows_domain_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Accounts are matched without their Windows domain (`CORP\\jdoe` is `jdoe`): `CORP\\*`
-    would make every account critical."""
+    """Accounts are matched without their Windows domain or principal name's domain
+    (`CORP\\jdoe` and `jdoe@corp.example` are `jdoe`): `CORP\\*` and `*@corp.example` would
+    make every account critical."""
     monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "CORP\\administrator, CORP\\*")
     with pytest.raises(ConfigError, match=r"would match every account"):
         load_settings()
     monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "CORP\\administrator, *\\svc-*")
     assert load_settings().critical_identities == "CORP\\administrator, *\\svc-*"
+    monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "jdoe@corp.example, *@corp.example")
+    with pytest.raises(ConfigError, match=r"'\*@corp\.example' would match every account"):
+        load_settings()
