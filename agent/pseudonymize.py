@@ -325,7 +325,7 @@ class Pseudonymizer:
 
     def mask(self, text: str) -> str:
         """Known values and any address (IP, e-mail, hardware) in the text become tokens."""
-        text = _EMAIL.sub(lambda m: self.token("EMAIL", m.group(0)), text)
+        text = _EMAIL.sub(self._email, text)
         text = _MAC.sub(lambda m: self.token("MAC", m.group(0)), text)
         text = sub_addresses(text, lambda address: self.token("IP", address))
         pattern = self._known()
@@ -335,6 +335,17 @@ class Pseudonymizer:
         if domains is not None:
             text = domains.sub(self._known_token, text)
         return text
+
+    def _email(self, m: re.Match[str]) -> str:
+        """A known account's principal name (`jdoe@corp.example`, as Entra ID and Office 365
+        write the account an alert names `jdoe`) is `USER_1@DOMAIN_1`: one person to the
+        model, and the domain masked wherever it is; any other address an `EMAIL` token."""
+        address = m.group(0)
+        account, _, domain = address.rpartition("@")
+        known = self._fwd.get(account.casefold())
+        if known is not None and known.startswith("USER_"):
+            return f"{known}@{self._learn_domain(domain)}"
+        return self.token("EMAIL", address)
 
     def _known_token(self, m: re.Match[str]) -> str:
         found = m.group(0)

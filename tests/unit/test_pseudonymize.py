@@ -185,6 +185,26 @@ def test_an_account_and_its_windows_domain_are_masked_apart_one_token_a_person()
     assert p.mask("jdoe") == "USER_1"
 
 
+def test_an_account_s_principal_name_in_text_is_the_account_s_token_at_its_domain() -> None:
+    """Office 365 writes the account an alert names `jdoe` as `JDoe@Corp.Example` in its
+    text: it was `EMAIL_1` beside the alert's `USER_1`, two people to the model. Now one, its
+    domain masked wherever it appears; another address is still an e-mail token."""
+    from agent.normalize import normalize
+    from tests.conftest import ecs
+
+    doc = ecs(1, 0, "New inbox rule", "o365", user={"name": "JDoe@Corp.Example"})
+    doc["message"] = "New-InboxRule by JDoe@Corp.Example forwarding to mallory@evil.example"
+    alert = normalize(doc)
+    p = Pseudonymizer()
+    p.register([alert])
+    masked = p.mask(alert.message)
+    assert masked == "New-InboxRule by USER_1@DOMAIN_1 forwarding to EMAIL_1"
+    assert p.mask("see https://intranet.corp.example/") == "see https://intranet.DOMAIN_1/"
+    assert p.unmask(masked) == (
+        "New-InboxRule by jdoe@Corp.Example forwarding to mallory@evil.example"
+    )
+
+
 def test_a_host_read_by_its_machine_name_keeps_its_dns_domain_masked() -> None:
     """Hosts are read by machine name (`ws-fin-07` of `ws-fin-07.corp.example`): the alert's
     own text still writes the DNS name, and the organisation's domain left as
