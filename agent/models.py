@@ -189,6 +189,11 @@ class Alert(BaseModel):
         description="Its host and account its SIEM rates high or extreme impact (Elastic's "
         "asset criticality), as `host:name` and `user:name`, names as read",
     )
+    intel: tuple[str, ...] = Field(
+        default=(),
+        description="Its values a threat-intelligence source lists (Elastic's indicator "
+        "matches, VirusTotal through Wazuh), each with where it was and who lists it",
+    )
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
     # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held

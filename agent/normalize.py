@@ -652,6 +652,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         suppressed=elastic_suppression(f.get),
         building_block=f.get("kibana.alert.building_block_type") is not None,
         critical=asset_criticality(f),
+        intel=indicator_matches(f),
     )
 
 
@@ -681,6 +682,58 @@ def asset_criticality(f: Fields) -> tuple[str, ...]:
         if name is not None:  # as entities are read: `-` and `localhost` name nobody
             rated += (f"{kind}:{n}" for n in clean_names([name], accounts=kind == "user"))
     return tuple(rated)
+
+
+#: Where Elastic writes what an indicator match rule matched: one enrichment a match, with
+#: the value, the field it was in, the indicator and the feed listing it (ECS
+#: `threat.enrichments`).
+_ENRICHMENTS = "threat.enrichments"
+#: Indicator matches kept an alert, and characters of a matched value: a match on a field of
+#: many values lists each.
+INTEL_MAX, INTEL_CHARS = 10, 120
+
+
+def indicator_matches(f: Fields) -> tuple[str, ...]:
+    """The alert's values a threat-intelligence feed lists, as Elastic's indicator match rules
+    record them: `203.0.113.9 in source.ip, listed by AbuseCH (confidence High)`."""
+    enrichments = f.flat.get(_ENRICHMENTS)
+    if enrichments is None:  # most alerts: one lookup
+        return ()
+    found: list[str] = []
+    for enrichment in enrichments if isinstance(enrichments, list) else [enrichments]:
+        if type(enrichment) is dict:
+            match = _indicator_match(Fields(enrichment))
+            if match is not None and match not in found:
+                found.append(match)
+    return tuple(found[:INTEL_MAX])
+
+
+def _indicator_match(e: Fields) -> str | None:
+    atomic = e.first("matched.atomic")
+    if atomic is None:
+        return None
+    text = f"{atomic[:INTEL_CHARS]} in {e.first('matched.field') or 'a field'}"
+    feed = e.first("feed.name", "indicator.provider")
+    confidence = e.first("indicator.confidence")
+    text += f", listed by {feed[:INTEL_CHARS]}" if feed else ", listed by a feed"
+    return text + (f" (confidence {confidence[:20]})" if confidence else "")
+
+
+_VIRUSTOTAL = "data.virustotal."
+
+
+def virustotal_match(f: Fields) -> tuple[str, ...]:
+    """A file Wazuh's VirusTotal integration found flagged (`data.virustotal.malicious`):
+    `<sha1> (/tmp/x), flagged by 51 of 60 VirusTotal engines`."""
+    malicious = f.flat.get(_VIRUSTOTAL + "malicious")
+    if malicious is None or str(malicious).strip() != "1":  # most alerts: one lookup
+        return ()
+    sha1 = f.first(_VIRUSTOTAL + "sha1", _VIRUSTOTAL + "source.sha1") or "a file"
+    path = f.first(_VIRUSTOTAL + "source.file")
+    positives, total = f.first(_VIRUSTOTAL + "positives"), f.first(_VIRUSTOTAL + "total")
+    text = sha1[:INTEL_CHARS] + (f" ({path[:INTEL_CHARS]})" if path else "")
+    engines = f"{positives[:6]} of {total[:6]}" if positives and total else "its"
+    return (f"{text}, flagged by {engines} VirusTotal engines",)
 
 
 _SUPPRESSION = "kibana.alert.suppression."
@@ -785,6 +838,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         techniques=techniques,
         entities=entities,
         message=wazuh_message(f, rule_name)(f.get),
+        intel=virustotal_match(f),
     )
 
 
@@ -833,6 +887,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=ecs_entities(f),
         message=message_text(("message",), "", f.get),
         critical=asset_criticality(f),
+        intel=indicator_matches(f),
     )
 
 
@@ -861,6 +916,7 @@ def _build(
     suppressed: Suppressed | None = None,
     building_block: bool = False,
     critical: tuple[str, ...] = (),
+    intel: tuple[str, ...] = (),
 ) -> AlertFields:
     """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
@@ -884,6 +940,7 @@ def _build(
         "suppressed": suppressed,
         "building_block": building_block,
         "critical": critical,
+        "intel": intel,
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

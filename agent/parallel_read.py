@@ -504,6 +504,7 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["suppressed"],
         f["building_block"],
         f["critical"],
+        f["intel"],
     )
 
 
@@ -523,6 +524,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         folded,
         block,
         critical,
+        intel,
     ) = shared
     return {
         "id": None,
@@ -539,6 +541,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         "suppressed": folded,
         "building_block": block,
         "critical": critical,
+        "intel": intel,
         "message": None,
         "raw_json": None,
     }

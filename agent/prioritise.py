@@ -28,6 +28,7 @@ BURST_POINTS = 40.0  # for the most unusual window; others get less, quadratical
 MOMENT = 300  # seconds: rare rules first seen within this of one another's start are one event
 CRITICALITY_POINTS = 10.0  # a critical host involved, or a critical identity; both: 15
 CRITICALITY_POINTS_MAX = 15.0
+THREAT_INTEL_POINTS = 10.0  # a value a threat-intelligence source lists
 #: Burst points (a window at least half as far above the median as the most unusual) from
 #: which tunings are set aside: see `prioritise`.
 TUNING_SET_ASIDE_POINTS = BURST_POINTS * 0.5**2
@@ -109,6 +110,7 @@ def prioritise(
         if tuned and not set_aside
         else streams
     )
+    intel = _threat_intel(counted)  # a building block's match too: the SIEM's evidence
     blocks = [s for s in counted if s.building_blocks]
     if blocks:  # inputs to other rules: evidence, not a rare detection of their own
         counted = [s for s in counted if not s.building_blocks]
@@ -135,6 +137,8 @@ def prioritise(
         factors.append(_tuning(tuned, baseline, set_aside))
     if blocks:
         factors.append(_building_blocks(blocks))
+    if intel is not None:
+        factors.append(intel)
     rated = frozenset().union(*(s.critical for s in streams))
     critical = _criticality(cfg, hosts, users, rated)
     if critical is not None:
@@ -384,6 +388,21 @@ def _building_blocks(blocks: list[Stream]) -> PriorityFactor:
             " as inputs to other rules and hides them from its alerts table by default; their"
             " rarity and novelty are not counted"
         ),
+    )
+
+
+def _threat_intel(streams: list[Stream]) -> PriorityFactor | None:
+    """Values of the incident's alerts a threat-intelligence source lists (an indicator match
+    rule's matches, a file VirusTotal engines flag): known-bad evidence, whatever the rule's
+    own rarity. A pair tuned as noise does not count, as for rarity."""
+    found = sorted(frozenset().union(*(s.intel for s in streams)))
+    if not found:
+        return None
+    more = f" (+{len(found) - 5})" if len(found) > 5 else ""
+    return PriorityFactor(
+        name="threat_intel",
+        points=THREAT_INTEL_POINTS,
+        detail="known to threat intelligence: " + "; ".join(found[:5]) + more,
     )
 
 

@@ -106,7 +106,8 @@ TUNING_FOR_MODEL = {
 
 
 def _factor_detail(f: PriorityFactor, pseudo: Masker) -> str:
-    return TUNING_FOR_MODEL.get(f.name) or pseudo.mask(f.detail)
+    """A factor's detail names alert values (a rule, a host, a matched indicator): data too."""
+    return TUNING_FOR_MODEL.get(f.name) or _defang(pseudo.mask(_untokened(f.detail)))
 
 
 def _linked_by(link: EntityLink, pseudo: Masker) -> str:

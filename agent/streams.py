@@ -24,9 +24,10 @@ _fifth = operator.itemgetter(4)
 _suppressed = operator.attrgetter("suppressed")
 _building_block = operator.attrgetter("building_block")
 _critical = operator.attrgetter("critical")
-#: One empty set for every stream with nothing critical: Python makes a new one each time
-#: (216 bytes), and a fleet's endpoints make a stream each.
-_NOTHING_CRITICAL: frozenset[str] = frozenset()
+_intel = operator.attrgetter("intel")
+#: One empty set for every stream with nothing critical or listed: Python makes a new one
+#: each time (216 bytes), and a fleet's endpoints make a stream each.
+_NOTHING: frozenset[str] = frozenset()
 
 
 #: Distinct (tactics, techniques), each with the earliest time it was seen.
@@ -54,6 +55,8 @@ class Stream:
     building_blocks: bool
     #: Its alerts' hosts and accounts their SIEM rates critical (`Alert.critical`).
     critical: frozenset[str]
+    #: Its alerts' values a threat-intelligence source lists (`Alert.intel`).
+    intel: frozenset[str]
     windows: set[int]  # burst windows it fired in
     sensors: set[str]
     severities: set[Severity]  # its alerts' distinct severities (playbooks read the highest)
@@ -83,7 +86,8 @@ class Stream:
             first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
             building_blocks=all(map(_building_block, alerts)),  # most stop at the first
-            critical=frozenset(chain.from_iterable(map(_critical, alerts))) or _NOTHING_CRITICAL,
+            critical=frozenset(chain.from_iterable(map(_critical, alerts))) or _NOTHING,
+            intel=frozenset(chain.from_iterable(map(_intel, alerts))) or _NOTHING,
             windows=windows_of(times),
             sensors=set(map(_fourth, rows)),
             severities=set(map(_fifth, rows)),
@@ -120,6 +124,7 @@ class Stream:
             last_seen=max(self.last_seen, other.last_seen),
             building_blocks=self.building_blocks and other.building_blocks,
             critical=self.critical | other.critical if other.critical else self.critical,
+            intel=self.intel | other.intel if other.intel else self.intel,
             windows=self.windows | other.windows,
             sensors=self.sensors | other.sensors,
             severities=self.severities | other.severities,

@@ -102,6 +102,61 @@ def test_elastic_asset_criticality_rates_the_alert_s_host_and_account() -> None:
     assert normalize(ecs_rated).critical == ("host:db-01",)
 
 
+def test_what_a_threat_intelligence_source_lists_is_read_with_who_lists_it(shared_data) -> None:
+    """Elastic's indicator match rules record each match (`threat.enrichments`: the value,
+    its field, the indicator and its feed); Wazuh's VirusTotal integration a file its engines
+    flag. Neither was read: the shared indicator-match alert's match on its own host name
+    included."""
+    from tests.conftest import same_alert_as_validated
+
+    path = shared_data / "elastic/kibana_es_archive_threat_match_alert_8.1.0.json"
+    (archived,) = [d.value for d in read_documents(path) if not isinstance(d, DeadLetter)]
+    assert normalize(archived).intel == ("security-linux-1 in host.name, listed by a feed",)
+    assert normalize(elastic_doc()).intel == ()
+    listed = elastic_doc(
+        threat={
+            "enrichments": [
+                {
+                    "matched": {"atomic": "203.0.113.9", "field": "source.ip"},
+                    "indicator": {"type": "ipv4-addr", "confidence": "High"},
+                    "feed": {"name": "AbuseCH Feodo"},
+                },
+                {"matched.atomic": "evil.example", "indicator.provider": "MISP"},
+                {"indicator": {"type": "url"}},  # no value matched: nothing to say
+            ]
+        }
+    )
+    assert normalize(listed).intel == (
+        "203.0.113.9 in source.ip, listed by AbuseCH Feodo (confidence High)",
+        "evil.example in a field, listed by MISP",
+    )
+    same_alert_as_validated(listed)
+    flagged = {
+        "timestamp": "2026-12-07T10:00:00.000+0000",
+        "rule": {"level": 12, "id": "87105", "description": "VirusTotal: Alert - 51 engines"},
+        "agent": {"id": "004", "name": "ws-07"},
+        "data": {
+            "integration": "virustotal",
+            "virustotal": {
+                "found": "1",
+                "malicious": "1",
+                "positives": "51",
+                "total": "60",
+                "sha1": "3395856ce81f2b7382dee72602f798b642f14140",
+                "source": {"file": "/tmp/eicar.com", "sha1": "3395856c"},
+            },
+        },
+        "id": "1765101600.9",
+    }
+    assert normalize(flagged).intel == (
+        "3395856ce81f2b7382dee72602f798b642f14140 (/tmp/eicar.com), "
+        "flagged by 51 of 60 VirusTotal engines",
+    )
+    same_alert_as_validated(flagged)
+    flagged["data"]["virustotal"]["malicious"] = "0"
+    assert normalize(flagged).intel == ()
+
+
 def test_alert_id_precedence() -> None:
     assert normalize(elastic_doc(event={"id": "ev-9"})).id == "ev-9"
     doc = elastic_doc()
