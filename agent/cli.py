@@ -822,9 +822,15 @@ def sweep(
                 r = None
         if r is not None:
             listed = " (vigie rejected lists them)" if r.dead_letters else ""
+            refolded = (
+                f", {r.incidents_refolded} given repeats their SIEM folded in since"
+                if r.incidents_refolded
+                else ""
+            )
             out.print(
                 f"{r.pages} page(s), {r.alerts_read:,} alerts read, {r.alerts_new:,} new, "
-                f"{r.incidents_touched} incident(s) written, {r.dead_letters} rejected{listed}; "
+                f"{r.incidents_touched} incident(s) written{refolded}, "
+                f"{r.dead_letters} rejected{listed}; "
                 f"checkpoint {plain(str(r.checkpoint))}",  # sort values from alert documents
                 highlight=False,
                 markup=False,

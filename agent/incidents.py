@@ -115,6 +115,20 @@ def groups_of(streams: list[Stream]) -> list[AlertGroup]:
 MAX_SEQUENCES = 50
 
 
+#: The folding alerts an incident remembers (`Incident.folding`): the latest, as a SIEM folds
+#: repeats into its latest alert of a rule and values.
+MAX_FOLDING = 200
+
+
+def _folding(old: Incident | None, new: list[Stream]) -> dict[str, int]:
+    folding = dict(old.folding) if old else {}
+    for s in new:
+        folding.update(s.folding)
+    if len(folding) > MAX_FOLDING:
+        folding = dict(list(folding.items())[-MAX_FOLDING:])
+    return folding
+
+
 def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
@@ -219,6 +233,7 @@ def assemble(
             [*(old.sequences if old else []), *(q for e in entities for q in e.sequences)],
             MAX_SEQUENCES,
         ),
+        folding=_folding(old, new),
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
         groups=groups,

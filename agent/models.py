@@ -456,6 +456,12 @@ class Incident(BaseModel):
         description="Detection-engine sequences its alerts belong to (Elastic's EQL group ids, "
         "the latest 50): a later batch's alerts of one extend it",
     )
+    folding: dict[str, int] = Field(
+        default_factory=dict,
+        description="Its alerts its SIEM folds repeats into, with how many as last read "
+        "(Elastic's alert suppression, the latest 200): the SIEM counts later repeats in "
+        "them, and a sweep reads those counts (`agent.refold`)",
+    )
     tactics: list[str] = Field(default_factory=list)
     techniques: list[str] = Field(default_factory=list)
     groups: list[AlertGroup] = Field(default_factory=list)

@@ -126,7 +126,7 @@ def prioritise(
         _diversity(starts, rarity),
         _tactics(streams),
         _sensors(streams),
-        _volume(count if count is not None else sum(s.count for s in streams), suppressed),
+        volume_factor(count if count is not None else sum(s.count for s in streams), suppressed),
     ]
     if burst is not None:
         factors.append(burst)
@@ -285,7 +285,8 @@ def _sensors(streams: list[Stream]) -> PriorityFactor:
     return PriorityFactor(name="sensors", points=float(min(10, 5 * (len(most) - 1))), detail=detail)
 
 
-def _volume(count: int, suppressed: int) -> PriorityFactor:
+def volume_factor(count: int, suppressed: int) -> PriorityFactor:
+    """Alerts, and the repeats their SIEM folded into them: evidence of little weight."""
     folded = f" and {suppressed} repeat(s) the SIEM folded into them" if suppressed else ""
     return PriorityFactor(
         name="volume",

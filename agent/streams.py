@@ -51,6 +51,9 @@ class Stream:
     suppressed: int
     first_seen: datetime
     last_seen: datetime
+    #: Its alerts that folded repeats, with how many, as read (`agent.refold` reads their
+    #: later counts); empty for most.
+    folding: tuple[tuple[str, int], ...]
     #: Every alert of it is a building block (`Alert.building_block`): an input to other rules.
     building_blocks: bool
     #: Its alerts' hosts and accounts their SIEM rates critical (`Alert.critical`).
@@ -85,6 +88,7 @@ class Stream:
             suppressed=sum(s.count for s in folded),
             first_seen=min([first, *_ends(folded, "first_seen")]) if folded else first,
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
+            folding=_folding(alerts) if folded else (),
             building_blocks=all(map(_building_block, alerts)),  # most stop at the first
             critical=frozenset(chain.from_iterable(map(_critical, alerts))) or _NOTHING,
             intel=frozenset(chain.from_iterable(map(_intel, alerts))) or _NOTHING,
@@ -122,6 +126,7 @@ class Stream:
             suppressed=self.suppressed + other.suppressed,
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
+            folding=self.folding + other.folding if other.folding else self.folding,
             building_blocks=self.building_blocks and other.building_blocks,
             critical=self.critical | other.critical if other.critical else self.critical,
             intel=self.intel | other.intel if other.intel else self.intel,
@@ -130,6 +135,10 @@ class Stream:
             severities=self.severities | other.severities,
             marks=marks,
         )
+
+
+def _folding(alerts: list[Alert]) -> tuple[tuple[str, int], ...]:
+    return tuple((a.id, a.suppressed.count) for a in alerts if a.suppressed is not None)
 
 
 def _ends(folded: list[Suppressed], edge: str) -> list[datetime]:

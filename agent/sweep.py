@@ -20,8 +20,9 @@ from typing import Any
 
 from agent.documents import Fields
 from agent.graph import TriageContext, run_triage_isolating
-from agent.models import Incident
-from agent.normalize import alert_id
+from agent.models import Alert, Incident
+from agent.normalize import NormalizeError, alert_id, normalize
+from agent.refold import refolded
 from agent.store import Store
 from connectors.elasticsearch import AUDIT_MAPPINGS, INCIDENT_MAPPINGS, Hit, SearchBackend
 
@@ -38,6 +39,7 @@ class SweepConfig:
     kibana_writeback: bool = True  # acknowledge and tag alerts (Elastic Security indices)
     incident_flush_pages: int = 10  # mirror touched incidents at least this often
     lookback_seconds: int = 300  # read again from this long before the checkpoint (see _resume)
+    refold: bool = True  # read later counts of the alerts Elastic folds repeats into (_refold)
 
     @property
     def checkpoint_name(self) -> str:
@@ -48,6 +50,11 @@ class SweepConfig:
         """Hits rejected lately, with their times: read again within the lookback, they are
         not rejected (and listed) once more."""
         return f"sweep-rejected:{self.alerts_index}"
+
+    @property
+    def refold_name(self) -> str:
+        """When the last sweep began reading folding alerts' later counts (epoch ms)."""
+        return f"sweep-refold:{self.alerts_index}"
 
     @property
     def pending_name(self) -> str:
@@ -61,6 +68,8 @@ class SweepResult:
     alerts_read: int = 0
     alerts_new: int = 0
     incidents_touched: int = 0
+    #: Incidents whose alerts their SIEM folded more repeats into since the last sweep.
+    incidents_refolded: int = 0
     dead_letters: int = 0
     checkpoint: list[Any] | None = None
     errors: list[str] = field(default_factory=list)
@@ -88,6 +97,7 @@ def sweep(
     """One sweep from the checkpoint to the newest alert. Typed errors propagate; the
     checkpoint then still points after the last fully handled page."""
     result = SweepResult(checkpoint=store.get_checkpoint(cfg.checkpoint_name))
+    started_ms = time.time() * 1000
     backend.ensure_template(cfg.incidents_index, f"{cfg.incidents_index}*", INCIDENT_MAPPINGS)
     backend.ensure_template(cfg.audit_index, f"{cfg.audit_index}*", AUDIT_MAPPINGS)
     pending: set[str] = set(store.get_checkpoint(cfg.pending_name) or [])
@@ -120,8 +130,73 @@ def sweep(
             _flush_incidents(backend, store, cfg, pending)
         if progress is not None:
             progress(result)
+    if cfg.refold:
+        result.incidents_refolded = _refold(backend, store, ctx, cfg, pending, started_ms)
     _flush_incidents(backend, store, cfg, pending)
     return result
+
+
+#: What Elastic's alert suppression writes on an alert that folds repeats, and when it last
+#: folded one (it updates both in place; the alert's `@timestamp` stays).
+_FOLDED = "kibana.alert.suppression.docs_count"
+_LAST_DETECTED = "kibana.alert.last_detected"
+
+
+def _refold(
+    backend: SearchBackend,
+    store: Store,
+    ctx: TriageContext,
+    cfg: SweepConfig,
+    pending: set[str],
+    started_ms: float,
+) -> int:
+    """Alerts already placed that their SIEM folded more repeats into since the last sweep
+    began (`agent.refold`), whatever their workflow status: a sweep acknowledges what it
+    reads, and Kibana folds into an acknowledged alert too. The first sweep read every count
+    as it was, so it only marks the time. How many incidents grew."""
+    since = store.get_checkpoint(cfg.refold_name)
+    grown = 0
+    if isinstance(since, int | float):
+        filters: list[dict[str, Any]] = [
+            {"exists": {"field": _FOLDED}},
+            {"range": {_LAST_DETECTED: {"gte": int(since - cfg.lookback_seconds * 1000)}}},
+        ]
+        if cfg.extra_filter:
+            filters.append(cfg.extra_filter)
+        query = {"bool": {"filter": filters}}
+        sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
+        for page in backend.pages(cfg.alerts_index, query, sort, None, cfg.page_size):
+            grown += _refold_page(page, store, ctx, pending)
+            store.set_checkpoint(cfg.pending_name, sorted(pending))
+    store.set_checkpoint(cfg.refold_name, started_ms)
+    return grown
+
+
+def _refold_page(page: list[Hit], store: Store, ctx: TriageContext, pending: set[str]) -> int:
+    alerts: list[Alert] = []
+    for hit in page:
+        try:
+            alerts.append(normalize(hit.document()))
+        except NormalizeError:
+            continue  # never placed: the pass that read it rejected it
+    owner = store.incident_of_alerts([a.id for a in alerts])
+    held: dict[str, list[Alert]] = {}
+    for a in alerts:
+        if a.id in owner:
+            held.setdefault(owner[a.id], []).append(a)
+    grown = 0
+    with ctx.exclusive():  # a run extending the incident meanwhile would lose one or the other
+        for incident_id, its in held.items():
+            incident = store.get_incident(incident_id)
+            refreshed = refolded(incident, its) if incident is not None else None
+            if refreshed is None:
+                continue
+            store.save_triage([refreshed], [], [], [], actor=ctx.requester, placed={})
+            if ctx.on_incident is not None:
+                ctx.on_incident("incident.updated", refreshed)
+            pending.add(incident_id)
+            grown += 1
+    return grown
 
 
 def _sort_ms(sort: list[Any]) -> float:

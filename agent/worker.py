@@ -278,7 +278,12 @@ def sweep_task() -> dict[str, int] | str:
     with renewed(lock, lifetime):  # a sweep through a backlog outlasts it
         backend = make_backend(settings)
         r = sweep(backend, store, triage_context(settings, store), sweep_config(settings))
-        return {"pages": r.pages, "alerts_read": r.alerts_read, "alerts_new": r.alerts_new}
+        return {
+            "pages": r.pages,
+            "alerts_read": r.alerts_read,
+            "alerts_new": r.alerts_new,
+            "incidents_refolded": r.incidents_refolded,
+        }
 
 
 def enqueue_execution(proposal_id: str) -> None:

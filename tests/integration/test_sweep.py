@@ -405,6 +405,70 @@ def test_a_person_s_closing_reaches_the_incidents_index_in_the_next_sweep(
     assert ctx.store.get_checkpoint(cfg.pending_name) == []
 
 
+def test_repeats_elastic_folds_into_an_alert_after_a_sweep_read_it_reach_its_incident(
+    es: ElasticsearchBackend, ctx: TriageContext
+) -> None:
+    """Kibana writes one alert for a suppressed rule's matches and counts later ones in it, in
+    place (`docs_count`, `suppression.end`, `last_detected`; `@timestamp` stays). A sweep read
+    it once, by `@timestamp`: its incident counted the 2 repeats of that moment, never the 58
+    after, and was last seen an hour early. The next sweep reads the later count, whatever
+    the alert's workflow status (the first sweep acknowledged it)."""
+    from agent.prioritise import volume_factor
+
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    folding = elastic_alert(1, 0, "ws-07", "Repeated logon failure")
+    folding |= {
+        "@timestamp": at.isoformat(),
+        "kibana.alert.suppression.docs_count": 2,
+        "kibana.alert.suppression.start": at.isoformat(),
+        "kibana.alert.suppression.end": (at + timedelta(minutes=5)).isoformat(),
+        "kibana.alert.last_detected": (at + timedelta(minutes=5)).isoformat(),
+    }
+    mappings = {
+        "properties": {
+            **ALERT_MAPPINGS["properties"],
+            "kibana.alert.last_detected": {"type": "date"},
+            "kibana.alert.suppression.docs_count": {"type": "long"},
+        }
+    }
+    es.client.indices.create(index=INDEX, mappings=mappings)
+    index_now(es, folding, elastic_alert(2, 0, "ws-08", "Other rule"))  # one folds none
+    cfg = SweepConfig(page_size=100)
+    first = sweep(es, ctx.store, ctx, cfg)
+    assert (first.alerts_new, first.incidents_refolded) == (2, 0)
+    inc_id = ctx.store.incident_of_alerts(["u000001"])["u000001"]
+    before = ctx.store.get_incident(inc_id)
+    assert before is not None and before.folding == {"u000001": 2}
+    assert [g.suppressed for g in before.groups] == [2]
+    end = at + timedelta(hours=1)
+    later = {  # Kibana folds 58 more into the acknowledged alert
+        "kibana.alert.suppression.docs_count": 60,
+        "kibana.alert.suppression.end": end.isoformat(),
+        "kibana.alert.last_detected": datetime.now(UTC).isoformat(),
+    }
+    es.client.update(index=INDEX, id="u000001", doc=later, refresh=True)
+    unread = sweep(es, ctx.store, ctx, SweepConfig(page_size=100, refold=False))
+    assert unread.alerts_read == 0  # acknowledged, and read again by @timestamp only
+    assert ctx.store.get_incident(inc_id) == before
+    second = sweep(es, ctx.store, ctx, cfg)
+    assert (second.alerts_read, second.alerts_new, second.incidents_refolded) == (0, 0, 1)
+    after = ctx.store.get_incident(inc_id)
+    assert after is not None and after.folding == {"u000001": 60}
+    (group,) = after.groups
+    assert (group.suppressed, group.last_seen, after.last_seen) == (60, end, end)
+    factors = {f.name: f for f in after.explanation.priority_factors}
+    assert factors["volume"] == volume_factor(1, 60)
+    assert (
+        factors["volume"].points
+        > {f.name: f for f in before.explanation.priority_factors}["volume"].points
+    )
+    assert after.priority == round(sum(f.points for f in factors.values()), 2)
+    es.client.indices.refresh(index="vigie-incidents")
+    mirrored = es.client.get(index="vigie-incidents", id=inc_id)["_source"]
+    assert (mirrored["last_seen"], mirrored["priority"]) == (end.isoformat(), after.priority)
+    assert sweep(es, ctx.store, ctx, cfg).incidents_refolded == 0  # the same count: nothing
+
+
 def backend_of(kind: str, url: str) -> ElasticsearchBackend | OpenSearchBackend:
     if kind == "elasticsearch":
         return ElasticsearchBackend(url, node_class=OsmemNode, retries=0)

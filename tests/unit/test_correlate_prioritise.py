@@ -423,6 +423,55 @@ def test_repeats_elastic_suppressed_count_in_their_group_its_span_and_volume() -
     assert (grown.groups[0].count, grown.groups[0].suppressed) == (4, 63)
 
 
+def test_an_incident_remembers_its_folding_alerts_and_counts_their_later_repeats() -> None:
+    """Kibana counts later repeats in the alert it folds them into, in place: an incident
+    remembers its folding alerts with their counts as read (a later batch's too), and the
+    same alert read again with a larger count grows its group, last seen and volume, and
+    nothing else; a count that did not grow, or an alert it does not hold, changes nothing."""
+    from datetime import datetime
+
+    from agent.incidents import MAX_FOLDING
+    from agent.normalize import normalize
+    from agent.prioritise import volume_factor
+    from agent.refold import refolded
+
+    docs = suppressed_alerts()
+    first, *rest = [normalize(d) for d in docs]
+    inc = build_incident(correlate([first, *rest])[0], Baseline())
+    assert inc.folding == {"window-1": 57, "window-2": 3}
+    (again,) = correlate([normalize({**docs[2], "kibana.alert.uuid": "w3"})])
+    grown = build_incident(again, Baseline(), extends=inc, prior=[first])
+    assert grown.folding == {"window-1": 57, "window-2": 3, "w3": 3}
+
+    end = "2026-12-07T13:05:00Z"
+    later = normalize(
+        {
+            **docs[2],
+            "kibana.alert.suppression.docs_count": 30,
+            "kibana.alert.suppression.end": end,
+        }
+    )
+    after = refolded(inc, [later])
+    assert after is not None and after.folding == {"window-1": 57, "window-2": 30}
+    (group,) = after.groups
+    assert (group.count, group.suppressed) == (3, 87)
+    assert group.last_seen == after.last_seen == datetime.fromisoformat(end)
+    factors = {f.name: f for f in after.explanation.priority_factors}
+    assert factors["volume"] == volume_factor(3, 87)
+    assert after.priority == round(sum(f.points for f in factors.values()), 2)
+    unchanged = {name: f for name, f in factors.items() if name != "volume"} == {
+        f.name: f for f in inc.explanation.priority_factors if f.name != "volume"
+    }
+    assert unchanged and after.alert_ids == inc.alert_ids and after.first_seen == inc.first_seen
+    assert refolded(after, [later]) is None  # read again, the same count
+    stranger = normalize({**docs[2], "kibana.alert.uuid": "elsewhere"})
+    assert refolded(inc, [stranger]) is None
+    many = inc.model_copy(update={"folding": {f"a{n}": 1 for n in range(MAX_FOLDING)}})
+    (more,) = correlate([normalize({**docs[2], "kibana.alert.uuid": "newest"})])
+    kept = build_incident(more, Baseline(), extends=many, prior=[first]).folding
+    assert len(kept) == MAX_FOLDING and "newest" in kept and "a0" not in kept
+
+
 def test_building_block_alerts_are_evidence_not_a_rare_detection_of_their_own() -> None:
     """Elastic's building-block rules write alerts as inputs to other rules (its alerts table
     hides them by default): a rare one scored as a rare detection of its own. Their rarity and
