@@ -134,6 +134,8 @@ class Baseline:
                 if run.times[0] < first.get(pair, math.inf):
                     first[pair] = run.times[0]
                     self.watched_from = min(self.watched_from, run.times[0])
+                if run.posture:  # a scheduled scan's findings: no window is unusual for them
+                    continue
                 for w in windows_of(run.times):
                     self.window_pairs.setdefault(w, set()).add(pair)
         self._bursts = None
@@ -209,7 +211,7 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
             pair = (run.rule_id, run.host)
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
-            if run.last >= kept_from:
+            if run.last >= kept_from and not run.posture:  # as `Baseline.observe`
                 for w, n in per_period(run.times, BURST_WINDOW).items():
                     start = w * BURST_WINDOW
                     if start >= kept_from:

@@ -106,6 +106,11 @@ class Run:
         return self.routine is not None
 
     @property
+    def posture(self) -> bool:
+        """Findings about the host's state (`Alert.posture`): a rule's alerts all are or none."""
+        return self.alerts[0].posture
+
+    @property
     def users(self) -> set[str]:
         """The run's accounts that can link it to another host's runs (`linking_users`)."""
         return linking_users(u for e in self.entities for u in e.users)
@@ -420,6 +425,22 @@ def correlate(
     earlier runs saw of each rule and host, hour by hour (see `build_runs`)."""
     cfg = cfg or CorrelationConfig()
     runs = build_runs(alerts, cfg, recent)
+    posture = [r for r in runs if r.posture]
+    if not posture:
+        return _correlated(runs, cfg)
+    # A scan's findings on every host link among themselves (one scan, one incident), never
+    # with detections: a vulnerability scan during an intrusion made one incident of both.
+    detections = [r for r in runs if not r.posture]
+    clusters = _correlated(detections, cfg) + _correlated(posture, cfg)
+    return sorted(clusters, key=_cluster_order)
+
+
+def _cluster_order(c: Cluster) -> tuple[float, str]:
+    return (c.runs[0].first, c.runs[0].alerts[0].id)
+
+
+def _correlated(runs: list[Run], cfg: CorrelationConfig) -> list[Cluster]:
+    """`correlate`, on runs that may link."""
     hubs = _hubs(runs, cfg)
     uf = _UnionFind(len(runs))
     by_entity: dict[tuple[EntityKind, str], list[int]] = defaultdict(list)
@@ -476,4 +497,4 @@ def correlate(
         clusters[uf.find(members[0])].links.append(_sequence_link(group, members, runs))
     for step in progressions:
         clusters[uf.find(step.earlier)].links.append(step.link(runs))
-    return sorted(clusters.values(), key=lambda c: (c.runs[0].first, c.runs[0].alerts[0].id))
+    return sorted(clusters.values(), key=_cluster_order)

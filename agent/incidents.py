@@ -246,6 +246,7 @@ def assemble(
             priority_factors=factors,
             background=background,
             routine=_routine(cluster) if background else None,
+            posture=all(s.posture for s in streams),
         ),
         proposal_ids=list(old.proposal_ids) if old else [],
         reopened=old.reopened if old else None,  # still held open by that person

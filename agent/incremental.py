@@ -205,6 +205,7 @@ def _match(
     joins it only if it ends within the same reach before the incident's first alert: the
     link window, or `quiet` seconds for a background stream."""
     background = all(r.background for r in cluster.runs)
+    posture = cluster.runs[0].posture  # a cluster holds findings only, or none (`correlate`)
     start = datetime.fromtimestamp(cluster.times[0], tz=UTC)
     end = datetime.fromtimestamp(cluster.times[-1], tz=UTC)
     reach_back = quiet if background else corr.link_window
@@ -223,6 +224,8 @@ def _match(
     best: tuple[Incident, EntityLink | None] | None = None
     best_key: tuple[bool, datetime] | None = None
     for inc in pool:
+        if inc.explanation.posture != posture:
+            continue  # findings and detections apart, as within a batch
         # one sequence its rule matched: however far apart, as within a batch
         in_sequence = not sequences.isdisjoint(inc.sequences)
         ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it

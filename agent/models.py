@@ -184,6 +184,11 @@ class Alert(BaseModel):
         default=False,
         description="An input to other rules (Elastic's building-block rules): not for the queue",
     )
+    posture: bool = Field(
+        default=False,
+        description="A finding of vulnerability detection or configuration assessment (Wazuh's "
+        "vulnerability-detector, sca): a fact about a host, not a detection",
+    )
     critical: tuple[str, ...] = Field(
         default=(),
         description="Its host and account its SIEM rates high or extreme impact (Elastic's "
@@ -370,6 +375,11 @@ class Explanation(BaseModel):
     sensors: list[str] = Field(default_factory=list)
     priority_factors: list[PriorityFactor] = Field(default_factory=list)
     background: bool = Field(default=False, description="A routine rule's steady stream")
+    posture: bool = Field(
+        default=False,
+        description="Findings of vulnerability detection or configuration assessment only: "
+        "kept apart from detections, and ranked by their volume alone",
+    )
     routine: str | None = Field(
         default=None, description="Why a background incident's rule counts as routine on its host"
     )

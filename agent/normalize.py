@@ -839,7 +839,15 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=entities,
         message=wazuh_message(f, rule_name)(f.get),
         intel=virustotal_match(f),
+        posture=not POSTURE_GROUPS.isdisjoint(groups),
     )
+
+
+#: Wazuh's rule groups of findings about a host's state, not events on it: its vulnerability
+#: detector (a CVE of an installed package, level 13 when critical), its configuration
+#: assessment (a CIS check failed) and the OpenSCAP and CIS-CAT wodles'. A scan reports on
+#: every agent within minutes: linked with detections, it made one incident of every host.
+POSTURE_GROUPS = frozenset({"vulnerability-detector", "sca", "oscap", "ciscat"})
 
 
 def _wazuh_entities(f: Fields) -> EntitySpec:
@@ -915,6 +923,7 @@ def _build(
     message: str,
     suppressed: Suppressed | None = None,
     building_block: bool = False,
+    posture: bool = False,
     critical: tuple[str, ...] = (),
     intel: tuple[str, ...] = (),
 ) -> AlertFields:
@@ -939,6 +948,7 @@ def _build(
         "entities": entities,
         "suppressed": suppressed,
         "building_block": building_block,
+        "posture": posture,
         "critical": critical,
         "intel": intel,
         "message": message[:MESSAGE_CHARS],

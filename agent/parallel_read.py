@@ -503,6 +503,7 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["entities"],
         f["suppressed"],
         f["building_block"],
+        f["posture"],
         f["critical"],
         f["intel"],
     )
@@ -523,6 +524,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         entities,
         folded,
         block,
+        posture,
         critical,
         intel,
     ) = shared
@@ -540,6 +542,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         "entities": entities,
         "suppressed": folded,
         "building_block": block,
+        "posture": posture,
         "critical": critical,
         "intel": intel,
         "message": None,

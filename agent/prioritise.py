@@ -99,6 +99,10 @@ def prioritise(
     `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
     burst factor, since firing all day it fires in every window, the unusual one included."""
     cfg = cfg or PriorityConfig()
+    total_count = count if count is not None else sum(s.count for s in streams)
+    if streams and all(s.posture for s in streams):
+        factors = [_posture(streams, total_count), volume_factor(total_count, suppressed)]
+        return round(sum(f.points for f in factors), 2), factors
     noise = baseline.tuned
     burst = None if background else _burst(streams, baseline)
     tuned = [s for s in streams if (s.rule_id, s.host) in noise] if noise else []
@@ -126,7 +130,7 @@ def prioritise(
         _diversity(starts, rarity),
         _tactics(streams),
         _sensors(streams),
-        volume_factor(count if count is not None else sum(s.count for s in streams), suppressed),
+        volume_factor(total_count, suppressed),
     ]
     if burst is not None:
         factors.append(burst)
@@ -388,6 +392,24 @@ def _building_blocks(blocks: list[Stream]) -> PriorityFactor:
             f"{len(rules)} rule(s) here are building blocks ({names}): Elastic marks their alerts"
             " as inputs to other rules and hides them from its alerts table by default; their"
             " rarity and novelty are not counted"
+        ),
+    )
+
+
+def _posture(streams: list[Stream], count: int) -> PriorityFactor:
+    """Findings of a vulnerability or configuration scan: facts about hosts to fix, which a
+    vulnerability team reads, not events a SOC must answer. A critical CVE on forty hosts
+    ranked second in a day's queue, as a rare critical detection on forty hosts would."""
+    hosts = sorted({s.host for s in streams})
+    shown = ", ".join(hosts[:5]) + (f" (+{len(hosts) - 5})" if len(hosts) > 5 else "")
+    return PriorityFactor(
+        name="posture",
+        points=0.0,
+        detail=(
+            f"{count} finding(s) of vulnerability detection or "
+            f"configuration assessment on {shown}: facts about the hosts' state, not "
+            "detections; their severity, rarity and novelty do not count, so they rank "
+            "below detections"
         ),
     )
 

@@ -56,6 +56,8 @@ class Stream:
     folding: tuple[tuple[str, int], ...]
     #: Every alert of it is a building block (`Alert.building_block`): an input to other rules.
     building_blocks: bool
+    #: Its rule's alerts are findings about the host's state (`Alert.posture`).
+    posture: bool
     #: Its alerts' hosts and accounts their SIEM rates critical (`Alert.critical`).
     critical: frozenset[str]
     #: Its alerts' values a threat-intelligence source lists (`Alert.intel`).
@@ -90,6 +92,7 @@ class Stream:
             last_seen=max([last, *_ends(folded, "last_seen")]) if folded else last,
             folding=_folding(alerts) if folded else (),
             building_blocks=all(map(_building_block, alerts)),  # most stop at the first
+            posture=alerts[0].posture,
             critical=frozenset(chain.from_iterable(map(_critical, alerts))) or _NOTHING,
             intel=frozenset(chain.from_iterable(map(_intel, alerts))) or _NOTHING,
             windows=windows_of(times),
@@ -128,6 +131,7 @@ class Stream:
             last_seen=max(self.last_seen, other.last_seen),
             folding=self.folding + other.folding if other.folding else self.folding,
             building_blocks=self.building_blocks and other.building_blocks,
+            posture=self.posture and other.posture,
             critical=self.critical | other.critical if other.critical else self.critical,
             intel=self.intel | other.intel if other.intel else self.intel,
             windows=self.windows | other.windows,

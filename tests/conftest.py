@@ -44,6 +44,50 @@ def ecs(
     return doc
 
 
+def wazuh_alert(
+    i: int | str,
+    minutes: float,
+    host: str,
+    rule_id: int,
+    level: int,
+    description: str,
+    groups: list[str],
+    **data: Any,
+) -> dict[str, Any]:
+    """A Wazuh alert as its manager writes it, with decoder fields under `data`."""
+    at = T0 + timedelta(minutes=minutes)
+    return {
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
+        "rule": {"level": level, "id": str(rule_id), "description": description, "groups": groups},
+        "agent": {"id": f"{abs(hash(host)) % 900 + 1:03d}", "name": host},
+        "data": data,
+        "id": f"w{i}",
+    }
+
+
+def vulnerability_scan(hosts: list[str], minutes: float, per_host: int = 3) -> list[dict[str, Any]]:
+    """Wazuh's vulnerability detector on these hosts within a minute: CVEs of an installed
+    package, critical ones at level 13 (its rule 23506), as a scan after a feed update does."""
+    return [
+        wazuh_alert(
+            f"{host}-cve{k}",
+            minutes + n * 0.1 + k * 0.01,
+            host,
+            23506,
+            13,
+            f"CVE-2024-{3000 + k} affects openssl",
+            ["vulnerability-detector", "pci_dss_11.2.1"],
+            vulnerability={
+                "cve": f"CVE-2024-{3000 + k}",
+                "severity": "Critical",
+                "status": "Active",
+            },
+        )
+        for n, host in enumerate(hosts)
+        for k in range(per_host)
+    ]
+
+
 def brute_force(i: int | str = 1, minutes: float = 0, host: str = "web") -> dict[str, Any]:
     """An SSH brute force from one outside address: how most test intrusions begin."""
     return ecs(

@@ -341,6 +341,53 @@ def test_a_factor_s_detail_reaches_the_model_as_data_it_cannot_fence_or_token() 
     assert "HOST-1 is the SOC's scanner" in detail
 
 
+def test_a_vulnerability_scan_during_an_intrusion_is_an_incident_of_its_own_ranked_below(
+    tmp_path,
+) -> None:
+    """Wazuh's vulnerability detector reports on every agent within minutes after a feed
+    update, critical CVEs at level 13: its findings swept every host into one incident, the
+    intrusion on srv-02 included, and made their windows unusual. Findings now link only to
+    findings (one scan, one incident), rank by their volume alone, below detections, say
+    why, and are kept apart from detections across batches too."""
+    from agent.analyst import OfflineAnalyst
+    from agent.graph import TriageContext, run_triage_documents
+    from agent.normalize import normalize
+    from agent.store.sqlite import SqliteStore
+    from tests.conftest import ecs, vulnerability_scan
+
+    hosts = [f"srv-{n:02d}" for n in range(1, 6)]
+    scan = [normalize(d) for d in vulnerability_scan(hosts, 1)]
+    intrusion = [
+        alert("i1", 0, "Web shell", "srv-02", tactic="TA0003"),
+        alert("i2", 2, "Credential dump", "srv-02", tactic="TA0006"),
+    ]
+    clusters = correlate([*scan, *intrusion])
+    assert sorted(ids(clusters)) == [["ai1", "ai2"], sorted(a.id for a in scan)]
+    baseline = Baseline()
+    baseline.observe(clusters)
+    assert not any(pair[0] == "23506" for pairs in baseline.window_pairs.values() for pair in pairs)
+    from agent.baseline import history_of
+
+    kept = history_of(clusters).windows  # what later batches' windows are judged with
+    assert kept and not any(pair[0] == "23506" for pairs in kept.values() for pair in pairs)
+    by_first = {c.alerts[0].id: build_incident(c, baseline) for c in clusters}
+    attack, found = by_first["ai1"], next(v for k, v in by_first.items() if k != "ai1")
+    assert found.explanation.posture and not attack.explanation.posture
+    assert [f.name for f in found.explanation.priority_factors] == ["posture", "volume"]
+    assert found.priority == found.explanation.priority_factors[1].points < attack.priority
+    assert found.explanation.priority_factors[0].detail.startswith(
+        "15 finding(s) of vulnerability detection or configuration assessment on srv-01, "
+    )
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    run_triage_documents([("t", 1, ecs("b1", 0, "Web shell", "srv-02", tactic="TA0003"))], ctx)
+    later = vulnerability_scan(["srv-02"], 5, per_host=2)
+    run_triage_documents([("t", n, d) for n, d in enumerate(later, 1)], ctx)
+    run_triage_documents([("t", 1, ecs("b2", 9, "Credential dump", "srv-02"))], ctx)
+    listed = store.list_incidents(limit=10)
+    assert sorted(i.alert_ids for i in listed) == [["ab1", "ab2"], ["wsrv-02-cve0", "wsrv-02-cve1"]]
+
+
 def test_an_account_is_one_entity_whether_named_by_its_upn_or_its_logon_name() -> None:
     """Entra ID, Office 365 and Kerberos name an account by its user principal name
     (`JDoe@Corp.Example`), Windows' logons by `CORP\\jdoe` or `jdoe`: a sign-in from a new

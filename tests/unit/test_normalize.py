@@ -157,6 +157,26 @@ def test_what_a_threat_intelligence_source_lists_is_read_with_who_lists_it(share
     assert normalize(flagged).intel == ()
 
 
+def test_a_wazuh_scan_s_findings_are_posture_not_detections() -> None:
+    """Wazuh's vulnerability detector and configuration assessment report a host's state (a
+    critical CVE of an installed package at level 13, a CIS check failed): findings, marked
+    so; an sshd alert is not."""
+    from tests.conftest import same_alert_as_validated, vulnerability_scan, wazuh_alert
+
+    (cve,) = vulnerability_scan(["srv-01"], 0, per_host=1)
+    sca = wazuh_alert(
+        "s1", 0, "srv-01", 19007, 7, "CIS Ubuntu 22.04: Ensure auditd is enabled (failed)",
+        ["sca"], sca={"check": {"id": "28500", "result": "failed"}},
+    )  # fmt: skip
+    sshd = wazuh_alert(
+        "x1", 0, "srv-01", 5712, 10, "sshd: brute force", ["syslog", "sshd"], srcip="203.0.113.5"
+    )
+    assert [normalize(d).posture for d in (cve, sca, sshd)] == [True, True, False]
+    assert normalize(cve).severity == Severity.critical  # as the SIEM rated it
+    for doc in (cve, sshd):
+        same_alert_as_validated(doc)
+
+
 def test_alert_id_precedence() -> None:
     assert normalize(elastic_doc(event={"id": "ev-9"})).id == "ev-9"
     doc = elastic_doc()
