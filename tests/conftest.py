@@ -52,14 +52,16 @@ def wazuh_alert(
     level: int,
     description: str,
     groups: list[str],
+    agent_id: str = "001",
     **data: Any,
 ) -> dict[str, Any]:
-    """A Wazuh alert as its manager writes it, with decoder fields under `data`."""
+    """A Wazuh alert as its manager writes it, with decoder fields under `data` (agent `000`:
+    what the manager decoded itself)."""
     at = T0 + timedelta(minutes=minutes)
     return {
         "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
         "rule": {"level": level, "id": str(rule_id), "description": description, "groups": groups},
-        "agent": {"id": f"{abs(hash(host)) % 900 + 1:03d}", "name": host},
+        "agent": {"id": agent_id, "name": host},
         "data": data,
         "id": f"w{i}",
     }

@@ -107,7 +107,7 @@ def test_what_a_threat_intelligence_source_lists_is_read_with_who_lists_it(share
     its field, the indicator and its feed); Wazuh's VirusTotal integration a file its engines
     flag. Neither was read: the shared indicator-match alert's match on its own host name
     included."""
-    from tests.conftest import same_alert_as_validated
+    from tests.conftest import same_alert_as_validated, wazuh_alert
 
     path = shared_data / "elastic/kibana_es_archive_threat_match_alert_8.1.0.json"
     (archived,) = [d.value for d in read_documents(path) if not isinstance(d, DeadLetter)]
@@ -131,23 +131,18 @@ def test_what_a_threat_intelligence_source_lists_is_read_with_who_lists_it(share
         "evil.example in a field, listed by MISP",
     )
     same_alert_as_validated(listed)
-    flagged = {
-        "timestamp": "2026-12-07T10:00:00.000+0000",
-        "rule": {"level": 12, "id": "87105", "description": "VirusTotal: Alert - 51 engines"},
-        "agent": {"id": "004", "name": "ws-07"},
-        "data": {
-            "integration": "virustotal",
-            "virustotal": {
-                "found": "1",
-                "malicious": "1",
-                "positives": "51",
-                "total": "60",
-                "sha1": "3395856ce81f2b7382dee72602f798b642f14140",
-                "source": {"file": "/tmp/eicar.com", "sha1": "3395856c"},
-            },
+    flagged = wazuh_alert(
+        9, 0, "ws-07", 87105, 12, "VirusTotal: Alert - 51 engines", ["virustotal"],
+        integration="virustotal",
+        virustotal={
+            "found": "1",
+            "malicious": "1",
+            "positives": "51",
+            "total": "60",
+            "sha1": "3395856ce81f2b7382dee72602f798b642f14140",
+            "source": {"file": "/tmp/eicar.com", "sha1": "3395856c"},
         },
-        "id": "1765101600.9",
-    }
+    )  # fmt: skip
     assert normalize(flagged).intel == (
         "3395856ce81f2b7382dee72602f798b642f14140 (/tmp/eicar.com), "
         "flagged by 51 of 60 VirusTotal engines",
@@ -493,21 +488,19 @@ def test_an_office_365_event_through_wazuh_names_its_account_and_client_address(
     """Wazuh's Office 365 module writes the account as its user principal name and the
     client's address with its port (`data.office365.UserId`, `ClientIP`): neither was read,
     so a mailbox rule set from an attacker's address linked to nothing."""
-    doc = {
-        "timestamp": "2026-12-07T10:00:00.000+0000",
-        "rule": {"level": 6, "id": "91532", "description": "Office 365: New-InboxRule"},
-        "agent": {"id": "000", "name": "wazuh-manager"},
-        "data": {
-            "integration": "office365",
-            "office365": {
-                "UserId": "JDoe@Corp.Example",
-                "ClientIP": "203.0.113.9:51234",
-                "Operation": "New-InboxRule",
-            },
+    from tests.conftest import wazuh_alert
+
+    doc = wazuh_alert(
+        7, 0, "wazuh-manager", 91532, 6, "Office 365: New-InboxRule", ["office365"],
+        agent_id="000",  # what the manager's own module read
+        integration="office365",
+        office365={
+            "UserId": "JDoe@Corp.Example",
+            "ClientIP": "203.0.113.9:51234",
+            "Operation": "New-InboxRule",
         },
-        "location": "office365",
-        "id": "1765101600.7",
-    }
+    )  # fmt: skip
+    doc["location"] = "office365"
     alert = normalize(doc)
     assert alert.entities.users == ("jdoe",)
     assert alert.entities.source_ips == ("203.0.113.9",)
