@@ -97,7 +97,9 @@ def prioritise(
     alerts beyond that (volume counts them). `hosts` and `users`: all the incident's so far
     (the criticality factor reads them).
     `background`: the incident is a routine rule's stream (see `agent.correlate`); it gets no
-    burst factor, since firing all day it fires in every window, the unusual one included."""
+    burst factor, since firing all day it fires in every window, the unusual one included.
+    An incident of findings only (`Stream.posture`: a vulnerability or configuration scan's)
+    ranks by its volume alone, with a factor saying why."""
     cfg = cfg or PriorityConfig()
     total_count = count if count is not None else sum(s.count for s in streams)
     if streams and all(s.posture for s in streams):
@@ -408,8 +410,8 @@ def _posture(streams: list[Stream], count: int) -> PriorityFactor:
         detail=(
             f"{count} finding(s) of vulnerability detection or "
             f"configuration assessment on {shown}: facts about the hosts' state, not "
-            "detections; their severity, rarity and novelty do not count, so they rank "
-            "below detections"
+            "detections; only their volume counts (at most 5 points), not their severity, "
+            "rarity or novelty"
         ),
     )
 
