@@ -839,7 +839,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=entities,
         message=wazuh_message(f, rule_name)(f.get),
         intel=virustotal_match(f),
-        posture=not POSTURE_GROUPS.isdisjoint(groups),
+        posture=_posture(f, groups),
     )
 
 
@@ -848,6 +848,18 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
 #: assessment (a CIS check failed) and the OpenSCAP and CIS-CAT wodles'. A scan reports on
 #: every agent within minutes: linked with detections, it made one incident of every host.
 POSTURE_GROUPS = frozenset({"vulnerability-detector", "sca", "oscap", "ciscat"})
+_SCA_CHECK = "data.sca.check."
+
+
+def _posture(f: Fields, groups: list[str]) -> bool:
+    """A finding about the host's state (`POSTURE_GROUPS`), but for a configuration check
+    that passed before and fails now (auditd turned off, root logins allowed: Wazuh raises
+    it as a change, under a rule of its own): an event on the host, as an intruder covering
+    tracks makes, linked and scored as a detection."""
+    if POSTURE_GROUPS.isdisjoint(groups):
+        return False
+    previous = f.first(_SCA_CHECK + "previous_result")
+    return previous != "passed" or f.first(_SCA_CHECK + "result") != "failed"
 
 
 def _wazuh_entities(f: Fields) -> EntitySpec:

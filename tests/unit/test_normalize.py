@@ -155,7 +155,8 @@ def test_what_a_threat_intelligence_source_lists_is_read_with_who_lists_it(share
 def test_a_wazuh_scan_s_findings_are_posture_not_detections() -> None:
     """Wazuh's vulnerability detector and configuration assessment report a host's state (a
     critical CVE of an installed package at level 13, a CIS check failed): findings, marked
-    so; an sshd alert is not."""
+    so; an sshd alert is not, nor a check that passed before and fails now (a change on the
+    host, as an intruder turning auditd off makes)."""
     from tests.conftest import same_alert_as_validated, vulnerability_scan, wazuh_alert
 
     (cve,) = vulnerability_scan(["srv-01"], 0, per_host=1)
@@ -167,6 +168,10 @@ def test_a_wazuh_scan_s_findings_are_posture_not_detections() -> None:
         "x1", 0, "srv-01", 5712, 10, "sshd: brute force", ["syslog", "sshd"], srcip="203.0.113.5"
     )
     assert [normalize(d).posture for d in (cve, sca, sshd)] == [True, True, False]
+    sca["data"]["sca"]["check"]["previous_result"] = "passed"  # auditd turned off since
+    assert not normalize(sca).posture
+    sca["data"]["sca"]["check"]["result"] = "passed"  # fixed: a finding again
+    assert normalize(sca).posture
     assert normalize(cve).severity == Severity.critical  # as the SIEM rated it
     for doc in (cve, sshd):
         same_alert_as_validated(doc)
