@@ -484,9 +484,13 @@ class Incident(BaseModel):
 
     def leading_factors(self, n: int = 3) -> list[PriorityFactor]:
         """What gave most of its priority, largest first: why it ranks where it does, in a
-        list of incidents."""
-        scoring = [f for f in self.explanation.priority_factors if f.points > 0]
-        return sorted(scoring, key=lambda f: -f.points)[:n]
+        list of incidents. An incident of findings (`Explanation.posture`) says so first:
+        1,400 critical CVEs at priority 3 need the reason beside them."""
+        factors = self.explanation.priority_factors
+        scoring = sorted((f for f in factors if f.points > 0), key=lambda f: -f.points)
+        if self.explanation.posture:
+            scoring = [f for f in factors if f.name == "posture"] + scoring
+        return scoring[:n]
 
     def output_line(self) -> dict[str, Any]:
         """The one-incident-a-line contract that benchmarks and other tools read."""

@@ -374,6 +374,8 @@ def test_a_vulnerability_scan_during_an_intrusion_is_an_incident_of_its_own_rank
     attack, found = by_first["ai1"], next(v for k, v in by_first.items() if k != "ai1")
     assert found.explanation.posture and not attack.explanation.posture
     assert [f.name for f in found.explanation.priority_factors] == ["posture", "volume"]
+    assert [f.name for f in found.leading_factors()] == ["posture", "volume"]
+    assert "posture" not in [f.name for f in attack.leading_factors()]
     assert found.priority == found.explanation.priority_factors[1].points < attack.priority
     assert found.explanation.priority_factors[0].detail.startswith(
         "15 finding(s) of vulnerability detection or configuration assessment on srv-01, "
