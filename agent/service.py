@@ -152,6 +152,7 @@ def sweep_config(settings: Settings) -> SweepConfig:
         lookback_seconds=settings.es_lookback_seconds,
         extra_filter=settings.es_extra_filter,
         kibana_writeback=settings.es_backend == "elasticsearch",
+        refold=settings.es_backend == "elasticsearch",  # Kibana's suppression: not Wazuh's
     )
 
 

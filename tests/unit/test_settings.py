@@ -161,3 +161,17 @@ def test_a_critical_account_pattern_of_a_windows_domain_is_refused(
     monkeypatch.setenv("VIGIE_CRITICAL_IDENTITIES", "jdoe@corp.example, *@corp.example")
     with pytest.raises(ConfigError, match=r"'\*@corp\.example' would match every account"):
         load_settings()
+
+
+def test_a_wazuh_sweep_neither_writes_kibana_s_fields_nor_reads_kibana_s_later_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kibana's workflow fields and its alert suppression's counts updated in place belong to
+    Elastic Security's alerts: a sweep of Wazuh's indexer (`opensearch`) asks for neither."""
+    from agent.service import sweep_config
+
+    elastic = sweep_config(load_settings())
+    assert elastic.kibana_writeback and elastic.refold
+    monkeypatch.setenv("VIGIE_ES_BACKEND", "opensearch")
+    wazuh = sweep_config(load_settings())
+    assert not wazuh.kibana_writeback and not wazuh.refold
