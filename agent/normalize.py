@@ -287,13 +287,10 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
     for v in values:
         text = _ipv4_kept(v)
         if text is None:  # not plain IPv4: ipaddress decides
-            try:
-                ip = ipaddress.ip_address(v)
+            try:  # no address has one colon and digits after it: a port only
+                ip = ipaddress.ip_address(_without_port(v))
             except ValueError:
-                try:
-                    ip = ipaddress.ip_address(_without_port(v))
-                except ValueError:
-                    continue
+                continue
             if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped  # Windows' "::ffff:10.0.0.5": the IPv4 host others name
             if ip.is_loopback or ip.is_unspecified or ip.is_link_local:

@@ -104,7 +104,7 @@ def prioritise(
     total_count = count if count is not None else sum(s.count for s in streams)
     if streams and all(s.posture for s in streams):
         factors = [_posture(streams, total_count), volume_factor(total_count, suppressed)]
-        return round(sum(f.points for f in factors), 2), factors
+        return priority_of(factors), factors
     noise = baseline.tuned
     burst = None if background else _burst(streams, baseline)
     tuned = [s for s in streams if (s.rule_id, s.host) in noise] if noise else []
@@ -149,8 +149,12 @@ def prioritise(
     critical = _criticality(cfg, hosts, users, rated)
     if critical is not None:
         factors.append(critical)
-    total = sum(f.points for f in factors)
-    return round(min(100.0, total), 2), factors
+    return priority_of(factors), factors
+
+
+def priority_of(factors: list[PriorityFactor]) -> float:
+    """What the factors sum to, at most 100: an incident's priority."""
+    return round(min(100.0, sum(f.points for f in factors)), 2)
 
 
 #: Rarity's and diversity's detail when no rule counts.

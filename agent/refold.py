@@ -17,7 +17,7 @@ from datetime import datetime
 
 from agent.correlate import host_of
 from agent.models import Alert, AlertGroup, Incident
-from agent.prioritise import volume_factor
+from agent.prioritise import priority_of, volume_factor
 
 
 def refolded(incident: Incident, alerts: Iterable[Alert]) -> Incident | None:
@@ -40,8 +40,8 @@ def refolded(incident: Incident, alerts: Iterable[Alert]) -> Incident | None:
         grew = True
     if not grew:
         return None
-    merged = sorted(groups.values(), key=lambda g: (g.first_seen, g.rule_id))
-    return _rescored(incident, merged, folding)
+    # in the incident's order still: a group's first seen and rule do not change
+    return _rescored(incident, list(groups.values()), folding)
 
 
 def _grown(group: AlertGroup, more: int, last: datetime) -> AlertGroup:
@@ -56,13 +56,12 @@ def _rescored(incident: Incident, groups: list[AlertGroup], folding: dict[str, i
     factors = [
         volume if f.name == volume.name else f for f in incident.explanation.priority_factors
     ]
-    total = round(min(100.0, sum(f.points for f in factors)), 2)
     return incident.model_copy(
         update={
             "groups": groups,
             "folding": folding,
             "last_seen": max(incident.last_seen, *(g.last_seen for g in groups)),
-            "priority": total,
+            "priority": priority_of(factors),
             "explanation": incident.explanation.model_copy(update={"priority_factors": factors}),
         }
     )

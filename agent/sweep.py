@@ -82,8 +82,13 @@ def _query(cfg: SweepConfig, since_ms: float | None = None) -> dict[str, Any]:
         filters.append({"range": {"@timestamp": gte}})
     if cfg.only_open:
         filters.append({"term": {"kibana.alert.workflow_status": "open"}})
+    return _filtered(cfg, filters)
+
+
+def _filtered(cfg: SweepConfig, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The filters, and the site's own (`extra_filter`), as one query."""
     if cfg.extra_filter:
-        filters.append(cfg.extra_filter)
+        filters = [*filters, cfg.extra_filter]
     return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
 
@@ -157,13 +162,8 @@ def _refold(
     since = store.get_checkpoint(cfg.refold_name)
     grown = 0
     if isinstance(since, int | float):
-        filters: list[dict[str, Any]] = [
-            {"exists": {"field": _FOLDED}},
-            {"range": {_LAST_DETECTED: {"gte": int(since - cfg.lookback_seconds * 1000)}}},
-        ]
-        if cfg.extra_filter:
-            filters.append(cfg.extra_filter)
-        query = {"bool": {"filter": filters}}
+        moved = {"gte": int(since - cfg.lookback_seconds * 1000)}
+        query = _filtered(cfg, [{"exists": {"field": _FOLDED}}, {"range": {_LAST_DETECTED: moved}}])
         sort = [{"@timestamp": "asc"}, {cfg.tiebreaker: "asc"}]
         for page in backend.pages(cfg.alerts_index, query, sort, None, cfg.page_size):
             grown += _refold_page(page, store, ctx, pending)
