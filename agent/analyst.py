@@ -40,7 +40,7 @@ class OfflineAnalyst:
         for g in groups[:5]:
             times = f"x{g.count}" if g.count > 1 else "once"
             if g.suppressed:
-                times += f", and {g.suppressed} repeat(s) the SIEM suppressed"
+                times += f", and {g.suppressed} repeat(s) the SIEM folded in"
             lines.append(
                 f"{g.severity.value}: {g.rule_name} on {g.host} ({times}) [{g.sample_alert_id}]."
             )

@@ -623,6 +623,15 @@ def elastic_time(get: Getter) -> datetime:
     return parse_timestamp(value, "kibana.alert.original_time")
 
 
+def elastic_sensor(f: Fields) -> str:
+    """What saw it: the anomaly detector for a machine learning rule's alert (its document is
+    the job's anomaly record, whose fields name no module), else the events' module or agent.
+    An anomaly and a detection on one host at one time are two sensors agreeing."""
+    if f.get("kibana.alert.rule.type") == "machine_learning":
+        return "ml"
+    return f.first("event.module", "agent.type") or "elastic"
+
+
 def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Elastic Security alerts: `kibana.alert.*` plus ECS; the effective severity and risk win."""
     rule_name = f.first("kibana.alert.rule.name", "rule.name")
@@ -637,7 +646,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         f,
         source="elastic",
         timestamp=elastic_time(f.get),
-        sensor=f.first("event.module", "agent.type") or "elastic",
+        sensor=elastic_sensor(f),
         rule_name=rule_name,
         rule_id=f.first("kibana.alert.rule.rule_id", "kibana.alert.rule.uuid") or rule_name,
         severity=severity,
@@ -646,7 +655,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
         techniques=techniques + [t for t in more_techniques if t not in techniques],
         entities=ecs_entities(f),
         message=message_text(ELASTIC_MESSAGE, "", f.get),
-        suppressed=elastic_suppression(f.get),
+        suppressed=elastic_folded(f.get),
         building_block=f.get("kibana.alert.building_block_type") is not None,
         critical=asset_criticality(f),
         intel=indicator_matches(f),
@@ -734,6 +743,41 @@ def virustotal_match(f: Fields) -> tuple[str, ...]:
 
 
 _SUPPRESSION = "kibana.alert.suppression."
+_THRESHOLD = "kibana.alert.threshold_result."
+
+
+def elastic_folded(get: Getter) -> Suppressed | None:
+    """The events beyond its own an Elastic alert stands for: a threshold rule's alert is one
+    for the `count` events that crossed it, and alert suppression counts the rule's later
+    matches it folded in. Both, when a threshold rule suppresses: each suppressed alert counts
+    one (its own events are not written), so their sum is at least what happened."""
+    parts = [p for p in (threshold_events(get), elastic_suppression(get)) if p is not None]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    firsts = [p.first_seen for p in parts if p.first_seen is not None]
+    lasts = [p.last_seen for p in parts if p.last_seen is not None]
+    return Suppressed(
+        count=sum(p.count for p in parts),
+        first_seen=min(firsts, default=None),
+        last_seen=max(lasts, default=None),
+    )
+
+
+def threshold_events(get: Getter) -> Suppressed | None:
+    """A threshold rule writes one alert for the events of one group of values that reached
+    its threshold (500 failed logons from one address): `count` of them, the first at
+    `from`, the last at the alert's time. None for other rules, or a count of one."""
+    count = get(_THRESHOLD + "count")
+    if count is None:
+        return None
+    count = _whole(count, _THRESHOLD + "count")
+    if count <= 1:
+        return None
+    start = get(_THRESHOLD + "from")
+    return Suppressed(
+        count=count - 1,
+        first_seen=None if start is None else parse_timestamp(start, _THRESHOLD + "from"),
+    )
 
 
 def elastic_suppression(get: Getter) -> Suppressed | None:
@@ -744,15 +788,7 @@ def elastic_suppression(get: Getter) -> Suppressed | None:
     count = get(_SUPPRESSION + "docs_count")
     if count is None:
         return None
-    # "57" as text, or 57.0 as exports that write every number as a float do
-    if (isinstance(count, str) and count.isdigit()) or (
-        isinstance(count, float) and count.is_integer()
-    ):
-        count = int(count)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise NormalizeError(
-            f"{_SUPPRESSION}docs_count must be a whole number of at least 0, got {count!r:.40}"
-        )
+    count = _whole(count, _SUPPRESSION + "docs_count")
     if count == 0:
         return None
     start, end = (get(_SUPPRESSION + edge) for edge in ("start", "end"))
@@ -761,6 +797,18 @@ def elastic_suppression(get: Getter) -> Suppressed | None:
         first_seen=None if start is None else parse_timestamp(start, _SUPPRESSION + "start"),
         last_seen=None if end is None else parse_timestamp(end, _SUPPRESSION + "end"),
     )
+
+
+def _whole(count: Any, field: str) -> int:
+    """A count of at least 0, as a number or as text: "57", or 57.0 as exports that write
+    every number as a float do."""
+    if (isinstance(count, str) and count.isdigit()) or (
+        isinstance(count, float) and count.is_integer()
+    ):
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise NormalizeError(f"{field} must be a whole number of at least 0, got {count!r:.40}")
+    return count
 
 
 ELASTIC_MESSAGE = ("kibana.alert.reason", "message")

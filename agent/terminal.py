@@ -102,7 +102,7 @@ def timeline_table(inc: Incident, shown: int = 30) -> Table:
         table.add_row(
             f"{g.first_seen:%m-%d %H:%M:%S}",
             f"{g.last_seen:%m-%d %H:%M:%S}",
-            f"{g.count} +{g.suppressed} suppressed" if g.suppressed else str(g.count),
+            f"{g.count} +{g.suppressed} folded" if g.suppressed else str(g.count),
             g.severity.value,
             text(g.rule_name),
             text(g.host),

@@ -271,6 +271,64 @@ except ImportError:  # hypothesis is a dev dependency
     pass
 
 
+def threshold_alert(
+    uuid: str, count: int, start: str, end: str, host: str = "bastion", **more: Any
+) -> dict[str, Any]:
+    """A threshold rule's alert as Kibana writes it: one for the `count` events of one group of
+    values (here an address on a host) that reached the threshold, the group's values as the
+    event's fields, the first event's time in `threshold_result.from` and the last's as the
+    original time."""
+    return {
+        "@timestamp": end,
+        "kibana.alert.original_time": end,
+        "kibana.alert.uuid": uuid,
+        "kibana.alert.rule.type": "threshold",
+        "kibana.alert.rule.name": "Potential SSH brute force",
+        "kibana.alert.rule.rule_id": "ssh-brute-force",
+        "kibana.alert.rule.parameters": {
+            "threshold": {"field": ["source.ip", "host.name"], "value": 100}
+        },
+        "kibana.alert.severity": "medium",
+        "kibana.alert.risk_score": 47,
+        "source.ip": "203.0.113.7",
+        "host.name": host,
+        "kibana.alert.threshold_result": {
+            "terms": [
+                {"field": "source.ip", "value": "203.0.113.7"},
+                {"field": "host.name", "value": host},
+            ],
+            "count": count,
+            "from": start,
+        },
+        **more,
+    }
+
+
+def ml_alert(uuid: str, at: str, host: str = "bastion") -> dict[str, Any]:
+    """A machine learning rule's alert as Kibana writes it: the job's anomaly record, its
+    influencers set as ECS fields (each a list of values), and no module or agent."""
+    return {
+        "@timestamp": at,
+        "kibana.alert.original_time": at,
+        "kibana.alert.uuid": uuid,
+        "kibana.alert.rule.type": "machine_learning",
+        "kibana.alert.rule.name": "Unusual Login Activity",
+        "kibana.alert.rule.rule_id": "ml-unusual-login",
+        "kibana.alert.severity": "low",
+        "kibana.alert.risk_score": 21,
+        "job_id": "auth_high_count_logon_fails",
+        "result_type": "record",
+        "record_score": 88.4,
+        "function": "high_non_zero_count",
+        "influencers": [
+            {"influencer_field_name": "host.name", "influencer_field_values": [host]},
+            {"influencer_field_name": "source.ip", "influencer_field_values": ["203.0.113.7"]},
+        ],
+        "host": {"name": [host]},
+        "source": {"ip": ["203.0.113.7"]},
+    }
+
+
 def suppressed_alerts() -> list[dict[str, Any]]:
     """Elastic's alert suppression on one rule `by host.name`, as Kibana writes it: an alert
     for the first match in each window, counting the matches it folded in

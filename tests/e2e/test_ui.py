@@ -636,5 +636,5 @@ def test_an_incident_page_counts_the_repeats_elastic_suppressed(api: dict) -> No
 
     (cluster,) = correlate([normalize(d) for d in suppressed_alerts()])
     page = incident_page(api, cluster)
-    assert '<td class="num">3 <span class="muted">+60 suppressed</span></td>' in page
+    assert '<td class="num">3 <span class="muted">+60 folded</span></td>' in page
     assert "3 alert(s) and 60 repeat(s) the SIEM folded into them" in page

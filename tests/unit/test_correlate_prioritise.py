@@ -462,10 +462,10 @@ def test_repeats_elastic_suppressed_count_in_their_group_its_span_and_volume() -
     assert volume.points == 1.8  # log10(63)
     assert volume.detail.startswith("3 alert(s) and 60 repeat(s) the SIEM folded into them")
     summary = OfflineAnalyst().assess(inc, {}).summary
-    assert "(x3, and 60 repeat(s) the SIEM suppressed)" in summary
+    assert "(x3, and 60 repeat(s) the SIEM folded in)" in summary
     console = Console(width=200, record=True)
     console.print(timeline_table(inc))
-    assert "3 +60 suppressed" in console.export_text()
+    assert "3 +60 folded" in console.export_text()
     # the incident's stored sample holds two of them: counts come from its groups
     (again,) = correlate([normalize({**suppressed_alerts()[2], "kibana.alert.uuid": "w3"})])
     grown = build_incident(again, Baseline(), extends=inc, prior=[first])
@@ -963,6 +963,34 @@ def test_sensors_corroborate_on_one_host_in_one_window_not_hours_apart() -> None
     elsewhere = alert("h3", 62, "Web shell written", "db1", module="wazuh")
     assert sensors(ids, elsewhere).points == 0.0
     assert sensors(ids, hids, later, elsewhere).points == 5.0
+
+
+def test_a_threshold_alert_counts_its_events_and_an_anomaly_corroborates_it() -> None:
+    """A threshold rule's one alert for 412 failed logons spans them: its group counts 411
+    repeats and starts at the first, and volume counts them. Elastic's anomaly detector
+    flagging the same host in those minutes (its record is dated at its 15-minute bucket's
+    start) is a second sensor agreeing (both alerts name no module: they were one sensor,
+    "elastic")."""
+    from datetime import datetime
+
+    from agent.normalize import normalize
+    from tests.conftest import ml_alert, threshold_alert
+
+    start, end = "2026-12-07T10:05:01Z", "2026-12-07T10:14:59Z"
+    flood = normalize(threshold_alert("t-1", 412, start, end))
+    anomaly = normalize(ml_alert("m-1", "2026-12-07T10:00:00Z"))
+    (cluster,) = correlate([flood, anomaly])
+    inc = build_incident(cluster, Baseline())
+    (group,) = [g for g in inc.groups if g.rule_id == "ssh-brute-force"]
+    assert (group.count, group.suppressed) == (1, 411)
+    assert (group.first_seen, group.last_seen) == (
+        datetime.fromisoformat(start),
+        datetime.fromisoformat(end),
+    )
+    factors = {f.name: f for f in inc.explanation.priority_factors}
+    assert factors["volume"].detail.startswith("2 alert(s) and 411 repeat(s)")
+    assert factors["sensors"].points == 5.0
+    assert "elastic, ml on bastion in one 15-minute window" in factors["sensors"].detail
 
 
 def test_hours_fired_count_once_the_windows_span_six_hours() -> None:

@@ -55,6 +55,58 @@ def test_elastic_uses_effective_severity_and_original_time() -> None:
     assert a.raw["kibana.alert.rule.rule_id"] == "rule-1"  # raw kept untouched
 
 
+def test_a_threshold_alert_stands_for_the_events_that_crossed_it() -> None:
+    """A threshold rule writes one alert for 412 failed logons from one address: it is read as
+    the alert and 411 more events, the first at the threshold's `from`. A count of one is a
+    plain alert; a count that is no whole number says which field. A threshold rule that also
+    suppresses adds the alerts it folded in, over both spans."""
+    from datetime import datetime
+
+    from agent.models import Suppressed
+    from tests.conftest import threshold_alert
+
+    start, end = "2026-12-07T10:05:01Z", "2026-12-07T10:14:59Z"
+    a = normalize(threshold_alert("t-1", 412, start, end))
+    assert a.suppressed == Suppressed(count=411, first_seen=datetime.fromisoformat(start))
+    assert a.timestamp == datetime.fromisoformat(end)
+    assert (a.entities.hosts, a.entities.source_ips) == (("bastion",), ("203.0.113.7",))
+    assert normalize(threshold_alert("t-2", 1, start, end)).suppressed is None
+    assert normalize(threshold_alert("t-3", "412", start, end)).suppressed == a.suppressed
+    field = "kibana.alert.threshold_result.count"
+    with pytest.raises(NormalizeError, match=re.escape(f"{field} must be a whole number")):
+        normalize(threshold_alert("t-4", 41.5, start, end))  # type: ignore[arg-type]
+    both = threshold_alert(
+        "t-5",
+        412,
+        start,
+        end,
+        **{
+            "kibana.alert.suppression.docs_count": 6,
+            "kibana.alert.suppression.start": end,
+            "kibana.alert.suppression.end": "2026-12-07T11:00:00Z",
+        },
+    )
+    assert normalize(both).suppressed == Suppressed(
+        count=417,
+        first_seen=datetime.fromisoformat(start),
+        last_seen=datetime.fromisoformat("2026-12-07T11:00:00Z"),
+    )
+
+
+def test_a_machine_learning_alert_is_the_anomaly_detectors() -> None:
+    """A machine learning rule's alert is its job's anomaly record, which names no module:
+    its sensor is the anomaly detector, not "elastic" as any other alert naming none is, and
+    its influencers (lists of values) are its entities."""
+    from tests.conftest import ml_alert, threshold_alert
+
+    ml = normalize(ml_alert("m-1", "2026-12-07T10:15:00Z"))
+    assert ml.sensor == "ml"
+    assert (ml.entities.hosts, ml.entities.source_ips) == (("bastion",), ("203.0.113.7",))
+    t = "2026-12-07T10:14:59Z"
+    assert normalize(threshold_alert("t-1", 412, t, t)).sensor == "elastic"
+    assert normalize(elastic_doc()).sensor == "endpoint"
+
+
 def test_elastic_alert_suppression_counts_the_matches_it_folded_in() -> None:
     """Kibana's alert suppression writes one alert for a rule's matches on the same values
     within its window and counts the rest: the count and its span are read. Folding none (0)
