@@ -84,6 +84,8 @@ def link_text(link: EntityLink) -> str:
         what = f"one rule sweeping hosts ({link.value})"
     elif link.kind == "sequence":
         what = f"one sequence its detection rule matched ({link.value})"
+    elif link.kind == "process tree":
+        what = f"one process and those it started ({link.value})"
     elif link.kind == "progression":
         stages = " then ".join(TACTIC_NAMES.get(t, t) for t in link.tactics)
         what = f"ATT&CK progression on {link.value} ({stages})"

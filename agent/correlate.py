@@ -79,6 +79,9 @@ class CorrelationConfig:
     sweep_min_hosts: int = 3
     background_lookback_hours: int = 24  # what a shorter batch is judged with (RecentHours)
     progression_window: float = 86400.0  # seconds from a stage's last alert to the next stage
+    #: Rules on one process instance and those it started beyond which it is a hub (a
+    #: service manager, a user's desktop shell: the parent of everything) and links nothing.
+    tree_max_rules: int = 8
 
 
 @dataclass(slots=True)
@@ -236,6 +239,8 @@ _timestamp = operator.attrgetter("timestamp")
 _id = operator.attrgetter("id")
 _entities_of = operator.attrgetter("entities")
 _tactics_of = operator.attrgetter("tactics")
+_process_id = operator.attrgetter("process_id")
+_parent_id = operator.attrgetter("parent_process_id")
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
@@ -364,6 +369,47 @@ def _sequence_link(group: str, members: list[int], runs: list[Run]) -> EntityLin
     )
 
 
+def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], list[int]]:
+    """The runs holding alerts on one process instance and on the processes it started (its
+    host and id: `Alert.process_id`, `parent_process_id`), where two runs or more do. One
+    program's run and what it launched are one story however far apart, as a sequence is.
+    Processes that share only a parent do not link: a desktop shell starts everything a user
+    runs. An instance whose tree holds `tree_max_rules` rules or more is a hub."""
+    about: dict[tuple[str, str], list[int]] = defaultdict(list)
+    started: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, run in enumerate(runs):  # runs come in the order of their first alert
+        if run.background:
+            continue
+        for pid in dict.fromkeys(filter(None, map(_process_id, run.alerts))):
+            about[run.host, pid].append(i)
+        for pid in dict.fromkeys(filter(None, map(_parent_id, run.alerts))):
+            started[run.host, pid].append(i)
+    trees: dict[tuple[str, str], list[int]] = {}
+    for key, members in about.items():
+        tree = sorted({*members, *started.get(key, ())})
+        if len(tree) > 1 and len({runs[i].rule_id for i in tree}) < cfg.tree_max_rules:
+            trees[key] = tree
+    return trees
+
+
+def _tree_link(key: tuple[str, str], members: list[int], runs: list[Run]) -> EntityLink:
+    """The link of one process tree: named by the process (its id when no name was read),
+    sampling each run's first alert on it or on a process it started."""
+    pid = key[1]
+    own = next(a for i in members for a in runs[i].alerts if a.process_id == pid)
+    ids = [
+        next(a.id for a in runs[i].alerts if pid in (a.process_id, a.parent_process_id))
+        for i in members
+    ]
+    firsts = [runs[i].first for i in members]
+    return EntityLink(
+        kind="process tree",
+        value=own.entities.processes[0] if own.entities.processes else pid,
+        alert_ids=ids[:MAX_LINK_SAMPLE],
+        gap_seconds=max(map(operator.sub, firsts[1:], firsts), default=0.0),
+    )
+
+
 @dataclass(slots=True)
 class _Chain:
     """Runs one entity links, each within the link window of the ones before it: one link."""
@@ -458,7 +504,8 @@ def _correlated(runs: list[Run], cfg: CorrelationConfig) -> list[Cluster]:
     ]
     sweeps = _sweeps(runs, cfg)
     sequences = _sequences(runs)
-    for members in (*sweeps, *sequences.values()):
+    trees = _trees(runs, cfg)
+    for members in (*sweeps, *sequences.values(), *trees.values()):
         for i in members[1:]:
             uf.union(members[0], i)
     stage_runs(runs, cfg)
@@ -495,6 +542,8 @@ def _correlated(runs: list[Run], cfg: CorrelationConfig) -> list[Cluster]:
         )
     for group, members in sequences.items():
         clusters[uf.find(members[0])].links.append(_sequence_link(group, members, runs))
+    for process, members in trees.items():
+        clusters[uf.find(members[0])].links.append(_tree_link(process, members, runs))
     for step in progressions:
         clusters[uf.find(step.earlier)].links.append(step.link(runs))
     return sorted(clusters.values(), key=_cluster_order)

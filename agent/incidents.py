@@ -6,6 +6,7 @@ import hashlib
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress
 from typing import NamedTuple
 
 from agent.attack import ordered
@@ -29,6 +30,7 @@ from agent.prioritise import PriorityConfig, prioritise, tactics_first_seen
 from agent.streams import Stream, joined, streams_of_alerts, streams_of_runs
 
 _id = operator.attrgetter("id")
+_process_id = operator.attrgetter("process_id")
 #: What playbook conditions read from each alert, as a row.
 _evidence = operator.attrgetter("entities", "severity", "techniques")
 _first = operator.itemgetter(0)
@@ -127,6 +129,26 @@ def _folding(old: Incident | None, new: list[Stream]) -> dict[str, int]:
     if len(folding) > MAX_FOLDING:
         folding = dict(list(folding.items())[-MAX_FOLDING:])
     return folding
+
+
+#: The process instances an incident remembers (`Incident.processes`): the latest.
+MAX_PROCESSES = 200
+
+
+def _processes(old: Incident | None, cluster: Cluster) -> list[tuple[str, str, str]]:
+    """The process instances of the incident's alerts, the cluster's last (as a background
+    run links nothing, its alerts' are not kept)."""
+    found = {(p[0], p[1]): p[2] for p in old.processes} if old else {}
+    for run in cluster.runs:
+        if run.background:
+            continue
+        for alert in compress(run.alerts, map(_process_id, run.alerts)):  # in C: most have none
+            names = alert.entities.processes
+            key = (run.host, alert.process_id or "")
+            found.pop(key, None)  # moves it to the end
+            found[key] = names[0] if names else ""
+    latest = list(found.items())[-MAX_PROCESSES:]
+    return [(host, pid, name) for (host, pid), name in latest]
 
 
 def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
@@ -234,6 +256,7 @@ def assemble(
             MAX_SEQUENCES,
         ),
         folding=_folding(old, new),
+        processes=_processes(old, cluster),
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
         groups=groups,

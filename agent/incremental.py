@@ -9,9 +9,11 @@ a host or user they share, joins it hours later too, as runs do within a batch (
 *progression*, see `agent.correlate`). Addresses do not link across runs: without the whole
 history, a shared server address is too likely to be infrastructure. A cluster holding alerts
 of a detection-engine sequence an open incident holds (Elastic's EQL group id) joins it
-whatever the gap, as within a batch: a sweep's page may end between a sequence's alerts. The
-join is recorded as a link in the incident's explanation: the sequence, the progression, or
-the host (else user) both share.
+whatever the gap, as within a batch: a sweep's page may end between a sequence's alerts. So
+does one on a process instance an open incident's alerts are on, or on a process it started
+(a beacon's traffic the next hour). The join is recorded as a link in the incident's
+explanation: the sequence, the process tree, the progression, or the host (else user) both
+share.
 
 Batches may come out of time order (a late delivery, an old file replayed into the live store): a
 cluster older than an open incident joins it only if it ends within the same reach (the link
@@ -20,6 +22,7 @@ window, or the quiet period for a background stream) before the incident's first
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -32,6 +35,9 @@ from agent.models import Alert, EntityKind, EntityLink, Incident
 from agent.normalize import read_account, read_host
 from agent.prioritise import PriorityConfig
 from agent.store import Store
+
+_process_id = operator.attrgetter("process_id")
+_parent_id = operator.attrgetter("parent_process_id")
 
 
 class Built(NamedTuple):
@@ -92,8 +98,8 @@ def _anchored(progression: EntityLink, incident: Incident) -> EntityLink:
 
 def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
     """What a cluster that joins an open incident shares with it, as the link that explains the
-    join: a sequence of both, else a host (else a user) of both, from the incident's latest
-    alert to the cluster's first.
+    join: a sequence of both, else a process tree of both, else a host (else a user) of both,
+    from the incident's latest alert to the cluster's first.
     A background stream's join has none: its reason is the routine it continues."""
     if all(r.background for r in cluster.runs) or not incident.alert_ids:
         return None
@@ -103,6 +109,22 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
         return EntityLink(
             kind="sequence",
             value=first.rule_name,
+            alert_ids=[incident.alert_ids[-1], first.id],
+            gap_seconds=max(0.0, step_to(cluster.times, incident)),
+        )
+    tree = _in_tree(_trees_of(cluster), incident)
+    if tree is not None:
+        host, pid, name = tree
+        first = next(
+            a
+            for r in cluster.runs
+            if r.host == host and not r.background
+            for a in r.alerts
+            if pid in (a.process_id, a.parent_process_id)
+        )
+        return EntityLink(
+            kind="process tree",
+            value=name or pid,
             alert_ids=[incident.alert_ids[-1], first.id],
             gap_seconds=max(0.0, step_to(cluster.times, incident)),
         )
@@ -167,16 +189,20 @@ class _Candidates:
             if inc.explanation.background:
                 self.background.append(inc)
             hosts, users = _hosts_as_read(inc.hosts), _users_as_read(inc.users)
-            for key in {*_keys(hosts, users), *(f"q:{q}" for q in inc.sequences)}:
+            trees = {_tree_key(h, pid) for h, pid, _ in inc.processes}
+            for key in {*_keys(hosts, users), *(f"q:{q}" for q in inc.sequences), *trees}:
                 self.by_entity.setdefault(key, []).append(inc)
         self.streams = {
             inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
         }
 
-    def sharing(self, hosts: set[str], users: set[str], sequences: set[str]) -> list[Incident]:
+    def sharing(
+        self, hosts: set[str], users: set[str], sequences: set[str], trees: set[tuple[str, str]]
+    ) -> list[Incident]:
         seen: dict[str, Incident] = {}
-        for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences)}:
+        tree_keys = (_tree_key(h, pid) for h, pid in trees)
+        for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences), *tree_keys}:
             for inc in self.by_entity.get(key, []):
                 seen[inc.incident_id] = inc
         return list(seen.values())
@@ -184,6 +210,27 @@ class _Candidates:
 
 def _keys(hosts: Iterable[str], users: Iterable[str]) -> set[str]:
     return {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}
+
+
+def _tree_key(host: str, pid: str) -> str:
+    return f"p:{host}\t{pid}"
+
+
+def _trees_of(cluster: Cluster) -> set[tuple[str, str]]:
+    """The process instances the cluster's alerts are on or were started by, with their host
+    (`Alert.process_id`, `parent_process_id`; not a background run's, as within a batch)."""
+    found: set[tuple[str, str]] = set()
+    for run in cluster.runs:
+        if not run.background:
+            ids = {*map(_process_id, run.alerts), *map(_parent_id, run.alerts)}
+            found.update((run.host, pid) for pid in ids if pid is not None)
+    return found
+
+
+def _in_tree(trees: set[tuple[str, str]], incident: Incident) -> tuple[str, str, str] | None:
+    """The incident's process instance (host, id, name) the cluster's alerts are on or were
+    started by, the latest if several; None if none."""
+    return next((p for p in reversed(incident.processes) if (p[0], p[1]) in trees), None)
 
 
 def _sequences_of(cluster: Cluster) -> set[str]:
@@ -200,7 +247,8 @@ def _match(
     that shares a host or user and is not background, within the link window of the
     incident's last alert on what they share (`_last_on`), or later when the cluster's ATT&CK
     stage follows the incident's (with the progression that links them), or at any time when
-    they hold alerts of one sequence (preferred: their rule said they are one story).
+    they hold alerts of one sequence or of one process tree (preferred: their rule, or the
+    process that ran, says they are one story).
     A cluster older than the incident (a late delivery, a file replayed into the live store)
     joins it only if it ends within the same reach before the incident's first alert: the
     link window, or `quiet` seconds for a background stream."""
@@ -213,21 +261,28 @@ def _match(
     hosts: set[str] = set()
     users: set[str] = set()
     sequences: set[str] = set()
+    trees: set[tuple[str, str]] = set()
     if background:
         pool = [i for i in candidates.background if streams <= candidates.streams[i.incident_id]]
     else:
         hosts, users = _hosts_and_users(cluster)
         sequences = _sequences_of(cluster)
+        trees = _trees_of(cluster)
         pool = [
-            i for i in candidates.sharing(hosts, users, sequences) if not i.explanation.background
+            i
+            for i in candidates.sharing(hosts, users, sequences, trees)
+            if not i.explanation.background
         ]
     best: tuple[Incident, EntityLink | None] | None = None
     best_key: tuple[bool, datetime] | None = None
     for inc in pool:
         if inc.explanation.posture != posture:
             continue  # findings and detections apart, as within a batch
-        # one sequence its rule matched: however far apart, as within a batch
-        in_sequence = not sequences.isdisjoint(inc.sequences)
+        # one sequence its rule matched, or one process tree: however far apart, as within a
+        # batch
+        in_sequence = not sequences.isdisjoint(inc.sequences) or (
+            bool(trees) and _in_tree(trees, inc) is not None
+        )
         ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it
         if ahead > reach_back and not in_sequence:
             continue

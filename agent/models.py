@@ -199,6 +199,14 @@ class Alert(BaseModel):
         description="Its values a threat-intelligence source lists (Elastic's indicator "
         "matches, VirusTotal through Wazuh), each with where it was and who lists it",
     )
+    process_id: str | None = Field(
+        default=None,
+        description="The process instance it is about (Elastic Defend's `process.entity_id`, "
+        "Sysmon's ProcessGuid): unique on its host, unlike a process name or id",
+    )
+    parent_process_id: str | None = Field(
+        default=None, description="The process instance that started that one"
+    )
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a
     # large file read in parallel, where it sits in that file (`FileSpan`): a day of alerts held
@@ -312,11 +320,12 @@ class EntityLink(BaseModel):
     swept several hosts within minutes, or (kind "progression") on this host or of this user
     the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
     alerts' last stage, then the later alerts' first), or (kind "sequence") this rule of
-    their detection engine matched them as one sequence of events (Elastic's EQL sequence).
+    their detection engine matched them as one sequence of events (Elastic's EQL sequence),
+    or (kind "process tree") they are on this process instance or on processes it started.
     `sensors`: several sensors saw the linked alerts (corroboration). `gap_seconds`: how far
     apart in time the link reached."""
 
-    kind: EntityKind | Literal["rule", "progression", "sequence"]
+    kind: EntityKind | Literal["rule", "progression", "sequence", "process tree"]
     value: str
     alert_ids: list[str]
     tactics: list[str] = Field(default_factory=list)
@@ -465,6 +474,12 @@ class Incident(BaseModel):
         default_factory=list,
         description="Detection-engine sequences its alerts belong to (Elastic's EQL group ids, "
         "the latest 50): a later batch's alerts of one extend it",
+    )
+    processes: list[tuple[str, str, str]] = Field(
+        default_factory=list,
+        description="Process instances its alerts are about, as (host, id, name) (Elastic "
+        "Defend's entity ids, Sysmon's GUIDs, the latest 200): a later batch's alert on one "
+        "or on a process one started extends it",
     )
     folding: dict[str, int] = Field(
         default_factory=dict,

@@ -501,6 +501,32 @@ WAZUH_ENTITIES = EntitySpec(
     ("urls", ("data.url", "data.http.url"), None, False),
     ("domains", ("data.http.hostname", "data.dns.rrname", _WIN + "queryName"), None, False),
 )
+#: Where a format names the process instance an alert is about, and the one that started it:
+#: Elastic Defend's and Winlogbeat's entity ids, Sysmon's process GUIDs as Wazuh decodes them.
+#: An id names one run of one program on one host, so alerts on it and on the processes it
+#: started are one process tree however far apart (a beacon's traffic hours after its launch).
+Lineage = tuple[tuple[str, ...], tuple[str, ...]]
+ECS_LINEAGE: Lineage = (("process.entity_id",), ("process.parent.entity_id",))
+WAZUH_LINEAGE: Lineage = ((_WIN + "processGuid",), (_WIN + "parentProcessGuid",))
+_GUID = re.compile(r"\{?([0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})\}?")
+_NO_GUID = "00000000-0000-0000-0000-000000000000"  # Sysmon's for a parent it did not see
+MAX_PROCESS_ID = 128
+
+
+def process_instance(f: Fields, paths: tuple[str, ...]) -> str | None:
+    """The process instance id at these paths, as one spelling: a GUID in lower case without
+    braces (Sysmon writes `{5770385F-...}`, tools copy it either way); other ids (Elastic
+    Defend's) as written. None when absent, `-` or the null GUID."""
+    value = f.first(*paths)
+    if value is None or value in NO_NAME:
+        return None
+    guid = _GUID.fullmatch(value)
+    if guid is None:
+        return value[:MAX_PROCESS_ID]
+    text = guid.group(1).lower()
+    return None if text == _NO_GUID else text
+
+
 #: The agent id Wazuh gives what its manager decodes itself: its own logs, and the syslog every
 #: device and server sends it (wazuh#6739), each alert naming the manager as its agent.
 MANAGER_AGENT_ID = "000"
@@ -884,6 +910,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         entities=entities,
         message=wazuh_message(f, rule_name)(f.get),
         intel=virustotal_match(f),
+        lineage=WAZUH_LINEAGE,
         posture=_posture(f, groups),
     )
 
@@ -983,6 +1010,7 @@ def _build(
     posture: bool = False,
     critical: tuple[str, ...] = (),
     intel: tuple[str, ...] = (),
+    lineage: Lineage = ECS_LINEAGE,
 ) -> AlertFields:
     """Reconcile severity and risk onto one scale; the alert's fields."""
     if severity is None and risk is None:
@@ -1008,6 +1036,8 @@ def _build(
         "posture": posture,
         "critical": critical,
         "intel": intel,
+        "process_id": process_instance(f, lineage[0]),
+        "parent_process_id": process_instance(f, lineage[1]),
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

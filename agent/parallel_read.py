@@ -506,6 +506,8 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["posture"],
         f["critical"],
         f["intel"],
+        f["process_id"],
+        f["parent_process_id"],
     )
 
 
@@ -527,6 +529,8 @@ def _form(shared: Shared) -> dict[str, Any]:
         posture,
         critical,
         intel,
+        process,
+        parent,
     ) = shared
     return {
         "id": None,
@@ -545,6 +549,8 @@ def _form(shared: Shared) -> dict[str, Any]:
         "posture": posture,
         "critical": critical,
         "intel": intel,
+        "process_id": process,
+        "parent_process_id": parent,
         "message": None,
         "raw_json": None,
     }

@@ -271,6 +271,15 @@ except ImportError:  # hypothesis is a dev dependency
     pass
 
 
+def process_alert(
+    i: str, minutes: float, rule: str, host: str, name: str, pid: str, parent: str
+) -> dict[str, Any]:
+    """An endpoint alert on one process instance (Elastic Defend's `process.entity_id`), naming
+    the instance that started it."""
+    process = {"name": name, "entity_id": pid, "parent": {"entity_id": parent}}
+    return ecs(i, minutes, rule, host, process=process)
+
+
 def threshold_alert(
     uuid: str, count: int, start: str, end: str, host: str = "bastion", **more: Any
 ) -> dict[str, Any]:

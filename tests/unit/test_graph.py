@@ -230,6 +230,31 @@ def test_a_later_batch_s_alerts_of_an_eql_sequence_extend_its_incident_hours_on(
     assert len(store.list_incidents()) == 2
 
 
+def test_a_later_batch_s_alert_on_a_process_an_incident_started_extends_it(
+    tmp_path: Path,
+) -> None:
+    """A web shell's cmd.exe in one batch; three hours later, in the next, a beacon that
+    cmd.exe started: the host's link reaches an hour, the process tree however far, as in
+    one batch. A process the same parent started (a sibling) opens its own."""
+    from tests.conftest import process_alert
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    shell = process_alert("sh", 0, "Shell from IIS worker", "web", "cmd.exe", "E-cmd", "E-w3wp")
+    (inc,) = run_triage([write(tmp_path / "1.ndjson", [shell])], ctx)["incidents"]
+    assert inc.processes == [("web", "E-cmd", "cmd.exe")]
+    beacon = process_alert("bc", 180, "Rare beacon", "web", "rundll32.exe", "E-run", "E-cmd")
+    run_triage([write(tmp_path / "2.ndjson", [beacon])], ctx)
+    (grown,) = store.list_incidents()
+    assert grown.incident_id == inc.incident_id and grown.alert_ids == ["ash", "abc"]
+    (link,) = [x for x in grown.explanation.links if x.kind == "process tree"]
+    assert (link.value, link.alert_ids, link.gap_seconds) == ("cmd.exe", ["ash", "abc"], 10800.0)
+    assert grown.processes[-1] == ("web", "E-run", "rundll32.exe")
+    sibling = process_alert("sb", 400, "Odd child", "web", "calc.exe", "E-calc", "E-w3wp")
+    run_triage([write(tmp_path / "3.ndjson", [sibling])], ctx)
+    assert len(store.list_incidents()) == 2
+
+
 def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "v.db")
     ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])

@@ -107,6 +107,32 @@ def test_a_machine_learning_alert_is_the_anomaly_detectors() -> None:
     assert normalize(elastic_doc()).sensor == "endpoint"
 
 
+def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
+    """Elastic Defend's entity ids as written; Sysmon's GUIDs through Wazuh in lower case
+    without braces, as Winlogbeat's copy may write them; Sysmon's null GUID (a parent it did
+    not see) and `-` name no process."""
+    from tests.conftest import process_alert, wazuh_alert
+
+    defend = normalize(process_alert("p", 0, "Shell", "web", "cmd.exe", "ZmQ0/ZTk=", "Nzc1"))
+    assert (defend.process_id, defend.parent_process_id) == ("ZmQ0/ZTk=", "Nzc1")
+    sysmon = {
+        "processGuid": "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
+        "parentProcessGuid": "{00000000-0000-0000-0000-000000000000}",
+        "image": "C:\\Windows\\System32\\cmd.exe",
+    }
+    doc = wazuh_alert(
+        "w", 0, "ws-07", 92052, 12, "cmd by Office", ["sysmon"], win={"eventdata": sysmon}
+    )
+    a = normalize(doc)
+    assert (a.process_id, a.parent_process_id) == ("5770385f-c22a-43e0-bf4c-06f5698ffbd9", None)
+    winlogbeat = process_alert(
+        "b", 0, "Shell", "ws-07", "cmd.exe", "{5770385f-c22a-43e0-bf4c-06f5698ffbd9}", "-"
+    )
+    b = normalize(winlogbeat)
+    assert (b.process_id, b.parent_process_id) == (a.process_id, None)
+    assert normalize(ecs(1, 0, "No process", "web")).process_id is None
+
+
 def test_elastic_alert_suppression_counts_the_matches_it_folded_in() -> None:
     """Kibana's alert suppression writes one alert for a rule's matches on the same values
     within its window and counts the rest: the count and its span are read. Folding none (0)
