@@ -629,6 +629,26 @@ def test_an_incident_page_says_a_detection_rule_matched_its_alerts_as_one_sequen
     ) in incident_page(api, cluster)
 
 
+def test_an_incident_page_says_a_process_and_those_it_started_link_its_alerts(
+    api: dict,
+) -> None:
+    """The process's name is data: escaped on the page like any alert value."""
+    from agent.correlate import correlate
+    from agent.normalize import normalize
+    from tests.conftest import process_alert
+
+    name = "<b>cmd</b>.exe"
+    shell = process_alert("sh", 0, "Shell from IIS worker", "web", name, "E-cmd", "E-w3wp")
+    beacon = process_alert("bc", 180, "Rare beacon", "web", "rundll32.exe", "E-run", "E-cmd")
+    (cluster,) = correlate([normalize(shell), normalize(beacon)])
+    page = incident_page(api, cluster)
+    assert (
+        "one process and those it started: <code>&lt;b&gt;cmd&lt;/b&gt;.exe</code> "
+        "(2 alerts, up to 3.0 h apart)"
+    ) in page
+    assert "<b>cmd</b>" not in page
+
+
 def test_an_incident_page_counts_the_repeats_elastic_suppressed(api: dict) -> None:
     from agent.correlate import correlate
     from agent.normalize import normalize
