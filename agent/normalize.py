@@ -495,7 +495,12 @@ WAZUH_ENTITIES = EntitySpec(
         None,
         True,
     ),
-    ("processes", ("data.command", _WIN + "image", "data.audit.exe"), 1, False),
+    (
+        "processes",
+        ("data.command", _WIN + "image", _WIN + "sourceImage", "data.audit.exe"),
+        1,
+        False,
+    ),
     ("files", ("syscheck.path", _WIN + "targetFilename"), None, False),
     ("hashes", ("syscheck.sha256_after", "syscheck.md5_after"), None, False),
     ("urls", ("data.url", "data.http.url"), None, False),
@@ -507,7 +512,12 @@ WAZUH_ENTITIES = EntitySpec(
 #: started are one process tree however far apart (a beacon's traffic hours after its launch).
 Lineage = tuple[tuple[str, ...], tuple[str, ...]]
 ECS_LINEAGE: Lineage = (("process.entity_id",), ("process.parent.entity_id",))
-WAZUH_LINEAGE: Lineage = ((_WIN + "processGuid",), (_WIN + "parentProcessGuid",))
+#: Sysmon names the acting process `SourceProcessGuid` where another is the target (8, remote
+#: thread; 10, process access, `SourceProcessGUID`), as Winlogbeat reads it.
+WAZUH_LINEAGE: Lineage = (
+    (_WIN + "processGuid", _WIN + "sourceProcessGuid", _WIN + "sourceProcessGUID"),
+    (_WIN + "parentProcessGuid",),
+)
 _GUID = re.compile(r"\{?([0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})\}?")
 _NO_GUID = "00000000-0000-0000-0000-000000000000"  # Sysmon's for a parent it did not see
 MAX_PROCESS_ID = 128

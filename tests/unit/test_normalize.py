@@ -110,7 +110,8 @@ def test_a_machine_learning_alert_is_the_anomaly_detectors() -> None:
 def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
     """Elastic Defend's entity ids as written; Sysmon's GUIDs through Wazuh in lower case
     without braces, as Winlogbeat's copy may write them; Sysmon's null GUID (a parent it did
-    not see) and `-` name no process."""
+    not see) and `-` name no process. Where Sysmon names a source and a target process (event
+    10, an access to lsass), the source acted: it is the alert's process."""
     from tests.conftest import process_alert, wazuh_alert
 
     defend = normalize(process_alert("p", 0, "Shell", "web", "cmd.exe", "ZmQ0/ZTk=", "Nzc1"))
@@ -131,6 +132,20 @@ def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
     b = normalize(winlogbeat)
     assert (b.process_id, b.parent_process_id) == (a.process_id, None)
     assert normalize(ecs(1, 0, "No process", "web")).process_id is None
+    access = {  # Sysmon's event 10: the acting process is the source, lsass the target
+        "sourceProcessGUID": "{79579F2B-FC0C-5B89-0000-001097EB6F00}",
+        "sourceImage": "C:\\Windows\\System32\\rundll32.exe",
+        "targetProcessGUID": "{79579f2b-f5fa-5b89-0000-00105a9c0000}",
+        "targetImage": "C:\\Windows\\system32\\lsass.exe",
+    }
+    dump = normalize(
+        wazuh_alert("d", 0, "ws-07", 92900, 12, "lsass read", [], win={"eventdata": access})
+    )
+    assert (dump.process_id, dump.parent_process_id) == (
+        "79579f2b-fc0c-5b89-0000-001097eb6f00",
+        None,
+    )
+    assert dump.entities.processes == ("C:\\Windows\\System32\\rundll32.exe",)
 
 
 def test_elastic_alert_suppression_counts_the_matches_it_folded_in() -> None:
