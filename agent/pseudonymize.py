@@ -28,6 +28,14 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]+(?:\.[\w-]+)+")
 TOKEN = re.compile(r"\b(?:HOST|USER|IP|EMAIL|DOMAIN|MAC)_\d+\b")
 #: A name as log lines write it: not the brackets, quotes or punctuation around it.
 _V = r"[^\s\"'`;,()\[\]<>]+"
+#: A profile directory names its account: Windows' `C:\Users\jdoe\Downloads` (in any case,
+#: backslashes doubled as JSON writes them, or forward slashes), Linux's `/home/jdoe`, macOS's
+#: `/Users/jdoe`. Alerts write these paths where no field names the account (a file written
+#: into a profile by `SYSTEM`).
+_PROFILE_DIR = r"(?:\b[A-Za-z]:[\\/]+(?i:users)[\\/]+|(?<![\w.-])/(?:home|Users)/)"
+#: A path component: not a separator, nor what ends a name in a log line.
+_P = r"[^\\/\s\"'`;,()\[\]<>%*]+"
+_PROFILE = re.compile(rf"(?P<dir>{_PROFILE_DIR})(?P<name>{_P})")
 #: How common log lines name an account (each group a name). OpenSSH and PAM ("for invalid user
 #: X", "Accepted password for X from 1.2.3.4 port 22", "session opened for user root by
 #: X(uid=1000)", "authenticating user X"), su ("(to root) X on pts/0"), sudo ("sudo: X :
@@ -60,6 +68,7 @@ _NAMED_USER = re.compile(
     rf"|\b(?:user|USER|[Uu]ser[Nn]ame|acct|ruser|logname|suser|duser|sasl_username"
     rf"|TargetUserName|SubjectUserName|(?:A|E|S|FS|O)?UID)=[\"<]?({_V})"
     rf"|\b(?:Account Name|Logon Account|(?:Parent|Target|Source)?User):\s+({_V})"
+    rf"|{_PROFILE_DIR}({_P})"
 )
 #: And a host: PAM's rhost=, CEF's shost= and dhost=, hostname=, sshd's "from X port 22",
 #: Postfix's "X[1.2.3.4]", Samba's "workstation [X]", Windows' "Workstation Name:", "Source
@@ -83,6 +92,9 @@ _ACCOUNTS = (
 _HOST_SUFFIX = re.compile(r"\b(HOST_\d+)\.([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?![\w-])")
 #: Values these patterns find that name nobody: masking them would hide words from the model.
 _NOBODY = frozenset({"unknown", "none", "null", "n/a", "nobody", "invalid", "localhost"})
+#: Profile directories that are nobody's: Windows' `Public`, `Default` (`Default User`, `All
+#: Users`: links to it), the setup's `defaultuser0`, macOS's `Shared`.
+_SHARED_PROFILES = frozenset({"public", "default", "all", "defaultuser0", "shared"})
 
 
 def _ipv6(candidate: str) -> str | None:
@@ -163,6 +175,7 @@ def _names(pattern: re.Pattern[str], text: str) -> list[str]:
             if (
                 len(value) >= 2
                 and value.casefold() not in _NOBODY
+                and value.casefold() not in _SHARED_PROFILES
                 and not value.isdigit()
                 and not is_address(value)
             ):
@@ -324,8 +337,10 @@ class Pseudonymizer:
             return self._pattern
 
     def mask(self, text: str) -> str:
-        """Known values and any address (IP, e-mail, hardware) in the text become tokens."""
+        """Known values, any address (IP, e-mail, hardware) and the account of any profile
+        directory in the text become tokens."""
         text = _EMAIL.sub(self._email, text)
+        text = _PROFILE.sub(self._profile, text)
         text = _MAC.sub(lambda m: self.token("MAC", m.group(0)), text)
         text = sub_addresses(text, lambda address: self.token("IP", address))
         pattern = self._known()
@@ -346,6 +361,13 @@ class Pseudonymizer:
         if known is not None and known.startswith("USER_"):
             return f"{known}@{self._learn_domain(domain)}"
         return self.token("EMAIL", address)
+
+    def _profile(self, m: re.Match[str]) -> str:
+        """A profile directory's account as the account's token (`C:\\Users\\USER_1`)."""
+        name = m["name"]
+        if len(name) < 2 or name.casefold() in _SHARED_PROFILES or TOKEN.fullmatch(name):
+            return m.group(0)
+        return m["dir"] + self.token("USER", name)
 
     def _known_token(self, m: re.Match[str]) -> str:
         found = m.group(0)

@@ -107,6 +107,38 @@ def test_names_written_only_in_a_log_line_do_not_leave_raw(line: str, secrets: l
     assert p.unmask(out).replace("ACME\\", "") == line.replace("ACME\\", "")
 
 
+def test_a_profile_directory_s_account_does_not_leave_raw() -> None:
+    """A file written into a profile names its account in its path alone (Sysmon's event 11
+    by `SYSTEM`, a path in a link or a factor): Windows' in any case and slash, as JSON
+    writes it too, Linux's and macOS's; the account's own token when a field named it. The
+    profiles that are nobody's stay, as does a path that only ends in `home`."""
+    p = Pseudonymizer()
+    p.register_names([], ["jdoe"])
+    lines = {
+        "TargetFilename: C:\\Users\\JDoe\\AppData\\Roaming\\run.vbs": (
+            "TargetFilename: C:\\Users\\USER_1\\AppData\\Roaming\\run.vbs"
+        ),
+        '{"path": "c:\\\\users\\\\jdoe\\\\x.dll"}': '{"path": "c:\\\\users\\\\USER_1\\\\x.dll"}',
+        "file /home/alice/.ssh/authorized_keys": "file /home/USER_2/.ssh/authorized_keys",
+        "C:/Users/bob/Downloads/inv.exe by /Users/bob": (
+            "C:/Users/USER_3/Downloads/inv.exe by /Users/USER_3"
+        ),
+    }
+    for line, want in lines.items():
+        assert p.mask(line) == want
+        assert p.unmask(p.mask(line)).casefold() == line.casefold()
+    for kept in (
+        "C:\\Users\\Public\\Documents\\x.exe",
+        "C:\\Users\\Default User\\x",
+        "C:\\Users\\All Users\\x",
+        "/Users/Shared/x",
+        "/usr/home/x",
+        "C:\\Users\\%USERNAME%\\x",
+    ):
+        assert p.mask(kept) == kept
+    assert named_in("Image: C:\\Users\\carol\\x.exe")[1] == ["carol"]
+
+
 def test_a_name_keeps_the_punctuation_around_it() -> None:
     """`[USER=root]` masked `root]` whole, and `user=<jdoe>` named `<jdoe>`: the model read
     `[USER=USER_1 [TTY`, and jdoe as two people (`<jdoe>` and `jdoe`)."""
