@@ -85,7 +85,7 @@ def link_text(link: EntityLink) -> str:
     elif link.kind == "sequence":
         what = f"one sequence its detection rule matched ({link.value})"
     elif link.kind == "process tree":
-        what = f"one process and those it started ({link.value})"
+        what = f"one process and its descendants ({link.value})"
     elif link.kind == "progression":
         stages = " then ".join(TACTIC_NAMES.get(t, t) for t in link.tactics)
         what = f"ATT&CK progression on {link.value} ({stages})"

@@ -79,7 +79,7 @@ class CorrelationConfig:
     sweep_min_hosts: int = 3
     background_lookback_hours: int = 24  # what a shorter batch is judged with (RecentHours)
     progression_window: float = 86400.0  # seconds from a stage's last alert to the next stage
-    #: Rules on one process instance and those it started beyond which it is a hub (a
+    #: Rules on one process instance and its descendants beyond which it is a hub (a
     #: service manager, a user's desktop shell: the parent of everything) and links nothing.
     tree_max_rules: int = 8
 
@@ -240,7 +240,7 @@ _id = operator.attrgetter("id")
 _entities_of = operator.attrgetter("entities")
 _tactics_of = operator.attrgetter("tactics")
 _process_id = operator.attrgetter("process_id")
-_parent_id = operator.attrgetter("parent_process_id")
+_ancestry = operator.attrgetter("ancestry")
 
 
 def _hubs(runs: list[Run], cfg: CorrelationConfig) -> set[tuple[EntityKind, str]]:
@@ -371,8 +371,8 @@ def _sequence_link(group: str, members: list[int], runs: list[Run]) -> EntityLin
 
 def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], list[int]]:
     """The runs holding alerts on one process instance and on the processes it started (its
-    host and id: `Alert.process_id`, `parent_process_id`), where two runs or more do. One
-    program's run and what it launched are one story however far apart, as a sequence is.
+    host and id: `Alert.process_id`, `ancestry`), where two runs or more do. One program's
+    run and what it launched, and they, are one story however far apart, as a sequence is.
     Processes that share only a parent do not link: a desktop shell starts everything a user
     runs. An instance whose tree holds `tree_max_rules` rules or more is a hub."""
     about: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -382,7 +382,7 @@ def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], lis
             continue
         for pid in dict.fromkeys(filter(None, map(_process_id, run.alerts))):
             about[run.host, pid].append(i)
-        for pid in dict.fromkeys(filter(None, map(_parent_id, run.alerts))):
+        for pid in dict.fromkeys(itertools.chain.from_iterable(map(_ancestry, run.alerts))):
             started[run.host, pid].append(i)
     trees: dict[tuple[str, str], list[int]] = {}
     for key, members in about.items():
@@ -394,11 +394,11 @@ def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], lis
 
 def _tree_link(key: tuple[str, str], members: list[int], runs: list[Run]) -> EntityLink:
     """The link of one process tree: named by the process (its id when no name was read),
-    sampling each run's first alert on it or on a process it started."""
+    sampling each run's first alert on it or on a process it started (or they did)."""
     pid = key[1]
     own = next(a for i in members for a in runs[i].alerts if a.process_id == pid)
     ids = [
-        next(a.id for a in runs[i].alerts if pid in (a.process_id, a.parent_process_id))
+        next(a.id for a in runs[i].alerts if a.process_id == pid or pid in a.ancestry)
         for i in members
     ]
     firsts = [runs[i].first for i in members]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import NamedTuple
 
 from agent.attack import stage_of
@@ -37,7 +38,7 @@ from agent.prioritise import PriorityConfig
 from agent.store import Store
 
 _process_id = operator.attrgetter("process_id")
-_parent_id = operator.attrgetter("parent_process_id")
+_ancestry = operator.attrgetter("ancestry")
 
 
 class Built(NamedTuple):
@@ -120,7 +121,7 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
             for r in cluster.runs
             if r.host == host and not r.background
             for a in r.alerts
-            if pid in (a.process_id, a.parent_process_id)
+            if a.process_id == pid or pid in a.ancestry
         )
         return EntityLink(
             kind="process tree",
@@ -218,11 +219,11 @@ def _tree_key(host: str, pid: str) -> str:
 
 def _trees_of(cluster: Cluster) -> set[tuple[str, str]]:
     """The process instances the cluster's alerts are on or were started by, with their host
-    (`Alert.process_id`, `parent_process_id`; not a background run's, as within a batch)."""
+    (`Alert.process_id`, `ancestry`; not a background run's, as within a batch)."""
     found: set[tuple[str, str]] = set()
     for run in cluster.runs:
         if not run.background:
-            ids = {*map(_process_id, run.alerts), *map(_parent_id, run.alerts)}
+            ids = {*map(_process_id, run.alerts), *chain.from_iterable(map(_ancestry, run.alerts))}
             found.update((run.host, pid) for pid in ids if pid is not None)
     return found
 

@@ -204,8 +204,10 @@ class Alert(BaseModel):
         description="The process instance it is about (Elastic Defend's `process.entity_id`, "
         "Sysmon's ProcessGuid): unique on its host, unlike a process name or id",
     )
-    parent_process_id: str | None = Field(
-        default=None, description="The process instance that started that one"
+    ancestry: tuple[str, ...] = Field(
+        default=(),
+        description="The process instances that started that one, its parent first (Elastic "
+        "Defend's `process.Ext.ancestry`: the nearest 5); empty when unknown",
     )
     message: str = ""
     # The document as read, kept as its JSON bytes (a file line is kept as it was), or, for a

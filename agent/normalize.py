@@ -511,7 +511,12 @@ WAZUH_ENTITIES = EntitySpec(
 #: An id names one run of one program on one host, so alerts on it and on the processes it
 #: started are one process tree however far apart (a beacon's traffic hours after its launch).
 Lineage = tuple[tuple[str, ...], tuple[str, ...]]
-ECS_LINEAGE: Lineage = (("process.entity_id",), ("process.parent.entity_id",))
+#: Elastic Defend's ancestors of a process, its parent first (up to 20).
+_ANCESTRY = "process.Ext.ancestry"
+#: The ancestors an alert keeps: a web shell's `cmd.exe`, the `powershell.exe` it ran and
+#: what that ran are one tree; each id kept costs every alert of an endpoint's feed memory.
+MAX_ANCESTRY = 5
+ECS_LINEAGE: Lineage = (("process.entity_id",), ("process.parent.entity_id", _ANCESTRY))
 #: Sysmon names the acting process `SourceProcessGuid` where another is the target (8, remote
 #: thread; 10, process access, `SourceProcessGUID`), as Winlogbeat reads it.
 WAZUH_LINEAGE: Lineage = (
@@ -523,12 +528,30 @@ _NO_GUID = "00000000-0000-0000-0000-000000000000"  # Sysmon's for a parent it di
 MAX_PROCESS_ID = 128
 
 
+def ancestry(f: Fields, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The process instances that started the alert's, its parent first, in the spelling of
+    `process_instance`: the parent at the first path, then the ancestors a list holds (Elastic
+    Defend's, whose first is the parent again). Interned: one process is the ancestor of
+    thousands of alerts' processes."""
+    found: list[str] = []
+    for path in paths:
+        values = f.flat.get(path)
+        for value in values if isinstance(values, list) else [values]:
+            pid = _instance(value)
+            if pid is not None and pid not in found:
+                found.append(sys.intern(pid))
+    return tuple(found[:MAX_ANCESTRY])
+
+
 def process_instance(f: Fields, paths: tuple[str, ...]) -> str | None:
     """The process instance id at these paths, as one spelling: a GUID in lower case without
     braces (Sysmon writes `{5770385F-...}`, tools copy it either way); other ids (Elastic
     Defend's) as written. None when absent, `-` or the null GUID."""
-    value = f.first(*paths)
-    if value is None or value in NO_NAME:
+    return _instance(f.first(*paths))
+
+
+def _instance(value: Any) -> str | None:
+    if not isinstance(value, str) or not (value := value.strip()) or value in NO_NAME:
         return None
     guid = _GUID.fullmatch(value)
     if guid is None:
@@ -1047,7 +1070,7 @@ def _build(
         "critical": critical,
         "intel": intel,
         "process_id": process_instance(f, lineage[0]),
-        "parent_process_id": process_instance(f, lineage[1]),
+        "ancestry": ancestry(f, lineage[1]),
         "message": message[:MESSAGE_CHARS],
         "raw_json": f.raw if f.raw is not None else document_json(doc),
     }

@@ -507,7 +507,7 @@ def _shared(f: dict[str, Any]) -> Shared:
         f["critical"],
         f["intel"],
         f["process_id"],
-        f["parent_process_id"],
+        f["ancestry"],
     )
 
 
@@ -530,7 +530,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         critical,
         intel,
         process,
-        parent,
+        ancestry,
     ) = shared
     return {
         "id": None,
@@ -550,7 +550,7 @@ def _form(shared: Shared) -> dict[str, Any]:
         "critical": critical,
         "intel": intel,
         "process_id": process,
-        "parent_process_id": parent,
+        "ancestry": ancestry,
         "message": None,
         "raw_json": None,
     }

@@ -272,11 +272,16 @@ except ImportError:  # hypothesis is a dev dependency
 
 
 def process_alert(
-    i: str, minutes: float, rule: str, host: str, name: str, pid: str, parent: str
+    i: str, minutes: float, rule: str, host: str, name: str, pid: str, *ancestors: str
 ) -> dict[str, Any]:
     """An endpoint alert on one process instance (Elastic Defend's `process.entity_id`), naming
-    the instance that started it."""
-    process = {"name": name, "entity_id": pid, "parent": {"entity_id": parent}}
+    the instance that started it and, given more, its ancestors (`process.Ext.ancestry`,
+    the parent first)."""
+    process: dict[str, Any] = {"name": name, "entity_id": pid}
+    if ancestors:
+        process["parent"] = {"entity_id": ancestors[0]}
+    if len(ancestors) > 1:
+        process["Ext"] = {"ancestry": list(ancestors)}
     return ecs(i, minutes, rule, host, process=process)
 
 

@@ -643,7 +643,7 @@ def test_an_incident_page_says_a_process_and_those_it_started_link_its_alerts(
     (cluster,) = correlate([normalize(shell), normalize(beacon)])
     page = incident_page(api, cluster)
     assert (
-        "one process and those it started: <code>&lt;b&gt;cmd&lt;/b&gt;.exe</code> "
+        "one process and its descendants: <code>&lt;b&gt;cmd&lt;/b&gt;.exe</code> "
         "(2 alerts, up to 3.0 h apart)"
     ) in page
     assert "<b>cmd</b>" not in page

@@ -435,26 +435,34 @@ def test_an_eql_sequence_s_alerts_are_one_incident_however_far_apart() -> None:
     assert sorted(ids(correlate(apart))) == [["bb-1"], ["bb-2", "shell"]]
 
 
-def test_a_process_and_those_it_started_are_one_incident_however_far_apart() -> None:
-    """A web shell's cmd.exe, and three hours later a beacon that cmd.exe started, on one host:
-    one process tree, linked though the host's link reaches an hour. A process its parent also
-    started (a sibling: the parent had no alert) is not linked, nor is another host's process
-    of the same id; a tree of as many rules as `tree_max_rules` is a hub and links nothing."""
+def test_a_process_and_its_descendants_are_one_incident_however_far_apart() -> None:
+    """A web shell's cmd.exe, three hours later a beacon that cmd.exe started, and an hour
+    after it the reconnaissance of a shell the beacon started, on one host: one process tree,
+    linked though the host's link reaches an hour. A process its parent also started (a
+    sibling: the parent had no alert) is not linked, nor is another host's process of the same
+    id; a tree of as many rules as `tree_max_rules` is a hub and links nothing."""
     from agent.correlate import CorrelationConfig
     from agent.normalize import normalize
     from tests.conftest import process_alert
 
     shell = process_alert("sh", 0, "Shell from IIS worker", "web", "cmd.exe", "E-cmd", "E-w3wp")
     beacon = process_alert("bc", 180, "Rare beacon", "web", "rundll32.exe", "E-run", "E-cmd")
-    sibling = process_alert("sb", 300, "Odd child", "web", "calc.exe", "E-calc", "E-w3wp")
+    sibling = process_alert("sb", 400, "Odd child", "web", "calc.exe", "E-calc", "E-w3wp")
     elsewhere = process_alert("db", 60, "Odd parent", "db", "notepad.exe", "E-x", "E-cmd")
-    seen = [normalize(d) for d in (shell, beacon, sibling, elsewhere)]
+    recon = process_alert(
+        "rc", 245, "Recon", "web", "whoami.exe", "E-who", "E-ps", "E-run", "E-cmd"
+    )
+    seen = [normalize(d) for d in (shell, beacon, sibling, elsewhere, recon)]
     clusters = correlate(seen)
-    assert sorted(ids(clusters)) == [["abc", "ash"], ["adb"], ["asb"]]
-    (tree,) = [c for c in clusters if len(c.alerts) == 2]
-    (link,) = [x for x in tree.links if x.kind == "process tree"]
-    assert (link.value, link.alert_ids, link.gap_seconds) == ("cmd.exe", ["ash", "abc"], 10800.0)
-    assert link_text(link) == "one process and those it started (cmd.exe), up to 3.0 h apart"
+    assert sorted(ids(clusters)) == [["abc", "arc", "ash"], ["adb"], ["asb"]]
+    (tree,) = [c for c in clusters if len(c.alerts) == 3]
+    link, _ = [x for x in tree.links if x.kind == "process tree"]  # cmd.exe's, rundll32's
+    assert (link.value, link.alert_ids, link.gap_seconds) == (
+        "cmd.exe",
+        ["ash", "abc", "arc"],
+        10800.0,
+    )
+    assert link_text(link) == "one process and its descendants (cmd.exe), up to 3.0 h apart"
     hub = correlate(seen, CorrelationConfig(tree_max_rules=2))
     assert all(len(c.alerts) == 1 for c in hub)
 

@@ -235,7 +235,8 @@ def test_a_later_batch_s_alert_on_a_process_an_incident_started_extends_it(
 ) -> None:
     """A web shell's cmd.exe in one batch; three hours later, in the next, a beacon that
     cmd.exe started: the host's link reaches an hour, the process tree however far, as in
-    one batch. A process the same parent started (a sibling) opens its own."""
+    one batch. A process the same parent started (a sibling) opens its own; a process
+    started by one that cmd.exe started joins it."""
     from tests.conftest import process_alert
 
     store = SqliteStore(tmp_path / "v.db")
@@ -253,6 +254,10 @@ def test_a_later_batch_s_alert_on_a_process_an_incident_started_extends_it(
     sibling = process_alert("sb", 400, "Odd child", "web", "calc.exe", "E-calc", "E-w3wp")
     run_triage([write(tmp_path / "3.ndjson", [sibling])], ctx)
     assert len(store.list_incidents()) == 2
+    # a grandchild of cmd.exe hours on (Elastic Defend's ancestry): cmd.exe's tree still
+    late = process_alert("gc", 700, "Recon", "web", "whoami.exe", "E-who", "E-ps", "E-cmd")
+    run_triage([write(tmp_path / "4.ndjson", [late])], ctx)
+    assert "agc" in store.get_incident(inc.incident_id).alert_ids
 
 
 def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:

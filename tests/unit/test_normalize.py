@@ -111,11 +111,17 @@ def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
     """Elastic Defend's entity ids as written; Sysmon's GUIDs through Wazuh in lower case
     without braces, as Winlogbeat's copy may write them; Sysmon's null GUID (a parent it did
     not see) and `-` name no process. Where Sysmon names a source and a target process (event
-    10, an access to lsass), the source acted: it is the alert's process."""
+    10, an access to lsass), the source acted: it is the alert's process. Elastic Defend
+    writes each process's ancestors (`process.Ext.ancestry`, the parent first)."""
     from tests.conftest import process_alert, wazuh_alert
 
     defend = normalize(process_alert("p", 0, "Shell", "web", "cmd.exe", "ZmQ0/ZTk=", "Nzc1"))
-    assert (defend.process_id, defend.parent_process_id) == ("ZmQ0/ZTk=", "Nzc1")
+    assert (defend.process_id, defend.ancestry) == ("ZmQ0/ZTk=", ("Nzc1",))
+    # Elastic Defend's ancestry, the parent first again: the nearest five, each once
+    lineage = {"Ext": {"ancestry": ["Nzc1", "A2", "A3", "", "A4", "A5", "A6", "A7"]}}
+    doc = process_alert("p", 0, "Shell", "web", "cmd.exe", "ZmQ0/ZTk=", "Nzc1")
+    doc["process"] |= lineage
+    assert normalize(doc).ancestry == ("Nzc1", "A2", "A3", "A4", "A5")
     sysmon = {
         "processGuid": "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
         "parentProcessGuid": "{00000000-0000-0000-0000-000000000000}",
@@ -125,12 +131,12 @@ def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
         "w", 0, "ws-07", 92052, 12, "cmd by Office", ["sysmon"], win={"eventdata": sysmon}
     )
     a = normalize(doc)
-    assert (a.process_id, a.parent_process_id) == ("5770385f-c22a-43e0-bf4c-06f5698ffbd9", None)
+    assert (a.process_id, a.ancestry) == ("5770385f-c22a-43e0-bf4c-06f5698ffbd9", ())
     winlogbeat = process_alert(
         "b", 0, "Shell", "ws-07", "cmd.exe", "{5770385f-c22a-43e0-bf4c-06f5698ffbd9}", "-"
     )
     b = normalize(winlogbeat)
-    assert (b.process_id, b.parent_process_id) == (a.process_id, None)
+    assert (b.process_id, b.ancestry) == (a.process_id, ())
     assert normalize(ecs(1, 0, "No process", "web")).process_id is None
     access = {  # Sysmon's event 10: the acting process is the source, lsass the target
         "sourceProcessGUID": "{79579F2B-FC0C-5B89-0000-001097EB6F00}",
@@ -141,10 +147,7 @@ def test_the_process_instance_and_its_parent_are_read_in_one_spelling() -> None:
     dump = normalize(
         wazuh_alert("d", 0, "ws-07", 92900, 12, "lsass read", [], win={"eventdata": access})
     )
-    assert (dump.process_id, dump.parent_process_id) == (
-        "79579f2b-fc0c-5b89-0000-001097eb6f00",
-        None,
-    )
+    assert (dump.process_id, dump.ancestry) == ("79579f2b-fc0c-5b89-0000-001097eb6f00", ())
     assert dump.entities.processes == ("C:\\Windows\\System32\\rundll32.exe",)
 
 
@@ -341,6 +344,10 @@ def test_real_wazuh_and_elastic_samples_normalise(shared_data) -> None:
         and empire.severity is Severity.high
         and "TA0002" in empire.tactics
     )
+    # Elastic Defend's process instance and the one that started it, as written
+    assert empire.process_id == empire.raw["process"]["entity_id"]
+    assert empire.ancestry == (empire.raw["process"]["parent"]["entity_id"],)
+    assert empire.process_id not in empire.ancestry
 
 
 def test_a_search_hit_is_read_as_the_alert_it_holds(shared_data) -> None:
