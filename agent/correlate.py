@@ -22,7 +22,7 @@ import bisect
 import itertools
 import math
 import operator
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -374,22 +374,50 @@ def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], lis
     host and id: `Alert.process_id`, `ancestry`), where two runs or more do. One program's
     run and what it launched, and they, are one story however far apart, as a sequence is.
     Processes that share only a parent do not link: a desktop shell starts everything a user
-    runs. An instance whose tree holds `tree_max_rules` rules or more is a hub."""
+    runs. An instance whose tree holds `tree_max_rules` rules or more is a hub.
+    An endpoint's feed names a process instance in every alert and several ancestors: the
+    instances are gathered in sets (in C), and only those another run also names (few) are
+    followed one by one."""
+    own: list[set[str]] = []
+    above: list[set[str]] = []
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    ancestors: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        mine: set[str] = set()
+        theirs: set[str] = set()
+        if not run.background:  # background runs link nothing
+            mine = set(filter(None, map(_process_id, run.alerts)))
+            theirs = set(itertools.chain.from_iterable(map(_ancestry, run.alerts)))
+        own.append(mine)
+        above.append(theirs)
+        if mine:
+            counts[run.host].update(mine)
+            ancestors[run.host] |= theirs
+    followed = {host: _named_twice(counted, ancestors[host]) for host, counted in counts.items()}
     about: dict[tuple[str, str], list[int]] = defaultdict(list)
     started: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, run in enumerate(runs):  # runs come in the order of their first alert
-        if run.background:
-            continue
-        for pid in dict.fromkeys(filter(None, map(_process_id, run.alerts))):
-            about[run.host, pid].append(i)
-        for pid in dict.fromkeys(itertools.chain.from_iterable(map(_ancestry, run.alerts))):
-            started[run.host, pid].append(i)
+        wanted = followed.get(run.host)
+        if wanted:
+            for pid in own[i] & wanted:
+                about[run.host, pid].append(i)
+            for pid in above[i] & wanted:
+                started[run.host, pid].append(i)
     trees: dict[tuple[str, str], list[int]] = {}
     for key, members in about.items():
         tree = sorted({*members, *started.get(key, ())})
         if len(tree) > 1 and len({runs[i].rule_id for i in tree}) < cfg.tree_max_rules:
             trees[key] = tree
     return trees
+
+
+def _named_twice(counted: Counter[str], ancestors: set[str]) -> set[str]:
+    """One host's process instances that alerts are on and that another alert names: as an
+    ancestor, or as its own in a run of another rule."""
+    wanted = counted.keys() & ancestors
+    if sum(counted.values()) > len(counted):  # some instance is in two runs
+        wanted |= {pid for pid, n in counted.items() if n > 1}
+    return wanted
 
 
 def _tree_link(key: tuple[str, str], members: list[int], runs: list[Run]) -> EntityLink:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from agent.attack import ordered
 from agent.baseline import Baseline
-from agent.correlate import Cluster
+from agent.correlate import Cluster, host_of
 from agent.models import (
     SEVERITY_RANK,
     Alert,
@@ -136,19 +136,24 @@ MAX_PROCESSES = 200
 
 
 def _processes(old: Incident | None, cluster: Cluster) -> list[tuple[str, str, str]]:
-    """The process instances of the incident's alerts, the cluster's last (as a background
-    run links nothing, its alerts' are not kept)."""
-    found = {(p[0], p[1]): p[2] for p in old.processes} if old else {}
-    for run in cluster.runs:
-        if run.background:
-            continue
-        for alert in compress(run.alerts, map(_process_id, run.alerts)):  # in C: most have none
+    """The process instances of the incident's alerts, the latest last: the cluster's, read
+    back from its last alert until enough are found (an endpoint's feed names one in every
+    alert), after the incident's. A background run links nothing: its alerts' are not kept."""
+    if all(r.background for r in cluster.runs):
+        return list(old.processes) if old else []
+    latest: dict[tuple[str, str], str] = {}
+    for alert in compress(reversed(cluster.alerts), map(_process_id, reversed(cluster.alerts))):
+        key = (host_of(alert), alert.process_id or "")
+        if key not in latest:
             names = alert.entities.processes
-            key = (run.host, alert.process_id or "")
-            found.pop(key, None)  # moves it to the end
-            found[key] = names[0] if names else ""
-    latest = list(found.items())[-MAX_PROCESSES:]
-    return [(host, pid, name) for (host, pid), name in latest]
+            latest[key] = names[0] if names else ""
+            if len(latest) == MAX_PROCESSES:
+                break
+    found = {(p[0], p[1]): p[2] for p in old.processes} if old else {}
+    for key in latest:  # moved after the incident's own
+        found.pop(key, None)
+    found.update(reversed(latest.items()))
+    return [(host, pid, name) for (host, pid), name in list(found.items())[-MAX_PROCESSES:]]
 
 
 def _unique(values: Iterable[str], limit: int = 50) -> list[str]:

@@ -185,14 +185,16 @@ class _Candidates:
 
     def __init__(self, incidents: list[Incident]) -> None:
         self.by_entity: dict[str, list[Incident]] = {}
+        self.by_process: dict[tuple[str, str], list[Incident]] = {}
         self.background: list[Incident] = []
         for inc in incidents:
             if inc.explanation.background:
                 self.background.append(inc)
             hosts, users = _hosts_as_read(inc.hosts), _users_as_read(inc.users)
-            trees = {_tree_key(h, pid) for h, pid, _ in inc.processes}
-            for key in {*_keys(hosts, users), *(f"q:{q}" for q in inc.sequences), *trees}:
+            for key in {*_keys(hosts, users), *(f"q:{q}" for q in inc.sequences)}:
                 self.by_entity.setdefault(key, []).append(inc)
+            for host, pid, _ in inc.processes:
+                self.by_process.setdefault((host, pid), []).append(inc)
         self.streams = {
             inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
@@ -202,19 +204,17 @@ class _Candidates:
         self, hosts: set[str], users: set[str], sequences: set[str], trees: set[tuple[str, str]]
     ) -> list[Incident]:
         seen: dict[str, Incident] = {}
-        tree_keys = (_tree_key(h, pid) for h, pid in trees)
-        for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences), *tree_keys}:
+        for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences)}:
             for inc in self.by_entity.get(key, []):
+                seen[inc.incident_id] = inc
+        for process in trees & self.by_process.keys():  # an endpoint's cluster names thousands
+            for inc in self.by_process[process]:
                 seen[inc.incident_id] = inc
         return list(seen.values())
 
 
 def _keys(hosts: Iterable[str], users: Iterable[str]) -> set[str]:
     return {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}
-
-
-def _tree_key(host: str, pid: str) -> str:
-    return f"p:{host}\t{pid}"
 
 
 def _trees_of(cluster: Cluster) -> set[tuple[str, str]]:

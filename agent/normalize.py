@@ -533,14 +533,19 @@ def ancestry(f: Fields, paths: tuple[str, ...]) -> tuple[str, ...]:
     `process_instance`: the parent at the first path, then the ancestors a list holds (Elastic
     Defend's, whose first is the parent again). Interned: one process is the ancestor of
     thousands of alerts' processes."""
+    flat = f.flat
     found: list[str] = []
     for path in paths:
-        values = f.flat.get(path)
-        for value in values if isinstance(values, list) else [values]:
+        values = flat.get(path)
+        if values is None:
+            continue
+        for value in values if type(values) is list else (values,):
             pid = _instance(value)
             if pid is not None and pid not in found:
-                found.append(sys.intern(pid))
-    return tuple(found[:MAX_ANCESTRY])
+                found.append(pid)
+                if len(found) == MAX_ANCESTRY:
+                    return tuple(map(sys.intern, found))
+    return tuple(map(sys.intern, found))
 
 
 def process_instance(f: Fields, paths: tuple[str, ...]) -> str | None:
@@ -550,11 +555,15 @@ def process_instance(f: Fields, paths: tuple[str, ...]) -> str | None:
     return _instance(f.first(*paths))
 
 
+#: A GUID's length, with and without its braces: only those are matched as one (an endpoint's
+#: feed reads several ids an alert).
+_GUID_LENGTHS = frozenset({36, 38})
+
+
 def _instance(value: Any) -> str | None:
-    if not isinstance(value, str) or not (value := value.strip()) or value in NO_NAME:
+    if type(value) is not str or not (value := value.strip()) or value in NO_NAME:
         return None
-    guid = _GUID.fullmatch(value)
-    if guid is None:
+    if len(value) not in _GUID_LENGTHS or (guid := _GUID.fullmatch(value)) is None:
         return value[:MAX_PROCESS_ID]
     text = guid.group(1).lower()
     return None if text == _NO_GUID else text

@@ -465,6 +465,28 @@ def test_a_process_and_its_descendants_are_one_incident_however_far_apart() -> N
     assert link_text(link) == "one process and its descendants (cmd.exe), up to 3.0 h apart"
     hub = correlate(seen, CorrelationConfig(tree_max_rules=2))
     assert all(len(c.alerts) == 1 for c in hub)
+    # one process two rules flagged hours apart, with no ancestor in between: one tree too
+    first = process_alert("p1", 0, "Odd token", "db", "svc.exe", "E-svc", "E-services")
+    again = process_alert("p2", 300, "Odd pipe", "db", "svc.exe", "E-svc", "E-services")
+    assert ids(correlate([normalize(first), normalize(again)])) == [["ap1", "ap2"]]
+
+
+def test_an_incident_remembers_the_latest_process_instances_of_its_alerts() -> None:
+    """An endpoint's feed names one in every alert: the incident keeps the latest 200, the
+    latest last, each once, for later batches to extend it by."""
+    from agent.incidents import MAX_PROCESSES
+    from agent.normalize import normalize
+    from tests.conftest import process_alert
+
+    docs = [
+        process_alert(f"x{k}", k, "Beacon", "web", "b.exe", f"E-{k}", "E-0") for k in range(250)
+    ]
+    docs.append(process_alert("again", 251, "Beacon", "web", "b.exe", "E-3", "E-0"))
+    (cluster,) = correlate([normalize(d) for d in docs])
+    processes = build_incident(cluster, Baseline()).processes
+    assert len(processes) == MAX_PROCESSES == 200
+    assert processes[-1] == ("web", "E-3", "b.exe")
+    assert processes[-2] == ("web", "E-249", "b.exe") and processes[0] == ("web", "E-51", "b.exe")
 
 
 def test_repeats_elastic_suppressed_count_in_their_group_its_span_and_volume() -> None:
