@@ -113,7 +113,7 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
             alert_ids=[incident.alert_ids[-1], first.id],
             gap_seconds=max(0.0, step_to(cluster.times, incident)),
         )
-    tree = _in_tree(_trees_of(cluster), incident)
+    tree = _in_tree(_trees_of(cluster, _processes_by_host(incident)), incident)
     if tree is not None:
         host, pid, name = tree
         first = next(
@@ -186,6 +186,8 @@ class _Candidates:
     def __init__(self, incidents: list[Incident]) -> None:
         self.by_entity: dict[str, list[Incident]] = {}
         self.by_process: dict[tuple[str, str], list[Incident]] = {}
+        #: The process instances open incidents hold, by host: what a cluster's are met with.
+        self.processes: dict[str, set[str]] = {}
         self.background: list[Incident] = []
         for inc in incidents:
             if inc.explanation.background:
@@ -195,6 +197,7 @@ class _Candidates:
                 self.by_entity.setdefault(key, []).append(inc)
             for host, pid, _ in inc.processes:
                 self.by_process.setdefault((host, pid), []).append(inc)
+                self.processes.setdefault(host, set()).add(pid)
         self.streams = {
             inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
@@ -207,8 +210,8 @@ class _Candidates:
         for key in {*_keys(hosts, users), *(f"q:{q}" for q in sequences)}:
             for inc in self.by_entity.get(key, []):
                 seen[inc.incident_id] = inc
-        for process in trees & self.by_process.keys():  # an endpoint's cluster names thousands
-            for inc in self.by_process[process]:
+        for process in trees:
+            for inc in self.by_process.get(process, []):
                 seen[inc.incident_id] = inc
         return list(seen.values())
 
@@ -217,15 +220,24 @@ def _keys(hosts: Iterable[str], users: Iterable[str]) -> set[str]:
     return {*(f"h:{h}" for h in hosts), *(f"u:{u}" for u in users)}
 
 
-def _trees_of(cluster: Cluster) -> set[tuple[str, str]]:
+def _trees_of(cluster: Cluster, known: dict[str, set[str]]) -> set[tuple[str, str]]:
     """The process instances the cluster's alerts are on or were started by, with their host
-    (`Alert.process_id`, `ancestry`; not a background run's, as within a batch)."""
+    (`Alert.process_id`, `ancestry`; not a background run's, as within a batch), of those
+    `known` by host: an endpoint's cluster names thousands, met with them in sets (in C)."""
     found: set[tuple[str, str]] = set()
     for run in cluster.runs:
-        if not run.background:
+        wanted = known.get(run.host)
+        if wanted and not run.background:
             ids = {*map(_process_id, run.alerts), *chain.from_iterable(map(_ancestry, run.alerts))}
-            found.update((run.host, pid) for pid in ids if pid is not None)
+            found.update((run.host, pid) for pid in ids & wanted)
     return found
+
+
+def _processes_by_host(incident: Incident) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {}
+    for host, pid, _ in incident.processes:
+        known.setdefault(host, set()).add(pid)
+    return known
 
 
 def _in_tree(trees: set[tuple[str, str]], incident: Incident) -> tuple[str, str, str] | None:
@@ -268,7 +280,7 @@ def _match(
     else:
         hosts, users = _hosts_and_users(cluster)
         sequences = _sequences_of(cluster)
-        trees = _trees_of(cluster)
+        trees = _trees_of(cluster, candidates.processes)
         pool = [
             i
             for i in candidates.sharing(hosts, users, sequences, trees)
