@@ -76,7 +76,11 @@ def build_incidents(
             continue
         match, progression = found
         current = taken.get(match.incident_id) or store.get_incident(match.incident_id) or match
-        link = _anchored(progression, current) if progression else _shared(cluster, current)
+        link = (
+            _anchored(progression, current)
+            if progression
+            else _shared(cluster, current, corr.tree_max_rules)
+        )
         if link is not None:
             cluster.links.append(link)
         prior = held.get(match.incident_id)
@@ -97,7 +101,7 @@ def _anchored(progression: EntityLink, incident: Incident) -> EntityLink:
     return progression.model_copy(update={"alert_ids": ids})
 
 
-def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
+def _shared(cluster: Cluster, incident: Incident, tree_max_rules: int) -> EntityLink | None:
     """What a cluster that joins an open incident shares with it, as the link that explains the
     join: a sequence of both, else a process tree of both, else a host (else a user) of both,
     from the incident's latest alert to the cluster's first.
@@ -113,7 +117,7 @@ def _shared(cluster: Cluster, incident: Incident) -> EntityLink | None:
             alert_ids=[incident.alert_ids[-1], first.id],
             gap_seconds=max(0.0, step_to(cluster.times, incident)),
         )
-    tree = _in_tree(_trees_of(cluster, _processes_by_host(incident)), incident)
+    tree = _in_tree(_trees_of(cluster, _processes_by_host(incident)), incident, tree_max_rules)
     if tree is not None:
         host, pid, name = tree
         first = next(
@@ -240,10 +244,19 @@ def _processes_by_host(incident: Incident) -> dict[str, set[str]]:
     return known
 
 
-def _in_tree(trees: set[tuple[str, str]], incident: Incident) -> tuple[str, str, str] | None:
+def _in_tree(
+    trees: set[tuple[str, str]], incident: Incident, max_rules: int
+) -> tuple[str, str, str] | None:
     """The incident's process instance (host, id, name) the cluster's alerts are on or were
-    started by, the latest if several; None if none."""
-    return next((p for p in reversed(incident.processes) if (p[0], p[1]) in trees), None)
+    started by, the latest if several; None if none, or if the incident holds `max_rules`
+    rules or more on its host: as a tree of that many rules within a batch is a hub (a
+    service manager's, a desktop shell's), an incident that grew so on one host takes no
+    more by its processes alone."""
+    found = next((p for p in reversed(incident.processes) if (p[0], p[1]) in trees), None)
+    if found is None:
+        return None
+    rules = {g.rule_id for g in incident.groups if read_host(g.host) == found[0]}
+    return found if len(rules) < max_rules else None
 
 
 def _sequences_of(cluster: Cluster) -> set[str]:
@@ -294,7 +307,7 @@ def _match(
         # one sequence its rule matched, or one process tree: however far apart, as within a
         # batch
         in_sequence = not sequences.isdisjoint(inc.sequences) or (
-            bool(trees) and _in_tree(trees, inc) is not None
+            bool(trees) and _in_tree(trees, inc, corr.tree_max_rules) is not None
         )
         ahead = (inc.first_seen - end).total_seconds()  # > 0: the cluster ends before it
         if ahead > reach_back and not in_sequence:

@@ -260,6 +260,35 @@ def test_a_later_batch_s_alert_on_a_process_an_incident_started_extends_it(
     assert "agc" in store.get_incident(inc.incident_id).alert_ids
 
 
+def test_an_incident_of_many_rules_on_a_host_takes_no_more_by_its_processes_alone(
+    tmp_path: Path,
+) -> None:
+    """A tree of `tree_max_rules` rules within a batch is a hub (a service manager's, a
+    desktop shell's); across batches, an incident holding that many rules on the host takes
+    no later alert by its processes alone: with the limit at two, the beacon three hours on
+    opens its own incident, as it does with no process named."""
+    from agent.correlate import CorrelationConfig
+    from tests.conftest import process_alert
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(
+        store=store,
+        analyst=OfflineAnalyst(),
+        playbooks=[],
+        correlation=CorrelationConfig(tree_max_rules=2),
+    )
+    shell = process_alert("sh", 0, "Shell from IIS worker", "web", "cmd.exe", "E-cmd", "E-w3wp")
+    copy = process_alert("cp", 1, "File copied", "web", "cmd.exe", "E-cmd", "E-w3wp")
+    (inc,) = run_triage([write(tmp_path / "1.ndjson", [shell, copy])], ctx)["incidents"]
+    beacon = process_alert("bc", 180, "Rare beacon", "web", "rundll32.exe", "E-run", "E-cmd")
+    run_triage([write(tmp_path / "2.ndjson", [beacon])], ctx)
+    assert sorted(len(i.alert_ids) for i in store.list_incidents()) == [1, 2]
+    ctx.correlation = CorrelationConfig(tree_max_rules=3)  # two rules: under the limit
+    later = process_alert("b2", 400, "Rare beacon", "web", "rundll32.exe", "E-run2", "E-cmd")
+    run_triage([write(tmp_path / "3.ndjson", [later])], ctx)
+    assert "ab2" in store.get_incident(inc.incident_id).alert_ids
+
+
 def test_incidents_close_after_a_quiet_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "v.db")
     ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
