@@ -323,7 +323,7 @@ class EntityLink(BaseModel):
     the later alerts' ATT&CK tactics come after the earlier ones' (`tactics`: the earlier
     alerts' last stage, then the later alerts' first), or (kind "sequence") this rule of
     their detection engine matched them as one sequence of events (Elastic's EQL sequence),
-    or (kind "process tree") they are on this process instance or on processes it started.
+    or (kind "process tree") they are on this process instance or on its descendants.
     `sensors`: several sensors saw the linked alerts (corroboration). `gap_seconds`: how far
     apart in time the link reached."""
 
@@ -481,7 +481,7 @@ class Incident(BaseModel):
         default_factory=list,
         description="Process instances its alerts are about, as (host, id, name) (Elastic "
         "Defend's entity ids, Sysmon's GUIDs, the latest 200): a later batch's alert on one "
-        "or on a process one started extends it",
+        "or on its descendants extends it",
     )
     folding: dict[str, int] = Field(
         default_factory=dict,

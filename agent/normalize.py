@@ -506,10 +506,10 @@ WAZUH_ENTITIES = EntitySpec(
     ("urls", ("data.url", "data.http.url"), None, False),
     ("domains", ("data.http.hostname", "data.dns.rrname", _WIN + "queryName"), None, False),
 )
-#: Where a format names the process instance an alert is about, and the one that started it:
+#: Where a format names the process instance an alert is about, and those that started it:
 #: Elastic Defend's and Winlogbeat's entity ids, Sysmon's process GUIDs as Wazuh decodes them.
-#: An id names one run of one program on one host, so alerts on it and on the processes it
-#: started are one process tree however far apart (a beacon's traffic hours after its launch).
+#: An id names one run of one program on one host, so alerts on it and on its descendants are
+#: one process tree however far apart (a beacon's traffic hours after its launch).
 Lineage = tuple[tuple[str, ...], tuple[str, ...]]
 #: Elastic Defend's ancestors of a process, its parent first (up to 20).
 _ANCESTRY = "process.Ext.ancestry"
