@@ -161,6 +161,11 @@ class Suppressed(BaseModel):
     count: int = Field(ge=1, description="Events folded in, beyond the alert's own")
     first_seen: datetime | None = Field(default=None, description="None: the alert did not say")
     last_seen: datetime | None = None
+    in_place: bool = Field(
+        default=True,
+        description="The SIEM counts later repeats into the alert where it is (Elastic's "
+        "suppression); a threshold rule's count never changes",
+    )
 
 
 class Alert(BaseModel):

@@ -828,6 +828,7 @@ def elastic_folded(get: Getter) -> Suppressed | None:
         count=sum(p.count for p in parts),
         first_seen=min(firsts, default=None),
         last_seen=max(lasts, default=None),
+        in_place=any(p.in_place for p in parts),
     )
 
 
@@ -845,6 +846,7 @@ def threshold_events(get: Getter) -> Suppressed | None:
     return Suppressed(
         count=count - 1,
         first_seen=None if start is None else parse_timestamp(start, _THRESHOLD + "from"),
+        in_place=False,
     )
 
 

@@ -142,7 +142,12 @@ class Stream:
 
 
 def _folding(alerts: list[Alert]) -> tuple[tuple[str, int], ...]:
-    return tuple((a.id, a.suppressed.count) for a in alerts if a.suppressed is not None)
+    """The alerts whose count the SIEM updates in place (not a threshold's), as read."""
+    return tuple(
+        (a.id, a.suppressed.count)
+        for a in alerts
+        if a.suppressed is not None and a.suppressed.in_place
+    )
 
 
 def _ends(folded: list[Suppressed], edge: str) -> list[datetime]:

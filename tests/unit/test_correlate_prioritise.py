@@ -1041,6 +1041,7 @@ def test_a_threshold_alert_counts_its_events_and_an_anomaly_corroborates_it() ->
         datetime.fromisoformat(start),
         datetime.fromisoformat(end),
     )
+    assert inc.folding == {}  # Kibana never counts more into a threshold's alert
     factors = {f.name: f for f in inc.explanation.priority_factors}
     assert factors["volume"].detail.startswith("2 alert(s) and 411 repeat(s)")
     assert factors["sensors"].points == 5.0

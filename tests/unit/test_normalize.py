@@ -67,7 +67,9 @@ def test_a_threshold_alert_stands_for_the_events_that_crossed_it() -> None:
 
     start, end = "2026-12-07T10:05:01Z", "2026-12-07T10:14:59Z"
     a = normalize(threshold_alert("t-1", 412, start, end))
-    assert a.suppressed == Suppressed(count=411, first_seen=datetime.fromisoformat(start))
+    assert a.suppressed == Suppressed(
+        count=411, first_seen=datetime.fromisoformat(start), in_place=False
+    )
     assert a.timestamp == datetime.fromisoformat(end)
     assert (a.entities.hosts, a.entities.source_ips) == (("bastion",), ("203.0.113.7",))
     assert normalize(threshold_alert("t-2", 1, start, end)).suppressed is None
