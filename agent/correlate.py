@@ -369,6 +369,21 @@ def _sequence_link(group: str, members: list[int], runs: list[Run]) -> EntityLin
     )
 
 
+def process_instances(run: Run) -> tuple[set[str], set[str]]:
+    """The process instances a run's alerts are on, and those their ancestors are (none for a
+    background run: it links nothing), gathered in sets in C: an endpoint's feed names one in
+    every alert."""
+    if run.background:
+        return set(), set()
+    own = set(filter(None, map(_process_id, run.alerts)))
+    return own, set(itertools.chain.from_iterable(map(_ancestry, run.alerts)))
+
+
+def on_tree(alert: Alert, pid: str) -> bool:
+    """Whether the alert is on this process instance or on one of its descendants."""
+    return alert.process_id == pid or pid in alert.ancestry
+
+
 def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], list[int]]:
     """The runs holding alerts on one process instance and on the processes it started (its
     host and id: `Alert.process_id`, `ancestry`), where two runs or more do. One program's
@@ -383,11 +398,7 @@ def _trees(runs: list[Run], cfg: CorrelationConfig) -> dict[tuple[str, str], lis
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     ancestors: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        mine: set[str] = set()
-        theirs: set[str] = set()
-        if not run.background:  # background runs link nothing
-            mine = set(filter(None, map(_process_id, run.alerts)))
-            theirs = set(itertools.chain.from_iterable(map(_ancestry, run.alerts)))
+        mine, theirs = process_instances(run)
         own.append(mine)
         above.append(theirs)
         if mine:
@@ -425,10 +436,7 @@ def _tree_link(key: tuple[str, str], members: list[int], runs: list[Run]) -> Ent
     sampling each run's first alert on it or on a process it started (or they did)."""
     pid = key[1]
     own = next(a for i in members for a in runs[i].alerts if a.process_id == pid)
-    ids = [
-        next(a.id for a in runs[i].alerts if a.process_id == pid or pid in a.ancestry)
-        for i in members
-    ]
+    ids = [next(a.id for a in runs[i].alerts if on_tree(a, pid)) for i in members]
     firsts = [runs[i].first for i in members]
     return EntityLink(
         kind="process tree",

@@ -22,23 +22,26 @@ window, or the quiet period for a background stream) before the incident's first
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from itertools import chain
 from typing import NamedTuple
 
 from agent.attack import stage_of
 from agent.baseline import Baseline
-from agent.correlate import Cluster, CorrelationConfig, Run, linking_users, progression_link
+from agent.correlate import (
+    Cluster,
+    CorrelationConfig,
+    Run,
+    linking_users,
+    on_tree,
+    process_instances,
+    progression_link,
+)
 from agent.incidents import Assembled, Evidence, Prior, assemble, sample_of, step_to
 from agent.models import Alert, EntityKind, EntityLink, Incident
 from agent.normalize import read_account, read_host
 from agent.prioritise import PriorityConfig
 from agent.store import Store
-
-_process_id = operator.attrgetter("process_id")
-_ancestry = operator.attrgetter("ancestry")
 
 
 class Built(NamedTuple):
@@ -117,7 +120,7 @@ def _shared(cluster: Cluster, incident: Incident, tree_max_rules: int) -> Entity
             alert_ids=[incident.alert_ids[-1], first.id],
             gap_seconds=max(0.0, step_to(cluster.times, incident)),
         )
-    tree = _in_tree(_trees_of(cluster, _processes_by_host(incident)), incident, tree_max_rules)
+    tree = _in_tree(_trees_of(cluster, _processes_by_host([incident])), incident, tree_max_rules)
     if tree is not None:
         host, pid, name = tree
         first = next(
@@ -125,7 +128,7 @@ def _shared(cluster: Cluster, incident: Incident, tree_max_rules: int) -> Entity
             for r in cluster.runs
             if r.host == host and not r.background
             for a in r.alerts
-            if a.process_id == pid or pid in a.ancestry
+            if on_tree(a, pid)
         )
         return EntityLink(
             kind="process tree",
@@ -191,7 +194,7 @@ class _Candidates:
         self.by_entity: dict[str, list[Incident]] = {}
         self.by_process: dict[tuple[str, str], list[Incident]] = {}
         #: The process instances open incidents hold, by host: what a cluster's are met with.
-        self.processes: dict[str, set[str]] = {}
+        self.processes = _processes_by_host(incidents)
         self.background: list[Incident] = []
         for inc in incidents:
             if inc.explanation.background:
@@ -201,7 +204,6 @@ class _Candidates:
                 self.by_entity.setdefault(key, []).append(inc)
             for host, pid, _ in inc.processes:
                 self.by_process.setdefault((host, pid), []).append(inc)
-                self.processes.setdefault(host, set()).add(pid)
         self.streams = {
             inc.incident_id: {(g.rule_id, read_host(g.host)) for g in inc.groups}
             for inc in self.background
@@ -231,16 +233,18 @@ def _trees_of(cluster: Cluster, known: dict[str, set[str]]) -> set[tuple[str, st
     found: set[tuple[str, str]] = set()
     for run in cluster.runs:
         wanted = known.get(run.host)
-        if wanted and not run.background:
-            ids = {*map(_process_id, run.alerts), *chain.from_iterable(map(_ancestry, run.alerts))}
-            found.update((run.host, pid) for pid in ids & wanted)
+        if wanted:
+            own, ancestors = process_instances(run)
+            found.update((run.host, pid) for pid in (own | ancestors) & wanted)
     return found
 
 
-def _processes_by_host(incident: Incident) -> dict[str, set[str]]:
+def _processes_by_host(incidents: Iterable[Incident]) -> dict[str, set[str]]:
+    """The process instances these incidents hold, by host."""
     known: dict[str, set[str]] = {}
-    for host, pid, _ in incident.processes:
-        known.setdefault(host, set()).add(pid)
+    for inc in incidents:
+        for host, pid, _ in inc.processes:
+            known.setdefault(host, set()).add(pid)
     return known
 
 
