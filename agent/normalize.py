@@ -24,6 +24,7 @@ from agent.attack import is_technique_id, tactic_id
 from agent.documents import Fields, excerpt, strings, unwrapped
 from agent.errors import BadInput
 from agent.models import (
+    SEVERITY_RANK,
     SEVERITY_RISK,
     Alert,
     DeadLetter,
@@ -348,7 +349,7 @@ def risk_number(value: Any, field: str) -> float | None:
 #: levels, Defender's `Informational`. An alert saying one was a dead letter.
 SEVERITY_WORDS = {
     **{w: Severity.low for w in ("informational", "info", "information", "notice", "debug")},
-    **{w: Severity.medium for w in ("moderate", "warning", "warn")},
+    **{w: Severity.medium for w in ("moderate", "warning", "warn", "minor")},
     **{w: Severity.high for w in ("severe", "error", "major")},
     **{w: Severity.critical for w in ("emergency", "alert", "fatal")},
 }
@@ -369,6 +370,28 @@ def severity_word(word: str) -> Severity | None:
     """The severity a word names, in any case, ours or another tool's; None for no severity."""
     word = word.strip().lower()
     return SEVERITY_WORDS.get(word) or Severity.__members__.get(word)
+
+
+#: Suricata's classification priorities (its `alert.severity`): 1 is the most severe, 4 and up
+#: the least. None is critical: policy classes are priority 1 too (the shared sample's ELF
+#: download, "Potential Corporate Privacy Violation", that Emerging Threats rates Informational).
+_SURICATA_PRIORITY = (Severity.high, Severity.medium, Severity.low)
+
+
+def suricata_severity(word: str | None, priority: Any) -> Severity | None:
+    """Suricata's own rating of its alert: the signature's (Emerging Threats'
+    `signature_severity`: Critical, Major, Minor, Informational), else its class's priority.
+    None when neither reads: these are the sensor's fields, not a schema Vigie sets, so an odd
+    value leaves the rating to the alert's other fields instead of losing the alert."""
+    if word is not None and (severity := severity_word(word)) is not None:
+        return severity
+    if isinstance(priority, bool) or not isinstance(priority, int | float | str):
+        return None
+    try:
+        rank = int(priority)
+    except ValueError:
+        return None
+    return _SURICATA_PRIORITY[min(rank, 3) - 1] if rank >= 1 else None
 
 
 def threat_ids(threat: Any) -> tuple[list[str], list[str]]:
@@ -926,6 +949,20 @@ def wazuh_severity(level: Any) -> tuple[Severity, float]:
     return Severity.critical, 90.0 + (lv - 12) * 3
 
 
+#: Where Wazuh's Suricata alerts keep Suricata's rating: the signature's, then the class's.
+_WAZUH_SURICATA = ("data.alert.metadata.signature_severity", "data.alert.severity")
+
+
+def _with_suricata_rating(f: Fields, severity: Severity, risk: float) -> tuple[Severity, float]:
+    """Suricata's rating of its alert where it is above the Wazuh rule's: Wazuh's ruleset gives
+    every Suricata alert one level (86601, level 3: low), a trojan's beacon and a policy
+    notice alike. A level raised by a local rule for a signature stays."""
+    theirs = suricata_severity(f.first(_WAZUH_SURICATA[0]), f.get(_WAZUH_SURICATA[1]))
+    if theirs is None or SEVERITY_RANK[theirs] <= SEVERITY_RANK[severity]:
+        return severity, risk
+    return theirs, float(SEVERITY_RISK[theirs])
+
+
 def wazuh_time(get: Getter) -> datetime:
     value = get("timestamp")
     return parse_timestamp(value if value is not None else get("@timestamp"), "timestamp")
@@ -933,8 +970,11 @@ def wazuh_time(get: Getter) -> datetime:
 
 def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     """Wazuh alerts: `rule.*`, `agent.*`, decoder fields under `data.*` (Suricata included)."""
-    severity, risk = wazuh_severity(f.get("rule.level"))
     groups = f.all("rule.groups")
+    sensor = "suricata" if "suricata" in groups else "wazuh"
+    severity, risk = wazuh_severity(f.get("rule.level"))
+    if sensor == "suricata":
+        severity, risk = _with_suricata_rating(f, severity, risk)
     rule_name = f.first("rule.description") or "(no description)"
     tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
     techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
@@ -944,7 +984,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
         f,
         source="wazuh",
         timestamp=wazuh_time(f.get),
-        sensor="suricata" if "suricata" in groups else "wazuh",
+        sensor=sensor,
         rule_name=rule_name,
         rule_id=f.first("rule.id") or rule_name,
         severity=severity,
@@ -1006,17 +1046,17 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
     if rule_name is None:
         raise NormalizeError("ECS alert without rule.name, event.action or message")
     risk = risk_number(f.get("event.risk_score"), "event.risk_score")
-    severity = severity_name(f.get("rule.severity"), "rule.severity")
+    sensor = f.first("event.module", "observer.type", "agent.type") or "ecs"
     tactics, techniques = threat_ids(f.get("threat"))
     return _build(
         doc,
         f,
         source="ecs",
         timestamp=ecs_time(f.get),
-        sensor=f.first("event.module", "observer.type", "agent.type") or "ecs",
+        sensor=sensor,
         rule_name=rule_name[:512],
         rule_id=f.first("rule.id", "rule.uuid") or rule_name[:512],
-        severity=severity,
+        severity=ecs_severity(f, sensor),
         risk=risk,
         tactics=tactics,
         techniques=techniques,
@@ -1025,6 +1065,32 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         critical=asset_criticality(f),
         intel=indicator_matches(f),
     )
+
+
+#: Where Suricata's alerts in Elasticsearch keep the signature's rating: Elastic's Suricata
+#: integration (its metadata kept whole), Security Onion (its pipeline renames `alert` to `rule`).
+_ECS_SIGNATURE_SEVERITY = (
+    "suricata.eve.alert.metadata.signature_severity",
+    "rule.metadata.signature_severity",
+)
+
+
+def ecs_severity(f: Fields, sensor: str) -> Severity | None:
+    """The rule's word (`rule.severity`, an unknown word is bad input); for Suricata's alerts
+    Suricata's own rating (Security Onion keeps its priority number in `rule.severity`,
+    Elastic's integration moves it to `event.severity`); else Security Onion's
+    `event.severity_label`. Another source's number in `rule.severity` means nothing known:
+    it is left, not made a dead letter (Security Onion's Suricata alerts all were)."""
+    value = f.get("rule.severity")
+    if isinstance(value, str | bool) or not isinstance(value, int | float | None):
+        return severity_name(value, "rule.severity")
+    if sensor == "suricata":
+        priority = value if value is not None else f.get("event.severity")
+        found = suricata_severity(f.first(*_ECS_SIGNATURE_SEVERITY), priority)
+        if found is not None:
+            return found
+    label = f.first("event.severity_label")
+    return severity_word(label) if label is not None else None
 
 
 def ecs_message(f: Fields, rule_name: str) -> MessageOf | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from agent.models import DeadLetter, Severity, raw_json
 from agent.normalize import BY_VALUES_MAX_KEY, ECS_ENTITIES, NormalizeError, normalize, rejected
 from connectors.files import read_documents
-from tests.conftest import ecs
+from tests.conftest import ecs, wazuh_alert
 
 
 def elastic_doc(**over: object) -> dict:
@@ -715,3 +715,97 @@ def test_a_windows_event_winlogbeat_read_on_a_collector_is_its_own_machine_s() -
         "ws-fin-07",
     )
     assert normalize(ecs(3, 0, "Logon failure", "wec-01")).entities.hosts == ("wec-01",)
+
+
+def security_onion_suricata(sid: str, priority: int, **rule: object) -> dict:
+    """A Suricata alert as Security Onion indexes it: its pipeline renames the EVE `alert` to
+    `rule` (the priority number stays `rule.severity`) and writes its own inverted scale to
+    `event.severity` (3 is high) and its word to `event.severity_label`."""
+    label = {1: "high", 2: "medium", 3: "low"}[priority]
+    return {
+        "@timestamp": "2026-12-01T10:00:00Z",
+        "event": {
+            "module": "suricata",
+            "dataset": "alert",
+            "severity": 4 - priority,
+            "severity_label": label,
+        },
+        "rule": {"name": f"ET rule {sid}", "uuid": sid, "severity": priority, **rule},
+        "source": {"ip": "203.0.113.9"},
+        "destination": {"ip": "10.0.0.5"},
+        "observer": {"name": "so-sensor"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("priority", "rule", "severity"),
+    [
+        (1, {}, "high"),
+        (2, {}, "medium"),
+        (3, {}, "low"),
+        (1, {"metadata": {"signature_severity": ["Informational"]}}, "low"),
+        (3, {"metadata": {"signature_severity": ["Critical"]}}, "critical"),
+    ],
+)
+def test_security_onion_suricata_alerts_are_read_with_suricatas_rating(
+    priority: int, rule: dict, severity: str
+) -> None:
+    """Its number in `rule.severity` made every one a dead letter ("must be a string")."""
+    a = normalize(security_onion_suricata("2030000", priority, **rule))
+    assert (a.sensor, a.severity.value) == ("suricata", severity)
+    assert a.risk_score == {"low": 21, "medium": 47, "high": 73, "critical": 99}[severity]
+
+
+@pytest.mark.parametrize(
+    ("event_severity", "signature", "severity"),
+    [(1, None, "high"), (2, None, "medium"), (4, None, "low"), (1, ["Minor"], "medium")],
+)
+def test_elastic_suricata_integration_priority_and_signature_rating_are_read(
+    event_severity: int, signature: list[str] | None, severity: str
+) -> None:
+    """Elastic's Suricata integration moves the priority to `event.severity` and keeps the
+    signature's metadata under `suricata.eve.alert.metadata`: both were ignored (all low)."""
+    doc = ecs(1, 0, "ET MALWARE beacon", host="fw", module="suricata")
+    doc["event"]["severity"] = event_severity
+    if signature is not None:
+        doc["suricata"] = {"eve": {"alert": {"metadata": {"signature_severity": signature}}}}
+    assert normalize(doc).severity.value == severity
+
+
+def test_another_sources_severity_number_is_no_rating_and_no_dead_letter() -> None:
+    """`event.severity` is each source's own scale: only Suricata's is read. A number in
+    `rule.severity` from another source is left, the label read if there is one."""
+    doc = ecs(1, 0, "Suspicious logon", module="endpoint")
+    doc["event"]["severity"] = 1
+    doc["rule"]["severity"] = 3
+    assert normalize(doc).severity == Severity.low
+    doc["event"]["severity_label"] = "High"
+    assert normalize(doc).severity == Severity.high
+    doc["rule"]["severity"] = ["high"]
+    with pytest.raises(NormalizeError, match=r"rule\.severity must be a string"):
+        normalize(doc)
+
+
+def wazuh_suricata(level: int, **alert: object) -> dict:
+    return wazuh_alert(
+        1, 0, "fw", 86601, level, "Suricata: Alert - ET x", ["ids", "suricata"], alert=alert
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "alert", "severity", "risk"),
+    [
+        (3, {"severity": "1", "metadata": {"signature_severity": ["Major"]}}, "high", 73),
+        (3, {"severity": "2"}, "medium", 47),
+        (3, {"severity": "1", "metadata": {"signature_severity": ["Informational"]}}, "low", 31),
+        (3, {"severity": "x"}, "low", 31),
+        (10, {"severity": "1", "metadata": {"signature_severity": ["Minor"]}}, "high", 80),
+        (3, {"metadata": {"signature_severity": ["Critical"]}}, "critical", 99),
+    ],
+)
+def test_wazuh_suricata_alerts_take_suricatas_rating_when_above_the_rules(
+    level: int, alert: dict, severity: str, risk: float
+) -> None:
+    """Wazuh's ruleset gives every Suricata alert level 3 (low); a local rule's level stays."""
+    a = normalize(wazuh_suricata(level, **alert))
+    assert (a.sensor, a.severity.value, a.risk_score) == ("suricata", severity, risk)
