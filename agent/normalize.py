@@ -302,6 +302,50 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: Sensors that watch a network, not the machine they run on.
+NETWORK_SENSORS = frozenset({"suricata", "zeek", "snort"})
+_WATCHED: dict[tuple[Entities, str], Entities] = {}
+
+
+def watched_host(entities: Entities, source: str | None, destination: str | None) -> Entities:
+    """A network sensor's alert is about the machine it saw, not the one it runs on (the
+    `host.name` of Elastic's integration and Security Onion, Wazuh's agent): as the host, the
+    sensor made one incident of every alert it raised within an hour, and gave its own name to
+    a playbook's isolation. The machine is the connection's inside end, the source when both
+    are (what sent the flagged traffic: a client's DNS query to the inside resolver, a
+    compromised host's move to the next); with neither inside, the sensor stays."""
+    host = _inside(source) or _inside(destination)
+    if host is None or entities.hosts == (host,):
+        return entities
+    key = (entities, host)
+    watched = _WATCHED.get(key)
+    if watched is None:  # shared, as `entities_of` shares them
+        if len(_WATCHED) >= 65536:
+            _WATCHED.clear()
+        watched = all_fields_set(entities.model_copy(update={"hosts": (host,)}))
+        _WATCHED[key] = watched
+    return watched
+
+
+#: An organisation's own addresses: RFC 1918's and IPv6's unique local ones. Not all that
+#: `ipaddress` calls private: the documentation and benchmark ranges are nobody's inside.
+INSIDE_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
+def _inside(value: str | None) -> str | None:
+    """The address if it is an inside one (`INSIDE_NETWORKS`), else None."""
+    found = clean_ips([value]) if value is not None else ()
+    return found[0] if found and _is_inside(found[0]) else None
+
+
+@lru_cache(maxsize=65536)
+def _is_inside(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in network for network in INSIDE_NETWORKS)
+
+
 def _without_port(v: str) -> str:
     """The address of `203.0.113.9:51234` or `[2001:db8::1]:443`, as Office 365's audit log
     writes a client's (`ClientIP`); anything else as it is."""
@@ -706,6 +750,18 @@ def _forwarded(computer: Any, reader: Any) -> bool:
 # --- per-format normalisers ---------------------------------------------------------------------
 
 
+#: A connection's two ends, as ECS and as Wazuh's Suricata decoder write them.
+_ECS_ENDPOINTS = ("source.ip", "destination.ip")
+_WAZUH_ENDPOINTS = ("data.src_ip", "data.dest_ip")
+
+
+def _seen_by(sensor: str, entities: Entities, f: Fields, ends: tuple[str, str]) -> Entities:
+    """The alert's entities, its host the machine a network sensor saw (`watched_host`)."""
+    if sensor.lower() not in NETWORK_SENSORS:
+        return entities
+    return watched_host(entities, f.first(ends[0]), f.first(ends[1]))
+
+
 def elastic_time(get: Getter) -> datetime:
     """The original event's time when Elastic kept it, else the alert's."""
     value = get("kibana.alert.original_time")
@@ -732,19 +788,20 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
     severity = severity_name(f.get("kibana.alert.severity"), "kibana.alert.severity")
     tactics, techniques = threat_ids(f.get("kibana.alert.rule.threat"))
     more_tactics, more_techniques = threat_ids(f.get("threat"))
+    sensor = elastic_sensor(f)
     return _build(
         doc,
         f,
         source="elastic",
         timestamp=elastic_time(f.get),
-        sensor=elastic_sensor(f),
+        sensor=sensor,
         rule_name=rule_name,
         rule_id=f.first("kibana.alert.rule.rule_id", "kibana.alert.rule.uuid") or rule_name,
         severity=severity,
         risk=risk,
         tactics=tactics + [t for t in more_tactics if t not in tactics],
         techniques=techniques + [t for t in more_techniques if t not in techniques],
-        entities=ecs_entities(f),
+        entities=_seen_by(sensor, ecs_entities(f), f, _ECS_ENDPOINTS),
         message=message_text(ELASTIC_MESSAGE, "", f.get),
         suppressed=elastic_folded(f.get),
         building_block=f.get("kibana.alert.building_block_type") is not None,
@@ -978,7 +1035,7 @@ def normalize_wazuh(doc: dict[str, Any], f: Fields) -> AlertFields:
     rule_name = f.first("rule.description") or "(no description)"
     tactics = [t for t in (tactic_id(x) for x in f.all("rule.mitre.tactic")) if t]
     techniques = [t for t in f.all("rule.mitre.id") if is_technique_id(t)]
-    entities = entities_of(f, _wazuh_entities(f))
+    entities = _seen_by(sensor, entities_of(f, _wazuh_entities(f)), f, _WAZUH_ENDPOINTS)
     return _build(
         doc,
         f,
@@ -1060,7 +1117,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         risk=risk,
         tactics=tactics,
         techniques=techniques,
-        entities=ecs_entities(f),
+        entities=_seen_by(sensor, ecs_entities(f), f, _ECS_ENDPOINTS),
         message=message_text(("message",), "", f.get),
         critical=asset_criticality(f),
         intel=indicator_matches(f),
@@ -1084,7 +1141,7 @@ def ecs_severity(f: Fields, sensor: str) -> Severity | None:
     value = f.get("rule.severity")
     if isinstance(value, str | bool) or not isinstance(value, int | float | None):
         return severity_name(value, "rule.severity")
-    if sensor == "suricata":
+    if sensor.lower() == "suricata":
         priority = value if value is not None else f.get("event.severity")
         found = suricata_severity(f.first(*_ECS_SIGNATURE_SEVERITY), priority)
         if found is not None:

@@ -7,7 +7,8 @@ from agent.baseline import RARE, Baseline
 from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
-from tests.conftest import T0, alert, eql_sequence_alerts, suppressed_alerts
+from agent.normalize import normalize
+from tests.conftest import T0, alert, ecs, eql_sequence_alerts, suppressed_alerts
 
 
 def ids(clusters) -> list[list[str]]:
@@ -1591,3 +1592,23 @@ def test_service_and_virtual_accounts_every_machine_has_link_no_two_hosts(accoun
             alert(2, 3, "Odd login", "db-02", user={"name": person}),
         ]
         assert ids(correlate(linked)) == [["a1", "a2"]]
+
+
+def test_one_network_sensors_alerts_on_unrelated_machines_are_not_one_incident() -> None:
+    """Security Onion and Elastic's Suricata integration name the sensor as `host.name`: its
+    exploit, its response and two unrelated policy alerts within the hour were one incident
+    "on so-sensor"; the exploit and its response (one machine) stay one."""
+
+    def seen(i: int, minutes: float, rule: str, source: str, destination: str) -> Alert:
+        doc = ecs(i, minutes, rule, host="so-sensor", module="suricata")
+        doc |= {"source": {"ip": source}, "destination": {"ip": destination}}
+        return normalize(doc)
+
+    alerts = [
+        seen(1, 0, "ET EXPLOIT Apache Struts RCE", "198.51.100.7", "10.0.0.5"),
+        seen(2, 1, "ET ATTACK_RESPONSE id check returned root", "10.0.0.5", "198.51.100.7"),
+        seen(3, 20, "ET POLICY curl User-Agent Outbound", "10.0.0.9", "203.0.113.80"),
+        seen(4, 40, "ET INFO Dropbox DNS lookup", "10.0.0.12", "10.0.0.2"),
+    ]
+    groups = sorted(sorted(a.id for a in c.alerts) for c in correlate(alerts))
+    assert groups == [["a1", "a2"], ["a3"], ["a4"]]

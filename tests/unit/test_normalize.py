@@ -734,6 +734,7 @@ def security_onion_suricata(sid: str, priority: int, **rule: object) -> dict:
         "source": {"ip": "203.0.113.9"},
         "destination": {"ip": "10.0.0.5"},
         "observer": {"name": "so-sensor"},
+        "host": {"name": "so-sensor"},
     }
 
 
@@ -809,3 +810,38 @@ def test_wazuh_suricata_alerts_take_suricatas_rating_when_above_the_rules(
     """Wazuh's ruleset gives every Suricata alert level 3 (low); a local rule's level stays."""
     a = normalize(wazuh_suricata(level, **alert))
     assert (a.sensor, a.severity.value, a.risk_score) == ("suricata", severity, risk)
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "host"),
+    [
+        ("198.51.100.7", "10.0.0.5", "10.0.0.5"),  # inbound: the machine attacked
+        ("192.168.1.20", "203.0.113.9", "192.168.1.20"),  # outbound: the machine calling out
+        ("10.0.0.12", "10.0.0.2", "10.0.0.12"),  # both inside: the sender (a DNS query)
+        ("fd00::12", "2001:db8::1", "fd00::12"),
+        ("198.51.100.7", "203.0.113.9", "so-sensor"),  # neither inside: the sensor stays
+    ],
+)
+def test_a_network_sensors_alert_is_on_the_machine_it_saw_not_on_the_sensor(
+    source: str, destination: str, host: str
+) -> None:
+    """As the host, the sensor put every alert it raised in an hour into one incident."""
+    doc = security_onion_suricata("2030000", 1)
+    doc["source"]["ip"], doc["destination"]["ip"] = source, destination
+    a = normalize(doc)
+    assert a.entities.hosts == (host,)
+    assert {source, destination} <= set(a.entities.ips)
+
+
+def test_elastic_and_wazuh_suricata_alerts_are_on_the_machine_they_saw() -> None:
+    promoted = elastic_doc(**{"event.module": "suricata"})
+    promoted["source.ip"], promoted["destination.ip"] = "203.0.113.9", "172.16.4.2"
+    assert normalize(promoted).entities.hosts == ("172.16.4.2",)
+    wazuh = wazuh_suricata(3, severity="1")
+    wazuh["data"] |= {"src_ip": "192.168.7.3", "dest_ip": "203.0.113.9"}
+    assert normalize(wazuh).entities.hosts == ("192.168.7.3",)
+    wazuh["rule"]["groups"] = ["sshd"]  # a host's own sensor: its host is its own
+    assert normalize(wazuh).entities.hosts == ("fw",)
+    endpoint = ecs(1, 0, "Outbound connection", host="ws-1", module="endpoint")
+    endpoint |= {"source": {"ip": "10.0.0.8"}, "destination": {"ip": "203.0.113.9"}}
+    assert normalize(endpoint).entities.hosts == ("ws-1",)
