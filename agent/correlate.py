@@ -28,7 +28,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agent.attack import TACTIC_ORDER, stage_of
-from agent.models import Alert, Entities, EntityKind, EntityLink, distinct
+from agent.models import (
+    Alert,
+    Entities,
+    EntityKind,
+    EntityLink,
+    all_fields_set,
+    distinct,
+    distinct_entities,
+)
+from agent.normalize import clean_ips
 from agent.routine import RecentHours, Routine, background_of, watched_hours
 
 MAX_LINK_SAMPLE = 20
@@ -154,6 +163,32 @@ class _UnionFind:
 def host_of(alert: Alert) -> str:
     hosts = alert.entities.hosts
     return hosts[0] if hosts else "-"
+
+
+def on_named_hosts(alerts: list[Alert]) -> list[Alert]:
+    """A network sensor's alert is on the address it saw (`normalize.watched_host`); when one
+    machine of the run names that address its own (Elastic's `host.ip`, Wazuh's `agent.ip`),
+    the alert is on that machine: the IDS and the host's own sensors corroborate on one host,
+    and the host's story (its progression, its rules' novelty) holds its network alerts. An
+    address two machines name (a DHCP lease changing hands) stays an address."""
+    sets = distinct_entities(alerts)
+    names: dict[str, set[str]] = defaultdict(set)
+    for e in sets:
+        if e.host_ips and e.hosts and not clean_ips([e.hosts[0]]):
+            for address in e.host_ips:
+                names[address].add(e.hosts[0])
+    moved = {
+        id(e): all_fields_set(e.model_copy(update={"hosts": (next(iter(named)),)}))
+        for e in sets
+        if e.hosts and len(named := names.get(e.hosts[0], ())) == 1
+    }
+    if not moved:
+        return alerts
+    entities = [moved.get(id(a.entities)) for a in alerts]
+    return [
+        a if e is None else all_fields_set(a.model_copy(update={"entities": e}))
+        for a, e in zip(alerts, entities, strict=True)
+    ]
 
 
 def build_runs(
@@ -506,7 +541,7 @@ def correlate(
     """Group alerts into clusters; every alert lands in exactly one cluster. `recent`: what
     earlier runs saw of each rule and host, hour by hour (see `build_runs`)."""
     cfg = cfg or CorrelationConfig()
-    runs = build_runs(alerts, cfg, recent)
+    runs = build_runs(on_named_hosts(list(alerts)), cfg, recent)
     posture = [r for r in runs if r.posture]
     if not posture:
         return _correlated(runs, cfg)

@@ -74,6 +74,11 @@ class Entities(BaseModel):
     users: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
     source_ips: tuple[str, ...] = Field(default=(), description="The subset of ips seen as source")
+    host_ips: tuple[str, ...] = Field(
+        default=(),
+        description="The subset of ips that are its host's own (ECS `host.ip`, Wazuh's "
+        "`agent.ip`): where a network sensor's alert on that address finds the host's name",
+    )
     processes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     hashes: tuple[str, ...] = ()

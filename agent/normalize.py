@@ -322,7 +322,8 @@ def watched_host(entities: Entities, source: str | None, destination: str | None
     if watched is None:  # shared, as `entities_of` shares them
         if len(_WATCHED) >= 65536:
             _WATCHED.clear()
-        watched = all_fields_set(entities.model_copy(update={"hosts": (host,)}))
+        seen = {"hosts": (host,), "host_ips": ()}  # the sensor's own addresses are not its
+        watched = all_fields_set(entities.model_copy(update=seen))
         _WATCHED[key] = watched
     return watched
 
@@ -481,16 +482,22 @@ class EntitySpec:
 
     def hosts_from(self, *paths: str, more_ips: tuple[str, ...] = ()) -> EntitySpec:
         """This spec with its host read from `paths` (the first present), and its addresses
-        from `more_ips` too."""
+        from `more_ips` too. The agent's own addresses are not that host's."""
         hosts, *rows = self.rows
         assert hosts[0] == "hosts"
         return EntitySpec(
             (hosts[0], paths, hosts[2], hosts[3]),
             *(
-                (kind, (*found, *more_ips) if kind == "ips" else found, limit, ip)
+                (kind, _other_host(kind, found, more_ips), limit, ip)
                 for kind, found, limit, ip in rows
             ),
         )
+
+
+def _other_host(kind: str, paths: tuple[str, ...], more_ips: tuple[str, ...]) -> tuple[str, ...]:
+    if kind == "ips":
+        return (*paths, *more_ips)
+    return () if kind == "host_ips" else paths
 
 
 ECS_ENTITIES = EntitySpec(
@@ -498,6 +505,7 @@ ECS_ENTITIES = EntitySpec(
     ("users", ("user.name", "user.target.name", "source.user.name"), None, False),
     ("ips", ("source.ip", "destination.ip", "host.ip", "client.ip"), None, True),
     ("source_ips", ("source.ip", "client.ip"), None, True),
+    ("host_ips", ("host.ip",), None, True),
     ("processes", ("process.executable", "process.name"), 1, False),
     ("files", ("file.path",), None, False),
     ("hashes", ("file.hash.sha256", "process.hash.sha256", "file.hash.md5"), None, False),
@@ -562,6 +570,7 @@ WAZUH_ENTITIES = EntitySpec(
         None,
         True,
     ),
+    ("host_ips", ("agent.ip",), None, True),
     (
         "processes",
         ("data.command", _WIN + "image", _WIN + "sourceImage", "data.audit.exe"),

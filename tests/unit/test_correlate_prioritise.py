@@ -8,7 +8,7 @@ from agent.correlate import correlate
 from agent.incidents import build_incident
 from agent.models import Alert, PriorityFactor
 from agent.normalize import normalize
-from tests.conftest import T0, alert, ecs, eql_sequence_alerts, suppressed_alerts
+from tests.conftest import T0, alert, ecs, eql_sequence_alerts, suppressed_alerts, wazuh_alert
 
 
 def ids(clusters) -> list[list[str]]:
@@ -1612,3 +1612,44 @@ def test_one_network_sensors_alerts_on_unrelated_machines_are_not_one_incident()
     ]
     groups = sorted(sorted(a.id for a in c.alerts) for c in correlate(alerts))
     assert groups == [["a1", "a2"], ["a3"], ["a4"]]
+
+
+def _network_alert(i: str, minutes: float, rule: str, source: str, destination: str) -> Alert:
+    doc = ecs(i, minutes, rule, host="so-sensor", module="suricata")
+    doc["host"]["ip"] = ["10.9.9.9"]  # the sensor's own address: it names no watched machine
+    doc |= {"source": {"ip": source}, "destination": {"ip": destination}}
+    return normalize(doc)
+
+
+def _wazuh_on(i: str, minutes: float, host: str, address: str) -> Alert:
+    doc = wazuh_alert(i, minutes, host, 31510, 12, "Web shell: suspicious command", ["web"])
+    doc["agent"]["ip"] = address
+    return normalize(doc)
+
+
+def test_a_network_alert_is_on_the_machine_that_names_its_address_and_corroborates() -> None:
+    """Suricata saw 10.0.0.5 attacked; Wazuh's agent on web-01 (its address 10.0.0.5) saw a
+    web shell minutes later: one incident on web-01, two sensors on one host in one window.
+    On the address alone the two were linked but never one host's corroboration."""
+    from agent.prioritise import prioritise
+    from agent.streams import streams_of_alerts
+
+    ids = _network_alert("n1", 0, "ET EXPLOIT Apache Struts RCE", "198.51.100.7", "10.0.0.5")
+    assert (ids.entities.hosts, ids.entities.host_ips) == (("10.0.0.5",), ())
+    (cluster,) = correlate([ids, _wazuh_on("w1", 4, "web-01", "10.0.0.5")])
+    assert {a.id: a.entities.hosts[0] for a in cluster.alerts} == {"an1": "web-01", "ww1": "web-01"}
+    baseline = Baseline()
+    baseline.observe([cluster])
+    _, factors = prioritise(streams_of_alerts(cluster.alerts), baseline)
+    sensors = next(f for f in factors if f.name == "sensors")
+    assert sensors.points == 5.0 and "suricata, wazuh on web-01" in sensors.detail
+
+
+def test_an_address_two_machines_name_or_none_stays_an_address() -> None:
+    ids = _network_alert("n1", 0, "ET EXPLOIT Apache Struts RCE", "198.51.100.7", "10.0.0.5")
+    lease = [_wazuh_on("w1", 4, "web-01", "10.0.0.5"), _wazuh_on("w2", 6, "laptop-7", "10.0.0.5")]
+    hosts = {a.id: a.entities.hosts for c in correlate([ids, *lease]) for a in c.alerts}
+    assert hosts["an1"] == ("10.0.0.5",)
+    elsewhere = _wazuh_on("w3", 4, "web-02", "10.0.0.6")
+    hosts = {a.id: a.entities.hosts for c in correlate([ids, elsewhere]) for a in c.alerts}
+    assert hosts == {"an1": ("10.0.0.5",), "ww3": ("web-02",)}

@@ -845,3 +845,18 @@ def test_elastic_and_wazuh_suricata_alerts_are_on_the_machine_they_saw() -> None
     endpoint = ecs(1, 0, "Outbound connection", host="ws-1", module="endpoint")
     endpoint |= {"source": {"ip": "10.0.0.8"}, "destination": {"ip": "203.0.113.9"}}
     assert normalize(endpoint).entities.hosts == ("ws-1",)
+
+
+def test_a_hosts_own_addresses_are_known_apart_from_the_connections() -> None:
+    """`host_ips`: where a network alert on an address finds the machine's name. A Windows
+    event forwarded to a collector is another machine's: the collector's address is not its."""
+    doc = ecs(1, 0, "Outbound connection", host="ws-1", module="endpoint")
+    doc["host"]["ip"] = ["10.0.0.8", "fe80::1"]
+    doc |= {"source": {"ip": "10.0.0.8"}, "destination": {"ip": "203.0.113.9"}}
+    assert normalize(doc).entities.host_ips == ("10.0.0.8",)
+    w = wazuh_alert(1, 0, "web-01", 31510, 12, "Web shell", ["web"])
+    w["agent"]["ip"] = "10.0.0.5"
+    assert normalize(w).entities.host_ips == ("10.0.0.5",)
+    w["data"] = {"win": {"system": {"computer": "ws-fin-07.corp.example"}}}
+    forwarded = normalize(w).entities
+    assert (forwarded.hosts, forwarded.host_ips) == (("ws-fin-07",), ())
