@@ -23,7 +23,7 @@ import itertools
 import math
 import operator
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -165,18 +165,26 @@ def host_of(alert: Alert) -> str:
     return hosts[0] if hosts else "-"
 
 
-def on_named_hosts(alerts: list[Alert]) -> list[Alert]:
-    """A network sensor's alert is on the address it saw (`normalize.watched_host`); when one
-    machine of the run names that address its own (Elastic's `host.ip`, Wazuh's `agent.ip`),
-    the alert is on that machine: the IDS and the host's own sensors corroborate on one host,
-    and the host's story (its progression, its rules' novelty) holds its network alerts. An
-    address two machines name (a DHCP lease changing hands) stays an address."""
-    sets = distinct_entities(alerts)
-    names: dict[str, set[str]] = defaultdict(set)
+def claimed_addresses(sets: Iterable[Entities]) -> Iterator[tuple[str, str]]:
+    """(address, host) for each machine naming an address its own (Elastic's `host.ip`,
+    Wazuh's `agent.ip`), a machine named by an address aside."""
     for e in sets:
         if e.host_ips and e.hosts and not clean_ips([e.hosts[0]]):
             for address in e.host_ips:
-                names[address].add(e.hosts[0])
+                yield address, e.hosts[0]
+
+
+def on_named_hosts(alerts: list[Alert], known: Iterable[tuple[str, str]] = ()) -> list[Alert]:
+    """A network sensor's alert is on the address it saw (`normalize.watched_host`); when one
+    machine names that address its own, in the run or in an open incident (`known`, as
+    `claimed_addresses` gives them), the alert is on that machine: the IDS and the host's own
+    sensors corroborate on one host, and the host's story (its progression, its rules'
+    novelty) holds its network alerts. An address two machines name (a DHCP lease changing
+    hands) stays an address."""
+    sets = distinct_entities(alerts)
+    names: dict[str, set[str]] = defaultdict(set)
+    for address, host in itertools.chain(known, claimed_addresses(sets)):
+        names[address].add(host)
     moved = {
         id(e): all_fields_set(e.model_copy(update={"hosts": (next(iter(named)),)}))
         for e in sets
@@ -536,12 +544,16 @@ def _cluster(runs: list[Run]) -> Cluster:
 
 
 def correlate(
-    alerts: Iterable[Alert], cfg: CorrelationConfig | None = None, recent: RecentHours | None = None
+    alerts: Iterable[Alert],
+    cfg: CorrelationConfig | None = None,
+    recent: RecentHours | None = None,
+    addresses: Iterable[tuple[str, str]] = (),
 ) -> list[Cluster]:
     """Group alerts into clusters; every alert lands in exactly one cluster. `recent`: what
-    earlier runs saw of each rule and host, hour by hour (see `build_runs`)."""
+    earlier runs saw of each rule and host, hour by hour (see `build_runs`); `addresses`:
+    the open incidents' hosts' own (see `on_named_hosts`)."""
     cfg = cfg or CorrelationConfig()
-    runs = build_runs(on_named_hosts(list(alerts)), cfg, recent)
+    runs = build_runs(on_named_hosts(list(alerts), addresses), cfg, recent)
     posture = [r for r in runs if r.posture]
     if not posture:
         return _correlated(runs, cfg)

@@ -29,7 +29,7 @@ from agent.correlate import Cluster, CorrelationConfig, correlate
 from agent.documents import excerpt
 from agent.errors import SystemicFailure, VigieError
 from agent.incidents import Evidence
-from agent.incremental import build_incidents
+from agent.incremental import build_incidents, open_since
 from agent.models import ActionProposal, Alert, DeadLetter, Incident, with_documents
 from agent.normalize import NormalizeError, normalize, rejected
 from agent.parallel_read import ParallelRead, ReadChunk, parallel_layout, read_parallel
@@ -97,6 +97,7 @@ class TriageState(TypedDict, total=False):
     known: dict[str, str]  # alert id -> incident id, for alerts an earlier run already placed
     by_id: dict[str, Alert]  # this run's alerts by id, built once by `normalise`
     rule_history: RuleHistory | None  # what earlier runs saw (with a store)
+    open_incidents: list[Incident] | None  # what this batch may extend (with a store)
     history: RunHistory | None  # what this run adds to the rule history (with a store)
     samples: list[Alert]  # the few alerts per rule and host stored with their incidents
     placed: dict[str, str]  # this run's alert ids -> their incident's id
@@ -224,13 +225,21 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
     ctx = runtime.context
     alerts = state.get("alerts", [])
     history = None
+    extendable = None
     if ctx.store is not None and alerts:
         newest = _newest(map(_timestamp, alerts))
         since = (newest - timedelta(days=HISTORY_DAYS)).date()
         windows_from = int(newest.timestamp()) - WINDOW_HISTORY_SECONDS
         history = ctx.store.rule_history(since, windows_from=windows_from)
+        oldest = min(map(_timestamp, alerts)).timestamp()
+        extendable = ctx.store.open_incidents(open_since(oldest, ctx.correlation, ctx.quiet_period))
     recent = recent_hours(history.windows) if history is not None else None
-    return {"clusters": correlate(alerts, ctx.correlation, recent), "rule_history": history}
+    addresses = [pair for inc in extendable or () for pair in inc.addresses]
+    return {
+        "clusters": correlate(alerts, ctx.correlation, recent, addresses),
+        "rule_history": history,
+        "open_incidents": extendable,
+    }
 
 
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
@@ -244,7 +253,13 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
     if ctx.store is not None and clusters:
         baseline.tune(ctx.store.tunings(datetime.now(UTC)))
     built = build_incidents(
-        clusters, baseline, ctx.store, ctx.correlation, ctx.priority, ctx.quiet_period
+        clusters,
+        baseline,
+        ctx.store,
+        ctx.correlation,
+        ctx.priority,
+        ctx.quiet_period,
+        state.get("open_incidents"),
     )
     incidents = sorted(built.incidents, key=lambda i: (-i.priority, i.incident_id))
     runtime.context.progress("incidents", len(incidents))
@@ -255,6 +270,7 @@ def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict
         "evidence": built.evidence,
         "clusters": [],
         "rule_history": None,
+        "open_incidents": None,
         "history": history_of(clusters) if ctx.store is not None else None,
     }
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from agent.attack import ordered
 from agent.baseline import Baseline
-from agent.correlate import Cluster, host_of
+from agent.correlate import Cluster, claimed_addresses, host_of
 from agent.models import (
     SEVERITY_RANK,
     Alert,
@@ -156,6 +156,20 @@ def _processes(old: Incident | None, cluster: Cluster) -> list[tuple[str, str, s
     return [(host, pid, name) for (host, pid), name in list(found.items())[-MAX_PROCESSES:]]
 
 
+#: The addresses an incident remembers its hosts by (`Incident.addresses`): the latest.
+MAX_ADDRESSES = 64
+
+
+def _addresses(old: Incident | None, cluster: Cluster) -> list[tuple[str, str]]:
+    """Its hosts' own addresses (`correlate.claimed_addresses`), the latest last, after the
+    incident's: a later batch's network alert on one is on that host."""
+    found = {(a, h): None for a, h in old.addresses} if old else {}
+    for pair in claimed_addresses(distinct_entities(cluster.alerts)):
+        found.pop(pair, None)
+        found[pair] = None
+    return list(found)[-MAX_ADDRESSES:]
+
+
 def _unique(values: Iterable[str], limit: int = 50) -> list[str]:
     return list(dict.fromkeys(values))[:limit]
 
@@ -262,6 +276,7 @@ def assemble(
         ),
         folding=_folding(old, new),
         processes=_processes(old, cluster),
+        addresses=_addresses(old, cluster),
         tactics=tactics,
         techniques=_unique(sorted({t for _, ts in marks for t in ts})),
         groups=groups,

@@ -58,18 +58,21 @@ def build_incidents(
     corr: CorrelationConfig,
     prio: PriorityConfig | None = None,
     quiet: timedelta = timedelta(hours=24),
+    extendable: list[Incident] | None = None,
 ) -> Built:
     """Incidents for this batch, the alerts to store with them, and where each alert went.
-    `quiet`: how long an incident stays open without alerts (the background streams' reach)."""
+    `quiet`: how long an incident stays open without alerts (the background streams' reach);
+    `extendable`: the store's open incidents a batch may extend, when already read (from
+    `open_since` the batch's first alert)."""
     built = Built([], [], {}, {})
     if store is None or not clusters:
         for cluster in clusters:
             _add(built, cluster, assemble(cluster, baseline, prio), None)
         return built
-    first = min(c.runs[0].first for c in clusters)
-    reach = max(timedelta(seconds=max(corr.link_window, corr.progression_window)), quiet)
-    since = datetime.fromtimestamp(first, tz=UTC) - reach
-    candidates = _Candidates(store.open_incidents(since))
+    if extendable is None:
+        first = min(c.runs[0].first for c in clusters)
+        extendable = store.open_incidents(open_since(first, corr, quiet))
+    candidates = _Candidates(extendable)
     taken: dict[str, Incident] = {}
     held: dict[str, Prior] = {}  # what each extended incident holds so far
     for cluster in clusters:
@@ -102,6 +105,13 @@ def _anchored(progression: EntityLink, incident: Incident) -> EntityLink:
     host does (it was found against the stored incident's summary, which holds no alert ids)."""
     ids = [*incident.alert_ids[-1:], *progression.alert_ids]
     return progression.model_copy(update={"alert_ids": ids})
+
+
+def open_since(first: float, corr: CorrelationConfig, quiet: timedelta) -> datetime:
+    """From when an open incident's last alert may be for a batch whose first alert is at
+    `first` to extend it: the longest link's reach, or a background stream's quiet period."""
+    reach = max(timedelta(seconds=max(corr.link_window, corr.progression_window)), quiet)
+    return datetime.fromtimestamp(first, tz=UTC) - reach
 
 
 def _shared(cluster: Cluster, incident: Incident, tree_max_rules: int) -> EntityLink | None:

@@ -493,6 +493,12 @@ class Incident(BaseModel):
         "Defend's entity ids, Sysmon's GUIDs, the latest 200): a later batch's alert on one "
         "or on its descendants extends it",
     )
+    addresses: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="Its hosts' own addresses, as (address, host) (Elastic's `host.ip`, "
+        "Wazuh's `agent.ip`, the latest 64): a later batch's network alert on one is on that "
+        "host",
+    )
     folding: dict[str, int] = Field(
         default_factory=dict,
         description="Its alerts its SIEM folds repeats into, with how many as last read "

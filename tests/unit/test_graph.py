@@ -509,3 +509,25 @@ def test_every_link_and_citation_stays_inside_its_incident_on_the_demo_day(tmp_p
             assert incident.assessment is not None
             assert set(incident.assessment.cited_alert_ids) <= own
         assert linked > 20
+
+
+def test_a_later_batch_s_network_alert_on_a_hosts_address_extends_that_hosts_incident(
+    tmp_path: Path,
+) -> None:
+    """Wazuh's agent on web-01 (its address 10.0.0.5) in one sweep, Suricata's alert on
+    10.0.0.5 minutes later in the next: the incident remembers web-01's address, and the
+    network alert is on web-01 and extends it (it opened an incident "on 10.0.0.5")."""
+    from tests.conftest import wazuh_alert
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    shell = wazuh_alert("s", 0, "web-01", 31510, 12, "Web shell: suspicious command", ["web"])
+    shell["agent"]["ip"] = "10.0.0.5"
+    (inc,) = run_triage([write(tmp_path / "1.ndjson", [shell])], ctx)["incidents"]
+    assert inc.addresses == [("10.0.0.5", "web-01")]
+    ids = ecs("n", 6, "ET ATTACK_RESPONSE id check returned root", "so-sensor", module="suricata")
+    ids |= {"source": {"ip": "10.0.0.5"}, "destination": {"ip": "198.51.100.7"}}
+    run_triage([write(tmp_path / "2.ndjson", [ids])], ctx)
+    (grown,) = store.list_incidents()
+    assert grown.incident_id == inc.incident_id and grown.alert_ids == ["ws", "an"]
+    assert grown.hosts == ["web-01"]
