@@ -1127,7 +1127,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         tactics=tactics,
         techniques=techniques,
         entities=_seen_by(sensor, ecs_entities(f), f, _ECS_ENDPOINTS),
-        message=message_text(("message",), "", f.get),
+        message=message_text(("message",), ecs_description(f), f.get),
         critical=asset_criticality(f),
         intel=indicator_matches(f),
     )
@@ -1159,11 +1159,17 @@ def ecs_severity(f: Fields, sensor: str) -> Severity | None:
     return severity_word(label) if label is not None else None
 
 
+def ecs_description(f: Fields) -> str:
+    """What an ECS alert without a message says: its rule's description, where Elastic's Zeek
+    integration moves a notice's message (`msg`: who scanned how many ports of whom)."""
+    return f.first("rule.description") or ""
+
+
 def ecs_message(f: Fields, rule_name: str) -> MessageOf | None:
     """None when the rule is named by the message: repeats of that document are not alike."""
     if f.first("rule.name", "event.action") is None:
         return None
-    return partial(message_text, ("message",), "")
+    return partial(message_text, ("message",), ecs_description(f))
 
 
 def _build(

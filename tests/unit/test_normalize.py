@@ -860,3 +860,24 @@ def test_a_hosts_own_addresses_are_known_apart_from_the_connections() -> None:
     w["data"] = {"win": {"system": {"computer": "ws-fin-07.corp.example"}}}
     forwarded = normalize(w).entities
     assert (forwarded.hosts, forwarded.host_ips) == (("ws-fin-07",), ())
+
+
+def test_a_zeek_notice_says_its_message_and_is_on_the_machine_it_saw() -> None:
+    """Elastic's Zeek integration moves a notice's `msg` to `rule.description` and drops
+    `message`: its alert said nothing of who scanned whom."""
+    notice = {
+        "@timestamp": "2026-12-01T10:00:00Z",
+        "event": {"module": "zeek", "dataset": "zeek.notice", "kind": "alert"},
+        "rule": {
+            "name": "Scan::Port_Scan",
+            "description": "10.0.0.23 scanned at least 15 unique ports of host 10.0.0.1 in 0m3s",
+        },
+        "source": {"ip": "10.0.0.23"},
+        "destination": {"ip": "10.0.0.1"},
+        "host": {"name": "zeek-sensor"},
+    }
+    a = normalize(notice)
+    assert a.message == "10.0.0.23 scanned at least 15 unique ports of host 10.0.0.1 in 0m3s"
+    assert (a.sensor, a.entities.hosts) == ("zeek", ("10.0.0.23",))
+    notice["message"] = "Port scan"
+    assert normalize(notice).message == "Port scan"

@@ -218,6 +218,7 @@ def test_a_repeat_with_its_own_syslog_line_and_counter_is_served_with_its_own_me
         {**wazuh_line(1, "Jan  5 10:00:01", 1), "full_log": 404},  # a number: as text
         elastic_doc(**{"kibana.alert.reason": " "}),  # blank: the message field
         ecs(1, 0, "r", message="  padded  "),
+        ecs(1, 0, "Scan::Port_Scan", message=" ") | {"rule": {"name": "s", "description": "15"}},
     ],
 )
 def test_a_repeat_s_message_falls_back_as_the_full_path_s_does(doc: dict[str, Any]) -> None:
