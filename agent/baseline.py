@@ -136,8 +136,9 @@ class Baseline:
                     self.watched_from = min(self.watched_from, run.times[0])
                 if run.posture:  # a scheduled scan's findings: no window is unusual for them
                     continue
+                judged = run.judged_pair  # a network alert's: its sensor's, as its routine
                 for w in windows_of(run.times):
-                    self.window_pairs.setdefault(w, set()).add(pair)
+                    self.window_pairs.setdefault(w, set()).add(judged)
         self._bursts = None
         self._total = None
         self._knows_a_day = None
@@ -212,11 +213,12 @@ def history_of(clusters: list[Cluster]) -> RunHistory:
             if pairs.get(pair, latest) <= latest:
                 pairs[pair] = latest
             if run.last >= kept_from and not run.posture:  # as `Baseline.observe`
+                judged = run.judged_pair  # a later batch judges a network rule on its sensor
                 for w, n in per_period(run.times, BURST_WINDOW).items():
                     start = w * BURST_WINDOW
                     if start >= kept_from:
                         in_window = windows.setdefault(start, {})
-                        in_window[pair] = in_window.get(pair, 0) + n
+                        in_window[judged] = in_window.get(judged, 0) + n
     return RunHistory(counts, pairs, windows, first_seen)
 
 

@@ -23,7 +23,7 @@ import itertools
 import math
 import operator
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -107,6 +107,9 @@ class Run:
     #: Its ATT&CK tactics' first and last places in the kill chain, when it can be a step of
     #: a progression (set by `correlate`).
     stage: tuple[int, int] | None = None
+    #: For a network sensor's alerts placed on the machine they saw, the sensor: where its
+    #: rule's routine is judged, and what the window history counts it under.
+    judged: str = ""
     #: Its alerts' distinct entity sets (alerts of one host mostly share one `Entities`).
     entities: list[Entities] = field(init=False)
 
@@ -116,6 +119,11 @@ class Run:
     @property
     def background(self) -> bool:
         return self.routine is not None
+
+    @property
+    def judged_pair(self) -> tuple[str, str]:
+        """The rule-host pair its routine is judged under (`judged`, else its host)."""
+        return (self.rule_id, self.judged or self.host)
 
     @property
     def posture(self) -> bool:
@@ -174,33 +182,21 @@ def claimed_addresses(sets: Iterable[Entities]) -> Iterator[tuple[str, str]]:
                 yield address, e.hosts[0]
 
 
-def on_named_hosts(alerts: list[Alert], known: Iterable[tuple[str, str]] = ()) -> list[Alert]:
-    """A network sensor's alert is on the address it saw (`normalize.watched_host`); when one
-    machine names that address its own, in the run or in an open incident (`known`, as
-    `claimed_addresses` gives them), the alert is on that machine: the IDS and the host's own
-    sensors corroborate on one host, and the host's story (its progression, its rules'
-    novelty) holds its network alerts. An address two machines name (a DHCP lease changing
-    hands) stays an address."""
-    sets = distinct_entities(alerts)
+def address_book(alerts: list[Alert], known: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """Each address one machine names its own, in the run or in an open incident (`known`, as
+    `claimed_addresses` gives them), and that machine: where a network alert on the address
+    is placed. An address two machines name (a DHCP lease changing hands) names neither."""
     names: dict[str, set[str]] = defaultdict(set)
-    for address, host in itertools.chain(known, claimed_addresses(sets)):
+    for address, host in itertools.chain(known, claimed_addresses(distinct_entities(alerts))):
         names[address].add(host)
-    moved = {
-        id(e): all_fields_set(e.model_copy(update={"hosts": (next(iter(named)),)}))
-        for e in sets
-        if e.hosts and len(named := names.get(e.hosts[0], ())) == 1
-    }
-    if not moved:
-        return alerts
-    entities = [moved.get(id(a.entities)) for a in alerts]
-    return [
-        a if e is None else all_fields_set(a.model_copy(update={"entities": e}))
-        for a, e in zip(alerts, entities, strict=True)
-    ]
+    return {address: next(iter(hosts)) for address, hosts in names.items() if len(hosts) == 1}
 
 
 def build_runs(
-    alerts: Iterable[Alert], cfg: CorrelationConfig, recent: RecentHours | None = None
+    alerts: Iterable[Alert],
+    cfg: CorrelationConfig,
+    recent: RecentHours | None = None,
+    book: Mapping[str, str] | None = None,
 ) -> list[Run]:
     """Collapse repeats, then fold background rules into one run per rule and host. The runs
     come in the order of their first alert (time, then id).
@@ -209,9 +205,12 @@ def build_runs(
     scanner hammering a web server trips the same rule as the daily noise, only much harder.
     A daily job's busy hour is, though: as busy at that time on another day (`agent.routine`).
     `recent`: what earlier runs saw of each rule and host, hour by hour (see
-    `agent.routine.background_of`).
+    `agent.routine.background_of`). A network sensor's alerts are judged on the sensor, and
+    those not routine there go to the machines they saw (`placed`), by name where `book`
+    knows the address.
     """
     recent = recent or {}
+    book = book or {}
     # Each alert's time as a number, once: every later step reads the runs' times.
     alerts = list(alerts)
     stamps = map(datetime.timestamp, map(_timestamp, alerts))
@@ -228,14 +227,14 @@ def build_runs(
         times = list(map(_first, items))
         judged = background_of(times, span_hours, cfg, recent.get((rule_id, host)), watched)
         if judged is None:
-            runs += _split(rule_id, host, items, times, cfg.repeat_gap)
+            runs += placed(rule_id, host, items, times, cfg.repeat_gap, book)
             continue
         bursts, routine = judged
         loud, calm = _parted(items, times, bursts)
         if calm:
             calm_times = list(map(_first, calm))
             runs.append(Run(rule_id, host, list(map(_third, calm)), calm_times, routine))
-        runs += _split(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap)
+        runs += placed(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap, book)
     runs.sort(key=lambda r: (r.first, r.alerts[0].id))
     return runs
 
@@ -258,8 +257,45 @@ def _parted(
     return inside, outside
 
 
+def placed(
+    rule_id: str,
+    host: str,
+    items: list[_Item],
+    times: list[float],
+    gap: float,
+    book: Mapping[str, str],
+) -> list[Run]:
+    """`_split`, with a network sensor's alerts (`Entities.watched`) on the machines they saw:
+    by name where one machine names the address its own (`address_book`), else the address.
+    Each such run remembers the sensor it was judged on (`Run.judged`)."""
+    sets = distinct(list(map(_entities_of, map(_third, items))))
+    if not any(e.watched for e in sets):
+        return _split(rule_id, host, items, times, gap)
+    moved = {id(e): _moved(e, book) for e in sets}
+    by_host: dict[str, list[_Item]] = {}
+    for item in items:
+        entities = moved[id(item[2].entities)]
+        if entities is None:
+            by_host.setdefault(host, []).append(item)
+        else:
+            alert = all_fields_set(item[2].model_copy(update={"entities": entities}))
+            by_host.setdefault(entities.hosts[0], []).append((item[0], item[1], alert))
+    runs: list[Run] = []
+    for to, part in by_host.items():
+        runs += _split(rule_id, to, part, list(map(_first, part)), gap, host if to != host else "")
+    return runs
+
+
+def _moved(entities: Entities, book: Mapping[str, str]) -> Entities | None:
+    """These entities on the machine a network sensor saw, or None when it saw none."""
+    if not entities.watched:
+        return None
+    machine = book.get(entities.watched[0], entities.watched[0])
+    return all_fields_set(entities.model_copy(update={"hosts": (machine,)}))
+
+
 def _split(
-    rule_id: str, host: str, items: list[_Item], times: list[float], gap: float
+    rule_id: str, host: str, items: list[_Item], times: list[float], gap: float, judged: str = ""
 ) -> list[Run]:
     """One rule's alerts on one host (in time order) as runs, cut where they pause for longer
     than `gap`."""
@@ -268,7 +304,7 @@ def _split(
     pauses = map(gap.__lt__, map(operator.sub, itertools.islice(times, 1, None), times))
     cuts = itertools.compress(range(1, len(times)), pauses)
     return [
-        Run(rule_id, host, list(map(_third, items[a:b])), times[a:b])
+        Run(rule_id, host, list(map(_third, items[a:b])), times[a:b], judged=judged)
         for a, b in itertools.pairwise([0, *cuts, len(times)])
     ]
 
@@ -551,9 +587,10 @@ def correlate(
 ) -> list[Cluster]:
     """Group alerts into clusters; every alert lands in exactly one cluster. `recent`: what
     earlier runs saw of each rule and host, hour by hour (see `build_runs`); `addresses`:
-    the open incidents' hosts' own (see `on_named_hosts`)."""
+    the open incidents' hosts' own (see `address_book`)."""
     cfg = cfg or CorrelationConfig()
-    runs = build_runs(on_named_hosts(list(alerts), addresses), cfg, recent)
+    alerts = list(alerts)
+    runs = build_runs(alerts, cfg, recent, address_book(alerts, addresses))
     posture = [r for r in runs if r.posture]
     if not posture:
         return _correlated(runs, cfg)

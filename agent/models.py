@@ -79,6 +79,12 @@ class Entities(BaseModel):
         description="The subset of ips that are its host's own (ECS `host.ip`, Wazuh's "
         "`agent.ip`): where a network sensor's alert on that address finds the host's name",
     )
+    watched: tuple[str, ...] = Field(
+        default=(),
+        description="For a network sensor's alert (its host the sensor), the machine it saw: "
+        "its connection's inside end, where correlation places it unless its rule is "
+        "routine on the sensor",
+    )
     processes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     hashes: tuple[str, ...] = ()

@@ -304,25 +304,28 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
 
 #: Sensors that watch a network, not the machine they run on.
 NETWORK_SENSORS = frozenset({"suricata", "zeek", "snort"})
-_WATCHED: dict[tuple[Entities, str], Entities] = {}
+_WATCHED: dict[tuple[Entities, str | None, str | None], Entities] = {}
 
 
 def watched_host(entities: Entities, source: str | None, destination: str | None) -> Entities:
     """A network sensor's alert is about the machine it saw, not the one it runs on (the
-    `host.name` of Elastic's integration and Security Onion, Wazuh's agent): as the host, the
-    sensor made one incident of every alert it raised within an hour, and gave its own name to
-    a playbook's isolation. The machine is the connection's inside end, the source when both
-    are (what sent the flagged traffic: a client's DNS query to the inside resolver, a
-    compromised host's move to the next); with neither inside, the sensor stays."""
-    host = _inside(source) or _inside(destination)
-    if host is None or entities.hosts == (host,):
-        return entities
-    key = (entities, host)
+    `host.name` of Elastic's integration and Security Onion, Wazuh's agent): as its only host,
+    the sensor made one incident of every alert it raised within an hour, and gave its name to
+    a playbook's isolation. That machine (`Entities.watched`) is the connection's inside end,
+    the source when both are (what sent the flagged traffic: a client's DNS query to the inside
+    resolver, a compromised host's move to the next); none when neither is. The sensor stays
+    the host: what is routine there (a policy rule every workstation trips) is judged on it,
+    and correlation places the rest on the machine (`correlate.build_runs`). The sensor's own
+    addresses are no address of the connection: shared by all its alerts, they linked them."""
+    key = (entities, source, destination)
     watched = _WATCHED.get(key)
     if watched is None:  # shared, as `entities_of` shares them
         if len(_WATCHED) >= 65536:
             _WATCHED.clear()
-        seen = {"hosts": (host,), "host_ips": ()}  # the sensor's own addresses are not its
+        machine = _inside(source) or _inside(destination)
+        connection = {*clean_ips([v for v in (source, destination) if v is not None])}
+        ips = tuple(ip for ip in entities.ips if ip not in entities.host_ips or ip in connection)
+        seen = {"watched": (machine,) if machine else (), "ips": ips}
         watched = all_fields_set(entities.model_copy(update=seen))
         _WATCHED[key] = watched
     return watched

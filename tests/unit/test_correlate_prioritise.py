@@ -1595,12 +1595,14 @@ def test_service_and_virtual_accounts_every_machine_has_link_no_two_hosts(accoun
 
 
 def test_one_network_sensors_alerts_on_unrelated_machines_are_not_one_incident() -> None:
-    """Security Onion and Elastic's Suricata integration name the sensor as `host.name`: its
-    exploit, its response and two unrelated policy alerts within the hour were one incident
-    "on so-sensor"; the exploit and its response (one machine) stay one."""
+    """Security Onion and Elastic's Suricata integration name the sensor as `host.name` (and
+    its own address `host.ip`): its exploit, its response and two unrelated policy alerts
+    within the hour were one incident "on so-sensor", linked by the sensor and by its address;
+    the exploit and its response (one machine) stay one."""
 
     def seen(i: int, minutes: float, rule: str, source: str, destination: str) -> Alert:
         doc = ecs(i, minutes, rule, host="so-sensor", module="suricata")
+        doc["host"]["ip"] = ["10.9.9.9"]
         doc |= {"source": {"ip": source}, "destination": {"ip": destination}}
         return normalize(doc)
 
@@ -1635,7 +1637,7 @@ def test_a_network_alert_is_on_the_machine_that_names_its_address_and_corroborat
     from agent.streams import streams_of_alerts
 
     ids = _network_alert("n1", 0, "ET EXPLOIT Apache Struts RCE", "198.51.100.7", "10.0.0.5")
-    assert (ids.entities.hosts, ids.entities.host_ips) == (("10.0.0.5",), ())
+    assert (ids.entities.hosts, ids.entities.watched) == (("so-sensor",), ("10.0.0.5",))
     (cluster,) = correlate([ids, _wazuh_on("w1", 4, "web-01", "10.0.0.5")])
     assert {a.id: a.entities.hosts[0] for a in cluster.alerts} == {"an1": "web-01", "ww1": "web-01"}
     baseline = Baseline()
@@ -1653,3 +1655,24 @@ def test_an_address_two_machines_name_or_none_stays_an_address() -> None:
     elsewhere = _wazuh_on("w3", 4, "web-02", "10.0.0.6")
     hosts = {a.id: a.entities.hosts for c in correlate([ids, elsewhere]) for a in c.alerts}
     assert hosts == {"an1": ("10.0.0.5",), "ww3": ("web-02",)}
+
+
+def test_a_rule_routine_on_the_sensor_stays_its_background_and_the_rest_is_placed() -> None:
+    """A policy rule every workstation trips, every few minutes all day: judged on the sensor
+    it is routine there, one background run (placed on each workstation it was 60 scattered
+    incidents); a rare exploit on one of them that day goes to that machine, linked to
+    nothing routine."""
+    noise = [
+        _network_alert(f"p{k}", k * 3, "ET INFO Dropbox DNS lookup", f"10.0.1.{k % 60}", "10.0.0.2")
+        for k in range(480)
+    ]
+    exploit = _network_alert("x", 845, "ET EXPLOIT Struts RCE", "198.51.100.7", "10.0.1.7")
+    runs = {
+        (r.rule_id, r.host, r.background, r.judged)
+        for c in correlate([*noise, exploit])
+        for r in c.runs
+    }
+    assert runs == {
+        ("et-info-dropbox-dns-lookup", "so-sensor", True, ""),
+        ("et-exploit-struts-rce", "10.0.1.7", False, "so-sensor"),
+    }

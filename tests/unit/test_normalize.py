@@ -819,32 +819,35 @@ def test_wazuh_suricata_alerts_take_suricatas_rating_when_above_the_rules(
         ("192.168.1.20", "203.0.113.9", "192.168.1.20"),  # outbound: the machine calling out
         ("10.0.0.12", "10.0.0.2", "10.0.0.12"),  # both inside: the sender (a DNS query)
         ("fd00::12", "2001:db8::1", "fd00::12"),
-        ("198.51.100.7", "203.0.113.9", "so-sensor"),  # neither inside: the sensor stays
+        ("198.51.100.7", "203.0.113.9", ""),  # neither inside: none
     ],
 )
-def test_a_network_sensors_alert_is_on_the_machine_it_saw_not_on_the_sensor(
+def test_a_network_sensors_alert_names_the_machine_it_saw_beside_the_sensor(
     source: str, destination: str, host: str
 ) -> None:
-    """As the host, the sensor put every alert it raised in an hour into one incident."""
+    """As its only host, the sensor put every alert it raised in an hour into one incident;
+    correlation places the alert on the machine (`Entities.watched`)."""
     doc = security_onion_suricata("2030000", 1)
     doc["source"]["ip"], doc["destination"]["ip"] = source, destination
     a = normalize(doc)
-    assert a.entities.hosts == (host,)
+    assert (a.entities.hosts, a.entities.watched) == (("so-sensor",), (host,) if host else ())
     assert {source, destination} <= set(a.entities.ips)
 
 
-def test_elastic_and_wazuh_suricata_alerts_are_on_the_machine_they_saw() -> None:
+def test_elastic_and_wazuh_suricata_alerts_name_the_machine_they_saw() -> None:
     promoted = elastic_doc(**{"event.module": "suricata"})
     promoted["source.ip"], promoted["destination.ip"] = "203.0.113.9", "172.16.4.2"
-    assert normalize(promoted).entities.hosts == ("172.16.4.2",)
+    assert normalize(promoted).entities.watched == ("172.16.4.2",)
     wazuh = wazuh_suricata(3, severity="1")
+    wazuh["agent"]["ip"] = "192.168.7.254"  # the sensor's own: no address of the connection
     wazuh["data"] |= {"src_ip": "192.168.7.3", "dest_ip": "203.0.113.9"}
-    assert normalize(wazuh).entities.hosts == ("192.168.7.3",)
-    wazuh["rule"]["groups"] = ["sshd"]  # a host's own sensor: its host is its own
-    assert normalize(wazuh).entities.hosts == ("fw",)
+    seen = normalize(wazuh).entities
+    assert (seen.watched, seen.ips) == (("192.168.7.3",), ("192.168.7.3", "203.0.113.9"))
+    wazuh["rule"]["groups"] = ["sshd"]  # a host's own sensor: its host is what it saw
+    assert normalize(wazuh).entities.watched == ()
     endpoint = ecs(1, 0, "Outbound connection", host="ws-1", module="endpoint")
     endpoint |= {"source": {"ip": "10.0.0.8"}, "destination": {"ip": "203.0.113.9"}}
-    assert normalize(endpoint).entities.hosts == ("ws-1",)
+    assert normalize(endpoint).entities.watched == ()
 
 
 def test_a_hosts_own_addresses_are_known_apart_from_the_connections() -> None:
@@ -878,6 +881,6 @@ def test_a_zeek_notice_says_its_message_and_is_on_the_machine_it_saw() -> None:
     }
     a = normalize(notice)
     assert a.message == "10.0.0.23 scanned at least 15 unique ports of host 10.0.0.1 in 0m3s"
-    assert (a.sensor, a.entities.hosts) == ("zeek", ("10.0.0.23",))
+    assert (a.sensor, a.entities.watched) == ("zeek", ("10.0.0.23",))
     notice["message"] = "Port scan"
     assert normalize(notice).message == "Port scan"
