@@ -768,10 +768,13 @@ _WAZUH_ENDPOINTS = ("data.src_ip", "data.dest_ip")
 
 
 def _seen_by(sensor: str, entities: Entities, f: Fields, ends: tuple[str, str]) -> Entities:
-    """The alert's entities, its host the machine a network sensor saw (`watched_host`)."""
-    if sensor.lower() not in NETWORK_SENSORS:
+    """The alert's entities, with the machine a network sensor saw (`watched_host`). One
+    naming no connection is left as it is: its host is whom it was already put on (a dataset
+    that placed its IDS alerts, the AIT alert data set's), `host.ip` that machine's."""
+    source, destination = f.first(ends[0]), f.first(ends[1])
+    if sensor.lower() not in NETWORK_SENSORS or (source is None and destination is None):
         return entities
-    return watched_host(entities, f.first(ends[0]), f.first(ends[1]))
+    return watched_host(entities, source, destination)
 
 
 def elastic_time(get: Getter) -> datetime:

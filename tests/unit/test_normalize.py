@@ -884,3 +884,17 @@ def test_a_zeek_notice_says_its_message_and_is_on_the_machine_it_saw() -> None:
     assert (a.sensor, a.entities.watched) == ("zeek", ("10.0.0.23",))
     notice["message"] = "Port scan"
     assert normalize(notice).message == "Port scan"
+
+
+def test_an_ids_alert_naming_no_connection_stays_where_it_was_put() -> None:
+    """The AIT alert data set puts each Suricata alert on the machine it concerned, with that
+    machine's address as `host.ip` and no connection: that address stays its own."""
+    doc = ecs(1, 0, "ET POLICY apt User-Agent", host="webserver", module="suricata")
+    doc["host"]["ip"] = ["172.19.130.68"]
+    e = normalize(doc).entities
+    assert (e.hosts, e.ips, e.host_ips, e.watched) == (
+        ("webserver",),
+        ("172.19.130.68",),
+        ("172.19.130.68",),
+        (),
+    )
