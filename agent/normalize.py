@@ -304,7 +304,7 @@ def _clean_ips(values: tuple[str, ...]) -> tuple[str, ...]:
 
 #: Sensors that watch a network, not the machine they run on.
 NETWORK_SENSORS = frozenset({"suricata", "zeek", "snort"})
-_WATCHED: dict[tuple[Entities, str | None, str | None], Entities] = {}
+_WATCHED: dict[tuple[int, str | None, str | None], tuple[Entities, Entities]] = {}
 
 
 def watched_host(entities: Entities, source: str | None, destination: str | None) -> Entities:
@@ -317,17 +317,18 @@ def watched_host(entities: Entities, source: str | None, destination: str | None
     the host: what is routine there (a policy rule every workstation trips) is judged on it,
     and correlation places the rest on the machine (`correlate.build_runs`). The sensor's own
     addresses are no address of the connection: shared by all its alerts, they linked them."""
-    key = (entities, source, destination)
-    watched = _WATCHED.get(key)
-    if watched is None:  # shared, as `entities_of` shares them
-        if len(_WATCHED) >= 65536:
-            _WATCHED.clear()
-        machine = _inside(source) or _inside(destination)
-        connection = {*clean_ips([v for v in (source, destination) if v is not None])}
-        ips = tuple(ip for ip in entities.ips if ip not in entities.host_ips or ip in connection)
-        seen = {"watched": (machine,) if machine else (), "ips": ips}
-        watched = all_fields_set(entities.model_copy(update=seen))
-        _WATCHED[key] = watched
+    key = (id(entities), source, destination)  # hashing the model costs more than the rest
+    known = _WATCHED.get(key)
+    if known is not None and known[0] is entities:  # held there, so its id is not reused
+        return known[1]
+    if len(_WATCHED) >= 65536:
+        _WATCHED.clear()
+    machine = _inside(source) or _inside(destination)
+    connection = {*clean_ips([v for v in (source, destination) if v is not None])}
+    ips = tuple(ip for ip in entities.ips if ip not in entities.host_ips or ip in connection)
+    seen = {"watched": (machine,) if machine else (), "ips": ips}
+    watched = all_fields_set(entities.model_copy(update=seen))  # shared, as entities are
+    _WATCHED[key] = (entities, watched)
     return watched
 
 
@@ -771,8 +772,10 @@ def _seen_by(sensor: str, entities: Entities, f: Fields, ends: tuple[str, str]) 
     """The alert's entities, with the machine a network sensor saw (`watched_host`). One
     naming no connection is left as it is: its host is whom it was already put on (a dataset
     that placed its IDS alerts, the AIT alert data set's), `host.ip` that machine's."""
+    if sensor not in NETWORK_SENSORS:
+        return entities
     source, destination = f.first(ends[0]), f.first(ends[1])
-    if sensor.lower() not in NETWORK_SENSORS or (source is None and destination is None):
+    if source is None and destination is None:
         return entities
     return watched_host(entities, source, destination)
 
@@ -803,7 +806,7 @@ def normalize_elastic(doc: dict[str, Any], f: Fields) -> AlertFields:
     severity = severity_name(f.get("kibana.alert.severity"), "kibana.alert.severity")
     tactics, techniques = threat_ids(f.get("kibana.alert.rule.threat"))
     more_tactics, more_techniques = threat_ids(f.get("threat"))
-    sensor = elastic_sensor(f)
+    sensor = elastic_sensor(f).lower()
     return _build(
         doc,
         f,
@@ -1118,7 +1121,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
     if rule_name is None:
         raise NormalizeError("ECS alert without rule.name, event.action or message")
     risk = risk_number(f.get("event.risk_score"), "event.risk_score")
-    sensor = f.first("event.module", "observer.type", "agent.type") or "ecs"
+    sensor = (f.first("event.module", "observer.type", "agent.type") or "ecs").lower()
     tactics, techniques = threat_ids(f.get("threat"))
     return _build(
         doc,
@@ -1133,7 +1136,7 @@ def normalize_ecs(doc: dict[str, Any], f: Fields) -> AlertFields:
         tactics=tactics,
         techniques=techniques,
         entities=_seen_by(sensor, ecs_entities(f), f, _ECS_ENDPOINTS),
-        message=message_text(("message",), ecs_description(f), f.get),
+        message=message_text(("message",), "", f.get) or ecs_description(f)[:MESSAGE_CHARS],
         critical=asset_criticality(f),
         intel=indicator_matches(f),
     )
@@ -1153,16 +1156,22 @@ def ecs_severity(f: Fields, sensor: str) -> Severity | None:
     Elastic's integration moves it to `event.severity`); else Security Onion's
     `event.severity_label`. Another source's number in `rule.severity` means nothing known:
     it is left, not made a dead letter (Security Onion's Suricata alerts all were)."""
-    value = f.get("rule.severity")
-    if isinstance(value, str | bool) or not isinstance(value, int | float | None):
+    flat = f.flat  # every ECS alert passes here: plain lookups first
+    value = flat.get("rule.severity")
+    if value is not None and type(value) not in _NUMBER_TYPES:
         return severity_name(value, "rule.severity")
-    if sensor.lower() == "suricata":
-        priority = value if value is not None else f.get("event.severity")
+    if sensor == "suricata":
+        priority = value if value is not None else flat.get("event.severity")
         found = suricata_severity(f.first(*_ECS_SIGNATURE_SEVERITY), priority)
         if found is not None:
             return found
+    if flat.get("event.severity_label") is None:
+        return None
     label = f.first("event.severity_label")
     return severity_word(label) if label is not None else None
+
+
+_NUMBER_TYPES = (int, float)  # as JSON gives them; a boolean is no number here
 
 
 def ecs_description(f: Fields) -> str:
