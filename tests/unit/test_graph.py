@@ -531,3 +531,51 @@ def test_a_later_batch_s_network_alert_on_a_hosts_address_extends_that_hosts_inc
     (grown,) = store.list_incidents()
     assert grown.incident_id == inc.incident_id and grown.alert_ids == ["ws", "an"]
     assert grown.hosts == ["web-01"]
+
+
+def test_a_rule_routine_on_a_sensor_stays_its_background_in_a_later_quarter_hour(
+    tmp_path: Path,
+) -> None:
+    """A day of a policy rule every workstation trips, then a quarter hour of it: the store's
+    windows count it under the sensor it is judged on, so the quarter hour's alerts extend
+    the sensor's background incident, not one incident per workstation; a rare exploit in
+    that quarter hour is on the machine it saw."""
+
+    def seen(i: str, minutes: float, rule: str, source: str, destination: str) -> dict:
+        doc = ecs(i, minutes, rule, "ids-01", module="suricata")
+        return doc | {"source": {"ip": source}, "destination": {"ip": destination}}
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    rule = "ET INFO Dropbox DNS lookup"
+    day = [seen(f"p{k}", k * 3, rule, f"10.0.1.{k % 60}", "10.0.0.2") for k in range(480)]
+    (background,) = run_triage([write(tmp_path / "1.ndjson", day)], ctx)["incidents"]
+    assert background.hosts == ["ids-01"] and background.explanation.background
+    later = [seen(f"q{k}", 1440 + k * 3, rule, f"10.0.1.{k + 7}", "10.0.0.2") for k in range(5)]
+    later.append(seen("x", 1445, "ET EXPLOIT Struts RCE", "198.51.100.7", "10.0.1.7"))
+    run_triage([write(tmp_path / "2.ndjson", later)], ctx)
+    incidents = {i.incident_id: i for i in store.list_incidents()}
+    assert len(incidents) == 2
+    grown = incidents[background.incident_id]
+    assert {f"aq{k}" for k in range(5)} <= set(grown.alert_ids)
+    (exploit,) = [i for i in incidents.values() if i.incident_id != background.incident_id]
+    assert (exploit.alert_ids, exploit.hosts) == (["ax"], ["10.0.1.7"])
+
+
+def test_a_young_stores_hourly_batches_learn_a_rule_routine_on_a_sensor(tmp_path: Path) -> None:
+    """From a new store, hour by hour: a policy rule every workstation trips is placed on
+    each until the store has watched enough hours, its windows counted under the sensor it is
+    judged on all along; then it is the sensor's routine. Counted under each workstation, no
+    pair ever had the hours, and it stayed an incident per workstation every hour."""
+
+    def seen(k: int) -> dict:
+        doc = ecs(f"p{k}", k * 3, "ET INFO Dropbox DNS lookup", "ids-01", module="suricata")
+        return doc | {"source": {"ip": f"10.0.1.{k % 60}"}, "destination": {"ip": "10.0.0.2"}}
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(store=store, analyst=OfflineAnalyst(), playbooks=[])
+    for hour in range(10):
+        batch = [seen(k) for k in range(hour * 20, hour * 20 + 20)]
+        run_triage([write(tmp_path / f"{hour}.ndjson", batch)], ctx)
+    last = {a for i in store.list_incidents() if i.explanation.background for a in i.alert_ids}
+    assert {f"ap{k}" for k in range(180, 200)} <= last
