@@ -206,7 +206,7 @@ def build_runs(
     A daily job's busy hour is, though: as busy at that time on another day (`agent.routine`).
     `recent`: what earlier runs saw of each rule and host, hour by hour (see
     `agent.routine.background_of`). A network sensor's alerts are judged on the sensor, and
-    those not routine there go to the machines they saw (`placed`), by name where `book`
+    those not routine there go to the machines they saw (`_placed`), by name where `book`
     knows the address.
     """
     recent = recent or {}
@@ -227,14 +227,14 @@ def build_runs(
         times = list(map(_first, items))
         judged = background_of(times, span_hours, cfg, recent.get((rule_id, host)), watched)
         if judged is None:
-            runs += placed(rule_id, host, items, times, cfg.repeat_gap, book)
+            runs += _placed(rule_id, host, items, times, cfg.repeat_gap, book)
             continue
         bursts, routine = judged
         loud, calm = _parted(items, times, bursts)
         if calm:
             calm_times = list(map(_first, calm))
             runs.append(Run(rule_id, host, list(map(_third, calm)), calm_times, routine))
-        runs += placed(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap, book)
+        runs += _placed(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap, book)
     runs.sort(key=lambda r: (r.first, r.alerts[0].id))
     return runs
 
@@ -257,7 +257,7 @@ def _parted(
     return inside, outside
 
 
-def placed(
+def _placed(
     rule_id: str,
     host: str,
     items: list[_Item],

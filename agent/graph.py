@@ -235,11 +235,18 @@ def correlate_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[
         extendable = ctx.store.open_incidents(open_since(oldest, ctx.correlation, ctx.quiet_period))
     recent = recent_hours(history.windows) if history is not None else None
     addresses = [pair for inc in extendable or () for pair in inc.addresses]
-    return {
-        "clusters": correlate(alerts, ctx.correlation, recent, addresses),
+    clusters = correlate(alerts, ctx.correlation, recent, addresses)
+    out: dict[str, Any] = {
+        "clusters": clusters,
         "rule_history": history,
         "open_incidents": extendable,
     }
+    # A network alert placed on the machine it saw is that alert from now on: a playbook's
+    # arguments and the analyst read the machine, not the sensor.
+    placed = {a.id: a for c in clusters for r in c.runs if r.judged for a in r.alerts}
+    if placed:
+        out["by_id"] = state.get("by_id", {}) | placed
+    return out
 
 
 def prioritise_node(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:

@@ -579,3 +579,25 @@ def test_a_young_stores_hourly_batches_learn_a_rule_routine_on_a_sensor(tmp_path
         run_triage([write(tmp_path / f"{hour}.ndjson", batch)], ctx)
     last = {a for i in store.list_incidents() if i.explanation.background for a in i.alert_ids}
     assert {f"ap{k}" for k in range(180, 200)} <= last
+
+
+def test_a_playbook_acts_on_the_machine_a_network_alert_saw_not_on_the_sensor(
+    tmp_path: Path,
+) -> None:
+    """Suricata on ids-01 saw 10.0.1.7 tunnel data out over DNS, and Wazuh's agent on host-07
+    names 10.0.1.7 its own: the exfiltration playbook's isolation names host-07. It named the
+    sensor, whose isolation cuts the SOC's own eyes."""
+    from tests.conftest import wazuh_alert
+
+    store = SqliteStore(tmp_path / "v.db")
+    ctx = TriageContext(
+        store=store, analyst=OfflineAnalyst(), playbooks=load_playbooks(REPO_ROOT / "playbooks")
+    )
+    tunnel = ecs("t", 0, "ET POLICY DNS tunnel detected", "ids-01", module="suricata")
+    tunnel |= {"source": {"ip": "10.0.1.7"}, "destination": {"ip": "198.51.100.53"}}
+    tunnel["event"]["severity"] = 1  # Suricata's priority 1: high
+    pam = wazuh_alert("p", 3, "host-07", 5501, 3, "PAM: Login session opened.", ["pam"])
+    pam["agent"]["ip"] = "10.0.1.7"
+    state = run_triage([write(tmp_path / "1.ndjson", [tunnel, pam])], ctx)
+    isolations = [p for p in state["proposals"] if p.action == "isolate_host"]
+    assert isolations and {p.args["host"] for p in isolations} == {"host-07"}
