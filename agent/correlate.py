@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from agent.attack import TACTIC_ORDER, stage_of
 from agent.models import (
@@ -182,12 +183,13 @@ def claimed_addresses(sets: Iterable[Entities]) -> Iterator[tuple[str, str]]:
                 yield address, e.hosts[0]
 
 
-def address_book(alerts: list[Alert], known: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
-    """Each address one machine names its own, in the run or in an open incident (`known`, as
-    `claimed_addresses` gives them), and that machine: where a network alert on the address
-    is placed. An address two machines name (a DHCP lease changing hands) names neither."""
+def address_book(sets: list[Entities], known: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """Each address one machine names its own, in the run's entity sets or in an open
+    incident (`known`, as `claimed_addresses` gives them), and that machine: where a network
+    alert on the address is placed. An address two machines name (a DHCP lease changing
+    hands) names neither."""
     names: dict[str, set[str]] = defaultdict(set)
-    for address, host in itertools.chain(known, claimed_addresses(distinct_entities(alerts))):
+    for address, host in itertools.chain(known, claimed_addresses(sets)):
         names[address].add(host)
     return {address: next(iter(hosts)) for address, hosts in names.items() if len(hosts) == 1}
 
@@ -207,10 +209,10 @@ def build_runs(
     `recent`: what earlier runs saw of each rule and host, hour by hour (see
     `agent.routine.background_of`). A network sensor's alerts are judged on the sensor, and
     those not routine there go to the machines they saw (`_placed`), by name where `book`
-    knows the address.
+    knows the address; with no `book`, the run holds none to place.
     """
     recent = recent or {}
-    book = book or {}
+    split = _split if book is None else partial(_placed, book=book)
     # Each alert's time as a number, once: every later step reads the runs' times.
     alerts = list(alerts)
     stamps = map(datetime.timestamp, map(_timestamp, alerts))
@@ -227,14 +229,14 @@ def build_runs(
         times = list(map(_first, items))
         judged = background_of(times, span_hours, cfg, recent.get((rule_id, host)), watched)
         if judged is None:
-            runs += _placed(rule_id, host, items, times, cfg.repeat_gap, book)
+            runs += split(rule_id, host, items, times, cfg.repeat_gap)
             continue
         bursts, routine = judged
         loud, calm = _parted(items, times, bursts)
         if calm:
             calm_times = list(map(_first, calm))
             runs.append(Run(rule_id, host, list(map(_third, calm)), calm_times, routine))
-        runs += _placed(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap, book)
+        runs += split(rule_id, host, loud, list(map(_first, loud)), cfg.repeat_gap)
     runs.sort(key=lambda r: (r.first, r.alerts[0].id))
     return runs
 
@@ -590,7 +592,9 @@ def correlate(
     the open incidents' hosts' own (see `address_book`)."""
     cfg = cfg or CorrelationConfig()
     alerts = list(alerts)
-    runs = build_runs(alerts, cfg, recent, address_book(alerts, addresses))
+    sets = distinct_entities(alerts)  # a batch without a network alert to place skips it all
+    book = address_book(sets, addresses) if any(e.watched for e in sets) else None
+    runs = build_runs(alerts, cfg, recent, book)
     posture = [r for r in runs if r.posture]
     if not posture:
         return _correlated(runs, cfg)

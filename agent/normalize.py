@@ -492,13 +492,16 @@ class EntitySpec:
         return EntitySpec(
             (hosts[0], paths, hosts[2], hosts[3]),
             *(
-                (kind, _other_host(kind, found, more_ips), limit, ip)
+                (kind, _paths_for_other_host(kind, found, more_ips), limit, ip)
                 for kind, found, limit, ip in rows
             ),
         )
 
 
-def _other_host(kind: str, paths: tuple[str, ...], more_ips: tuple[str, ...]) -> tuple[str, ...]:
+def _paths_for_other_host(
+    kind: str, paths: tuple[str, ...], more_ips: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A row's paths once the host is read elsewhere: the agent's own addresses are not it."""
     if kind == "ips":
         return (*paths, *more_ips)
     return () if kind == "host_ips" else paths
